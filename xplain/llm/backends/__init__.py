@@ -1,0 +1,1 @@
+"""LLM backends. Each is imported only when chosen, so vLLM (GPU) and llama.cpp stay optional at import time."""

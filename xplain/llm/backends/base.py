@@ -1,0 +1,56 @@
+"""What every backend implements: whole batches in, raw answers out. Caching, usage and validation live above."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from xplain.llm.types import GenerationRequest, ScoreRequest, ToolCall
+
+
+@dataclass
+class RawCompletion:
+    text: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class RawScores:
+    logprobs: list[float]
+    token_counts: list[int]
+    prompt_tokens: int = 0
+
+
+class Backend(ABC):
+    """A source of completions and log-likelihoods.
+
+    `generate` receives a whole batch so that engines which batch natively (vLLM) see all of it at once, and
+    backends that serve one request at a time (HTTP, llama.cpp) decide their own concurrency.
+    """
+
+    name: str
+    #: True when `json_schema` on a request constrains decoding; False means the reply is only asked to match.
+    constrains_json: bool = True
+    #: True when the backend takes `tools` natively; otherwise the client picks tools through constrained JSON.
+    native_tools: bool = False
+
+    @property
+    @abstractmethod
+    def model(self) -> str:
+        """The model's name as the backend knows it (part of every cache key)."""
+
+    @abstractmethod
+    async def generate(self, requests: list[GenerationRequest]) -> list[RawCompletion]: ...
+
+    @abstractmethod
+    async def score(self, requests: list[ScoreRequest]) -> list[RawScores]: ...
+
+    async def check(self) -> str:
+        """Raise `LLMUnavailableError` unless the backend can answer; return a one-line description."""
+        return f"{self.name}:{self.model}"
+
+    async def aclose(self) -> None:
+        """Release connections, engines or model memory."""

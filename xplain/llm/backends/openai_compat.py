@@ -1,0 +1,354 @@
+"""Any OpenAI-compatible server: `vllm serve`, OpenAI itself, llama.cpp's server.
+
+Requests of a batch go out concurrently, at most `max_concurrency` in flight. Connection errors, 429 and 5xx are
+retried with exponential backoff (honouring Retry-After); other refusals fail at once with the server's reason.
+On a vLLM server (its /v1/models says `owned_by: vllm`) structured output uses `structured_outputs` and scoring
+uses `prompt_logprobs` on token ids; elsewhere `response_format` and `echo` + `logprobs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import openai
+from openai import AsyncOpenAI
+
+from xplain.llm.backends.base import Backend, RawCompletion, RawScores
+from xplain.llm.types import (
+    GenerationRequest,
+    LLMError,
+    LLMModelNotFoundError,
+    LLMRequestError,
+    LLMUnavailableError,
+    Message,
+    ScoreRequest,
+    ToolCall,
+)
+from xplain.prompts import load_prompt
+
+
+@dataclass
+class ServerInfo:
+    model: str
+    flavor: Literal["vllm", "openai"]
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+    native_tools = True
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str = "EMPTY",
+        model: str | None = None,
+        max_concurrency: int = 16,
+        timeout_s: float = 120.0,
+        max_retries: int = 4,
+        retry_base_delay_s: float = 0.5,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.retry_base_delay_s = retry_base_delay_s
+        self._requested_model = model
+        limits = httpx.Limits(max_connections=max_concurrency + 4, max_keepalive_connections=max_concurrency + 4)
+        self._http = httpx.AsyncClient(timeout=timeout_s, limits=limits)
+        self._client = AsyncOpenAI(
+            base_url=self.base_url, api_key=api_key, max_retries=0, timeout=timeout_s, http_client=self._http
+        )
+        self._info: ServerInfo | None = None
+        self._info_lock: asyncio.Lock | None = None
+        self._slots: asyncio.Semaphore | None = None
+        #: "json_schema" until a server refuses it; then "json_object" with the schema in the prompt.
+        self._json_mode: Literal["json_schema", "json_object"] = "json_schema"
+
+    @property
+    def model(self) -> str:
+        return self._info.model if self._info else (self._requested_model or "(unresolved)")
+
+    @property
+    def constrains_json(self) -> bool:  # type: ignore[override]
+        return self._json_mode == "json_schema"
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+
+    async def _with_retries(self, call, what: str):
+        """Run `call()` inside a concurrency slot, retrying transient failures with backoff."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_concurrency)
+        last: Exception | None = None
+        for attempt in range(self.max_retries + 1):
+            retry_after: float | None = None
+            try:
+                async with self._slots:
+                    return await call()
+            except (openai.APIConnectionError, openai.APITimeoutError) as error:
+                last = error
+            except openai.APIStatusError as error:
+                if error.status_code == 429 or error.status_code >= 500:
+                    last = error
+                    retry_after = _retry_after(error.response)
+                else:
+                    raise self._refusal(error, what) from error
+            if attempt < self.max_retries:
+                delay = retry_after if retry_after is not None else self.retry_base_delay_s * 2**attempt
+                await asyncio.sleep(delay * (1 + 0.1 * random.random()))
+        raise LLMUnavailableError(
+            f"{what} failed after {self.max_retries + 1} tries at {self.base_url} "
+            f"(is the server running? XPLAIN_LLM_BASE_URL): {_describe(last)}"
+        ) from last
+
+    def _refusal(self, error: openai.APIStatusError, what: str) -> LLMError:
+        message = _describe(error)
+        if error.status_code == 404 and "model" in message.lower():
+            return LLMModelNotFoundError(f"{what}: the server at {self.base_url} says: {message}")
+        return LLMRequestError(f"{what} refused by {self.base_url} (HTTP {error.status_code}): {message}")
+
+    async def _server(self) -> ServerInfo:
+        """Ask /models once: it proves the server answers, checks the model exists and tells vLLM apart."""
+        if self._info is not None:
+            return self._info
+        if self._info_lock is None:
+            self._info_lock = asyncio.Lock()
+        async with self._info_lock:
+            if self._info is None:
+                self._info = await self._resolve()
+        return self._info
+
+    async def _resolve(self) -> ServerInfo:
+        try:
+            page = await self._with_retries(self._client.models.list, "listing models")
+            models = {m.id: (getattr(m, "owned_by", "") or "") for m in page.data}
+        except LLMRequestError:
+            models = {}  # a server without /models: trust the configured name
+        if self._requested_model is None:
+            if not models:
+                raise LLMModelNotFoundError(
+                    f"the server at {self.base_url} lists no models; set XPLAIN_LLM_MODEL to the model's name"
+                )
+            model = next(iter(models))
+        else:
+            model = self._requested_model
+            if models and model not in models:
+                raise LLMModelNotFoundError(
+                    f"the server at {self.base_url} does not serve model {model!r}; it serves: "
+                    f"{', '.join(sorted(models))} (set XPLAIN_LLM_MODEL)"
+                )
+        flavor = "vllm" if models.get(model) == "vllm" else "openai"
+        return ServerInfo(model=model, flavor=flavor)
+
+    async def check(self) -> str:
+        info = await self._server()
+        return f"openai:{info.model} at {self.base_url} ({info.flavor})"
+
+    # -- generation -------------------------------------------------------------------------------------------
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[RawCompletion]:
+        info = await self._server()
+        return list(await asyncio.gather(*(self._generate_one(info, r) for r in requests)))
+
+    async def _generate_one(self, info: ServerInfo, request: GenerationRequest) -> RawCompletion:
+        common: dict[str, Any] = dict(
+            model=info.model,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+        )
+        if request.stop:
+            common["stop"] = request.stop
+        if request.seed is not None:
+            common["seed"] = request.seed
+        if request.prompt is not None:
+            if request.json_schema is not None and info.flavor == "vllm":
+                common["extra_body"] = {"structured_outputs": {"json": request.json_schema}}
+            out = await self._with_retries(
+                lambda: self._client.completions.create(prompt=request.prompt, **common), "completion"
+            )
+            choice = out.choices[0]
+            return RawCompletion(text=choice.text, finish_reason=choice.finish_reason, **_token_counts(out))
+
+        if request.tools:
+            common["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in request.tools
+            ]
+        messages = [_to_openai_message(m) for m in request.messages or []]
+        if request.json_schema is None:
+            out = await self._chat(messages, common)
+        elif info.flavor == "vllm":
+            out = await self._chat(messages, common | {"extra_body": {"structured_outputs": {"json": request.json_schema}}})
+        else:
+            out = await self._chat_json(messages, common, request.json_schema)
+        choice = out.choices[0]
+        tool_calls = [
+            ToolCall(id=call.id, name=call.function.name, arguments=_parse_arguments(call.function.arguments))
+            for call in (choice.message.tool_calls or [])
+        ]
+        return RawCompletion(
+            text=choice.message.content or "",
+            tool_calls=tool_calls,
+            finish_reason=choice.finish_reason,
+            **_token_counts(out),
+        )
+
+    async def _chat(self, messages: list[dict], params: dict[str, Any]):
+        return await self._with_retries(
+            lambda: self._client.chat.completions.create(messages=messages, **params), "chat completion"
+        )
+
+    async def _chat_json(self, messages: list[dict], params: dict[str, Any], schema: dict[str, Any]):
+        """`response_format: json_schema`; if the server refuses that, `json_object` from then on."""
+        if self._json_mode == "json_schema":
+            response_format = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+            try:
+                return await self._chat(messages, params | {"response_format": response_format})
+            except LLMRequestError as error:
+                if "response_format" not in str(error) and "json_schema" not in str(error):
+                    raise
+                self._json_mode = "json_object"
+        instruction = load_prompt("llm/json_schema_instruction").render(schema=json.dumps(schema))
+        messages = [{"role": "system", "content": instruction}, *messages]
+        # `schema` inside json_object is an extension llama.cpp's server honours and others ignore.
+        return await self._chat(messages, params | {"response_format": {"type": "json_object", "schema": schema}})
+
+    # -- scoring ----------------------------------------------------------------------------------------------
+
+    async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
+        info = await self._server()
+        scorer = self._score_vllm if info.flavor == "vllm" else self._score_echo
+        return list(await asyncio.gather(*(scorer(info, r) for r in requests)))
+
+    async def _score_echo(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
+        """Echo the prompt + continuation with per-token logprobs; keep the tokens that start inside the
+        continuation (by text offset)."""
+
+        async def one(continuation: str) -> tuple[float, int]:
+            text = request.prompt + continuation
+            out = await self._with_retries(
+                lambda: self._client.completions.create(
+                    model=info.model, prompt=text, max_tokens=1, temperature=0.0, echo=True, logprobs=0
+                ),
+                "scoring",
+            )
+            logprobs = out.choices[0].logprobs
+            if logprobs is None or not logprobs.text_offset:
+                raise LLMRequestError(
+                    f"the server at {self.base_url} returned no prompt log-probabilities (echo + logprobs); "
+                    "scoring needs vLLM, llama.cpp's server or another completions server that supports echo"
+                )
+            start, end = len(request.prompt), len(text)
+            picked = [
+                lp for offset, lp in zip(logprobs.text_offset, logprobs.token_logprobs) if start <= offset < end
+            ]
+            if not picked or any(lp is None for lp in picked):
+                raise LLMRequestError(f"no scorable tokens for continuation {continuation!r}")
+            return float(sum(picked)), len(picked)
+
+        pairs = await asyncio.gather(*(one(c) for c in request.continuations))
+        return RawScores(logprobs=[p[0] for p in pairs], token_counts=[p[1] for p in pairs])
+
+    async def _score_vllm(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
+        """Tokenize prompt and continuation apart (so the boundary is exact), send the ids, and read vLLM's
+        `prompt_logprobs` at the continuation's positions."""
+        prompt_ids = await self._tokenize(info, request.prompt, special=True)
+
+        async def one(continuation: str) -> tuple[float, int]:
+            ids = await self._tokenize(info, continuation, special=False)
+            out = await self._with_retries(
+                lambda: self._client.completions.create(
+                    model=info.model,
+                    prompt=prompt_ids + ids,
+                    max_tokens=1,
+                    temperature=0.0,
+                    extra_body={"prompt_logprobs": 0},
+                ),
+                "scoring",
+            )
+            rows = (out.choices[0].model_extra or {}).get("prompt_logprobs")
+            if not rows:
+                raise LLMRequestError(f"the vLLM server at {self.base_url} returned no prompt_logprobs")
+            total = 0.0
+            for position, token_id in enumerate(ids, start=len(prompt_ids)):
+                total += float(rows[position][str(token_id)]["logprob"])
+            return total, len(ids)
+
+        pairs = await asyncio.gather(*(one(c) for c in request.continuations))
+        return RawScores(logprobs=[p[0] for p in pairs], token_counts=[p[1] for p in pairs], prompt_tokens=len(prompt_ids))
+
+    async def _tokenize(self, info: ServerInfo, text: str, *, special: bool) -> list[int]:
+        root = self.base_url.removesuffix("/v1")
+
+        async def call():
+            response = await self._http.post(
+                f"{root}/tokenize", json={"model": info.model, "prompt": text, "add_special_tokens": special}
+            )
+            response.raise_for_status()
+            return response.json()["tokens"]
+
+        try:
+            return await self._with_retries(call, "tokenizing")
+        except httpx.HTTPError as error:
+            raise LLMRequestError(f"the vLLM server at {root} refused /tokenize: {error}") from error
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+
+def _to_openai_message(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name and message.role == "tool":
+        out["name"] = message.name
+    return out
+
+
+def _parse_arguments(text: str | None) -> dict[str, Any]:
+    """Tool arguments as a dict; text that is not a JSON object is kept under `_raw` for the agent to reject."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {"_raw": text}
+    return value if isinstance(value, dict) else {"_raw": text}
+
+
+def _token_counts(out: Any) -> dict[str, int]:
+    usage = getattr(out, "usage", None)
+    return {
+        "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
+        "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
+    }
+
+
+def _retry_after(response: httpx.Response | None) -> float | None:
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _describe(error: Exception | None) -> str:
+    if isinstance(error, openai.APIStatusError):
+        body = error.body
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            if isinstance(inner, dict) and inner.get("message"):
+                return str(inner["message"])
+            if "detail" in body:
+                return json.dumps(body["detail"])[:500]
+        return str(error.message)
+    return f"{type(error).__name__}: {error}"

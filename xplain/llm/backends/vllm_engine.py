@@ -1,0 +1,122 @@
+"""vLLM's in-process engine (`vllm.LLM`) for offline batch work on a GPU.
+
+A whole batch goes to the engine in one call, which is where vLLM's continuous batching and prefix caching pay.
+vLLM is imported only when this backend is built (`pip install 'xplain[gpu]'`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from xplain.llm.backends.base import Backend, RawCompletion, RawScores
+from xplain.llm.types import GenerationRequest, LLMUnavailableError, ScoreRequest
+
+
+class VLLMEngineBackend(Backend):
+    name = "vllm"
+    constrains_json = True
+    native_tools = False  # tool choice goes through structured outputs, which every model supports
+
+    def __init__(self, model: str, *, gpu_memory_utilization: float = 0.85, max_model_len: int | None = None):
+        try:
+            import vllm
+        except ImportError as error:
+            raise LLMUnavailableError(
+                f"the vllm backend needs vLLM and a GPU: pip install 'xplain[gpu]' ({error})"
+            ) from error
+        self._vllm = vllm
+        self._model_name = model
+        self._engine = vllm.LLM(
+            model=model,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            enable_prefix_caching=True,
+        )
+        self._tokenizer = self._engine.get_tokenizer()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm")
+
+    @property
+    def model(self) -> str:
+        return self._model_name
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    def _sampling(self, request: GenerationRequest) -> Any:
+        from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+
+        return SamplingParams(
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=request.stop or None,
+            seed=request.seed,
+            structured_outputs=StructuredOutputsParams(json=request.json_schema) if request.json_schema else None,
+        )
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[RawCompletion]:
+        return await self._run(self._generate_sync, requests)
+
+    def _generate_sync(self, requests: list[GenerationRequest]) -> list[RawCompletion]:
+        results: list[RawCompletion | None] = [None] * len(requests)
+        chats = [i for i, r in enumerate(requests) if r.messages is not None]
+        prompts = [i for i, r in enumerate(requests) if r.prompt is not None]
+        if chats:
+            conversations = [[{"role": m.role, "content": m.content} for m in requests[i].messages] for i in chats]
+            outputs = self._engine.chat(
+                conversations, sampling_params=[self._sampling(requests[i]) for i in chats], use_tqdm=False
+            )
+            for i, out in zip(chats, outputs):
+                results[i] = _raw(out)
+        if prompts:
+            outputs = self._engine.generate(
+                [requests[i].prompt for i in prompts],
+                sampling_params=[self._sampling(requests[i]) for i in prompts],
+                use_tqdm=False,
+            )
+            for i, out in zip(prompts, outputs):
+                results[i] = _raw(out)
+        return [r for r in results if r is not None]
+
+    async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
+        return await self._run(self._score_sync, requests)
+
+    def _score_sync(self, requests: list[ScoreRequest]) -> list[RawScores]:
+        """Every (prompt, continuation) pair in one engine call; prompt log-probabilities at the continuation."""
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import SamplingParams
+
+        pairs: list[tuple[int, list[int], list[int]]] = []
+        for n, request in enumerate(requests):
+            prompt_ids = self._tokenizer.encode(request.prompt, add_special_tokens=True)
+            for continuation in request.continuations:
+                pairs.append((n, prompt_ids, self._tokenizer.encode(continuation, add_special_tokens=False)))
+        outputs = self._engine.generate(
+            [TokensPrompt(prompt_token_ids=p + c) for _, p, c in pairs],
+            sampling_params=SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
+            use_tqdm=False,
+        )
+        results = [RawScores(logprobs=[], token_counts=[]) for _ in requests]
+        for (n, prompt_ids, ids), out in zip(pairs, outputs):
+            rows = out.prompt_logprobs
+            total = sum(rows[len(prompt_ids) + j][token].logprob for j, token in enumerate(ids))
+            results[n].logprobs.append(float(total))
+            results[n].token_counts.append(len(ids))
+            results[n].prompt_tokens = len(prompt_ids)
+        return results
+
+    async def aclose(self) -> None:
+        self._worker.shutdown(wait=True)
+        self._engine = None
+
+
+def _raw(out: Any) -> RawCompletion:
+    first = out.outputs[0]
+    return RawCompletion(
+        text=first.text,
+        finish_reason=first.finish_reason,
+        prompt_tokens=len(out.prompt_token_ids or []),
+        completion_tokens=len(first.token_ids),
+    )

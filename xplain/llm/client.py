@@ -1,0 +1,331 @@
+"""`LLM`: the one object methods talk to. It wraps a backend with caching, usage accounting, schema validation
+and a JSON fallback for tool calling, so every backend behaves the same from above."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import asdict
+from typing import Any, Literal, TypeVar, overload
+
+from pydantic import BaseModel, ValidationError
+
+from xplain.llm.backends.base import Backend, RawCompletion, RawScores
+from xplain.llm.cache import ResponseCache, cache_key
+from xplain.llm.types import (
+    Completion,
+    GenerationRequest,
+    Message,
+    Scores,
+    ScoreRequest,
+    Structured,
+    StructuredOutputError,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from xplain.prompts import load_prompt
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class UsageMeter:
+    """Collects the usage of every LLM call made inside a `track_usage()` block, across concurrent tasks."""
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    def add(self, usage: Usage) -> None:
+        self.usage = self.usage + usage
+
+
+_meters: ContextVar[tuple[UsageMeter, ...]] = ContextVar("xplain_usage_meters", default=())
+
+
+@contextmanager
+def track_usage() -> Iterator[UsageMeter]:
+    """`with track_usage() as meter:` — afterwards `meter.usage` is what the block spent (nested blocks add up)."""
+    meter = UsageMeter()
+    token = _meters.set(_meters.get() + (meter,))
+    try:
+        yield meter
+    finally:
+        _meters.reset(token)
+
+
+def _record(usage: Usage) -> None:
+    for meter in _meters.get():
+        meter.add(usage)
+
+
+class LLM:
+    """Async, batched access to one model: `generate`, `chat`, `structured`, `score`."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        cache: ResponseCache | None = None,
+        default_max_tokens: int = 256,
+        structured_attempts: int = 3,
+    ) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.default_max_tokens = default_max_tokens
+        self.structured_attempts = structured_attempts
+        self.usage = Usage()
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend.name}:{self.backend.model}"
+
+    # -- generate ---------------------------------------------------------------------------------------------
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        """Complete every request; identical temperature-0 requests are answered once and cached."""
+        requests = [r if r.max_tokens else r.model_copy(update={"max_tokens": self.default_max_tokens}) for r in requests]
+        keys = [self._generation_key(r) for r in requests]
+        results: list[Completion | None] = [None] * len(requests)
+        hits = 0
+        misses: dict[str, list[int]] = {}  # key -> positions; uncacheable requests get unique keys
+        for i, (request, key) in enumerate(zip(requests, keys)):
+            cached = self.cache.get(key) if (key and self.cache) else None
+            if cached is not None:
+                results[i] = Completion(**json.loads(cached), usage=Usage(cache_hits=1))
+                hits += 1
+            else:
+                misses.setdefault(key or f"#{i}", []).append(i)
+
+        started = time.perf_counter()
+        to_send = [requests[positions[0]] for positions in misses.values()]
+        raws = await self.backend.generate(to_send) if to_send else []
+        elapsed = time.perf_counter() - started
+
+        fresh: dict[str, str] = {}
+        for (key, positions), raw in zip(misses.items(), raws):
+            usage = Usage(
+                calls=1,
+                prompt_tokens=raw.prompt_tokens,
+                completion_tokens=raw.completion_tokens,
+                seconds=elapsed / len(raws),
+            )
+            completion = Completion(
+                text=raw.text, tool_calls=raw.tool_calls, finish_reason=raw.finish_reason, usage=usage
+            )
+            for n, i in enumerate(positions):
+                results[i] = completion if n == 0 else completion.model_copy(update={"usage": Usage(cache_hits=1)})
+            hits += len(positions) - 1
+            if not key.startswith("#"):
+                fresh[key] = json.dumps(asdict(raw) | {"tool_calls": [t.model_dump() for t in raw.tool_calls]})
+        if self.cache is not None:
+            self.cache.put_many(fresh)
+
+        self._account(
+            Usage(
+                calls=len(raws),
+                prompt_tokens=sum(r.prompt_tokens for r in raws),
+                completion_tokens=sum(r.completion_tokens for r in raws),
+                seconds=elapsed,
+                cache_hits=hits,
+            )
+        )
+        return [r for r in results if r is not None]
+
+    def _generation_key(self, request: GenerationRequest) -> str | None:
+        if request.temperature > 0:
+            return None
+        return cache_key("generate", self.backend.name, self.backend.model, request.cache_key())
+
+    # -- chat -------------------------------------------------------------------------------------------------
+
+    async def chat(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None, **params: Any
+    ) -> Completion:
+        """One assistant turn; with `tools`, the reply may be tool calls instead of text."""
+        request = GenerationRequest(messages=list(messages), tools=list(tools) if tools else None, **params)
+        if not request.tools or self.backend.native_tools:
+            return (await self.generate([request]))[0]
+        completion = (await self.generate([_tool_choice_request(request)]))[0]
+        return _parse_tool_choice(completion)
+
+    # -- structured -------------------------------------------------------------------------------------------
+
+    @overload
+    async def structured(
+        self, requests: Sequence[GenerationRequest], schema: type[T], *, on_error: Literal["raise"] = "raise"
+    ) -> list[Structured[T]]: ...
+
+    @overload
+    async def structured(
+        self, requests: Sequence[GenerationRequest], schema: type[T], *, on_error: Literal["return"]
+    ) -> list[Structured[T] | StructuredOutputError]: ...
+
+    async def structured(self, requests, schema, *, on_error="raise"):
+        """Schema-valid objects, one per chat request.
+
+        Decoding is constrained to the schema where the backend can; a reply that still fails validation is sent
+        back with the errors and asked again, up to `structured_attempts` tries. A reply that never validates
+        raises `StructuredOutputError` with the raw text (or, with `on_error="return"`, takes that error's place
+        in the list so the valid ones are kept).
+        """
+        if any(r.messages is None for r in requests):
+            raise ValueError("structured() needs chat requests (`messages`), not raw prompts")
+        json_schema = schema.model_json_schema()
+        schema_text = json.dumps(json_schema, separators=(",", ":"))
+        pending = {i: r.model_copy(update={"json_schema": json_schema}) for i, r in enumerate(requests)}
+        results: list[Structured | StructuredOutputError | None] = [None] * len(requests)
+        spent = [Usage() for _ in requests]
+        for attempt in range(1, self.structured_attempts + 1):
+            order = list(pending)
+            completions = await self.generate([pending[i] for i in order])
+            for i, completion in zip(order, completions):
+                spent[i] = spent[i] + completion.usage
+                try:
+                    value = parse_json_reply(completion.text, schema)
+                except ValueError as error:
+                    if attempt == self.structured_attempts:
+                        results[i] = StructuredOutputError(
+                            f"the reply never matched schema {schema.__name__} in {attempt} tries",
+                            raw=completion.text,
+                            errors=str(error),
+                        )
+                    else:
+                        pending[i] = _repair_request(pending[i], completion.text, str(error), schema_text)
+                    continue
+                results[i] = Structured[schema](value=value, raw=completion.text, attempts=attempt, usage=spent[i])
+                del pending[i]
+            if not pending:
+                break
+        failures = [r for r in results if isinstance(r, StructuredOutputError)]
+        if failures and on_error == "raise":
+            raise failures[0]
+        return results
+
+    # -- score ------------------------------------------------------------------------------------------------
+
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[Scores]:
+        """Log-likelihood (nats) of each continuation after its prompt; deterministic, so always cached."""
+        keys = [cache_key("score", self.backend.name, self.backend.model, r.model_dump_json()) for r in requests]
+        results: list[Scores | None] = [None] * len(requests)
+        hits = 0
+        misses: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            cached = self.cache.get(key) if self.cache else None
+            if cached is not None:
+                results[i] = Scores(**json.loads(cached), usage=Usage(cache_hits=1))
+                hits += 1
+            else:
+                misses.setdefault(key, []).append(i)
+
+        started = time.perf_counter()
+        to_send = [requests[positions[0]] for positions in misses.values()]
+        raws: list[RawScores] = await self.backend.score(to_send) if to_send else []
+        elapsed = time.perf_counter() - started
+
+        fresh: dict[str, str] = {}
+        for (key, positions), raw in zip(misses.items(), raws):
+            usage = Usage(calls=1, prompt_tokens=raw.prompt_tokens, seconds=elapsed / len(raws))
+            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage)
+            for n, i in enumerate(positions):
+                results[i] = scores if n == 0 else scores.model_copy(update={"usage": Usage(cache_hits=1)})
+            hits += len(positions) - 1
+            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts})
+        if self.cache is not None:
+            self.cache.put_many(fresh)
+        self._account(
+            Usage(
+                calls=len(raws), prompt_tokens=sum(r.prompt_tokens for r in raws), seconds=elapsed, cache_hits=hits
+            )
+        )
+        return [r for r in results if r is not None]
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    async def check(self) -> str:
+        return await self.backend.check()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+        if self.cache is not None:
+            self.cache.close()
+
+    def _account(self, usage: Usage) -> None:
+        self.usage = self.usage + usage
+        _record(usage)
+
+
+def parse_json_reply(text: str, schema: type[T]) -> T:
+    """Validate a reply as `schema`, also when the JSON sits inside a code fence or between other words."""
+    candidates = [text.strip()]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start : end + 1])
+    problems = "no JSON object found in the reply"
+    for candidate in candidates:
+        try:
+            return schema.model_validate_json(candidate)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors()[:8]
+            )
+    raise ValueError(problems)
+
+
+def _repair_request(request: GenerationRequest, raw: str, errors: str, schema_text: str) -> GenerationRequest:
+    repair = load_prompt("llm/structured_repair").render(errors=errors, schema=schema_text)
+    messages = [*request.messages, Message(role="assistant", content=raw), Message(role="user", content=repair)]
+    return request.model_copy(update={"messages": messages})
+
+
+def _tool_choice_request(request: GenerationRequest) -> GenerationRequest:
+    """Turn a tool-calling request into a constrained-JSON one, for backends without native tool calling."""
+    tools = request.tools or []
+    options: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "properties": {"tool": {"const": tool.name}, "arguments": tool.parameters},
+            "required": ["tool", "arguments"],
+        }
+        for tool in tools
+    ]
+    options.append(
+        {
+            "type": "object",
+            "properties": {"tool": {"const": "answer"}, "answer": {"type": "string", "maxLength": 1000}},
+            "required": ["tool", "answer"],
+        }
+    )
+    listing = "\n".join(f"- {t.name}: {t.description} Arguments schema: {json.dumps(t.parameters)}" for t in tools)
+    system = load_prompt("llm/tool_choice").render(tools=listing)
+    messages: list[Message] = []
+    for message in request.messages or []:
+        if message.role == "system":
+            system = f"{message.content}\n\n{system}"
+        elif message.role == "tool":
+            content = load_prompt("llm/tool_result").render(name=message.name or "tool", content=message.content)
+            messages.append(Message(role="user", content=content))
+        elif message.tool_calls:
+            calls = [{"tool": c.name, "arguments": c.arguments} for c in message.tool_calls]
+            messages.append(Message(role="assistant", content=json.dumps(calls[0] if len(calls) == 1 else calls)))
+        else:
+            messages.append(message)
+    return request.model_copy(
+        update={"messages": [Message(role="system", content=system), *messages], "tools": None, "json_schema": {"anyOf": options}}
+    )
+
+
+def _parse_tool_choice(completion: Completion) -> Completion:
+    """Read the constrained-JSON choice back as a tool call or a plain answer."""
+    try:
+        choice = json.loads(completion.text)
+    except json.JSONDecodeError:
+        return completion
+    if not isinstance(choice, dict) or "tool" not in choice:
+        return completion
+    if choice["tool"] == "answer":
+        return completion.model_copy(update={"text": str(choice.get("answer", ""))})
+    call = ToolCall(id="call_0", name=str(choice["tool"]), arguments=choice.get("arguments") or {})
+    return completion.model_copy(update={"text": "", "tool_calls": [call], "finish_reason": "tool_calls"})

@@ -1,0 +1,58 @@
+"""Build the `LLM` the settings ask for: `XPLAIN_LLM_BACKEND` is the one switch between backends."""
+
+from __future__ import annotations
+
+from xplain.llm.backends.base import Backend
+from xplain.llm.cache import ResponseCache
+from xplain.llm.client import LLM
+from xplain.settings import Settings, get_settings
+
+
+def make_backend(settings: Settings) -> Backend:
+    match settings.llm_backend:
+        case "llamacpp":
+            from xplain.llm.backends.llamacpp import LlamaCppBackend
+
+            return LlamaCppBackend(
+                settings.llm_model_path, context_size=settings.llm_context_size, threads=settings.llm_threads
+            )
+        case "openai":
+            from xplain.llm.backends.openai_compat import OpenAIBackend
+
+            return OpenAIBackend(
+                settings.llm_base_url,
+                api_key=settings.llm_api_key.get_secret_value(),
+                model=settings.llm_model,
+                max_concurrency=settings.llm_max_concurrency,
+                timeout_s=settings.llm_timeout_s,
+                max_retries=settings.llm_max_retries,
+                retry_base_delay_s=settings.llm_retry_base_delay_s,
+            )
+        case "vllm":
+            from xplain.llm.backends.vllm_engine import VLLMEngineBackend
+
+            if not settings.llm_model:
+                raise ValueError("the vllm backend needs a model: set XPLAIN_LLM_MODEL (a Hugging Face name or path)")
+            return VLLMEngineBackend(
+                settings.llm_model,
+                gpu_memory_utilization=settings.llm_gpu_memory_utilization,
+                max_model_len=settings.llm_context_size,
+            )
+        case "fake":
+            from xplain.llm.backends.fake import FakeBackend
+
+            # Echoes the prompt: enough to try the plumbing without a model; tests script their own.
+            return FakeBackend(default=lambda request: (request.prompt or request.messages[-1].content)[:200])
+    raise ValueError(f"unknown LLM backend {settings.llm_backend!r}")
+
+
+def make_llm(settings: Settings | None = None, *, backend: Backend | None = None) -> LLM:
+    """An `LLM` over the configured backend (or the one given), with the configured cache."""
+    settings = settings or get_settings()
+    cache = ResponseCache(settings.cache_path) if settings.cache_enabled else None
+    return LLM(
+        backend or make_backend(settings),
+        cache=cache,
+        default_max_tokens=settings.llm_max_tokens,
+        structured_attempts=settings.llm_structured_attempts,
+    )

@@ -1,0 +1,70 @@
+"""All of xplain's settings in one place: environment variables `XPLAIN_*`, or a TOML file.
+
+The file is `xplain.toml` in the working directory, or the path in `XPLAIN_CONFIG`; environment variables
+win over the file. Changing `XPLAIN_LLM_BACKEND` is the one setting that moves a run from the embedded CPU model
+to a vLLM server or engine (DESIGN.md rule 6).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+BackendName = Literal["llamacpp", "openai", "vllm", "fake"]
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("XPLAIN_CONFIG", "xplain.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="XPLAIN_", extra="forbid")
+
+    llm_backend: BackendName = Field("llamacpp", description="Which LLM backend answers.")
+    llm_model: str | None = Field(
+        None, description="Model name for the openai/vllm backends; the server's first model when unset."
+    )
+    llm_model_path: Path | None = Field(
+        None, description="A GGUF file for the llamacpp backend; the packaged SmolLM2-135M-Instruct when unset."
+    )
+    llm_base_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of an OpenAI-compatible server.")
+    llm_api_key: SecretStr = Field(SecretStr("EMPTY"), description="API key for the OpenAI-compatible server.")
+    llm_max_concurrency: int = Field(16, ge=1, description="Requests in flight at once to the LLM backend.")
+    llm_timeout_s: float = Field(120.0, gt=0, description="Timeout of one HTTP request to the LLM server.")
+    llm_max_retries: int = Field(4, ge=0, description="Retries on connection errors, 429 and 5xx.")
+    llm_retry_base_delay_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry.")
+    llm_context_size: int = Field(2048, ge=256, description="Context window for the llamacpp backend.")
+    llm_threads: int | None = Field(None, ge=1, description="CPU threads for the llamacpp backend.")
+    llm_max_tokens: int = Field(256, ge=1, description="Default cap on generated tokens.")
+    llm_structured_attempts: int = Field(3, ge=1, description="Tries to get a schema-valid reply before failing.")
+    llm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm engine: GPU memory share.")
+
+    cache_enabled: bool = Field(True, description="Serve repeated temperature-0 LLM requests from a cache.")
+    cache_path: Path | None = Field(None, description="SQLite file for an on-disk LLM cache; memory only when unset.")
+
+    trusted_model_dir: Path | None = Field(
+        None, description="The only directory from which joblib/pickle model files may be loaded."
+    )
+    blackbox_query_budget: int | None = Field(None, ge=1, description="Default cap on black-box queries.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_file()))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once; tests build `Settings(...)` directly instead."""
+    return Settings()

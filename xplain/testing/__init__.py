@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks: local servers that stand in for real ones."""
