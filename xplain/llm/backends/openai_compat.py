@@ -92,7 +92,11 @@ class OpenAIBackend(Backend):
             except (openai.APIConnectionError, openai.APITimeoutError) as error:
                 last = error
             except openai.APIStatusError as error:
-                if error.status_code == 429 or error.status_code >= 500:
+                # llama-cpp-python's server reports request validation errors as 500: a refusal, not a hiccup.
+                transient = error.status_code == 429 or (
+                    error.status_code >= 500 and "validation error" not in _describe(error).lower()
+                )
+                if transient:
                     last = error
                     retry_after = _retry_after(error.response)
                 else:
