@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import httpx
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores
 from xplain.llm.types import (
@@ -58,8 +58,9 @@ class OpenAIBackend(Backend):
         self.max_retries = max_retries
         self.retry_base_delay_s = retry_base_delay_s
         self._requested_model = model
-        limits = httpx.Limits(max_connections=max_concurrency + 4, max_keepalive_connections=max_concurrency + 4)
-        self._http = httpx.AsyncClient(timeout=timeout_s, limits=limits)
+        # aiohttp under httpx's interface: httpcore's pool costs ~2 ms of CPU per request at 16 in flight, enough
+        # to leave a fast server idle; aiohttp's is several times cheaper (bench/llm_concurrency.py).
+        self._http = DefaultAioHttpClient(timeout=timeout_s)
         self._client = AsyncOpenAI(
             base_url=self.base_url, api_key=api_key, max_retries=0, timeout=timeout_s, http_client=self._http
         )
@@ -158,61 +159,67 @@ class OpenAIBackend(Backend):
         info = await self._server()
         return list(await asyncio.gather(*(self._generate_one(info, r) for r in requests)))
 
+    async def _post(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """POST a JSON body and return the JSON reply. Bodies are plain dicts (vLLM's extensions sit beside
+        OpenAI's fields) and replies are read as dicts: the SDK's per-request typing costs more CPU than the
+        rest of the request (bench/llm_concurrency.py)."""
+        response = await self._with_retries(
+            lambda: self._client.post(path, body=body, cast_to=httpx.Response), what
+        )
+        return response.json()
+
     async def _generate_one(self, info: ServerInfo, request: GenerationRequest) -> RawCompletion:
-        common: dict[str, Any] = dict(
+        body: dict[str, Any] = dict(
             model=info.model,
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
         )
         if request.stop:
-            common["stop"] = request.stop
+            body["stop"] = request.stop
         if request.seed is not None:
-            common["seed"] = request.seed
+            body["seed"] = request.seed
         if request.prompt is not None:
             if request.json_schema is not None and info.flavor == "vllm":
-                common["extra_body"] = {"structured_outputs": {"json": request.json_schema}}
-            out = await self._with_retries(
-                lambda: self._client.completions.create(prompt=request.prompt, **common), "completion"
-            )
-            choice = out.choices[0]
-            return RawCompletion(text=choice.text, finish_reason=choice.finish_reason, **_token_counts(out))
+                body["structured_outputs"] = {"json": request.json_schema}
+            out = await self._post("/completions", body | {"prompt": request.prompt}, "completion")
+            choice = out["choices"][0]
+            return RawCompletion(text=choice.get("text") or "", finish_reason=choice.get("finish_reason"), **_token_counts(out))
 
         if request.tools:
-            common["tools"] = [
+            body["tools"] = [
                 {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
                 for t in request.tools
             ]
         messages = [_to_openai_message(m) for m in request.messages or []]
         if request.json_schema is None:
-            out = await self._chat(messages, common)
+            out = await self._chat(messages, body)
         elif info.flavor == "vllm":
-            out = await self._chat(messages, common | {"extra_body": {"structured_outputs": {"json": request.json_schema}}})
+            out = await self._chat(messages, body | {"structured_outputs": {"json": request.json_schema}})
         else:
-            out = await self._chat_json(messages, common, request.json_schema)
-        choice = out.choices[0]
+            out = await self._chat_json(messages, body, request.json_schema)
+        choice = out["choices"][0]
+        message = choice.get("message") or {}
         tool_calls = [
-            ToolCall(id=call.id, name=call.function.name, arguments=_parse_arguments(call.function.arguments))
-            for call in (choice.message.tool_calls or [])
+            ToolCall(id=call["id"], name=call["function"]["name"], arguments=_parse_arguments(call["function"].get("arguments")))
+            for call in (message.get("tool_calls") or [])
         ]
         return RawCompletion(
-            text=choice.message.content or "",
+            text=message.get("content") or "",
             tool_calls=tool_calls,
-            finish_reason=choice.finish_reason,
+            finish_reason=choice.get("finish_reason"),
             **_token_counts(out),
         )
 
-    async def _chat(self, messages: list[dict], params: dict[str, Any]):
-        return await self._with_retries(
-            lambda: self._client.chat.completions.create(messages=messages, **params), "chat completion"
-        )
+    async def _chat(self, messages: list[dict], body: dict[str, Any]) -> dict[str, Any]:
+        return await self._post("/chat/completions", body | {"messages": messages}, "chat completion")
 
-    async def _chat_json(self, messages: list[dict], params: dict[str, Any], schema: dict[str, Any]):
+    async def _chat_json(self, messages: list[dict], body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
         """`response_format: json_schema`; if the server refuses that, `json_object` from then on."""
         if self._json_mode == "json_schema":
             response_format = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
             try:
-                return await self._chat(messages, params | {"response_format": response_format})
+                return await self._chat(messages, body | {"response_format": response_format})
             except LLMRequestError as error:
                 if "response_format" not in str(error) and "json_schema" not in str(error):
                     raise
@@ -220,7 +227,7 @@ class OpenAIBackend(Backend):
         instruction = load_prompt("llm/json_schema_instruction").render(schema=json.dumps(schema))
         messages = [{"role": "system", "content": instruction}, *messages]
         # `schema` inside json_object is an extension llama.cpp's server honours and others ignore.
-        return await self._chat(messages, params | {"response_format": {"type": "json_object", "schema": schema}})
+        return await self._chat(messages, body | {"response_format": {"type": "json_object", "schema": schema}})
 
     # -- scoring ----------------------------------------------------------------------------------------------
 
@@ -235,21 +242,17 @@ class OpenAIBackend(Backend):
 
         async def one(continuation: str) -> tuple[float, int]:
             text = request.prompt + continuation
-            out = await self._with_retries(
-                lambda: self._client.completions.create(
-                    model=info.model, prompt=text, max_tokens=1, temperature=0.0, echo=True, logprobs=0
-                ),
-                "scoring",
-            )
-            logprobs = out.choices[0].logprobs
-            if logprobs is None or not logprobs.text_offset:
+            body = {"model": info.model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 0}
+            out = await self._post("/completions", body, "scoring")
+            logprobs = out["choices"][0].get("logprobs") or {}
+            if not logprobs.get("text_offset"):
                 raise LLMRequestError(
                     f"the server at {self.base_url} returned no prompt log-probabilities (echo + logprobs); "
                     "scoring needs vLLM, llama.cpp's server or another completions server that supports echo"
                 )
             start, end = len(request.prompt), len(text)
             picked = [
-                lp for offset, lp in zip(logprobs.text_offset, logprobs.token_logprobs) if start <= offset < end
+                lp for offset, lp in zip(logprobs["text_offset"], logprobs["token_logprobs"]) if start <= offset < end
             ]
             if not picked or any(lp is None for lp in picked):
                 raise LLMRequestError(f"no scorable tokens for continuation {continuation!r}")
@@ -265,17 +268,9 @@ class OpenAIBackend(Backend):
 
         async def one(continuation: str) -> tuple[float, int]:
             ids = await self._tokenize(info, continuation, special=False)
-            out = await self._with_retries(
-                lambda: self._client.completions.create(
-                    model=info.model,
-                    prompt=prompt_ids + ids,
-                    max_tokens=1,
-                    temperature=0.0,
-                    extra_body={"prompt_logprobs": 0},
-                ),
-                "scoring",
-            )
-            rows = (out.choices[0].model_extra or {}).get("prompt_logprobs")
+            body = {"model": info.model, "prompt": prompt_ids + ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+            out = await self._post("/completions", body, "scoring")
+            rows = out["choices"][0].get("prompt_logprobs")
             if not rows:
                 raise LLMRequestError(f"the vLLM server at {self.base_url} returned no prompt_logprobs")
             total = 0.0
@@ -329,12 +324,9 @@ def _parse_arguments(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw": text}
 
 
-def _token_counts(out: Any) -> dict[str, int]:
-    usage = getattr(out, "usage", None)
-    return {
-        "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
-        "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
-    }
+def _token_counts(out: dict[str, Any]) -> dict[str, int]:
+    usage = out.get("usage") or {}
+    return {"prompt_tokens": usage.get("prompt_tokens") or 0, "completion_tokens": usage.get("completion_tokens") or 0}
 
 
 def _retry_after(response: httpx.Response | None) -> float | None:

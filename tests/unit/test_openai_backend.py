@@ -1,0 +1,181 @@
+"""The `openai` backend against a real local socket: request shapes, concurrency, retries, errors, vLLM extensions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel, Field
+
+from xplain.llm import (
+    GenerationRequest,
+    LLMModelNotFoundError,
+    LLMUnavailableError,
+    Message,
+    ScoreRequest,
+    ToolSpec,
+    make_llm,
+)
+from xplain.settings import Settings
+from xplain.testing.openai_stub import StubConfig, run_stub, stub_token_logprob, stub_tokenize
+from xplain.testing.serve import free_port
+
+
+class Verdict(BaseModel):
+    label: str = Field(max_length=20)
+    reasons: list[str] = Field(min_length=1, max_length=3)
+
+
+def client(url: str, **settings):
+    defaults = dict(llm_backend="openai", llm_base_url=url, cache_enabled=False, llm_retry_base_delay_s=0.01)
+    return make_llm(Settings(**(defaults | settings)))
+
+
+def expected_logprob(prompt: str, continuation: str) -> float:
+    """What the stub assigns to the continuation's tokens, each given the token before it."""
+    tokens = stub_tokenize(prompt + continuation)
+    n_prompt = len(stub_tokenize(prompt))
+    return sum(stub_token_logprob(tokens[i - 1], tokens[i]) for i in range(n_prompt, len(tokens)))
+
+
+async def test_generate_resolves_the_model_and_sends_parameters():
+    with run_stub(StubConfig(reply="hello there")) as (url, stub):
+        llm = client(url)
+        [reply] = await llm.generate([GenerationRequest.user("hi", max_tokens=7, stop=["\n"])])
+        await llm.aclose()
+    assert reply.text == "hello there"
+    [sent] = stub.generation_requests
+    assert sent.body["model"] == "stub-model"
+    assert sent.body["max_tokens"] == 7 and sent.body["stop"] == ["\n"] and sent.body["temperature"] == 0.0
+
+
+async def test_a_batch_goes_out_concurrently_up_to_the_limit():
+    with run_stub(StubConfig(delay_s=0.05)) as (url, stub):
+        llm = client(url, llm_max_concurrency=4)
+        replies = await llm.generate([GenerationRequest.user(f"q{i}") for i in range(24)])
+        await llm.aclose()
+    assert len(replies) == 24
+    assert stub.max_seen_in_flight == 4
+
+
+async def test_transient_failures_are_retried():
+    with run_stub(StubConfig(fail_first=[503, 429, 500])) as (url, stub):
+        llm = client(url)
+        [reply] = await llm.generate([GenerationRequest.user("hi")])
+        await llm.aclose()
+    assert reply.text == "stub reply"
+    assert len(stub.generation_requests) == 4
+
+
+async def test_retries_give_up_with_a_clear_error():
+    with run_stub(StubConfig(fail_first=[503] * 10)) as (url, stub):
+        llm = client(url, llm_max_retries=2)
+        with pytest.raises(LLMUnavailableError, match="after 3 tries"):
+            await llm.generate([GenerationRequest.user("hi")])
+        await llm.aclose()
+    assert len(stub.generation_requests) == 3
+
+
+async def test_unreachable_server_is_a_clear_error():
+    llm = client(f"http://127.0.0.1:{free_port()}/v1", llm_max_retries=1)
+    with pytest.raises(LLMUnavailableError, match="is the server running"):
+        await llm.generate([GenerationRequest.user("hi")])
+    await llm.aclose()
+
+
+async def test_unknown_model_names_the_ones_served_and_sends_nothing():
+    with run_stub(StubConfig(models=["alpha", "beta"])) as (url, stub):
+        llm = client(url, llm_model="gamma")
+        with pytest.raises(LLMModelNotFoundError, match="alpha, beta"):
+            await llm.generate([GenerationRequest.user("hi")])
+        await llm.aclose()
+    assert stub.generation_requests == []
+
+
+async def test_structured_uses_response_format_json_schema():
+    with run_stub() as (url, stub):
+        llm = client(url)
+        [result] = await llm.structured([GenerationRequest.user("classify")], Verdict)
+        await llm.aclose()
+    assert isinstance(result.value, Verdict) and len(result.value.reasons) >= 1
+    body = stub.generation_requests[0].body
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"] == Verdict.model_json_schema()
+
+
+async def test_structured_falls_back_to_json_object_once_refused():
+    with run_stub(StubConfig(reject_json_schema=True)) as (url, stub):
+        llm = client(url)
+        [first] = await llm.structured([GenerationRequest.user("one")], Verdict)
+        [second] = await llm.structured([GenerationRequest.user("two")], Verdict)
+        await llm.aclose()
+    assert isinstance(first.value, Verdict) and isinstance(second.value, Verdict)
+    formats = [r.body["response_format"]["type"] for r in stub.generation_requests]
+    assert formats == ["json_schema", "json_object", "json_object"], "the refusal is remembered"
+    fallback = stub.generation_requests[1].body
+    assert fallback["messages"][0]["role"] == "system" and '"reasons"' in fallback["messages"][0]["content"]
+
+
+async def test_vllm_server_gets_structured_outputs():
+    with run_stub(StubConfig(owned_by="vllm")) as (url, stub):
+        llm = client(url)
+        [result] = await llm.structured([GenerationRequest.user("classify")], Verdict)
+        await llm.aclose()
+    assert isinstance(result.value, Verdict)
+    body = stub.generation_requests[0].body
+    assert body["structured_outputs"] == {"json": Verdict.model_json_schema()}
+    assert "response_format" not in body
+
+
+async def test_echo_scoring_reads_the_continuation_tokens():
+    prompt, continuations = "The capital of France is", [" Paris", " a purple banana"]
+    with run_stub() as (url, stub):
+        llm = client(url)
+        [scores] = await llm.score([ScoreRequest(prompt=prompt, continuations=continuations)])
+        await llm.aclose()
+    assert scores.token_counts == [1, 3]
+    assert scores.logprobs == pytest.approx([expected_logprob(prompt, c) for c in continuations])
+    bodies = [r.body for r in stub.generation_requests]
+    assert all(b["echo"] is True and b["prompt"].startswith(prompt) for b in bodies)
+
+
+async def test_vllm_scoring_uses_token_ids_and_prompt_logprobs():
+    prompt, continuations = "Two plus two is", [" four", " seventeen apples"]
+    with run_stub(StubConfig(owned_by="vllm")) as (url, stub):
+        llm = client(url)
+        [scores] = await llm.score([ScoreRequest(prompt=prompt, continuations=continuations)])
+        await llm.aclose()
+    assert scores.logprobs == pytest.approx([expected_logprob(prompt, c) for c in continuations])
+    assert scores.token_counts == [1, 2]
+    completions = [r.body for r in stub.generation_requests]
+    assert all(isinstance(b["prompt"], list) and b["prompt_logprobs"] == 0 for b in completions)
+    assert any(r.path == "/tokenize" for r in stub.requests)
+
+
+async def test_native_tool_calls_round_trip():
+    tool = ToolSpec(
+        name="predict",
+        description="Predict a row.",
+        parameters={"type": "object", "properties": {"row": {"type": "integer", "minimum": 2}}, "required": ["row"]},
+    )
+    with run_stub() as (url, stub):
+        llm = client(url)
+        reply = await llm.chat([Message(role="user", content="row?")], tools=[tool])
+        follow_up = [
+            Message(role="user", content="row?"),
+            reply.message,
+            Message(role="tool", tool_call_id=reply.tool_calls[0].id, name="predict", content='{"label": 1}'),
+        ]
+        await llm.chat(follow_up)
+        await llm.aclose()
+    assert reply.tool_calls[0].name == "predict" and reply.tool_calls[0].arguments["row"] >= 2
+    first, second = (r.body for r in stub.generation_requests)
+    assert first["tools"][0]["function"]["name"] == "predict"
+    sent_call = second["messages"][1]["tool_calls"][0]
+    assert sent_call["function"]["name"] == "predict" and json.loads(sent_call["function"]["arguments"])["row"] >= 2
+    assert second["messages"][2] == {
+        "role": "tool",
+        "content": '{"label": 1}',
+        "tool_call_id": reply.tool_calls[0].id,
+        "name": "predict",
+    }
