@@ -1,0 +1,141 @@
+"""The in-process vLLM backend's mapping onto vLLM's API, checked with a stand-in `vllm` module (vLLM itself needs a
+GPU; `tests/integration/test_vllm_gpu.py` runs the real engine where one exists)."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass, field
+
+import pytest
+
+from xplain.llm import GenerationRequest, ScoreRequest, make_llm
+from xplain.llm.types import LLMUnavailableError
+from xplain.settings import Settings
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] | None = None
+    seed: int | None = None
+    structured_outputs: object = None
+    prompt_logprobs: int | None = None
+
+
+@dataclass
+class StructuredOutputsParams:
+    json: dict | None = None
+
+
+@dataclass
+class Logprob:
+    logprob: float
+
+
+@dataclass
+class Output:
+    text: str
+    token_ids: list[int]
+    finish_reason: str = "stop"
+
+
+@dataclass
+class RequestOutput:
+    prompt_token_ids: list[int]
+    outputs: list[Output]
+    prompt_logprobs: list | None = None
+
+
+class Tokenizer:
+    """Characters as tokens; BOS = 0 when special tokens are asked for."""
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return ([0] if add_special_tokens else []) + [ord(c) for c in text]
+
+
+def token_logprob(token: int) -> float:
+    return -(token % 7) - 0.5
+
+
+@dataclass
+class FakeEngine:
+    calls: list = field(default_factory=list)
+
+    def get_tokenizer(self):
+        return Tokenizer()
+
+    def chat(self, conversations, sampling_params, use_tqdm):
+        self.calls.append(("chat", conversations, sampling_params))
+        return [RequestOutput([1, 2, 3], [Output(f"chat:{c[-1]['content']}", [9, 9])]) for c in conversations]
+
+    def generate(self, prompts, sampling_params, use_tqdm):
+        self.calls.append(("generate", prompts, sampling_params))
+        outputs = []
+        for prompt in prompts:
+            if isinstance(prompt, dict):  # TokensPrompt: score every prompt position
+                ids = prompt["prompt_token_ids"]
+                rows = [None] + [{t: Logprob(token_logprob(t))} for t in ids[1:]]
+                outputs.append(RequestOutput(ids, [Output("", [5])], rows))
+            else:
+                outputs.append(RequestOutput([1], [Output(f"text:{prompt}", [4, 4, 4])]))
+        return outputs
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    engine = FakeEngine()
+    vllm = types.ModuleType("vllm")
+    vllm.LLM = lambda **kwargs: engine
+    sampling = types.ModuleType("vllm.sampling_params")
+    sampling.SamplingParams = SamplingParams
+    sampling.StructuredOutputsParams = StructuredOutputsParams
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    for name, module in {"vllm": vllm, "vllm.sampling_params": sampling, "vllm.inputs": inputs}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return engine
+
+
+async def test_chat_and_raw_prompts_go_to_the_engine_in_one_call_each_and_keep_order(fake_vllm):
+    llm = make_llm(Settings(llm_backend="vllm", llm_model="some/model", cache_enabled=False))
+    requests = [
+        GenerationRequest.user("a"),
+        GenerationRequest(prompt="b", max_tokens=3),
+        GenerationRequest.user("c", json_schema={"type": "object"}),
+    ]
+    out = await llm.generate(requests)
+    assert [c.text for c in out] == ["chat:a", "text:b", "chat:c"]
+    assert [kind for kind, *_ in fake_vllm.calls] == ["chat", "generate"]
+    _, conversations, params = fake_vllm.calls[0]
+    assert len(conversations) == 2
+    assert params[1].structured_outputs == StructuredOutputsParams(json={"type": "object"})
+    assert params[0].structured_outputs is None and params[0].temperature == 0.0
+    assert out[1].usage.completion_tokens == 3
+
+
+async def test_scores_read_prompt_logprobs_at_the_continuation(fake_vllm):
+    llm = make_llm(Settings(llm_backend="vllm", llm_model="some/model", cache_enabled=False))
+    [first, second] = await llm.score(
+        [ScoreRequest(prompt="ab", continuations=["c", "de"]), ScoreRequest(prompt="x", continuations=["y"])]
+    )
+    assert first.logprobs == pytest.approx([token_logprob(ord("c")), token_logprob(ord("d")) + token_logprob(ord("e"))])
+    assert first.token_counts == [1, 2]
+    assert second.logprobs == pytest.approx([token_logprob(ord("y"))])
+    kind, prompts, params = fake_vllm.calls[0]
+    assert kind == "generate" and len(prompts) == 3, "every pair in one engine call"
+    assert prompts[0]["prompt_token_ids"] == [0, ord("a"), ord("b"), ord("c")]
+    assert params.prompt_logprobs == 0
+
+
+def test_vllm_backend_needs_a_model_name(fake_vllm):
+    with pytest.raises(ValueError, match="XPLAIN_LLM_MODEL"):
+        make_llm(Settings(llm_backend="vllm"))
+
+
+def test_missing_vllm_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(LLMUnavailableError, match=r"xplain\[gpu\]"):
+        make_llm(Settings(llm_backend="vllm", llm_model="m"))
