@@ -1,37 +1,16 @@
-"""The `xplain` command. Every command here works; new ones join as their features land."""
+"""Commands that talk to the LLM directly: check the backend, ask a question, score continuations."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from xplain.llm import LLM, GenerationRequest, LLMError, ScoreRequest, make_llm
+from xplain.cli.common import app, console, run_with_llm, usage_line
+from xplain.llm import LLM, GenerationRequest, ScoreRequest
 from xplain.settings import get_settings
-
-app = typer.Typer(help="xplain: LLMs that explain black-box models.", no_args_is_help=True, add_completion=False)
-console = Console()
-
-
-def _run(work) -> None:
-    """Run an async command body on a fresh LLM; LLM errors end the command with their message, not a trace."""
-
-    async def main() -> None:
-        llm = make_llm(get_settings())
-        try:
-            await work(llm)
-        finally:
-            await llm.aclose()
-
-    try:
-        asyncio.run(main())
-    except LLMError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
 
 
 @app.command()
@@ -46,7 +25,7 @@ def check() -> None:
     for name, value in settings.model_dump(mode="json").items():
         table.add_row(name, "***" if name == "llm_api_key" else str(value))
     console.print(table)
-    _run(work)
+    run_with_llm(work)
 
 
 @app.command()
@@ -65,9 +44,9 @@ def ask(
             typer.echo(completion.model_dump_json())
             return
         console.print(completion.text)
-        console.print(f"[dim]{llm.name} · {_usage_line(completion.usage)}[/dim]")
+        console.print(f"[dim]{llm.name} · {usage_line(completion.usage)}[/dim]")
 
-    _run(work)
+    run_with_llm(work)
 
 
 @app.command()
@@ -88,17 +67,6 @@ def score(
         for rank, (text, logprob, count) in enumerate(ranked, start=1):
             table.add_row(str(rank), repr(text), f"{logprob:.3f}", str(count), f"{logprob / count:.3f}")
         console.print(table)
-        console.print(f"[dim]{llm.name} · {_usage_line(result.usage)}[/dim]")
+        console.print(f"[dim]{llm.name} · {usage_line(result.usage)}[/dim]")
 
-    _run(work)
-
-
-def _usage_line(usage) -> str:
-    return (
-        f"{usage.calls} call(s), {usage.prompt_tokens} prompt + {usage.completion_tokens} generated tokens, "
-        f"{usage.seconds:.2f} s, {usage.cache_hits} cache hit(s)"
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    app()
+    run_with_llm(work)
