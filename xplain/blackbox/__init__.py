@@ -1,0 +1,42 @@
+"""The models xplain explains, behind one counted, cached, budgeted interface (DESIGN.md section 3)."""
+
+from xplain.blackbox.errors import (
+    BlackBoxError,
+    BlackBoxInputError,
+    BlackBoxLoadError,
+    BlackBoxOutputError,
+    BlackBoxUnavailableError,
+    QueryBudgetExceeded,
+    UntrustedModelFileError,
+)
+from xplain.blackbox.loaders import (
+    from_callable,
+    from_estimator,
+    from_http,
+    from_import_path,
+    from_pickle,
+    from_skops,
+    load_blackbox,
+)
+from xplain.blackbox.model import BlackBox, Kind, QueryStats, WrapperOptions
+
+__all__ = [
+    "BlackBox",
+    "BlackBoxError",
+    "BlackBoxInputError",
+    "BlackBoxLoadError",
+    "BlackBoxOutputError",
+    "BlackBoxUnavailableError",
+    "Kind",
+    "QueryBudgetExceeded",
+    "QueryStats",
+    "UntrustedModelFileError",
+    "WrapperOptions",
+    "from_callable",
+    "from_estimator",
+    "from_http",
+    "from_import_path",
+    "from_pickle",
+    "from_skops",
+    "load_blackbox",
+]

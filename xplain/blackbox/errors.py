@@ -1,0 +1,40 @@
+"""Errors raised by the black-box layer; one base class so callers can catch them all."""
+
+from __future__ import annotations
+
+
+class BlackBoxError(Exception):
+    """Anything that went wrong loading or querying a black-box model."""
+
+
+class BlackBoxLoadError(BlackBoxError, ValueError):
+    """A model source could not be turned into a black box (bad spec, missing object, unusable estimator)."""
+
+
+class UntrustedModelFileError(BlackBoxError):
+    """A model file was refused because loading it could run code the operator has not vouched for."""
+
+
+class BlackBoxInputError(BlackBoxError, ValueError):
+    """The inputs given to a black box have the wrong type or shape."""
+
+
+class BlackBoxOutputError(BlackBoxError):
+    """The model answered with something that is not a valid prediction (shape, NaN, probabilities)."""
+
+
+class BlackBoxUnavailableError(BlackBoxError):
+    """The model could not be reached (e.g. an HTTP endpoint that refuses connections or fails)."""
+
+
+class QueryBudgetExceeded(BlackBoxError):
+    """A request would evaluate more rows than the query budget allows; nothing was evaluated."""
+
+    def __init__(self, *, budget: int, used: int, needed: int) -> None:
+        self.budget = budget
+        self.used = used
+        self.needed = needed
+        super().__init__(
+            f"query budget exceeded: budget {budget}, used {used}, this request needs {needed} more "
+            f"model evaluations ({budget - used} left)"
+        )

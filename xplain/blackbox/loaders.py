@@ -1,0 +1,319 @@
+"""Build a `BlackBox` from wherever a model lives: a scikit-learn object, a skops file, a pickle file the operator
+vouched for, a Python import path, or an HTTP endpoint.
+
+Loading a pickle runs arbitrary code, so pickles load only from the directory the operator names
+(`XPLAIN_TRUSTED_MODEL_DIR`, passed in by the caller) and skops files only when every type they hold is trusted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Unpack
+
+import httpx
+import joblib
+import numpy as np
+import skops.io
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
+from sklearn.exceptions import NotFittedError
+from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfVectorizer
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from xplain.blackbox.errors import (
+    BlackBoxLoadError,
+    BlackBoxOutputError,
+    BlackBoxUnavailableError,
+    UntrustedModelFileError,
+)
+from xplain.blackbox.model import BatchFunction, BlackBox, Kind, WrapperOptions
+
+TRUSTED_DIR_SETTING = "XPLAIN_TRUSTED_MODEL_DIR"
+TEXT_VECTORIZERS = (CountVectorizer, TfidfVectorizer, HashingVectorizer)
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+SKOPS_SUFFIX = ".skops"
+IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+ACCEPTED_SPECS = (
+    "an http:// or https:// URL, a .skops file, a .joblib/.pkl/.pickle file inside the trusted model directory, "
+    "or a Python import path 'package.module:attribute'"
+)
+
+
+def load_blackbox(
+    spec: str,
+    *,
+    kind: Kind | None = None,
+    trusted_dir: str | Path | None = None,
+    trusted_types: Sequence[str] | None = None,
+    classes: Sequence[Any] | None = None,
+    feature_names: Sequence[str] | None = None,
+    timeout_s: float = 30.0,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """Pick the loader that `spec`'s form calls for; `trusted_dir` comes from the caller's settings."""
+    lowered = spec.lower()
+    if lowered.startswith(("http://", "https://")):
+        if kind is None:
+            raise BlackBoxLoadError(f"an HTTP black box needs kind ('tabular', 'text' or 'module'): {spec}")
+        return from_http(
+            spec, kind=kind, classes=classes, feature_names=feature_names, timeout_s=timeout_s, **options
+        )
+    if lowered.endswith(SKOPS_SUFFIX):
+        return from_skops(spec, trusted=trusted_types, kind=kind, feature_names=feature_names, **options)
+    if lowered.endswith(PICKLE_SUFFIXES):
+        return from_pickle(spec, trusted_dir=trusted_dir, kind=kind, feature_names=feature_names, **options)
+    if IMPORT_PATH.fullmatch(spec):
+        return from_import_path(spec, kind=kind, classes=classes, feature_names=feature_names, **options)
+    raise BlackBoxLoadError(f"cannot tell how to load black box {spec!r}; expected {ACCEPTED_SPECS}")
+
+
+def from_estimator(
+    estimator: Any,
+    *,
+    kind: Kind | None = None,
+    feature_names: Sequence[str] | None = None,
+    name: str | None = None,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """Wrap a fitted scikit-learn estimator or pipeline; classifiers must offer `predict_proba`."""
+    name = name or f"estimator:{type(estimator).__name__}"
+    if not isinstance(estimator, BaseEstimator):
+        raise BlackBoxLoadError(f"{name} is not a scikit-learn estimator; wrap a plain function with from_callable")
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError as exc:
+        raise BlackBoxLoadError(f"{name} is not fitted: {exc}") from exc
+    kind = kind or _infer_kind(estimator, name)
+    if kind == "module":
+        return BlackBox(_module_function(estimator, name), kind="module", name=name, **options)
+    if not hasattr(estimator, "predict_proba"):
+        raise BlackBoxLoadError(
+            f"{name} has no predict_proba, and xplain explains classifiers through class probabilities; "
+            "calibrate it (e.g. CalibratedClassifierCV) or, for a text scorer, pass kind='module'"
+        )
+    classes = getattr(estimator, "classes_", None)
+    if classes is None:
+        raise BlackBoxLoadError(f"{name} has no classes_, so its probability columns cannot be labelled")
+    return BlackBox(
+        estimator.predict_proba,
+        kind=kind,
+        classes=classes,
+        feature_names=_feature_names(estimator, feature_names, name) if kind == "tabular" else feature_names,
+        name=name,
+        **options,
+    )
+
+
+def from_callable(
+    function: BatchFunction,
+    *,
+    kind: Kind,
+    classes: Sequence[Any] | None = None,
+    feature_names: Sequence[str] | None = None,
+    name: str | None = None,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """Wrap a function over a batch (list of texts or 2-D array) returning probability rows or floats.
+
+    Without `classes`, a classifier's classes are 0..k-1, with k read from its first answer.
+    """
+    if not callable(function):
+        raise BlackBoxLoadError(f"expected a callable, got {type(function).__name__}")
+    name = name or f"callable:{getattr(function, '__qualname__', type(function).__name__)}"
+    return BlackBox(function, kind=kind, classes=classes, feature_names=feature_names, name=name, **options)
+
+
+def from_skops(
+    path: str | Path,
+    *,
+    trusted: Sequence[str] | None = None,
+    kind: Kind | None = None,
+    feature_names: Sequence[str] | None = None,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """Load a skops file, refusing it if it holds any type skops does not trust and the operator did not list."""
+    path = Path(path)
+    if not path.is_file():
+        raise BlackBoxLoadError(f"no skops file at {path}")
+    try:
+        untrusted = skops.io.get_untrusted_types(file=path)
+    except zipfile.BadZipFile as exc:
+        raise BlackBoxLoadError(f"{path} is not a skops file: {exc}") from exc
+    operator_trusted = set(trusted or ())
+    refused = [type_name for type_name in untrusted if type_name not in operator_trusted]
+    if refused:
+        raise UntrustedModelFileError(
+            f"refusing to load {path}: it contains types that are not trusted: {', '.join(refused)}. "
+            "Loading them could run their code; inspect them and list those you trust as trusted types"
+        )
+    model = skops.io.load(path, trusted=untrusted)
+    return _from_object(model, kind=kind, feature_names=feature_names, name=f"skops:{path}", **options)
+
+
+def from_pickle(
+    path: str | Path,
+    *,
+    trusted_dir: str | Path | None,
+    kind: Kind | None = None,
+    feature_names: Sequence[str] | None = None,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """Load a joblib/pickle file, but only one whose real path lies inside the operator's trusted directory."""
+    if trusted_dir is None:
+        raise UntrustedModelFileError(
+            f"refusing to load {path}: pickle/joblib files run code when loaded, and it is outside the trusted "
+            f"directory because none is set; set {TRUSTED_DIR_SETTING} to the directory of model files you trust, "
+            "or save the model with skops"
+        )
+    real_path = Path(path).resolve()
+    real_trusted_dir = Path(trusted_dir).resolve()
+    if not real_path.is_relative_to(real_trusted_dir):
+        raise UntrustedModelFileError(
+            f"refusing to load {path}: it resolves to {real_path}, outside the trusted directory "
+            f"{real_trusted_dir} ({TRUSTED_DIR_SETTING})"
+        )
+    if not real_path.is_file():
+        raise BlackBoxLoadError(f"no model file at {path}")
+    model = joblib.load(real_path)
+    return _from_object(model, kind=kind, feature_names=feature_names, name=f"pickle:{path}", **options)
+
+
+def from_import_path(
+    spec: str,
+    *,
+    kind: Kind | None = None,
+    classes: Sequence[Any] | None = None,
+    feature_names: Sequence[str] | None = None,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """Import `package.module:attribute` (attribute may be dotted): an estimator, or a batch function with kind."""
+    if not IMPORT_PATH.fullmatch(spec):
+        raise BlackBoxLoadError(f"an import path looks like 'package.module:attribute', got {spec!r}")
+    module_name, attribute_path = spec.split(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BlackBoxLoadError(f"cannot import module {module_name!r} for {spec!r}: {exc}") from exc
+    for attribute in attribute_path.split("."):
+        try:
+            found = getattr(found, attribute)
+        except AttributeError as exc:
+            raise BlackBoxLoadError(f"module {module_name!r} has no attribute {attribute_path!r}") from exc
+    return _from_object(
+        found, kind=kind, classes=classes, feature_names=feature_names, name=f"import:{spec}", **options
+    )
+
+
+def from_http(
+    url: str,
+    *,
+    kind: Kind,
+    classes: Sequence[Any] | None = None,
+    feature_names: Sequence[str] | None = None,
+    timeout_s: float = 30.0,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """Query a model served over HTTP: POST `{"inputs": [...]}`, answer `{"outputs": [...]}`."""
+    return BlackBox(
+        HttpModel(url, timeout_s=timeout_s),
+        kind=kind,
+        classes=classes,
+        feature_names=feature_names,
+        name=url,
+        **options,
+    )
+
+
+class HttpModel:
+    """A batch function backed by an HTTP endpoint; one connection pool, closed by `BlackBox.close()`."""
+
+    def __init__(self, url: str, *, timeout_s: float) -> None:
+        self.url = url
+        self._client = httpx.Client(timeout=timeout_s)
+
+    def __call__(self, batch: np.ndarray | list[str]) -> Any:
+        inputs = batch.tolist() if isinstance(batch, np.ndarray) else list(batch)
+        try:
+            response = self._client.post(self.url, json={"inputs": inputs})
+        except httpx.TransportError as exc:
+            raise BlackBoxUnavailableError(f"cannot reach the black-box endpoint {self.url}: {exc!r}") from exc
+        if response.is_error:
+            raise BlackBoxUnavailableError(
+                f"black-box endpoint {self.url} failed with HTTP {response.status_code}: {response.text[:200]}"
+            )
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise BlackBoxOutputError(
+                f"black-box endpoint {self.url} did not answer JSON: {response.text[:200]!r}"
+            ) from exc
+        if not isinstance(payload, dict) or not isinstance(payload.get("outputs"), list):
+            raise BlackBoxOutputError(
+                f'black-box endpoint {self.url} should answer {{"outputs": [...]}}, got {str(payload)[:200]}'
+            )
+        return payload["outputs"]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _from_object(
+    model: Any,
+    *,
+    kind: Kind | None,
+    classes: Sequence[Any] | None = None,
+    feature_names: Sequence[str] | None,
+    name: str,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """Wrap whatever a file or import path held: a scikit-learn estimator or a batch function."""
+    if isinstance(model, BaseEstimator):
+        if classes is not None:
+            raise BlackBoxLoadError(f"{name} is an estimator, which names its own classes; do not pass classes")
+        return from_estimator(model, kind=kind, feature_names=feature_names, name=name, **options)
+    if callable(model) and not isinstance(model, type):
+        if kind is None:
+            raise BlackBoxLoadError(f"{name} is a plain function; pass kind ('tabular', 'text' or 'module')")
+        return from_callable(model, kind=kind, classes=classes, feature_names=feature_names, name=name, **options)
+    raise BlackBoxLoadError(f"{name} is a {type(model).__name__}, not a scikit-learn estimator or a batch function")
+
+
+def _starts_with_text_vectorizer(estimator: BaseEstimator) -> bool:
+    return isinstance(estimator, Pipeline) and isinstance(estimator.steps[0][1], TEXT_VECTORIZERS)
+
+
+def _infer_kind(estimator: BaseEstimator, name: str) -> Kind:
+    if is_classifier(estimator):
+        return "text" if _starts_with_text_vectorizer(estimator) else "tabular"
+    raise BlackBoxLoadError(
+        f"{name} is not a classifier, so its kind cannot be inferred; for a text model that returns one float "
+        "per text pass kind='module'"
+    )
+
+
+def _module_function(estimator: BaseEstimator, name: str) -> BatchFunction:
+    """A module answers one float per text: a regressor's prediction or a binary classifier's decision score."""
+    if is_regressor(estimator):
+        return estimator.predict
+    if hasattr(estimator, "decision_function"):
+        return estimator.decision_function
+    raise BlackBoxLoadError(f"{name} is neither a regressor nor has decision_function, so it cannot be a module")
+
+
+def _feature_names(estimator: BaseEstimator, given: Sequence[str] | None, name: str) -> list[str] | None:
+    """Explicit names, else those the estimator was fitted with, else x0..x{n-1}; None if the count is unknown."""
+    n_features = getattr(estimator, "n_features_in_", None)
+    if given is not None:
+        if n_features is not None and len(given) != n_features:
+            raise BlackBoxLoadError(f"{name} takes {n_features} features but {len(given)} feature names were given")
+        return list(given)
+    fitted_names = getattr(estimator, "feature_names_in_", None)
+    if fitted_names is not None:
+        return [str(feature) for feature in fitted_names]
+    if n_features is not None:
+        return [f"x{index}" for index in range(n_features)]
+    return None

@@ -1,0 +1,303 @@
+"""`BlackBox`: one interface over the models xplain explains.
+
+Explanation methods query a model many times with overlapping inputs, so the wrapper de-duplicates rows, caches
+answers, counts every query and enforces a budget; methods can then report and bound what an explanation cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Literal, TypedDict, get_args
+
+import numpy as np
+from pydantic import BaseModel
+
+from xplain.blackbox.errors import (
+    BlackBoxError,
+    BlackBoxInputError,
+    BlackBoxOutputError,
+    QueryBudgetExceeded,
+)
+
+Kind = Literal["tabular", "text", "module"]
+
+BatchFunction = Callable[[Any], Any]
+"""Evaluates one batch — a 2-D float64 array (tabular) or a list of texts — into probability rows or floats."""
+
+PROBABILITY_SUM_TOLERANCE = 1e-3
+PROBABILITY_RANGE_TOLERANCE = 1e-6
+
+
+class WrapperOptions(TypedDict, total=False):
+    """Wrapper settings every loader passes through to `BlackBox`."""
+
+    batch_size: int
+    cache_size: int
+    query_budget: int | None
+
+
+class QueryStats(BaseModel):
+    """What querying the black box has cost so far."""
+
+    queries: int = 0
+    """Rows asked of the wrapper, duplicates and cache hits included."""
+    evaluated: int = 0
+    """Unique, uncached rows actually sent to the model; the query budget counts these."""
+    model_calls: int = 0
+    """Invocations of the underlying model (one per chunk of at most `batch_size` rows)."""
+    cache_hits: int = 0
+    """Rows answered from the cache."""
+    query_budget: int | None = None
+
+
+class BlackBox:
+    """A tabular classifier, text classifier or text module (text -> float) behind one batched interface."""
+
+    def __init__(
+        self,
+        model: BatchFunction,
+        *,
+        kind: Kind,
+        classes: Sequence[Any] | np.ndarray | None = None,
+        feature_names: Sequence[str] | None = None,
+        name: str = "callable",
+        batch_size: int = 256,
+        cache_size: int = 100_000,
+        query_budget: int | None = None,
+    ) -> None:
+        if kind not in get_args(Kind):
+            raise BlackBoxError(f"unknown black-box kind {kind!r}; expected one of {get_args(Kind)}")
+        if kind == "module" and classes is not None:
+            raise BlackBoxError("a 'module' black box returns floats and has no classes")
+        if kind != "tabular" and feature_names is not None:
+            raise BlackBoxError("feature_names apply to tabular black boxes only")
+        if batch_size < 1:
+            raise BlackBoxError(f"batch_size must be at least 1, got {batch_size}")
+        if cache_size < 0:
+            raise BlackBoxError(f"cache_size must not be negative, got {cache_size}")
+        if query_budget is not None and query_budget < 0:
+            raise BlackBoxError(f"query_budget must not be negative, got {query_budget}")
+        self.kind: Kind = kind
+        self.classes_: np.ndarray | None = None if classes is None else np.asarray(classes)
+        self.feature_names: list[str] | None = None if feature_names is None else list(feature_names)
+        self.name = name
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        self.query_budget = query_budget
+        self._model = model
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._stats = QueryStats(query_budget=query_budget)
+
+    def __repr__(self) -> str:
+        return f"BlackBox(kind={self.kind!r}, name={self.name!r})"
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.kind != "module"
+
+    # -- public queries ---------------------------------------------------------------------------------------
+
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        """Class probabilities, shape (n, n_classes), columns ordered as `classes_`."""
+        if not self.is_classifier:
+            raise BlackBoxError(f"{self.name} is a 'module' black box (one float per text); use predict()")
+        return self._answer(inputs)
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        """Labels (`classes_[argmax]`) for classifiers; the float outputs for a module."""
+        if not self.is_classifier:
+            return self._answer(inputs)
+        probabilities = self._answer(inputs)
+        if self.classes_ is None:  # only when nothing was ever evaluated, i.e. an empty request
+            return np.empty(0)
+        return self.classes_[np.argmax(probabilities, axis=1)]
+
+    async def apredict_proba(self, inputs: Any) -> np.ndarray:
+        return await asyncio.to_thread(self.predict_proba, inputs)
+
+    async def apredict(self, inputs: Any) -> np.ndarray:
+        return await asyncio.to_thread(self.predict, inputs)
+
+    def stats(self) -> QueryStats:
+        with self._lock:
+            return self._stats.model_copy()
+
+    def reset_stats(self) -> None:
+        """Start a fresh accounting period; the budget counts `evaluated`, so it starts afresh too."""
+        with self._lock:
+            self._stats = QueryStats(query_budget=self.query_budget)
+
+    def close(self) -> None:
+        """Release what the underlying model holds open (an HTTP connection pool)."""
+        close_model = getattr(self._model, "close", None)
+        if callable(close_model):
+            close_model()
+
+    # -- the query path ---------------------------------------------------------------------------------------
+
+    def _answer(self, inputs: Any) -> np.ndarray:
+        """Evaluate each unique uncached row once, in chunks, and scatter the answers back to every row."""
+        batch, keys = self._prepare(inputs)
+        answers: dict[Hashable, np.ndarray] = {}
+        first_row_of_pending: dict[Hashable, int] = {}
+        with self._lock:
+            hit_keys: list[Hashable] = []
+            for row, key in enumerate(keys):
+                if key in first_row_of_pending:
+                    continue
+                if key in answers:
+                    hit_keys.append(key)
+                    continue
+                cached = self._cache.get(key)
+                if cached is None:
+                    first_row_of_pending[key] = row
+                else:
+                    answers[key] = cached
+                    hit_keys.append(key)
+            self._check_budget(len(first_row_of_pending))
+            for key in hit_keys:
+                self._cache.move_to_end(key)
+            self._stats.queries += len(keys)
+            self._stats.cache_hits += len(hit_keys)
+            self._stats.evaluated += len(first_row_of_pending)
+        if first_row_of_pending:
+            pending_rows = list(first_row_of_pending.values())
+            fresh = self._evaluate(self._select(batch, pending_rows))
+            with self._lock:
+                for key, value in zip(first_row_of_pending, fresh):
+                    answer = np.array(value)
+                    answer.flags.writeable = False
+                    answers[key] = answer
+                    self._remember(key, answer)
+        if not keys:
+            return self._empty_answer()
+        return np.stack([answers[key] for key in keys])
+
+    def _check_budget(self, needed: int) -> None:
+        """Refuse (before anything is evaluated) a request that would take `evaluated` past the budget."""
+        budget = self.query_budget
+        if budget is not None and needed and self._stats.evaluated + needed > budget:
+            raise QueryBudgetExceeded(budget=budget, used=self._stats.evaluated, needed=needed)
+
+    def _remember(self, key: Hashable, answer: np.ndarray) -> None:
+        if self.cache_size == 0:
+            return
+        self._cache[key] = answer
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def _evaluate(self, batch: np.ndarray | list[str]) -> np.ndarray:
+        """Send `batch` to the model in chunks of at most `batch_size` rows, validating each answer."""
+        answers = []
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start : start + self.batch_size]
+            with self._lock:
+                self._stats.model_calls += 1
+            answers.append(self._validate(self._model(chunk), len(chunk)))
+        return np.concatenate(answers)
+
+    # -- inputs and outputs -----------------------------------------------------------------------------------
+
+    def _prepare(self, inputs: Any) -> tuple[np.ndarray | list[str], list[Hashable]]:
+        """Normalise inputs to what the model takes, with one cache key per row."""
+        if self.kind == "tabular":
+            rows = self._tabular_rows(inputs)
+            return rows, [row.tobytes() for row in rows]
+        texts = self._texts(inputs)
+        return texts, list(texts)
+
+    def _tabular_rows(self, inputs: Any) -> np.ndarray:
+        try:
+            rows = np.asarray(inputs, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise BlackBoxInputError(f"tabular inputs must be numbers: {exc}") from exc
+        if rows.ndim == 1 and rows.size == 0:
+            rows = rows.reshape(0, len(self.feature_names or ()))
+        if rows.ndim != 2:
+            raise BlackBoxInputError(
+                f"tabular inputs must be 2-D (rows x features), got shape {rows.shape}; wrap a single row in a list"
+            )
+        if self.feature_names is not None and rows.shape[1] != len(self.feature_names):
+            raise BlackBoxInputError(
+                f"{self.name} expects {len(self.feature_names)} features per row, got {rows.shape[1]}"
+            )
+        return np.ascontiguousarray(rows)
+
+    @staticmethod
+    def _texts(inputs: Any) -> list[str]:
+        if isinstance(inputs, str | bytes):
+            raise BlackBoxInputError("text inputs must be a list of strings, not a single string")
+        try:
+            texts = list(inputs)
+        except TypeError as exc:
+            raise BlackBoxInputError(f"text inputs must be a list of strings, got {type(inputs).__name__}") from exc
+        for position, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise BlackBoxInputError(f"text inputs must be strings; item {position} is {type(text).__name__}")
+        return [str(text) for text in texts]
+
+    @staticmethod
+    def _select(batch: np.ndarray | list[str], rows: list[int]) -> np.ndarray | list[str]:
+        if isinstance(batch, np.ndarray):
+            return batch[rows]
+        return [batch[row] for row in rows]
+
+    def _empty_answer(self) -> np.ndarray:
+        if not self.is_classifier:
+            return np.empty(0)
+        return np.empty((0, 0 if self.classes_ is None else len(self.classes_)))
+
+    def _validate(self, raw: Any, n_rows: int) -> np.ndarray:
+        """Check one chunk's answer; a model that returns garbage must fail loudly, not skew an explanation."""
+        try:
+            output = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise BlackBoxOutputError(f"{self.name} returned something that is not numeric: {exc}") from exc
+        output = self._check_shape(output, n_rows)
+        non_finite_rows = ~np.isfinite(output.reshape(n_rows, -1)).all(axis=1)
+        if non_finite_rows.any():
+            raise BlackBoxOutputError(
+                f"{self.name} returned NaN or infinite values in {int(non_finite_rows.sum())} of {n_rows} rows"
+            )
+        if self.is_classifier:
+            self._check_probabilities(output, n_rows)
+        return output
+
+    def _check_shape(self, output: np.ndarray, n_rows: int) -> np.ndarray:
+        if not self.is_classifier:
+            if output.ndim == 2 and output.shape[1] == 1:
+                output = output[:, 0]
+            if output.shape != (n_rows,):
+                raise BlackBoxOutputError(
+                    f"{self.name} should return one float per text ({n_rows}), got shape {output.shape}"
+                )
+            return output
+        n_classes = None if self.classes_ is None else len(self.classes_)
+        if output.ndim != 2 or output.shape[0] != n_rows or (n_classes is not None and output.shape[1] != n_classes):
+            expected = f"({n_rows}, {n_classes if n_classes is not None else 'n_classes'})"
+            raise BlackBoxOutputError(
+                f"{self.name} should return probabilities of shape {expected}, got shape {output.shape}"
+            )
+        return output
+
+    def _check_probabilities(self, output: np.ndarray, n_rows: int) -> None:
+        too_low = output.min(initial=0.0) < -PROBABILITY_RANGE_TOLERANCE
+        too_high = output.max(initial=1.0) > 1 + PROBABILITY_RANGE_TOLERANCE
+        if too_low or too_high:
+            raise BlackBoxOutputError(f"{self.name} returned probabilities outside [0, 1]")
+        sums = output.sum(axis=1)
+        off = np.flatnonzero(np.abs(sums - 1) > PROBABILITY_SUM_TOLERANCE)
+        if off.size:
+            raise BlackBoxOutputError(
+                f"{self.name} returned probability rows that do not sum to 1 ({off.size} of {n_rows} rows; "
+                f"e.g. one sums to {sums[off[0]]:.4g})"
+            )
+        if self.classes_ is None:
+            with self._lock:
+                if self.classes_ is None:
+                    self.classes_ = np.arange(output.shape[1])
