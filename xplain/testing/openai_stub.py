@@ -1,0 +1,852 @@
+"""A local stand-in for an OpenAI-compatible server (with vLLM's extensions), for tests and benchmarks.
+
+It answers enough of the API for a client's request shapes, concurrency, retries and error handling to be checked
+against a real socket, deterministically and with little per-request work:
+
+- ``GET /v1/models``, ``GET /health``;
+- ``POST /v1/chat/completions``: a fixed reply, a tool call to the first (or the named) tool, or -- when a JSON
+  schema is asked for through ``response_format`` or vLLM's ``structured_outputs`` / ``guided_json`` -- the JSON
+  text of a minimal instance of that schema (see :func:`schema_instance`);
+- ``POST /v1/completions``: legacy text completions with ``echo`` and ``logprobs``, plus vLLM's ``prompt_logprobs``
+  and token-id prompts;
+- ``POST /tokenize`` and ``POST /detokenize`` (vLLM's, at the server root).
+
+The stub's tokenizer splits text with the regex ``\\s*\\S+`` (each token keeps its leading whitespace); a token's id
+is a stable hash of its text, and every token seen is remembered so that ids decode back. A token's log-probability
+is a stable function of the token and the one before it (:func:`stub_token_logprob`), so tests can compute the
+values the stub will return. No streaming, and ``n`` must be 1.
+
+Typical use::
+
+    with run_stub(StubConfig(delay_s=0.02, max_in_flight=4)) as (base_url, stub):
+        client = openai.OpenAI(base_url=base_url, api_key="x")
+        ...
+        assert stub.max_seen_in_flight <= 4
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from xplain.testing.serve import serve_in_thread
+
+__all__ = [
+    "OpenAIStub",
+    "RecordedRequest",
+    "StubConfig",
+    "run_stub",
+    "schema_instance",
+    "stub_decode",
+    "stub_encode",
+    "stub_token_id",
+    "stub_token_logprob",
+    "stub_tokenize",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tokenizer and log-probabilities
+
+
+_TOKEN_RE = re.compile(r"\s*\S+")
+_ID_SPACE = 2**31 - 1  # ids are non-negative int32s; collisions are possible but rare
+_VOCAB: dict[int, str] = {}  # id -> token text, for every token the stub has seen (shared by all stubs)
+
+
+def stub_tokenize(text: str) -> list[str]:
+    """The stub's tokens of `text`: runs of whitespace plus the non-whitespace that follows (trailing space drops)."""
+    return _TOKEN_RE.findall(text)
+
+
+def _tokenize_with_offsets(text: str) -> tuple[list[str], list[int]]:
+    tokens: list[str] = []
+    offsets: list[int] = []
+    for match in _TOKEN_RE.finditer(text):
+        tokens.append(match.group())
+        offsets.append(match.start())
+    return tokens, offsets
+
+
+def stub_token_id(token: str) -> int:
+    """The stable id of one token (and remember it, so the id decodes back)."""
+    token_id = zlib.crc32(token.encode()) % _ID_SPACE
+    _VOCAB.setdefault(token_id, token)
+    return token_id
+
+
+def stub_encode(text: str) -> list[int]:
+    """Token ids of `text` (what ``POST /tokenize`` answers)."""
+    return [stub_token_id(token) for token in stub_tokenize(text)]
+
+
+def _decode_one(token_id: int) -> str:
+    token = _VOCAB.get(token_id)
+    return token if token is not None else f" <{token_id}>"  # an id never seen: a stable placeholder
+
+
+def stub_decode(token_ids: list[int]) -> str:
+    """Text of token ids; ids the stub never produced decode to ``" <id>"``."""
+    return "".join(_decode_one(token_id) for token_id in token_ids)
+
+
+def stub_token_logprob(prev: str | None, tok: str) -> float:
+    """The default log-probability of `tok` after `prev` (None at the start): a stable value in [-6, -0.1]."""
+    key = ("\x01" if prev is None else "\x02" + prev) + "\x00" + tok
+    return -0.1 - 5.9 * (zlib.crc32(key.encode()) % 10007) / 10006
+
+
+def _word_count(text: str) -> int:
+    return len(text.split())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Minimal instances of JSON schemas
+
+
+_MAX_DEPTH = 24
+
+_STRING_FORMATS = {
+    "date-time": "1970-01-01T00:00:00Z",
+    "date": "1970-01-01",
+    "time": "00:00:00",
+    "duration": "PT0S",
+    "email": "a@example.com",
+    "idn-email": "a@example.com",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+    "uri": "http://example.com/",
+    "iri": "http://example.com/",
+    "uri-reference": "http://example.com/",
+    "hostname": "example.com",
+    "ipv4": "127.0.0.1",
+    "ipv6": "::1",
+    "ipvanyaddress": "127.0.0.1",
+    "ipvanyinterface": "127.0.0.1/32",
+    "ipvanynetwork": "127.0.0.0/8",
+}
+
+
+def schema_instance(schema: Any, root: Any = None) -> Any:
+    """A small value valid against `schema` (JSON Schema as written by pydantic v2's ``model_json_schema()``).
+
+    Objects get every listed property; strings honour ``minLength``/``enum``/``const`` and common formats;
+    numbers honour ``minimum``/``maximum`` (exclusive too) and ``multipleOf``; arrays get ``minItems`` items;
+    ``anyOf``/``oneOf`` take the first branch that does not recurse into a ``$ref`` being expanded (so optional
+    self-references end as null); ``allOf`` is merged; ``$ref`` is resolved against `root` (by default
+    `schema` itself). ``pattern`` is not honoured.
+    """
+    return _instance(schema, schema if root is None else root, 0, frozenset({"#"}) if root is None else frozenset())
+
+
+def _resolve_ref(ref: str, root: Any) -> Any:
+    if not ref.startswith("#"):
+        raise ValueError(f"only local $refs are supported, not {ref!r}")
+    node = root
+    for part in ref[1:].split("/"):
+        if part:
+            part = part.replace("~1", "/").replace("~0", "~")
+            node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def _expand(schema: dict, root: Any, depth: int, refs: set[str] | None = None) -> dict:
+    """Resolve `$ref` and merge `allOf` into one dict of keywords; the refs followed are added to `refs`."""
+    while "$ref" in schema:
+        if depth > _MAX_DEPTH * 4:
+            raise ValueError("$ref chain too deep")
+        if refs is not None:
+            refs.add(schema["$ref"])
+        target = _resolve_ref(schema["$ref"], root)
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        schema = {**(target if isinstance(target, dict) else {}), **rest}
+        depth += 1
+    if "allOf" in schema:
+        merged: dict = {k: v for k, v in schema.items() if k != "allOf"}
+        for sub in schema["allOf"]:
+            if not isinstance(sub, dict):
+                continue
+            sub = _expand(sub, root, depth + 1, refs)
+            for key, value in sub.items():
+                if key == "properties":
+                    merged["properties"] = {**merged.get("properties", {}), **value}
+                elif key == "required":
+                    merged["required"] = list(dict.fromkeys([*merged.get("required", []), *value]))
+                else:
+                    merged.setdefault(key, value)
+        schema = merged
+    return schema
+
+
+def _is_null_branch(schema: Any) -> bool:
+    return isinstance(schema, dict) and schema.get("type") == "null"
+
+
+def _recurses(schema: Any, refs: frozenset[str]) -> bool:
+    return isinstance(schema, dict) and schema.get("$ref") in refs
+
+
+def _instance(schema: Any, root: Any, depth: int, refs: frozenset[str]) -> Any:
+    if schema is True or schema is None:
+        return None
+    if not isinstance(schema, dict):
+        raise ValueError(f"no instance of schema {schema!r}")
+    if "$ref" in schema or "allOf" in schema:
+        followed: set[str] = set()
+        schema = _expand(schema, root, depth, followed)
+        refs = refs | followed
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        if branches:
+            branch = next((b for b in branches if not _recurses(b, refs)), branches[0])
+            if depth > _MAX_DEPTH:  # deep in a recursive model: stop where the schema allows it
+                branch = next((b for b in branches if _is_null_branch(b)), branch)
+            return _instance(branch, root, depth + 1, refs)
+
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = kind[0] if kind else None
+    if kind is None:
+        if "properties" in schema or "required" in schema or "additionalProperties" in schema:
+            kind = "object"
+        elif "items" in schema or "prefixItems" in schema:
+            kind = "array"
+        elif "minLength" in schema or "maxLength" in schema or "format" in schema:
+            kind = "string"
+        elif any(k in schema for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")):
+            kind = "number"
+        else:
+            return None
+
+    if kind == "object":
+        return _object_instance(schema, root, depth, refs)
+    if kind == "array":
+        return _array_instance(schema, root, depth, refs)
+    if kind == "string":
+        return _string_instance(schema)
+    if kind == "integer":
+        return _number_instance(schema, integer=True)
+    if kind == "number":
+        return _number_instance(schema, integer=False)
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    raise ValueError(f"unknown schema type {kind!r}")
+
+
+def _object_instance(schema: dict, root: Any, depth: int, refs: frozenset[str]) -> dict:
+    properties: dict = schema.get("properties") or {}
+    required = schema.get("required") or []
+    extra = schema.get("additionalProperties")
+    extra_schema = extra if isinstance(extra, dict) else {}
+    names = list(properties) if depth <= _MAX_DEPTH else [n for n in properties if n in required]
+    result = {name: _instance(properties[name], root, depth + 1, refs) for name in names}
+    for name in required:
+        if name not in result:
+            result[name] = _instance(extra_schema, root, depth + 1, refs)
+    index = 0
+    while len(result) < schema.get("minProperties", 0):
+        result.setdefault(f"key{index}", _instance(extra_schema, root, depth + 1, refs))
+        index += 1
+    return result
+
+
+def _array_instance(schema: dict, root: Any, depth: int, refs: frozenset[str]) -> list:
+    prefix = schema.get("prefixItems") or []
+    items = [_instance(sub, root, depth + 1, refs) for sub in prefix]
+    wanted = schema.get("minItems", 0)
+    if len(items) < wanted:
+        item_schema = schema.get("items")
+        item_schema = item_schema if isinstance(item_schema, dict) else {}
+        item = _instance(item_schema, root, depth + 1, refs)
+        unique = schema.get("uniqueItems", False)
+        while len(items) < wanted:
+            items.append(_vary(item, len(items)) if unique else item)
+    return items
+
+
+def _vary(value: Any, index: int) -> Any:
+    """Distinct-ish variants of a value, so that `uniqueItems` arrays of scalars stay unique."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return value + index
+    if isinstance(value, str):
+        return value + str(index) if index else value
+    return value
+
+
+def _string_instance(schema: dict) -> str:
+    text = _STRING_FORMATS.get(schema.get("format", ""), "")
+    min_length = schema.get("minLength", 0)
+    if len(text) < min_length:
+        text += "x" * (min_length - len(text))
+    return text
+
+
+def _number_instance(schema: dict, *, integer: bool) -> int | float:
+    lo = schema.get("minimum")
+    hi = schema.get("maximum")
+    lo_ex = schema.get("exclusiveMinimum")
+    hi_ex = schema.get("exclusiveMaximum")
+    # draft-4 style: exclusiveMinimum/Maximum are booleans qualifying minimum/maximum
+    if isinstance(lo_ex, bool):
+        lo_ex, lo = (lo, None) if lo_ex else (None, lo)
+    if isinstance(hi_ex, bool):
+        hi_ex, hi = (hi, None) if hi_ex else (None, hi)
+
+    def ok(v: float) -> bool:
+        return (
+            (lo is None or v >= lo)
+            and (hi is None or v <= hi)
+            and (lo_ex is None or v > lo_ex)
+            and (hi_ex is None or v < hi_ex)
+        )
+
+    candidates: list[float] = [0]
+    if lo is not None:
+        candidates.append(lo)
+    if lo_ex is not None:
+        candidates += [math.floor(lo_ex) + 1, lo_ex + 1]
+    if hi is not None:
+        candidates.append(hi)
+    if hi_ex is not None:
+        candidates += [math.ceil(hi_ex) - 1, hi_ex - 1]
+    low = lo if lo is not None else lo_ex
+    high = hi if hi is not None else hi_ex
+    if low is not None and high is not None:
+        candidates.append((low + high) / 2)
+    step = schema.get("multipleOf")
+    if step:
+        candidates = [m * step for c in candidates for m in (math.ceil(c / step), math.floor(c / step))]
+    if integer:
+        candidates = [v for c in candidates for v in (math.ceil(c), math.floor(c))]
+    value = next((c for c in candidates if ok(c)), candidates[0])
+    return int(value) if integer else float(value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The server
+
+
+class StubConfig(BaseModel):
+    """How the stub behaves. Fields may be changed while it runs (`max_in_flight` takes effect when idle)."""
+
+    models: list[str] = ["stub-model"]
+    owned_by: str = "stub"  # "vllm" makes it look like vLLM
+    delay_s: float = 0.0  # each generation request is answered after this delay
+    max_in_flight: int | None = None  # at most this many generation requests processed at once; others wait
+    fail_first: list[int] = []  # status codes for the first len(fail_first) generation requests, in order
+    reply: str = "stub reply"  # text for chat/completions when no JSON schema or tools are asked for
+    reject_json_schema: bool = False  # 400 for response_format type json_schema (servers that take json_object only)
+    max_model_len: int = 2048  # reported by /tokenize and (when owned_by is "vllm") /v1/models
+
+
+@dataclass
+class RecordedRequest:
+    """One request the stub received. `time` is `time.monotonic()` at arrival; `body` is None for GETs."""
+
+    method: str
+    path: str
+    body: Any
+    time: float
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+_ERROR_TYPES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    408: "RequestTimeoutError",
+    409: "ConflictError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+    500: "InternalServerError",
+    502: "BadGatewayError",
+    503: "ServiceUnavailableError",
+    504: "GatewayTimeoutError",
+}
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return Response(content=body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(status: int, message: str, param: str | None = None) -> Response:
+    payload = {
+        "error": {
+            "message": message,
+            "type": _ERROR_TYPES.get(status, "APIError"),
+            "param": param,
+            "code": status,
+        }
+    }
+    headers = {"Retry-After": "0"} if status == 429 else None
+    return _json(payload, status, headers)
+
+
+def _text_of(content: Any) -> str:
+    """Text of a chat message's content: a string, or a list of parts of which the text ones count."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+class OpenAIStub:
+    """The stub's state and its FastAPI app (`app`). Requests are recorded in `requests`, in order of arrival."""
+
+    def __init__(
+        self,
+        config: StubConfig | None = None,
+        *,
+        token_logprob: Callable[[str | None, str], float] = stub_token_logprob,
+    ) -> None:
+        self.config = config or StubConfig()
+        self.token_logprob = token_logprob
+        self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.max_seen_in_flight = 0
+        self._generation_count = 0  # generation requests seen, for fail_first
+        self._response_count = 0
+        self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore_key: tuple[int, int | None] | None = None
+        self._lock = threading.Lock()
+        self.app = self._build_app()
+
+    # -- bookkeeping ------------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget recorded requests, the peak concurrency and how many of `fail_first` were used."""
+        with self._lock:
+            self.requests = []
+            self.max_seen_in_flight = self.in_flight
+            self._generation_count = 0
+
+    @property
+    def generation_requests(self) -> list[RecordedRequest]:
+        """Recorded chat and text completion requests."""
+        return [r for r in self.requests if r.path in ("/v1/chat/completions", "/v1/completions")]
+
+    async def _record(self, request: Request, *, with_body: bool = True) -> Any:
+        body = None
+        if with_body:
+            raw = await request.body()
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode(errors="replace")
+        self.requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.url.path,
+                body=body,
+                time=time.monotonic(),
+                headers=dict(request.headers),
+            )
+        )
+        return body
+
+    def _take_failure(self) -> Response | None:
+        index = self._generation_count
+        self._generation_count += 1
+        fail_first = self.config.fail_first
+        if index < len(fail_first):
+            status = fail_first[index]
+            return _error(status, f"stub failure {index + 1} of {len(fail_first)} (HTTP {status})")
+        return None
+
+    def _semaphore_for_loop(self) -> asyncio.Semaphore | None:
+        limit = self.config.max_in_flight
+        if limit is None:
+            return None
+        key = (id(asyncio.get_running_loop()), limit)
+        if self._semaphore is None or self._semaphore_key != key:
+            if self._semaphore is not None and self.in_flight and self._semaphore_key[0] == key[0]:
+                return self._semaphore  # keep the old limit until the stub is idle
+            self._semaphore = asyncio.Semaphore(limit)
+            self._semaphore_key = key
+        return self._semaphore
+
+    @asynccontextmanager
+    async def _admitted(self):
+        """Hold a slot (when `max_in_flight` is set), count the request as in flight, and wait `delay_s`."""
+        semaphore = self._semaphore_for_loop()
+        if semaphore is not None:
+            await semaphore.acquire()
+        self.in_flight += 1
+        if self.in_flight > self.max_seen_in_flight:
+            self.max_seen_in_flight = self.in_flight
+        try:
+            if self.config.delay_s > 0:
+                await asyncio.sleep(self.config.delay_s)
+            yield
+        finally:
+            self.in_flight -= 1
+            if semaphore is not None:
+                semaphore.release()
+
+    def _check_common(self, body: Any) -> tuple[str | None, Response | None]:
+        """The model name and an error response, if the request is malformed or names an unknown model."""
+        if not isinstance(body, dict):
+            return None, _error(400, "the request body must be a JSON object")
+        model = body.get("model")
+        if model is None:
+            model = self.config.models[0] if self.config.models else None
+        if model not in self.config.models:
+            return None, _error(404, f"The model `{model}` does not exist.", "model")
+        if body.get("n", 1) != 1:
+            return None, _error(400, "the stub supports only n=1", "n")
+        if body.get("stream"):
+            return None, _error(400, "the stub does not stream", "stream")
+        return model, None
+
+    def _next_id(self, prefix: str) -> str:
+        self._response_count += 1
+        return f"{prefix}-stub-{self._response_count}"
+
+    # -- responses ----------------------------------------------------------------------------------------------
+
+    def _chat(self, body: dict, model: str) -> Response:
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        prompt_words = sum(_word_count(_text_of(m.get("content"))) for m in messages)
+        message: dict[str, Any] = {"role": "assistant", "content": None}
+        finish_reason = "stop"
+        logprobs = None
+
+        tool = self._chosen_tool(body)
+        schema = None if tool is not None else self._requested_schema(body)
+        if tool is not None:
+            function = tool.get("function") or {}
+            parameters = function.get("parameters") or {"type": "object", "properties": {}}
+            arguments = json.dumps(schema_instance(parameters))
+            message["tool_calls"] = [
+                {
+                    "id": self._next_id("call"),
+                    "type": "function",
+                    "function": {"name": function.get("name", ""), "arguments": arguments},
+                }
+            ]
+            finish_reason = "tool_calls"
+            completion_words = _word_count(arguments)
+        elif schema is not None:
+            content = json.dumps(schema_instance(schema))
+            message["content"] = content
+            completion_words = _word_count(content)
+        else:
+            max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+            content, finish_reason = _truncate(self.config.reply, max_tokens)
+            message["content"] = content
+            completion_words = _word_count(content)
+            if body.get("logprobs"):
+                logprobs = {"content": self._chat_logprobs(content, int(body.get("top_logprobs") or 0))}
+
+        payload = {
+            "id": self._next_id("chatcmpl"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}],
+            "usage": {
+                "prompt_tokens": prompt_words,
+                "completion_tokens": completion_words,
+                "total_tokens": prompt_words + completion_words,
+            },
+        }
+        return _json(payload)
+
+    @staticmethod
+    def _chosen_tool(body: dict) -> dict | None:
+        tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+        choice = body.get("tool_choice")
+        if not tools or choice == "none":
+            return None
+        if isinstance(choice, dict):
+            name = (choice.get("function") or {}).get("name")
+            for tool in tools:
+                if (tool.get("function") or {}).get("name") == name:
+                    return tool
+        return tools[0]
+
+    @staticmethod
+    def _requested_schema(body: dict) -> Any:
+        """The JSON schema the reply must follow, or None for free text."""
+        response_format = body.get("response_format")
+        if isinstance(response_format, dict):
+            kind = response_format.get("type")
+            if kind == "json_schema":
+                spec = response_format.get("json_schema") or {}
+                return spec.get("schema") or {"type": "object"}
+            if kind == "json_object":
+                return _maybe_json(response_format.get("schema")) or {"type": "object"}
+        structured = body.get("structured_outputs")
+        if isinstance(structured, dict):
+            if structured.get("json") is not None:
+                return _maybe_json(structured["json"]) or {"type": "object"}
+            if structured.get("choice"):
+                return {"enum": list(structured["choice"])}
+        if body.get("guided_json") is not None:
+            return _maybe_json(body["guided_json"]) or {"type": "object"}
+        if body.get("guided_choice"):
+            return {"enum": list(body["guided_choice"])}
+        return None
+
+    def _chat_logprobs(self, content: str, top: int) -> list[dict]:
+        entries = []
+        prev = None
+        for tok in stub_tokenize(content):
+            logprob = self.token_logprob(prev, tok)
+            entry = {"token": tok, "logprob": logprob, "bytes": list(tok.encode())}
+            entry["top_logprobs"] = [dict(entry)] if top > 0 else []
+            entries.append(entry)
+            prev = tok
+        return entries
+
+    def _completion(self, body: dict, model: str) -> Response:
+        prompts = _prompts_of(body.get("prompt", ""))
+        if prompts is None:
+            return _error(400, "prompt must be a string, a list of token ids, or a list of either", "prompt")
+        echo = bool(body.get("echo"))
+        n_logprobs = body.get("logprobs")
+        n_prompt_logprobs = body.get("prompt_logprobs")
+        max_tokens = body.get("max_tokens")
+        choices = []
+        prompt_tokens = completion_tokens = 0
+        for index, prompt in enumerate(prompts):
+            if isinstance(prompt, str):
+                prompt_text = prompt
+                prompt_toks, prompt_offsets = _tokenize_with_offsets(prompt)
+                prompt_ids = [stub_token_id(t) for t in prompt_toks]
+            else:
+                prompt_ids = prompt
+                prompt_toks = [_decode_one(i) for i in prompt_ids]
+                prompt_offsets = _offsets_of(prompt_toks)
+                prompt_text = "".join(prompt_toks)
+            generated, finish_reason = _truncate(self.config.reply, max_tokens)
+            gen_toks, gen_offsets = _tokenize_with_offsets(generated)
+            text = prompt_text + generated if echo else generated
+            prompt_tokens += len(prompt_ids)
+            completion_tokens += len(gen_toks)
+
+            choice: dict[str, Any] = {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
+            if n_logprobs is not None:
+                toks: list[str] = []
+                lps: list[float | None] = []
+                offsets: list[int] = []
+                prev = None
+                if echo:
+                    for i, tok in enumerate(prompt_toks):
+                        lps.append(None if i == 0 else self.token_logprob(prev, tok))
+                        prev = tok
+                    toks += prompt_toks
+                    offsets += prompt_offsets
+                else:
+                    prev = prompt_toks[-1] if prompt_toks else None
+                base = len(prompt_text) if echo else 0
+                for tok, offset in zip(gen_toks, gen_offsets):
+                    lps.append(self.token_logprob(prev, tok))
+                    prev = tok
+                    toks.append(tok)
+                    offsets.append(base + offset)
+                top = None
+                if int(n_logprobs) > 0:
+                    top = [None if lp is None else {tok: lp} for tok, lp in zip(toks, lps)]
+                choice["logprobs"] = {
+                    "tokens": toks,
+                    "token_logprobs": lps,
+                    "top_logprobs": top,
+                    "text_offset": offsets,
+                }
+            if n_prompt_logprobs is not None:
+                entries: list[dict | None] = []
+                prev = None
+                for i, (tok, tok_id) in enumerate(zip(prompt_toks, prompt_ids)):
+                    if i == 0:
+                        entries.append(None)
+                    else:
+                        entries.append(
+                            {str(tok_id): {"logprob": self.token_logprob(prev, tok), "rank": 1, "decoded_token": tok}}
+                        )
+                    prev = tok
+                choice["prompt_logprobs"] = entries
+            choices.append(choice)
+
+        payload = {
+            "id": self._next_id("cmpl"),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        return _json(payload)
+
+    # -- the app ----------------------------------------------------------------------------------------------
+
+    def _build_app(self) -> FastAPI:
+        app = FastAPI(title="OpenAI stub", docs_url=None, redoc_url=None, openapi_url=None)
+        stub = self
+
+        @app.get("/health")
+        async def health() -> Response:
+            return Response(status_code=200)
+
+        @app.get("/v1/models")
+        async def models(request: Request) -> Response:
+            await stub._record(request, with_body=False)
+            cfg = stub.config
+            data = []
+            for name in cfg.models:
+                entry: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": cfg.owned_by}
+                if cfg.owned_by == "vllm":
+                    entry.update(root=name, parent=None, max_model_len=cfg.max_model_len)
+                data.append(entry)
+            return _json({"object": "list", "data": data})
+
+        @app.post("/v1/chat/completions")
+        async def chat_completions(request: Request) -> Response:
+            body = await stub._record(request)
+            failure = stub._take_failure()
+            if failure is not None:
+                return failure
+            model, error = stub._check_common(body)
+            if error is not None:
+                return error
+            if body.get("messages") is None:
+                return _error(400, "messages is required", "messages")
+            response_format = body.get("response_format")
+            if (
+                stub.config.reject_json_schema
+                and isinstance(response_format, dict)
+                and response_format.get("type") == "json_schema"
+            ):
+                return _error(
+                    400,
+                    "response_format type 'json_schema' is not supported by this server; "
+                    "use response_format {'type': 'json_object'}",
+                    "response_format",
+                )
+            async with stub._admitted():
+                return stub._chat(body, model)
+
+        @app.post("/v1/completions")
+        async def completions(request: Request) -> Response:
+            body = await stub._record(request)
+            failure = stub._take_failure()
+            if failure is not None:
+                return failure
+            model, error = stub._check_common(body)
+            if error is not None:
+                return error
+            async with stub._admitted():
+                return stub._completion(body, model)
+
+        @app.post("/tokenize")
+        async def tokenize(request: Request) -> Response:
+            body = await stub._record(request)
+            if not isinstance(body, dict):
+                return _error(400, "the request body must be a JSON object")
+            if "messages" in body:
+                text = "\n".join(
+                    f"{m.get('role', '')}: {_text_of(m.get('content'))}"
+                    for m in body.get("messages") or []
+                    if isinstance(m, dict)
+                )
+                if body.get("add_generation_prompt"):
+                    text += "\nassistant:"
+            else:
+                text = body.get("prompt")
+                if not isinstance(text, str):
+                    return _error(400, "prompt must be a string", "prompt")
+            ids = stub_encode(text)
+            return _json({"tokens": ids, "count": len(ids), "max_model_len": stub.config.max_model_len})
+
+        @app.post("/detokenize")
+        async def detokenize(request: Request) -> Response:
+            body = await stub._record(request)
+            tokens = body.get("tokens") if isinstance(body, dict) else None
+            if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+                return _error(400, "tokens must be a list of token ids", "tokens")
+            return _json({"prompt": stub_decode(tokens)})
+
+        return app
+
+
+def _truncate(text: str, max_tokens: Any) -> tuple[str, str]:
+    """`text` cut to `max_tokens` stub tokens, and the finish reason."""
+    if max_tokens is None:
+        return text, "stop"
+    tokens = stub_tokenize(text)
+    if len(tokens) <= max_tokens:
+        return text, "stop"
+    return "".join(tokens[: max(int(max_tokens), 0)]), "length"
+
+
+def _offsets_of(tokens: list[str]) -> list[int]:
+    offsets = []
+    position = 0
+    for tok in tokens:
+        offsets.append(position)
+        position += len(tok)
+    return offsets
+
+
+def _prompts_of(prompt: Any) -> list[str | list[int]] | None:
+    """The prompts of a completion request: a string, token ids, or a batch of either."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, list):
+        if not prompt:
+            return [""]
+        if all(isinstance(p, int) and not isinstance(p, bool) for p in prompt):
+            return [prompt]
+        if all(isinstance(p, str) for p in prompt):
+            return list(prompt)
+        if all(isinstance(p, list) and all(isinstance(i, int) for i in p) for p in prompt):
+            return list(prompt)
+    return None
+
+
+@contextmanager
+def run_stub(
+    config: StubConfig | None = None,
+    *,
+    token_logprob: Callable[[str | None, str], float] = stub_token_logprob,
+) -> Iterator[tuple[str, OpenAIStub]]:
+    """Serve a fresh stub on 127.0.0.1; yields its base URL with ``/v1`` (for the OpenAI SDK) and the stub."""
+    stub = OpenAIStub(config, token_logprob=token_logprob)
+    with serve_in_thread(stub.app) as url:
+        yield f"{url}/v1", stub
