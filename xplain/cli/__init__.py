@@ -1,6 +1,13 @@
-"""The `xplain` command. Each module here adds its commands to the one Typer app; every command listed works."""
+"""The `xplain` command. Every module `xplain/cli/*_commands.py` adds its commands to the one Typer app, so a new
+feature brings its commands without touching a shared list."""
 
-from xplain.cli import llm_commands  # noqa: F401  (registers check, ask, score)
+import importlib
+import pkgutil
+
 from xplain.cli.common import app
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name.endswith("_commands"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["app"]

@@ -1,0 +1,1 @@
+"""Explanation methods: pure async functions of (LLM, black box, data, options) that return pydantic results."""
