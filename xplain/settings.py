@@ -10,10 +10,16 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 BackendName = Literal["llamacpp", "openai", "vllm", "fake"]
 
@@ -47,10 +53,38 @@ class Settings(BaseSettings):
     cache_enabled: bool = Field(True, description="Serve repeated temperature-0 LLM requests from a cache.")
     cache_path: Path | None = Field(None, description="SQLite file for an on-disk LLM cache; memory only when unset.")
 
+    llm_fake_delay_s: float = Field(0.0, ge=0, description="fake backend: seconds each batch takes (for tests).")
+
+    server_host: str = Field("127.0.0.1", description="Address `xplain serve` listens on.")
+    server_port: int = Field(8080, ge=1, le=65535, description="Port `xplain serve` listens on.")
+    database_url: str = Field(
+        "sqlite:///xplain-data/xplain.sqlite", description="Jobs and models database (SQLAlchemy URL)."
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated; if set, every API call needs one of these (Bearer or X-API-Key).",
+    )
+    max_body_bytes: int = Field(10_000_000, ge=1024, description="Largest request body the API accepts.")
+    max_batch_rows: int = Field(100_000, ge=1, description="Most rows one batch job may hold.")
+    data_dir: Path | None = Field(None, description="The only directory batch jobs may read data files from.")
+    job_concurrency: int = Field(8, ge=1, description="Chunks of rows one job runs at once.")
+    job_chunk_size: int = Field(4, ge=1, description="Rows a method receives together (batched LLM rounds).")
+
     trusted_model_dir: Path | None = Field(
         None, description="The only directory from which joblib/pickle model files may be loaded."
     )
+    trusted_import_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated module prefixes the API may load models from by import path (none: refused).",
+    )
     blackbox_query_budget: int | None = Field(None, ge=1, description="Default cap on black-box queries.")
+
+    @field_validator("api_keys", "trusted_import_prefixes", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -42,7 +42,10 @@ def make_backend(settings: Settings) -> Backend:
             from xplain.llm.backends.fake import FakeBackend
 
             # Echoes the prompt: enough to try the plumbing without a model; tests script their own.
-            return FakeBackend(default=lambda request: (request.prompt or request.messages[-1].content)[:200])
+            return FakeBackend(
+                default=lambda request: (request.prompt or request.messages[-1].content)[:200],
+                delay_s=settings.llm_fake_delay_s,
+            )
     raise ValueError(f"unknown LLM backend {settings.llm_backend!r}")
 
 

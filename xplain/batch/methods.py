@@ -1,0 +1,156 @@
+"""Methods that run row by row over a dataset: the registry the REST API, batch jobs and `xplain batch` share.
+
+A row method receives a chunk of rows at once, so it can send one batched LLM round and one black-box query for
+the whole chunk, and returns one JSON-able result (or an exception) per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from xplain.blackbox import BlackBox
+from xplain.llm import LLM, ScoreRequest
+from xplain.prompts import load_prompt
+from xplain.prompts.data import fence
+
+from xplain.batch.rows import describe_row, to_model_input
+
+RowResult = dict[str, Any] | Exception
+
+
+@dataclass
+class MethodContext:
+    llm: LLM
+    blackbox: BlackBox
+
+
+@dataclass
+class RowMethod:
+    name: str
+    description: str
+    options_model: type[BaseModel]
+    run: Callable[[MethodContext, list[Any], Any], Awaitable[list[RowResult]]]
+    uses_llm: bool = True
+
+
+ROW_METHODS: dict[str, RowMethod] = {}
+
+
+def register(method: RowMethod) -> RowMethod:
+    ROW_METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> RowMethod:
+    try:
+        return ROW_METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(ROW_METHODS))}") from None
+
+
+def _inputs(blackbox: BlackBox, rows: list[Any]) -> tuple[list[Any], list[RowResult | None]]:
+    """Model inputs for the rows that parse; a row that doesn't gets its error in place."""
+    inputs, errors = [], []
+    for row in rows:
+        try:
+            inputs.append(to_model_input(blackbox, row))
+            errors.append(None)
+        except ValueError as error:
+            inputs.append(None)
+            errors.append(error)
+    return inputs, errors
+
+
+def _prediction(blackbox: BlackBox, probabilities: np.ndarray | float) -> dict[str, Any]:
+    if not blackbox.is_classifier:
+        return {"output": float(probabilities)}
+    classes = [c.item() if hasattr(c, "item") else c for c in blackbox.classes_]
+    best = int(np.argmax(probabilities))
+    return {"label": classes[best], "probabilities": {str(c): float(p) for c, p in zip(classes, probabilities)}}
+
+
+class PredictOptions(BaseModel):
+    pass
+
+
+async def _predict(ctx: MethodContext, rows: list[Any], options: PredictOptions) -> list[RowResult]:
+    inputs, errors = _inputs(ctx.blackbox, rows)
+    valid = [x for x in inputs if x is not None]
+    if not valid:
+        return [e for e in errors]
+    batch = np.asarray(valid, dtype=float) if ctx.blackbox.kind == "tabular" else valid
+    outputs = iter(await (ctx.blackbox.apredict_proba(batch) if ctx.blackbox.is_classifier else ctx.blackbox.apredict(batch)))
+    return [error if error is not None else _prediction(ctx.blackbox, next(outputs)) for error in errors]
+
+
+register(
+    RowMethod(
+        name="predict",
+        description="The black box's prediction for each row (probabilities for classifiers).",
+        options_model=PredictOptions,
+        run=_predict,
+        uses_llm=False,
+    )
+)
+
+
+class ZeroShotOptions(BaseModel):
+    label_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Words for the model's classes, e.g. {'0': 'negative', '1': 'positive'}; class names if unset.",
+    )
+
+
+async def _zero_shot(ctx: MethodContext, rows: list[Any], options: ZeroShotOptions) -> list[RowResult]:
+    """The LLM's own label (by label log-likelihood) beside the black box's: a second opinion, and where they
+    disagree, a row worth a closer look."""
+    if not ctx.blackbox.is_classifier:
+        raise ValueError("zero_shot needs a classifier; this model is a text module")
+    predictions = await _predict(ctx, rows, PredictOptions())
+    classes = [str(c.item() if hasattr(c, "item") else c) for c in ctx.blackbox.classes_]
+    words = [options.label_names.get(c, c) for c in classes]
+    template = load_prompt("zero_shot/label")
+    inputs, _ = _inputs(ctx.blackbox, rows)
+    requests = [
+        ScoreRequest(
+            prompt=template.render(data=fence(describe_row(ctx.blackbox, x)), labels=", ".join(words)),
+            continuations=[f" {w}" for w in words],
+        )
+        for x, p in zip(inputs, predictions)
+        if not isinstance(p, Exception)
+    ]
+    scores = iter(await ctx.llm.score(requests))
+    results: list[RowResult] = []
+    for prediction in predictions:
+        if isinstance(prediction, Exception):
+            results.append(prediction)
+            continue
+        logprobs = np.asarray(next(scores).logprobs)
+        shares = np.exp(logprobs - logprobs.max())
+        shares /= shares.sum()
+        llm_label = classes[int(np.argmax(shares))]
+        results.append(
+            {
+                "blackbox": prediction,
+                "llm_label": llm_label,
+                "llm_probabilities": {c: float(p) for c, p in zip(classes, shares)},
+                "agrees": llm_label == str(prediction["label"]),
+                "prompt_versions": [template.ref],
+            }
+        )
+    return results
+
+
+register(
+    RowMethod(
+        name="zero_shot",
+        description="The LLM labels each row itself (label log-likelihoods) and is compared with the black box.",
+        options_model=ZeroShotOptions,
+        run=_zero_shot,
+    )
+)

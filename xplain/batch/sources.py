@@ -1,0 +1,91 @@
+"""Reading rows from data files, and the JSONL file that `xplain batch` keeps as its durable record."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from xplain.batch.runner import RowOutcome
+
+DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
+
+
+def resolve_data_file(path: str | Path, data_dir: Path | None) -> Path:
+    """A data file inside `data_dir` (symlinks resolved); anything else is refused. For server requests."""
+    if data_dir is None:
+        raise PermissionError("reading data files is off: the operator has not set XPLAIN_DATA_DIR")
+    root = data_dir.resolve()
+    candidate = (root / path).resolve()
+    if not candidate.is_relative_to(root):
+        raise PermissionError(f"{path} is outside the data directory (XPLAIN_DATA_DIR)")
+    if not candidate.is_file():
+        raise FileNotFoundError(f"no data file {path} in the data directory")
+    return candidate
+
+
+def read_rows(path: Path, *, column: str | None = None) -> list[Any]:
+    """Rows of a CSV, JSONL, JSON (a list) or Parquet file: objects keyed by column, or one column's values."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif suffix == ".json":
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(rows, list):
+            raise ValueError(f"{path.name}: a JSON data file holds a list of rows")
+    elif suffix in (".csv", ".parquet"):
+        import pandas as pd
+
+        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        rows = frame.to_dict(orient="records")
+    else:
+        raise ValueError(f"{path.name}: data files are {', '.join(DATA_SUFFIXES)}")
+    if column is not None:
+        missing = [i for i, row in enumerate(rows) if not isinstance(row, dict) or column not in row]
+        if missing:
+            raise ValueError(f"{path.name}: row {missing[0]} has no column {column!r}")
+        rows = [row[column] for row in rows]
+    return rows
+
+
+class JsonlSink:
+    """Results as JSON lines, flushed and synced per chunk. Reopening keeps the successful lines and drops failed
+    ones, so a rerun with the same output resumes: it skips finished rows and retries failed ones."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        kept: dict[int, RowOutcome] = {}
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    outcome = RowOutcome.model_validate_json(line)
+                except ValueError:
+                    continue  # a line cut short by a crash
+                if outcome.ok:
+                    kept[outcome.index] = outcome
+        self.finished = kept
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        temporary.write_text("".join(o.model_dump_json() + "\n" for o in sorted(kept.values(), key=lambda o: o.index)))
+        os.replace(temporary, path)
+        self._file = path.open("a", encoding="utf-8")
+
+    async def record(self, outcomes: list[RowOutcome]) -> None:
+        self._file.write("".join(o.model_dump_json() + "\n" for o in outcomes))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def outcomes(self) -> list[RowOutcome]:
+        """Everything in the file, last word per row."""
+        by_index: dict[int, RowOutcome] = {}
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                outcome = RowOutcome.model_validate_json(line)
+                by_index[outcome.index] = outcome
+        return [by_index[i] for i in sorted(by_index)]

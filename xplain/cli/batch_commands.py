@@ -1,0 +1,95 @@
+"""`xplain batch`: run a method over a data file, resumable from its own output, with an HTML report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from xplain.batch.methods import ROW_METHODS, MethodContext, get_method
+from xplain.batch.report import write_report
+from xplain.batch.runner import RowOutcome, run_rows
+from xplain.batch.sources import JsonlSink, read_rows
+from xplain.blackbox import BlackBox, load_blackbox
+from xplain.blackbox.demo import DEMO_MODELS, demo_blackbox
+from xplain.cli.common import app, console, run_with_llm
+from xplain.llm import LLM
+from xplain.settings import get_settings
+
+
+def open_model(spec: str) -> BlackBox:
+    """`demo:NAME` for a built-in model, else anything `load_blackbox` takes (pickles only from the trusted dir)."""
+    if spec.startswith("demo:"):
+        return demo_blackbox(spec.removeprefix("demo:"))
+    return load_blackbox(spec, trusted_dir=get_settings().trusted_model_dir)
+
+
+@app.command()
+def batch(
+    data: Annotated[Path, typer.Argument(help="CSV, JSONL, JSON or Parquet file of rows.", exists=True, dir_okay=False)],
+    model: Annotated[str, typer.Option(help=f"demo:NAME ({', '.join(DEMO_MODELS)}), a .skops file, pkg.mod:obj, or a URL.")],
+    method: Annotated[str, typer.Option(help=f"One of: {', '.join(ROW_METHODS)}.")],
+    out: Annotated[Path, typer.Option(help="Results as JSON lines; rerun with the same file to resume.")],
+    column: Annotated[str | None, typer.Option(help="Use this column as the row (e.g. text).")] = None,
+    options: Annotated[str, typer.Option(help="Method options as JSON.")] = "{}",
+    report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Chunks in flight (XPLAIN_JOB_CONCURRENCY).")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Rows per method call (XPLAIN_JOB_CHUNK_SIZE).")] = None,
+) -> None:
+    """Run METHOD on every row of DATA against MODEL; finished rows are saved as they finish."""
+    settings = get_settings()
+    try:
+        row_method = get_method(method)
+        method_options = row_method.options_model.model_validate(json.loads(options))
+        rows = read_rows(data, column=column)
+        blackbox = open_model(model)
+    except (ValueError, OSError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+
+    sink = JsonlSink(out)
+    todo = [(i, row) for i, row in enumerate(rows) if i not in sink.finished]
+    if len(todo) < len(rows):
+        console.print(f"resuming: {len(rows) - len(todo)} of {len(rows)} rows already in {out}")
+
+    async def work(llm: LLM) -> None:
+        columns = [TextColumn(f"{method}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed")]
+        with Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task(method, total=len(rows), completed=len(rows) - len(todo), failed=0)
+            failed = 0
+
+            def advance(outcomes: list[RowOutcome]) -> None:
+                nonlocal failed
+                failed += sum(not o.ok for o in outcomes)
+                bar.update(task, advance=len(outcomes), failed=failed)
+
+            await run_rows(
+                row_method,
+                MethodContext(llm=llm, blackbox=blackbox),
+                todo,
+                method_options,
+                sink=sink,
+                concurrency=concurrency or settings.job_concurrency,
+                chunk_size=chunk_size or settings.job_chunk_size,
+                on_chunk=advance,
+            )
+
+    started = time.perf_counter()
+    try:
+        if todo:
+            run_with_llm(work)  # the embedded model loads on first use, so `predict` never loads it
+    finally:
+        sink.close()
+    outcomes = sink.outcomes()
+    failures = sum(not o.ok for o in outcomes)
+    console.print(f"{len(outcomes) - failures} ok, {failures} failed -> {out}")
+    if report is not None:
+        write_report(report, f"{method} on {data.name} with {model}", outcomes, time.perf_counter() - started)
+        console.print(f"report -> {report}")
+    if failures:
+        raise typer.Exit(1)
+

@@ -1,0 +1,1 @@
+"""The REST API, batch jobs with durable state, and the chat page."""

@@ -1,0 +1,57 @@
+"""Every error leaves the API as a JSON body that says what was wrong, with the right status — never a trace."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from xplain.blackbox import BlackBoxError, BlackBoxUnavailableError, QueryBudgetExceeded
+from xplain.llm import LLMError, LLMModelNotFoundError, LLMUnavailableError
+from xplain.server.jobs import JobNotFound
+from xplain.server.registry import ModelNotFound
+
+log = logging.getLogger("xplain.server")
+
+# Most specific first: the first matching class decides the status.
+STATUS_FOR: list[tuple[type[BaseException], int]] = [
+    (ModelNotFound, 404),
+    (JobNotFound, 404),
+    (FileNotFoundError, 404),
+    (PermissionError, 403),
+    (QueryBudgetExceeded, 429),
+    (BlackBoxUnavailableError, 502),
+    (BlackBoxError, 422),
+    (LLMUnavailableError, 503),
+    (LLMModelNotFoundError, 503),
+    (LLMError, 502),
+    (ValueError, 422),
+]
+
+
+def _body(message: str, detail=None, status: int = 400, headers=None) -> JSONResponse:
+    return JSONResponse({"error": message, "detail": detail}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        detail = [
+            {"where": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in error.errors()[:20]
+        ]
+        return _body("the request does not match the schema", detail, 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        return _body(str(error.detail), None, error.status_code, getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def any_error(_: Request, error: Exception) -> JSONResponse:
+        for kind, status in STATUS_FOR:
+            if isinstance(error, kind):
+                return _body(str(error), type(error).__name__, status)
+        log.exception("unhandled error")
+        return _body("internal error; the server log has the details", type(error).__name__, 500)

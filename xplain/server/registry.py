@@ -1,0 +1,83 @@
+"""The models the service explains: loaded from a registration, kept in memory, re-loaded from the store on start."""
+
+from __future__ import annotations
+
+import asyncio
+
+from xplain.blackbox import BlackBox, from_http, from_import_path, from_pickle, from_skops
+from xplain.blackbox.demo import demo_blackbox
+from xplain.server.schemas import ModelRegistration
+from xplain.server.store import Store
+from xplain.settings import Settings
+
+
+class ModelNotFound(LookupError):
+    pass
+
+
+def load_registered(registration: ModelRegistration, settings: Settings) -> BlackBox:
+    """Build the black box a registration names, enforcing the operator's limits on where models may come from."""
+    source = registration.source
+    common = dict(kind=registration.kind, feature_names=registration.feature_names)
+    if source.demo is not None:
+        return demo_blackbox(source.demo)
+    if source.url is not None:
+        if registration.kind is None:
+            raise ValueError("an HTTP model needs `kind` (tabular, text or module)")
+        return from_http(source.url, classes=registration.classes, **common)
+    if source.import_path is not None:
+        prefixes = settings.trusted_import_prefixes
+        module = source.import_path.partition(":")[0]
+        if not any(module == p or module.startswith(p + ".") for p in prefixes):
+            raise PermissionError(
+                f"import path {source.import_path!r} is not under XPLAIN_TRUSTED_IMPORT_PREFIXES "
+                f"({', '.join(prefixes) or 'none set'})"
+            )
+        return from_import_path(source.import_path, classes=registration.classes, **common)
+    if settings.trusted_model_dir is None:
+        raise PermissionError("loading model files is off: the operator has not set XPLAIN_TRUSTED_MODEL_DIR")
+    root = settings.trusted_model_dir.resolve()
+    path = (root / source.file).resolve()
+    if not path.is_relative_to(root):
+        raise PermissionError(f"{source.file} is outside the trusted model directory (XPLAIN_TRUSTED_MODEL_DIR)")
+    if path.suffix == ".skops":
+        return from_skops(path, trusted=registration.trusted_types or None, **common)
+    return from_pickle(path, trusted_dir=root, **common)
+
+
+class ModelRegistry:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.models: dict[str, tuple[ModelRegistration, BlackBox]] = {}
+
+    async def register(self, registration: ModelRegistration) -> BlackBox:
+        """Load first, store after: a registration that fails to load leaves nothing behind."""
+        blackbox = await asyncio.to_thread(load_registered, registration, self.settings)
+        await self.store.save_model(registration.name, registration.model_dump(mode="json"))
+        self.models[registration.name] = (registration, blackbox)
+        return blackbox
+
+    async def restore(self) -> list[str]:
+        """Re-load every stored model; returns the names that no longer load (and skips them)."""
+        broken = []
+        for name, spec in (await self.store.model_specs()).items():
+            registration = ModelRegistration.model_validate(spec)
+            try:
+                blackbox = await asyncio.to_thread(load_registered, registration, self.settings)
+            except Exception:  # a model file removed or changed since: keep serving the rest
+                broken.append(name)
+                continue
+            self.models[name] = (registration, blackbox)
+        return broken
+
+    def get(self, name: str) -> tuple[ModelRegistration, BlackBox]:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ModelNotFound(f"no model named {name!r}; POST /models registers one") from None
+
+    async def remove(self, name: str) -> None:
+        self.get(name)
+        del self.models[name]
+        await self.store.delete_model(name)

@@ -1,0 +1,59 @@
+"""Register, list, describe, predict with and remove the black boxes the service explains."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from xplain.batch.methods import MethodContext, get_method
+from xplain.server.deps import Service, service
+from xplain.server.schemas import ModelInfo, ModelRegistration, PredictRequest, PredictResponse
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+def _info(name: str, svc: Service) -> ModelInfo:
+    registration, blackbox = svc.registry.get(name)
+    classes = None if blackbox.classes_ is None else [c.item() if hasattr(c, "item") else c for c in blackbox.classes_]
+    return ModelInfo(
+        name=name,
+        kind=blackbox.kind,
+        source=registration.source,
+        classes=classes,
+        feature_names=blackbox.feature_names,
+        queries=blackbox.stats().model_dump(),
+    )
+
+
+@router.post("", response_model=ModelInfo, status_code=201)
+async def register_model(body: ModelRegistration, svc: Service = Depends(service)) -> ModelInfo:
+    await svc.registry.register(body)
+    return _info(body.name, svc)
+
+
+@router.get("", response_model=list[ModelInfo])
+async def list_models(svc: Service = Depends(service)) -> list[ModelInfo]:
+    return [_info(name, svc) for name in sorted(svc.registry.models)]
+
+
+@router.get("/{name}", response_model=ModelInfo)
+async def describe_model(name: str, svc: Service = Depends(service)) -> ModelInfo:
+    return _info(name, svc)
+
+
+@router.delete("/{name}", status_code=204)
+async def remove_model(name: str, svc: Service = Depends(service)) -> None:
+    await svc.registry.remove(name)
+
+
+@router.post("/{name}/predict", response_model=PredictResponse)
+async def predict(name: str, body: PredictRequest, svc: Service = Depends(service)) -> PredictResponse:
+    if len(body.inputs) > svc.settings.max_batch_rows:
+        raise ValueError(f"{len(body.inputs)} inputs; at most {svc.settings.max_batch_rows} (XPLAIN_MAX_BATCH_ROWS)")
+    _, blackbox = svc.registry.get(name)
+    method = get_method("predict")
+    results = await method.run(MethodContext(llm=svc.llm, blackbox=blackbox), body.inputs, method.options_model())
+    return PredictResponse(
+        model=name,
+        predictions=[None if isinstance(r, Exception) else r for r in results],
+        errors=[str(r) if isinstance(r, Exception) else None for r in results],
+    )

@@ -1,0 +1,130 @@
+"""Pydantic models at the API boundary: what each route takes and returns."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from xplain.batch.runner import Progress, RowOutcome
+
+ModelName = Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$", description="Letters, digits, _ . - (at most 100).")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSource(Strict):
+    """Exactly one place a model comes from. Never an upload: files are read only from the operator's directory."""
+
+    file: str | None = Field(None, description="A .skops or .joblib/.pkl file inside XPLAIN_TRUSTED_MODEL_DIR.")
+    import_path: str | None = Field(None, description="`package.module:object`, under XPLAIN_TRUSTED_IMPORT_PREFIXES.")
+    url: str | None = Field(None, pattern=r"^https?://", description="An HTTP endpoint taking {'inputs': [...]}.")
+    demo: Literal["breast_cancer", "reviews"] | None = Field(None, description="A built-in demo model.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSource:
+        given = [k for k, v in self.model_dump().items() if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of file, import_path, url, demo (got {given or 'none'})")
+        return self
+
+
+class ModelRegistration(Strict):
+    name: str = ModelName
+    source: ModelSource
+    kind: Literal["tabular", "text", "module"] | None = Field(None, description="Inferred for scikit-learn models.")
+    classes: list[str | int] | None = None
+    feature_names: list[str] | None = Field(None, max_length=10_000)
+    trusted_types: list[str] = Field(default_factory=list, description="skops types to trust beyond the defaults.")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    kind: str
+    source: ModelSource
+    classes: list[Any] | None
+    feature_names: list[str] | None
+    queries: dict[str, Any]
+
+
+class PredictRequest(Strict):
+    inputs: list[Any] = Field(min_length=1, description="Rows: lists of numbers / objects by feature, or texts.")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    predictions: list[dict[str, Any] | None]
+    errors: list[str | None]
+
+
+class JobRequest(Strict):
+    model: str = ModelName
+    method: str = Field(description="A row method; GET /methods lists them.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    rows: list[Any] | None = Field(None, description="The data inline (give rows or file).")
+    file: str | None = Field(None, description="A CSV/JSONL/JSON/Parquet file inside XPLAIN_DATA_DIR.")
+    column: str | None = Field(None, description="Use this column of the file as the row (e.g. `text`).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobRequest:
+        if (self.rows is None) == (self.file is None):
+            raise ValueError("give exactly one of `rows` (inline data) or `file` (a file in the data directory)")
+        if self.rows is not None and not self.rows:
+            raise ValueError("`rows` is empty")
+        return self
+
+
+class JobInfo(BaseModel):
+    id: str
+    model: str
+    method: str
+    options: dict[str, Any]
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    error: str | None = None
+    progress: Progress
+    created_at: float
+    finished_at: float | None = None
+
+
+class ResultsPage(BaseModel):
+    job: str
+    offset: int
+    limit: int
+    results: list[RowOutcome]
+
+
+class MethodInfo(BaseModel):
+    name: str
+    description: str
+    uses_llm: bool
+    options_schema: dict[str, Any]
+
+
+class MethodRequest(Strict):
+    model: str = ModelName
+    rows: list[Any] = Field(min_length=1, max_length=64, description="A few rows; larger sets go through /jobs.")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class MethodResponse(BaseModel):
+    model: str
+    method: str
+    results: list[RowOutcome]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    llm: str
+    reason: str | None = None
