@@ -48,10 +48,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
         return _body(str(error.detail), None, error.status_code, getattr(error, "headers", None))
 
+    async def known_error(_: Request, error: Exception) -> JSONResponse:
+        status = next(status for kind, status in STATUS_FOR if isinstance(error, kind))
+        return _body(str(error), type(error).__name__, status)
+
+    # Registered per class (not as a catch-all), so Starlette answers them without treating them as crashes.
+    for kind, _status in STATUS_FOR:
+        app.add_exception_handler(kind, known_error)
+
     @app.exception_handler(Exception)
-    async def any_error(_: Request, error: Exception) -> JSONResponse:
-        for kind, status in STATUS_FOR:
-            if isinstance(error, kind):
-                return _body(str(error), type(error).__name__, status)
+    async def unexpected_error(_: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return _body("internal error; the server log has the details", type(error).__name__, 500)

@@ -21,7 +21,7 @@ def free_port() -> int:
 def serve_in_thread(app, *, port: int | None = None, startup_timeout_s: float = 10.0) -> Iterator[str]:
     """Serve `app` until the block ends; yields its base URL, e.g. `http://127.0.0.1:54321`."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"serve-{port}", daemon=True)
     thread.start()

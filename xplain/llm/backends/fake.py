@@ -87,6 +87,8 @@ class FakeBackend(Backend):
 
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
         self.score_batches.append(list(requests))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         results = []
         for request in requests:
             prompt_tokens = request.prompt.split()

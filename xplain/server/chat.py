@@ -1,0 +1,76 @@
+"""The chat page at `/chat` and its streaming endpoint.
+
+`POST /chat/stream` runs one agent turn and answers with server-sent events as the turn proceeds: `tool_call`,
+`tool_result`, then `answer` (or `error`). The page is plain HTML + JS from `static/`, no build step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from importlib import resources
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from xplain.agent import ExplainerAgent
+from xplain.agent.loop import MAX_QUESTION_CHARS
+from xplain.blackbox import BlackBoxError
+from xplain.llm import LLMError
+
+STATIC_FILES = {"chat.js": "text/javascript", "chat.css": "text/css"}
+
+
+class ChatRequest(BaseModel):
+    model: str = Field(min_length=1, max_length=200, description="Name of the model to question (GET /chat/models).")
+    session_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Conversation id; the page makes one.")
+    message: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+
+
+def make_chat_router(agents: Mapping[str, ExplainerAgent]) -> APIRouter:
+    """Routes for the chat page over `agents` (model name -> agent); a lazy Mapping may build agents on demand."""
+    router = APIRouter(tags=["chat"])
+
+    @router.get("/chat", response_class=HTMLResponse, include_in_schema=False)
+    async def chat_page() -> HTMLResponse:
+        return HTMLResponse(_static("chat.html"))
+
+    @router.get("/chat/static/{name}", include_in_schema=False)
+    async def chat_asset(name: str) -> Response:
+        if name not in STATIC_FILES:
+            raise HTTPException(404, f"no chat asset {name!r}")
+        return Response(_static(name), media_type=STATIC_FILES[name])
+
+    @router.get("/chat/models")
+    async def chat_models() -> dict[str, list[str]]:
+        return {"models": list(agents)}
+
+    @router.post("/chat/stream")
+    async def chat_stream(request: ChatRequest) -> StreamingResponse:
+        if request.model not in agents:
+            raise HTTPException(404, f"no model {request.model!r}; available: {', '.join(agents) or 'none'}")
+        agent = agents[request.model]
+        return StreamingResponse(
+            _events(agent, request),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router
+
+
+async def _events(agent: ExplainerAgent, request: ChatRequest) -> AsyncIterator[str]:
+    try:
+        async for event in agent.stream(request.session_id, request.message):
+            yield _sse(event.type, event.model_dump_json())
+    except (ValueError, LLMError, BlackBoxError) as error:
+        yield _sse("error", json.dumps({"error": str(error)}))
+
+
+def _sse(event: str, data: str) -> str:
+    return f"event: {event}\ndata: {data}\n\n"
+
+
+def _static(name: str) -> str:
+    return (resources.files("xplain.server") / "static" / name).read_text(encoding="utf-8")
