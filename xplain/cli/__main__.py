@@ -1,0 +1,3 @@
+from xplain.cli import app
+
+app()
