@@ -1,0 +1,85 @@
+"""`xplain batch` on the fake backend: results file, resume after a crash, the HTML report, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from xplain.batch.runner import RowOutcome
+from xplain.cli import app
+from xplain.settings import get_settings
+
+runner = CliRunner()
+TEXTS = ["a warm and funny film", "dull and lifeless", "superb cast", "a mess", "moving", "tedious"]
+
+
+@pytest.fixture(autouse=True)
+def fake_backend(monkeypatch):
+    monkeypatch.setenv("XPLAIN_LLM_BACKEND", "fake")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(TEXTS)))
+    return path
+
+
+def run(*args):
+    return runner.invoke(app, ["batch", *map(str, args)])
+
+
+def read(path):
+    return [RowOutcome.model_validate_json(line) for line in path.read_text().splitlines()]
+
+
+def test_batch_writes_one_result_per_row_and_a_report(data, tmp_path):
+    out, report = tmp_path / "out.jsonl", tmp_path / "report.html"
+    result = run(data, "--model", "demo:reviews", "--method", "zero_shot", "--column", "text", "--out", out,
+                 "--report", report, "--chunk-size", "2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    outcomes = read(out)
+    assert sorted(o.index for o in outcomes) == list(range(len(TEXTS)))
+    assert all(o.ok and set(o.result) >= {"blackbox", "llm_label", "agrees"} for o in outcomes)
+    page = report.read_text()
+    assert "<svg" in page and "LLM agrees with the black box" in page
+    assert f"<td>{len(TEXTS)}</td>" in page
+
+
+def test_rerun_resumes_keeps_finished_rows_and_retries_failed_ones(data, tmp_path):
+    out = tmp_path / "out.jsonl"
+    assert run(data, "--model", "demo:reviews", "--method", "predict", "--column", "text", "--out", out).exit_code == 0
+    lines = out.read_text().splitlines()
+    # A crash: rows 0-2 finished, row 3 stored as failed, row 4 cut off mid-write, row 5 never started.
+    failed = RowOutcome(index=3, ok=False, error="LLM backend: down").model_dump_json()
+    out.write_text("\n".join([*lines[:3], failed, lines[4][:20]]) + "\n")
+    result = run(data, "--model", "demo:reviews", "--method", "predict", "--column", "text", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "resuming: 3 of 6" in result.output
+    new_lines = out.read_text().splitlines()
+    assert new_lines[:3] == lines[:3], "finished rows are kept as they were"
+    assert sorted(o.index for o in read(out)) == list(range(6)) and all(o.ok for o in read(out))
+
+
+def test_bad_rows_are_reported_and_the_exit_code_says_so(tmp_path):
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps([[1.0, 2.0], "not a row"]))
+    out = tmp_path / "out.jsonl"
+    result = run(data, "--model", "demo:breast_cancer", "--method", "predict", "--out", out)
+    assert result.exit_code == 1
+    errors = [o.error for o in read(out)]
+    assert "30 features" in errors[0] and "tabular row" in errors[1]
+
+
+def test_unknown_method_and_bad_options_change_nothing(data, tmp_path):
+    out = tmp_path / "out.jsonl"
+    result = run(data, "--model", "demo:reviews", "--method", "nope", "--out", out)
+    assert result.exit_code == 2 and "unknown method 'nope'" in result.output
+    result = run(data, "--model", "demo:reviews", "--method", "zero_shot", "--out", out, "--options", '{"label_names": 1}')
+    assert result.exit_code == 2
+    assert not out.exists()
