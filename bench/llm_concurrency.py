@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from rich.console import Console
 from rich.table import Table
 
 from xplain.llm import GenerationRequest, ScoreRequest, make_llm
 from xplain.settings import Settings
-from xplain.testing.openai_stub import StubConfig, run_stub
+from xplain.testing.openai_stub import StubConfig
+from xplain.testing.stub_process import stub_in_another_process
 
 
 def requests(n: int) -> list[GenerationRequest]:
@@ -52,28 +50,6 @@ async def timed_one_at_a_time(url: str, n: int) -> float:
     elapsed = time.perf_counter() - started
     await llm.aclose()
     return elapsed
-
-
-def _serve_stub(config_json: str, conn) -> None:
-    with run_stub(StubConfig.model_validate_json(config_json)) as (url, stub):
-        conn.send(url)
-        conn.recv()  # until the benchmark is done
-        conn.send(stub.max_seen_in_flight)
-
-
-@contextmanager
-def stub_in_another_process(config: StubConfig) -> Iterator[tuple[str, dict]]:
-    """The server gets its own process (and GIL), so the numbers measure the client, not a shared interpreter."""
-    ours, theirs = multiprocessing.Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=_serve_stub, args=(config.model_dump_json(), theirs))
-    process.start()
-    stats: dict = {}
-    try:
-        yield ours.recv(), stats
-    finally:
-        ours.send("stop")
-        stats["peak_in_flight"] = ours.recv()
-        process.join(timeout=10)
 
 
 def concurrency_part(n: int, concurrency: int, delay: float, console: Console) -> None:
@@ -132,7 +108,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--skip-embedded", action="store_true")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=140)
     concurrency_part(args.n, args.concurrency, args.delay, console)
     if not args.skip_embedded:
         embedded_part(console)
