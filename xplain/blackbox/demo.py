@@ -10,7 +10,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from xplain.blackbox.loaders import from_estimator
+from pathlib import Path
+
+from xplain.blackbox.loaders import from_estimator, load_blackbox
 from xplain.blackbox.model import BlackBox
 
 DEMO_MODELS = {
@@ -40,3 +42,10 @@ def demo_blackbox(name: str) -> BlackBox:
     if feature_names is None:
         return from_estimator(model, kind="text", name=f"demo:{name}")
     return from_estimator(model, kind="tabular", feature_names=feature_names, name=f"demo:{name}")
+
+
+def open_model(spec: str, *, trusted_dir: Path | None) -> BlackBox:
+    """`demo:NAME` for a built-in model, else anything `load_blackbox` takes (pickles only from `trusted_dir`)."""
+    if spec.startswith("demo:"):
+        return demo_blackbox(spec.removeprefix("demo:"))
+    return load_blackbox(spec, trusted_dir=trusted_dir)

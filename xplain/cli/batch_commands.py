@@ -14,18 +14,10 @@ from xplain.batch.methods import ROW_METHODS, MethodContext, get_method
 from xplain.batch.report import write_report
 from xplain.batch.runner import RowOutcome, run_rows
 from xplain.batch.sources import JsonlSink, read_rows
-from xplain.blackbox import BlackBox, load_blackbox
-from xplain.blackbox.demo import DEMO_MODELS, demo_blackbox
+from xplain.blackbox.demo import DEMO_MODELS, open_model
 from xplain.cli.common import app, console, run_with_llm
 from xplain.llm import LLM
 from xplain.settings import get_settings
-
-
-def open_model(spec: str) -> BlackBox:
-    """`demo:NAME` for a built-in model, else anything `load_blackbox` takes (pickles only from the trusted dir)."""
-    if spec.startswith("demo:"):
-        return demo_blackbox(spec.removeprefix("demo:"))
-    return load_blackbox(spec, trusted_dir=get_settings().trusted_model_dir)
 
 
 @app.command()
@@ -39,6 +31,8 @@ def batch(
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Chunks in flight (XPLAIN_JOB_CONCURRENCY).")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Rows per method call (XPLAIN_JOB_CHUNK_SIZE).")] = None,
+    engine: Annotated[str, typer.Option(help="local (asyncio, this process) or ray (Ray Data workers).")] = "local",
+    workers: Annotated[int, typer.Option(help="Ray workers (with --engine ray).")] = 2,
 ) -> None:
     """Run METHOD on every row of DATA against MODEL; finished rows are saved as they finish."""
     settings = get_settings()
@@ -46,7 +40,9 @@ def batch(
         row_method = get_method(method)
         method_options = row_method.options_model.model_validate(json.loads(options))
         rows = read_rows(data, column=column)
-        blackbox = open_model(model)
+        blackbox = open_model(model, trusted_dir=settings.trusted_model_dir)
+        if engine not in ("local", "ray"):
+            raise ValueError(f"--engine is local or ray, not {engine!r}")
     except (ValueError, OSError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
@@ -78,9 +74,25 @@ def batch(
                 on_chunk=advance,
             )
 
+    def work_on_ray() -> None:
+        import asyncio
+
+        from xplain.batch.ray_engine import run_rows_on_ray
+
+        def record(outcomes: list[RowOutcome]) -> None:
+            asyncio.run(sink.record(outcomes))
+
+        with console.status(f"{method} on Ray ({workers} workers)"):
+            run_rows_on_ray(
+                method, model, todo, method_options,
+                settings=settings, record=record, workers=workers, batch_size=chunk_size or settings.job_chunk_size,
+            )  # fmt: skip
+
     started = time.perf_counter()
     try:
-        if todo:
+        if todo and engine == "ray":
+            work_on_ray()
+        elif todo:
             run_with_llm(work)  # the embedded model loads on first use, so `predict` never loads it
     finally:
         sink.close()
