@@ -9,18 +9,14 @@ from typer.testing import CliRunner
 
 from xplain.batch.runner import RowOutcome
 from xplain.cli import app
-from xplain.settings import get_settings
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'xplain[ray]')")
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def fake_backend(monkeypatch):
-    monkeypatch.setenv("XPLAIN_LLM_BACKEND", "fake")
-    get_settings.cache_clear()
+def local_ray(fake_llm_env):
     yield
-    get_settings.cache_clear()
     if ray.is_initialized():
         ray.shutdown()
 

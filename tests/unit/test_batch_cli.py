@@ -9,18 +9,10 @@ from typer.testing import CliRunner
 
 from xplain.batch.runner import RowOutcome
 from xplain.cli import app
-from xplain.settings import get_settings
 
 runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("fake_llm_env")
 TEXTS = ["a warm and funny film", "dull and lifeless", "superb cast", "a mess", "moving", "tedious"]
-
-
-@pytest.fixture(autouse=True)
-def fake_backend(monkeypatch):
-    monkeypatch.setenv("XPLAIN_LLM_BACKEND", "fake")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -8,18 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from xplain.cli import app
-from xplain.settings import get_settings
 from xplain.testing.serve import free_port
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def fresh_settings(monkeypatch):
-    monkeypatch.setenv("XPLAIN_LLM_BACKEND", "fake")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("fake_llm_env")
 
 
 def test_ask_prints_the_completion_as_json():
