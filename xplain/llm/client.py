@@ -18,6 +18,7 @@ from xplain.llm.cache import ResponseCache, cache_key
 from xplain.llm.types import (
     Completion,
     GenerationRequest,
+    LLMError,
     Message,
     Scores,
     ScoreRequest,
@@ -103,6 +104,7 @@ class LLM:
         to_send = [requests[positions[0]] for positions in misses.values()]
         raws = await self.backend.generate(to_send) if to_send else []
         elapsed = time.perf_counter() - started
+        _check_count(self.backend, "completions", len(to_send), len(raws))
 
         fresh: dict[str, str] = {}
         for (key, positions), raw in zip(misses.items(), raws):
@@ -224,6 +226,7 @@ class LLM:
         to_send = [requests[positions[0]] for positions in misses.values()]
         raws: list[RawScores] = await self.backend.score(to_send) if to_send else []
         elapsed = time.perf_counter() - started
+        _check_count(self.backend, "scores", len(to_send), len(raws))
 
         fresh: dict[str, str] = {}
         for (key, positions), raw in zip(misses.items(), raws):
@@ -255,6 +258,11 @@ class LLM:
     def _account(self, usage: Usage) -> None:
         self.usage = self.usage + usage
         _record(usage)
+
+
+def _check_count(backend: Backend, what: str, sent: int, received: int) -> None:
+    if sent != received:
+        raise LLMError(f"backend {backend.name} returned {received} {what} for {sent} requests")
 
 
 def parse_json_reply(text: str, schema: type[T]) -> T:

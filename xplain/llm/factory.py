@@ -36,7 +36,8 @@ def make_backend(settings: Settings) -> Backend:
             return VLLMEngineBackend(
                 settings.llm_model,
                 gpu_memory_utilization=settings.llm_gpu_memory_utilization,
-                max_model_len=settings.llm_context_size,
+                # vLLM reads the model's own limit; only a context size set on purpose overrides it
+                max_model_len=settings.llm_context_size if "llm_context_size" in settings.model_fields_set else None,
             )
         case "fake":
             from xplain.llm.backends.fake import FakeBackend
