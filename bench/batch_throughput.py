@@ -34,7 +34,7 @@ from xplain.testing.openai_stub import StubConfig
 from xplain.testing.serve import serve_in_thread
 from xplain.testing.stub_process import stub_in_another_process
 
-LABELS = {"0": "negative", "1": "positive"}
+LABELS = {"negative": "bad", "positive": "good"}
 
 
 def rows(n: int) -> list[str]:

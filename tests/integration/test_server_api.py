@@ -84,16 +84,16 @@ def test_readiness_reports_a_down_backend(tmp_path):
 
 def test_demo_models_are_listed_and_described(api):
     names = [m["name"] for m in api.get("/models").json()]
-    assert names == ["breast_cancer", "reviews"]
+    assert names == ["breast_cancer", "diabetes", "reviews", "synthetic", "wine"]
     info = api.get("/models/breast_cancer").json()
-    assert info["kind"] == "tabular" and info["classes"] == [0, 1] and len(info["feature_names"]) == 30
+    assert info["kind"] == "tabular" and info["classes"] == ["benign", "malignant"] and len(info["feature_names"]) == 30
 
 
 def test_predict_answers_good_rows_and_names_bad_ones(api):
     body = api.post("/models/reviews/predict", json={"inputs": [REVIEWS[0], 42, {"text": REVIEWS[1]}]}).json()
     assert body["errors"][1] and body["predictions"][1] is None
     first, third = body["predictions"][0], body["predictions"][2]
-    assert first["label"] == 1 and third["label"] == 0
+    assert first["label"] == "positive" and third["label"] == "negative"
     assert sum(first["probabilities"].values()) == pytest.approx(1.0)
 
 
@@ -139,12 +139,12 @@ def test_methods_are_listed_and_each_has_a_route(api, backend):
     assert methods["zero_shot"]["uses_llm"] and not methods["predict"]["uses_llm"]
     body = api.post(
         "/methods/zero_shot",
-        json={"model": "reviews", "rows": REVIEWS[:2], "options": {"label_names": {"0": "bad", "1": "good"}}},
+        json={"model": "reviews", "rows": REVIEWS[:2], "options": {"label_names": {"negative": "bad", "positive": "good"}}},
     ).json()
     assert [r["ok"] for r in body["results"]] == [True, True]
     result = body["results"][0]["result"]
-    assert result["blackbox"]["label"] == 1 and set(result["llm_probabilities"]) == {"0", "1"}
-    assert result["agrees"] == (result["llm_label"] == "1")
+    assert result["blackbox"]["label"] == "positive" and set(result["llm_probabilities"]) == {"negative", "positive"}
+    assert result["agrees"] == (result["llm_label"] == "positive")
     assert len(backend.score_batches) == 1 and len(backend.score_batches[0]) == 2, "both rows in one scoring batch"
     assert " good" in backend.score_batches[0][0].continuations
     wrong = api.post("/methods/zero_shot", json={"model": "reviews", "rows": ["x"], "options": {"label_names": 3}})
@@ -233,3 +233,14 @@ def test_registered_models_survive_a_restart(settings, backend):
         assert httpx.post(f"{url}/models", json={"name": "mine", "source": {"demo": "reviews"}}).status_code == 201
     with serve_in_thread(create_app(settings, llm=LLM(backend))) as url:
         assert httpx.get(f"{url}/models/mine").json()["kind"] == "text"
+
+
+def test_the_chat_page_questions_the_registered_demo_models(api, backend):
+    assert "<html" in api.get("/chat").text.lower()
+    assert api.get("/chat/models").json()["models"] == ["breast_cancer", "diabetes", "reviews", "synthetic", "wine"]
+    body = {"model": "reviews", "session_id": "s1", "message": "What does the model say about row 0?"}
+    with api.stream("POST", "/chat/stream", json=body) as stream:
+        events = [line.removeprefix("event: ") for line in stream.iter_lines() if line.startswith("event: ")]
+    assert events[-1] == "answer"
+    assert any("row 0" in request_text for request_text in map(str, backend.requests))
+    assert api.post("/chat/stream", json=body | {"model": "ghost"}).status_code == 404

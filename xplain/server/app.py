@@ -11,6 +11,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from xplain import __version__
 from xplain.blackbox.demo import DEMO_MODELS
 from xplain.llm import LLM, make_llm
+from xplain.agent.store import ConversationStore, sqlite_path
+from xplain.server.chat import make_chat_router
+from xplain.server.chat_agents import RegistryAgents
 from xplain.server.deps import Service, require_api_key
 from xplain.server.errors import install_error_handlers
 from xplain.server.jobs import JobManager
@@ -37,6 +40,9 @@ def create_app(
         registry = ModelRegistry(store, settings)
         manager = JobManager(store, registry, client, settings)
         app.state.service = Service(settings=settings, store=store, llm=client, registry=registry, jobs=manager)
+        sqlite = settings.database_url.startswith("sqlite:///")
+        conversations = ConversationStore(sqlite_path(settings.database_url)) if sqlite else None
+        agents.attach(registry, client, conversations)
         broken = await registry.restore()
         if register_demo_models:
             for name in DEMO_MODELS:
@@ -49,6 +55,8 @@ def create_app(
             log.info("resumed %d unfinished job(s)", len(resumed))
         yield
         await manager.shutdown()
+        if conversations is not None:
+            conversations.close()
         await client.aclose()
         store.close()
 
@@ -70,6 +78,8 @@ def create_app(
             )
         return await call_next(request)
 
+    agents = RegistryAgents()
+    app.include_router(make_chat_router(agents))
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
     for router in (models.router, methods.router, jobs.router):

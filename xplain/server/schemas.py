@@ -7,6 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from xplain.batch.runner import Progress, RowOutcome
+from xplain.blackbox.demo import DEMO_MODELS
+
+DemoName = Literal[tuple(DEMO_MODELS)]  # type: ignore[valid-type]
 
 ModelName = Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$", description="Letters, digits, _ . - (at most 100).")
 
@@ -21,7 +24,7 @@ class ModelSource(Strict):
     file: str | None = Field(None, description="A .skops or .joblib/.pkl file inside XPLAIN_TRUSTED_MODEL_DIR.")
     import_path: str | None = Field(None, description="`package.module:object`, under XPLAIN_TRUSTED_IMPORT_PREFIXES.")
     url: str | None = Field(None, pattern=r"^https?://", description="An HTTP endpoint taking {'inputs': [...]}.")
-    demo: Literal["breast_cancer", "reviews"] | None = Field(None, description="A built-in demo model.")
+    demo: DemoName | None = Field(None, description="A built-in demo model.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSource:

@@ -1,0 +1,133 @@
+"""`xplain chat` through scripted terminal sessions on the fake backend: what the user sees of tool calls, plots,
+what-if edits, grounding flags, memory across runs, and the errors for bad options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from typer.testing import CliRunner
+
+import xplain.cli.common
+from xplain.cli import app
+from xplain.llm import LLM
+from xplain.llm.backends.fake import FakeBackend, tool_call_reply
+
+runner = CliRunner()
+_rng = np.random.default_rng(0)
+X = _rng.normal(size=(60, 3))
+Y = np.where(X[:, 0] > 0, "yes", "no")
+MODEL = LogisticRegression().fit(X, Y)  # loaded by import path: tests.unit.test_chat_terminal:MODEL
+SPEC = f"{__name__}:MODEL"
+
+
+@pytest.fixture(autouse=True)
+def fake_settings(fake_llm_env):
+    """Every session here reads its settings afresh, on the fake backend (the LLM itself is scripted per test)."""
+
+
+@pytest.fixture
+def data_csv(tmp_path):
+    path = tmp_path / "rows.csv"
+    lines = ["a,b,c,label", *(f"{r[0]},{r[1]},{r[2]},{y}" for r, y in zip(X, Y))]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def script(monkeypatch, *replies) -> FakeBackend:
+    backend = FakeBackend(queue=list(replies))
+    monkeypatch.setattr(xplain.cli.common, "make_llm", lambda settings: LLM(backend))
+    return backend
+
+
+def probability(row: int) -> float:
+    return round(float(MODEL.predict_proba(X[row : row + 1])[0].max()), 4)
+
+
+def test_a_scripted_session_shows_tools_plots_edits_and_flags(monkeypatch, data_csv, tmp_path):
+    backend = script(
+        monkeypatch,
+        tool_call_reply("feature_effect", row=0, top=3),
+        f"Row 0 is predicted with {probability(0)}; but 0.123 is made up.",
+        tool_call_reply("what_if", row=0, changes=[{"feature": "a", "value": -5.0}]),
+        "Setting a to -5 gives no.",
+    )
+    db = tmp_path / "chat.sqlite"
+    options = ["chat", "--model", SPEC, "--data", str(data_csv), "--label-column", "label", "--db", str(db)]
+    result = runner.invoke(app, options, input="why row 0?\nwhat if a were -5?\nexit\n")
+
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "→ feature_effect(row=0, top=3)" in out
+    assert "Drop in P(" in out and "█" in out  # the bar chart
+    assert "based on: feature_effect" in out
+    assert "not backed by any tool result: 0.123" in out and f"{probability(0)}," not in out.split("not backed")[1]
+    assert "what if" in out and "prediction" in out and "-5.0" in out  # the edit as a before/after table
+    # the second question reached the model with the first turn in its history
+    second_turn = "\n".join(m.content for m in backend.requests[2].messages)
+    assert "why row 0?" in second_turn and "what if a were -5?" in second_turn
+    assert len(backend.requests) == 4
+
+
+def test_the_conversation_continues_in_a_later_run(monkeypatch, data_csv, tmp_path):
+    db = tmp_path / "chat.sqlite"
+    options = [
+        "chat",
+        "--model",
+        SPEC,
+        "--data",
+        str(data_csv),
+        "--label-column",
+        "label",
+        "--db",
+        str(db),
+        "--session",
+        "s-7",
+    ]
+    script(monkeypatch, "First answer.")
+    assert runner.invoke(app, options, input="first question\n").exit_code == 0  # ends at end of input
+    backend = script(monkeypatch, "Second answer.")
+    result = runner.invoke(app, options, input="second question\nquit\n")
+    assert result.exit_code == 0, result.output
+    seen = "\n".join(m.content for m in backend.requests[0].messages)
+    assert "first question" in seen and "First answer." in seen
+
+
+def test_the_step_limit_is_reported(monkeypatch, data_csv):
+    script(monkeypatch, *[tool_call_reply("predict", row=i) for i in range(5)])
+    options = ["chat", "--model", SPEC, "--data", str(data_csv), "--label-column", "label", "--max-steps", "2"]
+    result = runner.invoke(app, options, input="predict all\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("→ predict(") == 2 and "stopped at the step limit" in result.output
+
+
+def test_a_demo_model_answers_without_any_file(monkeypatch):
+    script(monkeypatch, tool_call_reply("describe_data"), "Done.")
+    result = runner.invoke(app, ["chat", "--demo", "synthetic"], input="describe the data\n")
+    assert result.exit_code == 0, result.output
+    assert "demo:synthetic" in result.output and "→ describe_data()" in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ([], "exactly one of --model SPEC or --demo NAME"),
+        (["--demo", "nope"], "unknown demo model 'nope'"),
+        (["--model", SPEC], "--model needs --data"),
+        (["--model", "no/such/file.skops", "--data", "{csv}"], "no skops file"),
+    ],
+)
+def test_bad_options_end_with_a_message(monkeypatch, data_csv, options, message):
+    script(monkeypatch)
+    options = [o.replace("{csv}", str(data_csv)) for o in options]
+    result = runner.invoke(app, ["chat", *options], input="")
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_tool_errors_are_shown_and_the_session_goes_on(monkeypatch, data_csv):
+    script(monkeypatch, tool_call_reply("predict", row=999), "Row 999 does not exist.")
+    options = ["chat", "--model", SPEC, "--data", str(data_csv), "--label-column", "label"]
+    result = runner.invoke(app, options, input="row 999?\n")
+    assert result.exit_code == 0, result.output
+    assert "tool error: row 999 does not exist" in result.output

@@ -1,0 +1,217 @@
+// The chat page: sends a question to /chat/stream and renders the server-sent events of the turn as they come —
+// tool calls folded under the answer, bar charts (feature effects) as inline SVG, what-if edits as a diff table,
+// and numbers that no tool returned marked in the answer. All text goes in through textContent, never as HTML.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const log = document.getElementById("log");
+const form = document.getElementById("ask");
+const input = document.getElementById("message");
+const modelSelect = document.getElementById("model");
+let sessionId = newSessionId();
+
+function newSessionId() {
+  return "web-" + Math.random().toString(36).slice(2, 12);
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+async function loadModels() {
+  const reply = await fetch("/chat/models");
+  const { models } = await reply.json();
+  for (const name of models) modelSelect.append(new Option(name, name));
+}
+
+function startTurn(question) {
+  const turn = element("section", "turn");
+  turn.append(element("div", "question", question));
+  const answer = element("div", "answer pending", "Working…");
+  const plots = element("div", "plots");
+  const tools = element("div", "tools");
+  turn.append(answer, plots, tools);
+  log.append(turn);
+  return { turn, answer, plots, tools, calls: new Map() };
+}
+
+function argumentsText(args) {
+  return Object.entries(args).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ");
+}
+
+function onToolCall(view, event) {
+  const details = element("details", "tool-call");
+  details.append(element("summary", "", `${event.name}(${argumentsText(event.arguments)})`));
+  const output = element("pre", "", "running…");
+  details.append(output);
+  view.tools.append(details);
+  view.calls.set(event.id, output);
+}
+
+function onToolResult(view, event) {
+  let data = null;
+  try { data = JSON.parse(event.output); } catch (_) { /* shown as text below */ }
+  const output = view.calls.get(event.id);
+  if (output) output.textContent = data ? JSON.stringify(data, null, 2) : event.output;
+  if (!data) return;
+  if (data.plot && data.plot.kind === "bar") view.plots.append(barChart(data.plot));
+  if (data.before && data.after) view.plots.append(diffTable(data));
+}
+
+function barChart(plot) {
+  const rowHeight = 22, labelWidth = 190, barWidth = 260, width = labelWidth + barWidth + 70;
+  const values = plot.values.map(Number);
+  const limit = Math.max(...values.map(Math.abs), 1e-9);
+  const zero = labelWidth + barWidth / 2;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "bar-chart");
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", rowHeight * values.length + 10);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", plot.title);
+  values.forEach((value, i) => {
+    const y = 5 + i * rowHeight;
+    const length = (Math.abs(value) / limit) * (barWidth / 2);
+    const label = document.createElementNS(SVG, "text");
+    label.setAttribute("x", labelWidth - 6);
+    label.setAttribute("y", y + 15);
+    label.setAttribute("text-anchor", "end");
+    label.setAttribute("font-size", "12");
+    label.textContent = String(plot.labels[i]).slice(0, 30);
+    const bar = document.createElementNS(SVG, "rect");
+    bar.setAttribute("x", value >= 0 ? zero : zero - length);
+    bar.setAttribute("y", y + 3);
+    bar.setAttribute("width", Math.max(length, 1));
+    bar.setAttribute("height", rowHeight - 8);
+    bar.setAttribute("fill", value >= 0 ? "#2563eb" : "#dc2626");
+    const number = document.createElementNS(SVG, "text");
+    number.setAttribute("x", labelWidth + barWidth + 4);
+    number.setAttribute("y", y + 15);
+    number.setAttribute("font-size", "12");
+    number.textContent = String(value);
+    svg.append(label, bar, number);
+  });
+  const axis = document.createElementNS(SVG, "line");
+  axis.setAttribute("x1", zero);
+  axis.setAttribute("x2", zero);
+  axis.setAttribute("y1", 0);
+  axis.setAttribute("y2", rowHeight * values.length + 10);
+  axis.setAttribute("stroke", "#5b6570");
+  svg.append(axis);
+  const figure = element("figure", "plot");
+  figure.append(svg, element("figcaption", "", plot.title));
+  return figure;
+}
+
+function diffTable(data) {
+  const table = element("table", "diff");
+  const head = table.insertRow();
+  for (const title of ["", "before", "after"]) head.append(element("th", "", title));
+  const rows = [];
+  if (data.changes) {
+    for (const [feature, change] of Object.entries(data.changes)) rows.push([feature, change.from, change.to]);
+  }
+  if (data.edited_text !== undefined) rows.push(["text", data.text ?? `row ${data.row}`, data.edited_text]);
+  rows.push(["prediction", data.before.predicted, data.after.predicted]);
+  for (const cells of rows) {
+    const row = table.insertRow();
+    for (const value of cells) row.append(element("td", "", String(value)));
+  }
+  return table;
+}
+
+function markUngrounded(node, text, numbers) {
+  node.textContent = "";
+  if (!numbers.length) { node.textContent = text; return; }
+  const escaped = numbers.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  const pattern = new RegExp(`(?<![\\w.])(${escaped.join("|")})(?![\\w])`, "g");
+  let last = 0;
+  for (const match of text.matchAll(pattern)) {
+    node.append(document.createTextNode(text.slice(last, match.index)));
+    const mark = element("mark", "ungrounded", match[0]);
+    mark.title = "No tool returned this number in this turn";
+    node.append(mark);
+    last = match.index + match[0].length;
+  }
+  node.append(document.createTextNode(text.slice(last)));
+}
+
+function onAnswer(view, answer) {
+  view.answer.classList.remove("pending");
+  markUngrounded(view.answer, answer.text, answer.ungrounded_numbers);
+  const calls = answer.tool_calls.map((c) => `${c.name}(${argumentsText(c.arguments)})`);
+  view.turn.append(element("div", "sources", "Based on: " + (calls.length ? calls.join(", ") : "no tool call")));
+  if (answer.ungrounded_numbers.length) {
+    view.turn.append(element("div", "warning", "Not backed by any tool result: " + answer.ungrounded_numbers.join(", ")));
+  }
+}
+
+function onError(view, message) {
+  view.answer.classList.remove("pending");
+  view.answer.classList.add("error");
+  view.answer.textContent = message;
+}
+
+async function* serverSentEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event = { type: "message", data: "" };
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) event.type = line.slice(7);
+        else if (line.startsWith("data: ")) event.data += line.slice(6);
+      }
+      yield event;
+    }
+  }
+}
+
+async function ask(question) {
+  const view = startTurn(question);
+  const response = await fetch("/chat/stream", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ model: modelSelect.value, session_id: sessionId, message: question }),
+  });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    onError(view, body.error || body.detail && JSON.stringify(body.detail) || `request failed (${response.status})`);
+    return;
+  }
+  for await (const event of serverSentEvents(response)) {
+    const data = JSON.parse(event.data);
+    if (event.type === "tool_call") onToolCall(view, data);
+    else if (event.type === "tool_result") onToolResult(view, data);
+    else if (event.type === "answer") onAnswer(view, data.answer);
+    else if (event.type === "error") onError(view, data.error);
+    log.scrollTop = log.scrollHeight;
+  }
+}
+
+form.addEventListener("submit", async (submitted) => {
+  submitted.preventDefault();
+  const question = input.value.trim();
+  if (!question) return;
+  input.value = "";
+  form.querySelector("button").disabled = true;
+  try { await ask(question); } finally { form.querySelector("button").disabled = false; }
+});
+input.addEventListener("keydown", (key) => {
+  if (key.key === "Enter" && !key.shiftKey) { key.preventDefault(); form.requestSubmit(); }
+});
+document.getElementById("new-session").addEventListener("click", () => {
+  sessionId = newSessionId();
+  log.textContent = "";
+});
+loadModels();

@@ -1,0 +1,99 @@
+"""The tool registry: every module in `xplain/tools/` registers factories that turn a `ProbeContext` into LangChain
+tools, so a method becomes available to the agent by adding one module, without touching the agent.
+
+A factory returns None when its tool does not apply to the context (e.g. a text-only method on a table).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from pydantic import BaseModel
+
+from xplain.blackbox import BlackBoxError
+from xplain.tools.context import ProbeContext
+
+ToolFactory = Callable[[ProbeContext], BaseTool | None]
+
+_factories: dict[str, ToolFactory] = {}
+_discovered = False
+
+
+def register_tool(name: str) -> Callable[[ToolFactory], ToolFactory]:
+    """Decorator: `@register_tool("predict")` on a `ProbeContext -> BaseTool | None` factory."""
+
+    def add(factory: ToolFactory) -> ToolFactory:
+        if name in _factories and _factories[name] is not factory:
+            raise ValueError(f"a tool named {name!r} is already registered")
+        _factories[name] = factory
+        return factory
+
+    return add
+
+
+def registered_tool_names() -> list[str]:
+    _discover()
+    return sorted(_factories)
+
+
+def build_tools(context: ProbeContext, names: list[str] | None = None) -> list[BaseTool]:
+    """The tools that apply to `context` (all registered ones, or those named), in registration order."""
+    _discover()
+    unknown = sorted(set(names or ()) - set(_factories))
+    if unknown:
+        raise ValueError(f"unknown tool(s) {', '.join(unknown)}; registered: {', '.join(sorted(_factories))}")
+    chosen = [n for n in _factories if names is None or n in names]
+    return [tool for tool in (_factories[n](context) for n in chosen) if tool is not None]
+
+
+def _discover() -> None:
+    """Import every module of this package once, so their `@register_tool` factories run."""
+    global _discovered
+    if _discovered:
+        return
+    package = importlib.import_module("xplain.tools")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"xplain.tools.{module.name}")
+    _discovered = True
+
+
+def to_json(payload: dict[str, Any]) -> str:
+    """Compact JSON for the model to read: no spaces, floats already rounded by the tool."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def rounded(value: float, digits: int = 4) -> float:
+    return round(float(value), digits)
+
+
+def make_tool(
+    name: str,
+    description: str,
+    args_schema: type[BaseModel],
+    run: Callable[[Any], Awaitable[dict[str, Any]]],
+) -> StructuredTool:
+    """A LangChain tool whose body takes the validated arguments model and returns a dict sent as compact JSON.
+
+    A bad argument (ValueError) or a black-box failure comes back to the model as `{"error": ...}` so it can
+    correct itself, instead of ending the conversation.
+    """
+
+    async def call(**arguments: Any) -> str:
+        try:
+            return to_json(await run(args_schema(**arguments)))
+        except (ValueError, BlackBoxError) as error:
+            raise ToolException(str(error)) from error
+
+    return StructuredTool.from_function(
+        coroutine=call,
+        name=name,
+        description=description,
+        args_schema=args_schema,
+        handle_tool_error=lambda error: to_json({"error": str(error)}),
+        handle_validation_error=lambda error: to_json({"error": f"invalid arguments: {error}"}),
+    )
