@@ -306,7 +306,7 @@ def _tool_choice_request(request: GenerationRequest) -> GenerationRequest:
             "required": ["tool", "answer"],
         }
     )
-    listing = "\n".join(f"- {t.name}: {t.description} Arguments schema: {json.dumps(t.parameters)}" for t in tools)
+    listing = "\n".join(f"- {t.name}({_argument_summary(t.parameters)}): {t.description}" for t in tools)
     system = load_prompt("llm/tool_choice").render(tools=listing)
     messages: list[Message] = []
     for message in request.messages or []:
@@ -323,6 +323,12 @@ def _tool_choice_request(request: GenerationRequest) -> GenerationRequest:
     return request.model_copy(
         update={"messages": [Message(role="system", content=system), *messages], "tools": None, "json_schema": {"anyOf": options}}
     )
+
+
+def _argument_summary(parameters: dict[str, Any]) -> str:
+    """`row: integer, feature: string` — the grammar enforces the full schema, so the prompt only names the fields."""
+    properties = parameters.get("properties", {})
+    return ", ".join(f"{name}: {spec.get('type', 'value')}" for name, spec in properties.items())
 
 
 def _parse_tool_choice(completion: Completion) -> Completion:
