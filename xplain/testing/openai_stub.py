@@ -476,6 +476,15 @@ class OpenAIStub:
         )
         return body
 
+    async def _begin_generation(self, request: Request) -> tuple[Any, str | None, Response | None]:
+        """Record a completion request, then answer it with a scripted failure or a request error, if any."""
+        body = await self._record(request)
+        failure = self._take_failure()
+        if failure is not None:
+            return body, None, failure
+        model, error = self._check_common(body)
+        return body, model, error
+
     def _take_failure(self) -> Response | None:
         index = self._generation_count
         self._generation_count += 1
@@ -738,11 +747,7 @@ class OpenAIStub:
 
         @app.post("/v1/chat/completions")
         async def chat_completions(request: Request) -> Response:
-            body = await stub._record(request)
-            failure = stub._take_failure()
-            if failure is not None:
-                return failure
-            model, error = stub._check_common(body)
+            body, model, error = await stub._begin_generation(request)
             if error is not None:
                 return error
             if body.get("messages") is None:
@@ -764,11 +769,7 @@ class OpenAIStub:
 
         @app.post("/v1/completions")
         async def completions(request: Request) -> Response:
-            body = await stub._record(request)
-            failure = stub._take_failure()
-            if failure is not None:
-                return failure
-            model, error = stub._check_common(body)
+            body, model, error = await stub._begin_generation(request)
             if error is not None:
                 return error
             async with stub._admitted():
