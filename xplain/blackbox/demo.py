@@ -54,19 +54,21 @@ def _fitted(name: str) -> tuple[Any, list[str] | None, DemoReference]:
     return model, table.feature_names, DemoReference(table.X_test, classes[table.y_test], DEMO_MODELS[name])
 
 
-def demo_blackbox(name: str) -> BlackBox:
+def demo_blackbox(name: str, *, query_budget: int | None = None) -> BlackBox:
     """A fresh wrapper (own counters and cache) around the demo model `name`."""
     model, feature_names, _ = _fitted(name)
     kind = "text" if feature_names is None else "tabular"
-    return from_estimator(model, kind=kind, feature_names=feature_names, name=f"demo:{name}")
+    return from_estimator(model, kind=kind, feature_names=feature_names, name=f"demo:{name}", query_budget=query_budget)
 
 
 def demo_reference(name: str) -> DemoReference:
     return _fitted(name)[2]
 
 
-def open_model(spec: str, *, trusted_dir: Path | None) -> BlackBox:
+def open_model(
+    spec: str, *, trusted_dir: Path | None, kind: str | None = None, query_budget: int | None = None
+) -> BlackBox:
     """`demo:NAME` for a built-in model, else anything `load_blackbox` takes (pickles only from `trusted_dir`)."""
     if spec.startswith("demo:"):
-        return demo_blackbox(spec.removeprefix("demo:"))
-    return load_blackbox(spec, trusted_dir=trusted_dir)
+        return demo_blackbox(spec.removeprefix("demo:"), query_budget=query_budget)
+    return load_blackbox(spec, kind=kind, trusted_dir=trusted_dir, query_budget=query_budget)

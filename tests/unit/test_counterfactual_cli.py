@@ -1,0 +1,100 @@
+"""`xplain counterfactual` on the fake LLM: the diff view, JSON output and its error paths."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from typer.testing import CliRunner
+
+from xplain.cli import app
+from xplain.cli.common import console
+from xplain.llm import LLM
+from xplain.llm.backends.fake import FakeBackend, request_text
+from xplain.settings import get_settings
+
+pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+SPEC = "tests.unit.test_counterfactual_cli"
+
+
+def keyword_model(texts):
+    p = np.array([0.9 if "great" in t else 0.1 for t in texts])
+    return np.column_stack([1 - p, p])
+
+
+_X = pd.DataFrame({"income": [10.0, 20, 30, 40, 50, 60], "age": [30.0, 40, 50, 30, 40, 50]})
+credit_model = LogisticRegression().fit(_X, [0, 0, 0, 1, 1, 1])
+
+
+def reply(request):
+    text = request_text(request)
+    if '"proposals"' in text:
+        return json.dumps({"proposals": [{"changes": [{"feature": "income", "value": 90}]}]})
+    edited = re.search(r"<data>\n(.*?)\n</data>", text, re.DOTALL).group(1).replace("awful", "great")
+    return json.dumps({"edits": [edited]})
+
+
+@pytest.fixture
+def runner(monkeypatch):
+    monkeypatch.setenv("XPLAIN_LLM_BACKEND", "fake")
+    monkeypatch.setattr("xplain.cli.common.make_llm", lambda settings: LLM(FakeBackend(default=reply)))
+    monkeypatch.setattr(console, "width", 200)  # keep the table on one line per row
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+def test_text_counterfactual_shows_the_changed_words_and_verification(runner):
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film"])
+    assert result.exit_code == 0, result.output
+    assert "great" in result.output and "flips (confirmed)" in result.output
+
+
+def test_text_counterfactual_json_carries_the_black_box_verdict(runner):
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film", "--json"])
+    assert result.exit_code == 0, result.output
+    [explanation] = json.loads(result.output)["explanations"]
+    best = explanation["counterfactuals"][0]
+    assert best["text"] == "an great film" and best["valid"] and best["prediction"] == 1
+
+
+def test_tabular_counterfactual_respects_immutable_features(runner):
+    row = json.dumps({"income": 20, "age": 40})
+    result = runner.invoke(
+        app,
+        [
+            "counterfactual",
+            f"{SPEC}:credit_model",
+            "--row",
+            row,
+            "--constraints",
+            '{"age": {"immutable": true}}',
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    [explanation] = json.loads(result.output)["explanations"]
+    assert all(c["values"][1] == 40 for c in explanation["counterfactuals"])
+    assert explanation["counterfactuals"][0]["valid"]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--row", '{"income": 1}'], "exactly the features"),
+        (["--row", '{"income": 1, "age": 2}', "--constraints", '{"zip": {"min": 0}}'], "unknown feature"),
+        (["--row", "{not json"], "not valid JSON"),
+    ],
+)
+def test_bad_tabular_input_is_a_clear_error(runner, arguments, message):
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:credit_model", *arguments])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_text_and_row_together_are_refused(runner):
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "x", "--row", "{}"])
+    assert result.exit_code == 2 and "either --text" in result.output

@@ -1,0 +1,461 @@
+"""Text counterfactuals: concept-targeted edits (Gat et al.), minimal label-flipping edits, and the three-step causal
+variant (latent features -> input words -> edit); plus concept effects (CEBaB-style ICaCE / average effect).
+
+Every candidate is re-scored by the black box; see `counterfactual.CounterfactualSearch` for the loop.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, StringConstraints, create_model
+
+from xplain.blackbox import BlackBox
+from xplain.llm import LLM, GenerationRequest, StructuredOutputError
+from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.counterfactual import (
+    CandidateBase,
+    CounterfactualSearch,
+    ExplanationBase,
+    Label,
+    Proposal,
+    Rejected,
+    SearchState,
+    Verdict,
+    check_target,
+    class_name,
+    goal_phrase,
+    plain_label,
+)
+from xplain.prompts import load_prompt
+from xplain.prompts.data import fence
+
+Mode = Literal["target", "concept", "causal"]
+PROMPTS = {
+    "target": "counterfactual/text_target",
+    "concept": "counterfactual/text_concept",
+    "causal": "counterfactual/text_causal_edit",
+}
+RETRY_PROMPT = "counterfactual/text_retry"
+FEATURES_PROMPT = "counterfactual/text_causal_features"
+WORDS_PROMPT = "counterfactual/text_causal_words"
+FEEDBACK_SHOWN = 3
+MAX_TEXT_CHARS = 1500
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_WORD = re.compile(r"\w+")
+# Phrases that mean the LLM talked about the task instead of rewriting the text (ANCHORS.md, Gat et al.).
+_TASK_TALK = re.compile(
+    r"\b(review|not mentioned|counterfactual|rewritten|rewrite|edited text|original text|classifier|"
+    r"here is|as an ai|concept)\b",
+    re.IGNORECASE,
+)
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+def token_edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance over word and punctuation tokens."""
+    left, right = tokens(a), tokens(b)
+    previous = list(range(len(right) + 1))
+    for i, token in enumerate(left, start=1):
+        current = [i]
+        for j, other in enumerate(right, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (token != other)))
+        previous = current
+    return previous[-1]
+
+
+def token_diff(original: str, edited: str) -> list[tuple[Literal["same", "removed", "added"], str]]:
+    """Token runs marked same / removed / added, for a highlighted diff view."""
+    left, right = tokens(original), tokens(edited)
+    pieces: list[tuple[Literal["same", "removed", "added"], str]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=left, b=right, autojunk=False).get_opcodes():
+        if tag == "equal":
+            pieces.append(("same", " ".join(left[i1:i2])))
+            continue
+        if i2 > i1:
+            pieces.append(("removed", " ".join(left[i1:i2])))
+        if j2 > j1:
+            pieces.append(("added", " ".join(right[j1:j2])))
+    return pieces
+
+
+def drop_reason(original: str, candidate: str, seen: set[str]) -> str | None:
+    """Why a generated text is not a usable counterfactual: unchanged, a duplicate, or talk about the task."""
+    key = " ".join(tokens(candidate.lower()))
+    words = set(_WORD.findall(candidate.lower()))
+    if not words:
+        return "no words"
+    if not words & set(_WORD.findall(original.lower())):
+        return "shares no word with the original (not an edit of it)"
+    if key == " ".join(tokens(original.lower())):
+        return "unchanged"
+    if key in seen:
+        return "duplicate"
+    talk = {m.lower() for m in _TASK_TALK.findall(candidate)} - {m.lower() for m in _TASK_TALK.findall(original)}
+    if talk:
+        return f"talks about the task ({', '.join(sorted(talk))})"
+    return None
+
+
+class TextCounterfactual(CandidateBase):
+    text: str
+
+
+class TextCounterfactualExplanation(ExplanationBase):
+    text: str
+    counterfactuals: list[TextCounterfactual] = Field(description="Valid ones first, then by edit size.")
+    latent_features: list[str] = Field(default_factory=list, description="Causal mode: features the LLM named.")
+    linked_words: list[str] = Field(
+        default_factory=list, description="Causal mode: the words it tied to them that do occur in the text."
+    )
+    words_not_in_text: list[str] = Field(
+        default_factory=list, description="Causal mode: words it named that the text does not contain (unverified)."
+    )
+
+    @property
+    def valid(self) -> list[TextCounterfactual]:
+        return [c for c in self.counterfactuals if c.valid]
+
+
+class TextCounterfactualResult(MethodResult):
+    method: str = "counterfactual_text"
+    mode: Mode
+    concept: str | None = None
+    concept_value: str | None = None
+    explanations: list[TextCounterfactualExplanation]
+
+
+class LatentFeatures(BaseModel):
+    features: list[Annotated[str, StringConstraints(min_length=1, max_length=60)]] = Field(min_length=1, max_length=3)
+
+
+class LinkedWords(BaseModel):
+    words: list[Annotated[str, StringConstraints(min_length=1, max_length=30)]] = Field(min_length=1, max_length=8)
+
+
+def edits_schema(texts: Sequence[str], per_request: int) -> type[BaseModel]:
+    """`{"edits": [...]}` with every string bounded (small models need bounds to stop), sized to the inputs."""
+    limit = min(MAX_TEXT_CHARS, 2 * max(len(t) for t in texts) + 40)
+    edit = Annotated[str, StringConstraints(min_length=1, max_length=limit)]
+    return create_model("TextEdits", edits=(list[edit], Field(min_length=1, max_length=per_request)))
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no texts given: pass at least one text to explain")
+    for position, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"text {position} is empty or not a string; every input must be non-empty text")
+        if len(text) > MAX_TEXT_CHARS:
+            raise ValueError(
+                f"text {position} has {len(text)} characters; at most {MAX_TEXT_CHARS} fit the LLM's context — shorten it"
+            )
+    return texts
+
+
+class TextSearch(CounterfactualSearch[TextCounterfactual]):
+    def __init__(
+        self,
+        llm: LLM,
+        blackbox: BlackBox,
+        *,
+        mode: Mode,
+        texts: Sequence[str],
+        concept: str | None,
+        concept_value: str | None,
+        task: str,
+        label_names: dict[Label, str],
+        per_request: int,
+        max_rounds: int,
+    ) -> None:
+        super().__init__(llm, blackbox, max_rounds=max_rounds)
+        self.mode = mode
+        self.concept = concept
+        self.concept_value = concept_value
+        self.task = task
+        self.label_names = label_names
+        self.per_request = per_request
+        self._schema = edits_schema(texts, per_request)
+
+    @property
+    def schema(self) -> type[BaseModel]:
+        return self._schema
+
+    def request(self, state: SearchState[TextCounterfactual], round_number: int) -> GenerationRequest:
+        values = {
+            "text": fence(state.model_input),
+            "task": self.task,
+            "label": class_name(state.original.prediction, self.label_names),
+            "goal": goal_phrase(state.original.prediction, state.target, self.label_names),
+            "n": self.per_request,
+            "concept": self.concept or "",
+            "value": self.concept_value or "the opposite",
+            "features": "; ".join(state.extra.get("latent_features", [])) or "(none named)",
+            "words": ", ".join(state.extra.get("linked_words", [])) or "(none found in the text)",
+        }
+        if state.feedback:
+            name = RETRY_PROMPT
+            values["attempts"] = fence("\n".join(state.feedback[-FEEDBACK_SHOWN:]), label="attempts")
+        else:
+            name = PROMPTS[self.mode]
+        prompt = load_prompt(name)
+        state.extra.setdefault("prompts", set()).add(prompt.ref)
+        return GenerationRequest.user(prompt.render(**values), max_tokens=self._max_tokens(state.model_input))
+
+    def _max_tokens(self, text: str) -> int:
+        return min(768, self.per_request * (len(text) // 2 + 24) + 16)
+
+    def screen(self, state, reply, round_number):
+        proposals = []
+        for edited in reply.edits:
+            edited = edited.strip()
+            reason = drop_reason(state.model_input, edited, state.seen)
+            if reason:
+                state.rejected.append(Rejected(candidate=edited, reason=reason, round=round_number))
+                continue
+            state.seen.add(" ".join(tokens(edited.lower())))
+            proposals.append(Proposal(edited, edited, token_edit_distance(state.model_input, edited)))
+        return proposals
+
+    def candidate(self, proposal: Proposal, verdict: Verdict, round_number: int) -> TextCounterfactual:
+        return TextCounterfactual(
+            text=proposal.payload, edit_size=proposal.edit_size, round=round_number, **verdict.model_dump()
+        )
+
+    def feedback(self, proposal: Proposal, verdict: Verdict) -> str:
+        label = class_name(verdict.prediction, self.label_names)
+        return f'"{proposal.payload}" -> still {label} (probability {verdict.probability:.2f})'
+
+
+async def _causal_rounds(
+    llm: LLM, search: TextSearch, states: list[SearchState[TextCounterfactual]], task: str
+) -> None:
+    """Rounds 1-2 of the causal variant, each ONE batched call: latent features, then the words tied to them."""
+    pending = [s for s in states if not s.done]
+    features_prompt, words_prompt = load_prompt(FEATURES_PROMPT), load_prompt(WORDS_PROMPT)
+    feature_replies = await llm.structured(
+        [
+            GenerationRequest.user(
+                features_prompt.render(
+                    text=fence(s.model_input), task=task, label=class_name(s.original.prediction, search.label_names)
+                ),
+                max_tokens=96,
+            )
+            for s in pending
+        ],
+        LatentFeatures,
+        on_error="return",
+    )
+    for state, reply in zip(pending, feature_replies):
+        state.llm_requests += llm.structured_attempts if isinstance(reply, StructuredOutputError) else reply.attempts
+        state.extra["latent_features"] = [] if isinstance(reply, StructuredOutputError) else reply.value.features
+        state.extra.setdefault("prompts", set()).add(features_prompt.ref)
+    word_replies = await llm.structured(
+        [
+            GenerationRequest.user(
+                words_prompt.render(
+                    text=fence(s.model_input), features="; ".join(s.extra["latent_features"]) or "(none named)"
+                ),
+                max_tokens=96,
+            )
+            for s in pending
+        ],
+        LinkedWords,
+        on_error="return",
+    )
+    for state, reply in zip(pending, word_replies):
+        state.llm_requests += llm.structured_attempts if isinstance(reply, StructuredOutputError) else reply.attempts
+        named = [] if isinstance(reply, StructuredOutputError) else reply.value.words
+        present = {t.lower() for t in tokens(state.model_input)}
+        state.extra["linked_words"] = [w for w in named if all(t.lower() in present for t in tokens(w))]
+        state.extra["words_not_in_text"] = [w for w in named if w not in state.extra["linked_words"]]
+        state.extra["prompts"].add(words_prompt.ref)
+        state.rounds += 2
+
+
+async def text_counterfactuals(
+    llm: LLM,
+    blackbox: BlackBox,
+    texts: Sequence[str],
+    *,
+    mode: Mode = "target",
+    concept: str | None = None,
+    concept_value: str | None = None,
+    target: Label | None = None,
+    task: str = "text classifier",
+    label_names: dict[Label, str] | None = None,
+    candidates_per_round: int = 2,
+    max_rounds: int = 3,
+) -> TextCounterfactualResult:
+    """Counterfactuals for many texts at once; each LLM round is one batched call across all of them.
+
+    `mode`: "target" (minimal edit until the prediction reaches `target`, or any other class), "concept" (change
+    `concept` to `concept_value` keeping the rest), "causal" (latent features -> words -> edit; two extra rounds).
+    """
+    texts = check_texts(texts)
+    if blackbox.kind != "text":
+        raise ValueError(f"text counterfactuals need a 'text' black box; {blackbox.name} is {blackbox.kind!r}")
+    if mode not in PROMPTS:
+        raise ValueError(f"mode must be one of {list(PROMPTS)}, got {mode!r}")
+    if mode == "concept" and not (concept and concept.strip()):
+        raise ValueError("mode 'concept' needs a concept to change, e.g. concept='service'")
+    if not 1 <= candidates_per_round <= 5:
+        raise ValueError(f"candidates_per_round must be between 1 and 5, got {candidates_per_round}")
+    target = check_target(blackbox, target)
+    with measure_cost(blackbox) as meter:
+        search = TextSearch(
+            llm,
+            blackbox,
+            mode=mode,
+            texts=texts,
+            concept=concept,
+            concept_value=concept_value,
+            task=task,
+            label_names=label_names or {},
+            per_request=candidates_per_round,
+            max_rounds=max_rounds,
+        )
+        states = await search.start(texts, [target] * len(texts))
+        if mode == "causal":
+            await _causal_rounds(llm, search, states, task)
+        await search.run(states, first_round=3 if mode == "causal" else 1)
+    explanations = [
+        TextCounterfactualExplanation(
+            text=s.model_input,
+            counterfactuals=s.ordered(),
+            latent_features=s.extra.get("latent_features", []),
+            linked_words=s.extra.get("linked_words", []),
+            words_not_in_text=s.extra.get("words_not_in_text", []),
+            **s.common_fields(),
+        )
+        for s in states
+    ]
+    return TextCounterfactualResult(
+        mode=mode,
+        concept=concept,
+        concept_value=concept_value,
+        explanations=explanations,
+        prompt_versions=sorted(set().union(*(s.extra.get("prompts", set()) for s in states))),
+        cost=meter.cost,
+    )
+
+
+# -- concept effects --------------------------------------------------------------------------------------------
+
+
+class IndividualEffect(BaseModel):
+    """ICaCE for one text: mean output change between the text and its kept concept edits."""
+
+    text: str
+    edits: list[str]
+    original_output: float
+    edited_outputs: list[float]
+    effect: float | None = Field(description="None when every edit was dropped (nothing to measure).")
+    dropped: list[Rejected] = Field(default_factory=list)
+
+
+class ConceptEffectResult(MethodResult):
+    method: str = "concept_effect"
+    concept: str
+    concept_value: str | None
+    output: str = Field(description="What was measured: the probability of this class, or the module's output.")
+    individual: list[IndividualEffect]
+    average_effect: float | None = Field(description="Mean ICaCE over texts with at least one kept edit.")
+    texts_measured: int
+
+
+async def concept_effect(
+    llm: LLM,
+    blackbox: BlackBox,
+    texts: Sequence[str],
+    concept: str,
+    *,
+    concept_value: str | None = None,
+    output_class: Label | None = None,
+    task: str = "text classifier",
+    edits_per_text: int = 1,
+) -> ConceptEffectResult:
+    """How much the black box's output moves when only `concept` changes: one batched LLM round of concept edits,
+    one black-box batch over originals and edits. Unchanged, duplicate and task-talking edits are dropped."""
+    texts = check_texts(texts)
+    if not concept.strip():
+        raise ValueError("concept is empty: name the concept to change, e.g. 'service'")
+    if blackbox.kind == "tabular":
+        raise ValueError(f"concept effects are for text black boxes; {blackbox.name} is tabular")
+    if not 1 <= edits_per_text <= 5:
+        raise ValueError(f"edits_per_text must be between 1 and 5, got {edits_per_text}")
+    prompt = load_prompt(PROMPTS["concept"])
+    with measure_cost(blackbox) as meter:
+        requests = [
+            GenerationRequest.user(
+                prompt.render(
+                    text=fence(t), task=task, concept=concept, value=concept_value or "the opposite", n=edits_per_text
+                ),
+                max_tokens=min(768, edits_per_text * (len(t) // 2 + 24) + 16),
+            )
+            for t in texts
+        ]
+        replies = await llm.structured(requests, edits_schema(texts, edits_per_text), on_error="return")
+        kept: list[list[str]] = []
+        dropped: list[list[Rejected]] = []
+        for text, reply in zip(texts, replies):
+            seen: set[str] = set()
+            keep, drop = [], []
+            if isinstance(reply, StructuredOutputError):
+                drop.append(Rejected(candidate=reply.raw[:300], reason="the reply never matched the schema", round=1))
+            else:
+                for edited in (e.strip() for e in reply.value.edits):
+                    reason = drop_reason(text, edited, seen)
+                    if reason:
+                        drop.append(Rejected(candidate=edited, reason=reason, round=1))
+                    else:
+                        seen.add(" ".join(tokens(edited.lower())))
+                        keep.append(edited)
+            kept.append(keep)
+            dropped.append(drop)
+        outputs, output = _outputs(blackbox, [*texts, *(e for keep in kept for e in keep)], output_class)
+    individual, position = [], len(texts)
+    for i, text in enumerate(texts):
+        edited_outputs = outputs[position : position + len(kept[i])]
+        position += len(kept[i])
+        individual.append(
+            IndividualEffect(
+                text=text,
+                edits=kept[i],
+                original_output=outputs[i],
+                edited_outputs=edited_outputs,
+                effect=float(np.mean(edited_outputs) - outputs[i]) if edited_outputs else None,
+                dropped=dropped[i],
+            )
+        )
+    measured = [e.effect for e in individual if e.effect is not None]
+    return ConceptEffectResult(
+        concept=concept,
+        concept_value=concept_value,
+        output=output,
+        individual=individual,
+        average_effect=float(np.mean(measured)) if measured else None,
+        texts_measured=len(measured),
+        prompt_versions=[prompt.ref],
+        cost=meter.cost,
+    )
+
+
+def _outputs(blackbox: BlackBox, texts: list[str], output_class: Label | None) -> tuple[list[float], str]:
+    """The measured output of every text (one batch): a class probability, or a module's float."""
+    if not blackbox.is_classifier:
+        return [float(v) for v in blackbox.predict(texts)], "module output"
+    probabilities = blackbox.predict_proba(texts)
+    classes = [plain_label(c) for c in blackbox.classes_]
+    chosen = check_target(blackbox, output_class) if output_class is not None else classes[-1]
+    column = classes.index(chosen)
+    return [float(v) for v in probabilities[:, column]], f"probability of class {chosen!r}"
