@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -152,5 +152,52 @@ register(
         description="The LLM labels each row itself (label log-likelihoods) and is compared with the black box.",
         options_model=ZeroShotOptions,
         run=_zero_shot,
+    )
+)
+
+
+class CounterfactualOptions(BaseModel):
+    mode: Literal["target", "concept", "causal"] = Field("target", description="Text models: how edits are made.")
+    concept: str | None = Field(None, max_length=100, description="Concept mode: the concept to change.")
+    concept_value: str | None = Field(None, max_length=100, description="Concept mode: its new value.")
+    target: str | int | None = Field(None, description="Class to reach; default: any other class.")
+    constraints: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Tabular: feature -> {immutable, min, max, direction}."
+    )
+    max_rounds: int = Field(3, ge=1, le=10)
+    candidates_per_round: int = Field(2, ge=1, le=5)
+
+
+async def _counterfactual(ctx: MethodContext, rows: list[Any], options: CounterfactualOptions) -> list[RowResult]:
+    """Counterfactuals for the chunk's rows in one search (each round one LLM batch); each row gets its own
+    explanation, valid counterfactuals (confirmed by the black box) first."""
+    from xplain.methods.counterfactual_tabular import tabular_counterfactuals
+    from xplain.methods.counterfactual_text import text_counterfactuals
+
+    inputs, errors = _inputs(ctx.blackbox, rows)
+    valid = [x for x in inputs if x is not None]
+    if not valid:
+        return list(errors)
+    common = dict(target=options.target, candidates_per_round=options.candidates_per_round, max_rounds=options.max_rounds)
+    if ctx.blackbox.kind == "tabular":
+        result = await tabular_counterfactuals(ctx.llm, ctx.blackbox, valid, constraints=options.constraints, **common)
+    elif ctx.blackbox.kind == "text":
+        result = await text_counterfactuals(
+            ctx.llm, ctx.blackbox, valid, mode=options.mode, concept=options.concept,
+            concept_value=options.concept_value, **common,
+        )  # fmt: skip
+    else:
+        raise ValueError("counterfactuals need a classifier; this model is a text module")
+    explanations = iter(result.explanations)
+    shared = {"prompt_versions": result.prompt_versions}
+    return [error if error is not None else next(explanations).model_dump(mode="json") | shared for error in errors]
+
+
+register(
+    RowMethod(
+        name="counterfactual",
+        description="Edited inputs that flip the black box's decision, each confirmed by re-querying it.",
+        options_model=CounterfactualOptions,
+        run=_counterfactual,
     )
 )
