@@ -105,6 +105,8 @@ class ExplainerAgent:
     ) -> None:
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        if isinstance(model, LLM) and context.llm is None:
+            context.llm = model  # method tools ask the same LLM the agent runs on
         self.context = context
         self.store = store
         self.max_steps = max_steps

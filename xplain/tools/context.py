@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 
 from xplain.blackbox import BlackBox
+from xplain.llm import LLM
 from xplain.blackbox.demo import DEMO_MODELS, demo_blackbox, demo_reference
 
 DEMOS = tuple(DEMO_MODELS)
@@ -24,6 +25,8 @@ class ProbeContext:
     rows: np.ndarray | list[str]
     labels: np.ndarray | None = None
     description: str = ""
+    #: The LLM that method tools (counterfactuals, ...) call; probes don't need one. The agent sets it.
+    llm: LLM | None = None
 
     def __post_init__(self) -> None:
         if self.blackbox.kind == "module":

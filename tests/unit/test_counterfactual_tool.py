@@ -1,0 +1,43 @@
+"""The counterfactual agent tool: present only with an LLM, and 'valid' only where the black box agrees."""
+
+from __future__ import annotations
+
+import json
+
+from xplain.llm import LLM
+from xplain.llm.backends.fake import FakeBackend
+from xplain.tools import build_tools, demo_context
+
+
+def tool_named(tools, name):
+    return next(t for t in tools if t.name == name)
+
+
+async def test_text_counterfactual_tool_reports_verified_flips_with_a_before_after():
+    context = demo_context("reviews")
+    backend = FakeBackend(default=json.dumps({"edits": ["dull , lifeless and tedious", "a warm , funny film"]}))
+    context.llm = LLM(backend)
+    tool = tool_named(build_tools(context), "counterfactual")
+    out = json.loads(await tool.ainvoke({"text": "a warm , funny and moving film"}))
+    assert out["original_prediction"] == "positive"
+    verdicts = {c["text"]: (c["valid"], c["prediction"]) for c in out["counterfactuals"]}
+    assert verdicts["dull , lifeless and tedious"] == (True, "negative")
+    assert verdicts["a warm , funny film"][0] is False
+    assert out["valid"] == 1 and out["after"]["predicted"] == "negative" and out["before"]["predicted"] == "positive"
+
+
+async def test_tabular_tool_keeps_the_features_it_is_told_to():
+    context = demo_context("synthetic")
+    proposal = {"proposals": [{"changes": [{"feature": "x0", "value": -3.0}, {"feature": "x2", "value": -3.0}]}]}
+    backend = FakeBackend(default=json.dumps(proposal))
+    context.llm = LLM(backend)
+    tool = tool_named(build_tools(context), "counterfactual")
+    out = json.loads(await tool.ainvoke({"row": 0, "keep": ["x1"]}))
+    assert out["counterfactuals"] and all(set(c["changes"]) == {"x0", "x2"} for c in out["counterfactuals"])
+    assert '"x1"' not in json.dumps(backend.requests[0].json_schema), "a kept feature cannot even be named"
+    bad = json.loads(await tool.ainvoke({"row": 0, "keep": ["no_such_feature"]}))
+    assert "no feature named" in bad["error"]
+
+
+def test_no_llm_no_counterfactual_tool():
+    assert "counterfactual" not in [t.name for t in build_tools(demo_context("reviews"))]
