@@ -190,8 +190,11 @@ async def test_the_json_fallback_drives_the_loop_on_backends_without_native_tool
 
     assert [c.name for c in answer.tool_calls] == ["feature_effect"] and answer.text == "x0 matters most."
     assert set(json.loads(answer.tool_calls[0].output)["effects"]) == {"x0", "x1"}
-    first = backend.requests[0]
+    first, second = backend.requests
     assert first.tools is None and first.json_schema is not None  # the choice was constrained JSON
+    choices = [[o["properties"]["tool"]["const"] for o in r.json_schema["anyOf"]] for r in (first, second)]
+    assert "answer" not in choices[0], "a turn opens with a tool call"
+    assert "answer" in choices[1], "after a tool result the model may answer"
     assert answer.usage.calls == 2
 
 

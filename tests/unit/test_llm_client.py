@@ -263,3 +263,11 @@ async def test_make_llm_honours_cache_settings(tmp_path):
     await llm.generate([ask("hello")])
     assert (tmp_path / "c.sqlite").exists() and len(llm.cache) == 1
     assert make_llm(Settings(llm_backend="fake", cache_enabled=False)).cache is None
+
+
+async def test_required_tool_choice_leaves_no_answer_option_in_the_fallback():
+    backend = FakeBackend(default='{"tool": "predict", "arguments": {"row": 1}}', native_tools=False)
+    reply = await LLM(backend).chat([Message(role="user", content="row 1?")], tools=[PREDICT], tool_choice="required")
+    assert reply.tool_calls[0].name == "predict"
+    tools_offered = [o["properties"]["tool"]["const"] for o in backend.requests[0].json_schema["anyOf"]]
+    assert tools_offered == ["predict"]

@@ -170,7 +170,7 @@ async def test_native_tool_calls_round_trip():
         await llm.aclose()
     assert reply.tool_calls[0].name == "predict" and reply.tool_calls[0].arguments["row"] >= 2
     first, second = (r.body for r in stub.generation_requests)
-    assert first["tools"][0]["function"]["name"] == "predict"
+    assert first["tools"][0]["function"]["name"] == "predict" and first["tool_choice"] == "auto"
     sent_call = second["messages"][1]["tool_calls"][0]
     assert sent_call["function"]["name"] == "predict" and json.loads(sent_call["function"]["arguments"])["row"] >= 2
     assert second["messages"][2] == {

@@ -52,6 +52,9 @@ class XplainChatModel(BaseChatModel):
     ) -> ChatResult:
         tools = [ToolSpec(**spec) for spec in kwargs.get("tools") or []]
         params: dict[str, Any] = {"stop": stop or []}
+        if tools and isinstance(messages[-1], HumanMessage):
+            # A turn opens with a tool call: the answer must rest on what the model and data say, not on a guess.
+            params["tool_choice"] = "required"
         if self.max_tokens:
             params["max_tokens"] = self.max_tokens
         completion = await self.llm.chat([to_xplain_message(m) for m in messages], tools=tools or None, **params)

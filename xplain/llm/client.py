@@ -299,13 +299,14 @@ def _tool_choice_request(request: GenerationRequest) -> GenerationRequest:
         }
         for tool in tools
     ]
-    options.append(
-        {
-            "type": "object",
-            "properties": {"tool": {"const": "answer"}, "answer": {"type": "string", "maxLength": 1000}},
-            "required": ["tool", "answer"],
-        }
-    )
+    if request.tool_choice == "auto":
+        options.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": "answer"}, "answer": {"type": "string", "maxLength": 1000}},
+                "required": ["tool", "answer"],
+            }
+        )
     listing = "\n".join(f"- {t.name}({_argument_summary(t.parameters)}): {t.description}" for t in tools)
     system = load_prompt("llm/tool_choice").render(tools=listing)
     messages: list[Message] = []

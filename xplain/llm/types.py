@@ -48,6 +48,7 @@ class GenerationRequest(BaseModel):
     seed: int | None = None
     json_schema: dict[str, Any] | None = Field(None, description="Constrain the reply to this JSON schema.")
     tools: list[ToolSpec] | None = None
+    tool_choice: Literal["auto", "required"] = Field("auto", description="`required`: the reply must call a tool.")
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerationRequest:

@@ -187,6 +187,7 @@ class OpenAIBackend(Backend):
             return RawCompletion(text=choice.get("text") or "", finish_reason=choice.get("finish_reason"), **_token_counts(out))
 
         if request.tools:
+            body["tool_choice"] = request.tool_choice
             body["tools"] = [
                 {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
                 for t in request.tools
