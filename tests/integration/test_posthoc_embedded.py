@@ -1,0 +1,43 @@
+"""One post-hoc explanation on the embedded model: structure, the model's own check and the costs (not truth)."""
+
+import pytest
+
+from xplain.blackbox import from_estimator
+from xplain.evals.datasets import tabular_dataset
+from xplain.evals.posthoc import MODELS
+from xplain.llm import make_llm
+from xplain.methods.posthoc import PosthocOptions, explain_tabular
+from xplain.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_explanation_on_the_embedded_model_is_checked_and_costed():
+    data = tabular_dataset("synthetic")
+    model = MODELS["logistic_regression"]().fit(data.X_train, data.y_train)
+    blackbox = from_estimator(model, feature_names=data.feature_names)
+    llm = make_llm(Settings(llm_backend="llamacpp", cache_enabled=False))
+    try:
+        [result] = await explain_tabular(
+            llm,
+            blackbox,
+            data.X_test[:1],
+            data.X_train,
+            PosthocOptions(k=2, n_samples=12, n_examples=6),
+        )
+    finally:
+        await llm.aclose()
+    assert result.prompt_versions[0] == "posthoc/perturbation@1"
+    assert result.cost.llm.calls >= 1 and result.cost.blackbox_queries >= 12
+    if result.error is None:
+        assert 1 <= len(result.features) <= 2
+        assert {f.feature for f in result.features} <= set(data.feature_names)
+        assert len({f.feature for f in result.features}) == len(result.features)
+        assert (
+            result.pgi is not None
+            and result.pgu is not None
+            and result.pgi >= 0
+            and result.pgu >= 0
+        )
+    else:
+        assert result.features == [] and result.pgi is None

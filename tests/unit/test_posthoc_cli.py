@@ -1,0 +1,74 @@
+"""`xplain explain` on the fake LLM: table, JSON with the model's check, the PNG chart, and input errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from xplain.cli import app
+from xplain.cli.common import console
+from xplain.llm import LLM
+from xplain.llm.backends.fake import FakeBackend
+from xplain.settings import get_settings
+
+ROW = json.dumps({"x0": 1.0, "x1": -0.5, "x2": 0.2, "x3": 0.0, "x4": 0.1, "x5": -0.1})
+ANSWER = json.dumps(
+    {
+        "features": [
+            {"feature": "A", "direction": "+", "rationale": "r"},
+            {"feature": "B", "direction": "-", "rationale": "r"},
+        ]
+    }
+)
+
+
+@pytest.fixture
+def runner(monkeypatch):
+    monkeypatch.setenv("XPLAIN_LLM_BACKEND", "fake")
+    monkeypatch.setattr(
+        "xplain.cli.common.make_llm", lambda settings: LLM(FakeBackend(default=ANSWER))
+    )
+    monkeypatch.setattr(console, "width", 200)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+def test_one_row_prints_letters_mapped_back_and_the_pgi_check(runner, tmp_path):
+    plot = tmp_path / "chart.png"
+    result = runner.invoke(
+        app,
+        ["explain", "demo:synthetic", "--row", ROW, "--k", "2", "--plot", str(plot)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "x0" in result.output and "x1" in result.output and "PGI" in result.output
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_csv_of_rows_gives_one_checked_result_each(runner, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x0,x1,x2,x3,x4,x5\n1,0,0,0,0,0\n-1,1,0,0,0,0\n0,0,1,1,0,0\n")
+    result = runner.invoke(
+        app, ["explain", "demo:synthetic", "--rows", str(rows), "--k", "2", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    explanations = json.loads(result.output)
+    assert len(explanations) == 3
+    assert all(
+        e["pgi"] is not None and e["cost"]["blackbox_queries"] > 0 for e in explanations
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--row", '{"x0": 1}'], "exactly the features"),
+        (["--row", ROW, "--strategy", "guess"], "--strategy must be one of"),
+        ([], "either --row"),
+    ],
+)
+def test_bad_input_is_a_clear_error(runner, arguments, message):
+    result = runner.invoke(app, ["explain", "demo:synthetic", *arguments])
+    assert result.exit_code == 2 and message in result.output

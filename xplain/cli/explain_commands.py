@@ -1,0 +1,184 @@
+"""`xplain explain`: the LLM's top features for one row or a CSV of rows, each checked by PGI / PGU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.table import Table
+
+from xplain.blackbox.demo import demo_reference, open_model
+from xplain.blackbox.errors import BlackBoxError
+from xplain.cli.common import app, console, run_with_llm, usage_line
+from xplain.llm import LLM
+from xplain.methods.posthoc import (
+    STRATEGIES,
+    PosthocExplanation,
+    PosthocOptions,
+    explain_tabular,
+)
+from xplain.settings import get_settings
+
+
+def read_rows(row: str | None, rows_csv: Path | None, names: list[str]) -> np.ndarray:
+    """One JSON row or a CSV with a column per feature, as a float array in `names` order."""
+    if (row is None) == (rows_csv is None):
+        raise ValueError(
+            "give either --row (one JSON row) or --rows (a CSV file), not both or neither"
+        )
+    if row is not None:
+        try:
+            values = json.loads(row)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--row is not valid JSON: {error}") from error
+        if not isinstance(values, dict) or set(values) != set(names):
+            raise ValueError(
+                f"--row must be a JSON object with exactly the features {names}"
+            )
+        return np.array([[float(values[n]) for n in names]])
+    frame = pd.read_csv(rows_csv)
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise ValueError(f"{rows_csv} lacks the feature column(s) {missing}")
+    return frame[names].to_numpy(dtype=float)
+
+
+def show(results: list[PosthocExplanation]) -> None:
+    for number, result in enumerate(results, 1):
+        table = Table(
+            "rank",
+            "feature",
+            "direction",
+            "rationale",
+            title=f"row {number}: predicted {result.predicted_label}",
+        )
+        for rank, feature in enumerate(result.features, 1):
+            table.add_row(
+                str(rank), feature.feature, feature.direction, feature.rationale
+            )
+        console.print(table)
+        if result.error:
+            console.print(f"[yellow]{result.error}[/yellow]")
+        else:
+            console.print(
+                f"checked by the model: PGI {result.pgi:.3f} (named features perturbed), "
+                f"PGU {result.pgu:.3f} (the others perturbed) — a faithful ranking has PGI above PGU"
+            )
+        for rank, feature in enumerate(
+            result.features, 1
+        ):  # a text bar chart: longer = ranked higher
+            bar = "█" * (len(result.features) - rank + 1) * 4
+            console.print(f"  {feature.feature:>24} {feature.direction} {bar}")
+
+
+def save_plot(results: list[PosthocExplanation], path: Path) -> None:
+    """One horizontal bar panel per row; bar length = rank weight, colour = direction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(
+        len(results), 1, figsize=(6, 2 + 1.2 * len(results)), squeeze=False
+    )
+    for axis, result in zip(axes[:, 0], results):
+        features = result.features[::-1]
+        axis.barh(
+            [f.feature for f in features],
+            [
+                (i + 1) * (1 if f.direction == "+" else -1)
+                for i, f in enumerate(features)
+            ],
+            color=["tab:green" if f.direction == "+" else "tab:red" for f in features],
+        )
+        axis.set_title(
+            f"predicted {result.predicted_label} · PGI {result.pgi or 0:.3f} · PGU {result.pgu or 0:.3f}"
+        )
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+@app.command()
+def explain(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Black box: demo:NAME, a .skops file, 'pkg.mod:attr', or a URL."
+        ),
+    ],
+    row: Annotated[
+        str | None, typer.Option(help='One row as JSON: {"feature": value, ...}.')
+    ] = None,
+    rows: Annotated[
+        Path | None, typer.Option(help="A CSV file, one row to explain per line.")
+    ] = None,
+    background: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of typical rows that sets the perturbation scale (demo models: built in)."
+        ),
+    ] = None,
+    strategy: Annotated[
+        str, typer.Option(help=f"One of {', '.join(STRATEGIES)}.")
+    ] = "perturbation",
+    k: Annotated[int, typer.Option(help="How many top features.")] = 4,
+    samples: Annotated[int, typer.Option(help="Neighbourhood rows per instance.")] = 24,
+    plot: Annotated[
+        Path | None, typer.Option(help="Save a bar chart PNG here.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON.")
+    ] = False,
+) -> None:
+    """Ask the LLM which features drive the model's prediction; the model itself checks the answer (PGI / PGU)."""
+    settings = get_settings()
+    try:
+        if strategy not in STRATEGIES:
+            raise ValueError(
+                f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+            )
+        blackbox = open_model(
+            model,
+            kind="tabular",
+            trusted_dir=settings.trusted_model_dir,
+            query_budget=settings.blackbox_query_budget,
+        )
+        names = blackbox.feature_names or []
+        instances = read_rows(row, rows, names)
+        if background is not None:
+            reference = read_rows(None, background, names)
+        elif model.startswith("demo:"):
+            reference = np.asarray(
+                demo_reference(model.removeprefix("demo:")).rows, dtype=float
+            )
+        else:
+            reference = instances
+        options = PosthocOptions(strategy=strategy, k=k, n_samples=samples)
+    except (BlackBoxError, ValueError, OSError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+
+    async def work(llm: LLM) -> None:
+        results = await explain_tabular(llm, blackbox, instances, reference, options)
+        if as_json:
+            typer.echo(json.dumps([r.model_dump(mode="json") for r in results]))
+        else:
+            show(results)
+            console.print(
+                f"[dim]{llm.name} · {usage_line(results[0].cost.llm)} · "
+                f"{sum(r.cost.blackbox_queries for r in results)} black-box queries[/dim]"
+            )
+        if plot is not None:
+            save_plot(results, plot)
+            console.print(f"wrote {plot}")
+
+    try:
+        run_with_llm(work)
+    except (ValueError, BlackBoxError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error

@@ -1,0 +1,397 @@
+"""LLM post-hoc explanations of tabular classifiers (Kroeger et al., "Are Large Language Models Post Hoc Explainers?").
+
+Per instance: a Gaussian neighbourhood on standardised features (categorical columns resampled from the background),
+ONE black-box query for every instance's neighbourhood, in-context examples shown as changes from the instance with
+features renamed A, B, C…, and ONE batched structured LLM round asking for the top-k features with a sign. Answers
+that repeat or invent features are re-asked once in one follow-up round; every answer is then checked against the
+black box (PGI / PGU), never taken on trust.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, create_model
+
+from xplain.blackbox import BlackBox
+from xplain.evals.faithfulness import prediction_gaps
+from xplain.llm import LLM
+from xplain.llm.types import GenerationRequest, Structured, StructuredOutputError
+from xplain.methods.base import MethodResult, measure_cost
+from xplain.prompts import load_prompt
+from xplain.prompts.data import fence
+
+Strategy = Literal["perturbation", "prediction", "instruction", "explanation"]
+STRATEGIES: tuple[Strategy, ...] = (
+    "perturbation",
+    "prediction",
+    "instruction",
+    "explanation",
+)
+RETRY_PROMPT = "posthoc/retry"
+MAX_FEATURES = len(string.ascii_uppercase) * 2
+
+
+def feature_letters(n: int) -> list[str]:
+    """A, B, … Z, then AA, AB, …: names that carry no meaning the LLM could lean on instead of the data."""
+    single = list(string.ascii_uppercase)
+    return (single + ["A" + c for c in single])[:n]
+
+
+class PosthocOptions(BaseModel):
+    strategy: Strategy = "perturbation"
+    k: int = Field(
+        default=4, ge=1, le=10, description="How many top features the LLM names."
+    )
+    n_samples: int = Field(
+        default=24, ge=4, description="Neighbourhood rows sampled per instance."
+    )
+    n_examples: int = Field(
+        default=8,
+        ge=2,
+        le=16,
+        description="Neighbours shown to the LLM (class balanced).",
+    )
+    sigma: float = Field(
+        default=0.3,
+        gt=0,
+        description="Gaussian noise in standard deviations of each feature.",
+    )
+    categorical: list[int] = Field(
+        default_factory=list, description="Column indices resampled, not perturbed."
+    )
+    resample_probability: float = Field(default=0.3, ge=0, le=1)
+    n_gap_samples: int = Field(
+        default=8, ge=1, description="Perturbed copies per instance for PGI / PGU."
+    )
+    max_tokens: int = 300
+    seed: int = 0
+
+
+class FeatureAttribution(BaseModel):
+    feature: str
+    direction: Literal["+", "-"]
+    rationale: str
+
+
+class PosthocExplanation(MethodResult):
+    """Ranked features for one instance, with the black box's own check of them beside the claim."""
+
+    strategy: Strategy
+    instance: list[float]
+    predicted_label: str
+    features: list[FeatureAttribution] = Field(
+        description="Most important first; empty if the LLM never answered."
+    )
+    pgi: float | None = Field(
+        description="Mean change of the predicted-class probability when the named features are perturbed."
+    )
+    pgu: float | None = Field(
+        description="The same when every other feature is perturbed (lower is better)."
+    )
+    llm_attempts: int
+    rejected: list[str] = Field(
+        default_factory=list,
+        description="Feature names the LLM gave that were refused.",
+    )
+    error: str | None = None
+
+
+def _answer_schema(allowed: list[str], k: int) -> type[BaseModel]:
+    """Enum of the allowed letters, bounded list and strings: what the embedded model's grammar needs."""
+    item = create_model(
+        "RankedFeature",
+        feature=(Literal[tuple(allowed)], ...),
+        direction=(Literal["+", "-"], ...),
+        rationale=(str, Field(max_length=120)),
+    )
+    return create_model(
+        "RankedFeatures", features=(list[item], Field(min_length=1, max_length=k))
+    )
+
+
+def sample_neighbourhood(
+    x: np.ndarray,
+    scale: np.ndarray,
+    background: np.ndarray,
+    options: PosthocOptions,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Gaussian noise in standardised units on numeric columns; categorical columns redrawn from the background."""
+    rows = x + rng.normal(0.0, options.sigma, size=(options.n_samples, x.size)) * scale
+    for column in options.categorical:
+        redraw = rng.random(options.n_samples) < options.resample_probability
+        rows[:, column] = np.where(
+            redraw, rng.choice(background[:, column], options.n_samples), x[column]
+        )
+    return rows
+
+
+def select_examples(probabilities: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the most confident neighbours, half from each side of 0.5 where both sides have some."""
+    above = np.flatnonzero(probabilities >= 0.5)
+    below = np.flatnonzero(probabilities < 0.5)
+    n_below = min(len(below), n // 2)
+    n_above = min(len(above), n - n_below)
+    n_below = min(len(below), n - n_above)
+    top_above = above[np.argsort(-probabilities[above])][:n_above]
+    top_below = below[np.argsort(probabilities[below])][:n_below]
+    return np.concatenate([top_above, top_below]).astype(int)
+
+
+def local_linear_weights(deltas: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """LIME's surrogate on an already-queried neighbourhood: proximity-weighted ridge of probability on changes."""
+    weights = np.exp(-np.sum(deltas**2, axis=1) / 2.0)
+    centred = deltas - np.average(deltas, axis=0, weights=weights)
+    target = probabilities - np.average(probabilities, weights=weights)
+    gram = centred.T @ (centred * weights[:, None]) + np.eye(deltas.shape[1])
+    return np.linalg.solve(gram, centred.T @ (weights * target))
+
+
+def _format_examples(deltas: np.ndarray, outputs: list[str], letters: list[str]) -> str:
+    lines = []
+    for row, output in zip(deltas, outputs):
+        changes = ", ".join(
+            f"{letter} {value:+.2f}"
+            for letter, value in zip(letters, row)
+            if abs(value) >= 0.005
+        )
+        lines.append(f"changes: {changes or 'none'} -> {output}")
+    return "\n".join(lines)
+
+
+def _format_linear(weights: np.ndarray, letters: list[str], k: int) -> str:
+    order = np.argsort(-np.abs(weights))[:k]
+    return ", ".join(f"{letters[i]} ({'+' if weights[i] >= 0 else '-'})" for i in order)
+
+
+def _problem(
+    value: BaseModel | None, allowed: set[str], k: int
+) -> tuple[str | None, list[str]]:
+    """Why a schema-valid answer cannot be used (unknown or repeated features), and the names refused.
+
+    A reply that never fit the schema is not re-asked here: `structured` already re-asked it with the errors.
+    """
+    if value is None:
+        return None, []
+    names = [item.feature for item in value.features]
+    unknown = [n for n in names if n not in allowed]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if unknown:
+        return f"unknown features {unknown}.", unknown
+    if repeated:
+        return f"features named more than once: {repeated}.", repeated
+    return None, []
+
+
+async def explain_tabular(
+    llm: LLM,
+    blackbox: BlackBox,
+    instances: np.ndarray,
+    background: np.ndarray,
+    options: PosthocOptions | None = None,
+) -> list[PosthocExplanation]:
+    """Explain each row of `instances` (one black-box query for all neighbourhoods, one batched LLM round)."""
+    options = options or PosthocOptions()
+    instances = np.atleast_2d(np.asarray(instances, dtype=float))
+    background = np.asarray(background, dtype=float)
+    names = blackbox.feature_names or [f"x{i}" for i in range(instances.shape[1])]
+    n_rows, n_features = instances.shape
+    if blackbox.kind != "tabular":
+        raise ValueError(
+            f"explain_tabular needs a tabular black box, got kind {blackbox.kind!r}"
+        )
+    if background.ndim != 2 or background.shape[1] != n_features or len(background) < 2:
+        raise ValueError(
+            f"background must be at least 2 rows of {n_features} features, got shape {background.shape}"
+        )
+    if n_features > MAX_FEATURES:
+        raise ValueError(
+            f"at most {MAX_FEATURES} features can be renamed A..AZ; this table has {n_features}"
+        )
+    if options.k > n_features:
+        raise ValueError(
+            f"k={options.k} exceeds the {n_features} features of the table"
+        )
+    if any(not 0 <= c < n_features for c in options.categorical):
+        raise ValueError(
+            f"categorical column indices must lie in 0..{n_features - 1}, got {options.categorical}"
+        )
+    letters = feature_letters(n_features)
+    scale = background.std(axis=0)
+    scale[scale == 0] = 1.0
+    rng = np.random.default_rng(options.seed)
+
+    with measure_cost(blackbox) as meter:
+        neighbourhoods = [
+            sample_neighbourhood(x, scale, background, options, rng) for x in instances
+        ]
+        probabilities = await blackbox.apredict_proba(
+            np.vstack([instances, *neighbourhoods])
+        )
+        predicted = probabilities[:n_rows].argmax(axis=1)
+        neighbour_probs = [
+            probabilities[
+                n_rows + i * options.n_samples : n_rows + (i + 1) * options.n_samples,
+                predicted[i],
+            ]
+            for i in range(n_rows)
+        ]
+        deltas = [(hood - x) / scale for hood, x in zip(neighbourhoods, instances)]
+        labels = [str(blackbox.classes_[c]) for c in predicted]
+        surrogates = [
+            local_linear_weights(d, p) for d, p in zip(deltas, neighbour_probs)
+        ]
+
+        template = load_prompt(f"posthoc/{options.strategy}")
+        prompts = []
+        for i in range(n_rows):
+            chosen = select_examples(neighbour_probs[i], options.n_examples)
+            if options.strategy == "prediction":
+                outputs = [
+                    labels[i] if p >= 0.5 else f"not {labels[i]}"
+                    for p in neighbour_probs[i][chosen]
+                ]
+            else:
+                outputs = [f"{p:.2f}" for p in neighbour_probs[i][chosen]]
+            others = [j for j in range(n_rows) if j != i][:3]
+            explanations = "\n".join(
+                _format_linear(surrogates[j], letters, options.k) for j in others
+            )
+            prompts.append(
+                template.render(
+                    label=labels[i],
+                    letters=", ".join(letters),
+                    k=options.k,
+                    examples=fence(
+                        _format_examples(deltas[i][chosen], outputs, letters),
+                        label="data",
+                    ),
+                    explanations=fence(
+                        explanations or "none available", label="explanations"
+                    ),
+                )
+            )
+        schema = _answer_schema(letters, options.k)
+        replies = await _ask(llm, prompts, schema, options.max_tokens)
+
+        problems = [_problem(_value(r), set(letters), options.k) for r in replies]
+        retry_rows = [i for i, (problem, _) in enumerate(problems) if problem]
+        if retry_rows:
+            retry = load_prompt(RETRY_PROMPT)
+            follow_ups = [
+                prompts[i]
+                + "\n\n"
+                + retry.render(
+                    problem=problems[i][0],
+                    letters=", ".join(letters),
+                    k=options.k,
+                    label=labels[i],
+                )
+                for i in retry_rows
+            ]
+            for i, reply in zip(
+                retry_rows, await _ask(llm, follow_ups, schema, options.max_tokens)
+            ):
+                replies[i] = _merge_attempts(replies[i], reply)
+
+        ranked: list[list[FeatureAttribution]] = []
+        for reply in replies:
+            value = _value(reply)
+            usable = (
+                value is not None
+                and _problem(value, set(letters), options.k)[0] is None
+            )
+            ranked.append(
+                [
+                    FeatureAttribution(
+                        feature=names[letters.index(f.feature)],
+                        direction=f.direction,
+                        rationale=f.rationale,
+                    )
+                    for f in value.features
+                ]
+                if usable
+                else []
+            )
+        top_indices = [
+            [names.index(f.feature) for f in features] for features in ranked
+        ]
+        pgi, pgu = await prediction_gaps(
+            blackbox,
+            instances,
+            top_indices,
+            scale=scale,
+            sigma=options.sigma,
+            n_samples=options.n_gap_samples,
+            seed=options.seed,
+        )
+
+    versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
+    # Black-box rows and seconds are split evenly; `llm` stays the whole batched round's usage, shared by the rows.
+    per_row_cost = meter.cost.model_copy(
+        update={
+            "blackbox_queries": meter.cost.blackbox_queries // n_rows,
+            "seconds": meter.cost.seconds / n_rows,
+        }
+    )
+    results = []
+    for i in range(n_rows):
+        attempts, error = _attempts_and_error(replies[i], ranked[i])
+        results.append(
+            PosthocExplanation(
+                method=f"posthoc-llm-{options.strategy}",
+                prompt_versions=versions,
+                cost=per_row_cost,
+                strategy=options.strategy,
+                instance=instances[i].tolist(),
+                predicted_label=labels[i],
+                features=ranked[i],
+                pgi=None if pgi[i] is None else float(pgi[i]),
+                pgu=None if pgu[i] is None else float(pgu[i]),
+                llm_attempts=attempts,
+                rejected=problems[i][1],
+                error=error,
+            )
+        )
+    return results
+
+
+async def _ask(
+    llm: LLM, prompts: list[str], schema: type[BaseModel], max_tokens: int
+) -> list[Structured | StructuredOutputError]:
+    requests = [
+        GenerationRequest.user(p, max_tokens=max_tokens, temperature=0.0)
+        for p in prompts
+    ]
+    return await llm.structured(requests, schema, on_error="return")
+
+
+def _value(reply: Structured | StructuredOutputError) -> BaseModel | None:
+    return reply.value if isinstance(reply, Structured) else None
+
+
+def _merge_attempts(
+    first: Structured | StructuredOutputError,
+    second: Structured | StructuredOutputError,
+):
+    """Keep the follow-up's answer, counting the first round's tries in its attempts."""
+    if isinstance(second, Structured):
+        earlier = first.attempts if isinstance(first, Structured) else 1
+        return second.model_copy(update={"attempts": second.attempts + earlier})
+    return second
+
+
+def _attempts_and_error(
+    reply: Structured | StructuredOutputError, features: list[FeatureAttribution]
+):
+    if isinstance(reply, StructuredOutputError):
+        return 1, f"the LLM never gave a schema-valid answer: {reply.errors[:200]}"
+    if not features:
+        return (
+            reply.attempts,
+            "the LLM's answer named unknown or repeated features even after a re-ask",
+        )
+    return reply.attempts, None
