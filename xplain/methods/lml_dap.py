@@ -1,0 +1,273 @@
+"""LML-DAP as a scikit-learn classifier: the LLM summarises the training table per label, retrieves similar rows
+for each new row (through conditions it proposes and we apply — never code it writes), and predicts "as an
+explainable machine learning model" with a label, a confidence and reasons.
+
+Rounds: fit = one batched summary round over all label chunks; predict = one batched query round, then one
+batched prediction round (plus one batched score round for `proba="score"`).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from xplain.llm import LLM, GenerationRequest, ScoreRequest, StructuredOutputError
+from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.llm_estimator import resolve_llm, run_sync
+from xplain.prompts import load_prompt
+from xplain.prompts.data import fence
+
+OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
+ShortText = Annotated[str, Field(max_length=80)]
+PROMPTS = ("lml_dap/summarize", "lml_dap/query", "lml_dap/predict", "lml_dap/score_frame")
+
+
+class LabelSummary(BaseModel):
+    patterns: list[ShortText] = Field(min_length=1, max_length=3, description="Feature-value patterns.")
+
+
+class Condition(BaseModel):
+    feature: str = Field(max_length=60)
+    op: Literal["<", "<=", ">", ">=", "=="]
+    value: float
+
+
+class RetrievalQuery(BaseModel):
+    conditions: list[Condition] = Field(min_length=1, max_length=3)
+
+
+class LabelReply(BaseModel):
+    label: str = Field(max_length=40)
+    confidence: float = Field(ge=0.0, le=1.0)
+    reasons: list[ShortText] = Field(min_length=1, max_length=2)
+
+
+class RowPrediction(BaseModel):
+    """One row's prediction, why, and the training rows (indices into the fit table) it was based on."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    reasons: list[str]
+    retrieved_rows: list[int]
+    conditions: list[Condition] = Field(description="The LLM's retrieval conditions that were valid and applied.")
+    fallback: bool = Field(description="True when the LLM's label was unusable and the retrieved rows' majority was used.")
+
+
+class LMLDAPExplanation(MethodResult):
+    method: str = "lml_dap"
+    summaries: dict[str, list[str]]
+    predictions: list[RowPrediction]
+
+
+class LMLDAPClassifier(ClassifierMixin, BaseEstimator):
+    """LLM classifier over a numeric table, interpretable by construction (reasons + rows used per prediction)."""
+
+    def __init__(
+        self,
+        llm: LLM | None = None,
+        *,
+        k: int = 5,
+        chunk_rows: int = 10,
+        max_summary_chunks: int = 4,
+        proba: Literal["confidence", "score"] = "confidence",
+        feature_names: list[str] | None = None,
+        max_tokens: int = 120,
+    ) -> None:
+        self.llm = llm
+        self.k = k
+        self.chunk_rows = chunk_rows
+        self.max_summary_chunks = max_summary_chunks
+        self.proba = proba
+        self.feature_names = feature_names
+        self.max_tokens = max_tokens
+
+    # -- fit ------------------------------------------------------------------------------------------------
+
+    def fit(self, X, y) -> LMLDAPClassifier:
+        return run_sync(lambda: self.afit(X, y))
+
+    async def afit(self, X, y) -> LMLDAPClassifier:
+        if self.k < 1 or self.chunk_rows < 1 or self.max_summary_chunks < 1:
+            raise ValueError("k, chunk_rows and max_summary_chunks must be at least 1")
+        if self.proba not in ("confidence", "score"):
+            raise ValueError(f"proba must be 'confidence' or 'score', not {self.proba!r}")
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        names = self._names(X.shape[1])
+        self.classes_, self.y_index_ = np.unique(y, return_inverse=True)
+        self.X_train_ = X
+        self.feature_names_ = names
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        llm = resolve_llm(self.llm)
+        prompt = load_prompt("lml_dap/summarize")
+        requests, owners = [], []
+        for c, label in enumerate(self.classes_):
+            rows = np.flatnonzero(self.y_index_ == c)
+            means = ", ".join(f"{n}={v:.3g}" for n, v in zip(names, X[rows].mean(axis=0)))
+            for chunk in np.array_split(rows, min(self.max_summary_chunks, -(-len(rows) // self.chunk_rows))):
+                text = prompt.render(label=str(label), rows=fence(self._table(chunk[: self.chunk_rows])), means=means)
+                requests.append(GenerationRequest.user(text, max_tokens=self.max_tokens))
+                owners.append(str(label))
+        replies = await llm.structured(requests, LabelSummary, on_error="return")
+        self.summaries_ = {str(label): [] for label in self.classes_}
+        for owner, reply in zip(owners, replies):
+            if not isinstance(reply, StructuredOutputError):
+                self.summaries_[owner].extend(p for p in reply.value.patterns if p not in self.summaries_[owner])
+        return self
+
+    # -- predict --------------------------------------------------------------------------------------------
+
+    def predict(self, X) -> np.ndarray:
+        return run_sync(lambda: self.apredict(X))
+
+    def predict_proba(self, X) -> np.ndarray:
+        return run_sync(lambda: self.apredict_proba(X))
+
+    def explain(self, X) -> LMLDAPExplanation:
+        return run_sync(lambda: self.aexplain(X))
+
+    async def apredict(self, X) -> np.ndarray:
+        proba = await self.apredict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    async def apredict_proba(self, X) -> np.ndarray:
+        explanation = await self.aexplain(X)
+        return np.array([[p.probabilities[str(c)] for c in self.classes_] for p in explanation.predictions])
+
+    async def aexplain(self, X) -> LMLDAPExplanation:
+        """Per row: label, probabilities, reasons and the ids of the training rows used."""
+        check_is_fitted(self, "summaries_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        llm = resolve_llm(self.llm)
+        with measure_cost() as meter:
+            summary = self._summary_text()
+            query_prompt = load_prompt("lml_dap/query")
+            queries = await llm.structured(
+                [
+                    GenerationRequest.user(
+                        query_prompt.render(
+                            features=", ".join(self.feature_names_), summary=summary, row=fence(self._row_text(x))
+                        ),
+                        max_tokens=self.max_tokens,
+                    )
+                    for x in X
+                ],
+                RetrievalQuery,
+                on_error="return",
+            )
+            retrieved, applied = [], []
+            for x, query in zip(X, queries):
+                conditions = [] if isinstance(query, StructuredOutputError) else self._valid(query.value.conditions)
+                applied.append(conditions)
+                retrieved.append(self._retrieve(x, conditions))
+            predict_prompt = load_prompt("lml_dap/predict")
+            labels = ", ".join(str(c) for c in self.classes_)
+            replies = await llm.structured(
+                [
+                    GenerationRequest.user(
+                        predict_prompt.render(labels=labels, summary=summary, rows=fence(self._context(x, rows))),
+                        max_tokens=self.max_tokens,
+                    )
+                    for x, rows in zip(X, retrieved)
+                ],
+                LabelReply,
+                on_error="return",
+            )
+            scored = await self._label_loglik(llm, X, retrieved) if self.proba == "score" else None
+            predictions = [
+                self._prediction(reply, rows, conditions, None if scored is None else scored[i])
+                for i, (reply, rows, conditions) in enumerate(zip(replies, retrieved, applied))
+            ]
+        return LMLDAPExplanation(
+            summaries=self.summaries_,
+            predictions=predictions,
+            prompt_versions=[load_prompt(p).ref for p in PROMPTS],
+            cost=meter.cost,
+        )
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _names(self, n_features: int) -> list[str]:
+        if self.feature_names is None:
+            return list(getattr(self, "feature_names_in_", [f"x{i}" for i in range(n_features)]))
+        if len(self.feature_names) != n_features:
+            raise ValueError(f"feature_names has {len(self.feature_names)} names but X has {n_features} columns")
+        return [str(n) for n in self.feature_names]
+
+    def _row_text(self, x: np.ndarray) -> str:
+        return ", ".join(f"{n}={v:.4g}" for n, v in zip(self.feature_names_, x))
+
+    def _table(self, rows: np.ndarray) -> str:
+        return "\n".join(self._row_text(self.X_train_[i]) for i in rows)
+
+    def _summary_text(self) -> str:
+        return "\n".join(f"{label}: {'; '.join(p) or '(no pattern)'}" for label, p in self.summaries_.items())
+
+    def _context(self, x: np.ndarray, rows: list[int]) -> str:
+        lines = [f"row {i}: {self._row_text(self.X_train_[i])} -> label {self.classes_[self.y_index_[i]]}" for i in rows]
+        return "\n".join([*lines, f"new row: {self._row_text(x)}"])
+
+    def _valid(self, conditions: list[Condition]) -> list[Condition]:
+        """Keep conditions that name a real feature; the operator is already one of ours by schema."""
+        return [c for c in conditions if c.feature in self.feature_names_ and np.isfinite(c.value)]
+
+    def _retrieve(self, x: np.ndarray, conditions: list[Condition]) -> list[int]:
+        """The k nearest training rows (standardised distance) among those meeting all conditions; rows beyond
+        the filter fill up when fewer than k meet them."""
+        distance = np.linalg.norm((self.X_train_ - x) / self.scale_, axis=1)
+        mask = np.ones(len(self.X_train_), dtype=bool)
+        for c in conditions:
+            mask &= OPERATORS[c.op](self.X_train_[:, self.feature_names_.index(c.feature)], c.value)
+        order = np.lexsort((distance, ~mask))
+        return [int(i) for i in order[: self.k]]
+
+    async def _label_loglik(self, llm: LLM, X: np.ndarray, retrieved: list[list[int]]) -> list[np.ndarray]:
+        frame = load_prompt("lml_dap/score_frame")
+        scores = await llm.score(
+            [
+                ScoreRequest(
+                    prompt=frame.render(rows=self._context(x, rows), row=self._row_text(x)),
+                    continuations=[f" {c}" for c in self.classes_],
+                )
+                for x, rows in zip(X, retrieved)
+            ]
+        )
+        out = []
+        for s in scores:
+            logp = np.asarray(s.logprobs)
+            p = np.exp(logp - logp.max())
+            out.append(p / p.sum())
+        return out
+
+    def _prediction(self, reply, rows: list[int], conditions: list[Condition], scored: np.ndarray | None) -> RowPrediction:
+        names = [str(c) for c in self.classes_]
+        votes = np.bincount(self.y_index_[rows], minlength=len(names)) / len(rows)
+        usable = not isinstance(reply, StructuredOutputError) and reply.value.label.strip() in names
+        if scored is not None:
+            probs = scored
+        elif usable:
+            chosen = names.index(reply.value.label.strip())
+            rest = (1.0 - reply.value.confidence) / max(len(names) - 1, 1)
+            probs = np.full(len(names), rest if len(names) > 1 else 0.0)
+            probs[chosen] = reply.value.confidence if len(names) > 1 else 1.0
+        else:
+            probs = votes
+        best = int(np.argmax(probs))
+        return RowPrediction(
+            label=names[best],
+            confidence=float(probs[best]),
+            probabilities={n: float(p) for n, p in zip(names, probs)},
+            reasons=reply.value.reasons if usable else [],
+            retrieved_rows=rows,
+            conditions=conditions,
+            fallback=not usable,
+        )
