@@ -1,0 +1,137 @@
+"""iPrompt on the fake LLM: one score call per round, iteration keeps the best, held-out accuracy, bad input."""
+
+import numpy as np
+import pytest
+
+from xplain.llm import LLM
+from xplain.llm.backends.fake import FakeBackend
+from xplain.methods.iprompt import (
+    IPromptOptions,
+    PromptCandidate,
+    answer_matches,
+    explain_dataset,
+    keep_best,
+    truncate,
+)
+
+PAIRS = [(f"{a} {b}", str(a + b)) for a, b in [(1, 2), (3, 4), (2, 2), (5, 1), (0, 7), (6, 2), (4, 4), (3, 5), (1, 1), (2, 6)]]
+INPUTS, OUTPUTS = [x for x, _ in PAIRS], [y for _, y in PAIRS]
+
+
+def answer_sum(request):
+    text = request.messages[-1].content
+    numbers = text.split("<data>\n")[1].split("\n</data>")[0].split()
+    return str(sum(map(int, numbers))) if "Add" in text else "no idea"
+
+
+def backend():
+    return FakeBackend(
+        rules=[
+            (r"Here is the start", "Add the two numbers"),
+            (r"What is the rule", "Say a number"),
+            (r"Follow this instruction", answer_sum),
+        ],
+        token_logprob=lambda prev, tok: 0.0,
+    )
+
+
+async def test_one_score_call_per_round_and_the_best_is_kept():
+    fake = backend()
+    options = IPromptOptions(n_candidates=3, n_keep=1, n_mutations=2, n_iterations=2, n_score_examples=4, seed=0)
+    llm = LLM(fake)
+
+    def loglik(instruction):  # the true outputs are likelier after an instruction that says to add
+        return -1.0 if "add" in instruction.lower() else -4.0 if instruction == "Say a number" else -9.0
+
+    original = fake.score
+
+    async def score(requests):
+        raws = await original(requests)
+        for request, raw in zip(requests, raws):
+            instruction = request.prompt.split("Instruction: ")[1].split("\n")[0]
+            raw.logprobs = [loglik(instruction)]
+        return raws
+
+    fake.score = score
+    result = await explain_dataset(llm, INPUTS, OUTPUTS, options)
+    # baseline + proposals in one call, then one call per iteration with new candidates
+    assert len(fake.score_batches) >= 2
+    assert len(fake.score_batches[0]) == (1 + 1) * 4  # "" and the one distinct proposal, x 4 examples
+    assert "Add the two numbers" in result.best.prompt
+    assert result.best.origin == "mutated"
+    assert result.best.gain == pytest.approx(-1.0 - -9.0)
+    assert result.best.heldout_accuracy == 1.0
+    assert [c.loglik for c in result.candidates] == sorted((c.loglik for c in result.candidates), reverse=True)
+    zero_shot_batch = fake.batches[-1]
+    assert len(zero_shot_batch) == len(result.candidates[:3]) * result.n_heldout
+
+
+async def test_proposals_go_out_as_one_batch():
+    fake = backend()
+    await explain_dataset(LLM(fake), INPUTS, OUTPUTS, IPromptOptions(n_candidates=5, n_iterations=0))
+    assert len(fake.batches[0]) == 5
+    assert all("What is the rule" in r.messages[-1].content for r in fake.batches[0])
+
+
+def test_keep_best_and_truncate():
+    def c(p, s):
+        return PromptCandidate(prompt=p, loglik=s, gain=0.0, iteration=0, origin="proposed")
+    assert [x.prompt for x in keep_best([c("a", -2), c("b", -1), c("c", -1)], 2)] == ["b", "c"]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        cut = truncate("add the two numbers", rng).split()
+        assert 1 <= len(cut) < 4 and "add the two numbers".startswith(" ".join(cut))
+
+
+def test_answer_matches():
+    assert answer_matches("Paris.\nbecause", "paris")
+    assert answer_matches("Output: 7 is the sum", "7")
+    assert not answer_matches("70", "7")
+    assert not answer_matches("", "7")
+
+
+async def test_bad_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="outputs"):
+        await explain_dataset(LLM(FakeBackend()), ["a", "b", "c", "d"], ["1", "2"])
+    with pytest.raises(ValueError, match="at least"):
+        await explain_dataset(LLM(FakeBackend()), ["a"], ["1"])
+    with pytest.raises(ValueError, match="empty"):
+        await explain_dataset(LLM(FakeBackend()), ["a", "b", "", "d"], ["1", "2", "3", "4"])
+
+
+@pytest.fixture
+def fake_cli(monkeypatch):
+    from xplain.settings import get_settings
+
+    monkeypatch.setenv("XPLAIN_LLM_BACKEND", "fake")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_cli_explain_dataset_and_module(fake_cli, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from xplain.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"input": x, "output": y}) + "\n" for x, y in PAIRS))
+    result = runner.invoke(app, ["explain-dataset", str(data), "--iterations", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert found["candidates"] and found["n_train"] + found["n_heldout"] == len(PAIRS)
+    assert found["candidates"][0]["heldout_accuracy"] is not None
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the dog chased a cat\nstocks fell on monday\n")
+    result = runner.invoke(app, ["explain-module", "tests.unit.test_sasc:animal_module", "--corpus", str(corpus), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["top_ngrams"][0]["activation"] > 0
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "1 2"}\n')
+    result = runner.invoke(app, ["explain-dataset", str(bad)])
+    assert result.exit_code == 2 and "input" in result.output

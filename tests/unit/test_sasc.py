@@ -1,0 +1,101 @@
+"""SASC on the fake LLM: n-grams, top-k, the score arithmetic, ranking, and one backend batch per round."""
+
+import numpy as np
+import pytest
+
+from xplain.blackbox import from_callable
+from xplain.llm import LLM
+from xplain.llm.backends.fake import FakeBackend
+from xplain.methods.ngrams import top_k, unique_ngrams
+from xplain.methods.sasc import (
+    ExplanationCandidate,
+    SASCOptions,
+    explain_module,
+    explanation_score,
+    rank,
+)
+
+ANIMALS = {"dog", "cat", "horse"}
+
+
+def animal_module(texts):
+    return [float(sum(w in ANIMALS for w in t.lower().split())) for t in texts]
+
+
+def test_unique_ngrams_lists_each_once_in_order():
+    assert unique_ngrams(["The dog ran.", "the dog sat"], max_n=2) == [
+        "the", "dog", "ran", "the dog", "dog ran", "sat", "dog sat",
+    ]
+    assert "the dog ran" in unique_ngrams(["The dog ran."], max_n=3)
+
+
+def test_top_k_orders_by_score_and_keeps_ties_stable():
+    assert top_k(["a", "b", "c", "d"], [1.0, 3.0, 3.0, 0.0], 3) == [("b", 3.0), ("c", 3.0), ("a", 1.0)]
+    with pytest.raises(ValueError):
+        top_k(["a"], [1.0, 2.0], 1)
+
+
+def test_score_is_gap_in_module_standard_deviations():
+    assert explanation_score([3.0, 5.0], [1.0, 1.0], std=2.0) == pytest.approx(1.5)
+    assert explanation_score([], [1.0], std=2.0) is None
+
+
+def test_rank_puts_best_first_and_unscored_last():
+    def c(name, score):
+        return ExplanationCandidate(explanation=name, score=score, mean_related=None, mean_unrelated=None,
+                                    related_texts=[], unrelated_texts=[], shown_ngrams=[])
+    assert [x.explanation for x in rank([c("a", None), c("b", 0.1), c("c", 2.0)])] == ["c", "b", "a"]
+
+
+CORPUS = ["the dog chased a cat", "a horse in the field", "stocks fell on monday", "rain fell all day"]
+
+
+def scripted_backend():
+    return FakeBackend(rules=[
+        (r"common theme", lambda r: "animals" if "dog" in r.messages[-1].content else "weather"),
+        (r"clearly about.*\n?", lambda r: "A dog barked.\nThe cat slept.\nA horse ran." if "animals" in r.messages[-1].content else "It rained today.\nClouds came."),
+        (r"nothing to do", "The bus was late.\nShe paid the bill."),
+    ])
+
+
+async def test_explain_module_ranks_the_true_concept_first_with_one_batch_per_round():
+    backend = scripted_backend()
+    module = from_callable(animal_module, kind="module")
+    options = SASCOptions(top_ngrams=6, n_candidates=4, subset_size=3, n_texts=3, seed=1)
+    result = await explain_module(LLM(backend), module, CORPUS, options)
+
+    assert len(backend.batches) == 2  # summarize round, then score round
+    assert len(backend.batches[0]) == 4
+    assert len(backend.batches[1]) == 2 * len(result.candidates)
+    ngrams = unique_ngrams(CORPUS)
+    values = np.array(animal_module(ngrams))
+    assert result.n_ngrams == len(ngrams)
+    assert result.module_std == pytest.approx(values.std())
+    assert result.top_ngrams[0].activation == values.max()
+    best = result.best
+    assert best.explanation == "animals"
+    assert best.score == pytest.approx((1.0 - 0.0) / values.std())
+    assert best.related_texts == ["A dog barked.", "The cat slept.", "A horse ran."]
+    assert result.prompt_versions == ["sasc/summarize@1", "sasc/related@1", "sasc/unrelated@1"]
+    assert result.cost.llm.calls == len(backend.requests)
+    synthetic = {t for c in result.candidates for t in c.related_texts + c.unrelated_texts}
+    assert result.cost.blackbox_queries == len(set(ngrams) | synthetic)
+
+
+async def test_module_calls_are_batched():
+    calls = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return animal_module(texts)
+
+    module = from_callable(counting, kind="module", batch_size=100_000)
+    await explain_module(LLM(scripted_backend()), module, CORPUS, SASCOptions(top_ngrams=6, n_candidates=2, subset_size=3))
+    assert len(calls) == 2  # all n-grams at once, then all synthetic texts at once
+
+
+async def test_rejects_classifiers_and_constant_modules():
+    with pytest.raises(ValueError, match="module"):
+        await explain_module(LLM(FakeBackend()), from_callable(lambda t: [[0.5, 0.5]] * len(t), kind="text"), CORPUS)
+    with pytest.raises(ValueError, match="same value"):
+        await explain_module(LLM(FakeBackend()), from_callable(lambda t: [1.0] * len(t), kind="module"), CORPUS)

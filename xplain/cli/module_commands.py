@@ -1,0 +1,90 @@
+"""`xplain explain-module` (SASC) and `xplain explain-dataset` (iPrompt)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from xplain.blackbox import BlackBoxError, load_blackbox
+from xplain.cli.common import app, console, run_with_llm, usage_line
+from xplain.llm import LLM
+from xplain.methods.iprompt import IPromptOptions, explain_dataset
+from xplain.methods.sasc import SASCOptions, explain_module
+from xplain.settings import get_settings
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+@app.command("explain-module")
+def explain_module_command(
+    spec: Annotated[str, typer.Argument(help="The module: import path 'pkg.mod:fn', URL, .skops or trusted pickle.")],
+    corpus: Annotated[Path | None, typer.Option(help="Text file, one text per line (default: movie-review sentences).")] = None,
+    candidates: Annotated[int, typer.Option(help="Candidate explanations.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Explain a text -> number module in words with SASC, and score each explanation on the module."""
+    try:
+        module = load_blackbox(spec, kind="module", trusted_dir=get_settings().trusted_model_dir)
+    except BlackBoxError as error:
+        _fail(str(error))
+    texts = None
+    if corpus is not None:
+        if not corpus.is_file():
+            _fail(f"no corpus file at {corpus}")
+        texts = [line for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    async def work(llm: LLM) -> None:
+        try:
+            result = await explain_module(llm, module, texts, SASCOptions(n_candidates=candidates))
+        except ValueError as error:
+            _fail(str(error))
+        if as_json:
+            typer.echo(result.model_dump_json())
+            return
+        for rank, c in enumerate(result.candidates, start=1):
+            score = "n/a" if c.score is None else f"{c.score:.2f}"
+            console.print(f"{rank}. {c.explanation}  [dim](score {score} module std)[/dim]")
+        console.print("top n-grams: " + ", ".join(n.ngram for n in result.top_ngrams[:10]))
+        console.print(f"[dim]{usage_line(result.cost.llm)} · {result.cost.blackbox_queries} module queries[/dim]")
+
+    run_with_llm(work)
+
+
+@app.command("explain-dataset")
+def explain_dataset_command(
+    path: Annotated[Path, typer.Argument(help="JSON lines file of objects with input and output fields.")],
+    input_field: Annotated[str, typer.Option(help="Field holding the input.")] = "input",
+    output_field: Annotated[str, typer.Option(help="Field holding the output.")] = "output",
+    iterations: Annotated[int, typer.Option(help="Mutate-and-score rounds.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Find the rule behind input -> output pairs with iPrompt, with each prompt's held-out accuracy."""
+    if not path.is_file():
+        _fail(f"no data file at {path}")
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        inputs = [str(row[input_field]) for row in rows]
+        outputs = [str(row[output_field]) for row in rows]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        _fail(f"{path} must hold one JSON object per line with fields {input_field!r} and {output_field!r}: {error!r}")
+
+    async def work(llm: LLM) -> None:
+        try:
+            result = await explain_dataset(llm, inputs, outputs, IPromptOptions(n_iterations=iterations))
+        except ValueError as error:
+            _fail(str(error))
+        if as_json:
+            typer.echo(result.model_dump_json())
+            return
+        for rank, c in enumerate(result.candidates, start=1):
+            accuracy = "" if c.heldout_accuracy is None else f", held-out accuracy {c.heldout_accuracy:.0%}"
+            console.print(f"{rank}. {c.prompt}  [dim](log-lik gain {c.gain:.2f}{accuracy})[/dim]")
+        console.print(f"[dim]{usage_line(result.cost.llm)}[/dim]")
+
+    run_with_llm(work)

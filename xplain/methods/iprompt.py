@@ -1,0 +1,237 @@
+"""iPrompt: find the rule behind (input, output) pairs as a prompt, and check it by using it.
+
+The LLM proposes candidate instructions from random examples (one batched round). Every candidate is scored by
+the mean log-likelihood of the true outputs given instruction + input over a sample of training pairs -- one `score`
+call for all candidates x examples, with an instruction-free baseline in the same call. The best are kept; each is
+truncated at a random word and regenerated (one batched round), and the new candidates are scored the same way.
+At the end, the top prompts are used as zero-shot prompts on held-out pairs (one batched round): that accuracy is
+the check of the explanation (DESIGN.md rule 1).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from xplain.llm import LLM, GenerationRequest, ScoreRequest
+from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.sasc import clean_explanation
+from xplain.prompts import load_prompt
+from xplain.prompts.data import fence
+
+MIN_EXAMPLES = 4
+ANSWER_TRIM = " \t\"'`.,;:!?"
+
+
+class IPromptOptions(BaseModel):
+    n_candidates: int = Field(4, ge=1, le=32, description="Instructions proposed at the start.")
+    n_keep: int = Field(2, ge=1, description="Best candidates kept (and mutated) each iteration.")
+    n_mutations: int = Field(2, ge=0, le=8, description="Mutations of each kept candidate per iteration.")
+    n_iterations: int = Field(2, ge=0, description="Rounds of mutate-and-score after the first proposals.")
+    examples_in_prompt: int = Field(6, ge=1, le=30, description="Pairs shown to the LLM per proposal.")
+    n_score_examples: int = Field(8, ge=1, description="Training pairs each candidate is scored on.")
+    heldout_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    n_heldout: int = Field(12, ge=1, description="Most held-out pairs used for accuracy.")
+    n_accuracy: int = Field(3, ge=1, description="Top candidates whose held-out accuracy is measured.")
+    proposal_max_tokens: int = Field(40, ge=4)
+    answer_max_tokens: int = Field(16, ge=1)
+    seed: int = 0
+
+
+class PromptCandidate(BaseModel):
+    prompt: str
+    loglik: float = Field(description="Mean log-likelihood (nats) of the true outputs given prompt + input.")
+    gain: float = Field(description="loglik minus that of the same frame without an instruction.")
+    iteration: int
+    origin: Literal["proposed", "mutated"]
+    heldout_accuracy: float | None = Field(None, description="Exact-match accuracy as a zero-shot prompt.")
+
+
+class IPromptResult(MethodResult):
+    method: str = "iprompt"
+    candidates: list[PromptCandidate] = Field(description="By log-likelihood, best first.")
+    baseline_loglik: float
+    n_train: int
+    n_heldout: int
+
+    @property
+    def best(self) -> PromptCandidate | None:
+        return self.candidates[0] if self.candidates else None
+
+
+async def explain_dataset(
+    llm: LLM, inputs: Sequence[str], outputs: Sequence[str], options: IPromptOptions | None = None
+) -> IPromptResult:
+    """Search for the instruction that best explains how `inputs` map to `outputs`."""
+    options = options or IPromptOptions()
+    train, heldout = _split(inputs, outputs, options)
+    rng = np.random.default_rng(options.seed)
+    scored_on = [train[i] for i in rng.permutation(len(train))[: options.n_score_examples]]
+    prompts = [load_prompt(f"iprompt/{name}") for name in ("propose", "mutate", "score_frame", "zero_shot")]
+    with measure_cost() as meter:
+        proposals = await _propose(llm, train, rng, options)
+        baseline, *logliks = await score_prompts(llm, ["", *proposals], scored_on)
+        pool = {
+            p: PromptCandidate(prompt=p, loglik=s, gain=s - baseline, iteration=0, origin="proposed")
+            for p, s in zip(proposals, logliks)
+        }
+        for iteration in range(1, options.n_iterations + 1):
+            kept = keep_best(pool.values(), options.n_keep)
+            mutants = [m for m in await _mutate(llm, kept, train, rng, options) if m not in pool]
+            for prompt, score in zip(mutants, await score_prompts(llm, mutants, scored_on)):
+                pool[prompt] = PromptCandidate(
+                    prompt=prompt, loglik=score, gain=score - baseline, iteration=iteration, origin="mutated"
+                )
+        ranked = keep_best(pool.values(), len(pool))
+        measured = await heldout_accuracy(llm, [c.prompt for c in ranked[: options.n_accuracy]], heldout, options)
+        ranked = [
+            c.model_copy(update={"heldout_accuracy": accuracy})
+            for c, accuracy in zip(ranked, [*measured, *[None] * len(ranked)])
+        ]
+    return IPromptResult(
+        candidates=ranked,
+        baseline_loglik=baseline,
+        n_train=len(train),
+        n_heldout=len(heldout),
+        prompt_versions=[p.ref for p in prompts],
+        cost=meter.cost,
+    )
+
+
+def _split(
+    inputs: Sequence[str], outputs: Sequence[str], options: IPromptOptions
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    if isinstance(inputs, str) or isinstance(outputs, str):
+        raise ValueError("inputs and outputs must be lists of strings, not single strings")
+    if len(inputs) != len(outputs):
+        raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs; give one output per input")
+    pairs = [(str(x).strip(), str(y).strip()) for x, y in zip(inputs, outputs)]
+    if len(pairs) < MIN_EXAMPLES:
+        raise ValueError(f"iPrompt needs at least {MIN_EXAMPLES} (input, output) pairs, got {len(pairs)}")
+    empty = [i for i, (x, y) in enumerate(pairs) if not x or not y]
+    if empty:
+        raise ValueError(f"pairs {empty[:5]} have an empty input or output; remove or fill them")
+    order = np.random.default_rng(options.seed).permutation(len(pairs))
+    n_heldout = min(options.n_heldout, max(1, round(len(pairs) * options.heldout_fraction)))
+    return [pairs[i] for i in order[n_heldout:]], [pairs[i] for i in order[:n_heldout]]
+
+
+def _examples_block(pairs: Sequence[tuple[str, str]]) -> str:
+    return fence("\n".join(f"{x} -> {y}" for x, y in pairs))
+
+
+def _sample(pairs: list[tuple[str, str]], rng: np.random.Generator, k: int) -> list[tuple[str, str]]:
+    return [pairs[i] for i in rng.choice(len(pairs), min(k, len(pairs)), replace=False)]
+
+
+async def _propose(
+    llm: LLM, train: list[tuple[str, str]], rng: np.random.Generator, options: IPromptOptions
+) -> list[str]:
+    """Candidate instructions from random example subsets, one round; distinct and non-empty."""
+    template = load_prompt("iprompt/propose")
+    requests = [
+        GenerationRequest.user(
+            template.render(examples=_examples_block(_sample(train, rng, options.examples_in_prompt))),
+            max_tokens=options.proposal_max_tokens,
+        )
+        for _ in range(options.n_candidates)
+    ]
+    return _distinct(clean_explanation(c.text) for c in await llm.generate(requests))
+
+
+async def _mutate(
+    llm: LLM,
+    kept: list[PromptCandidate],
+    train: list[tuple[str, str]],
+    rng: np.random.Generator,
+    options: IPromptOptions,
+) -> list[str]:
+    """Truncate each kept prompt at a random word and let the LLM write the rest, all in one round."""
+    template = load_prompt("iprompt/mutate")
+    prefixes, requests = [], []
+    for candidate in kept:
+        for _ in range(options.n_mutations):
+            prefix = truncate(candidate.prompt, rng)
+            prefixes.append(prefix)
+            examples = _examples_block(_sample(train, rng, options.examples_in_prompt))
+            requests.append(
+                GenerationRequest.user(
+                    template.render(examples=examples, prefix=prefix), max_tokens=options.proposal_max_tokens
+                )
+            )
+    replies = await llm.generate(requests) if requests else []
+    return _distinct(join_continuation(p, clean_explanation(r.text)) for p, r in zip(prefixes, replies))
+
+
+def truncate(prompt: str, rng: np.random.Generator) -> str:
+    """The prompt cut after a random number of words (at least one, fewer than all when it has several)."""
+    tokens = prompt.split()
+    keep = int(rng.integers(1, len(tokens))) if len(tokens) > 1 else 1
+    return " ".join(tokens[:keep])
+
+
+def join_continuation(prefix: str, reply: str) -> str:
+    """The mutated prompt: the reply if it restates the prefix, else prefix + reply."""
+    if not reply:
+        return ""
+    if reply.lower().startswith(prefix.lower()):
+        return reply
+    return f"{prefix} {reply}"
+
+
+def _distinct(prompts) -> list[str]:
+    seen: dict[str, str] = {}
+    for prompt in prompts:
+        if prompt and prompt.lower() not in seen:
+            seen[prompt.lower()] = prompt
+    return list(seen.values())
+
+
+async def score_prompts(llm: LLM, prompts: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[float]:
+    """Mean log-likelihood of each pair's output given prompt + input: ONE score call for all prompts x pairs."""
+    if not prompts:
+        return []
+    frame = load_prompt("iprompt/score_frame")
+    requests = [
+        ScoreRequest(prompt=frame.render(instruction=prompt, input=x), continuations=[f" {y}"])
+        for prompt in prompts
+        for x, y in pairs
+    ]
+    scores = await llm.score(requests)
+    per_pair = np.array([s.logprobs[0] for s in scores]).reshape(len(prompts), len(pairs))
+    return per_pair.mean(axis=1).tolist()
+
+
+def keep_best(candidates, n: int) -> list[PromptCandidate]:
+    """The n candidates with the highest log-likelihood; ties go to the earlier candidate."""
+    return sorted(candidates, key=lambda c: -c.loglik)[:n]
+
+
+async def heldout_accuracy(
+    llm: LLM, prompts: Sequence[str], heldout: Sequence[tuple[str, str]], options: IPromptOptions
+) -> list[float]:
+    """Exact-match accuracy of each prompt used zero-shot on the held-out pairs; one generate round for all."""
+    if not prompts:
+        return []
+    template = load_prompt("iprompt/zero_shot")
+    requests = [
+        GenerationRequest.user(template.render(instruction=p, input=fence(x)), max_tokens=options.answer_max_tokens)
+        for p in prompts
+        for x, _ in heldout
+    ]
+    replies = await llm.generate(requests)
+    hits = np.array([answer_matches(r.text, y) for r, (_, y) in zip(replies, heldout * len(prompts))], dtype=float)
+    return hits.reshape(len(prompts), len(heldout)).mean(axis=1).tolist()
+
+
+def answer_matches(reply: str, target: str) -> bool:
+    """The reply's first line starts with the target's words (case, quotes and end punctuation ignored)."""
+    line = next((line for line in reply.splitlines() if line.strip()), "")
+    said = re.sub(r"^(?:output|answer)\s*:\s*", "", line.strip(), flags=re.IGNORECASE).lower().split()
+    wanted = target.lower().split()
+    said = [w.strip(ANSWER_TRIM) for w in said[: len(wanted)]]
+    return bool(wanted) and said == [w.strip(ANSWER_TRIM) for w in wanted]

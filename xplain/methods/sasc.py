@@ -1,0 +1,199 @@
+"""SASC (Summarize and Score): explain a text -> float module in words, and check the words on the module.
+
+Summarize: the module scores every 1..3-gram of a corpus in one batched pass; the LLM names a common theme of
+random subsets of the top n-grams (one batched round). Score: for each candidate theme the LLM writes texts about
+it and texts not about it (one batched round for all candidates); the module scores all of them in one pass, and
+a candidate's score is the gap in mean response, in units of the module's standard deviation over the n-grams.
+The score is the module's own verdict on each LLM claim (DESIGN.md rule 1).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from xplain.blackbox import BlackBox
+from xplain.llm import LLM, GenerationRequest
+from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.ngrams import default_corpus, top_k, unique_ngrams
+from xplain.prompts import load_prompt
+from xplain.prompts.data import fence
+
+LIST_MARKER = re.compile(r"^\s*(?:[-*•]+|\d+[.)]|\(?[a-z]\))\s*")
+THEME_LEAD = re.compile(r"^(?:the )?(?:common )?(?:theme|rule)(?: (?:among|of) (?:these|the) phrases)?(?:\s+is|\s*:)\s*", re.IGNORECASE)
+
+
+class SASCOptions(BaseModel):
+    max_ngram: int = Field(3, ge=1, le=5, description="Longest n-gram scored.")
+    top_ngrams: int = Field(40, ge=1, description="How many top-activating n-grams candidates are drawn from.")
+    n_candidates: int = Field(3, ge=1, le=20, description="Candidate explanations (one random subset each).")
+    subset_size: int = Field(20, ge=1, description="Top n-grams shown to the LLM per candidate.")
+    n_texts: int = Field(5, ge=1, le=20, description="Related and unrelated texts written per candidate (each).")
+    summary_max_tokens: int = Field(24, ge=4)
+    texts_max_tokens: int = Field(200, ge=16)
+    seed: int = 0
+
+
+class NgramActivation(BaseModel):
+    ngram: str
+    activation: float
+
+
+class ExplanationCandidate(BaseModel):
+    """One candidate explanation and the module's verdict on it."""
+
+    explanation: str
+    score: float | None = Field(
+        description="(mean related - mean unrelated) / module std over the corpus; None when the LLM wrote no "
+        "usable texts on one side."
+    )
+    mean_related: float | None
+    mean_unrelated: float | None
+    related_texts: list[str]
+    unrelated_texts: list[str]
+    shown_ngrams: list[str] = Field(description="The top n-grams this candidate was summarised from.")
+
+
+class SASCResult(MethodResult):
+    method: str = "sasc"
+    candidates: list[ExplanationCandidate] = Field(description="Best first; unscored candidates last.")
+    top_ngrams: list[NgramActivation]
+    n_ngrams: int
+    module_mean: float
+    module_std: float
+
+    @property
+    def best(self) -> ExplanationCandidate | None:
+        return self.candidates[0] if self.candidates else None
+
+
+async def explain_module(
+    llm: LLM,
+    module: BlackBox,
+    corpus: Sequence[str] | None = None,
+    options: SASCOptions | None = None,
+) -> SASCResult:
+    """Summarize and score `module` (a 'module' black box) over `corpus` (default: movie-review sentences)."""
+    options = options or SASCOptions()
+    if module.kind != "module":
+        raise ValueError(f"SASC explains a 'module' black box (text -> float); {module.name} is {module.kind!r}")
+    corpus = list(default_corpus() if corpus is None else corpus)
+    ngrams = unique_ngrams(corpus, options.max_ngram)
+    if not ngrams:
+        raise ValueError("the corpus has no words to build n-grams from; pass texts with words in them")
+    prompts = [load_prompt("sasc/summarize"), load_prompt("sasc/related"), load_prompt("sasc/unrelated")]
+    with measure_cost(module) as meter:
+        activations = await module.apredict(ngrams)
+        std = float(activations.std())
+        if std == 0.0:
+            raise ValueError(f"{module.name} gives every n-gram the same value; there is no response to explain")
+        top = top_k(ngrams, activations, options.top_ngrams)
+        subsets = _subsets([n for n, _ in top], options)
+        explanations = await _summarize(llm, subsets, options)
+        candidates = await _score(llm, module, explanations, std, options)
+    return SASCResult(
+        candidates=rank(candidates),
+        top_ngrams=[NgramActivation(ngram=n, activation=a) for n, a in top],
+        n_ngrams=len(ngrams),
+        module_mean=float(activations.mean()),
+        module_std=std,
+        prompt_versions=[p.ref for p in prompts],
+        cost=meter.cost,
+    )
+
+
+def _subsets(top: list[str], options: SASCOptions) -> list[list[str]]:
+    """One random subset of the top n-grams per candidate, each in activation order."""
+    rng = np.random.default_rng(options.seed)
+    size = min(options.subset_size, len(top))
+    return [[top[i] for i in sorted(rng.choice(len(top), size, replace=False))] for _ in range(options.n_candidates)]
+
+
+async def _summarize(llm: LLM, subsets: list[list[str]], options: SASCOptions) -> dict[str, list[str]]:
+    """Ask for a theme per subset, all in one round; distinct, non-empty themes with the n-grams behind them."""
+    template = load_prompt("sasc/summarize")
+    requests = [
+        GenerationRequest.user(template.render(phrases=fence("\n".join(s))), max_tokens=options.summary_max_tokens)
+        for s in subsets
+    ]
+    replies = await llm.generate(requests)
+    themes: dict[str, list[str]] = {}
+    for subset, reply in zip(subsets, replies):
+        theme = clean_explanation(reply.text)
+        if theme and theme.lower() not in {t.lower() for t in themes}:
+            themes[theme] = subset
+    return themes
+
+
+async def _score(
+    llm: LLM, module: BlackBox, explanations: dict[str, list[str]], std: float, options: SASCOptions
+) -> list[ExplanationCandidate]:
+    """Texts about / not about every candidate in one LLM round, then one module pass over all of them."""
+    related, unrelated = load_prompt("sasc/related"), load_prompt("sasc/unrelated")
+    requests = [
+        GenerationRequest.user(
+            template.render(explanation=fence(explanation), n=options.n_texts), max_tokens=options.texts_max_tokens
+        )
+        for explanation in explanations
+        for template in (related, unrelated)
+    ]
+    replies = await llm.generate(requests)
+    texts = [split_lines(reply.text, options.n_texts) for reply in replies]
+    flat = [text for group in texts for text in group]
+    responses = iter((await module.apredict(flat)).tolist() if flat else [])
+    candidates = []
+    for position, (explanation, shown) in enumerate(explanations.items()):
+        about, not_about = texts[2 * position], texts[2 * position + 1]
+        about_values = [next(responses) for _ in about]
+        not_about_values = [next(responses) for _ in not_about]
+        candidates.append(
+            ExplanationCandidate(
+                explanation=explanation,
+                score=explanation_score(about_values, not_about_values, std),
+                mean_related=float(np.mean(about_values)) if about_values else None,
+                mean_unrelated=float(np.mean(not_about_values)) if not_about_values else None,
+                related_texts=about,
+                unrelated_texts=not_about,
+                shown_ngrams=shown,
+            )
+        )
+    return candidates
+
+
+def explanation_score(related: Sequence[float], unrelated: Sequence[float], std: float) -> float | None:
+    """SASC's score: the gap between mean responses on related and unrelated texts, in module standard deviations."""
+    if not related or not unrelated:
+        return None
+    if std <= 0:
+        raise ValueError(f"the module's standard deviation must be positive, got {std}")
+    return float((np.mean(related) - np.mean(unrelated)) / std)
+
+
+def rank(candidates: Sequence[ExplanationCandidate]) -> list[ExplanationCandidate]:
+    """Highest score first; candidates without a score go last, in their original order."""
+    return sorted(candidates, key=lambda c: (c.score is None, -(c.score or 0.0)))
+
+
+def clean_explanation(text: str) -> str:
+    """The first non-empty line of a reply, without list markers, quotes or a trailing full stop."""
+    for line in text.splitlines():
+        line = LIST_MARKER.sub("", line).strip().strip("\"'`*").strip()
+        line = THEME_LEAD.sub("", line).rstrip(".").strip().strip("\"'`").strip()
+        if line:
+            return line[:200]
+    return ""
+
+
+def split_lines(text: str, limit: int) -> list[str]:
+    """At most `limit` distinct sentences, one per line, without list markers."""
+    sentences: list[str] = []
+    for line in text.splitlines():
+        line = LIST_MARKER.sub("", line).strip().strip('"').strip()
+        if len(line.split()) >= 2 and line not in sentences:
+            sentences.append(line[:300])
+        if len(sentences) == limit:
+            break
+    return sentences
