@@ -48,3 +48,14 @@ def llama_server_url(tmp_path_factory):
     process.terminate()
     process.wait(timeout=10)
     log.close()
+
+
+@pytest.fixture
+async def embedded_llm():
+    """The embedded model, uncached, so each test measures real calls."""
+    from xplain.llm import make_llm
+    from xplain.settings import Settings
+
+    client = make_llm(Settings(llm_backend="llamacpp", cache_enabled=False))
+    yield client
+    await client.aclose()

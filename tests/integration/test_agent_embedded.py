@@ -13,27 +13,19 @@ from sklearn.linear_model import LogisticRegression
 from xplain.agent import ExplainerAgent
 from xplain.blackbox import from_estimator
 from xplain.evals.datasets import tabular_dataset
-from xplain.llm import make_llm
-from xplain.settings import Settings
 from xplain.tools import ProbeContext, registered_tool_names
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def llm():
-    client = make_llm(Settings(llm_backend="llamacpp", cache_enabled=False))
-    yield client
-    await client.aclose()
 
-
-async def test_a_question_about_a_sklearn_model_is_answered_from_a_tool_result(llm):
+async def test_a_question_about_a_sklearn_model_is_answered_from_a_tool_result(embedded_llm):
     data = tabular_dataset("synthetic")
     names = np.array(data.class_names)
     model = LogisticRegression().fit(data.X_train, names[data.y_train])
     blackbox = from_estimator(model, feature_names=data.feature_names)
     context = ProbeContext(blackbox, data.X_test[:50], names[data.y_test[:50]], "A logistic regression.")
-    agent = ExplainerAgent(llm, context, max_steps=3)
+    agent = ExplainerAgent(embedded_llm, context, max_steps=3)
 
     answer = await agent.ask("embedded", "What does the model predict for row 2?")
 

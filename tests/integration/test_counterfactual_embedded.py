@@ -12,27 +12,19 @@ from sklearn.pipeline import make_pipeline
 
 from xplain.blackbox import from_estimator
 from xplain.evals.datasets import tabular_dataset, text_dataset
-from xplain.llm import make_llm
 from xplain.methods.counterfactual_tabular import tabular_counterfactuals
 from xplain.methods.counterfactual_text import text_counterfactuals, token_edit_distance
-from xplain.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def llm():
-    client = make_llm(Settings(llm_backend="llamacpp", cache_enabled=False))
-    yield client
-    await client.aclose()
 
-
-async def test_text_counterfactuals_are_verified_by_the_black_box(llm):
+async def test_text_counterfactuals_are_verified_by_the_black_box(embedded_llm):
     data = text_dataset(n=300)
     model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=500)).fit(data.texts_train, data.y_train)
     blackbox = from_estimator(model, kind="text")
     text = next(t for t in data.texts_test if len(t) < 120)
-    result = await text_counterfactuals(llm, blackbox, [text], max_rounds=2, label_names={0: "negative", 1: "positive"})
+    result = await text_counterfactuals(embedded_llm, blackbox, [text], max_rounds=2, label_names={0: "negative", 1: "positive"})
     [explanation] = result.explanations
     assert explanation.original_prediction == model.predict([text])[0]
     for candidate in explanation.counterfactuals:
@@ -44,14 +36,14 @@ async def test_text_counterfactuals_are_verified_by_the_black_box(llm):
     assert 1 <= explanation.rounds_used <= 2 and result.cost.llm.calls >= explanation.rounds_used
 
 
-async def test_tabular_counterfactuals_keep_constraints_and_are_verified(llm):
+async def test_tabular_counterfactuals_keep_constraints_and_are_verified(embedded_llm):
     data = tabular_dataset("synthetic")
     model = RandomForestClassifier(n_estimators=30, random_state=0).fit(data.X_train, data.y_train)
     blackbox = from_estimator(model, feature_names=data.feature_names)
     row = data.X_test[0]
     constraints = {"x0": {"immutable": True}, "x1": {"min": -3, "max": 3}, "x2": {"direction": "increase"}}
     result = await tabular_counterfactuals(
-        llm, blackbox, [row], constraints=constraints, reference=data.X_train, max_rounds=2
+        embedded_llm, blackbox, [row], constraints=constraints, reference=data.X_train, max_rounds=2
     )
     [explanation] = result.explanations
     for candidate in explanation.counterfactuals:

@@ -6,25 +6,17 @@ from xplain.blackbox import from_callable
 from xplain.evals import iprompt as iprompt_suite
 from xplain.evals import sasc as sasc_suite
 from xplain.evals.synthetic_modules import keyword_modules
-from xplain.llm import make_llm
 from xplain.methods.ngrams import default_corpus
 from xplain.methods.sasc import SASCOptions, explain_module
-from xplain.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def llm():
-    model = make_llm(Settings(llm_backend="llamacpp", cache_enabled=False))
-    yield model
-    await model.aclose()
 
-
-async def test_sasc_scores_every_candidate_on_the_module(llm):
+async def test_sasc_scores_every_candidate_on_the_module(embedded_llm):
     module = next(m for m in keyword_modules() if m.name == "love")
     blackbox = from_callable(module.function, kind="module")
-    result = await explain_module(llm, blackbox, default_corpus(200), SASCOptions(n_candidates=2, n_texts=3, texts_max_tokens=100))
+    result = await explain_module(embedded_llm, blackbox, default_corpus(200), SASCOptions(n_candidates=2, n_texts=3, texts_max_tokens=100))
     assert result.candidates and result.module_std > 0
     assert blackbox.predict([n.ngram for n in result.top_ngrams[:3]]).min() > 0
     for candidate in result.candidates:
@@ -34,9 +26,9 @@ async def test_sasc_scores_every_candidate_on_the_module(llm):
             assert candidate.score == pytest.approx((related - unrelated) / result.module_std)
 
 
-async def test_both_suites_run_small(llm):
-    sasc = await sasc_suite.run(llm, "small")
-    iprompt = await iprompt_suite.run(llm, "small")
+async def test_both_suites_run_small(embedded_llm):
+    sasc = await sasc_suite.run(embedded_llm, "small")
+    iprompt = await iprompt_suite.run(embedded_llm, "small")
     assert len(sasc.rows) == 2 and len(iprompt.rows) == 2
     for record in iprompt.as_records():
         assert record["heldout_accuracy"] is None or 0.0 <= record["heldout_accuracy"] <= 1.0

@@ -99,17 +99,9 @@ async def test_bad_input_is_a_clear_error():
         await explain_dataset(LLM(FakeBackend()), ["a", "b", "", "d"], ["1", "2", "3", "4"])
 
 
-@pytest.fixture
-def fake_cli(monkeypatch):
-    from xplain.settings import get_settings
-
-    monkeypatch.setenv("XPLAIN_LLM_BACKEND", "fake")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
-def test_cli_explain_dataset_and_module(fake_cli, tmp_path):
+def test_cli_explain_dataset_and_module(fake_llm_env, tmp_path):
     import json
 
     from typer.testing import CliRunner

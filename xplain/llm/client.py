@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from xplain.llm.backends.base import Backend, RawCompletion, RawScores
+from xplain.llm.backends.base import Backend, RawScores
 from xplain.llm.cache import ResponseCache, cache_key
 from xplain.llm.types import (
     Completion,

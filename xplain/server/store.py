@@ -7,7 +7,6 @@ that were still running, and those run again when it restarts.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from pathlib import Path
@@ -229,6 +228,3 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
