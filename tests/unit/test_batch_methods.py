@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from xplain.batch.methods import MethodContext, get_method
-from xplain.blackbox.demo import demo_blackbox
+from xplain.blackbox.demo import demo_blackbox, demo_reference
 from xplain.llm import LLM
 from xplain.llm.backends.fake import FakeBackend
 
@@ -47,3 +47,22 @@ async def test_predict_needs_no_llm_and_keeps_row_order():
     assert isinstance(results[1], ValueError)
     assert set(results[0]["probabilities"]) == {"negative", "positive"}
     assert results[0]["label"] in ("negative", "positive") and results[2]["label"] in ("negative", "positive")
+
+
+async def test_posthoc_uses_the_models_reference_rows_and_reports_its_check():
+    reply = json.dumps({"features": [{"feature": "A", "direction": "+", "rationale": "r"}]})
+    backend = FakeBackend(default=reply)
+    row_method = get_method("posthoc")
+    reference = demo_reference("synthetic").rows
+    context = MethodContext(llm=LLM(backend), blackbox=demo_blackbox("synthetic"), reference=reference)
+    results = await row_method.run(context, [list(reference[0]), list(reference[1])], row_method.options_model(k=1))
+    assert [r["features"][0]["feature"] for r in results] == ["x0", "x0"]
+    assert all(r["pgi"] is not None and r["pgu"] is not None for r in results)
+    assert len(backend.batches) == 1 and len(backend.batches[0]) == 2, "both rows in one LLM round"
+
+
+async def test_posthoc_without_background_says_what_to_pass():
+    import pytest
+
+    with pytest.raises(ValueError, match="options.background"):
+        await run("posthoc", FakeBackend(), [[0.0] * 6], model="synthetic")

@@ -27,6 +27,8 @@ RowResult = dict[str, Any] | Exception
 class MethodContext:
     llm: LLM
     blackbox: BlackBox
+    #: Rows like the model's training data (the demos' held-out rows), for methods that need a background.
+    reference: Any = None
 
 
 @dataclass
@@ -199,5 +201,44 @@ register(
         description="Edited inputs that flip the black box's decision, each confirmed by re-querying it.",
         options_model=CounterfactualOptions,
         run=_counterfactual,
+    )
+)
+
+
+class PosthocRowOptions(BaseModel):
+    strategy: Literal["perturbation", "prediction", "instruction", "explanation"] = "perturbation"
+    k: int = Field(4, ge=1, le=10, description="How many top features the LLM names.")
+    n_samples: int = Field(24, ge=4, le=1000, description="Neighbourhood rows per instance.")
+    background: list[list[float]] | None = Field(
+        None, description="Rows like the training data (at least 2); the model's reference rows if unset."
+    )
+
+
+async def _posthoc(ctx: MethodContext, rows: list[Any], options: PosthocRowOptions) -> list[RowResult]:
+    """Top-k features per row from one batched LLM round, each checked by PGI/PGU on the black box."""
+    from xplain.methods.posthoc import PosthocOptions, explain_tabular
+
+    if ctx.blackbox.kind != "tabular":
+        raise ValueError("posthoc explains tabular classifiers; this model's input is text")
+    background = options.background if options.background is not None else ctx.reference
+    if background is None:
+        raise ValueError("posthoc needs background rows: pass options.background (at least 2 rows like the data)")
+    inputs, errors = _inputs(ctx.blackbox, rows)
+    valid = [x for x in inputs if x is not None]
+    if not valid:
+        return list(errors)
+    method_options = PosthocOptions(strategy=options.strategy, k=options.k, n_samples=options.n_samples)
+    explanations = iter(
+        await explain_tabular(ctx.llm, ctx.blackbox, np.asarray(valid), np.asarray(background, dtype=float), method_options)
+    )
+    return [error if error is not None else next(explanations).model_dump(mode="json") for error in errors]
+
+
+register(
+    RowMethod(
+        name="posthoc",
+        description="The LLM's top features for each prediction, checked on the black box by PGI and PGU.",
+        options_model=PosthocRowOptions,
+        run=_posthoc,
     )
 )

@@ -22,14 +22,16 @@ class RayRowWorker:
     """A Ray actor's state: one LLM, one black box, one event loop (LLM clients are bound to the loop they start on)."""
 
     def __init__(self, method: str, model: str, options: dict[str, Any], settings: Settings) -> None:
-        from xplain.blackbox.demo import open_model
+        from xplain.blackbox.demo import open_model, reference_for_spec
         from xplain.llm import make_llm
 
         self.method = get_method(method)
         self.options = self.method.options_model.model_validate(options)
         self.loop = asyncio.new_event_loop()
         self.context = MethodContext(
-            llm=make_llm(settings), blackbox=open_model(model, trusted_dir=settings.trusted_model_dir)
+            llm=make_llm(settings),
+            blackbox=open_model(model, trusted_dir=settings.trusted_model_dir),
+            reference=reference_for_spec(model),
         )
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:

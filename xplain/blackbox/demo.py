@@ -72,3 +72,8 @@ def open_model(
     if spec.startswith("demo:"):
         return demo_blackbox(spec.removeprefix("demo:"), query_budget=query_budget)
     return load_blackbox(spec, kind=kind, trusted_dir=trusted_dir, query_budget=query_budget)
+
+
+def reference_for_spec(spec: str):
+    """The reference rows of a `demo:NAME` spec; other models bring none."""
+    return demo_reference(spec.removeprefix("demo:")).rows if spec.startswith("demo:") else None

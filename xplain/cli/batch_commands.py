@@ -14,7 +14,7 @@ from xplain.batch.methods import ROW_METHODS, MethodContext, get_method
 from xplain.batch.report import write_report
 from xplain.batch.runner import RowOutcome, run_rows
 from xplain.batch.sources import JsonlSink, read_rows
-from xplain.blackbox.demo import DEMO_MODELS, open_model
+from xplain.blackbox.demo import DEMO_MODELS, open_model, reference_for_spec
 from xplain.cli.common import app, console, run_with_llm
 from xplain.llm import LLM
 from xplain.settings import get_settings
@@ -65,7 +65,7 @@ def batch(
 
             await run_rows(
                 row_method,
-                MethodContext(llm=llm, blackbox=blackbox),
+                MethodContext(llm=llm, blackbox=blackbox, reference=reference_for_spec(model)),
                 todo,
                 method_options,
                 sink=sink,

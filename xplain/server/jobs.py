@@ -108,7 +108,7 @@ class JobManager:
         try:
             await run_rows(
                 method,
-                MethodContext(llm=self.llm, blackbox=blackbox),
+                MethodContext(llm=self.llm, blackbox=blackbox, reference=self.registry.reference(job["model"])),
                 rows,
                 options,
                 sink=JobSink(self.store, job_id),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from xplain.blackbox import BlackBox, from_http, from_import_path, from_pickle, from_skops
-from xplain.blackbox.demo import demo_blackbox
+from xplain.blackbox.demo import demo_blackbox, demo_reference
 from xplain.server.schemas import ModelRegistration
 from xplain.server.store import Store
 from xplain.settings import Settings
@@ -70,6 +70,11 @@ class ModelRegistry:
                 continue
             self.models[name] = (registration, blackbox)
         return broken
+
+    def reference(self, name: str):
+        """Reference rows for a model, where it has them (the demos' held-out rows), else None."""
+        registration, _ = self.get(name)
+        return demo_reference(registration.source.demo).rows if registration.source.demo else None
 
     def get(self, name: str) -> tuple[ModelRegistration, BlackBox]:
         try:

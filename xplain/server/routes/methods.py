@@ -26,7 +26,7 @@ def _route_for(method: RowMethod):
     async def run_method(body: MethodRequest, svc: Service = Depends(service)) -> MethodResponse:
         _, blackbox = svc.registry.get(body.model)
         options = method.options_model.model_validate(body.options)
-        results = await method.run(MethodContext(llm=svc.llm, blackbox=blackbox), body.rows, options)
+        results = await method.run(MethodContext(llm=svc.llm, blackbox=blackbox, reference=svc.registry.reference(body.model)), body.rows, options)
         outcomes = [
             RowOutcome(index=i, ok=False, error=describe_error(r))
             if isinstance(r, Exception)

@@ -1,4 +1,4 @@
-"""The counterfactual agent tool: present only with an LLM, and 'valid' only where the black box agrees."""
+"""Method tools for the agent: present only with an LLM, and reporting the black box's own check of each claim."""
 
 from __future__ import annotations
 
@@ -41,3 +41,18 @@ async def test_tabular_tool_keeps_the_features_it_is_told_to():
 
 def test_no_llm_no_counterfactual_tool():
     assert "counterfactual" not in [t.name for t in build_tools(demo_context("reviews"))]
+
+
+async def test_explain_prediction_tool_reports_the_llm_ranking_with_the_models_check():
+    context = demo_context("synthetic")
+    reply = {"features": [{"feature": "A", "direction": "+", "rationale": "x0 pushes it up"},
+                          {"feature": "B", "direction": "-", "rationale": "x1 pulls it down"}]}  # fmt: skip
+    context.llm = LLM(FakeBackend(default=json.dumps(reply)))
+    tool = tool_named(build_tools(context), "explain_prediction")
+    out = json.loads(await tool.ainvoke({"row": 0, "k": 2}))
+    assert [f["feature"] for f in out["features"]] == ["x0", "x1"], "letters map back to feature names"
+    assert out["plot"]["values"] == [2, -1]
+    assert out["check"]["pgi"] is not None and out["check"]["pgu"] is not None
+    text_context = demo_context("reviews")
+    text_context.llm = LLM(FakeBackend())
+    assert "explain_prediction" not in [t.name for t in build_tools(text_context)], "tabular models only"
