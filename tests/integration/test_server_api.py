@@ -244,3 +244,33 @@ def test_the_chat_page_questions_the_registered_demo_models(api, backend):
     assert events[-1] == "answer"
     assert any("row 0" in request_text for request_text in map(str, backend.requests))
     assert api.post("/chat/stream", json=body | {"model": "ghost"}).status_code == 404
+
+
+def test_explain_module_and_dataset_routes(settings, backend):
+    settings = settings.model_copy(update={"trusted_import_prefixes": ["tests.unit"]})
+    backend = FakeBackend(
+        rules=[
+            (r"common theme", "animals"),
+            (r"nothing to do with", "a quiet sunny road\nthe bus was late"),
+            (r"clearly about", "the dog and the cat\na horse and a bird"),
+        ],
+        default="The output is the input.",
+    )
+    corpus = [f"the {w} walked home" for w in ("dog", "cat", "man", "car", "bird", "road", "fish", "tree", "horse", "sky")]
+    with serve_in_thread(create_app(settings, llm=LLM(backend))) as url, httpx.Client(base_url=url, timeout=60) as api:
+        registered = api.post(
+            "/models",
+            json={"name": "animals", "source": {"import_path": "tests.unit.blackbox_fixtures:animal_words"}, "kind": "module"},
+        )
+        assert registered.status_code == 201, registered.text
+        body = {"model": "animals", "corpus": corpus, "options": {"n_candidates": 1, "n_texts": 2, "top_ngrams": 5, "subset_size": 5}}
+        result = api.post("/explain/module", json=body).json()
+        assert result["top_ngrams"][0]["activation"] >= 1 and result["candidates"]
+        best = result["candidates"][0]
+        assert best["score"] > 0, "texts about the explanation excite the module more than texts that are not"
+        refused = api.post("/explain/module", json=body | {"model": "no_such"})
+        assert refused.status_code == 404
+        pairs = {"inputs": ["1 2", "3 4", "5 6", "7 8", "2 2", "1 1"], "outputs": ["3", "7", "11", "15", "4", "2"]}
+        assert api.post("/explain/dataset", json=pairs).status_code == 200
+        mismatched = api.post("/explain/dataset", json=pairs | {"outputs": ["1"] * 5})
+        assert mismatched.status_code == 422 and "one output per input" in json.dumps(mismatched.json())

@@ -23,3 +23,9 @@ def double(values: np.ndarray) -> np.ndarray:
 
 
 not_a_model = 42
+
+
+def animal_words(texts: list[str]) -> list[float]:
+    """A text module: how many animal words a text holds (the SASC route's test subject)."""
+    animals = {"dog", "cat", "horse", "bird", "fish"}
+    return [float(sum(word.strip(".,") in animals for word in text.lower().split())) for text in texts]
