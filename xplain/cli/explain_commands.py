@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from xplain.blackbox.demo import demo_reference, open_model
+from xplain.demo import demo_reference, open_model
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, console, run_with_llm, usage_line
 from xplain.llm import LLM

@@ -1,5 +1,7 @@
 """Small models trained on the spot from bundled data, so every command and the server have something to explain
-on a fresh machine, with reference rows (held-out data and true labels) to question them about."""
+on a fresh machine, with reference rows (held-out data and true labels) to question them about.
+
+It sits above `blackbox/` and `evals/` (it uses both), so neither of them depends on it."""
 
 from __future__ import annotations
 
