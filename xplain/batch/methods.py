@@ -6,7 +6,7 @@ the whole chunk, and returns one JSON-able result (or an exception) per row.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,17 +55,21 @@ def get_method(name: str) -> RowMethod:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(ROW_METHODS))}") from None
 
 
-def _inputs(blackbox: BlackBox, rows: list[Any]) -> tuple[list[Any], list[RowResult | None]]:
-    """Model inputs for the rows that parse; a row that doesn't gets its error in place."""
+async def _on_valid_rows(
+    blackbox: BlackBox, rows: list[Any], work: Callable[[list[Any]], Awaitable[Sequence[RowResult]]]
+) -> list[RowResult]:
+    """Run `work` once on the rows that parse as model inputs (in order); a row that doesn't keeps its error in place."""
     inputs, errors = [], []
     for row in rows:
         try:
             inputs.append(to_model_input(blackbox, row))
             errors.append(None)
         except ValueError as error:
-            inputs.append(None)
             errors.append(error)
-    return inputs, errors
+    if not inputs:
+        return list(errors)
+    results = iter(await work(inputs))
+    return [error if error is not None else next(results) for error in errors]
 
 
 def _prediction(blackbox: BlackBox, probabilities: np.ndarray | float) -> dict[str, Any]:
@@ -80,14 +84,14 @@ class PredictOptions(BaseModel):
     pass
 
 
+async def _blackbox_predictions(blackbox: BlackBox, inputs: list[Any]) -> list[dict[str, Any]]:
+    batch = np.asarray(inputs, dtype=float) if blackbox.kind == "tabular" else inputs
+    outputs = await (blackbox.apredict_proba(batch) if blackbox.is_classifier else blackbox.apredict(batch))
+    return [_prediction(blackbox, output) for output in outputs]
+
+
 async def _predict(ctx: MethodContext, rows: list[Any], options: PredictOptions) -> list[RowResult]:
-    inputs, errors = _inputs(ctx.blackbox, rows)
-    valid = [x for x in inputs if x is not None]
-    if not valid:
-        return [e for e in errors]
-    batch = np.asarray(valid, dtype=float) if ctx.blackbox.kind == "tabular" else valid
-    outputs = iter(await (ctx.blackbox.apredict_proba(batch) if ctx.blackbox.is_classifier else ctx.blackbox.apredict(batch)))
-    return [error if error is not None else _prediction(ctx.blackbox, next(outputs)) for error in errors]
+    return await _on_valid_rows(ctx.blackbox, rows, lambda inputs: _blackbox_predictions(ctx.blackbox, inputs))
 
 
 register(
@@ -113,39 +117,37 @@ async def _zero_shot(ctx: MethodContext, rows: list[Any], options: ZeroShotOptio
     disagree, a row worth a closer look."""
     if not ctx.blackbox.is_classifier:
         raise ValueError("zero_shot needs a classifier; this model is a text module")
-    predictions = await _predict(ctx, rows, PredictOptions())
     classes = [str(c.item() if hasattr(c, "item") else c) for c in ctx.blackbox.classes_]
     words = [options.label_names.get(c, c) for c in classes]
     template = load_prompt("zero_shot/label")
-    inputs, _ = _inputs(ctx.blackbox, rows)
-    requests = [
-        ScoreRequest(
-            prompt=template.render(data=fence(describe_row(ctx.blackbox, x)), labels=", ".join(words)),
-            continuations=[f" {w}" for w in words],
-        )
-        for x, p in zip(inputs, predictions)
-        if not isinstance(p, Exception)
-    ]
-    scores = iter(await ctx.llm.score(requests))
-    results: list[RowResult] = []
-    for prediction in predictions:
-        if isinstance(prediction, Exception):
-            results.append(prediction)
-            continue
-        logprobs = np.asarray(next(scores).logprobs)
-        shares = np.exp(logprobs - logprobs.max())
-        shares /= shares.sum()
-        llm_label = classes[int(np.argmax(shares))]
-        results.append(
-            {
-                "blackbox": prediction,
-                "llm_label": llm_label,
-                "llm_probabilities": {c: float(p) for c, p in zip(classes, shares)},
-                "agrees": llm_label == str(prediction["label"]),
-                "prompt_versions": [template.ref],
-            }
-        )
-    return results
+
+    async def label(inputs: list[Any]) -> list[RowResult]:
+        predictions = await _blackbox_predictions(ctx.blackbox, inputs)
+        requests = [
+            ScoreRequest(
+                prompt=template.render(data=fence(describe_row(ctx.blackbox, x)), labels=", ".join(words)),
+                continuations=[f" {w}" for w in words],
+            )
+            for x in inputs
+        ]
+        results: list[RowResult] = []
+        for prediction, scores in zip(predictions, await ctx.llm.score(requests)):
+            logprobs = np.asarray(scores.logprobs)
+            shares = np.exp(logprobs - logprobs.max())
+            shares /= shares.sum()
+            llm_label = classes[int(np.argmax(shares))]
+            results.append(
+                {
+                    "blackbox": prediction,
+                    "llm_label": llm_label,
+                    "llm_probabilities": {c: float(p) for c, p in zip(classes, shares)},
+                    "agrees": llm_label == str(prediction["label"]),
+                    "prompt_versions": [template.ref],
+                }
+            )
+        return results
+
+    return await _on_valid_rows(ctx.blackbox, rows, label)
 
 
 register(
@@ -176,23 +178,22 @@ async def _counterfactual(ctx: MethodContext, rows: list[Any], options: Counterf
     from xplain.methods.counterfactual_tabular import tabular_counterfactuals
     from xplain.methods.counterfactual_text import text_counterfactuals
 
-    inputs, errors = _inputs(ctx.blackbox, rows)
-    valid = [x for x in inputs if x is not None]
-    if not valid:
-        return list(errors)
-    common = dict(target=options.target, candidates_per_round=options.candidates_per_round, max_rounds=options.max_rounds)
-    if ctx.blackbox.kind == "tabular":
-        result = await tabular_counterfactuals(ctx.llm, ctx.blackbox, valid, constraints=options.constraints, **common)
-    elif ctx.blackbox.kind == "text":
-        result = await text_counterfactuals(
-            ctx.llm, ctx.blackbox, valid, mode=options.mode, concept=options.concept,
-            concept_value=options.concept_value, **common,
-        )  # fmt: skip
-    else:
+    if not ctx.blackbox.is_classifier:
         raise ValueError("counterfactuals need a classifier; this model is a text module")
-    explanations = iter(result.explanations)
-    shared = {"prompt_versions": result.prompt_versions}
-    return [error if error is not None else next(explanations).model_dump(mode="json") | shared for error in errors]
+    common = dict(target=options.target, candidates_per_round=options.candidates_per_round, max_rounds=options.max_rounds)
+
+    async def search(inputs: list[Any]) -> list[RowResult]:
+        if ctx.blackbox.kind == "tabular":
+            result = await tabular_counterfactuals(ctx.llm, ctx.blackbox, inputs, constraints=options.constraints, **common)
+        else:
+            result = await text_counterfactuals(
+                ctx.llm, ctx.blackbox, inputs, mode=options.mode, concept=options.concept,
+                concept_value=options.concept_value, **common,
+            )  # fmt: skip
+        shared = {"prompt_versions": result.prompt_versions}
+        return [explanation.model_dump(mode="json") | shared for explanation in result.explanations]
+
+    return await _on_valid_rows(ctx.blackbox, rows, search)
 
 
 register(
@@ -223,15 +224,15 @@ async def _posthoc(ctx: MethodContext, rows: list[Any], options: PosthocRowOptio
     background = options.background if options.background is not None else ctx.reference
     if background is None:
         raise ValueError("posthoc needs background rows: pass options.background (at least 2 rows like the data)")
-    inputs, errors = _inputs(ctx.blackbox, rows)
-    valid = [x for x in inputs if x is not None]
-    if not valid:
-        return list(errors)
     method_options = PosthocOptions(strategy=options.strategy, k=options.k, n_samples=options.n_samples)
-    explanations = iter(
-        await explain_tabular(ctx.llm, ctx.blackbox, np.asarray(valid), np.asarray(background, dtype=float), method_options)
-    )
-    return [error if error is not None else next(explanations).model_dump(mode="json") for error in errors]
+
+    async def explain(inputs: list[Any]) -> list[RowResult]:
+        explanations = await explain_tabular(
+            ctx.llm, ctx.blackbox, np.asarray(inputs), np.asarray(background, dtype=float), method_options
+        )
+        return [explanation.model_dump(mode="json") for explanation in explanations]
+
+    return await _on_valid_rows(ctx.blackbox, rows, explain)
 
 
 register(
