@@ -1,12 +1,16 @@
 """One post-hoc explanation on the embedded model: structure, the model's own check and the costs (not truth)."""
 
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from xplain.blackbox import from_estimator
-from xplain.evals.datasets import tabular_dataset
+from xplain.evals.datasets import tabular_dataset, text_dataset
 from xplain.evals.posthoc import MODELS
 from xplain.llm import make_llm
-from xplain.methods.posthoc import PosthocOptions, explain_tabular
+from xplain.methods.posthoc import PosthocOptions, explain_tabular, explain_text
+from xplain.methods.words import distinct_words
 from xplain.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -39,5 +43,31 @@ async def test_explanation_on_the_embedded_model_is_checked_and_costed():
             and result.pgi >= 0
             and result.pgu >= 0
         )
+    else:
+        assert result.features == [] and result.pgi is None
+
+
+async def test_text_explanation_on_the_embedded_model_names_only_its_words():
+    data = text_dataset(n=400)
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000))
+    model.fit(data.texts_train, data.y_train)
+    text = data.texts_test[0]
+    blackbox = from_estimator(model, kind="text")
+    llm = make_llm(Settings(llm_backend="llamacpp", cache_enabled=False))
+    try:
+        [result] = await explain_text(
+            llm, blackbox, [text], PosthocOptions(k=2, n_samples=12, n_examples=6)
+        )
+    finally:
+        await llm.aclose()
+    assert result.instance == text
+    assert result.prompt_versions[0] == "posthoc/text_perturbation@1"
+    assert result.cost.llm.calls >= 1 and result.cost.blackbox_queries >= 12
+    if result.error is None:
+        assert 1 <= len(result.features) <= 2
+        assert {f.feature for f in result.features} <= set(distinct_words(text))
+        assert len({f.feature for f in result.features}) == len(result.features)
+        assert result.pgi is not None and result.pgu is not None
+        assert 0 <= result.pgi <= 1 and 0 <= result.pgu <= 1
     else:
         assert result.features == [] and result.pgi is None

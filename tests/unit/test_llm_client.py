@@ -271,3 +271,17 @@ async def test_required_tool_choice_leaves_no_answer_option_in_the_fallback():
     assert reply.tool_calls[0].name == "predict"
     tools_offered = [o["properties"]["tool"]["const"] for o in backend.requests[0].json_schema["anyOf"]]
     assert tools_offered == ["predict"]
+
+
+class Other(BaseModel):
+    word: str = Field(max_length=10)
+
+
+async def test_structured_takes_one_schema_per_request():
+    backend = FakeBackend(rules=[(r"verdict", json.dumps({"label": "a", "confidence": 0.1, "reasons": []})),
+                                 (r"word", '{"word": "hi"}')])  # fmt: skip
+    first, second = await LLM(backend).structured([ask("verdict"), ask("word")], [Verdict, Other])
+    assert isinstance(first.value, Verdict) and second.value == Other(word="hi")
+    assert [r.json_schema for r in backend.requests] == [Verdict.model_json_schema(), Other.model_json_schema()]
+    with pytest.raises(ValueError, match="one per request"):
+        await LLM(backend).structured([ask("verdict")], [Verdict, Other])

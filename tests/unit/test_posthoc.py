@@ -149,3 +149,152 @@ async def test_baselines_find_the_only_feature_that_matters_and_count_queries(me
         result.cost.blackbox_queries >= 30
     )  # the library's samples went through the counted wrapper
     assert result.pgi > result.pgu
+
+
+# --- text -------------------------------------------------------------------------------------------------------
+
+
+def word_model(texts):
+    """P(positive) = 0.2 + 0.6 [good] + 0.1 [fine]: hand-checkable removals."""
+    words = [set(t.lower().split()) for t in texts]
+    p = np.array([0.2 + 0.6 * ("good" in w) + 0.1 * ("fine" in w) for w in words])
+    return np.column_stack([1 - p, p])
+
+
+def text_setup(rules):
+    backend = FakeBackend(rules=rules)
+    bb = from_callable(word_model, kind="text", classes=["negative", "positive"])
+    return backend, LLM(backend), bb
+
+
+def first_allowed_words(request):
+    """Answers with the first two words its own schema allows, so it never invents one."""
+    allowed = request.json_schema["$defs"]["RankedFeature"]["properties"]["feature"][
+        "enum"
+    ]
+    return answer((allowed[1], "+"), (allowed[0], "-"))
+
+
+def test_word_neighbourhood_drops_each_word_at_the_rate_and_everywhere():
+    from xplain.methods.posthoc import word_removal_masks
+    from xplain.methods.words import distinct_words, remove_words
+
+    masks = word_removal_masks(
+        5, PosthocOptions(n_samples=2000, drop_probability=0.25), np.random.default_rng(0)
+    )
+    assert masks.shape == (2000, 5)
+    assert masks.mean(axis=0) == pytest.approx([0.25] * 5, abs=0.04)
+    text = "Good, good film. Not bad at ALL!"
+    assert distinct_words(text) == ["good", "film", "not", "bad", "at", "all"]
+    assert distinct_words(text, 2) == ["good", "film"]
+    assert remove_words(text, ["good", "all"]) == ", film. Not bad at !"
+
+
+async def test_many_texts_share_one_llm_batch_and_one_neighbourhood_query():
+    from xplain.methods.posthoc import explain_text
+
+    backend, llm, bb = text_setup([(r".", first_allowed_words)])
+    texts = ["a good fine movie", "good stuff here", "not fine at all really"]
+    results = await explain_text(
+        llm, bb, texts, PosthocOptions(k=2, n_samples=10, n_examples=4)
+    )
+    assert len(backend.batches) == 1 and len(backend.batches[0]) == 3
+    assert bb.stats().model_calls == 2  # neighbourhoods once, PGI / PGU once
+    for text, request, result in zip(texts, backend.batches[0], results):
+        allowed = request.json_schema["$defs"]["RankedFeature"]["properties"][
+            "feature"
+        ]["enum"]
+        assert allowed == text.split()  # each text's schema admits its own words only
+        assert "<text>" in request.messages[-1].content and "removed:" in request.messages[-1].content
+        assert [f.feature for f in result.features] == [allowed[1], allowed[0]]
+        assert result.instance == text and result.pgi is not None
+        assert result.prompt_versions == ["posthoc/text_perturbation@1"]
+    assert results[0].predicted_label == "positive"
+
+
+async def test_prediction_strategy_shows_labels_not_probabilities():
+    from xplain.methods.posthoc import explain_text
+
+    backend, llm, bb = text_setup([(r".", first_allowed_words)])
+    await explain_text(
+        llm, bb, ["a good fine movie"], PosthocOptions(strategy="prediction", k=2, n_samples=12)
+    )
+    prompt = backend.batches[0][0].messages[-1].content
+    assert re.search(r"-> (not )?positive", prompt) and not re.search(r"-> 0\.\d\d", prompt)
+
+
+async def test_invented_words_fail_the_schema_are_reasked_and_recorded():
+    from xplain.methods.posthoc import _answer_schema, explain_text
+
+    schema = _answer_schema(["a", "good", "movie"], 2)
+    with pytest.raises(ValueError):
+        schema.model_validate_json(answer(("brilliant", "+")))
+    backend, llm, bb = text_setup(
+        [
+            (r"not usable", answer(("good", "+"), ("fine", "+"))),
+            (r".", answer(("brilliant", "+"), ("good", "+"))),
+        ]
+    )
+    [result] = await explain_text(
+        llm, bb, ["a good fine movie"], PosthocOptions(k=2, n_samples=8)
+    )
+    assert len(backend.batches) == 2  # asked once, re-asked once in one follow-up round
+    assert result.rejected == ["brilliant"]
+    assert [f.feature for f in result.features] == ["good", "fine"]
+    assert "posthoc/retry@1" in result.prompt_versions and result.llm_attempts == 2
+
+
+async def test_text_prediction_gaps_match_a_hand_computed_case():
+    from xplain.evals.faithfulness import text_prediction_gaps
+
+    bb = from_callable(word_model, kind="text", classes=["negative", "positive"])
+    text = "a good fine movie"  # p(positive) = 0.9
+    pgi, pgu = await text_prediction_gaps(
+        bb, [text, text], [["good"], ["good", "fine"]], n_samples=8
+    )
+    # one word: without 'good' 0.3 -> PGI 0.6; the other single words a / fine / movie -> 0.9, 0.8, 0.9
+    assert pgi[0] == pytest.approx(0.6) and pgu[0] == pytest.approx(0.1 / 3)
+    # two words: without good and fine 0.2 -> 0.7; the only other pair {a, movie} -> 0.9 -> 0
+    assert pgi[1] == pytest.approx(0.7) and pgu[1] == pytest.approx(0.0)
+    assert bb.stats().model_calls == 1
+
+
+async def test_text_bad_input_is_refused_with_a_specific_message():
+    from xplain.methods.posthoc import explain_text
+
+    _, llm, bb = text_setup([])
+    with pytest.raises(ValueError, match="fewer than k=3"):
+        await explain_text(llm, bb, ["good film"], PosthocOptions(k=3))
+    with pytest.raises(ValueError, match="strategies perturbation, prediction"):
+        await explain_text(llm, bb, ["good film"], PosthocOptions(k=1, strategy="instruction"))
+    with pytest.raises(ValueError, match="list of strings"):
+        await explain_text(llm, bb, "good film", PosthocOptions(k=1))
+    _, _, tabular, _ = setup()
+    with pytest.raises(ValueError, match="needs a text black box"):
+        await explain_text(llm, tabular, ["good film"], PosthocOptions(k=1))
+
+
+async def test_lime_text_finds_the_word_that_matters_through_the_counted_wrapper():
+    from xplain.methods.baselines import explain_text_baseline
+
+    bb = from_callable(word_model, kind="text", classes=["negative", "positive"])
+    [result] = await explain_text_baseline(
+        bb, ["a good fine movie tonight"], n_samples=60, k=1
+    )
+    assert result.ranking[0] == "good" and result.weights["good"] > 0
+    assert result.cost.blackbox_queries >= 20
+    assert result.pgi > result.pgu
+
+
+async def test_a_repeated_word_keeps_its_first_rank_without_a_reask():
+    from xplain.methods.posthoc import explain_text
+
+    backend, llm, bb = text_setup(
+        [(r".", answer(("good", "+"), ("good", "+"), ("fine", "+")))]
+    )
+    [result] = await explain_text(
+        llm, bb, ["a good fine movie"], PosthocOptions(k=3, n_samples=8)
+    )
+    assert len(backend.batches) == 1
+    assert [f.feature for f in result.features] == ["good", "fine"]
+    assert result.rejected == ["good"] and result.error is None

@@ -72,3 +72,44 @@ def test_csv_of_rows_gives_one_checked_result_each(runner, tmp_path):
 def test_bad_input_is_a_clear_error(runner, arguments, message):
     result = runner.invoke(app, ["explain", "demo:synthetic", *arguments])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_text_is_explained_by_its_own_words_with_the_removal_check(monkeypatch, runner):
+    def own_words(request):
+        allowed = request.json_schema["$defs"]["RankedFeature"]["properties"][
+            "feature"
+        ]["enum"]
+        return json.dumps(
+            {"features": [{"feature": allowed[2], "direction": "+", "rationale": "r"}]}
+        )
+
+    monkeypatch.setattr(
+        "xplain.cli.common.make_llm",
+        lambda settings: LLM(FakeBackend(rules=[(r".", own_words)])),
+    )
+    text = "A warm, funny and wise film"
+    result = runner.invoke(
+        app, ["explain", "demo:reviews", "--text", text, "--k", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    [explanation] = json.loads(result.output)
+    assert explanation["instance"] == text
+    assert [f["feature"] for f in explanation["features"]] == ["funny"]
+    assert explanation["pgi"] is not None and explanation["pgu"] is not None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["demo:reviews", "--text", "good", "--row", ROW], "takes no --row"),
+        (
+            ["demo:reviews", "--text", "good", "--strategy", "instruction"],
+            "--strategy must be one of",
+        ),
+        (["demo:reviews", "--row", ROW], "give the text with --text"),
+        (["demo:synthetic", "--text", "good film"], "needs a text classifier"),
+    ],
+)
+def test_text_input_errors_are_clear(runner, arguments, message):
+    result = runner.invoke(app, ["explain", *arguments])
+    assert result.exit_code == 2 and message in result.output

@@ -1,4 +1,4 @@
-"""`xplain explain`: the LLM's top features for one row or a CSV of rows, each checked by PGI / PGU."""
+"""`xplain explain`: the LLM's top features for one row, a CSV of rows or a text, each checked by PGI / PGU."""
 
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from xplain.demo import demo_reference, open_model
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, console, run_with_llm, usage_line
+from xplain.demo import demo_reference, open_model
 from xplain.llm import LLM
 from xplain.methods.posthoc import (
     STRATEGIES,
+    TEXT_STRATEGIES,
     PosthocExplanation,
     PosthocOptions,
     explain_tabular,
+    explain_text,
 )
 from xplain.settings import get_settings
 
@@ -54,7 +56,8 @@ def show(results: list[PosthocExplanation]) -> None:
             "feature",
             "direction",
             "rationale",
-            title=f"row {number}: predicted {result.predicted_label}",
+            title=f"{'text' if isinstance(result.instance, str) else 'row'} {number}: "
+            f"predicted {result.predicted_label}",
         )
         for rank, feature in enumerate(result.features, 1):
             table.add_row(
@@ -64,9 +67,10 @@ def show(results: list[PosthocExplanation]) -> None:
         if result.error:
             console.print(f"[yellow]{result.error}[/yellow]")
         else:
+            change = "removed" if isinstance(result.instance, str) else "perturbed"
             console.print(
-                f"checked by the model: PGI {result.pgi:.3f} (named features perturbed), "
-                f"PGU {result.pgu:.3f} (the others perturbed) — a faithful ranking has PGI above PGU"
+                f"checked by the model: PGI {result.pgi:.3f} (named features {change}), "
+                f"PGU {result.pgu:.3f} (the others {change}) — a faithful ranking has PGI above PGU"
             )
         for rank, feature in enumerate(
             result.features, 1
@@ -117,6 +121,12 @@ def explain(
     rows: Annotated[
         Path | None, typer.Option(help="A CSV file, one row to explain per line.")
     ] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(
+            help="A text to explain, for text classifiers (e.g. demo:reviews)."
+        ),
+    ] = None,
     background: Annotated[
         Path | None,
         typer.Option(
@@ -138,33 +148,56 @@ def explain(
     """Ask the LLM which features drive the model's prediction; the model itself checks the answer (PGI / PGU)."""
     settings = get_settings()
     try:
-        if strategy not in STRATEGIES:
+        allowed = TEXT_STRATEGIES if text is not None else STRATEGIES
+        if strategy not in allowed:
             raise ValueError(
-                f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+                f"--strategy must be one of {', '.join(allowed)}, got {strategy!r}"
+            )
+        if text is not None and (row, rows, background) != (None, None, None):
+            raise ValueError(
+                "--text explains a text; it takes no --row, --rows or --background"
             )
         blackbox = open_model(
             model,
-            kind="tabular",
+            kind="text" if text is not None else "tabular",
             trusted_dir=settings.trusted_model_dir,
             query_budget=settings.blackbox_query_budget,
         )
-        names = blackbox.feature_names or []
-        instances = read_rows(row, rows, names)
-        if background is not None:
-            reference = read_rows(None, background, names)
-        elif model.startswith("demo:"):
-            reference = np.asarray(
-                demo_reference(model.removeprefix("demo:")).rows, dtype=float
-            )
-        else:
-            reference = instances
         options = PosthocOptions(strategy=strategy, k=k, n_samples=samples)
+        if text is not None:
+            if blackbox.kind != "text":
+                raise ValueError(
+                    f"--text needs a text classifier; {model} is {blackbox.kind}"
+                )
+            if not text.strip():
+                raise ValueError("--text is empty")
+        elif blackbox.kind != "tabular":
+            raise ValueError(
+                f"{model} is a {blackbox.kind} model; give the text with --text"
+            )
+        names = blackbox.feature_names or []
+        instances = reference = None
+        if text is None:
+            instances = read_rows(row, rows, names)
+            if background is not None:
+                reference = read_rows(None, background, names)
+            elif model.startswith("demo:"):
+                reference = np.asarray(
+                    demo_reference(model.removeprefix("demo:")).rows, dtype=float
+                )
+            else:
+                reference = instances
     except (BlackBoxError, ValueError, OSError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
 
     async def work(llm: LLM) -> None:
-        results = await explain_tabular(llm, blackbox, instances, reference, options)
+        if text is not None:
+            results = await explain_text(llm, blackbox, [text], options)
+        else:
+            results = await explain_tabular(
+                llm, blackbox, instances, reference, options
+            )
         if as_json:
             typer.echo(json.dumps([r.model_dump(mode="json") for r in results]))
         else:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import combinations
+from math import comb
 
 import numpy as np
 
 from xplain.blackbox import BlackBox
+from xplain.methods.words import distinct_words, remove_words
 
 
 def linear_ground_truth(coef: np.ndarray, x: np.ndarray, mean: np.ndarray) -> list[int]:
@@ -91,4 +94,56 @@ async def prediction_gaps(
         ]
         pgi.append(gaps[0] if len(top) else None)
         pgu.append(gaps[1] if len(top) else None)
+    return pgi, pgu
+
+
+def _other_word_sets(
+    others: list[str], size: int, n_samples: int, rng: np.random.Generator
+) -> list[list[str]]:
+    """Every `size`-subset of `others` when there are at most `n_samples` of them, else `n_samples` random ones."""
+    size = min(size, len(others))
+    if comb(len(others), size) <= n_samples:
+        return [list(chosen) for chosen in combinations(others, size)]
+    return [list(rng.choice(others, size, replace=False)) for _ in range(n_samples)]
+
+
+async def text_prediction_gaps(
+    blackbox: BlackBox,
+    texts: Sequence[str],
+    top_words: Sequence[Sequence[str]],
+    *,
+    n_samples: int,
+    seed: int = 0,
+) -> tuple[list[float | None], list[float | None]]:
+    """PGI and PGU per text from ONE black-box query.
+
+    PGI: |p(x) - p(x')| of the originally predicted class when the named words are removed; PGU: the mean of the
+    same when as many of the text's other words are removed instead (every such set when few, else `n_samples`
+    random ones). None where a text has no named words.
+    """
+    if len(top_words) != len(texts):
+        raise ValueError(f"{len(top_words)} word lists for {len(texts)} texts")
+    rng = np.random.default_rng(seed)
+    variants: list[str] = []
+    # per text: index of its "named removed" copy, number of "others removed" copies after it
+    spans: list[tuple[int, int]] = []
+    for text, named in zip(texts, top_words):
+        others = [w for w in distinct_words(text) if w not in set(named)]
+        removals = _other_word_sets(others, len(named), n_samples, rng)
+        spans.append((len(texts) + len(variants), len(removals)))
+        variants.append(remove_words(text, named))
+        variants.extend(remove_words(text, chosen) for chosen in removals)
+    probabilities = await blackbox.apredict_proba(list(texts) + variants)
+    predicted = probabilities[: len(texts)].argmax(axis=1)
+    pgi: list[float | None] = []
+    pgu: list[float | None] = []
+    for i, (named, (start, n_others)) in enumerate(zip(top_words, spans)):
+        column = probabilities[:, predicted[i]]
+        base = column[i]
+        pgi.append(float(abs(column[start] - base)) if named else None)
+        pgu.append(
+            float(np.mean(np.abs(column[start + 1 : start + 1 + n_others] - base)))
+            if named
+            else None
+        )
     return pgi, pgu

@@ -1,4 +1,5 @@
-"""`xplain eval posthoc`: LLM post-hoc strategies beside LIME and KernelSHAP at equal black-box query budgets."""
+"""`xplain eval posthoc`: LLM post-hoc strategies beside LIME and KernelSHAP at equal black-box query budgets,
+on tables and on a TF-IDF text classifier."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import time
 
 import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from xplain.blackbox import BlackBox, from_estimator
-from xplain.evals.datasets import tabular_dataset
+from xplain.evals.datasets import tabular_dataset, text_dataset
 from xplain.evals.faithfulness import (
     feature_agreement,
     linear_ground_truth,
@@ -19,13 +21,16 @@ from xplain.evals.faithfulness import (
 )
 from xplain.evals.report import EvalTable, Size, suite
 from xplain.llm import LLM
-from xplain.methods.baselines import explain_baseline
+from xplain.methods.baselines import explain_baseline, explain_text_baseline
 from xplain.methods.posthoc import (
     STRATEGIES,
+    TEXT_STRATEGIES,
     PosthocExplanation,
     PosthocOptions,
     explain_tabular,
+    explain_text,
 )
+from xplain.methods.words import distinct_words
 
 COLUMNS = [
     "method",
@@ -53,6 +58,12 @@ PLAN = {
         "strategies": ["perturbation"],
         "instances": 2,
         "n_samples": 16,
+        "text": {
+            "texts": 2,
+            "strategies": ["perturbation"],
+            "n_samples": 16,
+            "train_texts": 2000,
+        },
     },
     "full": {
         "datasets": ["synthetic", "diabetes", "wine", "breast_cancer"],
@@ -60,6 +71,12 @@ PLAN = {
         "strategies": list(STRATEGIES),
         "instances": 8,
         "n_samples": 32,
+        "text": {
+            "texts": 8,
+            "strategies": list(TEXT_STRATEGIES),
+            "n_samples": 32,
+            "train_texts": 2000,
+        },
     },
 }
 
@@ -79,19 +96,15 @@ def ground_truth(model, dataset, x: np.ndarray) -> list[str] | None:
 
 
 def _add_rows(
-    table, method, dataset, model_name, model, rankings, results, k, seconds, n
+    table, method, dataset_name, model_name, truths, k_truth, rankings, results, seconds
 ) -> None:
-    truths = [ground_truth(model, dataset, np.asarray(r.instance)) for r in results]
+    """One table row: FA / RA over the instances with a truth and an answer, PGI / PGU over those with a check."""
+    n = len(results)
     scored = [(t, r) for t, r in zip(truths, rankings) if t is not None and r]
-    k_truth = (
-        min(k, len(dataset.true_features))
-        if dataset.true_features and not isinstance(model, Pipeline)
-        else k
-    )
     gaps = [(r.pgi, r.pgu) for r in results if r.pgi is not None]
     table.add(
         method=method,
-        dataset=dataset.name,
+        dataset=dataset_name,
         model=model_name,
         FA=float(np.mean([feature_agreement(t, r, k_truth) for t, r in scored]))
         if scored
@@ -107,6 +120,19 @@ def _add_rows(
         else 0,
         seconds=seconds / n,
     )
+
+
+def text_ground_truth(model: Pipeline, text: str) -> list[str]:
+    """The text's words that the TF-IDF + logistic regression knows, ranked by |coef_w * tfidf_w(text)|."""
+    vectorizer, classifier = model[0], model[-1]
+    weights = vectorizer.transform([text]).toarray()[0] * classifier.coef_[0]
+    vocabulary = vectorizer.vocabulary_
+    present = [
+        w
+        for w in distinct_words(text)
+        if w in vocabulary and weights[vocabulary[w]] != 0
+    ]
+    return sorted(present, key=lambda w: -abs(weights[vocabulary[w]]))
 
 
 @suite("posthoc")
@@ -127,6 +153,12 @@ async def run(llm: LLM, size: Size) -> EvalTable:
         for model_name in plan["models"]:
             model = MODELS[model_name]().fit(dataset.X_train, dataset.y_train)
             instances = dataset.X_test[: plan["instances"]]
+            truths = [ground_truth(model, dataset, x) for x in instances]
+            k_truth = (
+                min(k, len(dataset.true_features))
+                if dataset.true_features and not isinstance(model, Pipeline)
+                else k
+            )
             for strategy in plan["strategies"]:
                 blackbox = _blackbox(model, dataset)
                 started = time.perf_counter()
@@ -136,18 +168,16 @@ async def run(llm: LLM, size: Size) -> EvalTable:
                 results = await explain_tabular(
                     llm, blackbox, instances, dataset.X_train, options
                 )
-                rankings = [[f.feature for f in r.features] for r in results]
                 _add_rows(
                     table,
                     f"llm-{strategy}",
-                    dataset,
+                    dataset.name,
                     model_name,
-                    model,
-                    rankings,
+                    truths,
+                    k_truth,
+                    [[f.feature for f in r.features] for r in results],
                     results,
-                    k,
                     time.perf_counter() - started,
-                    len(instances),
                 )
             for method in ("lime", "kernelshap"):
                 blackbox = _blackbox(model, dataset)
@@ -163,16 +193,67 @@ async def run(llm: LLM, size: Size) -> EvalTable:
                 _add_rows(
                     table,
                     method,
-                    dataset,
+                    dataset.name,
                     model_name,
-                    model,
+                    truths,
+                    k_truth,
                     [r.ranking for r in results],
                     results,
-                    k,
                     time.perf_counter() - started,
-                    len(instances),
                 )
+    await _run_text(llm, plan["text"], table, k)
     return table
+
+
+async def _run_text(llm: LLM, plan: dict, table: EvalTable, k: int) -> None:
+    """TF-IDF + logistic regression on review snippets; the truth is the classifier's own word weights."""
+    data = text_dataset(n=plan["train_texts"])
+    model = make_pipeline(TfidfVectorizer(min_df=2), LogisticRegression(max_iter=1000))
+    model.fit(data.texts_train, np.array(data.class_names)[data.y_train])
+    texts = list(data.texts_test[: plan["texts"]])
+    truths = [text_ground_truth(model, t) for t in texts]
+    table.notes["text"] = {
+        "texts": plan["texts"],
+        "n_samples": plan["n_samples"],
+        "truth": "|coef_w * tfidf_w(x)| of the TF-IDF + LR model",
+    }
+    model_name = "tfidf_logistic_regression"
+    for strategy in plan["strategies"]:
+        blackbox = _text_blackbox(model)
+        started = time.perf_counter()
+        options = PosthocOptions(strategy=strategy, k=k, n_samples=plan["n_samples"])
+        results = await explain_text(llm, blackbox, texts, options)
+        _add_rows(
+            table,
+            f"llm-text-{strategy}",
+            data.name,
+            model_name,
+            truths,
+            k,
+            [[f.feature for f in r.features] for r in results],
+            results,
+            time.perf_counter() - started,
+        )
+    blackbox = _text_blackbox(model)
+    started = time.perf_counter()
+    results = await explain_text_baseline(
+        blackbox, texts, n_samples=plan["n_samples"], k=k
+    )
+    _add_rows(
+        table,
+        "lime-text",
+        data.name,
+        model_name,
+        truths,
+        k,
+        [r.ranking for r in results],
+        results,
+        time.perf_counter() - started,
+    )
+
+
+def _text_blackbox(model) -> BlackBox:
+    return from_estimator(model, kind="text", name="tfidf_logistic_regression")
 
 
 def _blackbox(model, dataset) -> BlackBox:

@@ -157,47 +157,62 @@ class LLM:
 
     @overload
     async def structured(
-        self, requests: Sequence[GenerationRequest], schema: type[T], *, on_error: Literal["raise"] = "raise"
+        self,
+        requests: Sequence[GenerationRequest],
+        schema: type[T] | Sequence[type[T]],
+        *,
+        on_error: Literal["raise"] = "raise",
+        attempts: int | None = None,
     ) -> list[Structured[T]]: ...
 
     @overload
     async def structured(
-        self, requests: Sequence[GenerationRequest], schema: type[T], *, on_error: Literal["return"]
+        self,
+        requests: Sequence[GenerationRequest],
+        schema: type[T] | Sequence[type[T]],
+        *,
+        on_error: Literal["return"],
+        attempts: int | None = None,
     ) -> list[Structured[T] | StructuredOutputError]: ...
 
-    async def structured(self, requests, schema, *, on_error="raise"):
-        """Schema-valid objects, one per chat request.
+    async def structured(self, requests, schema, *, on_error="raise", attempts=None):
+        """Schema-valid objects, one per chat request; `schema` is one model for all, or one per request.
 
         Decoding is constrained to the schema where the backend can; a reply that still fails validation is sent
-        back with the errors and asked again, up to `structured_attempts` tries. A reply that never validates
+        back with the errors and asked again, up to `attempts` tries (default: the client's `structured_attempts`;
+        1 for callers that re-ask in their own words). A reply that never validates
         raises `StructuredOutputError` with the raw text (or, with `on_error="return"`, takes that error's place
         in the list so the valid ones are kept).
         """
         if any(r.messages is None for r in requests):
             raise ValueError("structured() needs chat requests (`messages`), not raw prompts")
-        json_schema = schema.model_json_schema()
-        schema_text = json.dumps(json_schema, separators=(",", ":"))
-        pending = {i: r.model_copy(update={"json_schema": json_schema}) for i, r in enumerate(requests)}
+        schemas = list(schema) if isinstance(schema, Sequence) else [schema] * len(requests)
+        if len(schemas) != len(requests):
+            raise ValueError(f"{len(schemas)} schemas for {len(requests)} requests; give one schema or one per request")
+        json_schemas = [s.model_json_schema() for s in schemas]
+        pending = {i: r.model_copy(update={"json_schema": json_schemas[i]}) for i, r in enumerate(requests)}
         results: list[Structured | StructuredOutputError | None] = [None] * len(requests)
         spent = [Usage() for _ in requests]
-        for attempt in range(1, self.structured_attempts + 1):
+        tries = attempts or self.structured_attempts
+        for attempt in range(1, tries + 1):
             order = list(pending)
             completions = await self.generate([pending[i] for i in order])
             for i, completion in zip(order, completions):
                 spent[i] = spent[i] + completion.usage
                 try:
-                    value = parse_json_reply(completion.text, schema)
+                    value = parse_json_reply(completion.text, schemas[i])
                 except ValueError as error:
-                    if attempt == self.structured_attempts:
+                    if attempt == tries:
                         results[i] = StructuredOutputError(
-                            f"the reply never matched schema {schema.__name__} in {attempt} tries",
+                            f"the reply never matched schema {schemas[i].__name__} in {attempt} tries",
                             raw=completion.text,
                             errors=str(error),
                         )
                     else:
+                        schema_text = json.dumps(json_schemas[i], separators=(",", ":"))
                         pending[i] = _repair_request(pending[i], completion.text, str(error), schema_text)
                     continue
-                results[i] = Structured[schema](value=value, raw=completion.text, attempts=attempt, usage=spent[i])
+                results[i] = Structured[schemas[i]](value=value, raw=completion.text, attempts=attempt, usage=spent[i])
                 del pending[i]
             if not pending:
                 break

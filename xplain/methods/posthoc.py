@@ -1,14 +1,18 @@
-"""LLM post-hoc explanations of tabular classifiers (Kroeger et al., "Are Large Language Models Post Hoc Explainers?").
+"""LLM post-hoc explanations of tabular and text classifiers (Kroeger et al., "Are Large Language Models Post Hoc Explainers?").
 
 Per instance: a Gaussian neighbourhood on standardised features (categorical columns resampled from the background),
 ONE black-box query for every instance's neighbourhood, in-context examples shown as changes from the instance with
 features renamed A, B, C…, and ONE batched structured LLM round asking for the top-k features with a sign. Answers
 that repeat or invent features are re-asked once in one follow-up round; every answer is then checked against the
 black box (PGI / PGU), never taken on trust.
+
+Texts (`explain_text`): the features are the text's own distinct words, the neighbourhood drops words at random,
+and each text's answer schema admits only its own words.
 """
 
 from __future__ import annotations
 
+import json
 import string
 from typing import Literal
 
@@ -16,10 +20,11 @@ import numpy as np
 from pydantic import BaseModel, Field, create_model
 
 from xplain.blackbox import BlackBox
-from xplain.evals.faithfulness import prediction_gaps
+from xplain.evals.faithfulness import prediction_gaps, text_prediction_gaps
 from xplain.llm import LLM
 from xplain.llm.types import GenerationRequest, Structured, StructuredOutputError
 from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.words import distinct_words, remove_words
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
 
@@ -30,6 +35,7 @@ STRATEGIES: tuple[Strategy, ...] = (
     "instruction",
     "explanation",
 )
+TEXT_STRATEGIES: tuple[Strategy, ...] = ("perturbation", "prediction")
 RETRY_PROMPT = "posthoc/retry"
 MAX_FEATURES = len(string.ascii_uppercase) * 2
 
@@ -66,6 +72,18 @@ class PosthocOptions(BaseModel):
     n_gap_samples: int = Field(
         default=8, ge=1, description="Perturbed copies per instance for PGI / PGU."
     )
+    drop_probability: float = Field(
+        default=0.3,
+        gt=0,
+        lt=1,
+        description="Text: chance that a neighbour drops each word.",
+    )
+    max_words: int = Field(
+        default=30,
+        ge=2,
+        le=60,
+        description="Text: the first distinct words that serve as features.",
+    )
     max_tokens: int = 300
     seed: int = 0
 
@@ -80,7 +98,7 @@ class PosthocExplanation(MethodResult):
     """Ranked features for one instance, with the black box's own check of them beside the claim."""
 
     strategy: Strategy
-    instance: list[float]
+    instance: list[float] | str = Field(description="The row explained, or the text.")
     predicted_label: str
     features: list[FeatureAttribution] = Field(
         description="Most important first; empty if the LLM never answered."
@@ -100,7 +118,7 @@ class PosthocExplanation(MethodResult):
 
 
 def _answer_schema(allowed: list[str], k: int) -> type[BaseModel]:
-    """Enum of the allowed letters, bounded list and strings: what the embedded model's grammar needs."""
+    """Enum of the allowed names (letters, or a text's own words), bounded list and strings, as the grammar needs."""
     item = create_model(
         "RankedFeature",
         feature=(Literal[tuple(allowed)], ...),
@@ -395,3 +413,211 @@ def _attempts_and_error(
             "the LLM's answer named unknown or repeated features even after a re-ask",
         )
     return reply.attempts, None
+
+
+def word_removal_masks(
+    n_words: int, options: PosthocOptions, rng: np.random.Generator
+) -> np.ndarray:
+    """Which words each neighbour drops (True = removed): every word independently with `drop_probability`."""
+    return rng.random((options.n_samples, n_words)) < options.drop_probability
+
+
+def _format_removals(masks: np.ndarray, outputs: list[str], words: list[str]) -> str:
+    return "\n".join(
+        f"removed: {', '.join(w for w, gone in zip(words, mask) if gone) or 'nothing'} -> {output}"
+        for mask, output in zip(masks, outputs)
+    )
+
+
+def _text_problem(
+    reply: Structured | StructuredOutputError, allowed: set[str]
+) -> tuple[str | None, list[str]]:
+    """Why a text answer cannot be used, and the words refused. A repeated word is no reason: later mentions drop."""
+    if isinstance(reply, StructuredOutputError):
+        return (
+            f"it did not fit the answer format: {reply.errors[:200]}",
+            _names_outside(reply.raw, allowed),
+        )
+    unknown = [f.feature for f in reply.value.features if f.feature not in allowed]
+    return (f"unknown words {unknown}.", unknown) if unknown else (None, [])
+
+
+def _first_mentions(features: list) -> list:
+    """Each named feature once, at its first (highest) rank."""
+    seen: set[str] = set()
+    return [f for f in features if not (f.feature in seen or seen.add(f.feature))]
+
+
+def _names_outside(raw: str, allowed: set[str]) -> list[str]:
+    """Feature names in a schema-invalid JSON reply that are not allowed, so refused words are on record."""
+    try:
+        found = json.loads(raw[raw.find("{") : raw.rfind("}") + 1])
+        names = [item["feature"] for item in found["features"]]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return [n for n in names if isinstance(n, str) and n not in allowed]
+
+
+async def _ask_each(
+    llm: LLM, prompts: list[str], schemas: list[type[BaseModel]], max_tokens: int
+) -> list[Structured | StructuredOutputError]:
+    """ONE structured batch in which each request has its own schema (each text its own word enum); one try each,
+    since the caller re-asks failures in its own words."""
+    requests = [GenerationRequest.user(p, max_tokens=max_tokens, temperature=0.0) for p in prompts]
+    return await llm.structured(requests, schemas, on_error="return", attempts=1)
+
+
+async def explain_text(
+    llm: LLM,
+    blackbox: BlackBox,
+    texts: list[str],
+    options: PosthocOptions | None = None,
+) -> list[PosthocExplanation]:
+    """Explain each text by its own words: one black-box query for all word-removal neighbourhoods, one LLM round.
+
+    The answer schema of each text allows only that text's words, and answers are validated against them anyway;
+    replies that fail are re-asked together in one follow-up round. PGI / PGU remove the named words vs as many
+    other words and re-query the black box.
+    """
+    options = options or PosthocOptions()
+    if blackbox.kind != "text":
+        raise ValueError(
+            f"explain_text needs a text black box, got kind {blackbox.kind!r}"
+        )
+    if (
+        isinstance(texts, str)
+        or not texts
+        or not all(isinstance(t, str) for t in texts)
+    ):
+        raise ValueError("texts must be a non-empty list of strings")
+    if options.strategy not in TEXT_STRATEGIES:
+        raise ValueError(
+            f"text explanations support the strategies {', '.join(TEXT_STRATEGIES)}, got {options.strategy!r}"
+        )
+    vocabularies = [distinct_words(t, options.max_words) for t in texts]
+    for number, words in enumerate(vocabularies, 1):
+        if len(words) < options.k:
+            raise ValueError(
+                f"text {number} has {len(words)} distinct words, fewer than k={options.k}"
+            )
+    rng = np.random.default_rng(options.seed)
+    n_texts = len(texts)
+
+    with measure_cost(blackbox) as meter:
+        masks = [word_removal_masks(len(w), options, rng) for w in vocabularies]
+        neighbours = [
+            remove_words(text, [w for w, gone in zip(words, row) if gone])
+            for text, words, mask in zip(texts, vocabularies, masks)
+            for row in mask
+        ]
+        probabilities = await blackbox.apredict_proba(list(texts) + neighbours)
+        predicted = probabilities[:n_texts].argmax(axis=1)
+        labels = [str(blackbox.classes_[c]) for c in predicted]
+        template = load_prompt(f"posthoc/text_{options.strategy}")
+        prompts = []
+        for i, (text, words) in enumerate(zip(texts, vocabularies)):
+            start = n_texts + i * options.n_samples
+            neighbour_probs = probabilities[
+                start : start + options.n_samples, predicted[i]
+            ]
+            chosen = select_examples(neighbour_probs, options.n_examples)
+            if options.strategy == "prediction":
+                outputs = [
+                    labels[i] if p >= 0.5 else f"not {labels[i]}"
+                    for p in neighbour_probs[chosen]
+                ]
+            else:
+                outputs = [f"{p:.2f}" for p in neighbour_probs[chosen]]
+            prompts.append(
+                template.render(
+                    label=labels[i],
+                    k=options.k,
+                    text=fence(text, label="text"),
+                    words=fence(", ".join(words), label="words"),
+                    examples=fence(
+                        _format_removals(masks[i][chosen], outputs, words),
+                        label="data",
+                    ),
+                )
+            )
+        schemas = [_answer_schema(words, options.k) for words in vocabularies]
+        replies = await _ask_each(llm, prompts, schemas, options.max_tokens)
+
+        problems = [
+            _text_problem(r, set(words)) for r, words in zip(replies, vocabularies)
+        ]
+        retry_rows = [i for i, (problem, _) in enumerate(problems) if problem]
+        if retry_rows:
+            retry = load_prompt(RETRY_PROMPT)
+            follow_ups = [
+                prompts[i]
+                + "\n\n"
+                + retry.render(
+                    problem=problems[i][0],
+                    letters=fence(", ".join(vocabularies[i]), label="words"),
+                    k=options.k,
+                    label=labels[i],
+                )
+                for i in retry_rows
+            ]
+            again = await _ask_each(
+                llm, follow_ups, [schemas[i] for i in retry_rows], options.max_tokens
+            )
+            for i, reply in zip(retry_rows, again):
+                replies[i] = _merge_attempts(replies[i], reply)
+
+        ranked: list[list[FeatureAttribution]] = []
+        repeats: list[list[str]] = []
+        for reply, words in zip(replies, vocabularies):
+            value = _value(reply)
+            usable = value is not None and not _text_problem(reply, set(words))[0]
+            kept = _first_mentions(value.features) if usable else []
+            ranked.append(
+                [
+                    FeatureAttribution(
+                        feature=f.feature, direction=f.direction, rationale=f.rationale
+                    )
+                    for f in kept
+                ]
+            )
+            kept_ids = {id(f) for f in kept}
+            repeats.append(
+                [f.feature for f in value.features if id(f) not in kept_ids]
+                if usable
+                else []
+            )
+        pgi, pgu = await text_prediction_gaps(
+            blackbox,
+            texts,
+            [[f.feature for f in features] for features in ranked],
+            n_samples=options.n_gap_samples,
+            seed=options.seed,
+        )
+
+    versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
+    per_text_cost = meter.cost.model_copy(
+        update={
+            "blackbox_queries": meter.cost.blackbox_queries // n_texts,
+            "seconds": meter.cost.seconds / n_texts,
+        }
+    )
+    results = []
+    for i in range(n_texts):
+        attempts, error = _attempts_and_error(replies[i], ranked[i])
+        results.append(
+            PosthocExplanation(
+                method=f"posthoc-llm-text-{options.strategy}",
+                prompt_versions=versions,
+                cost=per_text_cost,
+                strategy=options.strategy,
+                instance=texts[i],
+                predicted_label=labels[i],
+                features=ranked[i],
+                pgi=pgi[i],
+                pgu=pgu[i],
+                llm_attempts=attempts,
+                rejected=problems[i][1] + repeats[i],
+                error=error,
+            )
+        )
+    return results
