@@ -34,7 +34,7 @@ def test_generation_and_measurement_are_one_batch_each_and_layer_is_sparse():
     generation, measurement = fake.batches
     assert len(generation) == 3  # 12 texts in batches of 4, one round
     assert len(measurement) == len(set(TEXTS)) * 2  # every (distinct text, concept) pair, one round
-    weights = dict((c.concept, c.weight) for c in clf.global_explanation())
+    weights = {c.concept: c.weight for c in clf.global_explanation()}
     assert weights["praise"] > 0 and weights["noise"] == 0.0  # L1 zeroes the constant concept
     assert (clf.predict(TEXTS) == Y).all()
 
@@ -76,3 +76,13 @@ def test_bad_input_is_a_clear_error():
 async def test_sync_fit_works_inside_a_running_loop():
     clf = TextBottleneckClassifier(LLM(backend()), concepts=[("praise", "Does it say great?")], n_iterations=0)
     assert (clf.fit(TEXTS, Y).predict(TEXTS) == (await clf.apredict(TEXTS))).all()
+
+
+async def test_eval_reports_a_data_set_without_usable_concepts_as_a_note():
+    from xplain.evals.tbm import run
+
+    table = await run(LLM(FakeBackend(default="no concepts here")), "small")
+    rows = table.as_records()
+    assert len(rows) == 2
+    for row in rows:
+        assert row["tbm"] is None and "no usable concept" in row["note"] and 0 <= row["tfidf_logistic"] <= 1

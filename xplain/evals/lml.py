@@ -19,7 +19,7 @@ from xplain.methods.lml_dap import LMLDAPClassifier
 COLUMNS = ["data", "classes", "train", "test", "lml_dap", "logistic", "gradient_boosting", "fallback_rate",
            "llm_calls", "prompt_tokens", "completion_tokens", "seconds"]
 SIZES = {
-    "small": {"tables": ("iris", "categorical"), "train": 12, "test": 5, "chunks": 1},
+    "small": {"tables": ("iris",), "train": 6, "test": 3, "chunks": 1},
     "full": {"tables": ("iris", "wine", "breast_cancer", "categorical"), "train": 60, "test": 30, "chunks": 3},
 }
 
