@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(8, ge=1, description="Chunks of rows one job runs at once.")
     job_chunk_size: int = Field(4, ge=1, description="Rows a method receives together (batched LLM rounds).")
 
+    classifier_dir: Path = Field(
+        Path("xplain-data/classifiers"), description="Where the API saves the LML-DAP / TBM classifiers it fits."
+    )
     trusted_model_dir: Path | None = Field(
         None, description="The only directory from which joblib/pickle model files may be loaded."
     )

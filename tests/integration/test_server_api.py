@@ -274,3 +274,32 @@ def test_explain_module_and_dataset_routes(settings, backend):
         assert api.post("/explain/dataset", json=pairs).status_code == 200
         mismatched = api.post("/explain/dataset", json=pairs | {"outputs": ["1"] * 5})
         assert mismatched.status_code == 422 and "one output per input" in json.dumps(mismatched.json())
+
+
+def test_fit_an_lml_dap_classifier_then_predict_with_reasons(settings, tmp_path):
+    settings = settings.model_copy(update={"classifier_dir": tmp_path / "classifiers"})
+
+    def predict_reply(request):
+        value = float(request.messages[-1].content.split("new row: a=")[1].split(",")[0])
+        return json.dumps({"label": "high" if value > 1.5 else "low", "confidence": 0.9, "reasons": ["a decides"]})
+
+    backend = FakeBackend(
+        rules=[
+            (r"List up to 3 short patterns", json.dumps({"patterns": ["a is small"]})),
+            (r"Give up to 3 conditions", json.dumps({"conditions": [{"feature": "a", "op": ">", "value": 1.5}]})),
+            (r"Predict the label", predict_reply),
+        ]
+    )
+    rows = [[0.0, 5.0], [0.2, 4.0], [0.1, 6.0], [3.0, 5.0], [3.2, 4.5], [2.9, 6.0]]
+    labels = ["low", "low", "low", "high", "high", "high"]
+    with serve_in_thread(create_app(settings, llm=LLM(backend))) as url, httpx.Client(base_url=url, timeout=60) as api:
+        fitted = api.post("/classifiers", json={"name": "ab", "kind": "lml", "rows": rows, "labels": labels, "feature_names": ["a", "b"]})
+        assert fitted.status_code == 201, fitted.text
+        assert fitted.json()["summaries"]["low"] == ["a is small"]
+        assert api.get("/classifiers").json() == ["ab"]
+        predicted = api.post("/classifiers/ab/predict", json={"rows": [[3.1, 5.0], [0.05, 5.0]]}).json()
+        assert [p["label"] for p in predicted["predictions"]] == ["high", "low"]
+        assert predicted["predictions"][0]["reasons"] == ["a decides"] and predicted["predictions"][0]["retrieved_rows"]
+        assert api.post("/classifiers/nope/predict", json={"rows": [[1.0, 2.0]]}).status_code == 404
+        mismatch = api.post("/classifiers", json={"name": "x", "kind": "tbm", "rows": rows, "labels": labels})
+        assert mismatch.status_code == 422
