@@ -23,7 +23,7 @@ from xplain.blackbox import BlackBox
 from xplain.evals.faithfulness import prediction_gaps, text_prediction_gaps
 from xplain.llm import LLM
 from xplain.llm.types import GenerationRequest, Structured, StructuredOutputError
-from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.base import Cost, MethodResult, measure_cost
 from xplain.methods.words import distinct_words, remove_words
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
@@ -348,29 +348,45 @@ async def explain_tabular(
         )
 
     versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
-    # Black-box rows and seconds are split evenly; `llm` stays the whole batched round's usage, shared by the rows.
-    per_row_cost = meter.cost.model_copy(
-        update={
-            "blackbox_queries": meter.cost.blackbox_queries // n_rows,
-            "seconds": meter.cost.seconds / n_rows,
-        }
-    )
+    return _explanations(
+        f"posthoc-llm-{options.strategy}", options.strategy, versions, meter.cost,
+        [row.tolist() for row in instances], labels, ranked, pgi, pgu, replies, [p[1] for p in problems],
+    )  # fmt: skip
+
+
+def _explanations(
+    method: str,
+    strategy: Strategy,
+    versions: list[str],
+    cost: Cost,
+    instances: list,
+    labels: list[str],
+    ranked: list[list[FeatureAttribution]],
+    pgi: list,
+    pgu: list,
+    replies: list[Structured | StructuredOutputError],
+    rejected: list[list[str]],
+) -> list[PosthocExplanation]:
+    """One result per instance. Black-box rows and seconds are split evenly; `llm` stays the whole batched
+    round's usage, shared by the rows."""
+    n = len(instances)
+    share = cost.model_copy(update={"blackbox_queries": cost.blackbox_queries // n, "seconds": cost.seconds / n})
     results = []
-    for i in range(n_rows):
+    for i in range(n):
         attempts, error = _attempts_and_error(replies[i], ranked[i])
         results.append(
             PosthocExplanation(
-                method=f"posthoc-llm-{options.strategy}",
+                method=method,
                 prompt_versions=versions,
-                cost=per_row_cost,
-                strategy=options.strategy,
-                instance=instances[i].tolist(),
+                cost=share,
+                strategy=strategy,
+                instance=instances[i],
                 predicted_label=labels[i],
                 features=ranked[i],
                 pgi=None if pgi[i] is None else float(pgi[i]),
                 pgu=None if pgu[i] is None else float(pgu[i]),
                 llm_attempts=attempts,
-                rejected=problems[i][1],
+                rejected=rejected[i],
                 error=error,
             )
         )
@@ -378,13 +394,15 @@ async def explain_tabular(
 
 
 async def _ask(
-    llm: LLM, prompts: list[str], schema: type[BaseModel], max_tokens: int
+    llm: LLM,
+    prompts: list[str],
+    schema: type[BaseModel] | list[type[BaseModel]],
+    max_tokens: int,
+    attempts: int | None = None,
 ) -> list[Structured | StructuredOutputError]:
-    requests = [
-        GenerationRequest.user(p, max_tokens=max_tokens, temperature=0.0)
-        for p in prompts
-    ]
-    return await llm.structured(requests, schema, on_error="return")
+    """ONE structured batch; `schema` is shared, or one per prompt (each text its own word enum)."""
+    requests = [GenerationRequest.user(p, max_tokens=max_tokens, temperature=0.0) for p in prompts]
+    return await llm.structured(requests, schema, on_error="return", attempts=attempts)
 
 
 def _value(reply: Structured | StructuredOutputError) -> BaseModel | None:
@@ -456,15 +474,6 @@ def _names_outside(raw: str, allowed: set[str]) -> list[str]:
     except (ValueError, KeyError, TypeError):
         return []
     return [n for n in names if isinstance(n, str) and n not in allowed]
-
-
-async def _ask_each(
-    llm: LLM, prompts: list[str], schemas: list[type[BaseModel]], max_tokens: int
-) -> list[Structured | StructuredOutputError]:
-    """ONE structured batch in which each request has its own schema (each text its own word enum); one try each,
-    since the caller re-asks failures in its own words."""
-    requests = [GenerationRequest.user(p, max_tokens=max_tokens, temperature=0.0) for p in prompts]
-    return await llm.structured(requests, schemas, on_error="return", attempts=1)
 
 
 async def explain_text(
@@ -541,7 +550,7 @@ async def explain_text(
                 )
             )
         schemas = [_answer_schema(words, options.k) for words in vocabularies]
-        replies = await _ask_each(llm, prompts, schemas, options.max_tokens)
+        replies = await _ask(llm, prompts, schemas, options.max_tokens, attempts=1)  # re-asked below in own words
 
         problems = [
             _text_problem(r, set(words)) for r, words in zip(replies, vocabularies)
@@ -560,9 +569,7 @@ async def explain_text(
                 )
                 for i in retry_rows
             ]
-            again = await _ask_each(
-                llm, follow_ups, [schemas[i] for i in retry_rows], options.max_tokens
-            )
+            again = await _ask(llm, follow_ups, [schemas[i] for i in retry_rows], options.max_tokens, attempts=1)
             for i, reply in zip(retry_rows, again):
                 replies[i] = _merge_attempts(replies[i], reply)
 
@@ -595,29 +602,7 @@ async def explain_text(
         )
 
     versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
-    per_text_cost = meter.cost.model_copy(
-        update={
-            "blackbox_queries": meter.cost.blackbox_queries // n_texts,
-            "seconds": meter.cost.seconds / n_texts,
-        }
-    )
-    results = []
-    for i in range(n_texts):
-        attempts, error = _attempts_and_error(replies[i], ranked[i])
-        results.append(
-            PosthocExplanation(
-                method=f"posthoc-llm-text-{options.strategy}",
-                prompt_versions=versions,
-                cost=per_text_cost,
-                strategy=options.strategy,
-                instance=texts[i],
-                predicted_label=labels[i],
-                features=ranked[i],
-                pgi=pgi[i],
-                pgu=pgu[i],
-                llm_attempts=attempts,
-                rejected=problems[i][1] + repeats[i],
-                error=error,
-            )
-        )
-    return results
+    return _explanations(
+        f"posthoc-llm-text-{options.strategy}", options.strategy, versions, meter.cost,
+        list(texts), labels, ranked, pgi, pgu, replies, [p[1] + r for p, r in zip(problems, repeats)],
+    )  # fmt: skip
