@@ -26,7 +26,7 @@ from rich.table import Table
 from xplain.batch.methods import MethodContext, ZeroShotOptions, get_method
 from xplain.batch.runner import run_rows
 from xplain.batch.sources import JsonlSink
-from xplain.demo import demo_blackbox
+from xplain.data.demo import demo_blackbox
 from xplain.llm import make_llm
 from xplain.server.app import create_app
 from xplain.settings import Settings

@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from xplain.blackbox import from_estimator
-from xplain.evals.datasets import tabular_dataset
-from xplain.evals.faithfulness import feature_agreement
+from xplain.data.datasets import tabular_dataset
+from xplain.methods.checks import feature_agreement
 from xplain.evals.posthoc import MODELS, ground_truth
 from xplain.llm import LLM
 from xplain.llm.backends.fake import FakeBackend, request_text

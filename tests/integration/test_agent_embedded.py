@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from xplain.agent import ExplainerAgent
 from xplain.blackbox import from_estimator
-from xplain.evals.datasets import tabular_dataset
+from xplain.data.datasets import tabular_dataset
 from xplain.tools import ProbeContext, registered_tool_names
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from xplain.blackbox import from_estimator
-from xplain.evals.datasets import tabular_dataset, text_dataset
+from xplain.data.datasets import tabular_dataset, text_dataset
 from xplain.methods.counterfactual_tabular import tabular_counterfactuals
 from xplain.methods.counterfactual_text import text_counterfactuals, token_edit_distance
 

@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from xplain.blackbox import from_estimator
-from xplain.evals.datasets import tabular_dataset, text_dataset
+from xplain.data.datasets import tabular_dataset, text_dataset
 from xplain.evals.posthoc import MODELS
 from xplain.llm import make_llm
 from xplain.methods.posthoc import PosthocOptions, explain_tabular, explain_text

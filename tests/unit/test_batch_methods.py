@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from xplain.batch.methods import MethodContext, get_method
-from xplain.demo import demo_blackbox, demo_reference
+from xplain.data.demo import demo_blackbox, demo_reference
 from xplain.llm import LLM
 from xplain.llm.backends.fake import FakeBackend
 

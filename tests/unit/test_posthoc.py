@@ -245,7 +245,7 @@ async def test_invented_words_fail_the_schema_are_reasked_and_recorded():
 
 
 async def test_text_prediction_gaps_match_a_hand_computed_case():
-    from xplain.evals.faithfulness import text_prediction_gaps
+    from xplain.methods.checks import text_prediction_gaps
 
     bb = from_callable(word_model, kind="text", classes=["negative", "positive"])
     text = "a good fine movie"  # p(positive) = 0.9

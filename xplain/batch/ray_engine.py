@@ -22,7 +22,7 @@ class RayRowWorker:
     """A Ray actor's state: one LLM, one black box, one event loop (LLM clients are bound to the loop they start on)."""
 
     def __init__(self, method: str, model: str, options: dict[str, Any], settings: Settings) -> None:
-        from xplain.demo import open_model, reference_for_spec
+        from xplain.data.demo import open_model, reference_for_spec
         from xplain.llm import make_llm
 
         self.method = get_method(method)

@@ -14,7 +14,7 @@ from xplain.batch.methods import ROW_METHODS, MethodContext, get_method
 from xplain.batch.report import write_report
 from xplain.batch.runner import RowOutcome, run_rows
 from xplain.batch.sources import JsonlSink, read_rows
-from xplain.demo import DEMO_MODELS, open_model, reference_for_spec
+from xplain.data.demo import DEMO_MODELS, open_model, reference_for_spec
 from xplain.cli.common import app, console, run_with_llm
 from xplain.llm import LLM
 from xplain.settings import get_settings

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from xplain.demo import open_model
+from xplain.data.demo import open_model
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, console, run_with_llm, usage_line
 from xplain.llm import LLM

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, console, run_with_llm, usage_line
-from xplain.demo import demo_reference, open_model
+from xplain.data.demo import demo_reference, open_model
 from xplain.llm import LLM
 from xplain.methods.posthoc import (
     STRATEGIES,

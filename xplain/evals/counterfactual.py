@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 
 from xplain.blackbox import BlackBox, from_callable, from_estimator
 from xplain.blackbox.errors import QueryBudgetExceeded
-from xplain.evals.datasets import tabular_dataset, text_dataset
+from xplain.data.datasets import tabular_dataset, text_dataset
 from xplain.evals.report import EvalTable, Size, suite
 from xplain.llm import LLM, ScoreRequest
 from xplain.methods.counterfactual_tabular import tabular_counterfactuals

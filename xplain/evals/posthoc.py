@@ -13,8 +13,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from xplain.blackbox import BlackBox, from_estimator
-from xplain.evals.datasets import tabular_dataset, text_dataset
-from xplain.evals.faithfulness import (
+from xplain.data.datasets import tabular_dataset, text_dataset
+from xplain.methods.checks import (
     feature_agreement,
     linear_ground_truth,
     rank_agreement,

@@ -9,7 +9,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from xplain.evals.datasets import TextDataset, text_dataset
+from xplain.data.datasets import TextDataset, text_dataset
 from xplain.evals.report import EvalTable, Size, suite
 from xplain.llm import LLM, track_usage
 from xplain.methods.tbm import TextBottleneckClassifier

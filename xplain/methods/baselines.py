@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from xplain.blackbox import BlackBox
-from xplain.evals.faithfulness import prediction_gaps, text_prediction_gaps
+from xplain.methods.checks import prediction_gaps, text_prediction_gaps
 from xplain.methods.base import MethodResult, measure_cost
 from xplain.methods.words import distinct_words
 

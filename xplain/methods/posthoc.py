@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, Field, create_model
 
 from xplain.blackbox import BlackBox
-from xplain.evals.faithfulness import prediction_gaps, text_prediction_gaps
+from xplain.methods.checks import prediction_gaps, text_prediction_gaps
 from xplain.llm import LLM
 from xplain.llm.types import GenerationRequest, Structured, StructuredOutputError
 from xplain.methods.base import Cost, MethodResult, measure_cost

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from xplain import __version__
-from xplain.demo import DEMO_MODELS
+from xplain.data.demo import DEMO_MODELS
 from xplain.llm import LLM, make_llm
 from xplain.agent.store import ConversationStore, sqlite_path
 from xplain.server.chat import make_chat_router

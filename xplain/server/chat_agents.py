@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 
 from xplain.agent import ExplainerAgent
 from xplain.agent.store import ConversationStore
-from xplain.demo import demo_reference
+from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.server.registry import ModelRegistry
 from xplain.tools import ProbeContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from xplain.blackbox import BlackBox, from_http, from_import_path, from_pickle, from_skops
-from xplain.demo import demo_blackbox, demo_reference
+from xplain.data.demo import demo_blackbox, demo_reference
 from xplain.server.schemas import ModelRegistration
 from xplain.server.store import Store
 from xplain.settings import Settings

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from xplain.batch.runner import Progress, RowOutcome
-from xplain.demo import DEMO_MODELS
+from xplain.data.demo import DEMO_MODELS
 
 DemoName = Literal[tuple(DEMO_MODELS)]  # type: ignore[valid-type]
 

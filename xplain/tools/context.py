@@ -9,7 +9,7 @@ import numpy as np
 
 from xplain.blackbox import BlackBox
 from xplain.llm import LLM
-from xplain.demo import DEMO_MODELS, demo_blackbox, demo_reference
+from xplain.data.demo import DEMO_MODELS, demo_blackbox, demo_reference
 
 DEMOS = tuple(DEMO_MODELS)
 
@@ -79,6 +79,6 @@ class ProbeContext:
 
 
 def demo_context(name: str) -> ProbeContext:
-    """A built-in demo model (`xplain.demo`), questioned about its held-out rows."""
+    """A built-in demo model (`xplain.data.demo`), questioned about its held-out rows."""
     reference = demo_reference(name)
     return ProbeContext(demo_blackbox(name), reference.rows, reference.labels, reference.description)

@@ -1,7 +1,7 @@
 """Small models trained on the spot from bundled data, so every command and the server have something to explain
 on a fresh machine, with reference rows (held-out data and true labels) to question them about.
 
-It sits above `blackbox/` and `evals/` (it uses both), so neither of them depends on it."""
+It sits beside the bundled datasets and above `blackbox/`; evals, tools and the server import it, never the reverse."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class DemoReference:
 
 @lru_cache
 def _fitted(name: str) -> tuple[Any, list[str] | None, DemoReference]:
-    from xplain.evals.datasets import tabular_dataset, text_dataset
+    from xplain.data.datasets import tabular_dataset, text_dataset
 
     if name not in DEMO_MODELS:
         raise ValueError(f"unknown demo model {name!r}; choose from {', '.join(DEMO_MODELS)}")

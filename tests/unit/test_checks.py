@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xplain.blackbox import from_callable
-from xplain.evals.faithfulness import (
+from xplain.methods.checks import (
     feature_agreement,
     linear_ground_truth,
     prediction_gaps,

@@ -1,4 +1,6 @@
-"""Faithfulness of feature rankings: FA / RA against a known truth, PGI / PGU by re-querying the black box."""
+"""The checks methods report beside their claims: FA / RA against a known truth, PGI / PGU by re-querying the black box.
+
+They sit beside the methods (not in evals/) so that a method's result can carry its check without reaching up."""
 
 from __future__ import annotations
 

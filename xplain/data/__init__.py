@@ -1,0 +1,1 @@
+"""Data that ships with xplain: small datasets made or bundled offline, and the demo models fitted on them."""
