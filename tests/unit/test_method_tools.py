@@ -13,49 +13,57 @@ def tool_named(tools, name):
     return next(t for t in tools if t.name == name)
 
 
-async def test_text_counterfactual_tool_reports_verified_flips_with_a_before_after():
+async def call(tool, **arguments):
+    """Invoke a catalog tool as the agent does; returns the text the model reads and the artifact."""
+    message = await tool.ainvoke({"type": "tool_call", "id": "call-1", "name": tool.name, "args": arguments})
+    return json.loads(message.content), message.artifact
+
+
+async def test_text_counterfactual_tool_reports_verified_flips_and_keeps_the_full_result_as_artifact():
     context = demo_context("reviews")
-    backend = FakeBackend(default=json.dumps({"edits": ["dull , lifeless and tedious", "a warm , funny film"]}))
-    context.llm = LLM(backend)
-    tool = tool_named(build_tools(context), "counterfactual")
-    out = json.loads(await tool.ainvoke({"text": "a warm , funny and moving film"}))
-    assert out["original_prediction"] == "positive"
-    verdicts = {c["text"]: (c["valid"], c["prediction"]) for c in out["counterfactuals"]}
+    edits = json.dumps({"edits": ["dull , lifeless and tedious", "a warm , funny film"]})
+    context.llm = LLM(FakeBackend(default=edits))
+    row = next(i for i, text in enumerate(context.rows) if context.blackbox.predict([text])[0] == "positive")
+    out, artifact = await call(tool_named(build_tools(context), "counterfactual"), row=row, max_rounds=1)
+    assert out["original_prediction"] == "positive" and out["row"] == row
+    verdicts = {c["text"]: (c["valid"], c["prediction"]) for c in artifact["result"]["counterfactuals"]}
     assert verdicts["dull , lifeless and tedious"] == (True, "negative")
     assert verdicts["a warm , funny film"][0] is False
-    assert out["valid"] == 1 and out["after"]["predicted"] == "negative" and out["before"]["predicted"] == "positive"
+    assert "prompt_versions" not in out and artifact["result"]["prompt_versions"], "bulk stays in the artifact"
 
 
-async def test_tabular_tool_keeps_the_features_it_is_told_to():
+async def test_tabular_tool_keeps_the_features_its_constraints_fix():
     context = demo_context("synthetic")
     proposal = {"proposals": [{"changes": [{"feature": "x0", "value": -3.0}, {"feature": "x2", "value": -3.0}]}]}
     backend = FakeBackend(default=json.dumps(proposal))
     context.llm = LLM(backend)
     tool = tool_named(build_tools(context), "counterfactual")
-    out = json.loads(await tool.ainvoke({"row": 0, "keep": ["x1"]}))
-    assert out["counterfactuals"] and all(set(c["changes"]) == {"x0", "x2"} for c in out["counterfactuals"])
+    _, artifact = await call(tool, row=0, constraints={"x1": {"immutable": True}}, max_rounds=1)
+    found = artifact["result"]["counterfactuals"]
+    assert found and all({ch["feature"] for ch in c["changes"]} == {"x0", "x2"} for c in found)
     assert '"x1"' not in json.dumps(backend.requests[0].json_schema), "a kept feature cannot even be named"
-    bad = json.loads(await tool.ainvoke({"row": 0, "keep": ["no_such_feature"]}))
-    assert "no feature named" in bad["error"]
+    bad, _ = await call(tool, row=0, constraints={"no_such_feature": {"immutable": True}})
+    assert "no_such_feature" in bad["error"]
 
 
-def test_no_llm_no_counterfactual_tool():
-    assert "counterfactual" not in [t.name for t in build_tools(demo_context("reviews"))]
+def test_no_llm_no_llm_tools_but_the_baselines_stay():
+    names = [t.name for t in build_tools(demo_context("reviews"))]
+    assert "counterfactual" not in names and "posthoc" not in names
+    assert {"lime", "kernelshap"} <= set(names), "LIME and KernelSHAP need no LLM"
 
 
-async def test_explain_prediction_tool_reports_the_llm_ranking_with_the_models_check():
+async def test_posthoc_tool_maps_letters_back_and_reports_the_models_check():
     context = demo_context("synthetic")
     reply = {"features": [{"feature": "A", "direction": "+", "rationale": "x0 pushes it up"},
                           {"feature": "B", "direction": "-", "rationale": "x1 pulls it down"}]}  # fmt: skip
     context.llm = LLM(FakeBackend(default=json.dumps(reply)))
-    tool = tool_named(build_tools(context), "explain_prediction")
-    out = json.loads(await tool.ainvoke({"row": 0, "k": 2}))
-    assert [f["feature"] for f in out["features"]] == ["x0", "x1"], "letters map back to feature names"
-    assert out["plot"]["values"] == [2, -1]
-    assert out["check"]["pgi"] is not None and out["check"]["pgu"] is not None
-    text_context = demo_context("reviews")
-    text_context.llm = LLM(FakeBackend())
-    assert "explain_prediction" not in [t.name for t in build_tools(text_context)], "tabular models only"
+    tool = tool_named(build_tools(context), "posthoc")
+    assert "background" not in tool.args, "the chat's own rows are the background; the agent is not asked for them"
+    out, artifact = await call(tool, row=0, k=2)
+    assert [f["feature"] for f in artifact["result"]["features"]] == ["x0", "x1"], "letters map back to names"
+    assert out["pgi"] is not None and out["pgu"] is not None
+    bad, _ = await call(tool, row=10_000, k=2)
+    assert "row 10000 does not exist" in bad["error"]
 
 
 async def test_describe_rule_learns_from_the_models_own_labels_and_reports_agreement():

@@ -79,6 +79,7 @@ class ToolResultEvent(BaseModel):
     id: str
     name: str
     output: str
+    artifact: Any = Field(None, description="A catalog tool's full result (plot data included), kept out of `output`.")
 
 
 class AnswerEvent(BaseModel):
@@ -185,7 +186,9 @@ class ExplainerAgent:
                         output = str(message.text)
                         if message.tool_call_id in pending:
                             pending.pop(message.tool_call_id).output = output
-                        yield ToolResultEvent(id=message.tool_call_id, name=message.name or "", output=output)
+                        yield ToolResultEvent(
+                            id=message.tool_call_id, name=message.name or "", output=output, artifact=message.artifact
+                        )
         last = produced[-1]
         if stopped == "answered" and (not isinstance(last, AIMessage) or last.tool_calls):
             stopped = "step_limit"  # the graph ended on a tool round (recursion guard) rather than on an answer

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from xplain.batch.methods import MethodContext, get_method
-from xplain.batch.runner import RowOutcome, describe_error
+from xplain.methods.catalog import MethodContext, get_method, run_units
+from xplain.batch.runner import RowOutcome, outcomes_of
 from xplain.settings import Settings
 
 
@@ -26,26 +26,22 @@ class RayRowWorker:
         from xplain.llm import make_llm
 
         self.method = get_method(method)
-        self.options = self.method.options_model.model_validate(options)
+        self.options = self.method.parse_options(options)
         self.loop = asyncio.new_event_loop()
         self.context = MethodContext(
             llm=make_llm(settings),
-            blackbox=open_model(model, trusted_dir=settings.trusted_model_dir),
-            reference=reference_for_spec(model),
+            blackbox=open_model(model, trusted_dir=settings.trusted_model_dir) if model else None,
+            reference=reference_for_spec(model) if model else None,
+            classifier_dir=settings.classifier_dir,
         )
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         rows = [json.loads(text) for text in batch["row"]]
         try:
-            results = self.loop.run_until_complete(self.method.run(self.context, rows, self.options))
+            results = self.loop.run_until_complete(run_units(self.method, self.context, rows, self.options))
         except Exception as error:  # reported per row, like the local engine does
             results = [error] * len(rows)
-        outcomes = [
-            RowOutcome(index=int(i), ok=False, error=describe_error(r))
-            if isinstance(r, BaseException)
-            else RowOutcome(index=int(i), ok=True, result=r)
-            for i, r in zip(batch["index"], results)
-        ]
+        outcomes = outcomes_of([int(i) for i in batch["index"]], results)
         return {"outcome": [o.model_dump_json() for o in outcomes]}
 
 

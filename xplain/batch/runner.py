@@ -1,4 +1,5 @@
-"""Run a row method over many rows: chunks in flight up to a bound, each chunk's results stored before it counts.
+"""Run a catalog method over many units (rows, or whole input sets): chunks in flight up to a bound, each chunk's
+results stored before it counts.
 
 A chunk that is still running when the process dies was never stored, so it runs again on resume; a stored row is
 never run again (DESIGN.md rule 5).
@@ -11,11 +12,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from pydantic import BaseModel, computed_field
+from pydantic import BaseModel, Field, computed_field
 
-from xplain.batch.methods import MethodContext, RowMethod
-from xplain.blackbox import BlackBoxError
+from xplain.errors import XplainError
 from xplain.llm import LLMError
+from xplain.blackbox import BlackBoxError
+from xplain.methods.catalog import Method, MethodContext, run_units
 
 
 class RowOutcome(BaseModel):
@@ -37,6 +39,8 @@ class Progress(BaseModel):
     failed: int = 0
     started_at: float
     run_done: int = 0  # rows finished in this run (resumed rows excluded), for the rate
+    stage: str | None = Field(None, description="What a long method is doing now (set methods report stages).")
+    stage_fraction: float | None = Field(None, description="How far that work is, from 0 to 1.")
 
     @computed_field
     @property
@@ -54,6 +58,9 @@ class Progress(BaseModel):
     def eta_s(self) -> float | None:
         remaining = self.total - self.finished
         return remaining / self.rate if self.rate > 0 else None
+
+    def at_stage(self, fraction: float, stage: str) -> None:
+        self.stage, self.stage_fraction = stage, fraction
 
     def add(self, outcomes: list[RowOutcome]) -> None:
         ok = sum(o.ok for o in outcomes)
@@ -73,8 +80,21 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def to_json(result: Any) -> dict[str, Any]:
+    return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+
+
+def outcomes_of(indices: Sequence[int], results: Sequence[Any]) -> list[RowOutcome]:
+    return [
+        RowOutcome(index=index, ok=False, error=describe_error(result))
+        if isinstance(result, BaseException)
+        else RowOutcome(index=index, ok=True, result=to_json(result))
+        for index, result in zip(indices, results)
+    ]
+
+
 async def run_rows(
-    method: RowMethod,
+    method: Method,
     context: MethodContext,
     rows: Sequence[tuple[int, Any]],
     options: BaseModel,
@@ -84,22 +104,20 @@ async def run_rows(
     chunk_size: int,
     on_chunk: Callable[[list[RowOutcome]], None] | None = None,
 ) -> None:
-    """Run `method` over `(index, row)` pairs; each finished chunk goes to `sink` and then to `on_chunk`."""
+    """Run `method` over `(index, unit)` pairs; each finished chunk goes to `sink` and then to `on_chunk`.
+    A set method's unit is a whole input list, so its chunks hold one unit each."""
+    if method.unit == "set":
+        chunk_size = 1
     slots = asyncio.Semaphore(concurrency)
     chunks = [list(rows[i : i + chunk_size]) for i in range(0, len(rows), chunk_size)]
 
     async def run_chunk(chunk: list[tuple[int, Any]]) -> None:
         async with slots:
             try:
-                results = await method.run(context, [row for _, row in chunk], options)
-            except (LLMError, BlackBoxError, ValueError) as error:
+                results = await run_units(method, context, [row for _, row in chunk], options)
+            except (XplainError, ValueError) as error:
                 results = [error] * len(chunk)
-            outcomes = [
-                RowOutcome(index=index, ok=False, error=describe_error(result))
-                if isinstance(result, BaseException)
-                else RowOutcome(index=index, ok=True, result=result)
-                for (index, _), result in zip(chunk, results)
-            ]
+            outcomes = outcomes_of([index for index, _ in chunk], results)
             await sink.record(outcomes)
             if on_chunk is not None:
                 on_chunk(outcomes)

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from xplain.batch.runner import RowOutcome
+from xplain.errors import Forbidden, NotFound
+from xplain.validation import resolve_under
 
 DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
@@ -15,13 +17,10 @@ DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 def resolve_data_file(path: str | Path, data_dir: Path | None) -> Path:
     """A data file inside `data_dir` (symlinks resolved); anything else is refused. For server requests."""
     if data_dir is None:
-        raise PermissionError("reading data files is off: the operator has not set XPLAIN_DATA_DIR")
-    root = data_dir.resolve()
-    candidate = (root / path).resolve()
-    if not candidate.is_relative_to(root):
-        raise PermissionError(f"{path} is outside the data directory (XPLAIN_DATA_DIR)")
+        raise Forbidden("reading data files is off: the operator has not set XPLAIN_DATA_DIR")
+    candidate = resolve_under(data_dir, path, what="data file", setting="XPLAIN_DATA_DIR")
     if not candidate.is_file():
-        raise FileNotFoundError(f"no data file {path} in the data directory")
+        raise NotFound(f"no data file {path} in the data directory")
     return candidate
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from xplain.errors import XplainError
 
-class BlackBoxError(Exception):
+
+class BlackBoxError(XplainError):
     """Anything that went wrong loading or querying a black-box model."""
+
+    status = 422
 
 
 class BlackBoxLoadError(BlackBoxError, ValueError):
@@ -13,6 +17,8 @@ class BlackBoxLoadError(BlackBoxError, ValueError):
 
 class UntrustedModelFileError(BlackBoxError):
     """A model file was refused because loading it could run code the operator has not vouched for."""
+
+    status = 403
 
 
 class BlackBoxInputError(BlackBoxError, ValueError):
@@ -26,9 +32,13 @@ class BlackBoxOutputError(BlackBoxError):
 class BlackBoxUnavailableError(BlackBoxError):
     """The model could not be reached (e.g. an HTTP endpoint that refuses connections or fails)."""
 
+    status = 502
+
 
 class QueryBudgetExceeded(BlackBoxError):
     """A request would evaluate more rows than the query budget allows; nothing was evaluated."""
+
+    status = 429
 
     def __init__(self, *, budget: int, used: int, needed: int) -> None:
         self.budget = budget

@@ -96,6 +96,12 @@ class BlackBox:
         return f"BlackBox(kind={self.kind!r}, name={self.name!r})"
 
     @property
+    def estimator(self) -> Any:
+        """The scikit-learn estimator behind this black box, when it wraps one (a known truth for linear models)."""
+        owner = getattr(self._model, "__self__", None)
+        return owner if hasattr(owner, "fit") else None
+
+    @property
     def is_classifier(self) -> bool:
         return self.kind != "module"
 

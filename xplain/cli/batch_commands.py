@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,22 +9,25 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from xplain.batch.methods import ROW_METHODS, MethodContext, get_method
 from xplain.batch.report import write_report
 from xplain.batch.runner import RowOutcome, run_rows
 from xplain.batch.sources import JsonlSink, read_rows
-from xplain.data.demo import DEMO_MODELS, open_model, reference_for_spec
-from xplain.cli.common import app, console, run_with_llm
+from xplain.cli.common import app, console, fail, method_context, parse_json_option, run_with_llm
+from xplain.data.demo import DEMO_MODELS
+from xplain.errors import XplainError
 from xplain.llm import LLM
+from xplain.methods.catalog import catalog, get_method, units_for
 from xplain.settings import get_settings
 
 
 @app.command()
 def batch(
     data: Annotated[Path, typer.Argument(help="CSV, JSONL, JSON or Parquet file of rows.", exists=True, dir_okay=False)],
-    model: Annotated[str, typer.Option(help=f"demo:NAME ({', '.join(DEMO_MODELS)}), a .skops file, pkg.mod:obj, or a URL.")],
-    method: Annotated[str, typer.Option(help=f"One of: {', '.join(ROW_METHODS)}.")],
+    method: Annotated[str, typer.Option(help=f"One of: {', '.join(catalog())} (`xplain methods` describes them).")],
     out: Annotated[Path, typer.Option(help="Results as JSON lines; rerun with the same file to resume.")],
+    model: Annotated[
+        str | None, typer.Option(help=f"demo:NAME ({', '.join(DEMO_MODELS)}), a .skops file, pkg.mod:obj, or a URL.")
+    ] = None,
     column: Annotated[str | None, typer.Option(help="Use this column as the row (e.g. text).")] = None,
     options: Annotated[str, typer.Option(help="Method options as JSON.")] = "{}",
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
@@ -34,20 +36,23 @@ def batch(
     engine: Annotated[str, typer.Option(help="local (asyncio, this process) or ray (Ray Data workers).")] = "local",
     workers: Annotated[int, typer.Option(help="Ray workers (with --engine ray).")] = 2,
 ) -> None:
-    """Run METHOD on every row of DATA against MODEL; finished rows are saved as they finish."""
+    """Run METHOD on every row of DATA against MODEL (a set method such as iprompt or sasc takes the whole file as
+    its input); finished rows are saved as they finish."""
     settings = get_settings()
     try:
-        row_method = get_method(method)
-        method_options = row_method.options_model.model_validate(json.loads(options))
-        rows = read_rows(data, column=column)
-        blackbox = open_model(model, trusted_dir=settings.trusted_model_dir)
+        chosen = get_method(method)
+        method_options = chosen.parse_options(parse_json_option(options, "--options"))
+        units = units_for(chosen, read_rows(data, column=column))
         if engine not in ("local", "ray"):
             raise ValueError(f"--engine is local or ray, not {engine!r}")
-    except (ValueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        if not units:
+            raise ValueError(f"{data.name} has no rows")
+        context = method_context(chosen, model, settings)
+    except (XplainError, ValueError, OSError) as error:
+        fail(error)
 
     sink = JsonlSink(out)
+    rows = units
     todo = [(i, row) for i, row in enumerate(rows) if i not in sink.finished]
     if len(todo) < len(rows):
         console.print(f"resuming: {len(rows) - len(todo)} of {len(rows)} rows already in {out}")
@@ -56,16 +61,22 @@ def batch(
         columns = [TextColumn(f"{method}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed")]
         with Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task(method, total=len(rows), completed=len(rows) - len(todo), failed=0)
-            failed = 0
+            failed, done, started = 0, len(rows) - len(todo), time.perf_counter()
 
             def advance(outcomes: list[RowOutcome]) -> None:
-                nonlocal failed
+                nonlocal failed, done
                 failed += sum(not o.ok for o in outcomes)
+                done += len(outcomes)
                 bar.update(task, advance=len(outcomes), failed=failed)
+                if not console.is_terminal:  # a log or a pipe gets a line per chunk instead of a bar
+                    rate = (done - (len(rows) - len(todo))) / max(time.perf_counter() - started, 1e-9)
+                    eta = (len(rows) - done) / rate if rate > 0 else float("nan")
+                    console.print(f"{method}: {done}/{len(rows)} done, {failed} failed, {rate:.2f}/s, eta {eta:.0f} s")
 
+            context.llm = llm
             await run_rows(
-                row_method,
-                MethodContext(llm=llm, blackbox=blackbox, reference=reference_for_spec(model)),
+                chosen,
+                context,
                 todo,
                 method_options,
                 sink=sink,
@@ -100,7 +111,8 @@ def batch(
     failures = sum(not o.ok for o in outcomes)
     console.print(f"{len(outcomes) - failures} ok, {failures} failed -> {out}")
     if report is not None:
-        write_report(report, f"{method} on {data.name} with {model}", outcomes, time.perf_counter() - started)
+        title = f"{method} on {data.name}" + (f" with {model}" if model else "")
+        write_report(report, title, outcomes, time.perf_counter() - started)
         console.print(f"report -> {report}")
     if failures:
         raise typer.Exit(1)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from xplain.llm import LLM, LLMError, Usage, make_llm
-from xplain.settings import get_settings
+from xplain.data.demo import open_model, reference_for_spec
+from xplain.errors import XplainError
+from xplain.llm import LLM, Usage, make_llm
+from xplain.methods.catalog import Method, MethodContext
+from xplain.settings import Settings, get_settings
 
 app = typer.Typer(help="xplain: LLMs that explain black-box models.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -27,9 +32,36 @@ def run_with_llm(work: Callable[[LLM], Awaitable[None]]) -> None:
 
     try:
         asyncio.run(main())
-    except LLMError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+    except XplainError as error:
+        fail(error)
+
+
+def fail(error: BaseException) -> NoReturn:
+    """The CLI's form of an error: its message in red and exit code 2, never a trace."""
+    console.print(f"[red]error:[/red] {error}")
+    raise typer.Exit(2) from error
+
+
+def parse_json_option(text: str, flag: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{flag} is not valid JSON: {error}") from None
+
+
+def method_context(method: Method, model: str | None, settings: Settings) -> MethodContext:
+    """What a catalog method runs against from the CLI: the model a spec names (with a demo's reference rows)
+    and the configured classifier directory; the LLM is attached when the work starts."""
+    blackbox = None
+    if model is not None:
+        blackbox = open_model(model, trusted_dir=settings.trusted_model_dir)
+    method.check_model(blackbox)
+    return MethodContext(
+        llm=None,
+        blackbox=blackbox,
+        reference=reference_for_spec(model) if model else None,
+        classifier_dir=settings.classifier_dir,
+    )
 
 
 def usage_line(usage: Usage) -> str:

@@ -7,6 +7,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from xplain.errors import XplainError
+
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -138,16 +140,22 @@ class Scores(BaseModel):
         return max(range(len(self.logprobs)), key=self.logprobs.__getitem__)
 
 
-class LLMError(RuntimeError):
+class LLMError(XplainError, RuntimeError):
     """Base of every error the LLM layer raises on purpose."""
+
+    status = 502
 
 
 class LLMUnavailableError(LLMError):
     """The backend can't be reached or isn't ready (server down, weights missing)."""
 
+    status = 503
+
 
 class LLMModelNotFoundError(LLMError):
     """The server answers but does not serve the named model."""
+
+    status = 503
 
 
 class LLMRequestError(LLMError):

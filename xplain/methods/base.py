@@ -19,6 +19,27 @@ class Cost(BaseModel):
     blackbox_queries: int = 0
     seconds: float = 0.0
 
+    def split(self, n: int) -> list[Cost]:
+        """The cost of work shared by `n` results, one share each; counts split exactly (the shares add up)."""
+
+        def parts(total: int) -> list[int]:
+            base, extra = divmod(total, n)
+            return [base + (i < extra) for i in range(n)]
+
+        usage = self.llm
+        columns = zip(
+            parts(usage.calls), parts(usage.prompt_tokens), parts(usage.completion_tokens), parts(usage.cache_hits),
+            parts(self.blackbox_queries),
+        )  # fmt: skip
+        return [
+            Cost(
+                llm=Usage(calls=c, prompt_tokens=p, completion_tokens=o, cache_hits=h, seconds=usage.seconds / n),
+                blackbox_queries=q,
+                seconds=self.seconds / n,
+            )
+            for c, p, o, h, q in columns
+        ]
+
 
 class MethodResult(BaseModel):
     """Base of every method's result: JSON all the way out."""

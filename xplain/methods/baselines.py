@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from xplain.blackbox import BlackBox
 from xplain.methods.checks import prediction_gaps, text_prediction_gaps
+from xplain.errors import InvalidInput
 from xplain.methods.base import MethodResult, measure_cost
-from xplain.methods.words import distinct_words
+from xplain.methods.catalog import Method, MethodContext, register
+from xplain.methods.words import distinct_words, remove_words
 
 
 class BaselineExplanation(MethodResult):
@@ -170,16 +172,43 @@ def _lime_text_weights(
     return weights
 
 
+def _shap_text_weights(
+    blackbox: BlackBox, text: str, label: int, n_samples: int, seed: int
+) -> dict[str, float]:
+    """KernelSHAP over word presence: a coalition keeps some of the text's distinct words and removes the rest
+    everywhere; the reference is the text with every one of them removed."""
+    import shap
+
+    words = distinct_words(text)
+
+    def keep(masks: np.ndarray) -> np.ndarray:
+        variants = [remove_words(text, [w for w, on in zip(words, mask) if not on]) for mask in masks]
+        return blackbox.predict_proba(variants)[:, label]
+
+    explainer = shap.KernelExplainer(keep, np.zeros((1, len(words))), seed=seed)
+    values = np.asarray(
+        explainer.shap_values(np.ones((1, len(words))), nsamples=max(n_samples, 2), l1_reg=False, silent=True)
+    ).reshape(-1)
+    return {w: float(v) for w, v in zip(words, values)}
+
+
+TEXT_EXPLAINERS = {"lime": _lime_text_weights, "kernelshap": _shap_text_weights}
+
+
 async def explain_text_baseline(
     blackbox: BlackBox,
     texts: list[str],
     *,
+    method: str = "lime",
     n_samples: int = 100,
     k: int = 4,
     n_gap_samples: int = 8,
     seed: int = 0,
 ) -> list[BaselineExplanation]:
-    """LIME for text at `n_samples` model queries per text; PGI / PGU over its top-k words, as for the LLM."""
+    """LIME or KernelSHAP for text at `n_samples` model queries per text; PGI / PGU over its top-k words, as for
+    the LLM."""
+    if method not in TEXT_EXPLAINERS:
+        raise ValueError(f"unknown text baseline {method!r}; expected one of {sorted(TEXT_EXPLAINERS)}")
     if blackbox.kind != "text":
         raise ValueError(
             f"explain_text_baseline needs a text black box, got kind {blackbox.kind!r}"
@@ -191,7 +220,7 @@ async def explain_text_baseline(
         with measure_cost(blackbox) as meter:
             label = int((await blackbox.apredict_proba([text]))[0].argmax())
             weights = await asyncio.to_thread(
-                _lime_text_weights, blackbox, text, label, n_samples, seed
+                TEXT_EXPLAINERS[method], blackbox, text, label, n_samples, seed
             )
             ranking = sorted(weights, key=lambda w: -abs(weights[w]))
             pgi, pgu = await text_prediction_gaps(
@@ -199,7 +228,7 @@ async def explain_text_baseline(
             )
         results.append(
             BaselineExplanation(
-                method="lime-text",
+                method=method,
                 cost=meter.cost,
                 instance=text,
                 predicted_label=str(blackbox.classes_[label]),
@@ -210,3 +239,56 @@ async def explain_text_baseline(
             )
         )
     return results
+
+
+class BaselineOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(4, ge=1, le=10, description="Top features (or words) whose PGI / PGU are checked.")
+    n_samples: int = Field(100, ge=8, le=5000, description="Black-box rows per instance: the explainer's budget.")
+    sigma: float = Field(0.3, gt=0, le=5, description="Tables: PGI/PGU noise in standard deviations.")
+    n_gap_samples: int = Field(8, ge=1, le=512, description="Perturbed copies per instance for PGI / PGU.")
+    seed: int = 0
+    background: list[list[float]] | None = Field(
+        None,
+        max_length=10_000,
+        description="Tables: rows like the training data; the model's reference rows if unset.",
+        json_schema_extra={"front_data": True},
+    )
+
+
+def background_rows(ctx: MethodContext, given: list[list[float]] | None) -> np.ndarray:
+    background = given if given is not None else ctx.reference
+    if background is None:
+        raise InvalidInput("this method needs background rows: pass options.background (rows like the data)")
+    return np.asarray(background, dtype=float)
+
+
+def _baseline(name: str):
+    async def run(ctx: MethodContext, rows: list, options: BaselineOptions) -> list[BaselineExplanation]:
+        common = dict(n_samples=options.n_samples, k=options.k, n_gap_samples=options.n_gap_samples, seed=options.seed)
+        if ctx.blackbox.kind == "tabular":
+            background = background_rows(ctx, options.background)
+            return await explain_baseline(
+                name, ctx.blackbox, np.asarray(rows), background, sigma=options.sigma, **common
+            )
+        return await explain_text_baseline(ctx.blackbox, rows, method=name, **common)
+
+    return run
+
+
+for _name, _description in (
+    ("lime", "LIME's local linear weights for each prediction (tables and texts), with the same PGI / PGU check."),
+    ("kernelshap", "KernelSHAP values for each prediction (tables and texts), with the same PGI / PGU check."),
+):
+    register(
+        Method(
+            name=_name,
+            description=_description,
+            inputs=("tabular_row", "text"),
+            options=BaselineOptions,
+            result=BaselineExplanation,
+            run=_baseline(_name),
+            uses_llm=False,
+        )
+    )

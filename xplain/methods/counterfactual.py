@@ -65,6 +65,7 @@ class ExplanationBase(BaseModel):
     llm_requests: int = 0
     blackbox_queries: int = Field(0, description="Rows sent to the black box for this input, the original included.")
     stopped_by: str | None = Field(None, description="Why the search ended early, if it did (e.g. query budget).")
+    prompt_versions: list[str] = Field(default_factory=list, description="`name@version` of each template used.")
 
 
 C = TypeVar("C", bound=CandidateBase)

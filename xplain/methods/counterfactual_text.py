@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from xplain.blackbox import BlackBox
 from xplain.llm import LLM, GenerationRequest, StructuredOutputError
@@ -459,3 +459,90 @@ def _outputs(blackbox: BlackBox, texts: list[str], output_class: Label | None) -
     chosen = check_target(blackbox, output_class) if output_class is not None else classes[-1]
     column = classes.index(chosen)
     return [float(v) for v in probabilities[:, column]], f"probability of class {chosen!r}"
+
+
+# The catalog's counterfactual methods; the tabular search lives in counterfactual_tabular, which this module may
+# import (it never imports this one).
+from xplain.methods.catalog import Method, MethodContext, register  # noqa: E402
+from xplain.validation import to_text  # noqa: E402
+from xplain.methods.counterfactual_tabular import (  # noqa: E402
+    FeatureConstraint,
+    TabularCounterfactualExplanation,
+    tabular_counterfactuals,
+)
+
+
+class CounterfactualOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode = Field("target", description="Texts: edit toward the target, change one concept, or causal.")
+    concept: str | None = Field(None, max_length=100, description="Concept mode: the concept to change.")
+    concept_value: str | None = Field(None, max_length=100, description="Concept mode: its new value.")
+    target: str | int | None = Field(None, description="Class to reach; default: any other class.")
+    constraints: dict[str, FeatureConstraint] = Field(
+        default_factory=dict, description="Tables: feature -> {immutable, min, max, direction, ...}."
+    )
+    max_rounds: int = Field(3, ge=1, le=10)
+    candidates_per_round: int = Field(2, ge=1, le=5)
+
+
+async def _counterfactual(
+    ctx: MethodContext, rows: list, options: CounterfactualOptions
+) -> list[TabularCounterfactualExplanation | TextCounterfactualExplanation]:
+    """All the rows in one search (each round one LLM batch); valid counterfactuals, confirmed by the black box,
+    first in each row's explanation."""
+    common = dict(target=options.target, candidates_per_round=options.candidates_per_round, max_rounds=options.max_rounds)
+    if ctx.blackbox.kind == "tabular":
+        reference = None if ctx.reference is None else np.asarray(ctx.reference, dtype=float)
+        result = await tabular_counterfactuals(
+            ctx.llm, ctx.blackbox, rows, constraints=options.constraints, reference=reference, **common
+        )
+    else:
+        result = await text_counterfactuals(
+            ctx.llm, ctx.blackbox, rows, mode=options.mode, concept=options.concept,
+            concept_value=options.concept_value, **common,
+        )  # fmt: skip
+    return [e.model_copy(update={"prompt_versions": result.prompt_versions}) for e in result.explanations]
+
+
+register(
+    Method(
+        name="counterfactual",
+        description="Edited inputs that flip the black box's decision (texts: target, concept or causal edits; "
+        "tables: under constraints), each confirmed by re-querying it.",
+        inputs=("tabular_row", "text"),
+        options=CounterfactualOptions,
+        result=TabularCounterfactualExplanation | TextCounterfactualExplanation,
+        run=_counterfactual,
+    )
+)
+
+
+class ConceptEffectOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    concept: str = Field(min_length=1, max_length=100, description="The concept to change, e.g. 'service'.")
+    concept_value: str | None = Field(None, max_length=100, description="Its new value; the LLM picks if unset.")
+    output_class: str | int | None = Field(None, description="Measure this class's probability; default: the first.")
+    edits_per_text: int = Field(1, ge=1, le=5)
+
+
+async def _concept_effect(ctx: MethodContext, texts: list, options: ConceptEffectOptions) -> ConceptEffectResult:
+    return await concept_effect(
+        ctx.llm, ctx.blackbox, [to_text(t) for t in texts], options.concept, concept_value=options.concept_value,
+        output_class=options.output_class, edits_per_text=options.edits_per_text,
+    )  # fmt: skip
+
+
+register(
+    Method(
+        name="concept_effect",
+        description="How much the black box's output moves when only one concept of the texts changes "
+        "(LLM-edited counterfactuals, re-scored by the model).",
+        inputs=("text",),
+        options=ConceptEffectOptions,
+        result=ConceptEffectResult,
+        run=_concept_effect,
+        unit="set",
+    )
+)

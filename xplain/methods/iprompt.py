@@ -18,6 +18,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from xplain.llm import LLM, GenerationRequest, ScoreRequest
+from xplain.methods.catalog import Method, MethodContext, register
+from xplain.validation import check_pair
 from xplain.methods.base import MethodResult, measure_cost
 from xplain.methods.sasc import clean_explanation
 from xplain.prompts import load_prompt
@@ -235,3 +237,25 @@ def answer_matches(reply: str, target: str) -> bool:
     wanted = target.lower().split()
     said = [w.strip(ANSWER_TRIM) for w in said[: len(wanted)]]
     return bool(wanted) and said == [w.strip(ANSWER_TRIM) for w in wanted]
+
+
+async def _iprompt(ctx: MethodContext, items: list, options: IPromptOptions) -> IPromptResult:
+    pairs = [check_pair(item) for item in items]
+    return await explain_dataset(ctx.llm, [i for i, _ in pairs], [o for _, o in pairs], options)
+
+
+register(
+    Method(
+        name="iprompt",
+        description="The instruction that best explains how inputs map to outputs (iPrompt), with its held-out "
+        "accuracy when used as a prompt.",
+        inputs=("pairs",),
+        options=IPromptOptions,
+        result=IPromptResult,
+        run=_iprompt,
+        unit="set",
+        long_running=True,
+        needs_model=False,
+        min_inputs=MIN_EXAMPLES,
+    )
+)

@@ -17,13 +17,15 @@ import string
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from xplain.blackbox import BlackBox
 from xplain.methods.checks import prediction_gaps, text_prediction_gaps
 from xplain.llm import LLM
 from xplain.llm.types import GenerationRequest, Structured, StructuredOutputError
+from xplain.errors import InvalidInput
 from xplain.methods.base import Cost, MethodResult, measure_cost
+from xplain.methods.catalog import Method, MethodContext, register
 from xplain.methods.words import distinct_words, remove_words
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
@@ -47,6 +49,8 @@ def feature_letters(n: int) -> list[str]:
 
 
 class PosthocOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     strategy: Strategy = "perturbation"
     k: int = Field(
         default=4, ge=1, le=10, description="How many top features the LLM names."
@@ -84,8 +88,14 @@ class PosthocOptions(BaseModel):
         le=60,
         description="Text: the first distinct words that serve as features.",
     )
-    max_tokens: int = 300
+    max_tokens: int = Field(default=300, ge=16, le=1000)
     seed: int = 0
+    background: list[list[float]] | None = Field(
+        default=None,
+        max_length=10_000,
+        description="Tables: rows like the training data (at least 2); the model's reference rows if unset.",
+        json_schema_extra={"front_data": True},
+    )
 
 
 class FeatureAttribution(BaseModel):
@@ -349,7 +359,7 @@ async def explain_tabular(
 
     versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
     return _explanations(
-        f"posthoc-llm-{options.strategy}", options.strategy, versions, meter.cost,
+        "posthoc", options.strategy, versions, meter.cost,
         [row.tolist() for row in instances], labels, ranked, pgi, pgu, replies, [p[1] for p in problems],
     )  # fmt: skip
 
@@ -603,6 +613,36 @@ async def explain_text(
 
     versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
     return _explanations(
-        f"posthoc-llm-text-{options.strategy}", options.strategy, versions, meter.cost,
+        "posthoc", options.strategy, versions, meter.cost,
         list(texts), labels, ranked, pgi, pgu, replies, [p[1] + r for p, r in zip(problems, repeats)],
     )  # fmt: skip
+
+
+async def _run_posthoc(ctx: MethodContext, rows: list, options: PosthocOptions) -> list[PosthocExplanation | Exception]:
+    """Tables: every row in one LLM round against the background; texts: each by its own words, a text with
+    fewer than k distinct words failing alone."""
+    if ctx.blackbox.kind == "tabular":
+        background = options.background if options.background is not None else ctx.reference
+        if background is None:
+            raise InvalidInput("posthoc needs background rows: pass options.background (at least 2 rows like the data)")
+        return await explain_tabular(ctx.llm, ctx.blackbox, np.asarray(rows), np.asarray(background, dtype=float), options)
+    short = [len(distinct_words(text, options.max_words)) < options.k for text in rows]
+    explained = iter(await explain_text(ctx.llm, ctx.blackbox, [t for t, s in zip(rows, short) if not s], options)
+                     if not all(short) else [])  # fmt: skip
+    return [
+        InvalidInput(f"the text has fewer than k={options.k} distinct words to rank") if s else next(explained)
+        for s in short
+    ]
+
+
+register(
+    Method(
+        name="posthoc",
+        description="The LLM's top features for each prediction (four in-context strategies; tables and texts), "
+        "checked on the black box by PGI and PGU.",
+        inputs=("tabular_row", "text"),
+        options=PosthocOptions,
+        result=PosthocExplanation,
+        run=_run_posthoc,
+    )
+)

@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field
 
 from xplain.blackbox import BlackBox
 from xplain.llm import LLM, GenerationRequest
+from xplain.methods.catalog import Method, MethodContext, register
+from xplain.validation import to_text
 from xplain.methods.base import MethodResult, measure_cost
 from xplain.methods.ngrams import default_corpus, top_k, unique_ngrams
 from xplain.prompts import load_prompt
@@ -197,3 +199,24 @@ def split_lines(text: str, limit: int) -> list[str]:
         if len(sentences) == limit:
             break
     return sentences
+
+
+async def _sasc(ctx: MethodContext, corpus: list, options: SASCOptions) -> SASCResult:
+    """The inputs are the corpus whose n-grams are scored; none means the bundled movie-review sentences."""
+    texts = [to_text(item) for item in corpus]
+    return await explain_module(ctx.llm, ctx.blackbox, texts or None, options)
+
+
+register(
+    Method(
+        name="sasc",
+        description="What a text -> number model responds to, in words (Summarize and Score), scored on the model.",
+        inputs=("module",),
+        options=SASCOptions,
+        result=SASCResult,
+        run=_sasc,
+        unit="set",
+        long_running=True,
+        min_inputs=0,
+    )
+)

@@ -18,7 +18,7 @@ from xplain.server.deps import Service, require_api_key
 from xplain.server.errors import install_error_handlers
 from xplain.server.jobs import JobManager
 from xplain.server.registry import ModelRegistry
-from xplain.server.routes import classifiers, explain, health, jobs, methods, models
+from xplain.server.routes import classifiers, health, jobs, methods, models
 from xplain.server.schemas import ModelRegistration, ModelSource
 from xplain.server.store import Store
 from xplain.settings import Settings, get_settings
@@ -82,7 +82,7 @@ def create_app(
     app.include_router(make_chat_router(agents))
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
-    for router in (models.router, methods.router, jobs.router, explain.router, classifiers.router):
+    for router in (models.router, methods.router, jobs.router, classifiers.router):
         app.include_router(router, dependencies=protected)
 
     @app.get("/", include_in_schema=False)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 
 from xplain.llm import LLM
+from xplain.methods.catalog import Method, MethodContext
 from xplain.server.jobs import JobManager
 from xplain.server.registry import ModelRegistry
 from xplain.server.store import Store
@@ -21,6 +22,17 @@ class Service:
     llm: LLM
     registry: ModelRegistry
     jobs: JobManager
+
+    def context(self, method: Method, model: str | None) -> MethodContext:
+        """What `method` runs against: the named model (refused before any work if the method cannot use it)."""
+        blackbox = self.registry.get(model)[1] if model is not None and method.needs_model else None
+        method.check_model(blackbox)
+        return MethodContext(
+            llm=self.llm,
+            blackbox=blackbox,
+            reference=self.registry.reference(model) if blackbox is not None else None,
+            classifier_dir=self.settings.classifier_dir,
+        )
 
 
 def service(request: Request) -> Service:

@@ -9,8 +9,9 @@ import asyncio
 import logging
 import time
 
-from xplain.batch.methods import MethodContext, get_method
 from xplain.batch.runner import Progress, RowOutcome, describe_error, run_rows
+from xplain.methods.catalog import MethodContext, get_method
+from xplain.errors import NotFound
 from xplain.llm import LLM
 from xplain.server.registry import ModelRegistry
 from xplain.server.store import Store
@@ -19,7 +20,7 @@ from xplain.settings import Settings
 log = logging.getLogger("xplain.jobs")
 
 
-class JobNotFound(LookupError):
+class JobNotFound(NotFound):
     pass
 
 
@@ -43,7 +44,7 @@ class JobManager:
         self.tasks: dict[str, asyncio.Task] = {}
         self.progress: dict[str, Progress] = {}
 
-    async def submit(self, model: str, method: str, options: dict, rows: list) -> str:
+    async def submit(self, model: str | None, method: str, options: dict, rows: list) -> str:
         job_id = await self.store.create_job(model, method, options, rows)
         await self.start(job_id)
         return job_id
@@ -86,6 +87,8 @@ class JobManager:
             failed=job["failed"],
             started_at=live.started_at if live else job["created_at"],
             run_done=live.run_done if live else 0,
+            stage=live.stage if live else None,
+            stage_fraction=live.stage_fraction if live else None,
         )
         return job, progress
 
@@ -94,9 +97,10 @@ class JobManager:
         if job is None:
             return
         try:
-            _, blackbox = self.registry.get(job["model"])
             method = get_method(job["method"])
-            options = method.options_model.model_validate(job["options"])
+            options = method.parse_options(job["options"])
+            blackbox = self.registry.get(job["model"])[1] if job["model"] and method.needs_model else None
+            method.check_model(blackbox)
         except (LookupError, ValueError) as error:
             await self.store.set_status(job_id, "failed", describe_error(error))
             return
@@ -108,7 +112,13 @@ class JobManager:
         try:
             await run_rows(
                 method,
-                MethodContext(llm=self.llm, blackbox=blackbox, reference=self.registry.reference(job["model"])),
+                MethodContext(
+                    llm=self.llm,
+                    blackbox=blackbox,
+                    reference=self.registry.reference(job["model"]) if blackbox is not None else None,
+                    classifier_dir=self.settings.classifier_dir,
+                    progress=progress.at_stage,
+                ),
                 rows,
                 options,
                 sink=JobSink(self.store, job_id),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from xplain.errors import NotFound
 from xplain.blackbox import BlackBox, from_http, from_import_path, from_pickle, from_skops
 from xplain.data.demo import demo_blackbox, demo_reference
 from xplain.server.schemas import ModelRegistration
@@ -11,7 +12,7 @@ from xplain.server.store import Store
 from xplain.settings import Settings
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(NotFound):
     pass
 
 

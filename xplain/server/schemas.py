@@ -8,10 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from xplain.batch.runner import Progress, RowOutcome
 from xplain.data.demo import DEMO_MODELS
+from xplain.validation import SLUG_PATTERN
 
 DemoName = Literal[tuple(DEMO_MODELS)]  # type: ignore[valid-type]
 
-ModelName = Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$", description="Letters, digits, _ . - (at most 100).")
+ModelName = Field(pattern=SLUG_PATTERN, description="Letters, digits, _ . - (at most 100), not starting with a dot.")
 
 
 class Strict(BaseModel):
@@ -63,8 +64,10 @@ class PredictResponse(BaseModel):
 
 
 class JobRequest(Strict):
-    model: str = ModelName
-    method: str = Field(description="A row method; GET /methods lists them.")
+    model: str | None = Field(
+        None, pattern=SLUG_PATTERN, description="The registered model (not needed by iprompt and the classifier methods)."
+    )
+    method: str = Field(description="A method of the catalog; GET /methods lists them.")
     options: dict[str, Any] = Field(default_factory=dict)
     rows: list[Any] | None = Field(None, description="The data inline (give rows or file).")
     file: str | None = Field(None, description="A CSV/JSONL/JSON/Parquet file inside XPLAIN_DATA_DIR.")
@@ -81,7 +84,7 @@ class JobRequest(Strict):
 
 class JobInfo(BaseModel):
     id: str
-    model: str
+    model: str | None
     method: str
     options: dict[str, Any]
     status: Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -101,18 +104,27 @@ class ResultsPage(BaseModel):
 class MethodInfo(BaseModel):
     name: str
     description: str
+    inputs: list[str]
+    unit: Literal["row", "set"]
     uses_llm: bool
+    needs_model: bool
+    long_running: bool
     options_schema: dict[str, Any]
+    result_schema: dict[str, Any]
 
 
 class MethodRequest(Strict):
-    model: str = ModelName
-    rows: list[Any] = Field(min_length=1, max_length=64, description="A few rows; larger sets go through /jobs.")
+    model: str | None = Field(None, pattern=SLUG_PATTERN, description="The registered model (not needed by every method).")
+    rows: list[Any] = Field(
+        default_factory=list,
+        max_length=5000,
+        description="A row method's inputs (at most 64; larger sets go through /jobs), or a set method's items.",
+    )
     options: dict[str, Any] = Field(default_factory=dict)
 
 
 class MethodResponse(BaseModel):
-    model: str
+    model: str | None
     method: str
     results: list[RowOutcome]
 

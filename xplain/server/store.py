@@ -30,7 +30,7 @@ jobs_table = sa.Table(
     "jobs",
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("model", sa.String(100)),  # None for methods that need no model (iprompt, classifiers)
     sa.Column("method", sa.String(50), nullable=False),
     sa.Column("options", sa.JSON, nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
@@ -99,7 +99,7 @@ class Store:
 
     # -- jobs -------------------------------------------------------------------------------------------------
 
-    async def create_job(self, model: str, method: str, options: dict[str, Any], rows: list[Any]) -> str:
+    async def create_job(self, model: str | None, method: str, options: dict[str, Any], rows: list[Any]) -> str:
         job_id = uuid.uuid4().hex
 
         def work() -> None:

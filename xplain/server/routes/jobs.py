@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from xplain.batch.methods import get_method
 from xplain.batch.runner import RowOutcome
+from xplain.methods.catalog import get_method, units_for
 from xplain.batch.sources import read_rows, resolve_data_file
 from xplain.server.deps import Service, service
 from xplain.server.schemas import JobInfo, JobRequest, ResultsPage
@@ -40,9 +40,9 @@ async def _info(job_id: str, svc: Service) -> JobInfo:
 @router.post("", response_model=JobInfo, status_code=202)
 async def submit_job(body: JobRequest, svc: Service = Depends(service)) -> JobInfo:
     """Validate everything before storing anything: a refused job leaves no trace."""
-    svc.registry.get(body.model)
     method = get_method(body.method)
-    options = method.options_model.model_validate(body.options)
+    svc.context(method, body.model)
+    options = method.parse_options(body.options)
     if body.file is not None:
         path = resolve_data_file(body.file, svc.settings.data_dir)
         rows = await asyncio.to_thread(read_rows, path, column=body.column)
@@ -52,6 +52,7 @@ async def submit_job(body: JobRequest, svc: Service = Depends(service)) -> JobIn
         raise ValueError(f"{len(rows)} rows; a job holds at most {svc.settings.max_batch_rows} (XPLAIN_MAX_BATCH_ROWS)")
     if not rows:
         raise ValueError("the data file has no rows")
+    rows = units_for(method, rows)
     job_id = await svc.jobs.submit(body.model, body.method, options.model_dump(mode="json"), rows)
     return await _info(job_id, svc)
 

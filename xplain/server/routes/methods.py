@@ -1,49 +1,52 @@
-"""One route per row method, for a few rows answered at once; datasets go through /jobs."""
+"""The catalog over REST: `GET /methods` lists it, `POST /methods/{name}` runs any method on a few inputs and
+answers at once (datasets and long work go through /jobs). One route per method, generated, none written by hand."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends
 
-from xplain.batch.methods import ROW_METHODS, MethodContext, RowMethod
-from xplain.batch.runner import RowOutcome, describe_error
+from xplain.batch.runner import outcomes_of
+from xplain.errors import TooLarge
+from xplain.methods.catalog import Method, catalog, run_units, units_for
 from xplain.server.deps import Service, service
 from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse
 
 router = APIRouter(prefix="/methods", tags=["methods"])
 
+#: Rows one synchronous call may hold; a set method's input list may be longer (it is one unit of work).
+SYNC_ROWS = 64
+
 
 @router.get("", response_model=list[MethodInfo])
-async def list_methods() -> list[MethodInfo]:
-    return [
-        MethodInfo(
-            name=m.name, description=m.description, uses_llm=m.uses_llm, options_schema=m.options_model.model_json_schema()
-        )
-        for m in ROW_METHODS.values()
-    ]
+async def list_methods() -> list[dict[str, Any]]:
+    """Every capability: name, description, input kinds, options and result schemas."""
+    return [m.describe() for m in catalog().values()]
 
 
-def _route_for(method: RowMethod):
+def _route_for(method: Method):
     async def run_method(body: MethodRequest, svc: Service = Depends(service)) -> MethodResponse:
-        _, blackbox = svc.registry.get(body.model)
-        options = method.options_model.model_validate(body.options)
-        results = await method.run(MethodContext(llm=svc.llm, blackbox=blackbox, reference=svc.registry.reference(body.model)), body.rows, options)
-        outcomes = [
-            RowOutcome(index=i, ok=False, error=describe_error(r))
-            if isinstance(r, Exception)
-            else RowOutcome(index=i, ok=True, result=r)
-            for i, r in enumerate(results)
-        ]
-        return MethodResponse(model=body.model, method=method.name, results=outcomes)
+        if method.unit == "row" and len(body.rows) > SYNC_ROWS:
+            raise TooLarge(f"{len(body.rows)} rows; a synchronous call takes at most {SYNC_ROWS}: POST /jobs for more")
+        context = svc.context(method, body.model)
+        options = method.parse_options(body.options)
+        units = units_for(method, body.rows)
+        results = await run_units(method, context, units, options)
+        return MethodResponse(model=body.model, method=method.name, results=outcomes_of(range(len(units)), results))
 
     run_method.__name__ = f"run_{method.name}"
     return run_method
 
 
-for _method in ROW_METHODS.values():
+for _method in catalog().values():
     router.add_api_route(
         f"/{_method.name}",
         _route_for(_method),
         methods=["POST"],
         response_model=MethodResponse,
         summary=_method.description,
+        description=f"{_method.description}\n\nInputs: {', '.join(_method.inputs)} ({_method.unit}). "
+        "Options: see GET /methods for the schema."
+        + (" This method can take minutes on the embedded model: POST /jobs runs it with progress." if _method.long_running else ""),
     )

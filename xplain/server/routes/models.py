@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from xplain.batch.methods import MethodContext, get_method
+from xplain.methods.catalog import get_method, run_units
 from xplain.server.deps import Service, service
 from xplain.server.schemas import ModelInfo, ModelRegistration, PredictRequest, PredictResponse
 
@@ -49,11 +49,10 @@ async def remove_model(name: str, svc: Service = Depends(service)) -> None:
 async def predict(name: str, body: PredictRequest, svc: Service = Depends(service)) -> PredictResponse:
     if len(body.inputs) > svc.settings.max_batch_rows:
         raise ValueError(f"{len(body.inputs)} inputs; at most {svc.settings.max_batch_rows} (XPLAIN_MAX_BATCH_ROWS)")
-    _, blackbox = svc.registry.get(name)
-    method = get_method("predict")
-    results = await method.run(MethodContext(llm=svc.llm, blackbox=blackbox), body.inputs, method.options_model())
+    method = get_method("predict")  # the same catalog method as POST /methods/predict, without a row limit
+    results = await run_units(method, svc.context(method, name), body.inputs, method.parse_options({}))
     return PredictResponse(
         model=name,
-        predictions=[None if isinstance(r, Exception) else r for r in results],
+        predictions=[None if isinstance(r, Exception) else r.prediction.model_dump(exclude_none=True) for r in results],
         errors=[str(r) if isinstance(r, Exception) else None for r in results],
     )

@@ -1,19 +1,20 @@
-"""Row methods on the fake LLM: one LLM batch per chunk, bad rows answered in place, checks reported."""
+"""Catalog methods on the fake LLM: one LLM batch per chunk, bad rows answered in place, checks reported."""
 
 from __future__ import annotations
 
 import json
 
-from xplain.batch.methods import MethodContext, get_method
+from xplain.methods.catalog import MethodContext, get_method, run_units
 from xplain.data.demo import demo_blackbox, demo_reference
 from xplain.llm import LLM
 from xplain.llm.backends.fake import FakeBackend
 
 
 async def run(method: str, backend: FakeBackend, rows: list, model: str = "reviews", **options):
-    row_method = get_method(method)
-    context = MethodContext(llm=LLM(backend), blackbox=demo_blackbox(model))
-    return await row_method.run(context, rows, row_method.options_model(**options))
+    chosen = get_method(method)
+    context = MethodContext(llm=LLM(backend), blackbox=demo_blackbox(model), reference=demo_reference(model).rows)
+    results = await run_units(chosen, context, rows, chosen.parse_options(options))
+    return [r if isinstance(r, Exception) else r.model_dump(mode="json") for r in results]
 
 
 async def test_zero_shot_scores_the_whole_chunk_in_one_batch_and_compares_with_the_black_box():
@@ -45,17 +46,16 @@ async def test_counterfactual_marks_valid_only_what_the_black_box_confirms():
 async def test_predict_needs_no_llm_and_keeps_row_order():
     results = await run("predict", FakeBackend(), [[0.0] * 6, "x", [1.0] * 6], model="synthetic")
     assert isinstance(results[1], ValueError)
-    assert set(results[0]["probabilities"]) == {"negative", "positive"}
-    assert results[0]["label"] in ("negative", "positive") and results[2]["label"] in ("negative", "positive")
+    first, third = results[0]["prediction"], results[2]["prediction"]
+    assert set(first["probabilities"]) == {"negative", "positive"}
+    assert first["label"] in ("negative", "positive") and third["label"] in ("negative", "positive")
 
 
 async def test_posthoc_uses_the_models_reference_rows_and_reports_its_check():
     reply = json.dumps({"features": [{"feature": "A", "direction": "+", "rationale": "r"}]})
     backend = FakeBackend(default=reply)
-    row_method = get_method("posthoc")
     reference = demo_reference("synthetic").rows
-    context = MethodContext(llm=LLM(backend), blackbox=demo_blackbox("synthetic"), reference=reference)
-    results = await row_method.run(context, [list(reference[0]), list(reference[1])], row_method.options_model(k=1))
+    results = await run("posthoc", backend, [list(reference[0]), list(reference[1])], model="synthetic", k=1)
     assert [r["features"][0]["feature"] for r in results] == ["x0", "x0"]
     assert all(r["pgi"] is not None and r["pgu"] is not None for r in results)
     assert len(backend.batches) == 1 and len(backend.batches[0]) == 2, "both rows in one LLM round"
@@ -64,5 +64,21 @@ async def test_posthoc_uses_the_models_reference_rows_and_reports_its_check():
 async def test_posthoc_without_background_says_what_to_pass():
     import pytest
 
+    method = get_method("posthoc")
+    context = MethodContext(llm=LLM(FakeBackend()), blackbox=demo_blackbox("synthetic"))
     with pytest.raises(ValueError, match="options.background"):
-        await run("posthoc", FakeBackend(), [[0.0] * 6], model="synthetic")
+        await run_units(method, context, [[0.0] * 6], method.parse_options({}))
+
+
+async def test_unknown_option_is_refused_with_the_allowed_names():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"unknown option\(s\) labelnames for zero_shot; allowed: label_names"):
+        get_method("zero_shot").parse_options({"labelnames": {}})
+
+
+async def test_a_text_too_short_for_k_fails_alone_and_the_others_are_explained():
+    reply = json.dumps({"features": [{"feature": "warm", "direction": "+", "rationale": "r"}]})
+    results = await run("posthoc", FakeBackend(default=reply), ["a warm and funny film", "ok"], k=2)
+    assert results[0]["features"][0]["feature"] == "warm" and results[0]["pgi"] is not None
+    assert isinstance(results[1], ValueError) and "fewer than k=2" in str(results[1])

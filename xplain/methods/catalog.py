@@ -1,0 +1,192 @@
+"""The catalog: the single list of what xplain can do. Each method module declares its methods once, at its foot,
+with `register(Method(...))`; REST routes and jobs, `xplain batch`, `xplain run`, the agent's tools, the MCP server
+and `xplain.run` are generated from these declarations, so a method that joins the catalog appears on every front
+with the same name, options, limits and errors.
+
+A method's unit of work is a *row* (one result per input row, many rows per call so a method can send one batched
+LLM round for all of them) or a *set* (the inputs together give one result: SASC's corpus, iPrompt's examples, a
+classifier's training table).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from xplain.blackbox import BlackBox
+from xplain.errors import InvalidInput, NotFound
+from xplain.llm import LLM
+from xplain.validation import to_model_input
+
+InputKind = Literal["tabular_row", "text", "module", "pairs", "training"]
+INPUT_KINDS: dict[str, str] = {
+    "tabular_row": "a row of a tabular classifier: a list of numbers, or an object keyed by feature name",
+    "text": 'a text for a text classifier: a string, or an object with a "text" field',
+    "module": "a text -> number model; the inputs are an optional corpus of texts",
+    "pairs": 'input/output examples: {"input": ..., "output": ...}',
+    "training": 'labelled training examples: {"row": [...], "label": L} or {"text": "...", "label": L}',
+}
+#: The black-box kind each model-bound input kind needs.
+MODEL_KIND = {"tabular_row": "tabular", "text": "text", "module": "module"}
+
+RunRows = Callable[["MethodContext", list[Any], Any], Awaitable[list[Any]]]
+RunSet = Callable[["MethodContext", list[Any], Any], Awaitable[Any]]
+
+
+@dataclass
+class MethodContext:
+    """What a method runs against. `reference` holds rows like the model's training data (a demo's held-out rows,
+    or a registered data file), for methods that need a background."""
+
+    llm: LLM | None
+    blackbox: BlackBox | None = None
+    reference: Any = None
+    classifier_dir: Path | None = None
+    progress: Callable[[float, str], None] | None = None
+
+    def report(self, fraction: float, stage: str) -> None:
+        if self.progress is not None:
+            self.progress(min(max(fraction, 0.0), 1.0), stage)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    inputs: tuple[InputKind, ...]
+    options: type[BaseModel]
+    result: Any
+    run: RunRows | RunSet
+    unit: Literal["row", "set"] = "row"
+    uses_llm: bool = True
+    #: Takes longer than a few seconds on the embedded model: synchronous fronts point users to jobs.
+    long_running: bool = False
+    #: Whether the method works on a registered black box; iPrompt and the classifier methods bring their own.
+    needs_model: bool = True
+    #: The fewest items a set method's input list may hold (0: SASC falls back to its own corpus).
+    min_inputs: int = 1
+
+    def model_kinds(self) -> set[str]:
+        return {MODEL_KIND[kind] for kind in self.inputs if kind in MODEL_KIND}
+
+    def check_model(self, blackbox: BlackBox | None) -> None:
+        """Refuse a model this method cannot work on, before any work starts."""
+        if not self.needs_model:
+            return
+        if blackbox is None:
+            raise InvalidInput(f"{self.name} works on a registered model: name one")
+        if blackbox.kind not in self.model_kinds():
+            raise InvalidInput(
+                f"{self.name} works on {' or '.join(sorted(self.model_kinds()))} models; "
+                f"{blackbox.name} is a {blackbox.kind} model"
+            )
+
+    def parse_options(self, options: BaseModel | dict[str, Any] | None) -> BaseModel:
+        """The options model from a dict; unknown keys and bad values are refused in words a person can act on."""
+        if isinstance(options, self.options):
+            return options
+        given = dict(options or {})
+        unknown = sorted(set(given) - set(self.options.model_fields))
+        if unknown:
+            allowed = ", ".join(sorted(self.options.model_fields)) or "none"
+            raise InvalidInput(f"unknown option(s) {', '.join(unknown)} for {self.name}; allowed: {allowed}")
+        try:
+            return self.options.model_validate(given)
+        except ValidationError as error:
+            raise InvalidInput(f"bad options for {self.name}: {plain_errors(error)}") from None
+
+    def describe(self) -> dict[str, Any]:
+        """The method as JSON: what `GET /methods` answers and what the MCP server and docs list."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "inputs": list(self.inputs),
+            "unit": self.unit,
+            "uses_llm": self.uses_llm,
+            "needs_model": self.needs_model,
+            "long_running": self.long_running,
+            "options_schema": self.options.model_json_schema(),
+            "result_schema": TypeAdapter(self.result).json_schema(),
+        }
+
+
+def plain_errors(error: ValidationError) -> str:
+    """A pydantic error as `where: problem` pairs, without pydantic's URLs."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors(include_url=False)[:10]
+    )
+
+
+_catalog: dict[str, Method] = {}
+_discovered = False
+
+
+def register(method: Method) -> Method:
+    if method.name in _catalog and _catalog[method.name] is not method:
+        raise ValueError(f"a method named {method.name!r} is already in the catalog")
+    _catalog[method.name] = method
+    return method
+
+
+def catalog() -> dict[str, Method]:
+    """Every method, by name, in declaration order (each module under xplain/methods/ imported once)."""
+    global _discovered
+    if not _discovered:
+        package = importlib.import_module("xplain.methods")
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"xplain.methods.{module.name}")
+        _discovered = True
+        ordered = sorted(_catalog.items())
+        _catalog.clear()
+        _catalog.update(ordered)
+    return _catalog
+
+
+def get_method(name: str) -> Method:
+    methods = catalog()
+    if name not in methods:
+        raise NotFound(f"unknown method {name!r}; available: {', '.join(methods)}")
+    return methods[name]
+
+
+async def run_units(method: Method, ctx: MethodContext, units: Sequence[Any], options: BaseModel) -> list[Any]:
+    """Run `method` on its units — rows for a row method, whole input lists for a set method — and return one
+    result or exception per unit, in order. Rows that do not parse fail alone; the others run together."""
+    if method.unit == "set":
+        results: list[Any] = []
+        for items in units:
+            try:
+                if not isinstance(items, list) or len(items) < method.min_inputs:
+                    raise InvalidInput(f"{method.name} takes a list of at least {method.min_inputs} input(s)")
+                results.append(await method.run(ctx, items, options))
+            except InvalidInput as error:
+                results.append(error)
+            except ValueError as error:  # a method's own check of its inputs
+                results.append(InvalidInput(str(error)))
+        return results
+    if not method.needs_model:
+        return list(await method.run(ctx, list(units), options))
+    assert ctx.blackbox is not None
+    parsed: list[Any] = []
+    errors: list[Exception | None] = []
+    for unit in units:
+        try:
+            parsed.append(to_model_input(ctx.blackbox, unit))
+            errors.append(None)
+        except ValueError as error:
+            errors.append(error if isinstance(error, InvalidInput) else InvalidInput(str(error)))
+    if not parsed:
+        return list(errors)
+    answered = iter(await method.run(ctx, parsed, options))
+    return [error if error is not None else next(answered) for error in errors]
+
+
+def units_for(method: Method, items: Sequence[Any]) -> list[Any]:
+    """What a front received as units of work: each row of a row method; the whole list for a set method."""
+    return [list(items)] if method.unit == "set" else list(items)

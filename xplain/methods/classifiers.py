@@ -1,0 +1,165 @@
+"""LML-DAP and text-bottleneck classifiers in the catalog: fit one from a labelled training set (saved without
+pickle under the classifier directory) and predict with the reasons (LML-DAP) or concept contributions (TBM)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from xplain.errors import Conflict, InvalidInput, NotFound, Unavailable
+from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.catalog import Method, MethodContext, register
+from xplain.methods.lml_dap import LMLDAPClassifier, RowPrediction
+from xplain.methods.persistence import load_classifier, save_classifier
+from xplain.methods.tbm import ConceptContribution, TextBottleneckClassifier, TextExplanation
+from xplain.validation import SLUG_PATTERN, check_labelled, check_name, resolve_under, to_text
+
+
+class FitOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=SLUG_PATTERN, description="Saved under this name in the classifier directory.")
+    kind: Literal["lml", "tbm"] = Field(description="lml: LML-DAP on a numeric table; tbm: concepts over texts.")
+    feature_names: list[str] | None = Field(None, max_length=1000, description="lml: column names.")
+    replace: bool = Field(False, description="Overwrite a saved classifier of the same name.")
+
+
+class FitResult(MethodResult):
+    name: str
+    kind: Literal["lml", "tbm"]
+    classes: list[str]
+    n_train: int
+    train_accuracy: float = Field(description="Accuracy on the training examples (optimistic; a sanity check).")
+    summaries: dict[str, list[str]] | None = Field(None, description="lml: the LLM's summary of each label.")
+    concepts: list[ConceptContribution] | None = Field(None, description="tbm: each concept's weight.")
+
+
+def _directory(ctx: MethodContext, name: str, *, must_exist: bool):
+    if ctx.classifier_dir is None:
+        raise Unavailable("saving classifiers is off: no classifier directory (XPLAIN_CLASSIFIER_DIR)")
+    check_name(name, "classifier name")
+    return resolve_under(
+        ctx.classifier_dir, name, what="classifier", setting="XPLAIN_CLASSIFIER_DIR", must_exist=must_exist
+    )
+
+
+async def _fit(ctx: MethodContext, items: list, options: FitOptions) -> FitResult:
+    directory = _directory(ctx, options.name, must_exist=False)
+    if directory.exists() and not options.replace:
+        raise Conflict(f"a classifier named {options.name!r} exists; pass replace: true to overwrite it")
+    examples = [check_labelled(item) for item in items]
+    rows, labels = [x for x, _ in examples], [y for _, y in examples]
+    texts = all(isinstance(x, str) for x in rows)
+    if texts != (options.kind == "tbm"):
+        raise InvalidInput("tbm trains on texts ({'text', 'label'}); lml on numeric rows ({'row', 'label'})")
+    if len(set(labels)) < 2:
+        raise InvalidInput("the training examples hold a single label; a classifier needs at least two")
+    if options.kind == "lml":
+        classifier: Any = LMLDAPClassifier(ctx.llm, feature_names=options.feature_names)
+    else:
+        classifier = TextBottleneckClassifier(ctx.llm)
+    with measure_cost() as meter:
+        ctx.report(0.0, "fitting")
+        await classifier.afit(rows if texts else np.asarray(rows, dtype=float), labels)
+        ctx.report(0.8, "measuring training accuracy")
+        predicted = await classifier.apredict(rows if texts else np.asarray(rows, dtype=float))
+    await asyncio.to_thread(save_classifier, classifier, directory)
+    return FitResult(
+        method="classifier_fit",
+        name=options.name,
+        kind=options.kind,
+        classes=[str(c) for c in classifier.classes_],
+        n_train=len(rows),
+        train_accuracy=float(np.mean([str(p) == y for p, y in zip(predicted, labels)])),
+        summaries=classifier.summaries_ if options.kind == "lml" else None,
+        concepts=classifier.global_explanation() if options.kind == "tbm" else None,
+        cost=meter.cost,
+    )
+
+
+register(
+    Method(
+        name="classifier_fit",
+        description="Fit an LML-DAP (numeric table) or text-bottleneck (texts) classifier and save it by name.",
+        inputs=("training",),
+        options=FitOptions,
+        result=FitResult,
+        run=_fit,
+        unit="set",
+        long_running=True,
+        needs_model=False,
+        min_inputs=2,
+    )
+)
+
+
+class PredictWithOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    classifier: str = Field(pattern=SLUG_PATTERN, description="A classifier saved by classifier_fit.")
+
+
+class ClassifierPrediction(MethodResult):
+    """One row's label with its reasons (lml) or concept contributions (tbm)."""
+
+    lml: RowPrediction | None = None
+    tbm: TextExplanation | None = None
+
+
+def _parse(classifier: Any, row: Any) -> Any:
+    if isinstance(classifier, TextBottleneckClassifier):
+        return to_text(row)
+    values = row.get("row") if isinstance(row, dict) else row
+    try:
+        parsed = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise InvalidInput("an lml row is a list of numbers") from None
+    if len(parsed) != classifier.n_features_in_ or not np.all(np.isfinite(parsed)):
+        raise InvalidInput(f"an lml row holds {classifier.n_features_in_} finite numbers")
+    return parsed
+
+
+async def _predict_with(ctx: MethodContext, rows: list, options: PredictWithOptions) -> list[Any]:
+    directory = _directory(ctx, options.classifier, must_exist=False)
+    if not directory.is_dir():
+        raise NotFound(f"no classifier named {options.classifier!r}; the classifier_fit method fits one")
+    classifier = await asyncio.to_thread(load_classifier, directory, ctx.llm)
+    parsed: list[Any] = []
+    for row in rows:
+        try:
+            parsed.append(_parse(classifier, row))
+        except InvalidInput as error:
+            parsed.append(error)
+    good = [p for p in parsed if not isinstance(p, InvalidInput)]
+    if not good:
+        return parsed
+    lml = isinstance(classifier, LMLDAPClassifier)
+    with measure_cost() as meter:
+        explained = await classifier.aexplain(np.asarray(good, dtype=float) if lml else good)
+    per_row = iter(zip(explained.predictions if lml else explained.texts, meter.cost.split(len(good))))
+    results = []
+    for item in parsed:
+        if isinstance(item, InvalidInput):
+            results.append(item)
+            continue
+        found, cost = next(per_row)
+        kind = "lml" if lml else "tbm"
+        results.append(ClassifierPrediction(method="classifier_predict", cost=cost, prompt_versions=explained.prompt_versions, **{kind: found}))
+    return results
+
+
+register(
+    Method(
+        name="classifier_predict",
+        description="Labels from a saved LML-DAP or text-bottleneck classifier, with the reasons or concept "
+        "contributions behind each one.",
+        inputs=("tabular_row", "text"),
+        options=PredictWithOptions,
+        result=ClassifierPrediction,
+        run=_predict_with,
+        needs_model=False,
+    )
+)

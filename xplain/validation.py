@@ -1,0 +1,121 @@
+"""The one place where inputs from users are checked before any work: names, paths, rows and texts.
+
+Like scikit-learn's `utils/validation.py`: every front and method calls these, so a row is refused with the same
+words whether it came over REST, from a file, from the CLI or from Python.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xplain.blackbox import BlackBox
+from xplain.errors import Forbidden, InvalidInput, NotFound
+
+SLUG_PATTERN = r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}$"
+SLUG = re.compile(SLUG_PATTERN)
+
+
+class RowError(InvalidInput):
+    """A row that does not fit the model's input."""
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Model, classifier and job names: letters, digits, `-`, `_`, `.`, at most 100, not starting with a dot."""
+    if not isinstance(name, str) or not SLUG.match(name):
+        raise InvalidInput(
+            f"{what} {name!r} is not allowed: use letters, digits, '-', '_' and '.', at most 100, not starting with '.'"
+        )
+    return name
+
+
+def resolve_under(root: Path, relative: str | Path, *, what: str, setting: str, must_exist: bool = True) -> Path:
+    """`relative` inside `root`, symlinks resolved; a path that leaves the directory is refused, never followed."""
+    base = root.resolve()
+    candidate = (base / relative).resolve()
+    if not candidate.is_relative_to(base) or candidate == base:
+        raise Forbidden(f"{relative} is outside the {what} directory ({setting})")
+    if must_exist and not candidate.exists():
+        raise NotFound(f"no {what} {relative} in the {what} directory ({setting})")
+    return candidate
+
+
+def to_model_input(blackbox: BlackBox, row: Any) -> Any:
+    """A tabular row (list of numbers, or an object keyed by feature name) as a float list; a text row (a string,
+    or an object with a `text` field) as a string."""
+    if blackbox.kind == "tabular":
+        names = blackbox.feature_names or []
+        if isinstance(row, dict):
+            missing = [n for n in names if n not in row]
+            if missing:
+                raise RowError(f"row lacks feature(s) {missing[:5]}{'…' if len(missing) > 5 else ''}")
+            row = [row[n] for n in names]
+        if not isinstance(row, list | tuple):
+            raise RowError(f"a tabular row is a list of {len(names)} numbers or an object keyed by feature name")
+        if names and len(row) != len(names):
+            raise RowError(f"row has {len(row)} values; the model takes {len(names)} features")
+        try:
+            values = [float(v) for v in row]
+        except (TypeError, ValueError) as error:
+            raise RowError(f"a tabular row must hold numbers: {error}") from error
+        if not np.all(np.isfinite(values)):
+            raise RowError("a tabular row holds NaN or infinity")
+        return values
+    if isinstance(row, dict):
+        row = row.get("text")
+    if not isinstance(row, str) or not row.strip():
+        raise RowError('a text row is a non-empty string, or an object with a "text" field')
+    return row
+
+
+def describe_row(blackbox: BlackBox, row: Any) -> str:
+    """A row as short human-readable text for a prompt."""
+    if blackbox.kind == "tabular":
+        names = blackbox.feature_names or [f"x{i}" for i in range(len(row))]
+        return ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, row))
+    return str(row)
+
+
+def to_text(item: Any) -> str:
+    """A text item of a set method: a string, or an object with a "text" field."""
+    text = item.get("text") if isinstance(item, dict) else item
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput('each text is a non-empty string, or an object with a "text" field')
+    return text
+
+
+def check_pair(item: Any) -> tuple[str, str]:
+    """An input/output example: `{"input": ..., "output": ...}` or a two-item list, both as strings."""
+    if isinstance(item, dict) and set(item) == {"input", "output"}:
+        pair = (item["input"], item["output"])
+    elif isinstance(item, list | tuple) and len(item) == 2:
+        pair = tuple(item)
+    else:
+        raise InvalidInput('an example is {"input": ..., "output": ...} or a pair [input, output]')
+    if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in pair):
+        raise InvalidInput("an example's input and output are strings or numbers")
+    return str(pair[0]), str(pair[1])
+
+
+def check_labelled(item: Any) -> tuple[Any, str]:
+    """A training example: `{"row": [...] or "text", "label": ...}`."""
+    if not isinstance(item, dict) or "label" not in item or not ({"row", "text"} & set(item)):
+        raise InvalidInput('a training example is {"row": [numbers], "label": L} or {"text": "...", "label": L}')
+    label = item["label"]
+    if not isinstance(label, str | int) or isinstance(label, bool):
+        raise InvalidInput("a label is a string or an integer")
+    if "text" in item:
+        if not isinstance(item["text"], str) or not item["text"].strip():
+            raise InvalidInput("a training text is a non-empty string")
+        return item["text"], str(label)
+    row = item["row"]
+    try:
+        values = [float(v) for v in row]
+    except (TypeError, ValueError) as error:
+        raise InvalidInput(f"a training row is a list of numbers: {error}") from error
+    if not np.all(np.isfinite(values)):
+        raise InvalidInput("a training row holds NaN or infinity")
+    return values, str(label)
