@@ -30,6 +30,9 @@ def batch(
     ] = None,
     column: Annotated[str | None, typer.Option(help="Use this column as the row (e.g. text).")] = None,
     options: Annotated[str, typer.Option(help="Method options as JSON.")] = "{}",
+    kind: Annotated[
+        str | None, typer.Option(help="tabular, text or module, for a model whose kind cannot be inferred.")
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Chunks in flight (XPLAIN_JOB_CONCURRENCY).")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Rows per method call (XPLAIN_JOB_CHUNK_SIZE).")] = None,
@@ -47,7 +50,7 @@ def batch(
             raise ValueError(f"--engine is local or ray, not {engine!r}")
         if not units:
             raise ValueError(f"{data.name} has no rows")
-        context = method_context(chosen, model, settings)
+        context = method_context(chosen, model, settings, kind)
     except (XplainError, ValueError, OSError) as error:
         fail(error)
 

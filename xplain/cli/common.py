@@ -49,12 +49,12 @@ def parse_json_option(text: str, flag: str) -> Any:
         raise ValueError(f"{flag} is not valid JSON: {error}") from None
 
 
-def method_context(method: Method, model: str | None, settings: Settings) -> MethodContext:
+def method_context(method: Method, model: str | None, settings: Settings, kind: str | None = None) -> MethodContext:
     """What a catalog method runs against from the CLI: the model a spec names (with a demo's reference rows)
     and the configured classifier directory; the LLM is attached when the work starts."""
     blackbox = None
     if model is not None:
-        blackbox = open_model(model, trusted_dir=settings.trusted_model_dir)
+        blackbox = open_model(model, trusted_dir=settings.trusted_model_dir, kind=kind)
     method.check_model(blackbox)
     return MethodContext(
         llm=None,

@@ -57,6 +57,9 @@ def run_method(
     ] = None,
     column: Annotated[str | None, typer.Option(help="With --inputs: use this column as the input.")] = None,
     options: Annotated[str, typer.Option(help="Method options as JSON.")] = "{}",
+    kind: Annotated[
+        str | None, typer.Option(help="tabular, text or module, for a model whose kind cannot be inferred.")
+    ] = None,
 ) -> None:
     """Run method NAME on the inputs against MODEL and print one JSON result (or error) per line."""
     settings = get_settings()
@@ -68,7 +71,7 @@ def run_method(
             items += read_rows(inputs, column=column)
         if not items and method.min_inputs > 0:
             raise ValueError("give inputs: --input JSON (repeatable) or --inputs FILE")
-        context = method_context(method, model, settings)
+        context = method_context(method, model, settings, kind)
     except (XplainError, ValueError, OSError) as error:
         fail(error)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from xplain.llm.backends.base import Backend
 from xplain.llm.cache import ResponseCache
 from xplain.llm.client import LLM
@@ -42,12 +44,18 @@ def make_backend(settings: Settings) -> Backend:
         case "fake":
             from xplain.llm.backends.fake import FakeBackend
 
-            # Echoes the prompt: enough to try the plumbing without a model; tests script their own.
-            return FakeBackend(
-                default=lambda request: (request.prompt or request.messages[-1].content)[:200],
-                delay_s=settings.llm_fake_delay_s,
-            )
+            # Echoes the prompt, or answers a JSON schema with an instance of it: enough to try every method's
+            # plumbing without a model; tests script their own replies.
+            return FakeBackend(default=plumbing_reply, delay_s=settings.llm_fake_delay_s)
     raise ValueError(f"unknown LLM backend {settings.llm_backend!r}")
+
+
+def plumbing_reply(request) -> str:
+    if request.json_schema is not None:
+        from xplain.testing.openai_stub import schema_instance
+
+        return json.dumps(schema_instance(request.json_schema))
+    return (request.prompt or request.messages[-1].content)[:200]
 
 
 def make_llm(settings: Settings | None = None, *, backend: Backend | None = None) -> LLM:

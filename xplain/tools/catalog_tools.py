@@ -1,6 +1,9 @@
-"""Every row method of the catalog as an agent tool, generated from its declaration: the arguments are the method's
-own options plus the data set row to work on, and the result comes back as LangChain content and artifact — a short
-JSON text for the model to read, the full result (plot data included) as the artifact the chat page draws."""
+"""The catalog's methods as agent tools, generated from their declarations: the arguments are the method's own
+options plus what to work on — the data set row (row methods), the rows (set methods on the chat's model) or the
+examples (iPrompt) — and the result comes back as LangChain content and artifact: a short JSON text for the model to
+read, the full result (plot data included) as the artifact the chat page draws.
+
+The classifier methods are no tools: they save and load classifiers by name, which a chat does not manage."""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ BRIEF_CHARS = 200
 HIDDEN = {"prompt_versions", "cost", "instance", "rejected", "weights"}
 #: Catalog methods whose agent form is a probe that does more (predict also takes values of the user's own).
 PROBE_FORMS = {"predict"}
+#: Methods that manage saved classifiers, which a chat does not.
+NOT_TOOLS = {"classifier_fit", "classifier_predict"}
 
 
 def brief(value: Any) -> Any:
@@ -37,36 +42,57 @@ def brief(value: Any) -> Any:
     return value
 
 
+def subject(method: Method) -> tuple[str, Any]:
+    """What the agent names to work on: a row id, a list of row ids, or the examples themselves."""
+    if not method.needs_model:
+        return "inputs", (list[dict[str, str]], Field(min_length=1, max_length=200, description="The examples."))
+    if method.unit == "set":
+        return "rows", (list[int], Field(min_length=1, max_length=50, description="The data set rows to use."))
+    return "row", (int, Field(ge=0, description="The data set row to work on."))
+
+
 def arguments_model(method: Method) -> type[BaseModel]:
-    """The method's options, less the fields the front fills, plus the row the agent asks about."""
+    """The method's options, less the fields the front fills, plus what to work on."""
     fields: dict[str, Any] = {
         name: (info.annotation, info)
         for name, info in method.options.model_fields.items()
         if not (info.json_schema_extra or {}).get(FRONT_DATA)
     }
-    fields["row"] = (int, Field(ge=0, description="The data set row to work on."))
+    name, field = subject(method)
+    fields[name] = field
     return create_model(f"{method.name.title().replace('_', '')}Arguments", **fields)
 
 
+def _plain(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
 def catalog_tool(method: Method, context: ProbeContext) -> BaseTool | None:
-    applies = method.unit == "row" and method.needs_model and context.blackbox.kind in method.model_kinds()
-    if not applies or (method.uses_llm and context.llm is None):
+    fits = not method.needs_model or context.blackbox.kind in method.model_kinds()
+    if method.name in NOT_TOOLS or not fits or (method.uses_llm and context.llm is None):
         return None
     arguments = arguments_model(method)
+    key, _ = subject(method)
 
     async def call(**given: Any) -> tuple[str, dict[str, Any]]:
         try:
-            row = given.pop("row")
+            chosen = given.pop(key)
             options = method.parse_options(given)
-            unit = context.row(row)
+            if key == "row":
+                units = [_plain(context.row(chosen))]
+            elif key == "rows":
+                units = [[_plain(context.row(i)) for i in chosen]]
+            else:
+                units = [chosen]
             ctx = MethodContext(llm=context.llm, blackbox=context.blackbox, reference=context.rows)
-            [result] = await run_units(method, ctx, [unit.tolist() if hasattr(unit, "tolist") else unit], options)
+            [result] = await run_units(method, ctx, units, options)
         except (XplainError, ValueError) as error:
             raise ToolException(str(error)) from error
         if isinstance(result, Exception):
             raise ToolException(str(result))
         full = to_json(result)
-        return compact({"row": row, **brief(full)}), {"method": method.name, "row": row, "result": full}
+        head = {key: chosen} if key != "inputs" else {}
+        return compact({**head, **brief(full)}), {"method": method.name, **head, "result": full}
 
     return StructuredTool.from_function(
         coroutine=call,

@@ -1,0 +1,168 @@
+"""Every method of the catalog through every front — REST (POST /methods/{name}), a job, `xplain batch`, the agent's
+tool and `xplain.run` — on the fake LLM, so a method cannot land on one front only."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+import xplain
+from xplain.cli import app as cli
+from xplain.cli.run_commands import capability_table
+from xplain.data.demo import demo_reference
+from xplain.llm import make_llm
+from xplain.methods.catalog import catalog
+from xplain.server.app import create_app
+from xplain.settings import Settings
+from xplain.tools import build_tools, demo_context
+
+ROW = [float(v) for v in demo_reference("synthetic").rows[0]]
+TEXTS = ["a warm , funny and moving film", "dull , lifeless and far too long", "the cast is superb and the story wise"]
+PAIRS = [{"input": str(n), "output": str(n + 1)} for n in range(12)]
+TRAINING = [{"row": [float(i), float(i % 2)], "label": "odd" if i % 2 else "even"} for i in range(8)]
+MODULE = "tests.unit.fixture_modules:animal_words"
+
+#: Per method: the model it runs on (None: it needs none), its inputs, its options. A method missing here fails
+#: `test_every_method_has_a_case`, so each new method brings its own case.
+CASES: dict[str, tuple[str | None, list, dict]] = {
+    "predict": ("synthetic", [ROW], {}),
+    "zero_shot": ("reviews", TEXTS[:2], {}),
+    "posthoc": ("reviews", TEXTS[:2], {"k": 2}),
+    "lime": ("synthetic", [ROW], {"n_samples": 16}),
+    "kernelshap": ("reviews", TEXTS[:1], {"n_samples": 16, "k": 2}),
+    "compare": ("synthetic", [ROW], {"k": 2, "n_samples": 8}),
+    "counterfactual": ("synthetic", [ROW], {"max_rounds": 1}),
+    "concept_effect": ("reviews", TEXTS, {"concept": "acting"}),
+    "sasc": ("animals", ["the cat sat", "a dog ran home", "the film was long", "birds sing at dawn"],
+             {"n_candidates": 1, "n_texts": 2, "top_ngrams": 4, "subset_size": 4}),  # fmt: skip
+    "iprompt": (None, PAIRS, {"n_candidates": 1, "n_iterations": 0, "n_accuracy": 1}),
+    "classifier_fit": (None, TRAINING, {"name": "parity", "kind": "lml"}),
+    "classifier_predict": (None, [[3.0, 1.0]], {"classifier": "parity"}),
+}
+#: Methods the agent has no tool for, and why (the chat manages no saved classifiers; predict is a richer probe).
+NO_TOOL = {"classifier_fit", "classifier_predict", "sasc"}
+
+
+def test_every_method_has_a_case():
+    assert set(CASES) == set(catalog())
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        llm_backend="fake",
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        classifier_dir=tmp_path / "classifiers",
+        trusted_import_prefixes=["tests.unit.fixture_modules"],
+        job_chunk_size=2,
+    )
+
+
+@pytest.fixture
+def api(settings):
+    with TestClient(create_app(settings, llm=make_llm(settings), register_demo_models=True)) as client:
+        registration = {"name": "animals", "kind": "module", "source": {"import_path": MODULE}}
+        assert client.post("/models", json=registration).status_code == 201
+        yield client
+
+
+def wait(api: TestClient, job_id: str) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = api.get(f"/jobs/{job_id}").json()
+        if info["status"] in ("completed", "failed", "cancelled"):
+            return info
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def check_results(name: str, results: list[dict]) -> None:
+    method = catalog()[name]
+    model, inputs, _ = CASES[name]
+    assert len(results) == (1 if method.unit == "set" else len(inputs))
+    assert all(r["ok"] for r in results), [r.get("error") for r in results]
+    for r in results:
+        assert r["result"]["method"] == name if "method" in r["result"] else True
+
+
+def test_get_methods_lists_every_capability_with_its_schemas(api):
+    listed = {m["name"]: m for m in api.get("/methods").json()}
+    assert set(listed) == set(catalog())
+    for name, info in listed.items():
+        assert info["inputs"] and info["options_schema"]["type"] == "object" and info["result_schema"]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rest_and_job_run_every_method(api, name):
+    model, inputs, options = CASES[name]
+    if name == "classifier_predict":
+        fit_model, fit_inputs, fit_options = CASES["classifier_fit"]
+        assert api.post("/methods/classifier_fit", json={"rows": fit_inputs, "options": fit_options}).status_code == 200
+    body = {"model": model, "rows": inputs, "options": options}
+    answer = api.post(f"/methods/{name}", json=body)
+    assert answer.status_code == 200, answer.text
+    check_results(name, answer.json()["results"])
+    if name == "classifier_fit":
+        body["options"] = {**options, "replace": True}
+    submitted = api.post("/jobs", json={"method": name, **body})
+    assert submitted.status_code == 202, submitted.text
+    info = wait(api, submitted.json()["id"])
+    assert info["status"] == "completed", info
+    check_results(name, api.get(f"/jobs/{info['id']}/results").json()["results"])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_xplain_batch_runs_every_method(name, tmp_path, monkeypatch, fake_llm_env):
+    model, inputs, options = CASES[name]
+    monkeypatch.setenv("XPLAIN_CLASSIFIER_DIR", str(tmp_path / "classifiers"))
+    runner = CliRunner()
+    if name == "classifier_predict":
+        fit = tmp_path / "fit.json"
+        fit.write_text(json.dumps(CASES["classifier_fit"][1]))
+        fitted = runner.invoke(cli, ["batch", str(fit), "--method", "classifier_fit", "--out", str(tmp_path / "f.jsonl"),
+                                     "--options", json.dumps(CASES["classifier_fit"][2])])  # fmt: skip
+        assert fitted.exit_code == 0, fitted.output
+    data = tmp_path / "inputs.json"
+    data.write_text(json.dumps(inputs))
+    out = tmp_path / "out.jsonl"
+    spec = {None: [], "animals": ["--model", MODULE, "--kind", "module"]}.get(model, ["--model", f"demo:{model}"])
+    if model == "animals":
+        monkeypatch.setenv("XPLAIN_TRUSTED_IMPORT_PREFIXES", "tests.unit.fixture_modules")
+    result = runner.invoke(cli, ["batch", str(data), "--method", name, "--out", str(out), "--options", json.dumps(options), *spec])
+    assert result.exit_code == 0, result.output
+    check_results(name, [json.loads(line) for line in out.read_text().splitlines()])
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - NO_TOOL - {"predict"}))
+async def test_the_agent_has_a_tool_for_every_method(name, settings):
+    model, inputs, options = CASES[name]
+    context = demo_context(model or "reviews")
+    context.llm = make_llm(settings)
+    tool = next(t for t in build_tools(context) if t.name == name)
+    if "row" in tool.args:
+        subject = {"row": 0}
+    elif "rows" in tool.args:
+        subject = {"rows": [0, 1, 2]}
+    else:
+        subject = {"inputs": inputs}
+    message = await tool.ainvoke({"type": "tool_call", "id": "c1", "name": name, "args": {**subject, **options}})
+    assert "error" not in json.loads(message.content), message.content
+    assert message.artifact["method"] == name and message.artifact["result"]
+
+
+@pytest.mark.parametrize("name", ["posthoc", "lime", "iprompt"])
+def test_python_front_runs_catalog_methods(name, monkeypatch, fake_llm_env):
+    model, inputs, options = CASES[name]
+    results = xplain.run(name, f"demo:{model}" if model else None, inputs, **options)
+    assert len(results) == (1 if catalog()[name].unit == "set" else len(inputs))
+    assert all(r.method == name for r in results)
+
+
+def test_the_readme_capability_table_is_the_catalogs():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert capability_table() in readme, "run `xplain methods --markdown` and paste it into the README"
