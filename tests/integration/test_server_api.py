@@ -246,7 +246,7 @@ def test_the_chat_page_questions_the_registered_demo_models(api, backend):
     assert api.post("/chat/stream", json=body | {"model": "ghost"}).status_code == 404
 
 
-def test_explain_module_and_dataset_routes(settings, backend):
+def test_sasc_and_iprompt_through_the_catalog_routes(settings, backend):
     settings = settings.model_copy(update={"trusted_import_prefixes": ["tests.unit"]})
     backend = FakeBackend(
         rules=[
@@ -257,23 +257,28 @@ def test_explain_module_and_dataset_routes(settings, backend):
         default="The output is the input.",
     )
     corpus = [f"the {w} walked home" for w in ("dog", "cat", "man", "car", "bird", "road", "fish", "tree", "horse", "sky")]
-    with serve_in_thread(create_app(settings, llm=LLM(backend))) as url, httpx.Client(base_url=url, timeout=60) as api:
+    app = create_app(settings, llm=LLM(backend), register_demo_models=True)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60) as api:
         registered = api.post(
             "/models",
             json={"name": "animals", "source": {"import_path": "tests.unit.blackbox_fixtures:animal_words"}, "kind": "module"},
         )
         assert registered.status_code == 201, registered.text
-        body = {"model": "animals", "corpus": corpus, "options": {"n_candidates": 1, "n_texts": 2, "top_ngrams": 5, "subset_size": 5}}
-        result = api.post("/explain/module", json=body).json()
+        body = {"model": "animals", "rows": corpus, "options": {"n_candidates": 1, "n_texts": 2, "top_ngrams": 5, "subset_size": 5}}
+        [outcome] = api.post("/methods/sasc", json=body).json()["results"]
+        result = outcome["result"]
         assert result["top_ngrams"][0]["activation"] >= 1 and result["candidates"]
         best = result["candidates"][0]
         assert best["score"] > 0, "texts about the explanation excite the module more than texts that are not"
-        refused = api.post("/explain/module", json=body | {"model": "no_such"})
+        refused = api.post("/methods/sasc", json=body | {"model": "no_such"})
         assert refused.status_code == 404
-        pairs = {"inputs": ["1 2", "3 4", "5 6", "7 8", "2 2", "1 1"], "outputs": ["3", "7", "11", "15", "4", "2"]}
-        assert api.post("/explain/dataset", json=pairs).status_code == 200
-        mismatched = api.post("/explain/dataset", json=pairs | {"outputs": ["1"] * 5})
-        assert mismatched.status_code == 422 and "one output per input" in json.dumps(mismatched.json())
+        wrong_kind = api.post("/methods/sasc", json=body | {"model": "reviews"})
+        assert wrong_kind.status_code == 422 and "module" in wrong_kind.json()["error"]
+        pairs = [{"input": i, "output": o} for i, o in zip(["1 2", "3 4", "5 6", "7 8", "2 2", "1 1"], ["3", "7", "11", "15", "4", "2"])]
+        [found] = api.post("/methods/iprompt", json={"rows": pairs}).json()["results"]
+        assert found["ok"] and found["result"]["candidates"]
+        [bad] = api.post("/methods/iprompt", json={"rows": pairs[:5] + [{"input": "9"}]}).json()["results"]
+        assert not bad["ok"] and '{"input": ..., "output": ...}' in bad["error"]
 
 
 def test_fit_an_lml_dap_classifier_then_predict_with_reasons(settings, tmp_path):
@@ -293,13 +298,22 @@ def test_fit_an_lml_dap_classifier_then_predict_with_reasons(settings, tmp_path)
     rows = [[0.0, 5.0], [0.2, 4.0], [0.1, 6.0], [3.0, 5.0], [3.2, 4.5], [2.9, 6.0]]
     labels = ["low", "low", "low", "high", "high", "high"]
     with serve_in_thread(create_app(settings, llm=LLM(backend))) as url, httpx.Client(base_url=url, timeout=60) as api:
-        fitted = api.post("/classifiers", json={"name": "ab", "kind": "lml", "rows": rows, "labels": labels, "feature_names": ["a", "b"]})
-        assert fitted.status_code == 201, fitted.text
-        assert fitted.json()["summaries"]["low"] == ["a is small"]
+        training = [{"row": r, "label": y} for r, y in zip(rows, labels)]
+        options = {"name": "ab", "kind": "lml", "feature_names": ["a", "b"]}
+        [fitted] = api.post("/methods/classifier_fit", json={"rows": training, "options": options}).json()["results"]
+        assert fitted["ok"], fitted
+        assert fitted["result"]["summaries"]["low"] == ["a is small"]
         assert api.get("/classifiers").json() == ["ab"]
-        predicted = api.post("/classifiers/ab/predict", json={"rows": [[3.1, 5.0], [0.05, 5.0]]}).json()
-        assert [p["label"] for p in predicted["predictions"]] == ["high", "low"]
-        assert predicted["predictions"][0]["reasons"] == ["a decides"] and predicted["predictions"][0]["retrieved_rows"]
-        assert api.post("/classifiers/nope/predict", json={"rows": [[1.0, 2.0]]}).status_code == 404
-        mismatch = api.post("/classifiers", json={"name": "x", "kind": "tbm", "rows": rows, "labels": labels})
-        assert mismatch.status_code == 422
+        again = api.post("/methods/classifier_fit", json={"rows": training, "options": options})
+        assert again.status_code == 409 and "replace" in again.json()["error"], "a saved classifier is not overwritten"
+        answer = api.post("/methods/classifier_predict", json={"rows": [[3.1, 5.0], [0.05, 5.0], ["x"]], "options": {"classifier": "ab"}})
+        first, second, bad = answer.json()["results"]
+        assert [first["result"]["lml"]["label"], second["result"]["lml"]["label"]] == ["high", "low"]
+        assert first["result"]["lml"]["reasons"] == ["a decides"] and first["result"]["lml"]["retrieved_rows"]
+        assert not bad["ok"] and "numbers" in bad["error"], "a bad row fails alone"
+        missing = api.post("/methods/classifier_predict", json={"rows": [[1.0, 2.0]], "options": {"classifier": "nope"}})
+        assert missing.status_code == 404
+        escape = api.post("/methods/classifier_fit", json={"rows": training, "options": options | {"name": ".."}})
+        assert escape.status_code == 422 and not (tmp_path / "model.json").exists()
+        mismatch = api.post("/methods/classifier_fit", json={"rows": training, "options": options | {"name": "x", "kind": "tbm"}})
+        assert not mismatch.json()["results"][0]["ok"]

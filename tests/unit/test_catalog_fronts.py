@@ -25,7 +25,7 @@ ROW = [float(v) for v in demo_reference("synthetic").rows[0]]
 TEXTS = ["a warm , funny and moving film", "dull , lifeless and far too long", "the cast is superb and the story wise"]
 PAIRS = [{"input": str(n), "output": str(n + 1)} for n in range(12)]
 TRAINING = [{"row": [float(i), float(i % 2)], "label": "odd" if i % 2 else "even"} for i in range(8)]
-MODULE = "tests.unit.fixture_modules:animal_words"
+MODULE = "tests.unit.blackbox_fixtures:animal_words"
 
 #: Per method: the model it runs on (None: it needs none), its inputs, its options. A method missing here fails
 #: `test_every_method_has_a_case`, so each new method brings its own case.
@@ -58,7 +58,7 @@ def settings(tmp_path: Path) -> Settings:
         llm_backend="fake",
         database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
         classifier_dir=tmp_path / "classifiers",
-        trusted_import_prefixes=["tests.unit.fixture_modules"],
+        trusted_import_prefixes=["tests.unit.blackbox_fixtures"],
         job_chunk_size=2,
     )
 
@@ -132,7 +132,7 @@ def test_xplain_batch_runs_every_method(name, tmp_path, monkeypatch, fake_llm_en
     out = tmp_path / "out.jsonl"
     spec = {None: [], "animals": ["--model", MODULE, "--kind", "module"]}.get(model, ["--model", f"demo:{model}"])
     if model == "animals":
-        monkeypatch.setenv("XPLAIN_TRUSTED_IMPORT_PREFIXES", "tests.unit.fixture_modules")
+        monkeypatch.setenv("XPLAIN_TRUSTED_IMPORT_PREFIXES", "tests.unit.blackbox_fixtures")
     result = runner.invoke(cli, ["batch", str(data), "--method", name, "--out", str(out), "--options", json.dumps(options), *spec])
     assert result.exit_code == 0, result.output
     check_results(name, [json.loads(line) for line in out.read_text().splitlines()])

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from xplain.blackbox import BlackBox
-from xplain.errors import InvalidInput, NotFound
+from xplain.errors import InvalidInput
 from xplain.llm import LLM
 from xplain.validation import to_model_input
 
@@ -151,7 +151,7 @@ def catalog() -> dict[str, Method]:
 def get_method(name: str) -> Method:
     methods = catalog()
     if name not in methods:
-        raise NotFound(f"unknown method {name!r}; available: {', '.join(methods)}")
+        raise InvalidInput(f"unknown method {name!r}; available: {', '.join(methods)}")
     return methods[name]
 
 
