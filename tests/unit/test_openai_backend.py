@@ -317,3 +317,30 @@ async def test_echo_scoring_counts_a_token_that_straddles_the_seam():
     assert scores.logprobs == pytest.approx(
         [stub_token_logprob("Answer:", " yes"), stub_token_logprob("Answer:", " no") + stub_token_logprob(" no", " way")]
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (StubConfig(owned_by="vllm", version="0.12.0"), ["vLLM 0.12.0", "constrained decoding: yes", "tool calling: fallback"]),
+        (
+            StubConfig(owned_by="vllm", version="0.10.1", enable_auto_tool_choice=True),
+            ["vLLM 0.10.1", "constrained decoding: no", "tool calling: native"],
+        ),
+    ],
+)
+def test_xplain_check_reports_release_constrained_decoding_and_tool_calling(fake_llm_env, monkeypatch, config, expected):
+    from typer.testing import CliRunner
+
+    from xplain.cli import app
+    from xplain.settings import get_settings
+
+    with run_stub(config) as (url, _):
+        monkeypatch.setenv("XPLAIN_LLM_BACKEND", "openai")
+        monkeypatch.setenv("XPLAIN_LLM_BASE_URL", url)
+        get_settings.cache_clear()
+        result = CliRunner().invoke(app, ["check"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    for text in expected:
+        assert text in output
