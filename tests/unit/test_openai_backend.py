@@ -344,3 +344,13 @@ def test_xplain_check_reports_release_constrained_decoding_and_tool_calling(fake
     output = " ".join(result.output.split())
     for text in expected:
         assert text in output
+
+
+async def test_vllm_scoring_splits_many_continuations_under_the_servers_prompt_limit():
+    continuations = [f" answer{i}" for i in range(70)]
+    with run_stub(StubConfig(owned_by="vllm")) as (url, stub):
+        llm = client(url)
+        [scores] = await llm.score([ScoreRequest(prompt="Pick one:", continuations=continuations)])
+        await llm.aclose()
+    assert [len(r.body["prompt"]) for r in stub.generation_requests] == [64, 6]
+    assert scores.logprobs == pytest.approx([expected_logprob("Pick one:", c) for c in continuations])

@@ -47,6 +47,8 @@ VLLM_STRUCTURED_OUTPUTS = (0, 11)
 #: vLLM's answer to `tool_choice="auto"` on a server started without it (chat_completion/serving.py).
 _AUTO_TOOL_CHOICE_REFUSAL = "--enable-auto-tool-choice"
 TOOL_FLAGS = "--enable-auto-tool-choice --tool-call-parser <parser>"
+#: Continuations per scoring request; vLLM refuses more prompts than VLLM_MAX_COMPLETION_PROMPTS (1024 by default).
+_PROMPTS_PER_REQUEST = 64
 
 
 @dataclass
@@ -66,11 +68,12 @@ class ServerInfo:
             return "OpenAI-compatible"
         if self.structured_outputs:
             return f"vLLM {self.version}"
-        known = f"vLLM {self.version}" if self.version else "vLLM of unknown release (no GET /version)"
-        return (
-            f"{known}: older than {'.'.join(map(str, VLLM_STRUCTURED_OUTPUTS))}, so no structured_outputs; "
-            "JSON replies are asked for and validated, not constrained (upgrade to vllm>=0.11)"
+        why = (
+            f"vLLM {self.version}: older than 0.11, which brought structured_outputs"
+            if self.version
+            else "vLLM of unknown release (no GET /version), maybe without structured_outputs"
         )
+        return f"{why}; JSON is asked for with response_format and validated, not constrained (use vllm>=0.11)"
 
 
 class OpenAIBackend(Backend):
@@ -232,9 +235,10 @@ class OpenAIBackend(Backend):
         try:
             await self._chat([{"role": "user", "content": "ping"}], body)
         except LLMRequestError as error:
-            if _AUTO_TOOL_CHOICE_REFUSAL not in str(error):
-                raise
-            self._auto_tool_choice = False
+            if _AUTO_TOOL_CHOICE_REFUSAL in str(error):
+                self._auto_tool_choice = False
+            else:  # refused for another reason (the model's template?): the first real tool call will tell
+                logger.warning("the tool-calling probe at %s was refused: %s", self.base_url, error)
         else:
             self._auto_tool_choice = True
 
@@ -397,9 +401,10 @@ class OpenAIBackend(Backend):
             t["tokens"] for t in await asyncio.gather(*(self._tokenize(info, request.prompt + c) for c in request.continuations))
         ]
         starts = await asyncio.gather(*(self._continuation_start(info, prompt_ids, ids) for ids in joints))
-        body = {"model": info.model, "prompt": joints, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
-        out = await self._post("/completions", body, "scoring")
-        choices = sorted(out["choices"], key=lambda c: c.get("index", 0))
+        chunks = [joints[i : i + _PROMPTS_PER_REQUEST] for i in range(0, len(joints), _PROMPTS_PER_REQUEST)]
+        body = {"model": info.model, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+        outs = await asyncio.gather(*(self._post("/completions", body | {"prompt": c}, "scoring") for c in chunks))
+        choices = [choice for out in outs for choice in sorted(out["choices"], key=lambda c: c.get("index", 0))]
         logprobs: list[float] = []
         for continuation, ids, start, choice in zip(request.continuations, joints, starts, choices):
             rows = choice.get("prompt_logprobs")
@@ -411,7 +416,7 @@ class OpenAIBackend(Backend):
         return RawScores(
             logprobs=logprobs,
             token_counts=[len(ids) - start for ids, start in zip(joints, starts)],
-            prompt_tokens=_token_counts(out)["prompt_tokens"],
+            prompt_tokens=sum(_token_counts(out)["prompt_tokens"] for out in outs),
         )
 
     async def _continuation_start(self, info: ServerInfo, prompt_ids: list[int], joint_ids: list[int]) -> int:
