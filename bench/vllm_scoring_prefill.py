@@ -68,7 +68,8 @@ def main() -> None:
     cached = distinct_prefixes(sequences)
     table = Table("scoring requests", "sequences", "tokens prefilled", "distinct prefixes", "prefilled / distinct",
                   title="SASC + iPrompt scoring on vLLM (prompt_logprobs: no prefix-cache reads)")
-    table.add_row(str(len(scoring)), str(len(sequences)), str(prefilled), str(cached), f"{prefilled / max(cached, 1):.1f}x")
+    ratio = f"{prefilled / max(cached, 1):.1f}x"
+    table.add_row(str(len(scoring)), str(len(sequences)), str(prefilled), str(cached), ratio)
     Console().print(table)
 
 

@@ -314,22 +314,26 @@ async def test_echo_scoring_counts_a_token_that_straddles_the_seam():
         [scores] = await llm.score([ScoreRequest(prompt="Answer: ", continuations=["yes", "no way"])])
         await llm.aclose()
     assert scores.token_counts == [1, 2]
-    assert scores.logprobs == pytest.approx(
-        [stub_token_logprob("Answer:", " yes"), stub_token_logprob("Answer:", " no") + stub_token_logprob(" no", " way")]
-    )
+    no_way = stub_token_logprob("Answer:", " no") + stub_token_logprob(" no", " way")
+    assert scores.logprobs == pytest.approx([stub_token_logprob("Answer:", " yes"), no_way])
 
 
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        (StubConfig(owned_by="vllm", version="0.12.0"), ["vLLM 0.12.0", "constrained decoding: yes", "tool calling: fallback"]),
+        (
+            StubConfig(owned_by="vllm", version="0.12.0"),
+            ["vLLM 0.12.0", "constrained decoding: yes", "tool calling: fallback"],
+        ),
         (
             StubConfig(owned_by="vllm", version="0.10.1", enable_auto_tool_choice=True),
             ["vLLM 0.10.1", "constrained decoding: no", "tool calling: native"],
         ),
     ],
 )
-def test_xplain_check_reports_release_constrained_decoding_and_tool_calling(fake_llm_env, monkeypatch, config, expected):
+def test_xplain_check_reports_release_constrained_decoding_and_tool_calling(
+    fake_llm_env, monkeypatch, config, expected
+):
     from typer.testing import CliRunner
 
     from xplain.cli import app

@@ -418,4 +418,5 @@ def test_sentencepiece_tokenizer_adds_bos_and_a_word_start_piece_on_its_own():
         assert tokenize("The cat")[-1] != tokenize("The cats")[-1], "pieces merge across the seam"
         decoded = httpx.post(f"{root}/detokenize", json={"tokens": together}).json()["prompt"]
         assert decoded == "<s> The capital is Paris"
-        assert httpx.post(f"{root}/detokenize", json={"tokens": together[1:]}).json()["prompt"] == "The capital is Paris"
+        without_bos = httpx.post(f"{root}/detokenize", json={"tokens": together[1:]}).json()["prompt"]
+        assert without_bos == "The capital is Paris"

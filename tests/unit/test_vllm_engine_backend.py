@@ -172,7 +172,8 @@ async def test_scores_tokenize_prompt_and_continuation_together_on_a_sentencepie
     llm = make_llm(Settings(llm_backend="vllm", llm_model="some/model", cache_enabled=False))
     [scores] = await llm.score([ScoreRequest(prompt="Answer: ", continuations=[" yes", "yes", "no way"])])
     _, prompts, _ = fake_vllm.calls[0]
-    assert [p["prompt_token_ids"] for p in prompts] == [encode(t) for t in ("Answer:  yes", "Answer: yes", "Answer: no way")]
+    texts = ("Answer:  yes", "Answer: yes", "Answer: no way")
+    assert [p["prompt_token_ids"] for p in prompts] == [encode(t) for t in texts]
     yes_alone, yes_after = encode("Answer:  yes")[-1], encode("Answer: yes")[-1]  # "▁yes" after "▁", or merged
     no, way = encode("Answer: no way")[-2:]
     assert scores.token_counts == [1, 1, 2], "no extra '▁' piece from tokenizing a continuation alone"

@@ -880,8 +880,8 @@ class OpenAIStub:
             body = await stub._record(request)
             if not isinstance(body, dict):
                 return _error(400, "the request body must be a JSON object")
-            # add_special_tokens defaults to true for text and false for messages, whose chat template already
-            # holds the special tokens (TokenizeCompletionRequest / TokenizeChatRequest, vllm/entrypoints/openai/protocol.py).
+            # add_special_tokens defaults to true for text and false for messages, whose chat template already holds
+            # the special tokens (TokenizeCompletionRequest / TokenizeChatRequest, vllm/entrypoints/openai/protocol.py)
             if "messages" in body:
                 special = body.get("add_special_tokens", False)
                 text = "\n".join(

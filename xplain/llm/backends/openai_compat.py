@@ -387,7 +387,9 @@ class OpenAIBackend(Backend):
 
         triples = await asyncio.gather(*(one(c) for c in request.continuations))
         return RawScores(
-            logprobs=[t[0] for t in triples], token_counts=[t[1] for t in triples], prompt_tokens=sum(t[2] for t in triples)
+            logprobs=[t[0] for t in triples],
+            token_counts=[t[1] for t in triples],
+            prompt_tokens=sum(t[2] for t in triples),
         )
 
     async def _score_vllm(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
@@ -397,9 +399,8 @@ class OpenAIBackend(Backend):
         vLLM skips prefix-cache reads for requests that ask for prompt_logprobs, so the shared prompt is computed
         once per continuation whatever the request shape; `prompt_tokens` reports that cost."""
         prompt_ids = (await self._tokenize(info, request.prompt))["tokens"]
-        joints = [
-            t["tokens"] for t in await asyncio.gather(*(self._tokenize(info, request.prompt + c) for c in request.continuations))
-        ]
+        texts = [request.prompt + c for c in request.continuations]
+        joints = [t["tokens"] for t in await asyncio.gather(*(self._tokenize(info, text) for text in texts))]
         starts = await asyncio.gather(*(self._continuation_start(info, prompt_ids, ids) for ids in joints))
         chunks = [joints[i : i + _PROMPTS_PER_REQUEST] for i in range(0, len(joints), _PROMPTS_PER_REQUEST)]
         body = {"model": info.model, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}

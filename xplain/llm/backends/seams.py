@@ -1,10 +1,10 @@
 """Which tokens are the continuation's when a prompt and its continuation are tokenized together.
 
 Tokenizing a continuation on its own is not the same as tokenizing it after its prompt: SentencePiece tokenizers
-(Llama 2, Mistral) put a word-start piece in front of text that stands alone, and pieces can merge across the seam
-("Answer: " + "yes" is "▁Answer:" "▁yes", not "▁Answer:" "▁" + "▁yes"). So scoring tokenizes prompt + continuation
-as one text, the way the model reads it, and counts as the continuation's every token that covers at least one of
-its characters; a token that straddles the seam counts with the continuation.
+(Llama 2, Mistral) put a word-start piece in front of text that stands alone, and pieces can merge across the
+seam ("Answer: " + "yes" is "▁Answer:" "▁yes", not "▁Answer:" "▁" + "▁yes"). So scoring tokenizes prompt +
+continuation as one text, the way the model reads it, and counts as the continuation's every token that covers at
+least one of its characters; a token that straddles the seam counts with the continuation.
 """
 
 from __future__ import annotations
