@@ -48,6 +48,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from xplain.llm.backends.vllm_release import release
 from xplain.testing.serve import serve_in_thread
 
 __all__ = [
@@ -404,10 +405,7 @@ class StubConfig(BaseModel):
     @property
     def vllm_release(self) -> tuple[int, int] | None:
         """(major, minor) of the vLLM release played, or None when the stub is not playing vLLM."""
-        if self.owned_by != "vllm":
-            return None
-        major, minor = (self.version.split(".") + ["0"])[:2]
-        return int(major), int(re.match(r"\d+", minor).group())
+        return release(self.version) if self.owned_by == "vllm" else None
 
 
 @dataclass

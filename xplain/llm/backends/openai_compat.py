@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import random
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores
 from xplain.llm.backends.seams import continuation_start, merged_seam_prefixes
+from xplain.llm.backends.vllm_release import STRUCTURED_OUTPUTS, release
 from xplain.llm.types import (
     GenerationRequest,
     LLMError,
@@ -42,8 +42,6 @@ from xplain.prompts import load_prompt
 
 logger = logging.getLogger(__name__)
 
-#: The first vLLM release with `structured_outputs` (vllm/sampling_params.py `StructuredOutputsParams`).
-VLLM_STRUCTURED_OUTPUTS = (0, 11)
 #: vLLM's answer to `tool_choice="auto"` on a server started without it (chat_completion/serving.py).
 _AUTO_TOOL_CHOICE_REFUSAL = "--enable-auto-tool-choice"
 TOOL_FLAGS = "--enable-auto-tool-choice --tool-call-parser <parser>"
@@ -60,8 +58,8 @@ class ServerInfo:
     @property
     def structured_outputs(self) -> bool:
         """True when the server constrains JSON through vLLM's `structured_outputs`."""
-        release = _release(self.version)
-        return self.flavor == "vllm" and release is not None and release >= VLLM_STRUCTURED_OUTPUTS
+        server = release(self.version)
+        return self.flavor == "vllm" and server is not None and server >= STRUCTURED_OUTPUTS
 
     def describe(self) -> str:
         if self.flavor != "vllm":
@@ -116,7 +114,7 @@ class OpenAIBackend(Backend):
     @property
     def constrains_json(self) -> bool:  # type: ignore[override]
         """Whether JSON replies are constrained: through structured_outputs on vLLM >= 0.11, through
-        response_format json_schema elsewhere (until a server refuses it); unknown (False) before the server answers."""
+        response_format json_schema elsewhere (until a server refuses it); False until the server has answered."""
         if self._info is None:
             return False
         if self._info.flavor == "vllm":
@@ -394,7 +392,7 @@ class OpenAIBackend(Backend):
 
     async def _score_vllm(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
         """Tokenize each prompt + continuation as one text (the continuation's tokens found by offset, see
-        `seams`), send all of them as token ids in one request, and read vLLM's `prompt_logprobs` there.
+        `seams`), send them as token ids, many to a request, and read vLLM's `prompt_logprobs` there.
 
         vLLM skips prefix-cache reads for requests that ask for prompt_logprobs, so the shared prompt is computed
         once per continuation whatever the request shape; `prompt_tokens` reports that cost."""
@@ -478,12 +476,6 @@ def _parse_arguments(text: str | None) -> dict[str, Any]:
 def _token_counts(out: dict[str, Any]) -> dict[str, int]:
     usage = out.get("usage") or {}
     return {"prompt_tokens": usage.get("prompt_tokens") or 0, "completion_tokens": usage.get("completion_tokens") or 0}
-
-
-def _release(version: str | None) -> tuple[int, int] | None:
-    """(major, minor) of a version such as "0.11.0" or "0.11.1rc2.dev5+g1234"; None when it is not one."""
-    match = re.match(r"(\d+)\.(\d+)", version or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _retry_after(response: httpx.Response | None) -> float | None:

@@ -8,12 +8,12 @@ first with `StructuredOutputsParams`.
 from __future__ import annotations
 
 import asyncio
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores
 from xplain.llm.backends.seams import continuation_start
+from xplain.llm.backends.vllm_release import STRUCTURED_OUTPUTS, release
 from xplain.llm.types import GenerationRequest, LLMRequestError, LLMUnavailableError, ScoreRequest
 
 
@@ -29,8 +29,8 @@ class VLLMEngineBackend(Backend):
             raise LLMUnavailableError(
                 f"the vllm backend needs vLLM and a GPU: pip install 'xplain[gpu]' ({error})"
             ) from error
-        release = re.match(r"(\d+)\.(\d+)", getattr(vllm, "__version__", ""))
-        if release is None or (int(release.group(1)), int(release.group(2))) < (0, 11):
+        installed = release(getattr(vllm, "__version__", None))
+        if installed is None or installed < STRUCTURED_OUTPUTS:
             raise LLMUnavailableError(
                 f"the vllm backend needs vLLM 0.11 or later for structured outputs, found "
                 f"{getattr(vllm, '__version__', 'an unknown version')}: pip install -U 'xplain[gpu]'"
