@@ -56,8 +56,8 @@ class VLLMEngineBackend(Backend):
     def _sampling(self, request: GenerationRequest) -> Any:
         from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
-        # max_tokens=None is the rest of the context (the engine fills it in from max_model_len); leaving it out
-        # would be SamplingParams' default of 16 (vllm/sampling_params.py).
+        # max_tokens=None is the rest of the context (the engine sets max_model_len - prompt length,
+        # vllm/v1/engine/input_processor.py); leaving it out would be SamplingParams' default of 16.
         return SamplingParams(
             max_tokens=request.max_tokens,
             temperature=request.temperature,
