@@ -681,19 +681,19 @@ class OpenAIStub:
                 return spec.get("schema") or {"type": "object"}
             if kind == "json_object":
                 return _maybe_json(response_format.get("schema")) or {"type": "object"}
-        release = self.config.vllm_release
-        if release is None:
+        played = self.config.vllm_release
+        if played is None:
             return None  # vLLM's own fields mean nothing to other servers
         # vLLM accepts fields it does not know and ignores them with a warning (OpenAIBaseModel allows extras,
         # vllm/entrypoints/openai/protocol.py). `structured_outputs` arrived in 0.11
         # (StructuredOutputsParams, vllm/sampling_params.py); `guided_json` / `guided_choice` left in 0.12.
         structured = body.get("structured_outputs")
-        if release >= (0, 11) and isinstance(structured, dict):
+        if played >= (0, 11) and isinstance(structured, dict):
             if structured.get("json") is not None:
                 return _maybe_json(structured["json"]) or {"type": "object"}
             if structured.get("choice"):
                 return {"enum": list(structured["choice"])}
-        if release < (0, 12):
+        if played < (0, 12):
             if body.get("guided_json") is not None:
                 return _maybe_json(body["guided_json"]) or {"type": "object"}
             if body.get("guided_choice"):
