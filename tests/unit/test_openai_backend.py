@@ -17,7 +17,15 @@ from xplain.llm import (
     make_llm,
 )
 from xplain.settings import Settings
-from xplain.testing.openai_stub import StubConfig, run_stub, stub_token_logprob, stub_tokenize
+from xplain.testing.openai_stub import (
+    BOS,
+    StubConfig,
+    StubTokenizer,
+    run_stub,
+    stub_encode,
+    stub_token_logprob,
+    stub_tokenize,
+)
 from xplain.testing.serve import free_port
 
 
@@ -179,3 +187,174 @@ async def test_native_tool_calls_round_trip():
         "tool_call_id": reply.tool_calls[0].id,
         "name": "predict",
     }
+
+
+# -- vLLM as its releases behave (the stub plays them; see xplain/testing/openai_stub.py) -------------------------
+
+
+@pytest.mark.parametrize(("version", "constrained"), [("0.10.2", False), ("0.11.0", True), ("0.12.1", True)])
+async def test_vllm_release_decides_whether_json_is_constrained(version, constrained):
+    with run_stub(StubConfig(owned_by="vllm", version=version)) as (url, stub):
+        llm = client(url)
+        line = await llm.check()
+        [result] = await llm.structured([GenerationRequest.user("classify")], Verdict)
+        await llm.aclose()
+    assert f"vLLM {version}" in line
+    assert llm.backend.constrains_json is constrained
+    assert isinstance(result.value, Verdict)
+    body = stub.generation_requests[-1].body
+    if constrained:
+        assert body["structured_outputs"] == {"json": Verdict.model_json_schema()}
+    else:
+        assert "not constrained" in line and "vllm>=0.11" in line
+        assert "structured_outputs" not in body and body["response_format"]["type"] == "json_schema"
+
+
+async def test_a_vllm_server_without_a_version_is_not_called_constrained():
+    with run_stub(StubConfig(owned_by="vllm")) as (url, stub):
+        stub.app.router.routes = [r for r in stub.app.router.routes if getattr(r, "path", "") != "/version"]
+        llm = client(url)
+        line = await llm.check()
+        await llm.aclose()
+    assert "unknown release" in line and llm.backend.constrains_json is False
+
+
+async def test_no_null_max_tokens_a_request_without_a_limit_gets_the_rest_of_the_context():
+    reply = " ".join(f"w{i}" for i in range(40))
+    with run_stub(StubConfig(owned_by="vllm", reply=reply, max_model_len=512)) as (url, stub):
+        backend = client(url).backend
+        [completion, chat] = await backend.generate(
+            [GenerationRequest(prompt="Write a long list:"), GenerationRequest.user("Write a long list.")]
+        )
+        await backend.aclose()
+    assert completion.text == reply and chat.text == reply, "vLLM would stop a null max_tokens at 16 tokens"
+    sent = {r.path: r.body for r in stub.generation_requests}
+    assert sent["/v1/completions"]["max_tokens"] == 512 - len(stub_tokenize("Write a long list:"))
+    assert "max_tokens" not in sent["/v1/chat/completions"]
+
+
+PREDICT = ToolSpec(
+    name="predict",
+    description="Predict a row.",
+    parameters={"type": "object", "properties": {"row": {"type": "integer", "minimum": 2}}, "required": ["row"]},
+)
+
+
+async def test_a_vllm_server_without_auto_tool_choice_gets_tools_through_constrained_json():
+    with run_stub(StubConfig(owned_by="vllm")) as (url, stub):
+        llm = client(url)
+        first = await llm.chat([Message(role="user", content="row?")], tools=[PREDICT])
+        second = await llm.chat([Message(role="user", content="and now?")], tools=[PREDICT])
+        await llm.aclose()
+    assert first.tool_calls[0].name == second.tool_calls[0].name == "predict"
+    assert first.tool_calls[0].arguments["row"] >= 2
+    assert llm.backend.native_tools is False
+    refused, fallback, remembered = (r.body for r in stub.generation_requests)
+    assert refused["tool_choice"] == "auto" and refused["tools"]
+    for body in (fallback, remembered):
+        assert "tools" not in body and "anyOf" in body["structured_outputs"]["json"]
+
+
+async def test_check_reports_release_and_tool_calling_mode():
+    with run_stub(StubConfig(owned_by="vllm", version="0.11.1")) as (url, _):
+        llm = client(url)
+        fallback = await llm.check()
+        await llm.aclose()
+    assert "vLLM 0.11.1" in fallback and "--enable-auto-tool-choice --tool-call-parser" in fallback
+    assert llm.backend.native_tools is False and llm.backend.constrains_json is True
+    with run_stub(StubConfig(owned_by="vllm", enable_auto_tool_choice=True)) as (url, stub):
+        llm = client(url)
+        native = await llm.check()
+        reply = await llm.chat([Message(role="user", content="row?")], tools=[PREDICT])
+        await llm.aclose()
+    assert "constrained JSON" not in native and llm.backend.native_tools is True
+    assert reply.tool_calls[0].name == "predict" and stub.generation_requests[-1].body["tools"]
+
+
+def sentencepiece_logprob(text: str, first: int) -> tuple[float, int]:
+    """The stub's log-probability of the SentencePiece tokens of `text` from token `first` on (BOS is token 0)."""
+    tokens = [BOS] + [token for token, _ in StubTokenizer("sentencepiece").tokens(text)]
+    picked = range(first, len(tokens))
+    return sum(stub_token_logprob(tokens[i - 1], tokens[i]) for i in picked), len(picked)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "continuation", "first"),
+    [
+        ("The capital of France is", " Paris", 6),  # alone, " Paris" would be "▁" "▁Paris"
+        ("The capital of France is", " a purple banana", 6),
+        ("Answer: ", "yes", 2),  # the prompt's trailing "▁" merges into "▁yes"
+        ("The cat", "s", 2),  # "▁cat" + "s" is one piece, "▁cats", which covers the continuation
+    ],
+)
+async def test_vllm_scoring_tokenizes_prompt_and_continuation_together(prompt, continuation, first):
+    with run_stub(StubConfig(owned_by="vllm", tokenizer="sentencepiece")) as (url, stub):
+        llm = client(url)
+        [scores] = await llm.score([ScoreRequest(prompt=prompt, continuations=[continuation])])
+        await llm.aclose()
+    expected, count = sentencepiece_logprob(prompt + continuation, first)
+    assert scores.token_counts == [count]
+    assert scores.logprobs == pytest.approx([expected])
+
+
+async def test_vllm_scoring_sends_every_continuation_in_one_request_and_reports_the_prefill():
+    prompt, continuations = "Two plus two is", [" four", " seventeen apples", " five"]
+    with run_stub(StubConfig(owned_by="vllm")) as (url, stub):
+        backend = client(url).backend
+        [raw] = await backend.score([ScoreRequest(prompt=prompt, continuations=continuations)])
+        await backend.aclose()
+    [request] = stub.generation_requests
+    assert request.body["prompt"] == [stub_encode(prompt + c) for c in continuations]
+    assert raw.prompt_tokens == sum(len(stub_tokenize(prompt + c)) for c in continuations)
+
+
+async def test_echo_scoring_counts_a_token_that_straddles_the_seam():
+    with run_stub() as (url, _):
+        llm = client(url)
+        [scores] = await llm.score([ScoreRequest(prompt="Answer: ", continuations=["yes", "no way"])])
+        await llm.aclose()
+    assert scores.token_counts == [1, 2]
+    no_way = stub_token_logprob("Answer:", " no") + stub_token_logprob(" no", " way")
+    assert scores.logprobs == pytest.approx([stub_token_logprob("Answer:", " yes"), no_way])
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            StubConfig(owned_by="vllm", version="0.12.0"),
+            ["vLLM 0.12.0", "constrained decoding: yes", "tool calling: fallback"],
+        ),
+        (
+            StubConfig(owned_by="vllm", version="0.10.1", enable_auto_tool_choice=True),
+            ["vLLM 0.10.1", "constrained decoding: no", "tool calling: native"],
+        ),
+    ],
+)
+def test_xplain_check_reports_release_constrained_decoding_and_tool_calling(
+    fake_llm_env, monkeypatch, config, expected
+):
+    from typer.testing import CliRunner
+
+    from xplain.cli import app
+    from xplain.settings import get_settings
+
+    with run_stub(config) as (url, _):
+        monkeypatch.setenv("XPLAIN_LLM_BACKEND", "openai")
+        monkeypatch.setenv("XPLAIN_LLM_BASE_URL", url)
+        get_settings.cache_clear()
+        result = CliRunner().invoke(app, ["check"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    for text in expected:
+        assert text in output
+
+
+async def test_vllm_scoring_splits_many_continuations_under_the_servers_prompt_limit():
+    continuations = [f" answer{i}" for i in range(70)]
+    with run_stub(StubConfig(owned_by="vllm")) as (url, stub):
+        llm = client(url)
+        [scores] = await llm.score([ScoreRequest(prompt="Pick one:", continuations=continuations)])
+        await llm.aclose()
+    assert sorted(len(r.body["prompt"]) for r in stub.generation_requests) == [6, 64]
+    assert scores.logprobs == pytest.approx([expected_logprob("Pick one:", c) for c in continuations])

@@ -18,6 +18,7 @@ from xplain.testing.openai_stub import (
     StubConfig,
     run_stub,
     schema_instance,
+    sentencepiece_encode,
     stub_decode,
     stub_encode,
     stub_token_logprob,
@@ -136,11 +137,6 @@ def test_structured_outputs_validate_against_pydantic_schema(stub_server):
     assert shape.name == "square" and shape.colour is Colour.RED
     assert shape.parent is None  # an optional self-reference ends the recursion
     assert len(shape.points) == 2 and all(p.x >= 3 and p.y > 0.5 and len(p.label) >= 4 for p in shape.points)
-
-    vllm_style = client.chat.completions.create(
-        model="stub-model", messages=messages, extra_body={"structured_outputs": {"json": schema}}
-    )
-    Shape.model_validate_json(vllm_style.choices[0].message.content)
 
     json_object_with_schema = client.chat.completions.create(
         model="stub-model", messages=messages, response_format={"type": "json_object", "schema": schema}
@@ -283,7 +279,7 @@ def test_prompt_logprobs_for_token_ids(stub_server):
     tokens = stub_tokenize(text)
     assert len(entries) == len(ids) and entries[0] is None
     for entry, token_id, prev, tok in zip(entries[1:], ids[1:], tokens, tokens[1:]):
-        assert entry == {str(token_id): {"logprob": stub_token_logprob(prev, tok), "rank": 1, "decoded_token": tok}}
+        assert entry == {str(token_id): {"logprob": stub_token_logprob(prev, tok), "rank": None, "decoded_token": tok}}
     total = sum(next(iter(e.values()))["logprob"] for e in entries[1:])
     assert total == pytest.approx(sum(stub_token_logprob(p, t) for p, t in zip(tokens, tokens[1:])))
     assert choice["text"] == "stub"
@@ -338,3 +334,89 @@ def test_max_in_flight_bounds_concurrency():
     with run_stub(StubConfig(delay_s=0.1)) as (url, stub):  # unbounded: requests overlap
         assert asyncio.run(_concurrent_posts(url, 20)) == [200] * 20
         assert stub.max_seen_in_flight > 4
+
+
+# -- playing vLLM: what differs between vLLM releases, or from OpenAI -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("owned_by", "version", "honoured"),
+    [
+        ("vllm", "0.10.2", {"guided_json"}),
+        ("vllm", "0.11.1", {"structured_outputs", "guided_json"}),
+        ("vllm", "0.12.0", {"structured_outputs"}),
+        ("stub", "0.12.0", set()),
+    ],
+)
+def test_vllm_json_fields_count_only_in_the_releases_that_have_them(owned_by, version, honoured):
+    schema = Point.model_json_schema()
+    fields = {"structured_outputs": {"json": schema}, "guided_json": schema}
+    with run_stub(StubConfig(owned_by=owned_by, version=version)) as (url, _):
+        client = _client(url)
+        for name, value in fields.items():
+            reply = client.chat.completions.create(
+                model="stub-model", messages=[{"role": "user", "content": "a point"}], extra_body={name: value}
+            )
+            content = reply.choices[0].message.content
+            if name in honoured:
+                Point.model_validate_json(content)
+            else:
+                assert content == "stub reply", f"{name} should be ignored by {owned_by} {version}"
+
+
+def test_version_is_served_only_when_playing_vllm():
+    with run_stub(StubConfig(owned_by="vllm", version="0.11.2")) as (url, _):
+        assert httpx.get(url.removesuffix("/v1") + "/version").json() == {"version": "0.11.2"}
+    with run_stub() as (url, _):
+        assert httpx.get(url.removesuffix("/v1") + "/version").status_code == 404
+
+
+def test_null_max_tokens_is_16_on_completions_and_the_rest_of_the_context_on_chat():
+    reply = " ".join(f"w{i}" for i in range(30))
+    with run_stub(StubConfig(owned_by="vllm", reply=reply)) as (url, _):
+        completion = httpx.post(f"{url}/completions", json={"prompt": "go", "max_tokens": None}).json()
+        assert len(stub_tokenize(completion["choices"][0]["text"])) == 16
+        assert completion["choices"][0]["finish_reason"] == "length"
+        missing = httpx.post(f"{url}/completions", json={"prompt": "go"}).json()
+        assert missing["choices"][0]["text"] == completion["choices"][0]["text"]
+        chat = httpx.post(
+            f"{url}/chat/completions", json={"messages": [{"role": "user", "content": "go"}], "max_tokens": None}
+        ).json()
+        assert chat["choices"][0]["message"]["content"] == reply
+
+
+def test_auto_tool_choice_is_refused_unless_the_server_enables_it():
+    tools = [{"type": "function", "function": {"name": "noop", "parameters": {"type": "object", "properties": {}}}}]
+    messages = [{"role": "user", "content": "call"}]
+    with run_stub(StubConfig(owned_by="vllm")) as (url, _):
+        client = _client(url)
+        for choice in ({}, {"tool_choice": "auto"}):
+            with pytest.raises(openai.BadRequestError, match="--enable-auto-tool-choice"):
+                client.chat.completions.create(model="stub-model", messages=messages, tools=tools, **choice)
+        required = client.chat.completions.create(
+            model="stub-model", messages=messages, tools=tools, tool_choice="required"
+        )
+        assert required.choices[0].message.tool_calls[0].function.name == "noop"
+    with run_stub(StubConfig(owned_by="vllm", enable_auto_tool_choice=True)) as (url, _):
+        auto = _client(url).chat.completions.create(model="stub-model", messages=messages, tools=tools)
+        assert auto.choices[0].message.tool_calls[0].function.name == "noop"
+
+
+def test_sentencepiece_tokenizer_adds_bos_and_a_word_start_piece_on_its_own():
+    with run_stub(StubConfig(owned_by="vllm", tokenizer="sentencepiece")) as (url, _):
+        root = url.removesuffix("/v1")
+
+        def tokenize(text, **extra):
+            return httpx.post(f"{root}/tokenize", json={"prompt": text, **extra}).json()["tokens"]
+
+        together = tokenize("The capital is Paris")
+        prompt = tokenize("The capital is")
+        alone = tokenize(" Paris", add_special_tokens=False)
+        assert together[:-1] == prompt and together[0] == sentencepiece_encode("")[0]  # BOS by default
+        assert tokenize("The capital is", add_special_tokens=False) == prompt[1:]
+        assert len(alone) == 2 and alone[-1] == together[-1], "alone, the continuation gets an extra '▁' piece"
+        assert tokenize("The cat")[-1] != tokenize("The cats")[-1], "pieces merge across the seam"
+        decoded = httpx.post(f"{root}/detokenize", json={"tokens": together}).json()["prompt"]
+        assert decoded == "<s> The capital is Paris"
+        without_bos = httpx.post(f"{root}/detokenize", json={"tokens": together[1:]}).json()["prompt"]
+        assert without_bos == "The capital is Paris"

@@ -12,6 +12,7 @@ import pytest
 from xplain.llm import GenerationRequest, ScoreRequest, make_llm
 from xplain.llm.types import LLMUnavailableError
 from xplain.settings import Settings
+from xplain.testing.openai_stub import StubTokenizer
 
 
 @dataclass
@@ -55,6 +56,22 @@ class Tokenizer:
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return ([0] if add_special_tokens else []) + [ord(c) for c in text]
 
+    def decode(self, ids: list[int]) -> str:
+        return "".join("<s>" if i == 0 else chr(i) for i in ids)
+
+
+class SentencePieceTokenizer:
+    """The stub server's SentencePiece-style tokenizer: a dummy "▁" in front, pieces that merge across seams."""
+
+    def __init__(self) -> None:
+        self.inner = StubTokenizer("sentencepiece")
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.inner.encode(text, add_special_tokens=add_special_tokens)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.inner.decode(ids)
+
 
 def token_logprob(token: int) -> float:
     return -(token % 7) - 0.5
@@ -63,9 +80,10 @@ def token_logprob(token: int) -> float:
 @dataclass
 class FakeEngine:
     calls: list = field(default_factory=list)
+    tokenizer: object = field(default_factory=Tokenizer)
 
     def get_tokenizer(self):
-        return Tokenizer()
+        return self.tokenizer
 
     def chat(self, conversations, sampling_params, use_tqdm):
         self.calls.append(("chat", conversations, sampling_params))
@@ -88,6 +106,7 @@ class FakeEngine:
 def fake_vllm(monkeypatch):
     engine = FakeEngine()
     vllm = types.ModuleType("vllm")
+    vllm.__version__ = "0.11.0"
     vllm.LLM = lambda **kwargs: engine
     sampling = types.ModuleType("vllm.sampling_params")
     sampling.SamplingParams = SamplingParams
@@ -139,3 +158,25 @@ def test_missing_vllm_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(LLMUnavailableError, match=r"xplain\[gpu\]"):
         make_llm(Settings(llm_backend="vllm", llm_model="m"))
+
+
+def test_a_vllm_older_than_0_11_is_refused_at_start(fake_vllm):
+    sys.modules["vllm"].__version__ = "0.10.2"
+    with pytest.raises(LLMUnavailableError, match=r"vLLM 0\.11 or later.*0\.10\.2"):
+        make_llm(Settings(llm_backend="vllm", llm_model="m"))
+
+
+async def test_scores_tokenize_prompt_and_continuation_together_on_a_sentencepiece_tokenizer(fake_vllm):
+    fake_vllm.tokenizer = SentencePieceTokenizer()
+    encode = fake_vllm.tokenizer.encode
+    llm = make_llm(Settings(llm_backend="vllm", llm_model="some/model", cache_enabled=False))
+    [scores] = await llm.score([ScoreRequest(prompt="Answer: ", continuations=[" yes", "yes", "no way"])])
+    _, prompts, _ = fake_vllm.calls[0]
+    texts = ("Answer:  yes", "Answer: yes", "Answer: no way")
+    assert [p["prompt_token_ids"] for p in prompts] == [encode(t) for t in texts]
+    yes_alone, yes_after = encode("Answer:  yes")[-1], encode("Answer: yes")[-1]  # "▁yes" after "▁", or merged
+    no, way = encode("Answer: no way")[-2:]
+    assert scores.token_counts == [1, 1, 2], "no extra '▁' piece from tokenizing a continuation alone"
+    assert scores.logprobs == pytest.approx(
+        [token_logprob(yes_alone), token_logprob(yes_after), token_logprob(no) + token_logprob(way)]
+    )

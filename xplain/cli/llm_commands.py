@@ -15,10 +15,12 @@ from xplain.settings import get_settings
 
 @app.command()
 def check() -> None:
-    """Show the settings in force and whether the LLM backend answers."""
+    """Show the settings in force, whether the LLM backend answers, and how it does JSON and tools."""
 
     async def work(llm: LLM) -> None:
         console.print(f"backend ready: [green]{await llm.check()}[/green]")
+        console.print(f"constrained decoding: {'yes' if llm.backend.constrains_json else 'no'}")
+        console.print(f"tool calling: {'native' if llm.backend.native_tools else 'fallback (constrained JSON)'}")
 
     settings = get_settings()
     table = Table("setting", "value", title="xplain settings (XPLAIN_* or xplain.toml)")

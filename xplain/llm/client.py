@@ -20,6 +20,7 @@ from xplain.llm.types import (
     GenerationRequest,
     LLMError,
     Message,
+    NativeToolsUnavailableError,
     Scores,
     ScoreRequest,
     Structured,
@@ -149,7 +150,10 @@ class LLM:
         """One assistant turn; with `tools`, the reply may be tool calls instead of text."""
         request = GenerationRequest(messages=list(messages), tools=list(tools) if tools else None, **params)
         if not request.tools or self.backend.native_tools:
-            return (await self.generate([request]))[0]
+            try:
+                return (await self.generate([request]))[0]
+            except NativeToolsUnavailableError:
+                pass  # the backend learnt that its server can't; constrained JSON from now on
         completion = (await self.generate([_tool_choice_request(request)]))[0]
         return _parse_tool_choice(completion)
 

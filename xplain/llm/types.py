@@ -162,6 +162,11 @@ class LLMRequestError(LLMError):
     """The backend refused a request (4xx other than 429); retrying the same request won't help."""
 
 
+class NativeToolsUnavailableError(LLMRequestError):
+    """The server refuses to pick tools itself (vLLM started without `--enable-auto-tool-choice`). The backend
+    remembers it and reports `native_tools = False`, so `LLM.chat` asks again through constrained JSON."""
+
+
 class StructuredOutputError(LLMError):
     """A reply never validated against the schema; `raw` holds the last text and `errors` why it failed."""
 

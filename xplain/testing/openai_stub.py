@@ -3,18 +3,24 @@
 It answers enough of the API for a client's request shapes, concurrency, retries and error handling to be checked
 against a real socket, deterministically and with little per-request work:
 
-- ``GET /v1/models``, ``GET /health``;
+- ``GET /v1/models``, ``GET /health``, and ``GET /version`` when it plays vLLM;
 - ``POST /v1/chat/completions``: a fixed reply, a tool call to the first (or the named) tool, or -- when a JSON
-  schema is asked for through ``response_format`` or vLLM's ``structured_outputs`` / ``guided_json`` -- the JSON
-  text of a minimal instance of that schema (see :func:`schema_instance`);
+  schema is asked for through ``response_format`` or (playing vLLM) ``structured_outputs`` / ``guided_json`` -- the
+  JSON text of a minimal instance of that schema (see :func:`schema_instance`);
 - ``POST /v1/completions``: legacy text completions with ``echo`` and ``logprobs``, plus vLLM's ``prompt_logprobs``
   and token-id prompts;
 - ``POST /tokenize`` and ``POST /detokenize`` (vLLM's, at the server root).
 
-The stub's tokenizer splits text with the regex ``\\s*\\S+`` (each token keeps its leading whitespace); a token's id
-is a stable hash of its text, and every token seen is remembered so that ids decode back. A token's log-probability
-is a stable function of the token and the one before it (:func:`stub_token_logprob`), so tests can compute the
-values the stub will return. No streaming, and ``n`` must be 1.
+With ``owned_by="vllm"`` it behaves like the vLLM release named in ``StubConfig.version``, where a behaviour
+differs between releases or from OpenAI's; each such place cites the vLLM file it follows.
+
+Two tokenizers (``StubConfig.tokenizer``): ``"whitespace"`` splits text with the regex ``\\s*\\S+`` (each token keeps
+its leading whitespace, no BOS -- like byte-level BPE models such as Qwen); ``"sentencepiece"`` marks word starts
+with ``▁``, adds a dummy ``▁`` before the text and a ``<s>`` BOS (like Llama 2 and Mistral), so that tokenizing a
+continuation on its own differs from tokenizing it after its prompt. A token's id is a stable hash of its text, and
+every token seen is remembered so that ids decode back. A token's log-probability is a stable function of the token
+and the one before it (:func:`stub_token_logprob`), so tests can compute the values the stub will return. No
+streaming, and ``n`` must be 1.
 
 Typical use::
 
@@ -36,20 +42,23 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from xplain.llm.backends.vllm_release import release
 from xplain.testing.serve import serve_in_thread
 
 __all__ = [
     "OpenAIStub",
     "RecordedRequest",
     "StubConfig",
+    "StubTokenizer",
     "run_stub",
     "schema_instance",
+    "sentencepiece_encode",
     "stub_decode",
     "stub_encode",
     "stub_token_id",
@@ -70,15 +79,6 @@ _VOCAB: dict[int, str] = {}  # id -> token text, for every token the stub has se
 def stub_tokenize(text: str) -> list[str]:
     """The stub's tokens of `text`: runs of whitespace plus the non-whitespace that follows (trailing space drops)."""
     return _TOKEN_RE.findall(text)
-
-
-def _tokenize_with_offsets(text: str) -> tuple[list[str], list[int]]:
-    tokens: list[str] = []
-    offsets: list[int] = []
-    for match in _TOKEN_RE.finditer(text):
-        tokens.append(match.group())
-        offsets.append(match.start())
-    return tokens, offsets
 
 
 def stub_token_id(token: str) -> int:
@@ -111,6 +111,47 @@ def stub_token_logprob(prev: str | None, tok: str) -> float:
 
 def _word_count(text: str) -> int:
     return len(text.split())
+
+
+_WORD_START = "\u2581"  # SentencePiece's "▁"
+_PIECE_RE = re.compile(f"{_WORD_START}?[^{_WORD_START}]+|{_WORD_START}")
+BOS = "<s>"
+
+
+class StubTokenizer:
+    """How the stub cuts text into tokens: `tokens(text)` gives (token, start offset in `text`) pairs, without BOS."""
+
+    def __init__(self, kind: str) -> None:
+        if kind not in ("whitespace", "sentencepiece"):
+            raise ValueError(f"unknown stub tokenizer {kind!r}")
+        self.kind = kind
+        self.bos: str | None = BOS if kind == "sentencepiece" else None
+
+    def tokens(self, text: str) -> list[tuple[str, int]]:
+        if self.kind == "whitespace":
+            return [(m.group(), m.start()) for m in _TOKEN_RE.finditer(text)]
+        # SentencePiece with a dummy prefix: every space becomes "▁", one more "▁" goes in front, and a piece is an
+        # optional "▁" plus the text up to the next one. Normalised index i is text index i - 1.
+        normalised = _WORD_START + text.replace(" ", _WORD_START)
+        return [(m.group(), max(m.start() - 1, 0)) for m in _PIECE_RE.finditer(normalised)]
+
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        ids = [stub_token_id(self.bos)] if (self.bos and add_special_tokens) else []
+        return ids + [stub_token_id(token) for token, _ in self.tokens(text)]
+
+    def decode(self, token_ids: list[int]) -> str:
+        """Like Hugging Face's `decode` without `skip_special_tokens`: a BOS shows as ``<s> ``."""
+        tokens = [_decode_one(token_id) for token_id in token_ids]
+        if self.kind == "whitespace":
+            return "".join(tokens)
+        bos = tokens[:1] == [BOS]
+        body = "".join(tokens[1:] if bos else tokens).replace(_WORD_START, " ").removeprefix(" ")
+        return f"{BOS} {body}" if bos else body
+
+
+def sentencepiece_encode(text: str, *, add_special_tokens: bool = True) -> list[int]:
+    """Token ids of `text` under the stub's SentencePiece-style tokenizer (what its ``/tokenize`` answers)."""
+    return StubTokenizer("sentencepiece").encode(text, add_special_tokens=add_special_tokens)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -357,6 +398,14 @@ class StubConfig(BaseModel):
     reply: str = "stub reply"  # text for chat/completions when no JSON schema or tools are asked for
     reject_json_schema: bool = False  # 400 for response_format type json_schema (servers that take json_object only)
     max_model_len: int = 2048  # reported by /tokenize and (when owned_by is "vllm") /v1/models
+    version: str = "0.12.0"  # the vLLM release it plays when owned_by is "vllm" (GET /version, request fields)
+    enable_auto_tool_choice: bool = False  # as `vllm serve --enable-auto-tool-choice --tool-call-parser ...`
+    tokenizer: Literal["whitespace", "sentencepiece"] = "whitespace"
+
+    @property
+    def vllm_release(self) -> tuple[int, int] | None:
+        """(major, minor) of the vLLM release played, or None when the stub is not playing vLLM."""
+        return release(self.version) if self.owned_by == "vllm" else None
 
 
 @dataclass
@@ -545,6 +594,20 @@ class OpenAIStub:
 
     # -- responses ----------------------------------------------------------------------------------------------
 
+    @property
+    def tokenizer(self) -> StubTokenizer:
+        return StubTokenizer(self.config.tokenizer)
+
+    def _tool_choice_refusal(self, body: dict) -> Response | None:
+        """vLLM's 400 for `tool_choice="auto"` on a server started without auto tool choice. Tools without a
+        tool_choice mean "auto" (`check_tool_usage` in vllm/entrypoints/openai/chat_completion/protocol.py); the
+        refusal itself is in vllm/entrypoints/openai/chat_completion/serving.py."""
+        if self.config.vllm_release is None or self.config.enable_auto_tool_choice or not body.get("tools"):
+            return None
+        if body.get("tool_choice", "auto") != "auto":
+            return None
+        return _error(400, '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set')
+
     def _chat(self, body: dict, model: str) -> Response:
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
         prompt_words = sum(_word_count(_text_of(m.get("content"))) for m in messages)
@@ -572,6 +635,8 @@ class OpenAIStub:
             message["content"] = content
             completion_words = _word_count(content)
         else:
+            # vLLM's chat: a null or missing limit means the rest of the context (ChatCompletionRequest.max_tokens
+            # defaults to None, vllm/entrypoints/openai/chat_completion/protocol.py); the stub's reply always fits.
             max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
             content, finish_reason = _truncate(self.config.reply, max_tokens)
             message["content"] = content
@@ -606,8 +671,7 @@ class OpenAIStub:
                     return tool
         return tools[0]
 
-    @staticmethod
-    def _requested_schema(body: dict) -> Any:
+    def _requested_schema(self, body: dict) -> Any:
         """The JSON schema the reply must follow, or None for free text."""
         response_format = body.get("response_format")
         if isinstance(response_format, dict):
@@ -617,16 +681,23 @@ class OpenAIStub:
                 return spec.get("schema") or {"type": "object"}
             if kind == "json_object":
                 return _maybe_json(response_format.get("schema")) or {"type": "object"}
+        played = self.config.vllm_release
+        if played is None:
+            return None  # vLLM's own fields mean nothing to other servers
+        # vLLM accepts fields it does not know and ignores them with a warning (OpenAIBaseModel allows extras,
+        # vllm/entrypoints/openai/protocol.py). `structured_outputs` arrived in 0.11
+        # (StructuredOutputsParams, vllm/sampling_params.py); `guided_json` / `guided_choice` left in 0.12.
         structured = body.get("structured_outputs")
-        if isinstance(structured, dict):
+        if played >= (0, 11) and isinstance(structured, dict):
             if structured.get("json") is not None:
                 return _maybe_json(structured["json"]) or {"type": "object"}
             if structured.get("choice"):
                 return {"enum": list(structured["choice"])}
-        if body.get("guided_json") is not None:
-            return _maybe_json(body["guided_json"]) or {"type": "object"}
-        if body.get("guided_choice"):
-            return {"enum": list(body["guided_choice"])}
+        if played < (0, 12):
+            if body.get("guided_json") is not None:
+                return _maybe_json(body["guided_json"]) or {"type": "object"}
+            if body.get("guided_choice"):
+                return {"enum": list(body["guided_choice"])}
         return None
 
     def _chat_logprobs(self, content: str, top: int) -> list[dict]:
@@ -647,21 +718,34 @@ class OpenAIStub:
         echo = bool(body.get("echo"))
         n_logprobs = body.get("logprobs")
         n_prompt_logprobs = body.get("prompt_logprobs")
+        # A null or missing max_tokens is 16 on /v1/completions (CompletionRequest.max_tokens and its
+        # normalize_null_max_tokens, vllm/entrypoints/openai/completion/protocol.py; OpenAI's default is 16 too).
         max_tokens = body.get("max_tokens")
+        max_tokens = 16 if max_tokens is None else max_tokens
+        schema = self._requested_schema(body)
+        reply = self.config.reply if schema is None else json.dumps(schema_instance(schema))
+        tokenizer = self.tokenizer
+        # BOS goes in front of text prompts unless add_special_tokens is false (CompletionRequest); token-id
+        # prompts are taken as they are.
+        bos = [tokenizer.bos] if tokenizer.bos and body.get("add_special_tokens", True) else []
         choices = []
         prompt_tokens = completion_tokens = 0
         for index, prompt in enumerate(prompts):
             if isinstance(prompt, str):
                 prompt_text = prompt
-                prompt_toks, prompt_offsets = _tokenize_with_offsets(prompt)
+                pairs = [(token, 0) for token in bos] + tokenizer.tokens(prompt)
+                prompt_toks = [token for token, _ in pairs]
+                prompt_offsets = [offset for _, offset in pairs]
                 prompt_ids = [stub_token_id(t) for t in prompt_toks]
             else:
                 prompt_ids = prompt
                 prompt_toks = [_decode_one(i) for i in prompt_ids]
                 prompt_offsets = _offsets_of(prompt_toks)
                 prompt_text = "".join(prompt_toks)
-            generated, finish_reason = _truncate(self.config.reply, max_tokens)
-            gen_toks, gen_offsets = _tokenize_with_offsets(generated)
+            generated, finish_reason = _truncate(reply, max_tokens)
+            gen_pairs = StubTokenizer("whitespace").tokens(generated)
+            gen_toks = [token for token, _ in gen_pairs]
+            gen_offsets = [offset for _, offset in gen_pairs]
             text = prompt_text + generated if echo else generated
             prompt_tokens += len(prompt_ids)
             completion_tokens += len(gen_toks)
@@ -699,11 +783,14 @@ class OpenAIStub:
                 entries: list[dict | None] = []
                 prev = None
                 for i, (tok, tok_id) in enumerate(zip(prompt_toks, prompt_ids)):
+                    # vLLM ranks each prompt token in the whole vocabulary (vllm/v1/engine/logprobs.py); the stub has
+                    # no distribution to rank against, so it says nothing (`Logprob.rank` may be None,
+                    # vllm/logprobs.py) rather than a made-up rank.
                     if i == 0:
                         entries.append(None)
                     else:
                         entries.append(
-                            {str(tok_id): {"logprob": self.token_logprob(prev, tok), "rank": 1, "decoded_token": tok}}
+                            {str(tok_id): {"logprob": self.token_logprob(prev, tok), "rank": None, "decoded_token": tok}}
                         )
                     prev = tok
                 choice["prompt_logprobs"] = entries
@@ -732,6 +819,14 @@ class OpenAIStub:
         @app.get("/health")
         async def health() -> Response:
             return Response(status_code=200)
+
+        @app.get("/version")
+        async def version(request: Request) -> Response:
+            await stub._record(request, with_body=False)
+            # vLLM's server answers {"version": vllm.__version__} (vllm/entrypoints/openai/api_server.py)
+            if stub.config.vllm_release is None:
+                return _error(404, "Not Found")
+            return _json({"version": stub.config.version})
 
         @app.get("/v1/models")
         async def models(request: Request) -> Response:
@@ -764,6 +859,9 @@ class OpenAIStub:
                     "use response_format {'type': 'json_object'}",
                     "response_format",
                 )
+            refusal = stub._tool_choice_refusal(body)
+            if refusal is not None:
+                return refusal
             async with stub._admitted():
                 return stub._chat(body, model)
 
@@ -780,7 +878,10 @@ class OpenAIStub:
             body = await stub._record(request)
             if not isinstance(body, dict):
                 return _error(400, "the request body must be a JSON object")
+            # add_special_tokens defaults to true for text and false for messages, whose chat template already holds
+            # the special tokens (TokenizeCompletionRequest / TokenizeChatRequest, vllm/entrypoints/openai/protocol.py)
             if "messages" in body:
+                special = body.get("add_special_tokens", False)
                 text = "\n".join(
                     f"{m.get('role', '')}: {_text_of(m.get('content'))}"
                     for m in body.get("messages") or []
@@ -789,10 +890,11 @@ class OpenAIStub:
                 if body.get("add_generation_prompt"):
                     text += "\nassistant:"
             else:
+                special = body.get("add_special_tokens", True)
                 text = body.get("prompt")
                 if not isinstance(text, str):
                     return _error(400, "prompt must be a string", "prompt")
-            ids = stub_encode(text)
+            ids = stub.tokenizer.encode(text, add_special_tokens=bool(special))
             return _json({"tokens": ids, "count": len(ids), "max_model_len": stub.config.max_model_len})
 
         @app.post("/detokenize")
@@ -801,7 +903,7 @@ class OpenAIStub:
             tokens = body.get("tokens") if isinstance(body, dict) else None
             if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
                 return _error(400, "tokens must be a list of token ids", "tokens")
-            return _json({"prompt": stub_decode(tokens)})
+            return _json({"prompt": stub.tokenizer.decode(tokens)})
 
         return app
 

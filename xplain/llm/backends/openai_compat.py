@@ -2,14 +2,20 @@
 
 Requests of a batch go out concurrently, at most `max_concurrency` in flight. Connection errors, 429 and 5xx are
 retried with exponential backoff (honouring Retry-After); other refusals fail at once with the server's reason.
-On a vLLM server (its /v1/models says `owned_by: vllm`) structured output uses `structured_outputs` and scoring
-uses `prompt_logprobs` on token ids; elsewhere `response_format` and `echo` + `logprobs`.
+
+On a vLLM server (its /v1/models says `owned_by: vllm`) the backend reads the release from `GET /version`: from
+0.11 on, JSON is constrained through `structured_outputs`; an older server would drop that field and answer
+unconstrained, so there JSON goes the OpenAI way (`response_format`) and the backend says it is not constrained.
+Scoring uses `prompt_logprobs` on token ids; elsewhere `response_format` and `echo` + `logprobs`. A vLLM server
+started without `--enable-auto-tool-choice` refuses `tool_choice="auto"`; the backend remembers that and reports
+`native_tools = False`, so tools are picked through constrained JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,6 +25,8 @@ import openai
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores
+from xplain.llm.backends.seams import continuation_start, merged_seam_prefixes
+from xplain.llm.backends.vllm_release import STRUCTURED_OUTPUTS, release
 from xplain.llm.types import (
     GenerationRequest,
     LLMError,
@@ -26,21 +34,48 @@ from xplain.llm.types import (
     LLMRequestError,
     LLMUnavailableError,
     Message,
+    NativeToolsUnavailableError,
     ScoreRequest,
     ToolCall,
 )
 from xplain.prompts import load_prompt
+
+logger = logging.getLogger(__name__)
+
+#: vLLM's answer to `tool_choice="auto"` on a server started without it (chat_completion/serving.py).
+_AUTO_TOOL_CHOICE_REFUSAL = "--enable-auto-tool-choice"
+TOOL_FLAGS = "--enable-auto-tool-choice --tool-call-parser <parser>"
+#: Continuations per scoring request; vLLM refuses more prompts than VLLM_MAX_COMPLETION_PROMPTS (1024 by default).
+_PROMPTS_PER_REQUEST = 64
 
 
 @dataclass
 class ServerInfo:
     model: str
     flavor: Literal["vllm", "openai"]
+    version: str | None = None  # vLLM's release, from GET /version
+
+    @property
+    def structured_outputs(self) -> bool:
+        """True when the server constrains JSON through vLLM's `structured_outputs`."""
+        server = release(self.version)
+        return self.flavor == "vllm" and server is not None and server >= STRUCTURED_OUTPUTS
+
+    def describe(self) -> str:
+        if self.flavor != "vllm":
+            return "OpenAI-compatible"
+        if self.structured_outputs:
+            return f"vLLM {self.version}"
+        why = (
+            f"vLLM {self.version}: older than 0.11, which brought structured_outputs"
+            if self.version
+            else "vLLM of unknown release (no GET /version), maybe without structured_outputs"
+        )
+        return f"{why}; JSON is asked for with response_format and validated, not constrained (use vllm>=0.11)"
 
 
 class OpenAIBackend(Backend):
     name = "openai"
-    native_tools = True
 
     def __init__(
         self,
@@ -69,6 +104,8 @@ class OpenAIBackend(Backend):
         self._slots: asyncio.Semaphore | None = None
         #: "json_schema" until a server refuses it; then "json_object" with the schema in the prompt.
         self._json_mode: Literal["json_schema", "json_object"] = "json_schema"
+        #: Whether the server picks tools itself (`tool_choice="auto"`): None until a vLLM server was asked.
+        self._auto_tool_choice: bool | None = None
 
     @property
     def model(self) -> str:
@@ -76,7 +113,17 @@ class OpenAIBackend(Backend):
 
     @property
     def constrains_json(self) -> bool:  # type: ignore[override]
+        """Whether JSON replies are constrained: through structured_outputs on vLLM >= 0.11, through
+        response_format json_schema elsewhere (until a server refuses it); False until the server has answered."""
+        if self._info is None:
+            return False
+        if self._info.flavor == "vllm":
+            return self._info.structured_outputs
         return self._json_mode == "json_schema"
+
+    @property
+    def native_tools(self) -> bool:  # type: ignore[override]
+        return self._auto_tool_choice is not False
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -146,12 +193,52 @@ class OpenAIBackend(Backend):
                     f"the server at {self.base_url} does not serve model {model!r}; it serves: "
                     f"{', '.join(sorted(models))} (set XPLAIN_LLM_MODEL)"
                 )
-        flavor = "vllm" if models.get(model) == "vllm" else "openai"
-        return ServerInfo(model=model, flavor=flavor)
+        if models.get(model) != "vllm":
+            return ServerInfo(model=model, flavor="openai")
+        info = ServerInfo(model=model, flavor="vllm", version=await self._vllm_version())
+        if not info.structured_outputs:
+            logger.warning("the server at %s is %s", self.base_url, info.describe())
+        return info
+
+    async def _vllm_version(self) -> str | None:
+        """vLLM's release from `GET /version` (at the server root), or None where it does not say."""
+
+        async def call():
+            response = await self._http.get(f"{self._root}/version")
+            return response.json().get("version") if response.status_code == 200 else None
+
+        try:
+            return await self._with_retries(call, "reading the vLLM version")
+        except (LLMError, httpx.HTTPError, ValueError, AttributeError):
+            return None
+
+    @property
+    def _root(self) -> str:
+        return self.base_url.removesuffix("/v1")
 
     async def check(self) -> str:
+        """The server, its release, and (on vLLM, asked once) whether it picks tools itself."""
         info = await self._server()
-        return f"openai:{info.model} at {self.base_url} ({info.flavor})"
+        line = f"openai:{info.model} at {self.base_url} ({info.describe()})"
+        if info.flavor == "vllm" and self._auto_tool_choice is None:
+            await self._probe_tool_choice(info)
+        if self._auto_tool_choice is False:
+            line += f"; tools are picked through constrained JSON (start vLLM with {TOOL_FLAGS} for native tool calls)"
+        return line
+
+    async def _probe_tool_choice(self, info: ServerInfo) -> None:
+        """Ask for `tool_choice="auto"` with one token: vLLM refuses it before generating if it can't."""
+        tool = {"type": "function", "function": {"name": "ping", "parameters": {"type": "object", "properties": {}}}}
+        body = {"model": info.model, "max_tokens": 1, "temperature": 0.0, "tools": [tool], "tool_choice": "auto"}
+        try:
+            await self._chat([{"role": "user", "content": "ping"}], body)
+        except LLMRequestError as error:
+            if _AUTO_TOOL_CHOICE_REFUSAL in str(error):
+                self._auto_tool_choice = False
+            else:  # refused for another reason (the model's template?): the first real tool call will tell
+                logger.warning("the tool-calling probe at %s was refused: %s", self.base_url, error)
+        else:
+            self._auto_tool_choice = True
 
     # -- generation -------------------------------------------------------------------------------------------
 
@@ -169,19 +256,21 @@ class OpenAIBackend(Backend):
         return response.json()
 
     async def _generate_one(self, info: ServerInfo, request: GenerationRequest) -> RawCompletion:
-        body: dict[str, Any] = dict(
-            model=info.model,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-        )
+        body: dict[str, Any] = dict(model=info.model, temperature=request.temperature, top_p=request.top_p)
+        # No null max_tokens: vLLM reads null as 16 tokens on /v1/completions and as the rest of the context on
+        # chat. Without a limit of its own a request means the rest of the context, which chat gives by leaving
+        # the field out and completions by the room the prompt leaves (vLLM); other servers keep their default.
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
         if request.stop:
             body["stop"] = request.stop
         if request.seed is not None:
             body["seed"] = request.seed
         if request.prompt is not None:
-            if request.json_schema is not None and info.flavor == "vllm":
+            if request.json_schema is not None and info.structured_outputs:
                 body["structured_outputs"] = {"json": request.json_schema}
+            if request.max_tokens is None and info.flavor == "vllm":
+                body["max_tokens"] = await self._room_left(info, request.prompt)
             out = await self._post("/completions", body | {"prompt": request.prompt}, "completion")
             choice = out["choices"][0]
             return RawCompletion(text=choice.get("text") or "", finish_reason=choice.get("finish_reason"), **_token_counts(out))
@@ -193,9 +282,11 @@ class OpenAIBackend(Backend):
                 for t in request.tools
             ]
         messages = [_to_openai_message(m) for m in request.messages or []]
-        if request.json_schema is None:
+        if request.tools:
+            out = await self._chat_with_tools(messages, body)
+        elif request.json_schema is None:
             out = await self._chat(messages, body)
-        elif info.flavor == "vllm":
+        elif info.structured_outputs:
             out = await self._chat(messages, body | {"structured_outputs": {"json": request.json_schema}})
         else:
             out = await self._chat_json(messages, body, request.json_schema)
@@ -214,6 +305,36 @@ class OpenAIBackend(Backend):
 
     async def _chat(self, messages: list[dict], body: dict[str, Any]) -> dict[str, Any]:
         return await self._post("/chat/completions", body | {"messages": messages}, "chat completion")
+
+    async def _chat_with_tools(self, messages: list[dict], body: dict[str, Any]) -> dict[str, Any]:
+        """A native tool call; a vLLM server that refuses `tool_choice="auto"` is remembered as one."""
+        try:
+            out = await self._chat(messages, body)
+        except LLMRequestError as error:
+            if body.get("tool_choice") != "auto" or _AUTO_TOOL_CHOICE_REFUSAL not in str(error):
+                raise
+            if self._auto_tool_choice is not False:
+                logger.warning(
+                    "the server at %s does not pick tools itself; picking them through constrained JSON "
+                    "(start vLLM with %s for native tool calls)", self.base_url, TOOL_FLAGS,
+                )
+            self._auto_tool_choice = False
+            raise NativeToolsUnavailableError(
+                f"{error} -- xplain picks tools through constrained JSON on this server instead"
+            ) from error
+        if body.get("tool_choice") == "auto":
+            self._auto_tool_choice = True
+        return out
+
+    async def _room_left(self, info: ServerInfo, prompt: str) -> int:
+        """Tokens the model's context has left after `prompt` (vLLM's /tokenize tells both)."""
+        tokenized = await self._tokenize(info, prompt)
+        room = int(tokenized["max_model_len"]) - int(tokenized["count"])
+        if room < 1:
+            raise LLMRequestError(
+                f"the prompt's {tokenized['count']} tokens fill the model's context of {tokenized['max_model_len']}"
+            )
+        return room
 
     async def _chat_json(self, messages: list[dict], body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
         """`response_format: json_schema`; if the server refuses that, `json_object` from then on."""
@@ -238,64 +359,91 @@ class OpenAIBackend(Backend):
         return list(await asyncio.gather(*(scorer(info, r) for r in requests)))
 
     async def _score_echo(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
-        """Echo the prompt + continuation with per-token logprobs; keep the tokens that start inside the
-        continuation (by text offset)."""
+        """Echo the prompt + continuation with per-token logprobs; keep the tokens that cover any of the
+        continuation's characters (by text offset; one that straddles the seam counts with the continuation)."""
 
-        async def one(continuation: str) -> tuple[float, int]:
+        async def one(continuation: str) -> tuple[float, int, int]:
             text = request.prompt + continuation
             body = {"model": info.model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 0}
             out = await self._post("/completions", body, "scoring")
             logprobs = out["choices"][0].get("logprobs") or {}
-            if not logprobs.get("text_offset"):
+            offsets = logprobs.get("text_offset")
+            if not offsets:
                 raise LLMRequestError(
                     f"the server at {self.base_url} returned no prompt log-probabilities (echo + logprobs); "
                     "scoring needs vLLM, llama.cpp's server or another completions server that supports echo"
                 )
-            start, end = len(request.prompt), len(text)
+            ends = [*offsets[1:], len(text)]
             picked = [
-                lp for offset, lp in zip(logprobs["text_offset"], logprobs["token_logprobs"]) if start <= offset < end
+                lp
+                for offset, end, lp in zip(offsets, ends, logprobs["token_logprobs"])
+                if offset < len(text) and end > len(request.prompt)
             ]
             if not picked or any(lp is None for lp in picked):
                 raise LLMRequestError(f"no scorable tokens for continuation {continuation!r}")
-            return float(sum(picked)), len(picked)
+            return float(sum(picked)), len(picked), _token_counts(out)["prompt_tokens"]
 
-        pairs = await asyncio.gather(*(one(c) for c in request.continuations))
-        return RawScores(logprobs=[p[0] for p in pairs], token_counts=[p[1] for p in pairs])
+        triples = await asyncio.gather(*(one(c) for c in request.continuations))
+        return RawScores(
+            logprobs=[t[0] for t in triples],
+            token_counts=[t[1] for t in triples],
+            prompt_tokens=sum(t[2] for t in triples),
+        )
 
     async def _score_vllm(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
-        """Tokenize prompt and continuation apart (so the boundary is exact), send the ids, and read vLLM's
-        `prompt_logprobs` at the continuation's positions."""
-        prompt_ids = await self._tokenize(info, request.prompt, special=True)
+        """Tokenize each prompt + continuation as one text (the continuation's tokens found by offset, see
+        `seams`), send them as token ids, many to a request, and read vLLM's `prompt_logprobs` there.
 
-        async def one(continuation: str) -> tuple[float, int]:
-            ids = await self._tokenize(info, continuation, special=False)
-            body = {"model": info.model, "prompt": prompt_ids + ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
-            out = await self._post("/completions", body, "scoring")
-            rows = out["choices"][0].get("prompt_logprobs")
+        vLLM skips prefix-cache reads for requests that ask for prompt_logprobs, so the shared prompt is computed
+        once per continuation whatever the request shape; `prompt_tokens` reports that cost."""
+        prompt_ids = (await self._tokenize(info, request.prompt))["tokens"]
+        texts = [request.prompt + c for c in request.continuations]
+        joints = [t["tokens"] for t in await asyncio.gather(*(self._tokenize(info, text) for text in texts))]
+        starts = await asyncio.gather(*(self._continuation_start(info, prompt_ids, ids) for ids in joints))
+        chunks = [joints[i : i + _PROMPTS_PER_REQUEST] for i in range(0, len(joints), _PROMPTS_PER_REQUEST)]
+        body = {"model": info.model, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+        outs = await asyncio.gather(*(self._post("/completions", body | {"prompt": c}, "scoring") for c in chunks))
+        choices = [choice for out in outs for choice in sorted(out["choices"], key=lambda c: c.get("index", 0))]
+        logprobs: list[float] = []
+        for continuation, ids, start, choice in zip(request.continuations, joints, starts, choices):
+            rows = choice.get("prompt_logprobs")
             if not rows:
                 raise LLMRequestError(f"the vLLM server at {self.base_url} returned no prompt_logprobs")
-            total = 0.0
-            for position, token_id in enumerate(ids, start=len(prompt_ids)):
-                total += float(rows[position][str(token_id)]["logprob"])
-            return total, len(ids)
+            if not 0 < start < len(ids):
+                raise LLMRequestError(f"no scorable tokens for continuation {continuation!r}")
+            logprobs.append(sum(float(rows[p][str(ids[p])]["logprob"]) for p in range(start, len(ids))))
+        return RawScores(
+            logprobs=logprobs,
+            token_counts=[len(ids) - start for ids, start in zip(joints, starts)],
+            prompt_tokens=sum(_token_counts(out)["prompt_tokens"] for out in outs),
+        )
 
-        pairs = await asyncio.gather(*(one(c) for c in request.continuations))
-        return RawScores(logprobs=[p[0] for p in pairs], token_counts=[p[1] for p in pairs], prompt_tokens=len(prompt_ids))
+    async def _continuation_start(self, info: ServerInfo, prompt_ids: list[int], joint_ids: list[int]) -> int:
+        prefixes = merged_seam_prefixes(prompt_ids, joint_ids)
+        texts = await asyncio.gather(*(self._detokenize(info, ids) for ids in prefixes))
+        lengths = {tuple(ids): len(text) for ids, text in zip(prefixes, texts)}
+        return continuation_start(prompt_ids, joint_ids, lambda ids: lengths[tuple(ids)])
 
-    async def _tokenize(self, info: ServerInfo, text: str, *, special: bool) -> list[int]:
-        root = self.base_url.removesuffix("/v1")
+    async def _vllm_call(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """POST to one of vLLM's own routes at the server root (/tokenize, /detokenize)."""
 
         async def call():
-            response = await self._http.post(
-                f"{root}/tokenize", json={"model": info.model, "prompt": text, "add_special_tokens": special}
-            )
+            response = await self._http.post(f"{self._root}{path}", json=body)
             response.raise_for_status()
-            return response.json()["tokens"]
+            return response.json()
 
         try:
-            return await self._with_retries(call, "tokenizing")
+            return await self._with_retries(call, what)
         except httpx.HTTPError as error:
-            raise LLMRequestError(f"the vLLM server at {root} refused /tokenize: {error}") from error
+            raise LLMRequestError(f"the vLLM server at {self._root} refused {path}: {error}") from error
+
+    async def _tokenize(self, info: ServerInfo, text: str) -> dict[str, Any]:
+        """vLLM's /tokenize of `text` as a completion prompt (BOS included): tokens, count, max_model_len."""
+        body = {"model": info.model, "prompt": text, "add_special_tokens": True}
+        return await self._vllm_call("/tokenize", body, "tokenizing")
+
+    async def _detokenize(self, info: ServerInfo, ids: list[int]) -> str:
+        return (await self._vllm_call("/detokenize", {"model": info.model, "tokens": ids}, "detokenizing"))["prompt"]
 
     async def aclose(self) -> None:
         await self._client.close()

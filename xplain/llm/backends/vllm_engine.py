@@ -1,7 +1,8 @@
 """vLLM's in-process engine (`vllm.LLM`) for offline batch work on a GPU.
 
 A whole batch goes to the engine in one call, which is where vLLM's continuous batching and prefix caching pay.
-vLLM is imported only when this backend is built (`pip install 'xplain[gpu]'`).
+vLLM is imported only when this backend is built (`pip install 'xplain[gpu]'`); it needs vLLM 0.11 or later, the
+first with `StructuredOutputsParams`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores
-from xplain.llm.types import GenerationRequest, LLMUnavailableError, ScoreRequest
+from xplain.llm.backends.seams import continuation_start
+from xplain.llm.backends.vllm_release import STRUCTURED_OUTPUTS, release
+from xplain.llm.types import GenerationRequest, LLMRequestError, LLMUnavailableError, ScoreRequest
 
 
 class VLLMEngineBackend(Backend):
@@ -26,6 +29,12 @@ class VLLMEngineBackend(Backend):
             raise LLMUnavailableError(
                 f"the vllm backend needs vLLM and a GPU: pip install 'xplain[gpu]' ({error})"
             ) from error
+        installed = release(getattr(vllm, "__version__", None))
+        if installed is None or installed < STRUCTURED_OUTPUTS:
+            raise LLMUnavailableError(
+                f"the vllm backend needs vLLM 0.11 or later for structured outputs, found "
+                f"{getattr(vllm, '__version__', 'an unknown version')}: pip install -U 'xplain[gpu]'"
+            )
         self._vllm = vllm
         self._model_name = model
         self._engine = vllm.LLM(
@@ -47,6 +56,8 @@ class VLLMEngineBackend(Backend):
     def _sampling(self, request: GenerationRequest) -> Any:
         from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
+        # max_tokens=None is the rest of the context (the engine sets max_model_len - prompt length,
+        # vllm/v1/engine/input_processor.py); leaving it out would be SamplingParams' default of 16.
         return SamplingParams(
             max_tokens=request.max_tokens,
             temperature=request.temperature,
@@ -84,27 +95,34 @@ class VLLMEngineBackend(Backend):
         return await self._run(self._score_sync, requests)
 
     def _score_sync(self, requests: list[ScoreRequest]) -> list[RawScores]:
-        """Every (prompt, continuation) pair in one engine call; prompt log-probabilities at the continuation."""
+        """Every (prompt, continuation) pair in one engine call, each tokenized as one text (the continuation's
+        tokens found by offset, see `seams`); prompt log-probabilities at the continuation's tokens. Requests with
+        prompt_logprobs skip prefix-cache reads, so each pair's prompt is computed again (`prompt_tokens` says so)."""
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import SamplingParams
 
-        pairs: list[tuple[int, list[int], list[int]]] = []
+        encode = self._tokenizer.encode
+        pairs: list[tuple[int, list[int], int]] = []  # (request, joint ids, first continuation token)
         for n, request in enumerate(requests):
-            prompt_ids = self._tokenizer.encode(request.prompt, add_special_tokens=True)
+            prompt_ids = encode(request.prompt, add_special_tokens=True)
             for continuation in request.continuations:
-                pairs.append((n, prompt_ids, self._tokenizer.encode(continuation, add_special_tokens=False)))
+                joint = encode(request.prompt + continuation, add_special_tokens=True)
+                start = continuation_start(prompt_ids, joint, lambda ids: len(self._tokenizer.decode(ids)))
+                if not 0 < start < len(joint):
+                    raise LLMRequestError(f"no scorable tokens for continuation {continuation!r}")
+                pairs.append((n, joint, start))
         outputs = self._engine.generate(
-            [TokensPrompt(prompt_token_ids=p + c) for _, p, c in pairs],
+            [TokensPrompt(prompt_token_ids=joint) for _, joint, _ in pairs],
             sampling_params=SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
             use_tqdm=False,
         )
         results = [RawScores(logprobs=[], token_counts=[]) for _ in requests]
-        for (n, prompt_ids, ids), out in zip(pairs, outputs):
+        for (n, joint, start), out in zip(pairs, outputs):
             rows = out.prompt_logprobs
-            total = sum(rows[len(prompt_ids) + j][token].logprob for j, token in enumerate(ids))
+            total = sum(rows[p][joint[p]].logprob for p in range(start, len(joint)))
             results[n].logprobs.append(float(total))
-            results[n].token_counts.append(len(ids))
-            results[n].prompt_tokens = len(prompt_ids)
+            results[n].token_counts.append(len(joint) - start)
+            results[n].prompt_tokens += len(joint)
         return results
 
     async def aclose(self) -> None:
