@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
+from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.llm.backends.fake import FakeBackend
 from xplain.mcp.server import build_server, method_arguments
@@ -40,10 +41,15 @@ def test_each_method_tool_takes_the_methods_own_options():
         assert schema["additionalProperties"] is False
 
 
-async def test_tools_are_the_catalog_and_the_two_listings(server):
+async def test_tools_are_the_catalog_the_two_listings_and_the_probes(server):
     async with server as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        assert set(tools) == {"list_models", "list_methods", *catalog()}
+        probes = {"what_if", "describe_data", "similar_rows", "model_score", "feature_effect"}
+        assert set(tools) == {"list_models", "list_methods", *catalog(), *probes}
+        assert tools["what_if"].input_schema["properties"]["arguments"]["anyOf"] == [
+            {"$ref": "#/$defs/TabularWhatIfArgs"},
+            {"$ref": "#/$defs/TextWhatIfArgs"},
+        ]
         assert tools["sasc"].description == get_method("sasc").description
         methods = await client.call_tool("list_methods", {})
         assert [m["name"] for m in methods.structured_content["methods"]] == list(catalog())
@@ -87,3 +93,21 @@ async def test_an_llm_method_answers_from_the_configured_llm(server, backend):
         [outcome] = answer.structured_content["results"]
         assert outcome["ok"] and outcome["result"]["llm_label"] == "positive", "the scripted LLM always prefers ' good'"
         assert len(backend.score_batches) == 1
+
+
+async def test_probe_tools_question_a_demo_model_about_its_reference_rows(server):
+    reference = demo_reference("breast_cancer")
+    async with server as client:
+        edit = {"row": 0, "changes": [{"feature": "worst radius", "value": 30.0}]}
+        answer = await client.call_tool("what_if", {"model": "breast_cancer", "arguments": edit})
+        assert not answer.is_error, answer.content
+        result = answer.structured_content
+        assert result["changes"]["worst radius"] == {"from": round(float(reference.rows[0][20]), 4), "to": 30.0}
+        assert result["label_changed"] == (result["before"]["predicted"] != result["after"]["predicted"])
+
+        overview = await client.call_tool("describe_data", {"model": "reviews"})
+        assert overview.structured_content["rows"] == len(demo_reference("reviews").rows)
+
+        missing = {"text": "a fine film", "replacements": [{"old": "awful", "new": "great"}]}
+        wrong = await client.call_tool("what_if", {"model": "reviews", "arguments": missing})
+        assert wrong.is_error and "'awful' does not occur in the text" in wrong.content[0].text

@@ -1,17 +1,19 @@
 """The method catalog as MCP tools, generated from its declarations as the REST routes are: one tool per method,
 whose arguments are `POST /methods/{name}`'s body with the method's own options schema filled in, answered by the
-same `Service.run_method`; plus `list_models` and `list_methods`. A result comes back as structured content (the
-REST response's JSON) and a short text for the assistant to read.
+same `Service.run_method`; plus `list_models`, `list_methods`, and the chat agent's probe tools (what-if edits, data
+statistics, similar rows, score and mistakes, feature effects) from the tools registry. A result comes back as
+structured content (for a method, the REST response's JSON) and a short text for the assistant to read.
 
 Over streamable HTTP the server keeps the REST API's rules: the API key (XPLAIN_API_KEYS) and the body-size limit
 (XPLAIN_MAX_BODY_BYTES). Over stdio it is the user's own process and asks for no key."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 from mcp import types
 from mcp.server.context import ServerRequestContext
@@ -23,14 +25,16 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from xplain import __version__
-from xplain.errors import XplainError
+from xplain.data.demo import demo_reference
+from xplain.errors import InvalidInput, XplainError
 from xplain.llm import LLM
 from xplain.methods.catalog import INPUT_KINDS, Method, catalog, plain_errors
 from xplain.server.deps import MISSING_KEY, SYNC_ROWS, Service, api_key_accepted, open_service
 from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, ModelInfo
 from xplain.settings import Settings
 from xplain.tools.catalog_tools import brief
-from xplain.tools.registry import to_json as compact
+from xplain.tools.context import ProbeContext, demo_context
+from xplain.tools.registry import build_tools, to_json as compact
 from xplain.validation import SLUG_PATTERN
 
 INSTRUCTIONS = (
@@ -44,6 +48,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ProbeRequest(Strict):
+    model: str = Field(pattern=SLUG_PATTERN, description="The model to question; list_models names them and their kind.")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 class ModelList(BaseModel):
     models: list[ModelInfo]
 
@@ -52,17 +61,18 @@ class MethodList(BaseModel):
     methods: list[MethodInfo]
 
 
-Answer = Callable[[Service, dict[str, Any]], Awaitable[tuple[BaseModel, str]]]
+#: A tool's work: the structured result (JSON) and its short text.
+Answer = Callable[[Service, dict[str, Any]], Awaitable[tuple[dict[str, Any], str]]]
 
 
 @dataclass(frozen=True)
 class XplainTool:
-    """An MCP tool: its arguments' model gives the input schema, `answer` the structured result and its text."""
+    """An MCP tool: its arguments' model gives the input schema, its output model (if any) the output schema."""
 
     name: str
     description: str
     arguments: type[BaseModel]
-    output: type[BaseModel]
+    output: type[BaseModel] | None
     answer: Answer
 
     def listing(self) -> types.Tool:
@@ -70,7 +80,7 @@ class XplainTool:
             name=self.name,
             description=self.description,
             input_schema=self.arguments.model_json_schema(),
-            output_schema=self.output.model_json_schema(),
+            output_schema=None if self.output is None else self.output.model_json_schema(),
         )
 
 
@@ -99,27 +109,75 @@ def method_arguments(method: Method) -> type[BaseModel]:
 
 
 def method_tool(method: Method) -> XplainTool:
-    async def answer(svc: Service, arguments: dict[str, Any]) -> tuple[BaseModel, str]:
+    async def answer(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
         response = await svc.run_method(method, MethodRequest.model_validate(arguments))
         ok = sum(outcome.ok for outcome in response.results)
         where = f" on {response.model}" if response.model else ""
         head = f"{method.name}{where}: {ok} of {len(response.results)} result(s) ok."
-        return response, f"{head}\n{compact([brief(o.model_dump(exclude_none=True)) for o in response.results])}"
+        return response.model_dump(mode="json"), f"{head}\n{compact([brief(o.model_dump(exclude_none=True)) for o in response.results])}"
 
     return XplainTool(method.name, method.description, method_arguments(method), MethodResponse, answer)
 
 
-async def list_models(svc: Service, arguments: dict[str, Any]) -> tuple[BaseModel, str]:
+def probe_tool(name: str, forms: list[tuple[type[BaseModel], str]]) -> XplainTool:
+    """A probe of the tools registry on any model with reference rows; its arguments take the probe's table form
+    or its text form (the `forms`, from a demo model of each kind)."""
+    argument_types = tuple(dict.fromkeys(arguments for arguments, _ in forms))
+    descriptions = list(dict.fromkeys(description for _, description in forms))
+    arguments_field = (
+        Union[argument_types],  # noqa: UP007 - a union of a tuple of classes
+        Field(default_factory=dict, description="The probe's arguments, for a table or a text model."),
+    )
+    schema = create_model(f"{''.join(p.title() for p in name.split('_'))}Probe", __base__=ProbeRequest, arguments=arguments_field)
+
+    async def answer(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        request = ProbeRequest.model_validate(arguments)
+        tools = build_tools(probe_context(svc, request.model), [name])
+        if not tools:
+            raise InvalidInput(f"{name} does not apply to {request.model}")
+        text = await tools[0].ainvoke(request.arguments)
+        result = json.loads(text)
+        if "error" in result:
+            raise InvalidInput(f"{name}: {result['error']}")
+        return result, text
+
+    return XplainTool(name, " Text models: ".join(descriptions), schema, None, answer)
+
+
+def probe_context(svc: Service, model: str) -> ProbeContext:
+    """The registered model with its reference rows and labels: the demos have them, other models do not."""
+    registration, blackbox = svc.registry.get(model)
+    if registration.source.demo is None:
+        raise InvalidInput(f"the probe tools question a model about its reference rows; {model} has none (a demo has)")
+    reference = demo_reference(registration.source.demo)
+    return ProbeContext(blackbox, reference.rows, reference.labels, reference.description)
+
+
+def probe_tools() -> list[XplainTool]:
+    """The registry's tools that are not catalog methods, in the forms a table and a text model give them."""
+    forms: dict[str, list[tuple[type[BaseModel], str]]] = {}
+    for context in (demo_context("breast_cancer"), demo_context("reviews")):
+        for tool in build_tools(context):
+            if tool.name not in catalog():
+                forms.setdefault(tool.name, []).append((tool.args_schema, tool.description))
+    return [probe_tool(name, found) for name, found in forms.items()]
+
+
+async def list_models(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
     Strict.model_validate(arguments)
     models = [svc.model_info(name) for name in sorted(svc.registry.models)]
-    lines = [f"{m.name}: {m.kind}, classes {m.classes}, {len(m.feature_names or [])} features" for m in models]
-    return ModelList(models=models), "\n".join(lines) or "no models registered"
+    lines = [
+        f"{m.name}: {m.kind}, classes {m.classes}" + (f", {len(m.feature_names)} features" if m.feature_names else "")
+        for m in models
+    ]
+    return ModelList(models=models).model_dump(mode="json"), "\n".join(lines) or "no models registered"
 
 
-async def list_methods(svc: Service, arguments: dict[str, Any]) -> tuple[BaseModel, str]:
+async def list_methods(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
     Strict.model_validate(arguments)
     methods = [method.describe() for method in catalog().values()]
-    return MethodList.model_validate({"methods": methods}), "\n".join(f"{m['name']}: {m['description']}" for m in methods)
+    listed = MethodList.model_validate({"methods": methods}).model_dump(mode="json")
+    return listed, "\n".join(f"{m['name']}: {m['description']}" for m in methods)
 
 
 def xplain_tools() -> dict[str, XplainTool]:
@@ -133,6 +191,7 @@ def xplain_tools() -> dict[str, XplainTool]:
             list_methods,
         ),
         *(method_tool(method) for method in catalog().values()),
+        *probe_tools(),
     ]
     return {tool.name: tool for tool in tools}
 
@@ -166,9 +225,7 @@ def build_server(settings: Settings, *, llm: LLM | None = None, register_demo_mo
             return failure(f"invalid arguments for {tool.name}: {plain_errors(error)}")
         except (XplainError, PermissionError, ValueError) as error:  # what the REST API answers with a 4xx
             return failure(str(error))
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
-        )
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=result)
 
     return Server(
         "xplain",
