@@ -99,15 +99,17 @@ async def test_http_server_needs_the_api_key_and_keeps_the_body_limit(tmp_path: 
         max_body_bytes=4096,
     )
     server = build_server(settings, llm=LLM(FakeBackend(default="ok")))
-    with serve_in_thread(http_app(server, settings, host="127.0.0.1")) as url:
-        refused = httpx.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, timeout=30)
-        assert refused.status_code == 401 and "API key" in refused.json()["error"]
-        wrong = httpx.post(f"{url}/mcp", json={}, headers={"Authorization": "Bearer nope"}, timeout=30)
-        assert wrong.status_code == 401
-        big = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "predict", "arguments": {
-            "model": "reviews", "rows": ["word " * 1000]}}}
-        headers = {"X-API-Key": "s3cret", "Accept": "application/json, text/event-stream"}
-        assert httpx.post(f"{url}/mcp", json=big, headers=headers, timeout=30).status_code == 413
+    app = http_app(server, settings, host="127.0.0.1")
+    with serve_in_thread(app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            refused = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            assert refused.status_code == 401 and "API key" in refused.json()["error"]
+            wrong = await http.post("/mcp", json={}, headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401
+            arguments = {"model": "reviews", "rows": ["word " * 1000]}
+            big = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "predict", "arguments": arguments}}
+            headers = {"X-API-Key": "s3cret", "Accept": "application/json, text/event-stream"}
+            assert (await http.post("/mcp", json=big, headers=headers)).status_code == 413
 
         keyed = httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret"}, timeout=60)
         async with keyed, Client(streamable_http_client(f"{url}/mcp", http_client=keyed)) as client:

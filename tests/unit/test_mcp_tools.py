@@ -35,9 +35,13 @@ def test_each_method_tool_takes_the_methods_own_options():
         schema = method_arguments(method).model_json_schema()
         options = schema["properties"]["options"]
         assert options["$ref"] == f"#/$defs/{method.options.__name__}"
-        assert schema["$defs"][method.options.__name__]["properties"] == method.options.model_json_schema()["properties"]
+        assert (
+            schema["$defs"][method.options.__name__]["properties"] == method.options.model_json_schema()["properties"]
+        )
         assert ("model" in schema.get("required", [])) == method.needs_model
-        assert ("options" in schema.get("required", [])) == any(f.is_required() for f in method.options.model_fields.values())
+        assert ("options" in schema.get("required", [])) == any(
+            f.is_required() for f in method.options.model_fields.values()
+        )
         assert schema["additionalProperties"] is False
 
 
@@ -57,7 +61,9 @@ async def test_tools_are_the_catalog_the_two_listings_and_the_probes(server):
 
 async def test_wrong_requests_come_back_as_tool_errors_that_say_what_to_fix(server):
     async with server as client:
-        unknown_option = await client.call_tool("lime", {"model": "breast_cancer", "rows": [[1.0] * 30], "options": {"x": 1}})
+        unknown_option = await client.call_tool(
+            "lime", {"model": "breast_cancer", "rows": [[1.0] * 30], "options": {"x": 1}}
+        )
         assert unknown_option.is_error and "unknown option(s) x for lime" in unknown_option.content[0].text
 
         wrong_kind = await client.call_tool("sasc", {"model": "breast_cancer", "rows": []})
@@ -87,7 +93,11 @@ async def test_an_llm_method_answers_from_the_configured_llm(server, backend):
     async with server as client:
         answer = await client.call_tool(
             "zero_shot",
-            {"model": "reviews", "rows": ["dull and lifeless"], "options": {"label_names": {"negative": "bad", "positive": "good"}}},
+            {
+                "model": "reviews",
+                "rows": ["dull and lifeless"],
+                "options": {"label_names": {"negative": "bad", "positive": "good"}},
+            },
         )
         assert not answer.is_error, answer.content
         [outcome] = answer.structured_content["results"]

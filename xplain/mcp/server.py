@@ -34,7 +34,8 @@ from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, Mod
 from xplain.settings import Settings
 from xplain.tools.catalog_tools import brief
 from xplain.tools.context import ProbeContext, demo_context
-from xplain.tools.registry import build_tools, to_json as compact
+from xplain.tools.registry import build_tools
+from xplain.tools.registry import to_json as compact
 from xplain.validation import SLUG_PATTERN
 
 INSTRUCTIONS = (
@@ -49,7 +50,9 @@ class Strict(BaseModel):
 
 
 class ProbeRequest(Strict):
-    model: str = Field(pattern=SLUG_PATTERN, description="The model to question; list_models names them and their kind.")
+    model: str = Field(
+        pattern=SLUG_PATTERN, description="The model to question; list_models names them and their kind."
+    )
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -98,11 +101,16 @@ def method_arguments(method: Method) -> type[BaseModel]:
     else:
         rows_help = f"The inputs, which together give one result; each is {what}."
     optional_rows = method.unit == "set" and method.min_inputs == 0
-    rows = (list[Any], Field(default_factory=list, description=rows_help) if optional_rows else Field(description=rows_help))
+    rows = (
+        list[Any],
+        Field(default_factory=list, description=rows_help) if optional_rows else Field(description=rows_help),
+    )
     options_required = any(field.is_required() for field in method.options.model_fields.values())
     options = (
         method.options,
-        Field(description="The method's options.") if options_required else Field(default_factory=dict, description="The method's options; all have defaults."),
+        Field(description="The method's options.")
+        if options_required
+        else Field(default_factory=dict, description="The method's options; all have defaults."),
     )
     name = "".join(part.title() for part in method.name.split("_"))
     return create_model(f"{name}Arguments", __base__=Strict, model=model, rows=rows, options=options)
@@ -114,7 +122,9 @@ def method_tool(method: Method) -> XplainTool:
         ok = sum(outcome.ok for outcome in response.results)
         where = f" on {response.model}" if response.model else ""
         head = f"{method.name}{where}: {ok} of {len(response.results)} result(s) ok."
-        return response.model_dump(mode="json"), f"{head}\n{compact([brief(o.model_dump(exclude_none=True)) for o in response.results])}"
+        return response.model_dump(
+            mode="json"
+        ), f"{head}\n{compact([brief(o.model_dump(exclude_none=True)) for o in response.results])}"
 
     return XplainTool(method.name, method.description, method_arguments(method), MethodResponse, answer)
 
@@ -128,7 +138,9 @@ def probe_tool(name: str, forms: list[tuple[type[BaseModel], str]]) -> XplainToo
         Union[argument_types],  # noqa: UP007 - a union of a tuple of classes
         Field(default_factory=dict, description="The probe's arguments, for a table or a text model."),
     )
-    schema = create_model(f"{''.join(p.title() for p in name.split('_'))}Probe", __base__=ProbeRequest, arguments=arguments_field)
+    schema = create_model(
+        f"{''.join(p.title() for p in name.split('_'))}Probe", __base__=ProbeRequest, arguments=arguments_field
+    )
 
     async def answer(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
         request = ProbeRequest.model_validate(arguments)
@@ -182,7 +194,13 @@ async def list_methods(svc: Service, arguments: dict[str, Any]) -> tuple[dict[st
 
 def xplain_tools() -> dict[str, XplainTool]:
     tools = [
-        XplainTool("list_models", "The models to explain: name, kind, classes and feature names.", Strict, ModelList, list_models),
+        XplainTool(
+            "list_models",
+            "The models to explain: name, kind, classes and feature names.",
+            Strict,
+            ModelList,
+            list_models,
+        ),
         XplainTool(
             "list_methods",
             "Every method: description, input kinds, whether it uses the LLM, options and result schemas.",
@@ -215,7 +233,9 @@ def build_server(settings: Settings, *, llm: LLM | None = None, register_demo_mo
     ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=list(listings.values()))
 
-    async def on_call_tool(ctx: ServerRequestContext[Service], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def on_call_tool(
+        ctx: ServerRequestContext[Service], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
         tool = tools.get(params.name)
         if tool is None:
             return failure(f"unknown tool {params.name!r}; available: {', '.join(tools)}")

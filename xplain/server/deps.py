@@ -59,7 +59,8 @@ class Service:
 
     def model_info(self, name: str) -> ModelInfo:
         registration, blackbox = self.registry.get(name)
-        classes = None if blackbox.classes_ is None else [c.item() if hasattr(c, "item") else c for c in blackbox.classes_]
+        classes = blackbox.classes_
+        classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
         return ModelInfo(
             name=name,
             kind=blackbox.kind,
@@ -87,7 +88,8 @@ async def open_service(
             for name in DEMO_MODELS:
                 if name not in registry.models:
                     await registry.register(ModelRegistration(name=name, source=ModelSource(demo=name)))
-        yield Service(settings=settings, store=store, llm=client, registry=registry, jobs=JobManager(store, registry, client, settings))
+        jobs = JobManager(store, registry, client, settings)
+        yield Service(settings=settings, store=store, llm=client, registry=registry, jobs=jobs)
     finally:
         await client.aclose()
         store.close()
