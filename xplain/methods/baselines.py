@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,6 +59,23 @@ def _lime_weights(
     return weights
 
 
+_GLOBAL_RNG = threading.Lock()
+
+
+@contextmanager
+def numpy_global_seed(seed: int) -> Iterator[None]:
+    """shap's KernelExplainer samples coalitions from NumPy's global RNG and ignores its `seed` argument (shap
+    0.51), so the same request gave other weights each time: seed that RNG for one call at a time, and put the
+    caller's state back after."""
+    with _GLOBAL_RNG:
+        state = np.random.get_state()
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
 def _shap_weights(
     blackbox: BlackBox,
     x: np.ndarray,
@@ -75,14 +95,10 @@ def _shap_weights(
     )
     n_rows = len(summary.data) if hasattr(summary, "data") else len(summary)
     coalitions = max(n_samples // n_rows, 2)
-    explainer = shap.KernelExplainer(
-        lambda rows: blackbox.predict_proba(rows)[:, label], summary, seed=seed
-    )
-    return np.asarray(
-        explainer.shap_values(
-            x.reshape(1, -1), nsamples=coalitions, l1_reg=False, silent=True
-        )
-    ).reshape(-1)
+    explainer = shap.KernelExplainer(lambda rows: blackbox.predict_proba(rows)[:, label], summary)
+    with numpy_global_seed(seed):
+        values = explainer.shap_values(x.reshape(1, -1), nsamples=coalitions, l1_reg=False, silent=True)
+    return np.asarray(values).reshape(-1)
 
 
 SHAP_BACKGROUND = 4
@@ -185,10 +201,10 @@ def _shap_text_weights(
         variants = [remove_words(text, [w for w, on in zip(words, mask) if not on]) for mask in masks]
         return blackbox.predict_proba(variants)[:, label]
 
-    explainer = shap.KernelExplainer(keep, np.zeros((1, len(words))), seed=seed)
-    values = np.asarray(
-        explainer.shap_values(np.ones((1, len(words))), nsamples=max(n_samples, 2), l1_reg=False, silent=True)
-    ).reshape(-1)
+    explainer = shap.KernelExplainer(keep, np.zeros((1, len(words))))
+    with numpy_global_seed(seed):
+        values = explainer.shap_values(np.ones((1, len(words))), nsamples=max(n_samples, 2), l1_reg=False, silent=True)
+    values = np.asarray(values).reshape(-1)
     return {w: float(v) for w, v in zip(words, values)}
 
 

@@ -9,18 +9,13 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from xplain import __version__
-from xplain.data.demo import DEMO_MODELS
-from xplain.llm import LLM, make_llm
+from xplain.llm import LLM
 from xplain.agent.store import ConversationStore, sqlite_path
 from xplain.server.chat import make_chat_router
 from xplain.server.chat_agents import RegistryAgents
-from xplain.server.deps import Service, require_api_key
+from xplain.server.deps import open_service, require_api_key
 from xplain.server.errors import install_error_handlers
-from xplain.server.jobs import JobManager
-from xplain.server.registry import ModelRegistry
 from xplain.server.routes import classifiers, health, jobs, methods, models
-from xplain.server.schemas import ModelRegistration, ModelSource
-from xplain.server.store import Store
 from xplain.settings import Settings, get_settings
 
 log = logging.getLogger("xplain.server")
@@ -35,30 +30,20 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = Store(settings.database_url)
-        client = llm or make_llm(settings)
-        registry = ModelRegistry(store, settings)
-        manager = JobManager(store, registry, client, settings)
-        app.state.service = Service(settings=settings, store=store, llm=client, registry=registry, jobs=manager)
-        sqlite = settings.database_url.startswith("sqlite:///")
-        conversations = ConversationStore(sqlite_path(settings.database_url)) if sqlite else None
-        agents.attach(registry, client, conversations)
-        broken = await registry.restore()
-        if register_demo_models:
-            for name in DEMO_MODELS:
-                if name not in registry.models:
-                    await registry.register(ModelRegistration(name=name, source=ModelSource(demo=name)))
-        if broken:
-            log.warning("models that no longer load, skipped: %s", ", ".join(broken))
-        resumed = await manager.resume_all()
-        if resumed:
-            log.info("resumed %d unfinished job(s)", len(resumed))
-        yield
-        await manager.shutdown()
-        if conversations is not None:
-            conversations.close()
-        await client.aclose()
-        store.close()
+        async with open_service(settings, llm=llm, register_demo_models=register_demo_models) as svc:
+            app.state.service = svc
+            sqlite = settings.database_url.startswith("sqlite:///")
+            conversations = ConversationStore(sqlite_path(settings.database_url)) if sqlite else None
+            agents.attach(svc.registry, svc.llm, conversations)
+            resumed = await svc.jobs.resume_all()
+            if resumed:
+                log.info("resumed %d unfinished job(s)", len(resumed))
+            try:
+                yield
+            finally:
+                await svc.jobs.shutdown()
+                if conversations is not None:
+                    conversations.close()
 
     app = FastAPI(
         title="xplain",

@@ -1,18 +1,31 @@
-"""What routes need from the running service, taken from the app state, and the API-key check."""
+"""What the fronts need from the running service — the REST routes through the app state, the MCP server directly —
+and the API-key check both share."""
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
-from xplain.llm import LLM
-from xplain.methods.catalog import Method, MethodContext
+from xplain.batch.runner import outcomes_of
+from xplain.data.demo import DEMO_MODELS
+from xplain.errors import TooLarge
+from xplain.llm import LLM, make_llm
+from xplain.methods.catalog import Method, MethodContext, run_units, units_for
 from xplain.server.jobs import JobManager
 from xplain.server.registry import ModelRegistry
+from xplain.server.schemas import MethodRequest, MethodResponse, ModelInfo, ModelRegistration, ModelSource
 from xplain.server.store import Store
 from xplain.settings import Settings
+
+log = logging.getLogger("xplain.server")
+
+#: Rows one synchronous call may hold; a set method's input list may be longer (it is one unit of work).
+SYNC_ROWS = 64
 
 
 @dataclass
@@ -34,6 +47,53 @@ class Service:
             classifier_dir=self.settings.classifier_dir,
         )
 
+    async def run_method(self, method: Method, body: MethodRequest) -> MethodResponse:
+        """One synchronous call of a catalog method, as `POST /methods/{name}` and the MCP tools answer it."""
+        if method.unit == "row" and len(body.rows) > SYNC_ROWS:
+            raise TooLarge(f"{len(body.rows)} rows; a synchronous call takes at most {SYNC_ROWS}: POST /jobs for more")
+        context = self.context(method, body.model)
+        options = method.parse_options(body.options)
+        units = units_for(method, body.rows)
+        results = await run_units(method, context, units, options)
+        return MethodResponse(model=body.model, method=method.name, results=outcomes_of(range(len(units)), results))
+
+    def model_info(self, name: str) -> ModelInfo:
+        registration, blackbox = self.registry.get(name)
+        classes = blackbox.classes_
+        classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
+        return ModelInfo(
+            name=name,
+            kind=blackbox.kind,
+            source=registration.source,
+            classes=classes,
+            feature_names=blackbox.feature_names,
+            queries=blackbox.stats().model_dump(),
+        )
+
+
+@asynccontextmanager
+async def open_service(
+    settings: Settings, *, llm: LLM | None = None, register_demo_models: bool = False
+) -> AsyncIterator[Service]:
+    """The store, LLM, model registry (stored models restored, demos added if asked) and job manager, closed on
+    exit. Jobs are not resumed here: that is the REST server's work, not every front's."""
+    store = Store(settings.database_url)
+    client = llm or make_llm(settings)
+    registry = ModelRegistry(store, settings)
+    try:
+        broken = await registry.restore()
+        if broken:
+            log.warning("models that no longer load, skipped: %s", ", ".join(broken))
+        if register_demo_models:
+            for name in DEMO_MODELS:
+                if name not in registry.models:
+                    await registry.register(ModelRegistration(name=name, source=ModelSource(demo=name)))
+        jobs = JobManager(store, registry, client, settings)
+        yield Service(settings=settings, store=store, llm=client, registry=registry, jobs=jobs)
+    finally:
+        await client.aclose()
+        store.close()
+
 
 def service(request: Request) -> Service:
     return request.app.state.service
@@ -41,9 +101,16 @@ def service(request: Request) -> Service:
 
 def require_api_key(request: Request) -> None:
     """With XPLAIN_API_KEYS set, every call needs `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
-    keys = request.app.state.service.settings.api_keys
+    if not api_key_accepted(request.headers, request.app.state.service.settings.api_keys):
+        raise HTTPException(401, MISSING_KEY)
+
+
+MISSING_KEY = "missing or wrong API key (Authorization: Bearer KEY, or X-API-Key: KEY)"
+
+
+def api_key_accepted(headers: Mapping[str, str], keys: list[str]) -> bool:
+    """Whether request headers (lower-case names) carry one of `keys`; with no keys configured, every request does."""
     if not keys:
-        return
-    given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not any(secrets.compare_digest(given, key) for key in keys):
-        raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY, or X-API-Key: KEY)")
+        return True
+    given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+    return any(secrets.compare_digest(given, key) for key in keys)

@@ -7,16 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from xplain.batch.runner import outcomes_of
-from xplain.errors import TooLarge
-from xplain.methods.catalog import Method, catalog, run_units, units_for
+from xplain.methods.catalog import Method, catalog
 from xplain.server.deps import Service, service
 from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse
 
 router = APIRouter(prefix="/methods", tags=["methods"])
-
-#: Rows one synchronous call may hold; a set method's input list may be longer (it is one unit of work).
-SYNC_ROWS = 64
 
 
 @router.get("", response_model=list[MethodInfo])
@@ -27,13 +22,7 @@ async def list_methods() -> list[dict[str, Any]]:
 
 def _route_for(method: Method):
     async def run_method(body: MethodRequest, svc: Service = Depends(service)) -> MethodResponse:
-        if method.unit == "row" and len(body.rows) > SYNC_ROWS:
-            raise TooLarge(f"{len(body.rows)} rows; a synchronous call takes at most {SYNC_ROWS}: POST /jobs for more")
-        context = svc.context(method, body.model)
-        options = method.parse_options(body.options)
-        units = units_for(method, body.rows)
-        results = await run_units(method, context, units, options)
-        return MethodResponse(model=body.model, method=method.name, results=outcomes_of(range(len(units)), results))
+        return await svc.run_method(method, body)
 
     run_method.__name__ = f"run_{method.name}"
     return run_method

@@ -11,33 +11,20 @@ from xplain.server.schemas import ModelInfo, ModelRegistration, PredictRequest, 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-def _info(name: str, svc: Service) -> ModelInfo:
-    registration, blackbox = svc.registry.get(name)
-    classes = None if blackbox.classes_ is None else [c.item() if hasattr(c, "item") else c for c in blackbox.classes_]
-    return ModelInfo(
-        name=name,
-        kind=blackbox.kind,
-        source=registration.source,
-        classes=classes,
-        feature_names=blackbox.feature_names,
-        queries=blackbox.stats().model_dump(),
-    )
-
-
 @router.post("", response_model=ModelInfo, status_code=201)
 async def register_model(body: ModelRegistration, svc: Service = Depends(service)) -> ModelInfo:
     await svc.registry.register(body)
-    return _info(body.name, svc)
+    return svc.model_info(body.name)
 
 
 @router.get("", response_model=list[ModelInfo])
 async def list_models(svc: Service = Depends(service)) -> list[ModelInfo]:
-    return [_info(name, svc) for name in sorted(svc.registry.models)]
+    return [svc.model_info(name) for name in sorted(svc.registry.models)]
 
 
 @router.get("/{name}", response_model=ModelInfo)
 async def describe_model(name: str, svc: Service = Depends(service)) -> ModelInfo:
-    return _info(name, svc)
+    return svc.model_info(name)
 
 
 @router.delete("/{name}", status_code=204)

@@ -1,0 +1,281 @@
+"""The method catalog as MCP tools, generated from its declarations as the REST routes are: one tool per method,
+whose arguments are `POST /methods/{name}`'s body with the method's own options schema filled in, answered by the
+same `Service.run_method`; plus `list_models`, `list_methods`, and the chat agent's probe tools (what-if edits, data
+statistics, similar rows, score and mistakes, feature effects) from the tools registry. A result comes back as
+structured content (for a method, the REST response's JSON) and a short text for the assistant to read.
+
+Over streamable HTTP the server keeps the REST API's rules: the API key (XPLAIN_API_KEYS) and the body-size limit
+(XPLAIN_MAX_BODY_BYTES). Over stdio it is the user's own process and asks for no key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Union
+
+from mcp import types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from xplain import __version__
+from xplain.data.demo import demo_reference
+from xplain.errors import InvalidInput, XplainError
+from xplain.llm import LLM
+from xplain.methods.catalog import INPUT_KINDS, Method, catalog, plain_errors
+from xplain.server.deps import MISSING_KEY, SYNC_ROWS, Service, api_key_accepted, open_service
+from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, ModelInfo
+from xplain.settings import Settings
+from xplain.tools.catalog_tools import brief
+from xplain.tools.context import ProbeContext, demo_context
+from xplain.tools.registry import build_tools
+from xplain.tools.registry import to_json as compact
+from xplain.validation import SLUG_PATTERN
+
+INSTRUCTIONS = (
+    "xplain explains black-box models and checks its explanations against them. Call list_models for the models "
+    "(kind, classes, features) and list_methods for what each method does; each method is a tool taking "
+    "{model, rows, options}."
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProbeRequest(Strict):
+    model: str = Field(
+        pattern=SLUG_PATTERN, description="The model to question; list_models names them and their kind."
+    )
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class MethodList(BaseModel):
+    methods: list[MethodInfo]
+
+
+#: A tool's work: the structured result (JSON) and its short text.
+Answer = Callable[[Service, dict[str, Any]], Awaitable[tuple[dict[str, Any], str]]]
+
+
+@dataclass(frozen=True)
+class XplainTool:
+    """An MCP tool: its arguments' model gives the input schema, its output model (if any) the output schema."""
+
+    name: str
+    description: str
+    arguments: type[BaseModel]
+    output: type[BaseModel] | None
+    answer: Answer
+
+    def listing(self) -> types.Tool:
+        return types.Tool(
+            name=self.name,
+            description=self.description,
+            input_schema=self.arguments.model_json_schema(),
+            output_schema=None if self.output is None else self.output.model_json_schema(),
+        )
+
+
+def method_arguments(method: Method) -> type[BaseModel]:
+    """`MethodRequest` as this method sees it: `model` required where the method works on one, `rows` described
+    by the method's input kinds, `options` typed by its options model so that the schema lists every option."""
+    model = (
+        (str, Field(pattern=SLUG_PATTERN, description="The model to work on; list_models names them."))
+        if method.needs_model
+        else (str | None, Field(None, description="Not used by this method."))
+    )
+    what = " or ".join(INPUT_KINDS[kind] for kind in method.inputs)
+    if method.unit == "row":
+        rows_help = f"The inputs, one result each (at most {SYNC_ROWS}); each is {what}."
+    else:
+        rows_help = f"The inputs, which together give one result; each is {what}."
+    optional_rows = method.unit == "set" and method.min_inputs == 0
+    rows = (
+        list[Any],
+        Field(default_factory=list, description=rows_help) if optional_rows else Field(description=rows_help),
+    )
+    options_required = any(field.is_required() for field in method.options.model_fields.values())
+    options = (
+        method.options,
+        Field(description="The method's options.")
+        if options_required
+        else Field(default_factory=dict, description="The method's options; all have defaults."),
+    )
+    name = "".join(part.title() for part in method.name.split("_"))
+    return create_model(f"{name}Arguments", __base__=Strict, model=model, rows=rows, options=options)
+
+
+def method_tool(method: Method) -> XplainTool:
+    async def answer(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        response = await svc.run_method(method, MethodRequest.model_validate(arguments))
+        ok = sum(outcome.ok for outcome in response.results)
+        where = f" on {response.model}" if response.model else ""
+        head = f"{method.name}{where}: {ok} of {len(response.results)} result(s) ok."
+        return response.model_dump(
+            mode="json"
+        ), f"{head}\n{compact([brief(o.model_dump(exclude_none=True)) for o in response.results])}"
+
+    return XplainTool(method.name, method.description, method_arguments(method), MethodResponse, answer)
+
+
+def probe_tool(name: str, forms: list[tuple[type[BaseModel], str]]) -> XplainTool:
+    """A probe of the tools registry on any model with reference rows; its arguments take the probe's table form
+    or its text form (the `forms`, from a demo model of each kind)."""
+    argument_types = tuple(dict.fromkeys(arguments for arguments, _ in forms))
+    descriptions = list(dict.fromkeys(description for _, description in forms))
+    arguments_field = (
+        Union[argument_types],  # noqa: UP007 - a union of a tuple of classes
+        Field(default_factory=dict, description="The probe's arguments, for a table or a text model."),
+    )
+    schema = create_model(
+        f"{''.join(p.title() for p in name.split('_'))}Probe", __base__=ProbeRequest, arguments=arguments_field
+    )
+
+    async def answer(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        request = ProbeRequest.model_validate(arguments)
+        tools = build_tools(probe_context(svc, request.model), [name])
+        if not tools:
+            raise InvalidInput(f"{name} does not apply to {request.model}")
+        text = await tools[0].ainvoke(request.arguments)
+        result = json.loads(text)
+        if "error" in result:
+            raise InvalidInput(f"{name}: {result['error']}")
+        return result, text
+
+    return XplainTool(name, " Text models: ".join(descriptions), schema, None, answer)
+
+
+def probe_context(svc: Service, model: str) -> ProbeContext:
+    """The registered model with its reference rows and labels: the demos have them, other models do not."""
+    registration, blackbox = svc.registry.get(model)
+    if registration.source.demo is None:
+        raise InvalidInput(f"the probe tools question a model about its reference rows; {model} has none (a demo has)")
+    reference = demo_reference(registration.source.demo)
+    return ProbeContext(blackbox, reference.rows, reference.labels, reference.description)
+
+
+def probe_tools() -> list[XplainTool]:
+    """The registry's tools that are not catalog methods, in the forms a table and a text model give them."""
+    forms: dict[str, list[tuple[type[BaseModel], str]]] = {}
+    for context in (demo_context("breast_cancer"), demo_context("reviews")):
+        for tool in build_tools(context):
+            if tool.name not in catalog():
+                forms.setdefault(tool.name, []).append((tool.args_schema, tool.description))
+    return [probe_tool(name, found) for name, found in forms.items()]
+
+
+async def list_models(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    Strict.model_validate(arguments)
+    models = [svc.model_info(name) for name in sorted(svc.registry.models)]
+    lines = [
+        f"{m.name}: {m.kind}, classes {m.classes}" + (f", {len(m.feature_names)} features" if m.feature_names else "")
+        for m in models
+    ]
+    return ModelList(models=models).model_dump(mode="json"), "\n".join(lines) or "no models registered"
+
+
+async def list_methods(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    Strict.model_validate(arguments)
+    methods = [method.describe() for method in catalog().values()]
+    listed = MethodList.model_validate({"methods": methods}).model_dump(mode="json")
+    return listed, "\n".join(f"{m['name']}: {m['description']}" for m in methods)
+
+
+def xplain_tools() -> dict[str, XplainTool]:
+    tools = [
+        XplainTool(
+            "list_models",
+            "The models to explain: name, kind, classes and feature names.",
+            Strict,
+            ModelList,
+            list_models,
+        ),
+        XplainTool(
+            "list_methods",
+            "Every method: description, input kinds, whether it uses the LLM, options and result schemas.",
+            Strict,
+            MethodList,
+            list_methods,
+        ),
+        *(method_tool(method) for method in catalog().values()),
+        *probe_tools(),
+    ]
+    return {tool.name: tool for tool in tools}
+
+
+def failure(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+
+
+def build_server(settings: Settings, *, llm: LLM | None = None, register_demo_models: bool = True) -> Server[Service]:
+    """The MCP server over `settings`' models (the stored ones, plus the demos unless told otherwise)."""
+    tools = xplain_tools()
+    listings = {name: tool.listing() for name, tool in tools.items()}
+
+    @asynccontextmanager
+    async def lifespan(_: Server[Service]) -> AsyncIterator[Service]:
+        async with open_service(settings, llm=llm, register_demo_models=register_demo_models) as svc:
+            yield svc
+
+    async def on_list_tools(
+        ctx: ServerRequestContext[Service], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=list(listings.values()))
+
+    async def on_call_tool(
+        ctx: ServerRequestContext[Service], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        tool = tools.get(params.name)
+        if tool is None:
+            return failure(f"unknown tool {params.name!r}; available: {', '.join(tools)}")
+        try:
+            result, text = await tool.answer(ctx.lifespan_context, dict(params.arguments or {}))
+        except ValidationError as error:
+            return failure(f"invalid arguments for {tool.name}: {plain_errors(error)}")
+        except (XplainError, PermissionError, ValueError) as error:  # what the REST API answers with a 4xx
+            return failure(str(error))
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=result)
+
+    return Server(
+        "xplain",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        get_tool_input_schema=lambda name: listings[name].input_schema if name in listings else None,
+        on_list_tools=on_list_tools,
+        on_call_tool=on_call_tool,
+    )
+
+
+async def serve_stdio(server: Server[Service]) -> None:
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+def http_app(server: Server[Service], settings: Settings, *, host: str) -> ASGIApp:
+    """The streamable-HTTP app at `/mcp`, behind the REST API's key check and body-size limit."""
+    return require_api_key(
+        server.streamable_http_app(host=host, max_request_body_size=settings.max_body_bytes), settings.api_keys
+    )
+
+
+def require_api_key(app: ASGIApp, keys: list[str]) -> ASGIApp:
+    async def gate(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not api_key_accepted(Headers(scope=scope), keys):
+            refusal = JSONResponse({"error": MISSING_KEY, "detail": None}, 401, {"WWW-Authenticate": "Bearer"})
+            await refusal(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return gate
