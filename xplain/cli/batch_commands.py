@@ -100,7 +100,7 @@ def batch(
     failures = sum(not o.ok for o in outcomes)
     console.print(f"{len(outcomes) - failures} ok, {failures} failed -> {out}")
     if report is not None:
-        write_report(report, f"{method} on {data.name} with {model}", outcomes, time.perf_counter() - started)
+        write_report(report, f"{method} on {data.name} with {model}", outcomes, time.perf_counter() - started, rows)
         console.print(f"report -> {report}")
     if failures:
         raise typer.Exit(1)

@@ -4,9 +4,18 @@ the browser), one check per kind labelled pass / fail / inconclusive, HTML cards
 This package sits beside the methods: it imports their result models; the results reach it lazily from
 `xplain.methods.base.ShowsItself`."""
 
-from xplain.display.cards import card_html
-from xplain.display.charts import chart_spec, draw, figure_svg, plot
+from xplain.display.cards import card_html, cost_text, headline
+from xplain.display.charts import chart_spec, charts_js, draw, figure_svg, plot
 from xplain.display.checks import Check, check
 from xplain.display.frames import to_frame
 
-__all__ = ["Check", "card_html", "chart_spec", "check", "draw", "figure_svg", "plot", "to_frame"]
+
+def shown_by_display(result: object) -> bool:
+    """Whether this package knows how to check and chart this kind of result."""
+    return check.dispatch(type(result)) is not check.dispatch(object)
+
+
+__all__ = [
+    "Check", "card_html", "chart_spec", "charts_js", "check", "cost_text", "draw", "figure_svg", "headline", "plot",
+    "shown_by_display", "to_frame",
+]

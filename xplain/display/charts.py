@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from functools import singledispatch
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from xplain.methods.baselines import BaselineExplanation
@@ -202,6 +203,11 @@ def draw(spec: dict[str, Any], ax: Axes | None = None) -> Figure:
 
 def plot(result: Any, ax: Axes | None = None) -> Figure:
     return draw(chart_spec(result), ax)
+
+
+def charts_js() -> str:
+    """The browser's renderer of chart specs (`xplainCharts.svg(spec)`), to inline in a page or serve."""
+    return resources.files(__package__).joinpath("charts.js").read_text(encoding="utf-8")
 
 
 def figure_svg(figure: Figure) -> str:

@@ -65,14 +65,14 @@ class ShowsItself(BaseModel):
 
 def load_result(text_or_path: str | Path) -> ShowsItself:
     """A result saved by `to_json` (a JSON text or a file holding one), as the class it was saved from.
-    JSON without a `kind` (e.g. from the REST API) is matched by its `method` field."""
+    JSON without a `kind` (e.g. from the REST API or a batch's results file) is matched by its fields."""
     text = Path(text_or_path).read_text(encoding="utf-8") if _is_path(text_or_path) else str(text_or_path)
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError("a saved result is a JSON object")
     _import_result_classes()
     kind = data.pop("kind", None)
-    cls = ShowsItself.kinds.get(kind) if kind else _class_for_method(data.get("method"))
+    cls = ShowsItself.kinds.get(kind) if kind else _class_for(data)
     if cls is None:
         raise ValueError(
             f"unknown result kind {kind or data.get('method')!r}; known: {', '.join(sorted(ShowsItself.kinds))}"
@@ -92,22 +92,20 @@ def _import_result_classes() -> None:
         importlib.import_module(f"xplain.methods.{module.name}")
 
 
-def _class_for_method(method: Any) -> type[ShowsItself] | None:
-    """The class whose `method` default names this method, or that the method's name begins with (posthoc-*)."""
-    if not isinstance(method, str):
-        return None
-    defaults = {
-        cls.model_fields["method"].default: cls
-        for cls in ShowsItself.kinds.values()
-        if "method" in cls.model_fields and isinstance(cls.model_fields["method"].default, str)
-    }
-    if method in defaults:
-        return defaults[method]
-    if method.startswith("posthoc"):
-        return ShowsItself.kinds.get("PosthocExplanation")
-    if method.startswith(("lime", "kernelshap")):
-        return ShowsItself.kinds.get("BaselineExplanation")
-    return None
+def _class_for(data: dict[str, Any]) -> type[ShowsItself] | None:
+    """The class whose `method` default is the data's method (sasc, iprompt...), else the class whose required
+    fields the data holds, the most specific leaf class (posthoc and baseline explanations, a counterfactual search's
+    per-input explanations)."""
+    method = data.get("method")
+    for cls in ShowsItself.kinds.values():
+        field = cls.model_fields.get("method")
+        if field is not None and isinstance(field.default, str) and field.default == method:
+            return cls
+    kinds = ShowsItself.kinds.values()
+    leaves = [cls for cls in kinds if not any(other is not cls and issubclass(other, cls) for other in kinds)]
+    fits = [(len(required), cls) for cls in leaves
+            if (required := {n for n, f in cls.model_fields.items() if f.is_required()}) and required <= data.keys()]  # fmt: skip
+    return max(fits, key=lambda fit: fit[0])[1] if fits else None
 
 
 class MethodResult(ShowsItself):
