@@ -31,8 +31,8 @@ COST = Cost(llm=Usage(calls=2, prompt_tokens=300, completion_tokens=40, seconds=
 def posthoc(pgi: float | None = 0.31, pgu: float | None = 0.04) -> PosthocExplanation:
     return PosthocExplanation(
         method="posthoc", cost=COST, strategy="perturbation", instance=[0.5, 1.0, 2.0], predicted_label="0",
-        features=[FeatureAttribution(feature="C", direction="-", rationale="more debt, less credit"),
-                  FeatureAttribution(feature="A", direction="+", rationale="older")],
+        features=[FeatureAttribution(feature="debt", direction="-", rationale="more debt, less credit"),
+                  FeatureAttribution(feature="age", direction="+", rationale="older")],
         pgi=pgi, pgu=pgu, llm_attempts=1,
     )  # fmt: skip
 

@@ -42,10 +42,10 @@ def test_each_row_shows_its_input_answer_check_and_chart(tmp_path):
     inputs = [{"text": "a <b>dreadful</b> film", "id": 7}]
     page = page_of(tmp_path, [outcome(0, posthoc())], inputs)
     assert "a &lt;b&gt;dreadful&lt;/b&gt; film" in page  # the input, escaped
-    assert "the LLM (perturbation) names <b>C</b>" in page
+    assert "the LLM (perturbation) names <b>debt</b>" in page
     assert "PGI / PGU: 0.310 / 0.040" in page
     assert "data-chart='r0'" in page
-    assert specs_of(page)["r0"]["labels"] == ["C", "A"]
+    assert specs_of(page)["r0"]["labels"] == ["debt", "age"]
     assert "xplainCharts" in page
     assert not re.search(r"<script[^>]* src=|<link ", page)  # everything inline: works offline, no CDN
 
@@ -63,7 +63,7 @@ def test_summary_figures_count_checks_labels_and_mean_effects(tmp_path):
     assert dict(zip(checks["labels"], checks["series"][0]["values"])) == {"fail": 1, "pass": len(results)}
     assert "Black-box labels" in figures
     effects = dict(zip(figures["Mean feature effect"]["labels"], figures["Mean feature effect"]["series"][0]["values"]))
-    assert effects["C"] < 0 < effects["A"]
+    assert effects["debt"] < 0 < effects["age"]
 
 
 def test_a_result_the_display_does_not_know_is_shown_plainly(tmp_path):

@@ -84,7 +84,7 @@ def test_comparison_puts_the_llm_beside_lime_and_kernelshap_by_feature_name():
     comparison = SAMPLES["comparison"]
     spec = chart_spec(comparison)
     assert [s["name"] for s in spec["series"]] == ["LLM (perturbation)", "lime", "kernelshap"]
-    assert spec["labels"][:2] == ["debt", "age"]  # the LLM's letters C and A, named
+    assert spec["labels"] == ["debt", "age", "income"]  # the LLM's features first, then the baselines' others
     json.dumps(spec)  # the browser draws the same spec
     frame = comparison.to_frame()
     assert list(frame.columns) == ["LLM (perturbation)", "lime", "kernelshap"]
@@ -93,7 +93,7 @@ def test_comparison_puts_the_llm_beside_lime_and_kernelshap_by_feature_name():
 
 
 def test_frames_list_one_row_per_item():
-    assert list(SAMPLES["posthoc"].to_frame()["feature"]) == ["C", "A"]
+    assert list(SAMPLES["posthoc"].to_frame()["feature"]) == ["debt", "age"]
     counterfactuals = SAMPLES["tabular_counterfactuals"].to_frame()
     assert list(counterfactuals["input"]) == [0, 1, 2]
     assert list(counterfactuals["valid"]) == [True, False, True]

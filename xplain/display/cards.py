@@ -173,10 +173,11 @@ def _badge(status: str) -> str:
 def card_html(result: Any) -> str:
     outcome = check(result)
     svg = figure_svg(plot(result))
-    kind = escape(getattr(result, "method", type(result).__name__))
+    name = type(result).__name__
+    kind = escape(f"{result.method} · {name}" if hasattr(result, "method") else name)
     return (
         f"<div class='xplain-card' style='{STYLE}'>"
-        f"<div style='font-size:.75rem;color:#777'>{kind} · {escape(type(result).__name__)}</div>"
+        f"<div style='font-size:.75rem;color:#777'>{kind}</div>"
         f"<div style='margin:.3rem 0'>{headline(result)}</div>"
         f"<div title='{escape(outcome.rule)}'>check: {escape(outcome.name)} {escape(outcome.value)} "
         f"{_badge(outcome.status)}</div>"

@@ -73,7 +73,7 @@ def _(result: ExplainerComparison) -> Check:
 def _(result: ExplanationBase) -> Check:
     valid = sum(c.valid for c in result.counterfactuals)
     rule = "pass when the black box confirms at least one counterfactual"
-    value = f"{valid} of {len(result.counterfactuals)} candidates flip the prediction"
+    value = f"{valid} of {len(result.counterfactuals)} candidates confirmed"
     return Check(name="flip", value=value, status="pass" if valid else "fail", rule=rule)
 
 

@@ -10,25 +10,21 @@ from xplain.blackbox import BlackBox
 from xplain.llm import LLM
 from xplain.methods.base import Cost, MethodResult
 from xplain.methods.baselines import BaselineExplanation, explain_baseline
-from xplain.methods.posthoc import PosthocExplanation, PosthocOptions, explain_tabular, feature_letters
+from xplain.methods.posthoc import PosthocExplanation, PosthocOptions, explain_tabular
 
 
 class ExplainerComparison(MethodResult):
     method: str = "compare"
     instance: list[float] | str
-    feature_names: list[str] = Field(description="Column names; the LLM's letter A is the first, B the second...")
+    feature_names: list[str] = Field(description="The model's columns, in order.")
     explanations: list[PosthocExplanation | BaselineExplanation] = Field(description="The LLM's first.")
 
     def signed_importance(self, explanation: PosthocExplanation | BaselineExplanation) -> dict[str, float]:
         """Feature name -> signed importance scaled to 1 at the largest, so explainers share one axis. The LLM
         gives ranks, not weights: its i-th of k features gets (k - i) / k, signed by its direction."""
         if isinstance(explanation, PosthocExplanation):
-            names = dict(zip(feature_letters(len(self.feature_names)), self.feature_names))
             k = len(explanation.features)
-            return {
-                names.get(f.feature, f.feature): (1.0 if f.direction == "+" else -1.0) * (k - i) / k
-                for i, f in enumerate(explanation.features)
-            }
+            return {f.feature: (1.0 if f.direction == "+" else -1.0) * (k - i) / k for i, f in enumerate(explanation.features)}
         top = max((abs(w) for w in explanation.weights.values()), default=0.0) or 1.0
         return {name: explanation.weights[name] / top for name in explanation.ranking if name in explanation.weights}
 
