@@ -62,9 +62,10 @@ def _plain_answer(result: dict[str, Any]) -> str:
     return ", ".join(f"{escape(k)}: <b>{escape(str(v))}</b>" for k, v in fields) or "(no summary)"
 
 
-def _row(outcome: RowOutcome, inputs: Sequence[Any] | None, specs: dict[str, Any]) -> tuple[int, str, str]:
-    """(order, status, the row's HTML)."""
-    result = _as_result(outcome)
+def _row(
+    outcome: RowOutcome, result: ShowsItself | None, inputs: Sequence[Any] | None, specs: dict[str, Any]
+) -> tuple[int, str, str]:
+    """(order, status, the row's HTML); the row's chart spec goes into `specs`."""
     chart = ""
     if not outcome.ok:
         status, check_html = "error", ""
@@ -95,37 +96,45 @@ def _bars(title: str, xlabel: str, counts: dict[str, float], colors: list[str] |
             "colors": colors, "signed": False, "reference": None}  # fmt: skip
 
 
-def _summary_figures(outcomes: list[RowOutcome], statuses: Counter) -> list[dict[str, Any]]:
+def _summary_figures(
+    outcomes: list[RowOutcome], results: list[ShowsItself | None], statuses: Counter
+) -> list[dict[str, Any]]:
     """Checks by outcome, the black box's labels, LLM agreement and the mean feature effect, where the rows hold them."""
     figures = [
         _bars("Checks", "rows", {s: statuses[s] for s in STATUS_ORDER if statuses[s]},
               [STATUS_COLOURS[s] for s in STATUS_ORDER if statuses[s]])  # fmt: skip
     ]
-    results = [o.result for o in outcomes if o.ok and o.result]
-    labels = Counter(
-        str(r.get("predicted_label", r.get("original_prediction", r.get("label", (r.get("blackbox") or {}).get("label")))))
-        for r in results
-        if {"predicted_label", "original_prediction", "label", "blackbox"} & r.keys()
-    )
+    dumps = [o.result for o in outcomes if o.ok and o.result]
+    labels = Counter(label for label in map(_blackbox_label, dumps) if label is not None)
     if labels:
         figures.append(_bars("Black-box labels", "rows", dict(sorted(labels.items()))))
-    agreement = [r["agrees"] for r in results if isinstance(r.get("agrees"), bool)]
+    agreement = [r["agrees"] for r in dumps if isinstance(r.get("agrees"), bool)]
     if agreement:
         share = sum(agreement) / len(agreement)
         figures.append(_bars("LLM agrees with the black box", "share of rows", {"agree": share, "disagree": 1 - share}))
-    effects = _mean_effects(outcomes)
+    effects = _mean_effects(results)
     if effects:
         figures.append({**_bars("Mean feature effect", "mean signed importance over rows (0 where not named)", effects),
                         "signed": True})  # fmt: skip
     return figures
 
 
-def _mean_effects(outcomes: list[RowOutcome]) -> dict[str, float]:
+def _blackbox_label(result: dict[str, Any]) -> str | None:
+    """The black box's label as each kind of result names it (explanations, counterfactuals, predictions)."""
+    for key in ("predicted_label", "original_prediction", "label"):
+        if key in result:
+            return str(result[key])
+    for key in ("blackbox", "prediction"):  # zero-shot and predict results nest it
+        if isinstance(result.get(key), dict) and result[key].get("label") is not None:
+            return str(result[key]["label"])
+    return None
+
+
+def _mean_effects(results: list[ShowsItself | None]) -> dict[str, float]:
     """Per feature, the mean of the first explainer's signed importance over the rows that explain features."""
     sums: dict[str, float] = defaultdict(float)
     rows = 0
-    for outcome in outcomes:
-        result = _as_result(outcome)
+    for result in results:
         if not isinstance(result, PosthocExplanation | BaselineExplanation | ExplainerComparison):
             continue
         spec = chart_spec(result)
@@ -145,7 +154,10 @@ def write_report(
 ) -> None:
     """Write the report of `outcomes`; `inputs` (all rows, by index) puts each input beside its result."""
     specs: dict[str, Any] = {}
-    shown = sorted((_row(o, inputs, specs) for o in outcomes[:MAX_ROWS_SHOWN]), key=lambda r: r[0])
+    results = [_as_result(o) for o in outcomes]
+    shown = sorted(
+        (_row(o, r, inputs, specs) for o, r in zip(outcomes[:MAX_ROWS_SHOWN], results)), key=lambda row: row[0]
+    )
     statuses = Counter(status for _, status, _ in shown)
     ok = sum(o.ok for o in outcomes)
     summary: list[tuple[str, Any]] = [("rows", len(outcomes)), ("succeeded", ok), ("failed", len(outcomes) - ok)]
@@ -156,7 +168,7 @@ def write_report(
     summary += [(f"failure: {reason}", count) for reason, count in reasons.most_common(5)]
     if len(outcomes) > MAX_ROWS_SHOWN:
         summary.append(("rows shown", f"the first {MAX_ROWS_SHOWN}"))
-    figures = _summary_figures(outcomes, statuses)
+    figures = _summary_figures(outcomes, results, statuses)
     specs.update({f"s{i}": figure for i, figure in enumerate(figures)})
     page = Template(resources.files(__package__).joinpath("templates/report.html").read_text(encoding="utf-8"))
     path.parent.mkdir(parents=True, exist_ok=True)
