@@ -37,7 +37,9 @@ def random_words(request: GenerationRequest) -> str:
     words = request.json_schema["$defs"]["RankedFeature"]["properties"]["feature"]["enum"]
     chooser = random.Random(zlib.crc32(" ".join(words).encode()))
     chosen = chooser.sample(words, min(len(words), chooser.randint(2, 4)))
-    return json.dumps({"features": [{"feature": w, "direction": chooser.choice("+-"), "rationale": "a cue"} for w in chosen]})
+    return json.dumps(
+        {"features": [{"feature": w, "direction": chooser.choice("+-"), "rationale": "a cue"} for w in chosen]}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,9 @@ def test_200_reviews_open_offline_with_every_chart_drawn_and_failed_checks_first
         page.route("http*://**", lambda route: route.abort())  # offline: any request would fail the page
         page.goto(report.as_uri())
         timing = page.evaluate("performance.getEntriesByType('navigation')[0].toJSON()")
-        print(f"\n{N_REVIEWS} rows, {report.stat().st_size / 1e6:.2f} MB: load event at {timing['loadEventEnd']:.0f} ms")
+        print(
+            f"\n{N_REVIEWS} rows, {report.stat().st_size / 1e6:.2f} MB: load event at {timing['loadEventEnd']:.0f} ms"
+        )
         statuses = page.eval_on_selector_all("#rows tr", "rows => rows.map(r => r.dataset.status)")
         assert len(statuses) == N_REVIEWS
         assert {"pass", "fail"} <= set(statuses)

@@ -72,46 +72,112 @@ def samples() -> dict[str, object]:
         "posthoc": posthoc(),
         "baseline": baseline(),
         "comparison": ExplainerComparison(
-            instance=[0.5, 1.0, 2.0], feature_names=["age", "income", "debt"], cost=COST,
+            instance=[0.5, 1.0, 2.0],
+            feature_names=["age", "income", "debt"],
+            cost=COST,
             explanations=[posthoc(), baseline("lime"), baseline("kernelshap")],
         ),  # fmt: skip
         "tabular_counterfactual": tabular_explanation(),
         "tabular_counterfactuals": TabularCounterfactualResult(
-            cost=COST, feature_names=["age", "income", "debt"], constraints={},
+            cost=COST,
+            feature_names=["age", "income", "debt"],
+            constraints={},
             explanations=[tabular_explanation(), tabular_explanation(valid=False), tabular_explanation()],
         ),  # fmt: skip
         "text_counterfactual": text_explanation(),
         "text_counterfactuals": TextCounterfactualResult(cost=COST, mode="target", explanations=[text_explanation()]),
         "concept_effect": ConceptEffectResult(
-            cost=COST, concept="tone", concept_value="cheerful", output="P(pos)", average_effect=0.2, texts_measured=3,
-            individual=[IndividualEffect(text=t, edits=[t + "!"], original_output=0.3, edited_outputs=[0.3 + e], effect=e)
-                        for t, e in [("dull plot", 0.3), ("slow start", 0.25), ("odd cast", 0.05)]],
+            cost=COST,
+            concept="tone",
+            concept_value="cheerful",
+            output="P(pos)",
+            average_effect=0.2,
+            texts_measured=3,
+            individual=[
+                IndividualEffect(text=t, edits=[t + "!"], original_output=0.3, edited_outputs=[0.3 + e], effect=e)
+                for t, e in [("dull plot", 0.3), ("slow start", 0.25), ("odd cast", 0.05)]
+            ],
         ),  # fmt: skip
         "sasc": SASCResult(
-            cost=COST, n_ngrams=40, module_mean=0.1, module_std=0.5, top_ngrams=[NgramActivation(ngram="dog", activation=2.0)],
-            candidates=[ExplanationCandidate(explanation="animals", score=1.4, mean_related=0.9, mean_unrelated=0.2,
-                                             related_texts=["a dog"], unrelated_texts=["a car"], shown_ngrams=["dog"]),
-                        ExplanationCandidate(explanation="pets", score=None, mean_related=None, mean_unrelated=0.2,
-                                             related_texts=[], unrelated_texts=["a car"], shown_ngrams=["cat"])],
+            cost=COST,
+            n_ngrams=40,
+            module_mean=0.1,
+            module_std=0.5,
+            top_ngrams=[NgramActivation(ngram="dog", activation=2.0)],
+            candidates=[
+                ExplanationCandidate(
+                    explanation="animals",
+                    score=1.4,
+                    mean_related=0.9,
+                    mean_unrelated=0.2,
+                    related_texts=["a dog"],
+                    unrelated_texts=["a car"],
+                    shown_ngrams=["dog"],
+                ),
+                ExplanationCandidate(
+                    explanation="pets",
+                    score=None,
+                    mean_related=None,
+                    mean_unrelated=0.2,
+                    related_texts=[],
+                    unrelated_texts=["a car"],
+                    shown_ngrams=["cat"],
+                ),
+            ],
         ),  # fmt: skip
         "iprompt": IPromptResult(
-            cost=COST, baseline_loglik=-3.0, n_train=8, n_heldout=4,
-            candidates=[PromptCandidate(prompt="Add the numbers.", loglik=-1.0, gain=2.0, iteration=1, origin="mutated",
-                                        heldout_accuracy=0.75),
-                        PromptCandidate(prompt="Say a number.", loglik=-2.5, gain=0.5, iteration=0, origin="proposed")],
+            cost=COST,
+            baseline_loglik=-3.0,
+            n_train=8,
+            n_heldout=4,
+            candidates=[
+                PromptCandidate(
+                    prompt="Add the numbers.",
+                    loglik=-1.0,
+                    gain=2.0,
+                    iteration=1,
+                    origin="mutated",
+                    heldout_accuracy=0.75,
+                ),
+                PromptCandidate(prompt="Say a number.", loglik=-2.5, gain=0.5, iteration=0, origin="proposed"),
+            ],
         ),  # fmt: skip
         "lml_dap": LMLDAPExplanation(
-            cost=COST, summaries={"yes": ["x > 1"]},
-            predictions=[RowPrediction(label="yes", confidence=0.8, probabilities={"yes": 0.8, "no": 0.2}, reasons=["x high"],
-                                       retrieved_rows=[1, 2], conditions=[], fallback=False),
-                         RowPrediction(label="no", confidence=0.6, probabilities={"yes": 0.4, "no": 0.6}, reasons=["majority"],
-                                       retrieved_rows=[3], conditions=[], fallback=True)],
+            cost=COST,
+            summaries={"yes": ["x > 1"]},
+            predictions=[
+                RowPrediction(
+                    label="yes",
+                    confidence=0.8,
+                    probabilities={"yes": 0.8, "no": 0.2},
+                    reasons=["x high"],
+                    retrieved_rows=[1, 2],
+                    conditions=[],
+                    fallback=False,
+                ),
+                RowPrediction(
+                    label="no",
+                    confidence=0.6,
+                    probabilities={"yes": 0.4, "no": 0.6},
+                    reasons=["majority"],
+                    retrieved_rows=[3],
+                    conditions=[],
+                    fallback=True,
+                ),
+            ],
         ),  # fmt: skip
         "tbm": TBMExplanation(
             cost=COST,
-            concepts=[ConceptContribution(concept="praise", rating=0, weight=1.5, contribution=0),
-                      ConceptContribution(concept="boredom", rating=0, weight=-0.8, contribution=0)],
-            texts=[TextExplanation(label="pos", probability=0.8,
-                                   contributions=[ConceptContribution(concept="praise", rating=2, weight=1.5, contribution=3.0)])],
+            concepts=[
+                ConceptContribution(concept="praise", rating=0, weight=1.5, contribution=0),
+                ConceptContribution(concept="boredom", rating=0, weight=-0.8, contribution=0),
+            ],
+            texts=[
+                TextExplanation(
+                    label="pos",
+                    probability=0.8,
+                    contributions=[ConceptContribution(concept="praise", rating=2, weight=1.5, contribution=3.0)],
+                )
+            ],
         ),  # fmt: skip
     }

@@ -23,7 +23,9 @@ def executed(tmp_path_factory):
     mp.setenv("XPLAIN_LLM_BACKEND", "fake")
     mp.setenv("PYTHONPATH", str(REPOSITORY))  # the kernel imports this checkout's xplain
     try:
-        nbclient.NotebookClient(notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+        nbclient.NotebookClient(
+            notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+        ).execute()
     finally:
         mp.undo()
     return notebook, folder
@@ -43,7 +45,9 @@ def test_notebook_runs_without_errors_and_saves_what_it_says(executed):
     assert '"kind": "ExplainerComparison"' in (folder / "comparison.json").read_text()
 
 
-@pytest.mark.parametrize("last_line", ["explanations[0]", "comparison", "counterfactuals", "counterfactuals.explanations[0]"])
+@pytest.mark.parametrize(
+    "last_line", ["explanations[0]", "comparison", "counterfactuals", "counterfactuals.explanations[0]"]
+)
 def test_result_cells_show_a_card_with_its_check_and_a_chart(executed, last_line):
     notebook, _ = executed
     html = "".join(o["data"].get("text/html", "") for o in outputs_of(notebook, last_line) if "data" in o)

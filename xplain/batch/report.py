@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from xplain.batch.runner import RowOutcome
-from xplain.display import chart_spec, check, charts_js, cost_text, headline, shown_by_display
+from xplain.display import chart_spec, charts_js, check, cost_text, headline, shown_by_display
 from xplain.methods.base import ShowsItself, load_result
 from xplain.methods.baselines import BaselineExplanation
 from xplain.methods.comparison import ExplainerComparison
@@ -29,7 +29,13 @@ MAX_ROWS_SHOWN = 500
 INPUT_CHARS = 600
 #: Row order on opening the page: what needs a look first.
 STATUS_ORDER = {"fail": 0, "error": 1, "inconclusive": 2, "no check": 3, "pass": 4}
-STATUS_COLOURS = {"fail": "#c62828", "error": "#6d4c41", "inconclusive": "#8d6e00", "no check": "#757575", "pass": "#2e7d32"}
+STATUS_COLOURS = {
+    "fail": "#c62828",
+    "error": "#6d4c41",
+    "inconclusive": "#8d6e00",
+    "no check": "#757575",
+    "pass": "#2e7d32",
+}
 
 
 def _as_result(outcome: RowOutcome) -> ShowsItself | None:
@@ -73,9 +79,9 @@ def _row(
     elif result is None or not shown_by_display(result):
         status, check_html, answer = "no check", "", _plain_answer(outcome.result or {})
     else:
-        outcome_check = check(result)
-        status = outcome_check.status
-        check_html = f"<div title='{escape(outcome_check.rule)}'>{escape(outcome_check.name)}: {escape(outcome_check.value)}</div>"
+        verdict = check(result)
+        status = verdict.status
+        check_html = f"<div title='{escape(verdict.rule)}'>{escape(verdict.name)}: {escape(verdict.value)}</div>"
         answer = f"{headline(result)}<div class='cost'>{escape(cost_text(result))}</div>"
         specs[f"r{outcome.index}"] = chart_spec(result)
         chart = f" data-chart='r{outcome.index}'"
@@ -85,24 +91,36 @@ def _row(
         f"<td class='idx'>{outcome.index}</td>"
         f"<td class='input'><div class='clip'>{escape(_input_text(outcome, inputs))}</div></td>"
         f"<td class='answer'>{answer}<details><summary>JSON</summary><pre>{raw}</pre></details></td>"
-        f"<td class='check'><span class='badge' style='background:{STATUS_COLOURS[status]}'>{status}</span>{check_html}</td>"
+        f"<td class='check'><span class='badge' style='background:{STATUS_COLOURS[status]}'>{status}</span>"
+        f"{check_html}</td>"
         f"<td class='chart'{chart}></td></tr>"
     )
     return STATUS_ORDER[status], status, html
 
 
 def _bars(title: str, xlabel: str, counts: dict[str, float], colors: list[str] | None = None) -> dict[str, Any]:
-    return {"title": title, "xlabel": xlabel, "labels": list(counts), "series": [{"name": title, "values": list(counts.values())}],
-            "colors": colors, "signed": False, "reference": None}  # fmt: skip
+    return {
+        "title": title,
+        "xlabel": xlabel,
+        "labels": list(counts),
+        "series": [{"name": title, "values": list(counts.values())}],
+        "colors": colors,
+        "signed": False,
+        "reference": None,
+    }
 
 
 def _summary_figures(
     outcomes: list[RowOutcome], results: list[ShowsItself | None], statuses: Counter
 ) -> list[dict[str, Any]]:
-    """Checks by outcome, the black box's labels, LLM agreement and the mean feature effect, where the rows hold them."""
+    """Checks by outcome, the black box's labels, LLM agreement and the mean feature effect, where rows hold them."""
     figures = [
-        _bars("Checks", "rows", {s: statuses[s] for s in STATUS_ORDER if statuses[s]},
-              [STATUS_COLOURS[s] for s in STATUS_ORDER if statuses[s]])  # fmt: skip
+        _bars(
+            "Checks",
+            "rows",
+            {s: statuses[s] for s in STATUS_ORDER if statuses[s]},
+            [STATUS_COLOURS[s] for s in STATUS_ORDER if statuses[s]],
+        )  # fmt: skip
     ]
     dumps = [o.result for o in outcomes if o.ok and o.result]
     labels = Counter(label for label in map(_blackbox_label, dumps) if label is not None)

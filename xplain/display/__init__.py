@@ -16,6 +16,16 @@ def shown_by_display(result: object) -> bool:
 
 
 __all__ = [
-    "Check", "card_html", "chart_spec", "charts_js", "check", "cost_text", "draw", "figure_svg", "headline", "plot",
-    "shown_by_display", "to_frame",
+    "Check",
+    "card_html",
+    "chart_spec",
+    "charts_js",
+    "check",
+    "cost_text",
+    "draw",
+    "figure_svg",
+    "headline",
+    "plot",
+    "shown_by_display",
+    "to_frame",
 ]

@@ -78,7 +78,10 @@ def _(result: ExplainerComparison) -> str:
 
 def diff_html(original: str, edited: str) -> str:
     """A word diff: removed words struck through in red, added ones underlined in green."""
-    styles = {"removed": "color:#c62828;text-decoration:line-through", "added": "color:#2e7d32;text-decoration:underline"}
+    styles = {
+        "removed": "color:#c62828;text-decoration:line-through",
+        "added": "color:#2e7d32;text-decoration:underline",
+    }
     return " ".join(
         escape(text) if kind == "same" else f"<span style='{styles[kind]}'>{escape(text)}</span>"
         for kind, text in token_diff(original, edited)
@@ -143,7 +146,9 @@ def _(result: IPromptResult) -> str:
 @headline.register(LMLDAPExplanation)
 def _(result: LMLDAPExplanation) -> str:
     counts = Counter(p.label for p in result.predictions)
-    return f"{len(result.predictions)} predictions: " + ", ".join(f"<b>{escape(k)}</b> ×{v}" for k, v in counts.most_common())
+    return f"{len(result.predictions)} predictions: " + ", ".join(
+        f"<b>{escape(k)}</b> ×{v}" for k, v in counts.most_common()
+    )
 
 
 @headline.register(TBMExplanation)
@@ -158,8 +163,7 @@ def cost_text(result: Any) -> str:
         return f"{result.llm_requests} LLM requests, {result.blackbox_queries} black-box rows"
     tokens = cost.llm.prompt_tokens + cost.llm.completion_tokens
     return (
-        f"{cost.llm.calls} LLM calls, {tokens:,} tokens, {cost.blackbox_queries:,} black-box rows, "
-        f"{cost.seconds:.2f} s"
+        f"{cost.llm.calls} LLM calls, {tokens:,} tokens, {cost.blackbox_queries:,} black-box rows, {cost.seconds:.2f} s"
     )
 
 

@@ -52,8 +52,10 @@ def _spec(title: str, xlabel: str, labels: list[str], series: list[tuple[str, li
         "title": title,
         "xlabel": xlabel,
         "labels": [_short(label) for label in labels[:MOST_BARS]],
-        "series": [{"name": name, "values": [None if v is None else float(v) for v in values[:MOST_BARS]]}
-                   for name, values in series],  # fmt: skip
+        "series": [
+            {"name": name, "values": [None if v is None else float(v) for v in values[:MOST_BARS]]}
+            for name, values in series
+        ],  # fmt: skip
         "colors": colors[:MOST_BARS] if colors else None,
         "signed": signed,
         "reference": {"value": float(reference[0]), "label": reference[1]} if reference else None,
@@ -87,8 +89,9 @@ def _(result: ExplainerComparison) -> dict[str, Any]:
     features: list[str] = []
     for _, importance in scored:  # the LLM's features first, then those the baselines rank highest
         features += [name for name in list(importance)[:6] if name not in features]
+    series = [(name, [importance.get(f, 0.0) for f in features]) for name, importance in scored]
     return _spec("Feature effects, explainers side by side", "signed importance (1 = each explainer's largest)",
-                 features, [(name, [imp.get(f, 0.0) for f in features]) for name, imp in scored], signed=True)  # fmt: skip
+                 features, series, signed=True)  # fmt: skip
 
 
 @chart_spec.register(TabularCounterfactualExplanation)
@@ -172,7 +175,9 @@ def draw(spec: dict[str, Any], ax: Axes | None = None) -> Figure:
 
     labels, series = spec["labels"], spec["series"]
     if ax is None:
-        figure = Figure(figsize=(6.4, 0.8 + 0.32 * max(len(labels), 1) * max(1, len(series) * 0.7)), layout="constrained")
+        figure = Figure(
+            figsize=(6.4, 0.8 + 0.32 * max(len(labels), 1) * max(1, len(series) * 0.7)), layout="constrained"
+        )
         ax = figure.add_subplot()
     figure = ax.get_figure()
     height = 0.8 / len(series)
@@ -190,7 +195,9 @@ def draw(spec: dict[str, Any], ax: Axes | None = None) -> Figure:
     ax.invert_yaxis()
     ax.axvline(0, color="#555", linewidth=0.8)
     if spec.get("reference"):
-        ax.axvline(spec["reference"]["value"], color="#333", linestyle="--", linewidth=1, label=spec["reference"]["label"])
+        ax.axvline(
+            spec["reference"]["value"], color="#333", linestyle="--", linewidth=1, label=spec["reference"]["label"]
+        )
     if not labels:
         ax.text(0.5, 0.5, "nothing to draw", ha="center", va="center", transform=ax.transAxes, color="#777")
     ax.set_title(spec["title"], fontsize=10, loc="left")

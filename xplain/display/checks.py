@@ -38,7 +38,9 @@ def _share(name: str, hits: int, total: int, rule: str) -> Check:
     if total == 0:
         return Check(name=name, value="nothing to measure", status="inconclusive", rule=rule)
     share = hits / total
-    return Check(name=name, value=f"{share:.0%} ({hits}/{total})", status="pass" if share >= PASSING_SHARE else "fail", rule=rule)
+    return Check(
+        name=name, value=f"{share:.0%} ({hits}/{total})", status="pass" if share >= PASSING_SHARE else "fail", rule=rule
+    )
 
 
 @singledispatch

@@ -83,14 +83,24 @@ def _(result: TextCounterfactualResult) -> pd.DataFrame:
 @to_frame.register(ConceptEffectResult)
 def _(result: ConceptEffectResult) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"text": i.text, "effect": i.effect, "original_output": i.original_output, "edits": len(i.edits),
-          "dropped": len(i.dropped)} for i in result.individual]  # fmt: skip
+        [
+            {
+                "text": i.text,
+                "effect": i.effect,
+                "original_output": i.original_output,
+                "edits": len(i.edits),
+                "dropped": len(i.dropped),
+            }
+            for i in result.individual
+        ]  # fmt: skip
     )
 
 
 @to_frame.register(SASCResult)
 def _(result: SASCResult) -> pd.DataFrame:
-    return pd.DataFrame([c.model_dump(exclude={"related_texts", "unrelated_texts", "shown_ngrams"}) for c in result.candidates])
+    return pd.DataFrame(
+        [c.model_dump(exclude={"related_texts", "unrelated_texts", "shown_ngrams"}) for c in result.candidates]
+    )
 
 
 @to_frame.register(IPromptResult)
@@ -101,8 +111,16 @@ def _(result: IPromptResult) -> pd.DataFrame:
 @to_frame.register(LMLDAPExplanation)
 def _(result: LMLDAPExplanation) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"label": p.label, "confidence": p.confidence, "fallback": p.fallback, "reasons": "; ".join(p.reasons),
-          **{f"p({k})": v for k, v in p.probabilities.items()}} for p in result.predictions]  # fmt: skip
+        [
+            {
+                "label": p.label,
+                "confidence": p.confidence,
+                "fallback": p.fallback,
+                "reasons": "; ".join(p.reasons),
+                **{f"p({k})": v for k, v in p.probabilities.items()},
+            }
+            for p in result.predictions
+        ]  # fmt: skip
     )
 
 

@@ -103,8 +103,11 @@ def _class_for(data: dict[str, Any]) -> type[ShowsItself] | None:
             return cls
     kinds = ShowsItself.kinds.values()
     leaves = [cls for cls in kinds if not any(other is not cls and issubclass(other, cls) for other in kinds)]
-    fits = [(len(required), cls) for cls in leaves
-            if (required := {n for n, f in cls.model_fields.items() if f.is_required()}) and required <= data.keys()]  # fmt: skip
+    fits = []
+    for cls in leaves:
+        required = {name for name, field in cls.model_fields.items() if field.is_required()}
+        if required and required <= data.keys():
+            fits.append((len(required), cls))
     return max(fits, key=lambda fit: fit[0])[1] if fits else None
 
 

@@ -24,7 +24,10 @@ class ExplainerComparison(MethodResult):
         gives ranks, not weights: its i-th of k features gets (k - i) / k, signed by its direction."""
         if isinstance(explanation, PosthocExplanation):
             k = len(explanation.features)
-            return {f.feature: (1.0 if f.direction == "+" else -1.0) * (k - i) / k for i, f in enumerate(explanation.features)}
+            return {
+                f.feature: (1.0 if f.direction == "+" else -1.0) * (k - i) / k
+                for i, f in enumerate(explanation.features)
+            }
         top = max((abs(w) for w in explanation.weights.values()), default=0.0) or 1.0
         return {name: explanation.weights[name] / top for name in explanation.ranking if name in explanation.weights}
 
@@ -47,7 +50,9 @@ async def compare_explainers(
     options = options or PosthocOptions()
     instances = np.atleast_2d(np.asarray(instances, dtype=float))
     llm_explanations = await explain_tabular(llm, blackbox, instances, background, options)
-    common = dict(n_samples=n_samples, k=options.k, sigma=options.sigma, n_gap_samples=options.n_gap_samples, seed=options.seed)
+    common = dict(
+        n_samples=n_samples, k=options.k, sigma=options.sigma, n_gap_samples=options.n_gap_samples, seed=options.seed
+    )
     by_baseline = [await explain_baseline(name, blackbox, instances, background, **common) for name in baselines]
     names = blackbox.feature_names or [f"x{i}" for i in range(instances.shape[1])]
     comparisons = []
