@@ -78,6 +78,8 @@ def test_json_from_the_api_without_a_kind_loads_by_its_method():
 def test_unknown_kind_is_refused_with_the_known_ones():
     with pytest.raises(ValueError, match="unknown result kind 'Nope'.*PosthocExplanation"):
         load_result(json.dumps({"kind": "Nope"}))
+    with pytest.raises(ValueError, match="no result kind fits this JSON"):
+        load_result(json.dumps({"llm_label": "pos"}))
 
 
 def test_comparison_puts_the_llm_beside_lime_and_kernelshap_by_feature_name():

@@ -35,12 +35,12 @@ class ShowsItself(BaseModel):
     frame, and JSON that loads back into the same class (no pickle). The drawing lives in `xplain.display`."""
 
     #: Every result class by name, so that `load_result` finds the class a saved result came from.
-    kinds: ClassVar[dict[str, type[ShowsItself]]] = {}
+    result_classes: ClassVar[dict[str, type[ShowsItself]]] = {}
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        ShowsItself.kinds[cls.__name__] = cls
+        ShowsItself.result_classes[cls.__name__] = cls
 
     def _repr_html_(self) -> str:
         from xplain.display import card_html
@@ -72,11 +72,15 @@ def load_result(text_or_path: str | Path) -> ShowsItself:
         raise ValueError("a saved result is a JSON object")
     _import_result_classes()
     kind = data.pop("kind", None)
-    cls = ShowsItself.kinds.get(kind) if kind else _class_for(data)
+    cls = ShowsItself.result_classes.get(kind) if kind else _class_for(data)
     if cls is None:
-        raise ValueError(
-            f"unknown result kind {kind or data.get('method')!r}; known: {', '.join(sorted(ShowsItself.kinds))}"
+        known = ", ".join(sorted(ShowsItself.result_classes))
+        what = (
+            f"unknown result kind {kind!r}"
+            if kind
+            else f"no result kind fits this JSON (method {data.get('method')!r})"
         )
+        raise ValueError(f"{what}; known kinds: {known}")
     return cls.model_validate(data)
 
 
@@ -97,11 +101,11 @@ def _class_for(data: dict[str, Any]) -> type[ShowsItself] | None:
     fields the data holds, the most specific leaf class (posthoc and baseline explanations, a counterfactual search's
     per-input explanations)."""
     method = data.get("method")
-    for cls in ShowsItself.kinds.values():
+    for cls in ShowsItself.result_classes.values():
         field = cls.model_fields.get("method")
         if field is not None and isinstance(field.default, str) and field.default == method:
             return cls
-    kinds = ShowsItself.kinds.values()
+    kinds = ShowsItself.result_classes.values()
     leaves = [cls for cls in kinds if not any(other is not cls and issubclass(other, cls) for other in kinds)]
     fits = []
     for cls in leaves:
