@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from xplain.batch.runner import RowOutcome
-from xplain.display import chart_spec, charts_js, check, cost_text, headline, shown_by_display
+from xplain.display import bar_spec, chart_spec, charts_js, check, cost_text, headline, shown_by_display
+from xplain.display.charts import MOST_BARS
 from xplain.methods.base import ShowsItself, load_result
 from xplain.methods.baselines import BaselineExplanation
 from xplain.methods.comparison import ExplainerComparison
@@ -98,16 +99,8 @@ def _row(
     return STATUS_ORDER[status], status, html
 
 
-def _bars(title: str, xlabel: str, counts: dict[str, float], colors: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "title": title,
-        "xlabel": xlabel,
-        "labels": list(counts),
-        "series": [{"name": title, "values": list(counts.values())}],
-        "colors": colors,
-        "signed": False,
-        "reference": None,
-    }
+def _bars(title: str, xlabel: str, counts: dict[str, float], **style: Any) -> dict[str, Any]:
+    return bar_spec(title, xlabel, list(counts), [(title, list(counts.values()))], **style)
 
 
 def _summary_figures(
@@ -119,7 +112,7 @@ def _summary_figures(
             "Checks",
             "rows",
             {s: statuses[s] for s in STATUS_ORDER if statuses[s]},
-            [STATUS_COLOURS[s] for s in STATUS_ORDER if statuses[s]],
+            colors=[STATUS_COLOURS[s] for s in STATUS_ORDER if statuses[s]],
         )  # fmt: skip
     ]
     dumps = [o.result for o in outcomes if o.ok and o.result]
@@ -132,8 +125,8 @@ def _summary_figures(
         figures.append(_bars("LLM agrees with the black box", "share of rows", {"agree": share, "disagree": 1 - share}))
     effects = _mean_effects(results)
     if effects:
-        figures.append({**_bars("Mean feature effect", "mean signed importance over rows (0 where not named)", effects),
-                        "signed": True})  # fmt: skip
+        xlabel = "mean signed importance over rows (0 where not named)"
+        figures.append(_bars("Mean feature effect", xlabel, effects, signed=True))
     return figures
 
 
@@ -159,7 +152,7 @@ def _mean_effects(results: list[ShowsItself | None]) -> dict[str, float]:
         rows += 1
         for label, value in zip(spec["labels"], spec["series"][0]["values"]):
             sums[label] += value or 0.0
-    top = sorted(sums.items(), key=lambda item: -abs(item[1]))[:15]
+    top = sorted(sums.items(), key=lambda item: -abs(item[1]))[:MOST_BARS]
     return {name: total / rows for name, total in top}
 
 

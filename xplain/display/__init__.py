@@ -5,7 +5,7 @@ This package sits beside the methods: it imports their result models; the result
 `xplain.methods.base.ShowsItself`."""
 
 from xplain.display.cards import card_html, cost_text, headline
-from xplain.display.charts import chart_spec, charts_js, draw, figure_svg, plot
+from xplain.display.charts import bar_spec, chart_spec, charts_js, draw, figure_svg, plot
 from xplain.display.checks import Check, check
 from xplain.display.frames import to_frame
 
@@ -16,6 +16,7 @@ def shown_by_display(result: object) -> bool:
 
 
 __all__ = [
+    "bar_spec",
     "Check",
     "card_html",
     "chart_spec",

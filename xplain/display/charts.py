@@ -45,9 +45,18 @@ def _short(text: str, limit: int = LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _spec(title: str, xlabel: str, labels: list[str], series: list[tuple[str, list[float | None]]], *,
-          colors: list[str] | None = None, signed: bool = False, reference: tuple[float, str] | None = None,
-          ) -> dict[str, Any]:  # fmt: skip
+def bar_spec(
+    title: str,
+    xlabel: str,
+    labels: list[str],
+    series: list[tuple[str, list[float | None]]],
+    *,
+    colors: list[str] | None = None,
+    signed: bool = False,
+    reference: tuple[float, str] | None = None,
+) -> dict[str, Any]:
+    """A chart spec from plain data: how every chart here is built, and how a tool result (the chat page's probes)
+    can describe a chart that `charts.js` draws the same way."""
     return {
         "title": title,
         "xlabel": xlabel,
@@ -72,14 +81,14 @@ def chart_spec(result: Any) -> dict[str, Any]:
 def _(result: PosthocExplanation) -> dict[str, Any]:
     k = len(result.features)
     values = [(1 if f.direction == "+" else -1) * (k - i) / k for i, f in enumerate(result.features)]
-    return _spec(f"LLM's top features for '{result.predicted_label}'", "direction × rank (1 = named first)",
+    return bar_spec(f"LLM's top features for '{result.predicted_label}'", "direction × rank (1 = named first)",
                  [f.feature for f in result.features], [("LLM", values)], signed=True)  # fmt: skip
 
 
 @chart_spec.register(BaselineExplanation)
 def _(result: BaselineExplanation) -> dict[str, Any]:
     top = result.ranking[:MOST_BARS]
-    return _spec(f"{result.method} weights for '{result.predicted_label}'", "weight",
+    return bar_spec(f"{result.method} weights for '{result.predicted_label}'", "weight",
                  top, [(result.method, [result.weights[n] for n in top])], signed=True)  # fmt: skip
 
 
@@ -90,17 +99,17 @@ def _(result: ExplainerComparison) -> dict[str, Any]:
     for _, importance in scored:  # the LLM's features first, then those the baselines rank highest
         features += [name for name in list(importance)[:6] if name not in features]
     series = [(name, [importance.get(f, 0.0) for f in features]) for name, importance in scored]
-    return _spec("Feature effects, explainers side by side", "signed importance (1 = each explainer's largest)",
+    return bar_spec("Feature effects, explainers side by side", "signed importance (1 = each explainer's largest)",
                  features, series, signed=True)  # fmt: skip
 
 
 @chart_spec.register(TabularCounterfactualExplanation)
 def _(result: TabularCounterfactualExplanation) -> dict[str, Any]:
     if not result.counterfactuals:
-        return _spec("No counterfactual proposed", "change", [], [("change", [])], signed=True)
+        return bar_spec("No counterfactual proposed", "change", [], [("change", [])], signed=True)
     best = result.counterfactuals[0]
     verdict = "flips to" if best.valid else "does not flip; reaches"
-    return _spec(f"Best counterfactual ({verdict} '{best.prediction}', p={best.target_probability:.2f})",
+    return bar_spec(f"Best counterfactual ({verdict} '{best.prediction}', p={best.target_probability:.2f})",
                  "new value − old value", [f"{c.feature}: {c.old:.3g} → {c.new:.3g}" for c in best.changes],
                  [("change", [c.new - c.old for c in best.changes])], signed=True)  # fmt: skip
 
@@ -108,7 +117,7 @@ def _(result: TabularCounterfactualExplanation) -> dict[str, Any]:
 @chart_spec.register(TextCounterfactualExplanation)
 def _(result: TextCounterfactualExplanation) -> dict[str, Any]:
     labels = [_edit_summary(result.text, c.text) for c in result.counterfactuals]
-    return _spec("Counterfactual edits (green: the black box flipped)", "target-class probability", labels,
+    return bar_spec("Counterfactual edits (green: the black box flipped)", "target-class probability", labels,
                  [("target probability", [c.target_probability for c in result.counterfactuals])],
                  colors=[VALID if c.valid else INVALID for c in result.counterfactuals])  # fmt: skip
 
@@ -125,7 +134,7 @@ def _(result: TabularCounterfactualResult | TextCounterfactualResult) -> dict[st
     if len(result.explanations) == 1:
         return chart_spec(result.explanations[0])
     best = [e.counterfactuals[0] if e.counterfactuals else None for e in result.explanations]
-    return _spec("Best counterfactual per input (green: flipped)", "target-class probability",
+    return bar_spec("Best counterfactual per input (green: flipped)", "target-class probability",
                  [f"input {i}: {e.original_prediction}" for i, e in enumerate(result.explanations)],
                  [("target probability", [b.target_probability if b else None for b in best])],
                  colors=[VALID if b and b.valid else INVALID for b in best])  # fmt: skip
@@ -135,28 +144,28 @@ def _(result: TabularCounterfactualResult | TextCounterfactualResult) -> dict[st
 def _(result: ConceptEffectResult) -> dict[str, Any]:
     change = f"{result.concept} → {result.concept_value}" if result.concept_value else result.concept
     reference = (result.average_effect, "average") if result.average_effect is not None else None
-    return _spec(f"Effect of changing {change} on {result.output}", "output change",
+    return bar_spec(f"Effect of changing {change} on {result.output}", "output change",
                  [i.text for i in result.individual], [("effect", [i.effect for i in result.individual])],
                  signed=True, reference=reference)  # fmt: skip
 
 
 @chart_spec.register(SASCResult)
 def _(result: SASCResult) -> dict[str, Any]:
-    return _spec("Candidate explanations of the module", "score (related − unrelated, in module std)",
+    return bar_spec("Candidate explanations of the module", "score (related − unrelated, in module std)",
                  [c.explanation for c in result.candidates], [("score", [c.score for c in result.candidates])],
                  signed=True)  # fmt: skip
 
 
 @chart_spec.register(IPromptResult)
 def _(result: IPromptResult) -> dict[str, Any]:
-    return _spec("Candidate prompts", "log-likelihood gain over no instruction (nats)",
+    return bar_spec("Candidate prompts", "log-likelihood gain over no instruction (nats)",
                  [c.prompt for c in result.candidates], [("gain", [c.gain for c in result.candidates])],
                  signed=True)  # fmt: skip
 
 
 @chart_spec.register(LMLDAPExplanation)
 def _(result: LMLDAPExplanation) -> dict[str, Any]:
-    return _spec("LML-DAP predictions (grey: fallback to retrieved rows)", "confidence",
+    return bar_spec("LML-DAP predictions (grey: fallback to retrieved rows)", "confidence",
                  [f"row {i}: {p.label}" for i, p in enumerate(result.predictions)],
                  [("confidence", [p.confidence for p in result.predictions])],
                  colors=[INVALID if p.fallback else SERIES[0] for p in result.predictions])  # fmt: skip
@@ -165,7 +174,7 @@ def _(result: LMLDAPExplanation) -> dict[str, Any]:
 @chart_spec.register(TBMExplanation)
 def _(result: TBMExplanation) -> dict[str, Any]:
     concepts = sorted(result.concepts, key=lambda c: -abs(c.weight))
-    return _spec("Concept weights", "weight in the linear layer", [c.concept for c in concepts],
+    return bar_spec("Concept weights", "weight in the linear layer", [c.concept for c in concepts],
                  [("weight", [c.weight for c in concepts])], signed=True)  # fmt: skip
 
 
