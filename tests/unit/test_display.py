@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from html import escape
 
 import matplotlib
 import pytest
 from matplotlib.figure import Figure
 
 from tests.unit.result_samples import posthoc, samples, tabular_explanation, text_explanation
-from xplain.display import chart_spec, check
+from xplain.display import chart_spec, check, describe
 from xplain.methods.base import load_result
 
 matplotlib.use("Agg")
@@ -101,6 +102,15 @@ def test_frames_list_one_row_per_item():
     assert list(counterfactuals["valid"]) == [True, False, True]
     assert list(SAMPLES["iprompt"].to_frame()["heldout_accuracy"].isna()) == [False, True]
     assert SAMPLES["lml_dap"].to_frame()["p(yes)"].tolist() == [0.8, 0.4]
+
+
+def test_the_chart_is_described_in_words_beside_the_picture():
+    result = SAMPLES["posthoc"]
+    words = describe(chart_spec(result))
+    assert words == "LLM's top features for '0' (direction × rank (1 = named first)): debt -1, age +0.5"
+    assert f"aria-label='{escape(words)}'" in result._repr_html_()
+    comparison = describe(chart_spec(SAMPLES["comparison"]))
+    assert "; lime: debt -1, age +0.3, income -0.025; kernelshap:" in comparison
 
 
 def test_text_counterfactual_card_shows_the_word_diff():

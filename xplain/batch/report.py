@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from xplain.batch.runner import RowOutcome
 from xplain.display import bar_spec, chart_spec, charts_js, check, cost_text, headline, shown_by_display
-from xplain.display.charts import MOST_BARS
+from xplain.display.charts import MOST_BARS, describe
 from xplain.methods.base import ShowsItself, load_result
 from xplain.methods.baselines import BaselineExplanation
 from xplain.methods.comparison import ExplainerComparison
@@ -84,8 +84,8 @@ def _row(
         status = verdict.status
         check_html = f"<div title='{escape(verdict.rule)}'>{escape(verdict.name)}: {escape(verdict.value)}</div>"
         answer = f"{headline(result)}<div class='cost'>{escape(cost_text(result))}</div>"
-        specs[f"r{outcome.index}"] = chart_spec(result)
-        chart = f" data-chart='r{outcome.index}'"
+        spec = specs[f"r{outcome.index}"] = chart_spec(result)
+        chart = f" data-chart='r{outcome.index}' aria-label='{escape(describe(spec))}'"
     raw = escape(json.dumps(outcome.result if outcome.ok else outcome.error, indent=1))
     html = (
         f"<tr data-status='{status}' data-order='{STATUS_ORDER[status]}' data-index='{outcome.index}'>"

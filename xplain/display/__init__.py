@@ -5,7 +5,7 @@ This package sits beside the methods: it imports their result models; the result
 `xplain.methods.base.ShowsItself`."""
 
 from xplain.display.cards import card_html, cost_text, headline
-from xplain.display.charts import bar_spec, chart_spec, charts_js, draw, figure_svg, plot
+from xplain.display.charts import bar_spec, chart_spec, charts_js, describe, draw, figure_svg, plot
 from xplain.display.checks import Check, check
 from xplain.display.frames import to_frame
 
@@ -23,6 +23,7 @@ __all__ = [
     "charts_js",
     "check",
     "cost_text",
+    "describe",
     "draw",
     "figure_svg",
     "headline",

@@ -8,7 +8,7 @@ from functools import singledispatch
 from html import escape
 from typing import Any
 
-from xplain.display.charts import figure_svg, plot
+from xplain.display.charts import chart_spec, describe, draw, figure_svg
 from xplain.display.checks import check
 from xplain.methods.base import Cost
 from xplain.methods.baselines import BaselineExplanation
@@ -176,7 +176,8 @@ def _badge(status: str) -> str:
 
 def card_html(result: Any) -> str:
     outcome = check(result)
-    svg = figure_svg(plot(result))
+    spec = chart_spec(result)
+    svg = figure_svg(draw(spec))
     name = type(result).__name__
     kind = escape(f"{result.method} · {name}" if hasattr(result, "method") else name)
     return (
@@ -186,6 +187,6 @@ def card_html(result: Any) -> str:
         f"<div title='{escape(outcome.rule)}'>check: {escape(outcome.name)} {escape(outcome.value)} "
         f"{_badge(outcome.status)}</div>"
         f"<div style='font-size:.8rem;color:#555'>cost: {escape(cost_text(result))}</div>"
-        f"<div class='xplain-figure' style='max-width:100%'>{svg}</div>"
+        f"<div class='xplain-figure' role='img' aria-label='{escape(describe(spec))}'>{svg}</div>"
         "</div>"
     )

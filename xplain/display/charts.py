@@ -178,6 +178,17 @@ def _(result: TBMExplanation) -> dict[str, Any]:
                  [("weight", [c.weight for c in concepts])], signed=True)  # fmt: skip
 
 
+def describe(spec: dict[str, Any]) -> str:
+    """What a chart shows, in words (for screen readers and for reading without the picture)."""
+    parts = []
+    for one in spec["series"]:
+        bars = ", ".join(
+            f"{label} {value:+.3g}" for label, value in zip(spec["labels"], one["values"]) if value is not None
+        )
+        parts.append(f"{one['name']}: {bars or 'no bars'}" if len(spec["series"]) > 1 else bars or "no bars")
+    return f"{spec['title']} ({spec['xlabel']}): " + "; ".join(parts)
+
+
 def draw(spec: dict[str, Any], ax: Axes | None = None) -> Figure:
     """Draw a chart spec as horizontal bars on `ax` (a new figure if None); returns the figure."""
     from matplotlib.figure import Figure
