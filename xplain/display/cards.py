@@ -64,8 +64,8 @@ def _(result: ExplainerComparison) -> str:
         outcome = check(explanation)
         top = ", ".join(escape(name) for name in list(result.signed_importance(explanation))[:4])
         rows.append(
-            f"<tr><td>{escape(result.label(explanation))}</td><td>{top}</td><td>{escape(outcome.value)}</td>"
-            f"<td>{_badge(outcome.status)}</td></tr>"
+            f"<tr><td>{escape(result.label(explanation))}</td><td>{top}</td>"
+            f"<td style='white-space:nowrap'>{escape(outcome.value)}</td><td>{_badge(outcome.status)}</td></tr>"
         )
     label = escape(result.explanations[0].predicted_label) if result.explanations else "?"
     return (
@@ -162,8 +162,10 @@ def cost_text(result: Any) -> str:
     if cost is None:  # a counterfactual search's per-input explanation counts its own requests
         return f"{result.llm_requests} LLM requests, {result.blackbox_queries} black-box rows"
     tokens = cost.llm.prompt_tokens + cost.llm.completion_tokens
+    cached = f" ({cost.llm.cache_hits} from the cache)" if cost.llm.cache_hits else ""
     return (
-        f"{cost.llm.calls} LLM calls, {tokens:,} tokens, {cost.blackbox_queries:,} black-box rows, {cost.seconds:.2f} s"
+        f"{cost.llm.calls} LLM calls{cached}, {tokens:,} tokens, {cost.blackbox_queries:,} black-box rows, "
+        f"{cost.seconds:.2f} s"
     )
 
 
