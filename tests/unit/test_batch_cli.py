@@ -40,6 +40,7 @@ def test_batch_writes_one_result_per_row_and_a_report(data, tmp_path):
     assert all(o.ok and set(o.result) >= {"blackbox", "llm_label", "agrees"} for o in outcomes)
     page = report.read_text()
     assert "<svg" in page and "LLM agrees with the black box" in page
+    assert "dull and lifeless" in page  # each input beside its result
     assert f"<td>{len(TEXTS)}</td>" in page
 
 

@@ -72,8 +72,9 @@ def _(result: ExplainerComparison) -> str:
         f"Predicted <b>{label}</b>; {len(result.explanations)} explainers on the same row"
         "<table style='border-collapse:collapse;margin:.3rem 0;font-size:.85rem'>"
         "<tr><th align=left>explainer</th><th align=left>top features</th><th align=left>PGI / PGU</th><th></th></tr>"
-        + "".join(rows) + "</table>"
-    )  # fmt: skip
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def diff_html(original: str, edited: str) -> str:

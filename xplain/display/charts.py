@@ -64,7 +64,7 @@ def bar_spec(
         "series": [
             {"name": name, "values": [None if v is None else float(v) for v in values[:MOST_BARS]]}
             for name, values in series
-        ],  # fmt: skip
+        ],
         "colors": colors[:MOST_BARS] if colors else None,
         "signed": signed,
         "reference": {"value": float(reference[0]), "label": reference[1]} if reference else None,
@@ -81,15 +81,25 @@ def chart_spec(result: Any) -> dict[str, Any]:
 def _(result: PosthocExplanation) -> dict[str, Any]:
     k = len(result.features)
     values = [(1 if f.direction == "+" else -1) * (k - i) / k for i, f in enumerate(result.features)]
-    return bar_spec(f"LLM's top features for '{result.predicted_label}'", "direction × rank (1 = named first)",
-                 [f.feature for f in result.features], [("LLM", values)], signed=True)  # fmt: skip
+    return bar_spec(
+        f"LLM's top features for '{result.predicted_label}'",
+        "direction × rank (1 = named first)",
+        [f.feature for f in result.features],
+        [("LLM", values)],
+        signed=True,
+    )
 
 
 @chart_spec.register(BaselineExplanation)
 def _(result: BaselineExplanation) -> dict[str, Any]:
     top = result.ranking[:MOST_BARS]
-    return bar_spec(f"{result.method} weights for '{result.predicted_label}'", "weight",
-                 top, [(result.method, [result.weights[n] for n in top])], signed=True)  # fmt: skip
+    return bar_spec(
+        f"{result.method} weights for '{result.predicted_label}'",
+        "weight",
+        top,
+        [(result.method, [result.weights[n] for n in top])],
+        signed=True,
+    )
 
 
 @chart_spec.register(ExplainerComparison)
@@ -99,8 +109,13 @@ def _(result: ExplainerComparison) -> dict[str, Any]:
     for _, importance in scored:  # the LLM's features first, then those the baselines rank highest
         features += [name for name in list(importance)[:6] if name not in features]
     series = [(name, [importance.get(f, 0.0) for f in features]) for name, importance in scored]
-    return bar_spec("Feature effects, explainers side by side", "signed importance (1 = each explainer's largest)",
-                 features, series, signed=True)  # fmt: skip
+    return bar_spec(
+        "Feature effects, explainers side by side",
+        "signed importance (1 = each explainer's largest)",
+        features,
+        series,
+        signed=True,
+    )
 
 
 @chart_spec.register(TabularCounterfactualExplanation)
@@ -109,17 +124,25 @@ def _(result: TabularCounterfactualExplanation) -> dict[str, Any]:
         return bar_spec("No counterfactual proposed", "change", [], [("change", [])], signed=True)
     best = result.counterfactuals[0]
     verdict = "flips to" if best.valid else "does not flip; reaches"
-    return bar_spec(f"Best counterfactual ({verdict} '{best.prediction}', p={best.target_probability:.2f})",
-                 "new value − old value", [f"{c.feature}: {c.old:.3g} → {c.new:.3g}" for c in best.changes],
-                 [("change", [c.new - c.old for c in best.changes])], signed=True)  # fmt: skip
+    return bar_spec(
+        f"Best counterfactual ({verdict} '{best.prediction}', p={best.target_probability:.2f})",
+        "new value − old value",
+        [f"{c.feature}: {c.old:.3g} → {c.new:.3g}" for c in best.changes],
+        [("change", [c.new - c.old for c in best.changes])],
+        signed=True,
+    )
 
 
 @chart_spec.register(TextCounterfactualExplanation)
 def _(result: TextCounterfactualExplanation) -> dict[str, Any]:
     labels = [_edit_summary(result.text, c.text) for c in result.counterfactuals]
-    return bar_spec("Counterfactual edits (green: the black box flipped)", "target-class probability", labels,
-                 [("target probability", [c.target_probability for c in result.counterfactuals])],
-                 colors=[VALID if c.valid else INVALID for c in result.counterfactuals])  # fmt: skip
+    return bar_spec(
+        "Counterfactual edits (green: the black box flipped)",
+        "target-class probability",
+        labels,
+        [("target probability", [c.target_probability for c in result.counterfactuals])],
+        colors=[VALID if c.valid else INVALID for c in result.counterfactuals],
+    )
 
 
 def _edit_summary(original: str, edited: str) -> str:
@@ -134,48 +157,73 @@ def _(result: TabularCounterfactualResult | TextCounterfactualResult) -> dict[st
     if len(result.explanations) == 1:
         return chart_spec(result.explanations[0])
     best = [e.counterfactuals[0] if e.counterfactuals else None for e in result.explanations]
-    return bar_spec("Best counterfactual per input (green: flipped)", "target-class probability",
-                 [f"input {i}: {e.original_prediction}" for i, e in enumerate(result.explanations)],
-                 [("target probability", [b.target_probability if b else None for b in best])],
-                 colors=[VALID if b and b.valid else INVALID for b in best])  # fmt: skip
+    return bar_spec(
+        "Best counterfactual per input (green: flipped)",
+        "target-class probability",
+        [f"input {i}: {e.original_prediction}" for i, e in enumerate(result.explanations)],
+        [("target probability", [b.target_probability if b else None for b in best])],
+        colors=[VALID if b and b.valid else INVALID for b in best],
+    )
 
 
 @chart_spec.register(ConceptEffectResult)
 def _(result: ConceptEffectResult) -> dict[str, Any]:
     change = f"{result.concept} → {result.concept_value}" if result.concept_value else result.concept
     reference = (result.average_effect, "average") if result.average_effect is not None else None
-    return bar_spec(f"Effect of changing {change} on {result.output}", "output change",
-                 [i.text for i in result.individual], [("effect", [i.effect for i in result.individual])],
-                 signed=True, reference=reference)  # fmt: skip
+    return bar_spec(
+        f"Effect of changing {change} on {result.output}",
+        "output change",
+        [i.text for i in result.individual],
+        [("effect", [i.effect for i in result.individual])],
+        signed=True,
+        reference=reference,
+    )
 
 
 @chart_spec.register(SASCResult)
 def _(result: SASCResult) -> dict[str, Any]:
-    return bar_spec("Candidate explanations of the module", "score (related − unrelated, in module std)",
-                 [c.explanation for c in result.candidates], [("score", [c.score for c in result.candidates])],
-                 signed=True)  # fmt: skip
+    labels = [c.explanation + (" (not scored)" if c.score is None else "") for c in result.candidates]
+    return bar_spec(
+        "Candidate explanations of the module",
+        "score (related − unrelated, in module std)",
+        labels,
+        [("score", [c.score for c in result.candidates])],
+        signed=True,
+    )
 
 
 @chart_spec.register(IPromptResult)
 def _(result: IPromptResult) -> dict[str, Any]:
-    return bar_spec("Candidate prompts", "log-likelihood gain over no instruction (nats)",
-                 [c.prompt for c in result.candidates], [("gain", [c.gain for c in result.candidates])],
-                 signed=True)  # fmt: skip
+    return bar_spec(
+        "Candidate prompts",
+        "log-likelihood gain over no instruction (nats)",
+        [c.prompt for c in result.candidates],
+        [("gain", [c.gain for c in result.candidates])],
+        signed=True,
+    )
 
 
 @chart_spec.register(LMLDAPExplanation)
 def _(result: LMLDAPExplanation) -> dict[str, Any]:
-    return bar_spec("LML-DAP predictions (grey: fallback to retrieved rows)", "confidence",
-                 [f"row {i}: {p.label}" for i, p in enumerate(result.predictions)],
-                 [("confidence", [p.confidence for p in result.predictions])],
-                 colors=[INVALID if p.fallback else SERIES[0] for p in result.predictions])  # fmt: skip
+    return bar_spec(
+        "LML-DAP predictions (grey: fallback to retrieved rows)",
+        "confidence",
+        [f"row {i}: {p.label}" for i, p in enumerate(result.predictions)],
+        [("confidence", [p.confidence for p in result.predictions])],
+        colors=[INVALID if p.fallback else SERIES[0] for p in result.predictions],
+    )
 
 
 @chart_spec.register(TBMExplanation)
 def _(result: TBMExplanation) -> dict[str, Any]:
     concepts = sorted(result.concepts, key=lambda c: -abs(c.weight))
-    return bar_spec("Concept weights", "weight in the linear layer", [c.concept for c in concepts],
-                 [("weight", [c.weight for c in concepts])], signed=True)  # fmt: skip
+    return bar_spec(
+        "Concept weights",
+        "weight in the linear layer",
+        [c.concept for c in concepts],
+        [("weight", [c.weight for c in concepts])],
+        signed=True,
+    )
 
 
 def describe(spec: dict[str, Any]) -> str:

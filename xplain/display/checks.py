@@ -95,8 +95,12 @@ def _(result: ConceptEffectResult) -> Check:
         return Check(name="sign agreement", value=f"{len(effects)} texts measured", status="inconclusive", rule=rule)
     agree = sum((e > 0) == (result.average_effect > 0) for e in effects if e != 0)
     share = agree / len(effects)
-    return Check(name="sign agreement", value=f"{share:.0%} of {len(effects)} texts",
-                 status="pass" if share >= SIGN_AGREEMENT else "fail", rule=rule)  # fmt: skip
+    return Check(
+        name="sign agreement",
+        value=f"{share:.0%} of {len(effects)} texts",
+        status="pass" if share >= SIGN_AGREEMENT else "fail",
+        rule=rule,
+    )
 
 
 @check.register(SASCResult)
@@ -115,8 +119,12 @@ def _(result: IPromptResult) -> Check:
     if not measured:
         return Check(name="held-out accuracy", value="not measured", status="inconclusive", rule=rule)
     accuracy = measured[0].heldout_accuracy
-    return Check(name="held-out accuracy", value=f"{accuracy:.0%} of {result.n_heldout}",
-                 status="pass" if accuracy >= PASSING_SHARE else "fail", rule=rule)  # fmt: skip
+    return Check(
+        name="held-out accuracy",
+        value=f"{accuracy:.0%} of {result.n_heldout}",
+        status="pass" if accuracy >= PASSING_SHARE else "fail",
+        rule=rule,
+    )
 
 
 @check.register(LMLDAPExplanation)
@@ -130,5 +138,9 @@ def _(result: LMLDAPExplanation) -> Check:
 def _(result: TBMExplanation) -> Check:
     active = sum(c.weight != 0 for c in result.concepts)
     rule = "pass when the linear layer uses at least one concept (fail: it predicts from the bias alone)"
-    return Check(name="active concepts", value=f"{active} of {len(result.concepts)}",
-                 status="pass" if active else "fail", rule=rule)  # fmt: skip
+    return Check(
+        name="active concepts",
+        value=f"{active} of {len(result.concepts)}",
+        status="pass" if active else "fail",
+        rule=rule,
+    )

@@ -49,10 +49,17 @@ def _(result: ExplainerComparison) -> pd.DataFrame:
 def _candidates(explanation: Any, input_index: int, extra: Any) -> list[dict[str, Any]]:
     common = {"input": input_index, "original_prediction": explanation.original_prediction}
     return [
-        {**common, "candidate": j, "valid": c.valid, "prediction": c.prediction,
-         "target_probability": c.target_probability, "edit_size": c.edit_size, **extra(c)}
+        {
+            **common,
+            "candidate": j,
+            "valid": c.valid,
+            "prediction": c.prediction,
+            "target_probability": c.target_probability,
+            "edit_size": c.edit_size,
+            **extra(c),
+        }
         for j, c in enumerate(explanation.counterfactuals)
-    ]  # fmt: skip
+    ]
 
 
 def _tabular_changes(candidate: Any) -> dict[str, Any]:
@@ -92,7 +99,7 @@ def _(result: ConceptEffectResult) -> pd.DataFrame:
                 "dropped": len(i.dropped),
             }
             for i in result.individual
-        ]  # fmt: skip
+        ]
     )
 
 
@@ -120,7 +127,7 @@ def _(result: LMLDAPExplanation) -> pd.DataFrame:
                 **{f"p({k})": v for k, v in p.probabilities.items()},
             }
             for p in result.predictions
-        ]  # fmt: skip
+        ]
     )
 
 
