@@ -40,12 +40,14 @@ def test_batch_writes_one_result_per_row_and_a_report(data, tmp_path):
     assert all(o.ok and set(o.result) >= {"blackbox", "llm_label", "agrees"} for o in outcomes)
     page = report.read_text()
     assert "<svg" in page and "LLM agrees with the black box" in page
+    assert "dull and lifeless" in page  # each input beside its result
     assert f"<td>{len(TEXTS)}</td>" in page
 
 
 def test_rerun_resumes_keeps_finished_rows_and_retries_failed_ones(data, tmp_path):
     out = tmp_path / "out.jsonl"
-    assert run(data, "--model", "demo:reviews", "--method", "predict", "--column", "text", "--out", out).exit_code == 0
+    in_order = ("--concurrency", "1")  # so the first three lines are rows 0-2
+    assert run(data, "--model", "demo:reviews", "--method", "predict", "--column", "text", "--out", out, *in_order).exit_code == 0
     lines = out.read_text().splitlines()
     # A crash: rows 0-2 finished, row 3 stored as failed, row 4 cut off mid-write, row 5 never started.
     failed = RowOutcome(index=3, ok=False, error="LLM backend: down").model_dump_json()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "xplain"
-LOWER = ("methods", "llm", "blackbox", "data", "prompts")
+LOWER = ("methods", "llm", "blackbox", "data", "prompts", "display")
 UPPER = ("evals", "server", "agent", "tools", "batch", "cli", "mcp")
 
 

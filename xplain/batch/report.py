@@ -1,83 +1,197 @@
-"""An HTML report of a batch run: summary figures, a chart per kind of result, and the rows themselves."""
+"""An HTML report of a batch run that people read: summary figures at the top, then one row per input with the
+input beside its answer, its check (failed first) and its chart; sortable and filterable in the page.
+
+The page is one self-contained file (no CDN, works offline). Charts travel as the JSON specs of
+`xplain.display.charts` and `charts.js` draws them, the same code the chat page uses.
+"""
 
 from __future__ import annotations
 
-import html
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from html import escape
 from importlib import resources
 from pathlib import Path
 from string import Template
+from typing import Any
+
+from pydantic import ValidationError
 
 from xplain.batch.runner import RowOutcome
+from xplain.display import bar_spec, chart_spec, charts_js, check, cost_text, headline, shown_by_display
+from xplain.display.charts import MOST_BARS, describe
+from xplain.methods.base import ShowsItself, load_result
+from xplain.methods.baselines import BaselineExplanation
+from xplain.methods.compare import ExplainerComparison
+from xplain.methods.posthoc import PosthocExplanation
 
 MAX_ROWS_SHOWN = 500
+INPUT_CHARS = 600
+#: Row order on opening the page: what needs a look first.
+STATUS_ORDER = {"fail": 0, "error": 1, "inconclusive": 2, "no check": 3, "pass": 4}
+STATUS_COLOURS = {
+    "fail": "#c62828",
+    "error": "#6d4c41",
+    "inconclusive": "#8d6e00",
+    "no check": "#757575",
+    "pass": "#2e7d32",
+}
 
 
-def svg_bar_chart(labels: list[str], values: list[float], *, width: int = 560, bar_height: int = 22) -> str:
-    """Horizontal bars, negative values to the left of the axis: enough for counts, shares and signed effects."""
-    if not values:
+def _as_result(outcome: RowOutcome) -> ShowsItself | None:
+    """The row's result as its class, when it is one the display knows."""
+    if not outcome.ok or not outcome.result:
+        return None
+    try:
+        return load_result(json.dumps(outcome.result))
+    except (ValueError, ValidationError):
+        return None
+
+
+def _input_text(outcome: RowOutcome, inputs: Sequence[Any] | None) -> str:
+    if inputs is not None and 0 <= outcome.index < len(inputs):
+        value = inputs[outcome.index]
+    else:
+        result = outcome.result or {}
+        value = next((result[k] for k in ("instance", "text", "row") if k in result), None)
+    if isinstance(value, dict) and isinstance(value.get("text"), str):
+        value = value["text"]
+    if value is None:
         return ""
-    label_width, pad = 180, 60
-    span = max(max(values), 0) - min(min(values), 0) or 1.0
-    scale = (width - label_width - pad) / span
-    zero = label_width + (-min(min(values), 0)) * scale
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{bar_height * len(values) + 10}">']
-    for i, (label, value) in enumerate(zip(labels, values)):
-        y = 5 + i * bar_height
-        x = zero if value >= 0 else zero + value * scale
-        colour = "#2e7d32" if value >= 0 else "#c62828"
-        parts.append(f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end" font-size="12">{html.escape(label)}</text>')
-        parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{abs(value) * scale:.1f}" height="{bar_height - 6}" fill="{colour}"/>')
-        parts.append(f'<text x="{max(x + abs(value) * scale, zero) + 4:.1f}" y="{y + 15}" font-size="11">{value:.3g}</text>')
-    parts.append(f'<line x1="{zero:.1f}" y1="0" x2="{zero:.1f}" y2="{bar_height * len(values) + 10}" stroke="#555"/>')
-    parts.append("</svg>")
-    return "".join(parts)
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= INPUT_CHARS else text[: INPUT_CHARS - 1] + "…"
 
 
-def _figures(outcomes: list[RowOutcome]) -> list[tuple[str, str]]:
-    """Charts for the result fields this report knows: labels, agreement, feature effects."""
-    results = [o.result for o in outcomes if o.ok and o.result]
-    figures = []
-    labels = Counter(str(r.get("label", r.get("blackbox", {}).get("label"))) for r in results if "label" in r or "blackbox" in r)
+def _plain_answer(result: dict[str, Any]) -> str:
+    """A result the display does not know: its first few scalar fields."""
+    fields = [(k, v) for k, v in result.items() if isinstance(v, str | int | float | bool) and k != "method"][:4]
+    return ", ".join(f"{escape(k)}: <b>{escape(str(v))}</b>" for k, v in fields) or "(no summary)"
+
+
+def _row(
+    outcome: RowOutcome, result: ShowsItself | None, inputs: Sequence[Any] | None, specs: dict[str, Any]
+) -> tuple[int, str, str]:
+    """(order, status, the row's HTML); the row's chart spec goes into `specs`."""
+    chart = ""
+    if not outcome.ok:
+        status, check_html = "error", ""
+        answer = f"<span class='err'>{escape(str(outcome.error))}</span>"
+    elif result is None or not shown_by_display(result):
+        status, check_html, answer = "no check", "", _plain_answer(outcome.result or {})
+    else:
+        verdict = check(result)
+        status = verdict.status
+        check_html = f"<div title='{escape(verdict.rule)}'>{escape(verdict.name)}: {escape(verdict.value)}</div>"
+        answer = f"{headline(result)}<div class='cost'>{escape(cost_text(result))}</div>"
+        spec = specs[f"r{outcome.index}"] = chart_spec(result)
+        chart = f" data-chart='r{outcome.index}' aria-label='{escape(describe(spec))}'"
+    raw = escape(json.dumps(outcome.result if outcome.ok else outcome.error, indent=1))
+    html = (
+        f"<tr data-status='{status}' data-order='{STATUS_ORDER[status]}' data-index='{outcome.index}'>"
+        f"<td class='idx'>{outcome.index}</td>"
+        f"<td class='input'><div class='clip'>{escape(_input_text(outcome, inputs))}</div></td>"
+        f"<td class='answer'>{answer}<details><summary>JSON</summary><pre>{raw}</pre></details></td>"
+        f"<td class='check'><span class='badge' style='background:{STATUS_COLOURS[status]}'>{status}</span>"
+        f"{check_html}</td>"
+        f"<td class='chart'{chart}></td></tr>"
+    )
+    return STATUS_ORDER[status], status, html
+
+
+def _bars(title: str, xlabel: str, counts: dict[str, float], **style: Any) -> dict[str, Any]:
+    return bar_spec(title, xlabel, list(counts), [(title, list(counts.values()))], **style)
+
+
+def _summary_figures(
+    outcomes: list[RowOutcome], results: list[ShowsItself | None], statuses: Counter
+) -> list[dict[str, Any]]:
+    """Checks by outcome, the black box's labels, LLM agreement and the mean feature effect, where rows hold them."""
+    figures = [
+        _bars(
+            "Checks",
+            "rows",
+            {s: statuses[s] for s in STATUS_ORDER if statuses[s]},
+            colors=[STATUS_COLOURS[s] for s in STATUS_ORDER if statuses[s]],
+        )  # fmt: skip
+    ]
+    dumps = [o.result for o in outcomes if o.ok and o.result]
+    labels = Counter(label for label in map(_blackbox_label, dumps) if label is not None)
     if labels:
-        names = sorted(labels)
-        figures.append(("Black-box labels", svg_bar_chart(names, [labels[n] for n in names])))
-    agreement = [r["agrees"] for r in results if "agrees" in r]
+        figures.append(_bars("Black-box labels", "rows", dict(sorted(labels.items()))))
+    agreement = [r["agrees"] for r in dumps if isinstance(r.get("agrees"), bool)]
     if agreement:
         share = sum(agreement) / len(agreement)
-        figures.append(("LLM agrees with the black box", svg_bar_chart(["agree", "disagree"], [share, 1 - share])))
-    effects: dict[str, list[float]] = {}
-    for r in results:
-        for feature in r.get("features", []):
-            if isinstance(feature, dict) and "name" in feature and isinstance(feature.get("weight"), int | float):
-                effects.setdefault(str(feature["name"]), []).append(float(feature["weight"]))
+        figures.append(_bars("LLM agrees with the black box", "share of rows", {"agree": share, "disagree": 1 - share}))
+    effects = _mean_effects(results)
     if effects:
-        mean = sorted(((sum(v) / len(v), k) for k, v in effects.items()), key=lambda t: -abs(t[0]))[:15]
-        figures.append(("Mean feature effect", svg_bar_chart([k for _, k in mean], [v for v, _ in mean])))
+        xlabel = "mean signed importance over rows (0 where not named)"
+        figures.append(_bars("Mean feature effect", xlabel, effects, signed=True))
     return figures
 
 
-def write_report(path: Path, title: str, outcomes: list[RowOutcome], seconds: float | None = None) -> None:
+def _blackbox_label(result: dict[str, Any]) -> str | None:
+    """The black box's label as each kind of result names it (explanations, counterfactuals, predictions)."""
+    for key in ("predicted_label", "original_prediction", "label"):
+        if key in result:
+            return str(result[key])
+    for key in ("blackbox", "prediction"):  # zero-shot and predict results nest it
+        if isinstance(result.get(key), dict) and result[key].get("label") is not None:
+            return str(result[key]["label"])
+    return None
+
+
+def _mean_effects(results: list[ShowsItself | None]) -> dict[str, float]:
+    """Per feature, the mean of the first explainer's signed importance over the rows that explain features."""
+    sums: dict[str, float] = defaultdict(float)
+    rows = 0
+    for result in results:
+        if not isinstance(result, PosthocExplanation | BaselineExplanation | ExplainerComparison):
+            continue
+        spec = chart_spec(result)
+        rows += 1
+        for label, value in zip(spec["labels"], spec["series"][0]["values"]):
+            sums[label] += value or 0.0
+    top = sorted(sums.items(), key=lambda item: -abs(item[1]))[:MOST_BARS]
+    return {name: total / rows for name, total in top}
+
+
+def write_report(
+    path: Path,
+    title: str,
+    outcomes: list[RowOutcome],
+    seconds: float | None = None,
+    inputs: Sequence[Any] | None = None,
+) -> None:
+    """Write the report of `outcomes`; `inputs` (all rows, by index) puts each input beside its result."""
+    specs: dict[str, Any] = {}
+    results = [_as_result(o) for o in outcomes]
+    shown = sorted(
+        (_row(o, r, inputs, specs) for o, r in zip(outcomes[:MAX_ROWS_SHOWN], results)), key=lambda row: row[0]
+    )
+    statuses = Counter(status for _, status, _ in shown)
     ok = sum(o.ok for o in outcomes)
-    summary = [("rows", len(outcomes)), ("succeeded", ok), ("failed", len(outcomes) - ok)]
+    summary: list[tuple[str, Any]] = [("rows", len(outcomes)), ("succeeded", ok), ("failed", len(outcomes) - ok)]
+    summary += [(f"check: {s}", statuses[s]) for s in STATUS_ORDER if statuses[s] and s != "error"]
     if seconds is not None:
         summary.append(("seconds (this run)", f"{seconds:.1f}"))
     reasons = Counter(o.error for o in outcomes if not o.ok)
     summary += [(f"failure: {reason}", count) for reason, count in reasons.most_common(5)]
-    rows = "".join(
-        f"<tr><td>{o.index}</td><td class=\"{'' if o.ok else 'bad'}\">{'ok' if o.ok else 'failed'}</td>"
-        f"<td><pre>{html.escape(json.dumps(o.result, indent=1) if o.ok else str(o.error))}</pre></td></tr>"
-        for o in outcomes[:MAX_ROWS_SHOWN]
-    )
+    if len(outcomes) > MAX_ROWS_SHOWN:
+        summary.append(("rows shown", f"the first {MAX_ROWS_SHOWN}"))
+    figures = _summary_figures(outcomes, results, statuses)
+    specs.update({f"s{i}": figure for i, figure in enumerate(figures)})
     page = Template(resources.files(__package__).joinpath("templates/report.html").read_text(encoding="utf-8"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         page.substitute(
-            title=html.escape(title),
-            summary="".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary),
-            figures="".join(f"<figure><figcaption>{html.escape(c)}</figcaption>{svg}</figure>" for c, svg in _figures(outcomes)),
-            rows=rows,
+            title=escape(title),
+            summary="".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in summary),
+            figures="".join(f"<figure data-chart='s{i}'></figure>" for i in range(len(figures))),
+            statuses="".join(f"<option value='{s}'>{s} ({statuses[s]})</option>" for s in STATUS_ORDER if statuses[s]),
+            rows="".join(html for _, _, html in shown),
+            specs=json.dumps(specs).replace("</", "<\\/"),
+            charts_js=charts_js(),
         ),
         encoding="utf-8",
     )

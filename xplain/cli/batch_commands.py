@@ -115,7 +115,7 @@ def batch(
     console.print(f"{len(outcomes) - failures} ok, {failures} failed -> {out}")
     if report is not None:
         title = f"{method} on {data.name}" + (f" with {model}" if model else "")
-        write_report(report, title, outcomes, time.perf_counter() - started)
+        write_report(report, title, outcomes, time.perf_counter() - started, rows)
         console.print(f"report -> {report}")
     if failures:
         raise typer.Exit(1)

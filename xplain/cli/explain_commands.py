@@ -80,31 +80,18 @@ def show(results: list[PosthocExplanation]) -> None:
 
 
 def save_plot(results: list[PosthocExplanation], path: Path) -> None:
-    """One horizontal bar panel per row; bar length = rank weight, colour = direction."""
-    import matplotlib
+    """One panel per row: each explanation's own chart (xplain.display), its check in the panel's title."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from xplain.display import check
 
-    figure, axes = plt.subplots(
-        len(results), 1, figsize=(6, 2 + 1.2 * len(results)), squeeze=False
-    )
-    for axis, result in zip(axes[:, 0], results):
-        features = result.features[::-1]
-        axis.barh(
-            [f.feature for f in features],
-            [
-                (i + 1) * (1 if f.direction == "+" else -1)
-                for i, f in enumerate(features)
-            ],
-            color=["tab:green" if f.direction == "+" else "tab:red" for f in features],
-        )
-        axis.set_title(
-            f"predicted {result.predicted_label} · PGI {result.pgi or 0:.3f} · PGU {result.pgu or 0:.3f}"
-        )
-    figure.tight_layout()
+    figure = Figure(figsize=(6.4, 1 + 1.8 * len(results)), layout="constrained")
+    for axis, result in zip(figure.subplots(len(results), 1, squeeze=False)[:, 0], results):
+        result.plot(ax=axis)
+        verdict = check(result)
+        title = f"{axis.get_title(loc='left')} · {verdict.name} {verdict.value} ({verdict.status})"
+        axis.set_title(title, fontsize=9, loc="left")
     figure.savefig(path)
-    plt.close(figure)
 
 
 @app.command()

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+import pkgutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, Field
 
 from xplain.blackbox import BlackBox
 from xplain.llm import Usage, track_usage
+
+if TYPE_CHECKING:
+    import pandas
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 class Cost(BaseModel):
@@ -41,7 +51,92 @@ class Cost(BaseModel):
         ]
 
 
-class MethodResult(BaseModel):
+class ShowsItself(BaseModel):
+    """A result that shows itself where data scientists look: a card in Jupyter, a matplotlib figure, a pandas
+    frame, and JSON that loads back into the same class (no pickle). The drawing lives in `xplain.display`."""
+
+    #: Every result class by name, so that `load_result` finds the class a saved result came from.
+    result_classes: ClassVar[dict[str, type[ShowsItself]]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        ShowsItself.result_classes[cls.__name__] = cls
+
+    def _repr_html_(self) -> str:
+        from xplain.display import card_html
+
+        return card_html(self)
+
+    def plot(self, ax: Axes | None = None) -> Figure:
+        """Draw the result's chart on `ax` (a new figure if None) and return the figure."""
+        from xplain.display import plot
+
+        return plot(self, ax)
+
+    def to_frame(self) -> pandas.DataFrame:
+        from xplain.display import to_frame
+
+        return to_frame(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The result as JSON with a `kind` field naming its class, which `load_result` reads back."""
+        return json.dumps({"kind": type(self).__name__, **self.model_dump(mode="json")}, indent=indent)
+
+
+def load_result(text_or_path: str | Path) -> ShowsItself:
+    """A result saved by `to_json` (a JSON text or a file holding one), as the class it was saved from.
+    JSON without a `kind` (e.g. from the REST API or a batch's results file) is matched by its fields."""
+    text = Path(text_or_path).read_text(encoding="utf-8") if _is_path(text_or_path) else str(text_or_path)
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("a saved result is a JSON object")
+    _import_result_classes()
+    kind = data.pop("kind", None)
+    cls = ShowsItself.result_classes.get(kind) if kind else _class_for(data)
+    if cls is None:
+        known = ", ".join(sorted(ShowsItself.result_classes))
+        what = (
+            f"unknown result kind {kind!r}"
+            if kind
+            else f"no result kind fits this JSON (method {data.get('method')!r})"
+        )
+        raise ValueError(f"{what}; known kinds: {known}")
+    return cls.model_validate(data)
+
+
+def _is_path(value: str | Path) -> bool:
+    return isinstance(value, Path) or not value.lstrip().startswith(("{", "["))
+
+
+def _import_result_classes() -> None:
+    """Import every method module once, so that each result class has registered its kind."""
+    import xplain.methods
+
+    for module in pkgutil.iter_modules(xplain.methods.__path__):
+        importlib.import_module(f"xplain.methods.{module.name}")
+
+
+def _class_for(data: dict[str, Any]) -> type[ShowsItself] | None:
+    """The class whose `method` default is the data's method (sasc, iprompt...), else the class whose required
+    fields the data holds, the most specific leaf class (posthoc and baseline explanations, a counterfactual search's
+    per-input explanations)."""
+    method = data.get("method")
+    for cls in ShowsItself.result_classes.values():
+        field = cls.model_fields.get("method")
+        if field is not None and isinstance(field.default, str) and field.default == method:
+            return cls
+    kinds = ShowsItself.result_classes.values()
+    leaves = [cls for cls in kinds if not any(other is not cls and issubclass(other, cls) for other in kinds)]
+    fits = []
+    for cls in leaves:
+        required = {name for name, field in cls.model_fields.items() if field.is_required()}
+        if required and required <= data.keys():
+            fits.append((len(required), cls))
+    return max(fits, key=lambda fit: fit[0])[1] if fits else None
+
+
+class MethodResult(ShowsItself):
     """Base of every method's result: JSON all the way out."""
 
     method: str

@@ -3,16 +3,20 @@ ranking with its PGI / PGU, and FA where the truth is known (a linear model's |c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from xplain.blackbox import BlackBox
+from xplain.llm import LLM
 from xplain.methods.base import MethodResult, measure_cost
 from xplain.methods.baselines import BaselineExplanation, background_rows, explain_baseline, explain_text_baseline
 from xplain.methods.catalog import Method, MethodContext, register
 from xplain.methods.checks import feature_agreement, linear_ground_truth
 from xplain.methods.posthoc import PosthocExplanation, PosthocOptions, Strategy, explain_tabular, explain_text
+from xplain.methods.words import distinct_words
 
 BASELINES = ("lime", "kernelshap")
 
@@ -44,12 +48,32 @@ class ExplainerScore(BaseModel):
     llm_calls: int
 
 
-class ComparisonResult(MethodResult):
+class ExplainerComparison(MethodResult):
+    """Several explainers on one instance: the LLM's explanation first, then LIME's and KernelSHAP's, each with
+    the same check, and a score line per explainer."""
+
     method: str = "compare"
     instance: list[float] | str
     predicted_label: str
+    feature_names: list[str] = Field(description="The model's columns (tables) or the text's distinct words.")
     truth: list[str] | None = Field(None, description="The true top-k, where the model is linear.")
-    explainers: list[ExplainerScore]
+    scores: list[ExplainerScore]
+    explanations: list[PosthocExplanation | BaselineExplanation] = Field(description="The LLM's first.")
+
+    def signed_importance(self, explanation: PosthocExplanation | BaselineExplanation) -> dict[str, float]:
+        """Feature name -> signed importance scaled to 1 at the largest, so explainers share one axis. The LLM
+        gives ranks, not weights: its i-th of k features gets (k - i) / k, signed by its direction."""
+        if isinstance(explanation, PosthocExplanation):
+            k = len(explanation.features)
+            return {
+                f.feature: (1.0 if f.direction == "+" else -1.0) * (k - i) / k
+                for i, f in enumerate(explanation.features)
+            }
+        top = max((abs(w) for w in explanation.weights.values()), default=0.0) or 1.0
+        return {name: explanation.weights[name] / top for name in explanation.ranking if name in explanation.weights}
+
+    def label(self, explanation: PosthocExplanation | BaselineExplanation) -> str:
+        return f"LLM ({explanation.strategy})" if isinstance(explanation, PosthocExplanation) else explanation.method
 
 
 def _score(name: str, top: list[str], found: PosthocExplanation | BaselineExplanation, truth, k: int) -> ExplainerScore:
@@ -65,50 +89,68 @@ def _score(name: str, top: list[str], found: PosthocExplanation | BaselineExplan
     )
 
 
-def _linear_truth(ctx: MethodContext, row: list[float], background: np.ndarray, label: str, k: int) -> list[str] | None:
-    coef = getattr(ctx.blackbox.estimator, "coef_", None)
+def _linear_truth(blackbox: BlackBox, row: list[float], background: np.ndarray, label: str, k: int) -> list[str] | None:
+    coef = getattr(blackbox.estimator, "coef_", None)
     if coef is None:
         return None
     coef = np.atleast_2d(coef)
-    classes = [str(c) for c in ctx.blackbox.classes_]
+    classes = [str(c) for c in blackbox.classes_]
     row_coef = coef[0] if len(coef) == 1 else coef[classes.index(label)]
-    names = ctx.blackbox.feature_names or [f"x{i}" for i in range(len(row))]
+    names = blackbox.feature_names or [f"x{i}" for i in range(len(row))]
     return [names[i] for i in linear_ground_truth(row_coef, row, background.mean(axis=0))[:k]]
 
 
-async def _compare(ctx: MethodContext, rows: list[Any], options: CompareOptions) -> list[ComparisonResult]:
+async def compare_explainers(
+    llm: LLM,
+    blackbox: BlackBox,
+    instances: Sequence[Any],
+    background: np.ndarray | None = None,
+    options: CompareOptions | None = None,
+) -> list[ExplainerComparison]:
+    """One comparison per instance (rows of a table, with `background` rows like the data; or texts): the LLM's
+    explanation from one batched round, then LIME and KernelSHAP at the black-box rows the LLM used."""
+    options = options or CompareOptions()
     llm_options = PosthocOptions(
         strategy=options.strategy, k=options.k, n_samples=options.n_samples,
         n_gap_samples=options.n_gap_samples, seed=options.seed,
     )  # fmt: skip
-    tabular = ctx.blackbox.kind == "tabular"
-    with measure_cost(ctx.blackbox) as meter:
+    tabular = blackbox.kind == "tabular"
+    rows = [list(map(float, r)) for r in instances] if tabular else list(instances)
+    with measure_cost(blackbox) as meter:
         if tabular:
-            background = background_rows(ctx, options.background)
-            llm = await explain_tabular(ctx.llm, ctx.blackbox, np.asarray(rows), background, llm_options)
+            background = np.asarray(background, dtype=float)
+            llm_found = await explain_tabular(llm, blackbox, np.asarray(rows), background, llm_options)
         else:
-            llm = await explain_text(ctx.llm, ctx.blackbox, rows, llm_options)
+            llm_found = await explain_text(llm, blackbox, rows, llm_options)
         # the baselines get the black-box rows the LLM's neighbourhood used, so the comparison is at equal budget
-        budget = max(8, max(e.cost.blackbox_queries for e in llm))
+        budget = max(8, max(e.cost.blackbox_queries for e in llm_found))
         common = dict(n_samples=budget, k=options.k, n_gap_samples=options.n_gap_samples, seed=options.seed)
         baselines = {
-            name: await explain_baseline(name, ctx.blackbox, np.asarray(rows), background, **common)
+            name: await explain_baseline(name, blackbox, np.asarray(rows), background, **common)
             if tabular
-            else await explain_text_baseline(ctx.blackbox, rows, method=name, **common)
+            else await explain_text_baseline(blackbox, rows, method=name, **common)
             for name in BASELINES
         }
+    names = (blackbox.feature_names or [f"x{i}" for i in range(len(rows[0]))]) if tabular else None
     results = []
-    for i, (row, explained, cost) in enumerate(zip(rows, llm, meter.cost.split(len(rows)))):
-        truth = _linear_truth(ctx, row, background, explained.predicted_label, options.k) if tabular else None
+    for i, (row, explained, cost) in enumerate(zip(rows, llm_found, meter.cost.split(len(rows)))):
+        truth = _linear_truth(blackbox, row, background, explained.predicted_label, options.k) if tabular else None
         scores = [_score(f"posthoc:{options.strategy}", [f.feature for f in explained.features], explained, truth, options.k)]
         scores += [_score(name, found[i].ranking, found[i], truth, options.k) for name, found in baselines.items()]
         results.append(
-            ComparisonResult(
-                instance=row, predicted_label=explained.predicted_label, truth=truth, explainers=scores,
+            ExplainerComparison(
+                instance=row, predicted_label=explained.predicted_label, truth=truth, scores=scores,
+                feature_names=list(names) if tabular else distinct_words(row),
+                explanations=[explained, *(found[i] for found in baselines.values())],
                 prompt_versions=explained.prompt_versions, cost=cost,
             )  # fmt: skip
         )
     return results
+
+
+async def _compare(ctx: MethodContext, rows: list[Any], options: CompareOptions) -> list[ExplainerComparison]:
+    background = background_rows(ctx, options.background) if ctx.blackbox.kind == "tabular" else None
+    return await compare_explainers(ctx.llm, ctx.blackbox, rows, background, options)
 
 
 register(
@@ -118,7 +160,7 @@ register(
         "budget: each one's top features, PGI, PGU, and FA where the truth is known.",
         inputs=("tabular_row", "text"),
         options=CompareOptions,
-        result=ComparisonResult,
+        result=ExplainerComparison,
         run=_compare,
         long_running=True,
     )

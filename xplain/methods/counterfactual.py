@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from xplain.blackbox import BlackBox
 from xplain.blackbox.errors import QueryBudgetExceeded
 from xplain.llm import LLM, GenerationRequest, StructuredOutputError
+from xplain.methods.base import ShowsItself
 
 Label = int | float | str | bool
 RETRY_TEMPERATURE = 0.7
@@ -54,7 +55,7 @@ class CandidateBase(BaseModel):
     round: int
 
 
-class ExplanationBase(BaseModel):
+class ExplanationBase(ShowsItself):
     """Per input: its original prediction, what was tried, and what it cost."""
 
     original_prediction: Label

@@ -1,0 +1,74 @@
+"""The batch report: each input beside its result, failed checks first, chart specs the page draws, summary figures."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.unit.result_samples import posthoc, samples
+from xplain.batch.report import write_report
+from xplain.batch.runner import RowOutcome
+
+
+def outcome(index, result):
+    return RowOutcome(index=index, ok=True, result=result.model_dump(mode="json"))
+
+
+def page_of(tmp_path, outcomes, inputs=None):
+    path = tmp_path / "report.html"
+    write_report(path, "posthoc on reviews", outcomes, 2.0, inputs)
+    return path.read_text()
+
+
+def specs_of(page):
+    return json.loads(re.search(r'<script type="application/json" id="specs">(.*?)</script>', page, re.S).group(1))
+
+
+def test_failed_checks_come_first_then_errors_then_the_rest_by_row(tmp_path):
+    outcomes = [
+        outcome(0, posthoc()),
+        outcome(1, posthoc(pgi=0.01, pgu=0.3)),
+        RowOutcome(index=2, ok=False, error="LLM backend: down"),
+        outcome(3, posthoc(pgi=None, pgu=None)),
+        outcome(4, posthoc(pgi=0.0, pgu=0.5)),
+    ]
+    page = page_of(tmp_path, outcomes)
+    order = re.findall(r"<tr data-status='([a-z ]+)' data-order='\d' data-index='(\d+)'>", page)
+    assert order == [("fail", "1"), ("fail", "4"), ("error", "2"), ("inconclusive", "3"), ("pass", "0")]
+    assert "<option value='fail'>fail (2)</option>" in page
+
+
+def test_each_row_shows_its_input_answer_check_and_chart(tmp_path):
+    inputs = [{"text": "a <b>dreadful</b> film", "id": 7}]
+    page = page_of(tmp_path, [outcome(0, posthoc())], inputs)
+    assert "a &lt;b&gt;dreadful&lt;/b&gt; film" in page  # the input, escaped
+    assert "the LLM (perturbation) names <b>debt</b>" in page
+    assert "PGI / PGU: 0.310 / 0.040" in page
+    assert "data-chart='r0'" in page
+    assert specs_of(page)["r0"]["labels"] == ["debt", "age"]
+    assert "xplainCharts" in page
+    assert not re.search(r"<script[^>]* src=|<link ", page)  # everything inline: works offline, no CDN
+
+
+def test_the_input_falls_back_to_the_one_in_the_result(tmp_path):
+    page = page_of(tmp_path, [outcome(0, posthoc())])
+    assert "<div class='clip'>[0.5, 1.0, 2.0]</div>" in page
+
+
+def test_summary_figures_count_checks_labels_and_mean_effects(tmp_path):
+    results = list(samples().values())
+    page = page_of(tmp_path, [outcome(i, r) for i, r in enumerate(results)] + [outcome(99, posthoc(0.0, 0.2))])
+    figures = {spec["title"]: spec for key, spec in specs_of(page).items() if key.startswith("s")}
+    checks = figures["Checks"]
+    assert dict(zip(checks["labels"], checks["series"][0]["values"])) == {"fail": 1, "pass": len(results)}
+    assert "Black-box labels" in figures
+    effects = dict(zip(figures["Mean feature effect"]["labels"], figures["Mean feature effect"]["series"][0]["values"]))
+    assert effects["debt"] < 0 < effects["age"]
+
+
+def test_a_result_the_display_does_not_know_is_shown_plainly(tmp_path):
+    plain = RowOutcome(index=0, ok=True, result={"blackbox": {"label": "pos"}, "llm_label": "neg", "agrees": False})
+    page = page_of(tmp_path, [plain])
+    assert "data-status='no check'" in page and "llm_label: <b>neg</b>" in page
+    figures = {spec["title"] for key, spec in specs_of(page).items() if key.startswith("s")}
+    assert "LLM agrees with the black box" in figures
