@@ -161,8 +161,24 @@ def test_python_front_runs_catalog_methods(name, monkeypatch, fake_llm_env):
     results = xplain.run(name, f"demo:{model}" if model else None, inputs, **options)
     assert len(results) == (1 if catalog()[name].unit == "set" else len(inputs))
     assert all(r.method == name for r in results)
+    assert all("<svg" in r._repr_html_() for r in results), "each result shows itself with its chart"
 
 
 def test_the_readme_capability_table_is_the_catalogs():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert capability_table() in readme, "run `xplain methods --markdown` and paste it into the README"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_result_kind_has_a_card_check_chart_and_frame(name):
+    from typing import get_args
+
+    from xplain.display.cards import headline
+    from xplain.display.charts import chart_spec
+    from xplain.display.checks import check
+    from xplain.display.frames import to_frame
+
+    result = catalog()[name].result
+    for kind in get_args(result) or (result,):
+        for shown in (headline, check, chart_spec, to_frame):
+            assert shown.dispatch(kind) is not shown.dispatch(object), f"{shown.__name__} knows no {kind.__name__}"

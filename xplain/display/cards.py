@@ -12,6 +12,8 @@ from xplain.display.charts import chart_spec, describe, draw, figure_svg
 from xplain.display.checks import check
 from xplain.methods.base import Cost
 from xplain.methods.baselines import BaselineExplanation
+from xplain.methods.classifiers import ClassifierPrediction, FitResult
+from xplain.methods.predict import PredictResult, ZeroShotResult
 from xplain.methods.compare import ExplainerComparison
 from xplain.methods.counterfactual import ExplanationBase
 from xplain.methods.counterfactual_tabular import TabularCounterfactualExplanation, TabularCounterfactualResult
@@ -193,3 +195,37 @@ def card_html(result: Any) -> str:
         f"<div class='xplain-figure' role='img' aria-label='{escape(describe(spec))}'>{svg}</div>"
         "</div>"
     )
+
+
+@headline.register(PredictResult)
+def _(result: PredictResult) -> str:
+    found = result.prediction
+    if found.label is None:
+        return f"Output <b>{found.output:.4g}</b>"
+    return f"Predicted <b>{escape(str(found.label))}</b> (p = {max(found.probabilities.values()):.2f})"
+
+
+@headline.register(ZeroShotResult)
+def _(result: ZeroShotResult) -> str:
+    verdict = "agrees" if result.agrees else "disagrees"
+    return (
+        f"The black box predicts <b>{escape(str(result.blackbox.label))}</b>; the LLM says "
+        f"<b>{escape(result.llm_label)}</b> ({verdict})"
+    )
+
+
+@headline.register(FitResult)
+def _(result: FitResult) -> str:
+    return (
+        f"Fitted <b>{escape(result.name)}</b> ({escape(result.kind)}) on {result.n_train} examples: "
+        f"{', '.join(escape(c) for c in result.classes)}"
+    )
+
+
+@headline.register(ClassifierPrediction)
+def _(result: ClassifierPrediction) -> str:
+    if result.lml is not None:
+        reasons = "; ".join(escape(r) for r in result.lml.reasons)
+        return f"Predicted <b>{escape(result.lml.label)}</b> because {reasons}"
+    top = _features([(c.concept, f"{c.contribution:+.2g}") for c in result.tbm.contributions[:4]])
+    return f"Predicted <b>{escape(result.tbm.label)}</b>; concepts {top}"

@@ -15,6 +15,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from xplain.methods.baselines import BaselineExplanation
+from xplain.methods.classifiers import ClassifierPrediction, FitResult
+from xplain.methods.predict import PredictResult, ZeroShotResult
 from xplain.methods.compare import ExplainerComparison
 from xplain.methods.counterfactual_tabular import TabularCounterfactualExplanation, TabularCounterfactualResult
 from xplain.methods.counterfactual_text import (
@@ -294,3 +296,41 @@ def figure_svg(figure: Figure) -> str:
         figure.savefig(buffer, format="svg", bbox_inches="tight")
     text = buffer.getvalue()
     return text[text.index("<svg") :]
+
+
+def _probabilities_spec(title: str, series: list[tuple[str, dict[str, float]]]) -> dict[str, Any]:
+    labels = list(series[0][1])
+    return bar_spec(title, "probability", labels, [(name, [p.get(c, 0.0) for c in labels]) for name, p in series])
+
+
+@chart_spec.register(PredictResult)
+def _(result: PredictResult) -> dict[str, Any]:
+    if result.prediction.probabilities is None:
+        return bar_spec("The module's output", "output", ["output"], [("output", [result.prediction.output])])
+    return _probabilities_spec(f"Predicted '{result.prediction.label}'", [("black box", result.prediction.probabilities)])
+
+
+@chart_spec.register(ZeroShotResult)
+def _(result: ZeroShotResult) -> dict[str, Any]:
+    series = [("black box", result.blackbox.probabilities or {}), ("LLM", result.llm_probabilities)]
+    return _probabilities_spec("The black box beside the LLM's own label", series)
+
+
+@chart_spec.register(FitResult)
+def _(result: FitResult) -> dict[str, Any]:
+    if result.concepts:
+        names = [c.concept for c in result.concepts]
+        return bar_spec("Concept weights", "weight", names, [("weight", [c.weight for c in result.concepts])], signed=True)
+    labels = list(result.summaries or {})
+    return bar_spec("Patterns summarised per label", "patterns", labels, [("patterns", [len(result.summaries[k]) for k in labels])])
+
+
+@chart_spec.register(ClassifierPrediction)
+def _(result: ClassifierPrediction) -> dict[str, Any]:
+    if result.lml is not None:
+        return _probabilities_spec(f"Predicted '{result.lml.label}'", [("LML-DAP", result.lml.probabilities)])
+    found = result.tbm.contributions[:MOST_BARS]
+    return bar_spec(
+        f"Concept contributions to '{result.tbm.label}'", "contribution", [c.concept for c in found],
+        [("contribution", [c.contribution for c in found])], signed=True,
+    )  # fmt: skip

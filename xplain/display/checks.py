@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from xplain.methods.baselines import BaselineExplanation
+from xplain.methods.classifiers import ClassifierPrediction, FitResult
 from xplain.methods.compare import ExplainerComparison
 from xplain.methods.counterfactual import ExplanationBase
 from xplain.methods.counterfactual_tabular import TabularCounterfactualResult
@@ -16,6 +17,7 @@ from xplain.methods.counterfactual_text import ConceptEffectResult, TextCounterf
 from xplain.methods.iprompt import IPromptResult
 from xplain.methods.lml_dap import LMLDAPExplanation
 from xplain.methods.posthoc import PosthocExplanation
+from xplain.methods.predict import PredictResult, ZeroShotResult
 from xplain.methods.sasc import SASCResult
 from xplain.methods.tbm import TBMExplanation
 
@@ -144,3 +146,31 @@ def _(result: TBMExplanation) -> Check:
         status="pass" if active else "fail",
         rule=rule,
     )
+
+
+@check.register(PredictResult)
+def _(result: PredictResult) -> Check:
+    return Check(name="prediction", value="the black box's own answer", status="pass", rule="nothing to verify")
+
+
+@check.register(ZeroShotResult)
+def _(result: ZeroShotResult) -> Check:
+    rule = "pass when the LLM's own label is the black box's (a second opinion, not a proof)"
+    return Check(name="agreement", value="agrees" if result.agrees else "disagrees", status="pass" if result.agrees else "fail", rule=rule)
+
+
+@check.register(FitResult)
+def _(result: FitResult) -> Check:
+    rule = "pass when training accuracy beats always answering the most common class"
+    value = f"{result.train_accuracy:.0%} on {result.n_train} training examples"
+    return Check(name="training accuracy", value=value, status="pass" if result.train_accuracy > 1 / len(result.classes) else "fail", rule=rule)
+
+
+@check.register(ClassifierPrediction)
+def _(result: ClassifierPrediction) -> Check:
+    if result.lml is not None:
+        rule = "pass when the LLM labelled the row itself (not the retrieved rows' majority)"
+        return Check(name="LLM label", value="fallback" if result.lml.fallback else "LLM", status="fail" if result.lml.fallback else "pass", rule=rule)
+    rule = "pass when at least one concept contributes"
+    named = sum(c.contribution != 0 for c in result.tbm.contributions)
+    return Check(name="concepts", value=f"{named} contributing", status="pass" if named else "fail", rule=rule)

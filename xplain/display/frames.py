@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from xplain.methods.classifiers import ClassifierPrediction, FitResult
+from xplain.methods.predict import PredictResult, ZeroShotResult
 from xplain.methods.baselines import BaselineExplanation
 from xplain.methods.compare import ExplainerComparison
 from xplain.methods.counterfactual_tabular import TabularCounterfactualExplanation, TabularCounterfactualResult
@@ -134,3 +136,35 @@ def _(result: LMLDAPExplanation) -> pd.DataFrame:
 @to_frame.register(TBMExplanation)
 def _(result: TBMExplanation) -> pd.DataFrame:
     return pd.DataFrame([{"concept": c.concept, "weight": c.weight} for c in result.concepts])
+
+
+@to_frame.register(PredictResult)
+def _(result: PredictResult) -> pd.DataFrame:
+    found = result.prediction
+    if found.probabilities is None:
+        return pd.DataFrame([{"output": found.output}])
+    return pd.DataFrame([{"class": c, "probability": p} for c, p in found.probabilities.items()])
+
+
+@to_frame.register(ZeroShotResult)
+def _(result: ZeroShotResult) -> pd.DataFrame:
+    classes = list(result.llm_probabilities)
+    rows = [
+        {"class": c, "black box": (result.blackbox.probabilities or {}).get(c), "LLM": result.llm_probabilities[c]}
+        for c in classes
+    ]
+    return pd.DataFrame(rows, columns=["class", "black box", "LLM"])
+
+
+@to_frame.register(FitResult)
+def _(result: FitResult) -> pd.DataFrame:
+    if result.concepts:
+        return pd.DataFrame([c.model_dump() for c in result.concepts])
+    return pd.DataFrame([{"label": k, "pattern": v} for k, vs in (result.summaries or {}).items() for v in vs])
+
+
+@to_frame.register(ClassifierPrediction)
+def _(result: ClassifierPrediction) -> pd.DataFrame:
+    if result.lml is not None:
+        return pd.DataFrame([{"class": c, "probability": p} for c, p in result.lml.probabilities.items()])
+    return pd.DataFrame([c.model_dump() for c in result.tbm.contributions])
