@@ -182,3 +182,28 @@ def test_every_result_kind_has_a_card_check_chart_and_frame(name):
     for kind in get_args(result) or (result,):
         for shown in (headline, check, chart_spec, to_frame):
             assert shown.dispatch(kind) is not shown.dispatch(object), f"{shown.__name__} knows no {kind.__name__}"
+
+
+def test_a_job_explains_fifty_reviews_each_with_its_check(api):
+    texts = [str(t) for t in demo_reference("reviews").rows[:50]]
+    submitted = api.post("/jobs", json={"model": "reviews", "method": "posthoc", "rows": texts, "options": {"k": 2}})
+    info = wait(api, submitted.json()["id"])
+    results = api.get(f"/jobs/{info['id']}/results", params={"limit": 100}).json()["results"]
+    assert info["progress"]["total"] == 50 and len(results) == 50
+    explained = [r["result"] for r in results if r["ok"]]
+    failed = [r["error"] for r in results if not r["ok"]]
+    assert all("fewer than k=2" in e for e in failed), "only texts too short to rank may fail, each alone"
+    assert len(explained) >= 45 and all(r["pgi"] is not None and r["pgu"] is not None for r in explained)
+
+
+def test_a_compare_job_shows_the_llm_lime_and_kernelshap_per_row(api):
+    rows = [list(map(float, r)) for r in demo_reference("breast_cancer").rows[:3]]
+    submitted = api.post("/jobs", json={"model": "breast_cancer", "method": "compare", "rows": rows, "options": {"k": 3}})
+    info = wait(api, submitted.json()["id"])
+    assert info["status"] == "completed", info
+    for outcome in api.get(f"/jobs/{info['id']}/results").json()["results"]:
+        scores = outcome["result"]["scores"]
+        assert [s["explainer"] for s in scores] == ["posthoc:perturbation", "lime", "kernelshap"]
+        assert all(s["pgi"] is not None and s["pgu"] is not None for s in scores)
+        budgets = {s["explainer"]: s["blackbox_queries"] for s in scores}
+        assert budgets["lime"] >= budgets["posthoc:perturbation"], "the baselines get at least the LLM's budget"

@@ -160,10 +160,11 @@ async def run_units(method: Method, ctx: MethodContext, units: Sequence[Any], op
     result or exception per unit, in order. Rows that do not parse fail alone; the others run together."""
     if method.unit == "set":
         results: list[Any] = []
-        for items in units:
+        for number, items in enumerate(units):
             try:
                 if not isinstance(items, list) or len(items) < method.min_inputs:
                     raise InvalidInput(f"{method.name} takes a list of at least {method.min_inputs} input(s)")
+                ctx.report(number / len(units), f"{method.name} on {len(items)} input(s)")
                 results.append(await method.run(ctx, items, options))
             except InvalidInput as error:
                 results.append(error)
