@@ -110,7 +110,7 @@ class LlamaEngine:
         self.n_ctx = context_size or 0
         self.n_slots = n_slots
         self.n_batch = n_batch
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads
         self.decode_calls = 0  # `llama_decode` calls so far: what batching saves shows here
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._ready: Future = Future()
@@ -189,7 +189,10 @@ class LlamaEngine:
         # CPU flash attention moves logits by up to 1.0 on SmolLM2 against the plain path llama-cpp-python's `Llama`
         # takes; off, scores equal the reference computation
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        params.n_threads = params.n_threads_batch = self.threads
+        # as llama-cpp-python's `Llama`: all cores for batches, half for one-token steps unless told
+        cores = os.cpu_count() or 1
+        params.n_threads_batch = self.threads or cores
+        params.n_threads = self.threads or max(cores // 2, 1)
         self._ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not self._ctx:
             raise LLMUnavailableError(f"llama.cpp could not create a {self.n_ctx}-token context")
