@@ -10,7 +10,8 @@ All in one process, on the packaged SmolLM2-135M GGUF:
   (c) the ceiling: llama.cpp's own prompt-evaluation rate (one long batch, no logits but the last) on this
       machine, and each path's share of it.
 
-    python bench/embedded_throughput.py [--reviews 64] [--generations 16] [--max-tokens 48] [--repeats 2]
+    PYTHONPATH=. python bench/embedded_throughput.py [--reviews 64] [--generations 16] [--max-tokens 48]
+        [--repeats 2] [--threads N]
 
 Each measurement runs `--repeats` times and keeps the fastest (the machine may be shared).
 """
@@ -37,10 +38,17 @@ LABELS = [" negative", " positive"]
 class OneAtATimeScorer:
     """The scoring path the backend had before: `logits_all`, one request after another (the baseline)."""
 
-    def __init__(self, n_ctx: int) -> None:
+    def __init__(self, n_ctx: int, threads: int | None) -> None:
         from llama_cpp import Llama
 
-        self.llama = Llama(model_path=str(packaged_model_path()), n_ctx=n_ctx, logits_all=True, verbose=False)
+        self.llama = Llama(
+            model_path=str(packaged_model_path()),
+            n_ctx=n_ctx,
+            logits_all=True,
+            verbose=False,
+            n_threads=threads,
+            n_threads_batch=threads,
+        )
 
     def score(self, request: ScoreRequest) -> list[float]:
         llama = self.llama
@@ -91,11 +99,18 @@ def best_of(repeats: int, run) -> tuple[float, object]:
     return best, result
 
 
-def prompt_eval_ceiling(llama_tokens: list[int], repeats: int) -> float:
+def prompt_eval_ceiling(llama_tokens: list[int], repeats: int, threads: int | None) -> float:
     """llama.cpp's own rate: one batch of prompt tokens, logits for the last only (what `Llama` does by default)."""
     from llama_cpp import Llama
 
-    llama = Llama(model_path=str(packaged_model_path()), n_ctx=2048, n_batch=512, verbose=False)
+    llama = Llama(
+        model_path=str(packaged_model_path()),
+        n_ctx=2048,
+        n_batch=512,
+        verbose=False,
+        n_threads=threads,
+        n_threads_batch=threads,
+    )
 
     def run():
         llama.reset()
@@ -110,12 +125,12 @@ async def main(args: argparse.Namespace) -> None:
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     console = Console()
     requests = review_requests(args.reviews)
-    backend = LlamaCppBackend()
+    backend = LlamaCppBackend(threads=args.threads)
     await backend.check()
     engine = backend._engine
 
     # (a) scoring
-    baseline = OneAtATimeScorer(n_ctx=2048)
+    baseline = OneAtATimeScorer(n_ctx=2048, threads=args.threads)
     counted = [len(baseline.llama.tokenize(r.prompt.encode(), add_bos=True, special=True)) for r in requests]
     scored_tokens = sum(counted) + sum(
         len(baseline.llama.tokenize(c.encode(), add_bos=False, special=False)) for r in requests for c in r.continuations
@@ -154,7 +169,7 @@ async def main(args: argparse.Namespace) -> None:
     await backend.aclose()
 
     # (c) ceiling
-    ceiling = prompt_eval_ceiling(ceiling_tokens, args.repeats)
+    ceiling = prompt_eval_ceiling(ceiling_tokens, args.repeats, args.threads)
 
     rates = {
         "scoring, one at a time, logits_all (baseline)": scored_tokens / old_s,
@@ -192,4 +207,11 @@ if __name__ == "__main__":
     parser.add_argument("--generations", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="llama.cpp threads for every path (default: as Llama sets them). On a machine other work keeps busy, "
+        "1 avoids OpenMP threads waiting at each graph node's barrier for a descheduled sibling.",
+    )
     asyncio.run(main(parser.parse_args()))
