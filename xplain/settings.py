@@ -44,8 +44,19 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(120.0, gt=0, description="Timeout of one HTTP request to the LLM server.")
     llm_max_retries: int = Field(4, ge=0, description="Retries on connection errors, 429 and 5xx.")
     llm_retry_base_delay_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry.")
-    llm_context_size: int = Field(2048, ge=256, description="Context window for the llamacpp backend.")
+    llm_context_size: int | None = Field(
+        None,
+        ge=256,
+        description="Context window: for llamacpp, the KV-cache cells all its sequences share (the GGUF's trained "
+        "length when unset); for vllm, the longest sequence (the model's own limit when unset).",
+    )
     llm_threads: int | None = Field(None, ge=1, description="CPU threads for the llamacpp backend.")
+    llm_parallel: int | None = Field(
+        None,
+        ge=1,
+        le=128,
+        description="llamacpp: sequences generated together in one batch (8 per CPU core, at most 32, when unset).",
+    )
     llm_max_tokens: int = Field(256, ge=1, description="Default cap on generated tokens.")
     llm_structured_attempts: int = Field(3, ge=1, description="Tries to get a schema-valid reply before failing.")
     llm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm engine: GPU memory share.")

@@ -16,7 +16,10 @@ def make_backend(settings: Settings) -> Backend:
             from xplain.llm.backends.llamacpp import LlamaCppBackend
 
             return LlamaCppBackend(
-                settings.llm_model_path, context_size=settings.llm_context_size, threads=settings.llm_threads
+                settings.llm_model_path,
+                context_size=settings.llm_context_size,
+                threads=settings.llm_threads,
+                parallel=settings.llm_parallel,
             )
         case "openai":
             from xplain.llm.backends.openai_compat import OpenAIBackend
@@ -39,7 +42,7 @@ def make_backend(settings: Settings) -> Backend:
                 settings.llm_model,
                 gpu_memory_utilization=settings.llm_gpu_memory_utilization,
                 # vLLM reads the model's own limit; only a context size set on purpose overrides it
-                max_model_len=settings.llm_context_size if "llm_context_size" in settings.model_fields_set else None,
+                max_model_len=settings.llm_context_size,
             )
         case "fake":
             from xplain.llm.backends.fake import FakeBackend

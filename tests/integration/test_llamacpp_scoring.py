@@ -1,0 +1,118 @@
+"""Batched scoring on the embedded model against the reference computation: one sequence with a logit row at every
+position (`logits_all`), log-softmax at the rows that predict the continuation's tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xplain.llm.backends.llamacpp import LlamaCppBackend, packaged_model_path
+from xplain.llm.types import LLMError, ScoreRequest
+
+pytestmark = pytest.mark.integration
+
+CASES = [
+    ("The capital of France is", [" Paris", " banana", " a city in Europe"]),
+    ("Review: a dull, lifeless film with no heart.\nSentiment:", [" negative", " positive"]),
+    ("Q: What is two plus two?\nA:", [" four", " 4", " five, I think, or maybe six"]),
+    ("<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n", ["Blue", "Green is my favourite colour."]),
+    ("x", [" = 1"]),
+]
+
+
+@pytest.fixture(scope="module")
+def reference_llama():
+    from llama_cpp import Llama
+
+    llama = Llama(model_path=str(packaged_model_path()), n_ctx=2048, logits_all=True, verbose=False)
+    yield llama
+    llama.close()
+
+
+def reference_logprob(llama, prompt: str, continuation: str) -> float:
+    """Prompt and continuation tokenized together; these cases split cleanly at the seam."""
+    tokens = llama.tokenize((prompt + continuation).encode(), add_bos=False, special=True)
+    n_prompt = len(llama.tokenize(prompt.encode(), add_bos=False, special=True))
+    assert tokens[:n_prompt] == llama.tokenize(prompt.encode(), add_bos=False, special=True)
+    llama.reset()
+    llama.eval(tokens)
+    rows = np.asarray(llama.scores[n_prompt - 1 : len(tokens) - 1], dtype=np.float64)
+    rows -= np.logaddexp.reduce(rows, axis=1, keepdims=True)
+    return float(rows[np.arange(len(tokens) - n_prompt), tokens[n_prompt:]].sum())
+
+
+@pytest.fixture
+async def backend():
+    backend = LlamaCppBackend(context_size=2048, parallel=4)
+    yield backend
+    await backend.aclose()
+
+
+async def test_scores_equal_the_full_logits_reference(backend, reference_llama):
+    """One request per call lays its tokens out in the cache as the reference does, so the numbers are the same."""
+    for prompt, continuations in CASES:
+        [result] = await backend.score([ScoreRequest(prompt=prompt, continuations=continuations)])
+        expected = [reference_logprob(reference_llama, prompt, c) for c in continuations]
+        assert result.logprobs == pytest.approx(expected, abs=1e-3), (prompt, continuations)
+        counts = [len(reference_llama.tokenize(c.encode(), add_bos=False, special=True)) for c in continuations]
+        assert result.token_counts == counts
+
+
+async def test_batched_scores_equal_the_reference_up_to_llama_cpp_rounding(backend, reference_llama):
+    """Many requests in one decode put each request's cells elsewhere in the cache, and llama.cpp's CPU kernels
+    round differently with the layout: on this 135M Q4_1 model the same sequence decoded token by token instead of
+    in one batch moves logits by up to 0.7 (measured). So batched scores agree to rounding, per token, not to the
+    bit; the ordering of clearly different continuations does not change."""
+    requests = [ScoreRequest(prompt=p, continuations=c) for p, c in CASES] * 3
+    scores = await backend.score(requests)
+    for request, result in zip(requests, scores):
+        expected = [reference_logprob(reference_llama, request.prompt, c) for c in request.continuations]
+        per_token = [abs(a - b) / n for a, b, n in zip(result.logprobs, expected, result.token_counts)]
+        assert max(per_token) < 0.25, (request, result.logprobs, expected)
+        ranked = sorted(expected)
+        if len(ranked) > 1 and ranked[-1] - ranked[-2] > 1.0:
+            assert np.argmax(result.logprobs) == np.argmax(expected)
+
+
+async def test_a_batch_of_requests_takes_one_decode_call(backend):
+    await backend.check()
+    before = backend._engine.decode_calls
+    requests = [ScoreRequest(prompt=f"Review {n}: a fine film.\nSentiment:", continuations=[" good", " bad"]) for n in range(12)]
+    scores = await backend.score(requests)
+    assert len(scores) == 12 and all(len(s.logprobs) == 2 for s in scores)
+    assert backend._engine.decode_calls - before == 1
+
+
+async def test_a_token_across_the_seam_is_scored_as_the_continuations(backend):
+    """"is " + "Paris" tokenizes as "is" + " Paris": the straddling token belongs to the continuation, so the
+    score equals that of " Paris" after "is"."""
+    seam, clean = await backend.score(
+        [
+            ScoreRequest(prompt="The capital of France is ", continuations=["Paris"]),
+            ScoreRequest(prompt="The capital of France is", continuations=[" Paris"]),
+        ]
+    )
+    assert seam.logprobs == pytest.approx(clean.logprobs, abs=1e-6)
+    assert seam.token_counts == clean.token_counts == [1]
+
+
+async def test_scores_match_across_calls_and_after_generation(backend):
+    """The cache is cleaned after each round: the same request scores the same again, also after generating."""
+    from xplain.llm.types import GenerationRequest
+
+    request = ScoreRequest(prompt="The sky is", continuations=[" blue", " green"])
+    [first] = await backend.score([request])
+    await backend.generate([GenerationRequest.user("Say hi.", max_tokens=8)])
+    [again] = await backend.score([request])
+    assert again.logprobs == pytest.approx(first.logprobs, abs=1e-6)
+
+
+async def test_a_prompt_over_the_context_is_a_clear_error():
+    backend = LlamaCppBackend(context_size=256, parallel=2)
+    try:
+        with pytest.raises(LLMError, match="over the context size 256"):
+            await backend.score([ScoreRequest(prompt="word " * 400, continuations=[" end"])])
+        [ok] = await backend.score([ScoreRequest(prompt="A short prompt", continuations=[" still works"])])
+        assert ok.logprobs[0] < 0
+    finally:
+        await backend.aclose()

@@ -1,0 +1,620 @@
+"""llama.cpp driven through its C API (llama-cpp-python's `llama_cpp` ctypes bindings): one context, many sequences.
+
+`LlamaEngine` owns the model and one llama.cpp context on a thread of its own (contexts are not thread-safe); callers
+hand it work through `submit_score` / `submit_generation` and get `concurrent.futures.Future`s back.
+
+- Scoring computes logits only where they are read: the prompt's tokens are decoded without logits, each
+  continuation as its own sequence that shares the prompt's cache cells (one token may belong to several sequences
+  in a `llama_batch`), and logits are asked for only at the positions that predict a continuation token. Many
+  requests go into one `llama_decode` call, up to `n_batch` tokens.
+- Generation is continuously batched: up to `n_slots` sequences decode together, one `llama_decode` per step, each
+  with its own sampler chain (grammar, top-p, temperature, seed); a finished sequence frees its slot for the next
+  queued request. A slot keeps its tokens' cache after it finishes, and a new prompt reuses the longest prefix any
+  slot holds (`llama_memory_seq_rm` of the rest, or `llama_memory_seq_cp` from a busy slot).
+
+Memory: the KV cache is one unified pool of `n_ctx` cells shared by all sequences, so it stays bounded whatever
+the number of slots. One cell holds a token's keys and values for every layer: n_layer x 2 x n_head_kv x head_dim
+x 2 bytes (f16), 22.5 KiB for SmolLM2-135M (30 x 2 x 3 x 64 x 2), so 180 MiB at its trained 8192-token context.
+A request may use the whole pool (its prompt plus its completion up to `n_ctx` tokens); requests are admitted while
+their prompt plus `max_tokens` fits in the free cells (idle slots' cached prefixes are dropped first).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xplain.llm.backends.base import RawCompletion, RawScores
+from xplain.llm.types import GenerationRequest, LLMError, LLMRequestError, LLMUnavailableError, ScoreRequest
+
+# llama.cpp expands a bounded repetition into nested rules and aborts the process (a segfault, not an
+# exception) when a bound is too large, e.g. maxLength 2000. Tighter bounds still yield schema-valid replies.
+GRAMMAR_BOUNDS = {"maxLength": 1000, "maxItems": 100, "maxProperties": 100}
+# What llama-cpp-python's `create_completion` adds to top-p when sampling with a temperature; kept so replies keep
+# their character.
+TOP_K, MIN_P = 40, 0.05
+# A prompt that shares at least this many more tokens with a prompt still being evaluated waits one step for it,
+# then copies its cache instead of evaluating the same prefix twice.
+PREFIX_WAIT_TOKENS = 16
+
+
+def grammar_safe(schema: Any) -> Any:
+    """The schema with every repetition bound clamped to what llama.cpp's grammar compiler accepts."""
+    if isinstance(schema, dict):
+        out = {key: grammar_safe(value) for key, value in schema.items()}
+        for key, limit in GRAMMAR_BOUNDS.items():
+            if isinstance(out.get(key), int) and out[key] > limit:
+                out[key] = limit
+        return out
+    if isinstance(schema, list):
+        return [grammar_safe(item) for item in schema]
+    return schema
+
+
+@dataclass
+class _ScorePlan:
+    """One request's tokens: the prefix its continuations share, then each continuation's own tokens, and at which
+    positions whose logits to read which target token."""
+
+    prefix: list[int]
+    tails: list[list[int]]  # decoded on the continuation's own sequence after the prefix
+    reads: list[dict[int, int]]  # per continuation: position -> the token its logits must predict
+    token_counts: list[int]
+    prompt_tokens: int
+
+
+@dataclass
+class _Generation:
+    request: GenerationRequest
+    future: Future
+    prompt: list[int] = field(default_factory=list)
+    stop: list[str] = field(default_factory=list)
+    max_tokens: int = 0
+    sampler: Any = None
+    generated: list[int] = field(default_factory=list)
+    text: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)  # whose keys/values are in the cache on this sequence
+    pending: list[int] = field(default_factory=list)  # prompt tokens still to evaluate
+    job: _Generation | None = None
+
+    def reserved(self) -> int:
+        """Cells this slot holds or may still take."""
+        if self.job is None:
+            return len(self.tokens)
+        return len(self.tokens) + len(self.pending) + self.job.max_tokens - len(self.job.generated)
+
+
+class LlamaEngine:
+    """The model, one llama.cpp context and the thread that drives them."""
+
+    def __init__(
+        self, model_path: Path, *, context_size: int | None, n_slots: int, threads: int | None, n_batch: int = 2048
+    ):
+        """`context_size` None: the length the GGUF was trained for (`llama_model_n_ctx_train`)."""
+        self.model_path = model_path
+        self.n_ctx = context_size or 0
+        self.n_slots = n_slots
+        self.n_batch = n_batch
+        self.threads = threads
+        self.decode_calls = 0  # `llama_decode` calls so far: what batching saves shows here
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._ready: Future = Future()
+        self._thread = threading.Thread(target=self._main, name="llamacpp-engine", daemon=True)
+        self._thread.start()
+
+    # -- the caller's side -------------------------------------------------------------------------------------
+
+    def wait_ready(self) -> Future:
+        """Resolves once the model is loaded (or fails with why it could not be)."""
+        return self._ready
+
+    def submit_score(self, requests: list[ScoreRequest]) -> Future:
+        future: Future = Future()
+        self._inbox.put(("score", requests, future))
+        return future
+
+    def submit_generation(self, request: GenerationRequest) -> Future:
+        future: Future = Future()
+        self._inbox.put(("generate", request, future))
+        return future
+
+    def close(self) -> None:
+        self._inbox.put(("close", None, None))
+        self._thread.join(timeout=30)
+
+    # -- the engine thread -------------------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            self._load()
+        except BaseException as error:  # noqa: BLE001 - handed to every caller
+            self._ready.set_exception(error if isinstance(error, LLMError) else LLMUnavailableError(str(error)))
+            self._drain(self._ready.exception())
+            return
+        self._ready.set_result(None)
+        self._queued: list[_Generation] = []
+        self._scores: list[tuple[list[_ScorePlan], Future]] = []
+        try:
+            while self._step():
+                pass
+        finally:
+            self._shutdown()
+
+    def _drain(self, error: BaseException) -> None:
+        """Fail everything that arrives until `close`."""
+        while True:
+            kind, _, future = self._inbox.get()
+            if kind == "close":
+                return
+            _settle(future, error=error)
+
+    def _load(self) -> None:
+        import llama_cpp
+
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load log goes to this logger
+        self._lib = llama_cpp
+        llama_cpp.llama_backend_init()
+        model_params = llama_cpp.llama_model_default_params()
+        self._model = llama_cpp.llama_model_load_from_file(str(self.model_path).encode(), model_params)
+        if not self._model:
+            raise LLMUnavailableError(f"llama.cpp could not load the GGUF at {self.model_path}")
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.n_seq = min(llama_cpp.llama_max_parallel_sequences(), 256)
+        if self.n_slots >= self.n_seq:
+            raise LLMUnavailableError(f"llm_parallel={self.n_slots} is over llama.cpp's {self.n_seq - 1} sequences")
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self.n_ctx or llama_cpp.llama_model_n_ctx_train(self._model)
+        params.n_batch = self.n_batch
+        params.n_ubatch = min(512, self.n_batch)
+        params.n_seq_max = self.n_seq
+        params.n_outputs_max = 0  # up to n_batch logit rows a call, and as many per sequence as it asks for
+        params.n_outputs_max_per_seq = 0
+        params.kv_unified = True  # one pool of cells; a shared prefix is stored once for all its sequences
+        # CPU flash attention moves logits by up to 1.0 on SmolLM2 against the plain path llama-cpp-python's `Llama`
+        # takes; off, scores equal the reference computation
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # as llama-cpp-python's `Llama`: all cores for batches, half for one-token steps unless told
+        cores = os.cpu_count() or 1
+        params.n_threads_batch = self.threads or cores
+        params.n_threads = self.threads or max(cores // 2, 1)
+        self._ctx = llama_cpp.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            raise LLMUnavailableError(f"llama.cpp could not create a {self.n_ctx}-token context")
+        self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_seq)
+        self._bos = llama_cpp.llama_vocab_bos(self._vocab)
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._chat = self._chat_formatter()
+        self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
+        self._score_seqs = list(range(self.n_slots, self.n_seq))
+
+    def _chat_formatter(self):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self._meta("tokenizer.chat_template") or CHATML_TEMPLATE
+        eos, bos = self._lib.llama_vocab_eos(self._vocab), self._bos
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=self._token_text(eos) if eos >= 0 else "",
+            bos_token=self._token_text(bos) if bos >= 0 else "",
+        )
+
+    def _meta(self, key: str) -> str | None:
+        size = self._lib.llama_model_meta_val_str(self._model, key.encode(), None, 0)
+        if size < 0:
+            return None
+        buffer = ctypes.create_string_buffer(size + 1)
+        self._lib.llama_model_meta_val_str(self._model, key.encode(), buffer, size + 1)
+        return buffer.value.decode("utf-8", "replace")
+
+    def _shutdown(self) -> None:
+        closed = LLMUnavailableError("the llama.cpp backend was closed")
+        for job in self._queued:
+            _settle(job.future, error=closed)
+        for slot in self._slots:
+            if slot.job is not None:
+                self._lib.llama_sampler_free(slot.job.sampler)
+                _settle(slot.job.future, error=closed)
+        for _, future in self._scores:
+            _settle(future, error=closed)
+        self._lib.llama_batch_free(self._batch)
+        self._lib.llama_free(self._ctx)
+        self._lib.llama_model_free(self._model)
+
+    def _step(self) -> bool:
+        """Take new work, run the scoring that fits, then one generation step. False once closed."""
+        busy = self._queued or self._scores or any(s.job for s in self._slots)
+        while True:
+            try:
+                kind, payload, future = self._inbox.get(block=not busy)
+            except queue.Empty:
+                break
+            if kind == "close":
+                return False
+            if kind == "score":
+                try:
+                    self._scores.append(([self._plan_score(r) for r in payload], future))
+                except LLMError as error:
+                    _settle(future, error=error)
+            else:
+                self._queued.append(_Generation(request=payload, future=future))
+            busy = True
+        while self._scores and self._run_score(*self._scores[0]):
+            self._scores.pop(0)
+        if not self._scores:  # a waiting score blocks new generations until it fits
+            self._admit()
+        self._generation_step()
+        return True
+
+    # -- tokens ------------------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        buffer = (self._lib.llama_token * size)()
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), buffer, size, False, parse_special)
+        if n < 0:
+            buffer = (self._lib.llama_token * -n)()
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), buffer, -n, False, parse_special)
+        return list(buffer[:n])
+
+    def _piece(self, token: int, *, special: bool) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        n = self._lib.llama_token_to_piece(self._vocab, token, buffer, 64, 0, special)
+        if n < 0:
+            buffer = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buffer, -n, 0, special)
+        return buffer.raw[:n]
+
+    def _token_text(self, token: int) -> str:
+        return self._piece(token, special=True).decode("utf-8", "replace")
+
+    # -- scoring -----------------------------------------------------------------------------------------------
+
+    def _plan_score(self, request: ScoreRequest) -> _ScorePlan:
+        """Tokenize prompt + continuation together and find the continuation's tokens by byte offset.
+
+        The continuation starts at the first token that ends past the prompt's text (a token that straddles the
+        seam counts as the continuation's, as when the model would have produced it). Logits at position p
+        predict token p + 1, so a continuation's first token is read from the prompt's last position and its
+        last token needs no decoding at all. A model that adds BOS gets it; a context that would otherwise be empty
+        gets it too, as something to predict the first token from.
+        """
+        boundary = len(request.prompt.encode("utf-8"))
+        contexts, targets = [], []
+        for continuation in request.continuations:
+            tokens = self.tokenize(request.prompt + continuation)
+            ends = np.cumsum([len(self._piece(t, special=True)) for t in tokens])
+            shift = int(ends[-1]) - boundary - len(continuation.encode("utf-8"))  # e.g. an added leading space
+            split = int(np.searchsorted(ends, boundary + shift, side="right"))
+            contexts.append(tokens[:split])
+            targets.append(tokens[split:])
+        lead = [self._bos] if (self._add_bos or not all(contexts)) and self._bos >= 0 else []
+        if not lead and not all(contexts):
+            raise LLMRequestError(f"cannot score {request.prompt!r}: the model has no BOS token to start from")
+        contexts = [lead + c for c in contexts]
+        total = max(len(c) + len(t) - 1 for c, t in zip(contexts, targets))
+        if total > self.n_ctx:
+            raise LLMRequestError(
+                f"prompt + continuation is {total} tokens, over the context size {self.n_ctx} "
+                "(XPLAIN_LLM_CONTEXT_SIZE): shorten the prompt"
+            )
+        # the last token is never decoded: nothing reads what it predicts
+        decoded = [(c + t)[:-1] for c, t in zip(contexts, targets)]
+        shared = _common_prefix_length(decoded)
+        return _ScorePlan(
+            prefix=decoded[0][:shared],
+            tails=[d[shared:] for d in decoded],
+            reads=[{len(c) - 1 + k: token for k, token in enumerate(t)} for c, t in zip(contexts, targets)],
+            token_counts=[len(t) for t in targets],
+            prompt_tokens=max(len(c) for c in contexts),
+        )
+
+    def _run_score(self, plans: list[_ScorePlan], future: Future) -> bool:
+        """Score every plan, in rounds that fit the free cells and sequence ids. False: wait for cells to free."""
+        if future.cancelled():
+            return True
+        largest = max(len(p.prefix) + max(len(t) for t in p.tails) for p in plans)  # the smallest round it needs
+        if largest > self._free_cells():
+            self._evict_idle()
+            if largest > self._free_cells():
+                return False
+        results: list[list[float]] = [[0.0] * len(p.tails) for p in plans]
+        try:
+            pending = [(i, j) for i, p in enumerate(plans) for j in range(len(p.tails))]
+            while pending:
+                free, seqs = self._free_cells(), len(self._score_seqs)
+                round_, used, cells = [], 0, 0
+                current = None
+                for i, j in pending:
+                    extra = len(plans[i].tails[j]) + (len(plans[i].prefix) if i != current else 0)
+                    if round_ and (used + 1 > seqs or cells + extra > free):
+                        break
+                    round_.append((i, j))
+                    used, cells, current = used + 1, cells + extra, i
+                self._score_round(plans, round_, results)
+                pending = pending[len(round_) :]
+        except LLMError as error:
+            _settle(future, error=error)
+            return True
+        _settle(
+            future,
+            result=[
+                RawScores(logprobs=r, token_counts=p.token_counts, prompt_tokens=p.prompt_tokens)
+                for p, r in zip(plans, results)
+            ],
+        )
+        return True
+
+    def _score_round(self, plans: list[_ScorePlan], members: list[tuple[int, int]], results) -> None:
+        """Decode one round: each plan's prefix once on all its continuations' sequences, then each tail; logits
+        only at the positions some continuation reads (the prompt's last position is read once for all)."""
+        seq_of = {member: self._score_seqs[k] for k, member in enumerate(members)}
+        entries: list[tuple[int, int, list[int], list]] = []  # token, position, sequences, [(plan, cont, target)]
+        by_plan: dict[int, list[int]] = {}
+        for i, j in members:
+            by_plan.setdefault(i, []).append(j)
+        for i, conts in by_plan.items():
+            plan = plans[i]
+            seqs = [seq_of[(i, j)] for j in conts]
+            for pos, token in enumerate(plan.prefix):
+                reads = [(i, j, plan.reads[j][pos]) for j in conts if pos in plan.reads[j]]
+                entries.append((token, pos, seqs, reads))
+            for j in conts:
+                for pos, token in enumerate(plan.tails[j], start=len(plan.prefix)):
+                    reads = [(i, j, plan.reads[j][pos])] if pos in plan.reads[j] else []
+                    entries.append((token, pos, [seq_of[(i, j)]], reads))
+        try:
+            for begin in range(0, len(entries), self.n_batch):
+                chunk = entries[begin : begin + self.n_batch]
+                self._decode([(token, pos, seqs, bool(reads)) for token, pos, seqs, reads in chunk])
+                for index, (_, _, _, reads) in enumerate(chunk):
+                    if reads:
+                        row = self._log_softmax_row(index)
+                        for i, j, target in reads:
+                            results[i][j] += float(row[target])
+        finally:
+            for seq in seq_of.values():
+                self._lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
+
+    def _log_softmax_row(self, index: int) -> np.ndarray:
+        row = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, index), shape=(self.n_vocab,))
+        row = row.astype(np.float64)
+        peak = row.max()
+        return row - peak - np.log(np.exp(row - peak).sum())
+
+    # -- decoding ----------------------------------------------------------------------------------------------
+
+    def _decode(self, entries: list[tuple[int, int, list[int], bool]]) -> None:
+        batch = self._batch
+        for n, (token, pos, seqs, logits) in enumerate(entries):
+            batch.token[n] = token
+            batch.pos[n] = pos
+            batch.n_seq_id[n] = len(seqs)
+            ids = batch.seq_id[n]
+            for k, seq in enumerate(seqs):
+                ids[k] = seq
+            batch.logits[n] = int(logits)
+        batch.n_tokens = len(entries)
+        status = self._lib.llama_decode(self._ctx, batch)
+        self.decode_calls += 1
+        if status != 0:
+            reason = {1: "no room left in the KV cache", 2: "aborted"}.get(status, "a llama.cpp error")
+            raise LLMError(f"llama_decode failed ({status}: {reason}) on a batch of {len(entries)} tokens")
+
+    def _free_cells(self) -> int:
+        return self.n_ctx - sum(slot.reserved() for slot in self._slots)
+
+    def _evict_idle(self, keep: tuple[_Slot, ...] = ()) -> None:
+        """Drop the cached prefixes of idle slots (but those in `keep`) to make room."""
+        for slot in self._slots:
+            if slot.job is None and slot.tokens and slot not in keep:
+                self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+                slot.tokens = []
+
+    # -- generation --------------------------------------------------------------------------------------------
+
+    def _prepare(self, job: _Generation) -> None:
+        """Prompt tokens, stop strings, token budget and sampler chain of one request."""
+        request = job.request
+        if request.messages is not None:
+            formatted = self._chat(messages=[{"role": m.role, "content": m.content} for m in request.messages])
+            text, stop = formatted.prompt, [s for s in formatted.stop if s]
+        else:
+            text, stop = request.prompt, []
+        prompt = ([self._bos] if self._add_bos and self._bos >= 0 else []) + self.tokenize(text)
+        if not prompt:
+            prompt = [self._bos]
+        if len(prompt) >= self.n_ctx:
+            raise LLMRequestError(
+                f"the prompt is {len(prompt)} tokens, over the context size {self.n_ctx} "
+                "(XPLAIN_LLM_CONTEXT_SIZE): shorten it"
+            )
+        job.prompt = prompt
+        job.stop = stop + list(request.stop)
+        job.max_tokens = min(request.max_tokens or self.n_ctx, self.n_ctx - len(prompt))
+        job.sampler = self._sampler(request)
+
+    def _sampler(self, request: GenerationRequest):
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if request.json_schema is not None:
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            grammar = json_schema_to_gbnf(json.dumps(grammar_safe(request.json_schema)))
+            sampler = lib.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
+            if not sampler:
+                lib.llama_sampler_free(chain)
+                raise LLMRequestError("llama.cpp could not compile the JSON schema's grammar")
+            lib.llama_sampler_chain_add(chain, sampler)
+        if request.temperature == 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+        else:
+            seed = lib.LLAMA_DEFAULT_SEED if request.seed is None else request.seed & 0xFFFFFFFF
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(TOP_K))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(request.top_p, 1))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(MIN_P, 1))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(request.temperature))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
+        return chain
+
+    def _admit(self) -> None:
+        """Give free slots to queued requests, reusing the longest cached prefix any slot holds."""
+        waiting: list[_Generation] = []
+        for job in self._queued:
+            if job.future.cancelled():
+                continue
+            free = [s for s in self._slots if s.job is None]
+            if not free:
+                waiting.append(job)
+                continue
+            if not job.prompt:
+                try:
+                    self._prepare(job)
+                except LLMError as error:
+                    _settle(job.future, error=error)
+                    continue
+            target = max(free, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
+            source = max(self._slots, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
+            reuse = min(_common_prefix_length([source.tokens, job.prompt]), len(job.prompt) - 1)
+            in_flight = max(
+                (_common_prefix_length([s.tokens + s.pending, job.prompt]) for s in self._slots if s.pending),
+                default=0,
+            )
+            if in_flight > reuse + PREFIX_WAIT_TOKENS:
+                waiting.append(job)  # its prefix is being evaluated right now: copy it next step
+                continue
+            need = len(job.prompt) + job.max_tokens - reuse
+            if need > self._free_cells() + len(target.tokens):
+                self._evict_idle(keep=(source, target))
+                if need > self._free_cells() + len(target.tokens):
+                    waiting.append(job)
+                    continue
+            own = _common_prefix_length([target.tokens, job.prompt])
+            if source is not target and _common_prefix_length([source.tokens, job.prompt]) > own:
+                self._lib.llama_memory_seq_rm(self._memory, target.seq_id, -1, -1)
+                self._lib.llama_memory_seq_cp(self._memory, source.seq_id, target.seq_id, 0, reuse)
+            else:
+                reuse = min(own, reuse)
+                self._lib.llama_memory_seq_rm(self._memory, target.seq_id, reuse, -1)
+            target.tokens = job.prompt[:reuse]
+            target.pending = job.prompt[reuse:]
+            target.job = job
+        self._queued = waiting
+
+    def _generation_step(self) -> None:
+        """One `llama_decode` over every active sequence: a new token each, plus prompt chunks of new ones."""
+        for slot in self._slots:
+            if slot.job is not None and slot.job.future.cancelled():
+                self._finish(slot, None)
+        active = [s for s in self._slots if s.job is not None]
+        if not active:
+            return
+        entries, readers = [], []
+        for slot in active:  # sequences already generating first: one token each keeps them moving
+            if not slot.pending:
+                entries.append((slot.job.generated[-1], len(slot.tokens), [slot.seq_id], True))
+                readers.append((slot, len(entries) - 1, 1))
+        budget = self.n_batch - len(entries)
+        for slot in active:
+            if slot.pending and budget > 0:
+                chunk = slot.pending[:budget]
+                start = len(slot.tokens)
+                done = len(chunk) == len(slot.pending)
+                for k, token in enumerate(chunk):
+                    entries.append((token, start + k, [slot.seq_id], done and k == len(chunk) - 1))
+                readers.append((slot, len(entries) - 1 if done else None, len(chunk)))
+                budget -= len(chunk)
+        try:
+            self._decode(entries)
+        except LLMError as error:
+            for slot in active:
+                self._finish(slot, error)
+            return
+        for slot, index, n in readers:
+            if slot.pending:
+                slot.tokens += slot.pending[:n]
+                slot.pending = slot.pending[n:]
+            else:
+                slot.tokens.append(slot.job.generated[-1])
+            if index is not None:
+                self._sample(slot, index)
+
+    def _sample(self, slot: _Slot, index: int) -> None:
+        job = slot.job
+        token = self._lib.llama_sampler_sample(job.sampler, self._ctx, index)
+        if self._lib.llama_vocab_is_eog(self._vocab, token):
+            return self._finish(slot, None, reason="stop")
+        job.generated.append(token)
+        job.text += self._piece(token, special=False)
+        if job.stop:
+            text = job.text.decode("utf-8", "ignore")
+            cut = min((i for s in job.stop if (i := text.find(s)) >= 0), default=-1)
+            if cut >= 0:
+                job.text = bytearray(text[:cut].encode("utf-8"))
+                return self._finish(slot, None, reason="stop")
+        if len(job.generated) >= job.max_tokens:
+            self._finish(slot, None, reason="length")
+
+    def _finish(self, slot: _Slot, error: LLMError | None, reason: str | None = None) -> None:
+        """Settle the slot's request and free the slot; its evaluated tokens stay cached for the next prompt."""
+        job = slot.job
+        slot.job = None
+        if slot.pending or error is not None:  # an unfinished prompt, or a failed decode: nothing to reuse
+            self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+            slot.tokens, slot.pending = [], []
+        self._lib.llama_sampler_free(job.sampler)
+        if error is not None:
+            _settle(job.future, error=error)
+        elif not job.future.cancelled():
+            _settle(
+                job.future,
+                result=RawCompletion(
+                    text=job.text.decode("utf-8", "replace"),
+                    finish_reason=reason,
+                    prompt_tokens=len(job.prompt),
+                    completion_tokens=len(job.generated),
+                ),
+            )
+
+
+def _common_prefix_length(sequences: list[list[int]]) -> int:
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        token = first[i]
+        if any(s[i] != token for s in sequences[1:]):
+            return i
+    return n
+
+
+def _settle(future: Future | None, *, result: Any = None, error: BaseException | None = None) -> None:
+    if future is None or future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'"
+    " + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
