@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from xplain.errors import XplainError
 
-class BlackBoxError(Exception):
+
+class BlackBoxError(XplainError):
     """Anything that went wrong loading or querying a black-box model."""
 
 

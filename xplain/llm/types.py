@@ -7,6 +7,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from xplain.errors import InvalidInput, XplainError
+
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -138,7 +140,7 @@ class Scores(BaseModel):
         return max(range(len(self.logprobs)), key=self.logprobs.__getitem__)
 
 
-class LLMError(RuntimeError):
+class LLMError(XplainError, RuntimeError):
     """Base of every error the LLM layer raises on purpose."""
 
 
@@ -152,6 +154,10 @@ class LLMModelNotFoundError(LLMError):
 
 class LLMRequestError(LLMError):
     """The backend refused a request (4xx other than 429); retrying the same request won't help."""
+
+
+class ContextOverflow(LLMRequestError, InvalidInput):
+    """One request does not fit the model's context window; it fails alone, the rest of its batch is answered."""
 
 
 class StructuredOutputError(LLMError):

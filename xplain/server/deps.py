@@ -1,11 +1,10 @@
-"""What routes need from the running service, taken from the app state, and the API-key check."""
+"""What routes need from the running service, taken from the app state."""
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 
 from xplain.llm import LLM
 from xplain.server.jobs import JobManager
@@ -26,12 +25,3 @@ class Service:
 def service(request: Request) -> Service:
     return request.app.state.service
 
-
-def require_api_key(request: Request) -> None:
-    """With XPLAIN_API_KEYS set, every call needs `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
-    keys = request.app.state.service.settings.api_keys
-    if not keys:
-        return
-    given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not any(secrets.compare_digest(given, key) for key in keys):
-        raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY, or X-API-Key: KEY)")

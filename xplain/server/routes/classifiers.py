@@ -14,6 +14,7 @@ from xplain.methods.persistence import load_classifier, save_classifier
 from xplain.methods.tbm import TextBottleneckClassifier
 from xplain.server.deps import Service, service
 from xplain.server.schemas import ModelName, Strict
+from xplain.validation import check_slug, resolve_under
 
 router = APIRouter(prefix="/classifiers", tags=["classifiers"])
 
@@ -40,20 +41,22 @@ class PredictRequest(Strict):
 
 
 def _directory(svc: Service, name: str):
-    return svc.settings.classifier_dir / name
+    check_slug(name, "classifier name")
+    return resolve_under(svc.settings.classifier_dir, name, "the classifier directory")
 
 
 @router.post("", status_code=201)
 async def fit_classifier(body: FitRequest, svc: Service = Depends(service)) -> dict[str, Any]:
     if len(body.rows) > svc.settings.max_batch_rows:
         raise ValueError(f"{len(body.rows)} rows; at most {svc.settings.max_batch_rows} (XPLAIN_MAX_BATCH_ROWS)")
+    directory = _directory(svc, body.name)  # refused before any work, not after the fit
     labels = [str(label) for label in body.labels]
     if body.kind == "lml":
         classifier = LMLDAPClassifier(svc.llm, feature_names=body.feature_names)
     else:
         classifier = TextBottleneckClassifier(svc.llm)
     await classifier.afit(body.rows, labels)
-    await asyncio.to_thread(save_classifier, classifier, _directory(svc, body.name))
+    await asyncio.to_thread(save_classifier, classifier, directory)
     learned = (
         {"summaries": classifier.summaries_}
         if body.kind == "lml"
@@ -72,7 +75,7 @@ async def list_classifiers(svc: Service = Depends(service)) -> list[str]:
 async def predict_with_classifier(name: str, body: PredictRequest, svc: Service = Depends(service)) -> dict[str, Any]:
     """Labels with their reasons (lml: the LLM's reasons and the training rows used; tbm: concept contributions)."""
     directory = _directory(svc, name)
-    if not directory.resolve().is_relative_to(svc.settings.classifier_dir.resolve()) or not directory.is_dir():
+    if not directory.is_dir():
         raise FileNotFoundError(f"no classifier named {name!r}; POST /classifiers fits one")
     classifier = await asyncio.to_thread(load_classifier, directory, svc.llm)
     explanation = await classifier.aexplain(body.rows)

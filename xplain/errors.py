@@ -1,0 +1,110 @@
+"""One exception tree for xplain. Each front (REST, CLI, agent tools) maps it once at its edge: HTTP status, exit
+code, tool error text. The classes also derive from the built-in they refine, so older `except ValueError` code
+keeps working."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class XplainError(Exception):
+    """Base of every error xplain raises on purpose."""
+
+
+class InvalidInput(XplainError, ValueError):
+    """The input is wrong; the message says how to fix it (HTTP 422)."""
+
+
+class NotFound(XplainError, LookupError):
+    """A named thing (model, job, classifier, method) does not exist (HTTP 404)."""
+
+
+class Forbidden(XplainError, PermissionError):
+    """The operator's settings do not allow this (HTTP 403)."""
+
+
+class Conflict(XplainError):
+    """The request clashes with what exists, e.g. a name already taken (HTTP 409)."""
+
+
+class TooLarge(XplainError):
+    """The request is larger than the server accepts (HTTP 413)."""
+
+
+class OverBudget(XplainError):
+    """A limit on work was reached, e.g. black-box queries (HTTP 429)."""
+
+
+class Unavailable(XplainError):
+    """Something the request needs is not available now (HTTP 503)."""
+
+
+def describe_validation_error(error: Any, model: type[BaseModel] | None = None) -> list[dict[str, str]]:
+    """A pydantic ValidationError (or FastAPI's RequestValidationError) as plain problems for people:
+    `[{"where": "options.labelnames", "problem": "unknown key 'labelnames'; allowed keys: ..."}]`.
+
+    No documentation URLs and no internal type names. An unknown key names the keys allowed at that place, read
+    from `model` (the class that was validated; found by the error's title when not given).
+    """
+    title = getattr(error, "title", None)
+    model = model or (_model_named(title) if title else None)
+    problems = []
+    for item in error.errors():
+        location = [part for part in item.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        where = ".".join(str(part) for part in location) or "(the whole input)"
+        if item.get("type") == "json_invalid":
+            detail = (item.get("ctx") or {}).get("error", "decode error")
+            problems.append({"where": "(the body)", "problem": f"the body is not valid JSON: {detail}"})
+            continue
+        if item.get("type") == "extra_forbidden":
+            allowed = _allowed_keys(model, location[:-1]) if model else None
+            problem = f"unknown key {str(location[-1])!r}" if location else "unknown key"
+            if allowed:
+                problem += f"; allowed keys: {', '.join(allowed)}"
+        else:
+            problem = str(item.get("msg", "invalid")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        problems.append({"where": where, "problem": problem})
+    return problems
+
+
+def _allowed_keys(model: type[BaseModel], path: list[Any]) -> list[str] | None:
+    """The field names of the model reached by following `path` (field names; list indexes are skipped)."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        current = _inner_model(fields[part].annotation)
+        if current is None:
+            return None
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields is not None else None
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `Options`, `Options | None` or `list[Options]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _inner_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_named(title: str) -> type[BaseModel] | None:
+    """The one loaded pydantic model class with this name, if exactly one has it."""
+    found, seen, pending = [], set(), list(BaseModel.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        pending.extend(cls.__subclasses__())
+        if cls.__name__ == title:
+            found.append(cls)
+    return found[0] if len(found) == 1 else None
