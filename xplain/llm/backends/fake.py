@@ -47,6 +47,7 @@ class FakeBackend(Backend):
     delay_s: float = 0.0
     native_tools: bool = True
     name: str = "fake"
+    context_size: int | None = None
 
     def __post_init__(self) -> None:
         self._queue = deque(self.queue)
@@ -84,6 +85,10 @@ class FakeBackend(Backend):
         reply.prompt_tokens = reply.prompt_tokens or len(text.split())
         reply.completion_tokens = reply.completion_tokens or len(reply.text.split())
         return reply
+
+    async def count_tokens(self, texts: list[str]) -> list[int]:
+        """Whitespace words: the same tokens the fake's usage counts and its scores use."""
+        return [len(text.split()) for text in texts]
 
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
         self.score_batches.append(list(requests))

@@ -28,6 +28,7 @@ from xplain.llm.types import (
     Message,
     ScoreRequest,
     ToolCall,
+    ContextOverflow,
 )
 from xplain.prompts import load_prompt
 
@@ -36,6 +37,11 @@ from xplain.prompts import load_prompt
 class ServerInfo:
     model: str
     flavor: Literal["vllm", "openai"]
+    context_size: int | None = None  # vLLM's /v1/models says `max_model_len`
+
+
+#: Words in a server's refusal that mean the prompt and reply do not fit the model's context.
+CONTEXT_REFUSALS = ("context length", "context window", "maximum context", "exceed_context_size")
 
 
 class OpenAIBackend(Backend):
@@ -52,8 +58,11 @@ class OpenAIBackend(Backend):
         timeout_s: float = 120.0,
         max_retries: int = 4,
         retry_base_delay_s: float = 0.5,
+        context_size: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._configured_context = context_size
+        self._tokenize_missing = False
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.retry_base_delay_s = retry_base_delay_s
@@ -73,6 +82,11 @@ class OpenAIBackend(Backend):
     @property
     def model(self) -> str:
         return self._info.model if self._info else (self._requested_model or "(unresolved)")
+
+    @property
+    def context_size(self) -> int | None:  # type: ignore[override]
+        """The configured size, else what the server reported (known after the first request)."""
+        return self._configured_context or (self._info.context_size if self._info else None)
 
     @property
     def constrains_json(self) -> bool:  # type: ignore[override]
@@ -114,6 +128,8 @@ class OpenAIBackend(Backend):
         message = _describe(error)
         if error.status_code == 404 and "model" in message.lower():
             return LLMModelNotFoundError(f"{what}: the server at {self.base_url} says: {message}")
+        if any(words in message.lower() for words in CONTEXT_REFUSALS):
+            return ContextOverflow(f"{what}: the input does not fit the model's context; the server says: {message}")
         return LLMRequestError(f"{what} refused by {self.base_url} (HTTP {error.status_code}): {message}")
 
     async def _server(self) -> ServerInfo:
@@ -130,7 +146,7 @@ class OpenAIBackend(Backend):
     async def _resolve(self) -> ServerInfo:
         try:
             page = await self._with_retries(self._client.models.list, "listing models")
-            models = {m.id: (getattr(m, "owned_by", "") or "") for m in page.data}
+            models = {m.id: m for m in page.data}
         except LLMRequestError:
             models = {}  # a server without /models: trust the configured name
         if self._requested_model is None:
@@ -146,8 +162,10 @@ class OpenAIBackend(Backend):
                     f"the server at {self.base_url} does not serve model {model!r}; it serves: "
                     f"{', '.join(sorted(models))} (set XPLAIN_LLM_MODEL)"
                 )
-        flavor = "vllm" if models.get(model) == "vllm" else "openai"
-        return ServerInfo(model=model, flavor=flavor)
+        entry = models.get(model)
+        flavor = "vllm" if getattr(entry, "owned_by", None) == "vllm" else "openai"
+        context = getattr(entry, "max_model_len", None)
+        return ServerInfo(model=model, flavor=flavor, context_size=context if isinstance(context, int) else None)
 
     async def check(self) -> str:
         info = await self._server()
@@ -281,6 +299,34 @@ class OpenAIBackend(Backend):
 
         pairs = await asyncio.gather(*(one(c) for c in request.continuations))
         return RawScores(logprobs=[p[0] for p in pairs], token_counts=[p[1] for p in pairs], prompt_tokens=len(prompt_ids))
+
+    async def count_tokens(self, texts: list[str]) -> list[int]:
+        """Exact counts from the server's /tokenize (vLLM and llama.cpp's server have one), else the estimate."""
+        info = await self._server()
+        if self._tokenize_missing:
+            return await super().count_tokens(texts)
+        try:
+            if info.flavor == "vllm":
+                return [len(ids) for ids in await asyncio.gather(*(self._tokenize(info, t, special=True) for t in texts))]
+            return list(await asyncio.gather(*(self._tokenize_llamacpp(t) for t in texts)))
+        except LLMRequestError:
+            self._tokenize_missing = True  # the server has no /tokenize: estimate from now on
+            return await super().count_tokens(texts)
+
+    async def _tokenize_llamacpp(self, text: str) -> int:
+        root = self.base_url.removesuffix("/v1")
+
+        async def call():
+            response = await self._http.post(f"{root}/tokenize", json={"content": text})
+            response.raise_for_status()
+            return len(response.json()["tokens"])
+
+        try:
+            return await self._with_retries(call, "tokenizing")
+        except (httpx.HTTPStatusError, KeyError, TypeError, ValueError) as error:
+            raise LLMRequestError(f"the server at {root} has no usable /tokenize: {type(error).__name__}") from error
+        except httpx.HTTPError as error:
+            raise LLMUnavailableError(f"tokenizing at {root} failed: {type(error).__name__}") from error
 
     async def _tokenize(self, info: ServerInfo, text: str, *, special: bool) -> list[int]:
         root = self.base_url.removesuffix("/v1")
