@@ -52,7 +52,9 @@ def describe_validation_error(error: Any, model: type[BaseModel] | None = None) 
     model = model or (_model_named(title) if title else None)
     problems = []
     for item in error.errors():
-        location = [part for part in item.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        location = list(item.get("loc", ()))
+        if location and location[0] in ("body", "query", "path", "header"):  # FastAPI's part of the request
+            location = location[1:]
         where = ".".join(str(part) for part in location) or "(the whole input)"
         if item.get("type") == "json_invalid":
             detail = (item.get("ctx") or {}).get("error", "decode error")

@@ -228,7 +228,10 @@ def from_http(
     """
     policy = HostPolicy(allowed_hosts) if allowed_hosts is not None else None
     if policy is not None:
-        policy.check(url)  # refuse at registration, not at the first query
+        try:
+            policy.check(url)  # refuse at registration, not at the first query
+        except BlackBoxUnavailableError as exc:  # a name that does not resolve: the URL is wrong
+            raise BlackBoxLoadError(str(exc)) from exc
     return BlackBox(
         HttpModel(url, timeout_s=timeout_s, policy=policy),
         kind=kind,
