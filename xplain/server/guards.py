@@ -94,8 +94,11 @@ class RequestGuard:
     """Two limits on a request's handler:
 
     - the client goes away (`http.disconnect`) -> the handler task is cancelled, so no one's work runs on;
-    - no response has started within `budget_s` -> the handler is cancelled and the client gets 503 telling it to
+    - no response has started within `budget_s` -> the handler is cancelled and the client gets 422 telling it to
       submit a job. Streaming responses (SSE) start at once, so only their first byte is under the budget.
+
+    422, not 503: the same request would run over again, so clients must not retry it as it is (many retry 5xx
+    and 429 on their own); it is the request's size that has to change, or its route.
     """
 
     def __init__(self, app: ASGIApp, budget_s: float) -> None:
@@ -147,7 +150,7 @@ class RequestGuard:
                 handler.cancel()
                 await _settle(handler)
                 if not started:
-                    await send_json(send, 503, _over_budget(self.budget_s))
+                    await send_json(send, 422, _over_budget(self.budget_s))
                 return
             await _settle(handler)
         finally:
@@ -172,5 +175,5 @@ def _over_budget(budget_s: float) -> dict:
             f"the request took longer than {budget_s:g} s, the budget of a synchronous request "
             "(XPLAIN_SYNC_TIMEOUT_S); submit it as a job with POST /jobs and follow its progress"
         ),
-        "detail": "OverBudget",
+        "detail": "SyncTimeBudget",
     }
