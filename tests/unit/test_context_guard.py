@@ -166,3 +166,13 @@ def test_openai_backend_counts_with_tokenize_and_reads_the_context_from_vllm():
     assert context == 300
     assert results[0].text and isinstance(results[1], ContextOverflow) and "context of 300" in str(results[1])
 
+
+
+async def test_a_score_over_the_context_is_refused_before_it_is_sent():
+    llm, backend = fake(context=50)
+    results = await llm.score(
+        [ScoreRequest(prompt=SHORT, continuations=["yes", "no"]), ScoreRequest(prompt=LONG, continuations=["yes"])],
+        on_error="return",
+    )
+    assert results[0].logprobs and isinstance(results[1], ContextOverflow) and "context of 50" in str(results[1])
+    assert [r.prompt for batch in backend.score_batches for r in batch] == [SHORT]

@@ -174,23 +174,43 @@ class LLM:
         return _finish(results, on_error)
 
     async def _overflows(self, requests: Sequence[GenerationRequest]) -> dict[int, ContextOverflow]:
-        """Requests whose prompt and `max_tokens` do not fit the context. A request whose bytes alone fit
-        (a token is at least a byte) is not counted, so short prompts cost no tokenizer call."""
+        """Requests whose prompt and `max_tokens` do not fit the context. A prompt whose bytes alone fit (a
+        token is at least a byte) is not counted, so short prompts cost no tokenizer call."""
         limit = self.context_size
         if limit is None:
             return {}
         texts = [_request_text(r) for r in requests]
         extra = [_template_tokens(r) + (r.max_tokens or 0) for r in requests]
         unsure = [i for i, text in enumerate(texts) if len(text.encode("utf-8")) + extra[i] > limit]
-        counts = await self.count_tokens([texts[i] for i in unsure])
+        overflows = {}
+        for i, count in zip(unsure, await self.count_tokens([texts[i] for i in unsure])):
+            if count + extra[i] > limit:
+                prompt = count + extra[i] - (requests[i].max_tokens or 0)
+                overflows[i] = ContextOverflow(
+                    f"the prompt is about {prompt} tokens and the reply may take {requests[i].max_tokens}: "
+                    f"{count + extra[i]} in all, over the model's context of {limit} tokens; shorten the input"
+                )
+        return overflows
+
+    async def _score_overflows(self, requests: Sequence[ScoreRequest]) -> dict[int, ContextOverflow]:
+        """Score requests whose prompt and longest continuation do not fit the context (counted only when
+        their bytes could overflow it, as for generation)."""
+        limit = self.context_size
+        if limit is None:
+            return {}
+        longest = [max(r.continuations, key=len) for r in requests]
+        unsure = [
+            i for i, r in enumerate(requests) if len(r.prompt.encode("utf-8")) + len(longest[i].encode("utf-8")) > limit
+        ]
+        counts = await self.count_tokens([requests[i].prompt for i in unsure] + [longest[i] for i in unsure])
+        prompts, continuations = counts[: len(unsure)], counts[len(unsure) :]
         return {
             i: ContextOverflow(
-                f"the prompt is about {count + extra[i] - (requests[i].max_tokens or 0)} tokens and the reply may "
-                f"take {requests[i].max_tokens}: {count + extra[i]} in all, over the model's context of {limit} "
-                "tokens; shorten the input"
+                f"the prompt is about {prompt} tokens and the continuation to score {continuation}: "
+                f"{prompt + continuation} in all, over the model's context of {limit} tokens; shorten the input"
             )
-            for i, count in zip(unsure, counts)
-            if count + extra[i] > limit
+            for i, prompt, continuation in zip(unsure, prompts, continuations)
+            if prompt + continuation > limit
         }
 
     async def _send_each_alone_on_failure(self, send, items: list, refused: dict[int, LLMError]) -> list:
@@ -327,7 +347,9 @@ class LLM:
 
         started = time.perf_counter()
         to_send = [requests[positions[0]] for positions in misses.values()]
-        raws: list[RawScores | LLMError] = await self._send_each_alone_on_failure(self.backend.score, to_send, {})
+        raws: list[RawScores | LLMError] = await self._send_each_alone_on_failure(
+            self.backend.score, to_send, await self._score_overflows(to_send)
+        )
         elapsed = time.perf_counter() - started
         _check_count(self.backend, "scores", len(to_send), len(raws))
 

@@ -153,6 +153,12 @@ class RequestGuard:
                     await send_json(send, 422, _over_budget(self.budget_s))
                 return
             await _settle(handler)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            # the server is stopping (SIGTERM, past its grace time): a retryable answer rather than a bare 500
+            handler.cancel()
+            await send_json(send, 503, SHUTTING_DOWN, {"Retry-After": "10", "Connection": "close"})
         finally:
             reader.cancel()
             if not handler.done():
@@ -167,6 +173,9 @@ async def _settle(handler: asyncio.Task) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise
+
+
+SHUTTING_DOWN = {"error": "the server is shutting down; send the request again in a moment", "detail": "Unavailable"}
 
 
 def _over_budget(budget_s: float) -> dict:
