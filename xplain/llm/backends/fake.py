@@ -65,8 +65,7 @@ class FakeBackend(Backend):
 
     async def generate(self, requests: list[GenerationRequest]) -> list[RawCompletion]:
         self.batches.append(list(requests))
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+        await asyncio.sleep(self.delay_s)  # even 0 yields to the event loop, as every real backend's I/O does
         return [self._reply(r) for r in requests]
 
     def _reply(self, request: GenerationRequest) -> RawCompletion:
@@ -92,8 +91,7 @@ class FakeBackend(Backend):
 
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
         self.score_batches.append(list(requests))
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+        await asyncio.sleep(self.delay_s)  # even 0 yields to the event loop, as every real backend's I/O does
         results = []
         for request in requests:
             prompt_tokens = request.prompt.split()
