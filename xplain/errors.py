@@ -7,6 +7,10 @@ from a built-in exception such as FileNotFoundError, which a missing prompt file
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel
+
 
 class XplainError(Exception):
     """Base of every error a user can cause or act on. `status` is the HTTP form of the error."""
@@ -54,3 +58,74 @@ class Unavailable(XplainError):
     """A backend the request needs cannot be reached or is not installed."""
 
     status = 503
+
+
+def describe_validation_error(error: Any, model: type[BaseModel] | None = None) -> list[dict[str, str]]:
+    """A pydantic ValidationError (or FastAPI's RequestValidationError) as plain problems for people:
+    `[{"where": "options.labelnames", "problem": "unknown key 'labelnames'; allowed keys: ..."}]`.
+
+    No documentation URLs and no internal type names. An unknown key names the keys allowed at that place, read
+    from `model` (the class that was validated; found by the error's title when not given).
+    """
+    title = getattr(error, "title", None)
+    model = model or (_model_named(title) if title else None)
+    problems = []
+    for item in error.errors():
+        location = list(item.get("loc", ()))
+        if location and location[0] in ("body", "query", "path", "header"):  # FastAPI's part of the request
+            location = location[1:]
+        where = ".".join(str(part) for part in location) or "(the whole input)"
+        if item.get("type") == "json_invalid":
+            detail = (item.get("ctx") or {}).get("error", "decode error")
+            problems.append({"where": "(the body)", "problem": f"the body is not valid JSON: {detail}"})
+            continue
+        if item.get("type") == "extra_forbidden":
+            allowed = _allowed_keys(model, location[:-1]) if model else None
+            problem = f"unknown key {str(location[-1])!r}" if location else "unknown key"
+            if allowed:
+                problem += f"; allowed keys: {', '.join(allowed)}"
+        else:
+            problem = str(item.get("msg", "invalid")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        problems.append({"where": where, "problem": problem})
+    return problems
+
+
+def _allowed_keys(model: type[BaseModel], path: list[Any]) -> list[str] | None:
+    """The field names of the model reached by following `path` (field names; list indexes are skipped)."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        current = _inner_model(fields[part].annotation)
+        if current is None:
+            return None
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields is not None else None
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `Options`, `Options | None` or `list[Options]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _inner_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_named(title: str) -> type[BaseModel] | None:
+    """The one loaded pydantic model class with this name, if exactly one has it."""
+    found, seen, pending = [], set(), list(BaseModel.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        pending.extend(cls.__subclasses__())
+        if cls.__name__ == title:
+            found.append(cls)
+    return found[0] if len(found) == 1 else None

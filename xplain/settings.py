@@ -75,7 +75,22 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated; if set, every API call needs one of these (Bearer or X-API-Key).",
     )
-    max_body_bytes: int = Field(10_000_000, ge=1024, description="Largest request body the API accepts.")
+    max_body_bytes: int = Field(
+        10_000_000, ge=1024, description="Largest request body the API accepts (counted as it arrives, chunked too)."
+    )
+    sync_timeout_s: float = Field(
+        120.0, gt=0, description="Time a synchronous API request may take before it is stopped; longer work: POST /jobs."
+    )
+    shutdown_grace_s: float = Field(
+        3.0, ge=0, description="On SIGTERM, seconds open requests get to finish before they are cancelled."
+    )
+    allowed_model_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated hosts and CIDRs that models registered by URL may live on (none: URL models are off). "
+            "Loopback, private, link-local and metadata addresses are refused unless an entry covers them."
+        ),
+    )
     max_batch_rows: int = Field(100_000, ge=1, description="Most rows one batch job may hold.")
     data_dir: Path | None = Field(None, description="The only directory batch jobs may read data files from.")
     job_concurrency: int = Field(8, ge=1, description="Chunks of rows one job runs at once.")
@@ -93,7 +108,7 @@ class Settings(BaseSettings):
     )
     blackbox_query_budget: int | None = Field(None, ge=1, description="Default cap on black-box queries.")
 
-    @field_validator("api_keys", "trusted_import_prefixes", mode="before")
+    @field_validator("api_keys", "trusted_import_prefixes", "allowed_model_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

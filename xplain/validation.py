@@ -13,33 +13,38 @@ from typing import Any
 import numpy as np
 
 from xplain.blackbox import BlackBox
-from xplain.errors import Forbidden, InvalidInput, NotFound
+from xplain.errors import Forbidden, InvalidInput
 
-SLUG_PATTERN = r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}$"
-SLUG = re.compile(SLUG_PATTERN)
+#: Names of models, classifiers and jobs: letters, digits, `-`, `_`, `.`; not starting with a dot (so never `..`
+#: nor a hidden file), at most 100 characters.
+SLUG = r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}$"
+_SLUG = re.compile(SLUG)
 
 
 class RowError(InvalidInput):
     """A row that does not fit the model's input."""
 
 
-def check_name(name: str, what: str = "name") -> str:
-    """Model, classifier and job names: letters, digits, `-`, `_`, `.`, at most 100, not starting with a dot."""
-    if not isinstance(name, str) or not SLUG.match(name):
+def check_slug(name: str, what: str = "name") -> str:
+    """`name` if it is a valid slug; otherwise InvalidInput that says what a name may hold."""
+    if not isinstance(name, str) or not _SLUG.fullmatch(name):
         raise InvalidInput(
-            f"{what} {name!r} is not allowed: use letters, digits, '-', '_' and '.', at most 100, not starting with '.'"
+            f"{what} {name!r} is not allowed: use letters, digits, '-', '_' and '.', not starting with a dot "
+            "(at most 100 characters)"
         )
     return name
 
 
-def resolve_under(root: Path, relative: str | Path, *, what: str, setting: str, must_exist: bool = True) -> Path:
-    """`relative` inside `root`, symlinks resolved; a path that leaves the directory is refused, never followed."""
-    base = root.resolve()
-    candidate = (base / relative).resolve()
-    if not candidate.is_relative_to(base) or candidate == base:
-        raise Forbidden(f"{relative} is outside the {what} directory ({setting})")
-    if must_exist and not candidate.exists():
-        raise NotFound(f"no {what} {relative} in the {what} directory ({setting})")
+def resolve_under(root: Path | str, name: str | Path, where: str = "its directory") -> Path:
+    """`root / name` with symlinks resolved, refused (Forbidden) unless it stays inside `root`.
+
+    Absolute paths, `..` and symlinks that lead out of `root` all end outside it and are refused; `where` names
+    the directory in the message (never its real path, which is the server's business).
+    """
+    base = Path(root).resolve()
+    candidate = (base / name).resolve()
+    if candidate == base or not candidate.is_relative_to(base):
+        raise Forbidden(f"{str(name)!r} is outside {where}")
     return candidate
 
 

@@ -28,6 +28,7 @@ def start_server(tmp_path: Path, port: int) -> subprocess.Popen:
         "XPLAIN_DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.sqlite'}",
         "XPLAIN_JOB_CHUNK_SIZE": "4",
         "XPLAIN_JOB_CONCURRENCY": "4",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),  # the server runs this checkout's code
     }
     log = (tmp_path / "server.log").open("a")
     process = subprocess.Popen(

@@ -128,9 +128,24 @@ def test_bad_requests_get_json_errors_that_say_what_to_fix(api):
     assert too_big.status_code == 413 and "XPLAIN_MAX_BODY_BYTES" in too_big.json()["error"]
 
 
-def test_remove_a_model(api):
-    assert api.delete("/models/reviews").status_code == 204
-    assert api.get("/models/reviews").status_code == 404
+def test_remove_a_model_but_never_a_demo(api):
+    assert api.post("/models", json={"name": "mine", "source": {"demo": "reviews"}}).status_code == 201
+    assert api.delete("/models/mine").status_code == 204
+    assert api.get("/models/mine").status_code == 404
+    refused = api.delete("/models/reviews")
+    assert refused.status_code == 403 and "demo" in refused.json()["error"]
+    assert api.get("/models/reviews").status_code == 200
+
+
+def test_a_taken_name_is_a_conflict_unless_replace_is_asked(api):
+    assert api.post("/models", json={"name": "mine", "source": {"demo": "reviews"}}).status_code == 201
+    taken = api.post("/models", json={"name": "mine", "source": {"demo": "wine"}})
+    assert taken.status_code == 409 and '"replace": true' in taken.json()["error"]
+    assert api.get("/models/mine").json()["kind"] == "text"
+    replaced = api.post("/models", json={"name": "mine", "source": {"demo": "wine"}, "replace": True})
+    assert replaced.status_code == 201 and api.get("/models/mine").json()["kind"] == "tabular"
+    demo = api.post("/models", json={"name": "reviews", "source": {"demo": "wine"}, "replace": True})
+    assert demo.status_code == 403 and api.get("/models/reviews").json()["kind"] == "text"
 
 
 def test_methods_are_listed_and_each_has_a_route(api, backend):

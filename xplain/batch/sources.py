@@ -18,7 +18,7 @@ def resolve_data_file(path: str | Path, data_dir: Path | None) -> Path:
     """A data file inside `data_dir` (symlinks resolved); anything else is refused. For server requests."""
     if data_dir is None:
         raise Forbidden("reading data files is off: the operator has not set XPLAIN_DATA_DIR")
-    candidate = resolve_under(data_dir, path, what="data file", setting="XPLAIN_DATA_DIR")
+    candidate = resolve_under(data_dir, path, "the data directory (XPLAIN_DATA_DIR)")
     if not candidate.is_file():
         raise NotFound(f"no data file {path} in the data directory")
     return candidate

@@ -8,7 +8,9 @@ Loading a pickle runs arbitrary code, so pickles load only from the directory th
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import re
+import socket
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +33,7 @@ from xplain.blackbox.errors import (
     UntrustedModelFileError,
 )
 from xplain.blackbox.model import BatchFunction, BlackBox, Kind, WrapperOptions
+from xplain.errors import Forbidden
 
 TRUSTED_DIR_SETTING = "XPLAIN_TRUSTED_MODEL_DIR"
 TEXT_VECTORIZERS = (CountVectorizer, TfidfVectorizer, HashingVectorizer)
@@ -215,11 +218,22 @@ def from_http(
     classes: Sequence[Any] | None = None,
     feature_names: Sequence[str] | None = None,
     timeout_s: float = 30.0,
+    allowed_hosts: Sequence[str] | None = None,
     **options: Unpack[WrapperOptions],
 ) -> BlackBox:
-    """Query a model served over HTTP: POST `{"inputs": [...]}`, answer `{"outputs": [...]}`."""
+    """Query a model served over HTTP: POST `{"inputs": [...]}`, answer `{"outputs": [...]}`.
+
+    With `allowed_hosts` (what the server passes: XPLAIN_ALLOWED_MODEL_HOSTS) every request goes only to an
+    address that `HostPolicy` allows; without it (a local caller naming its own model) any URL is used.
+    """
+    policy = HostPolicy(allowed_hosts) if allowed_hosts is not None else None
+    if policy is not None:
+        try:
+            policy.check(url)  # refuse at registration, not at the first query
+        except BlackBoxUnavailableError as exc:  # a name that does not resolve: the URL is wrong
+            raise BlackBoxLoadError(str(exc)) from exc
     return BlackBox(
-        HttpModel(url, timeout_s=timeout_s),
+        HttpModel(url, timeout_s=timeout_s, policy=policy),
         kind=kind,
         classes=classes,
         feature_names=feature_names,
@@ -228,34 +242,123 @@ def from_http(
     )
 
 
-class HttpModel:
-    """A batch function backed by an HTTP endpoint; one connection pool, closed by `BlackBox.close()`."""
+class ModelHostRefused(BlackBoxLoadError, Forbidden):
+    """A model URL whose host the operator has not allowed, or that resolves to an address it may not reach."""
 
-    def __init__(self, url: str, *, timeout_s: float) -> None:
+    status = 403
+
+
+#: Cloud metadata services; most are link-local already, listed so that the refusal names them.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
+)
+
+
+class HostPolicy:
+    """Where URL models may live: entries are exact host names, or IP addresses / CIDRs.
+
+    A host is allowed when it is listed by name, or when every address it resolves to lies in a listed network.
+    Either way, each resolved address that is not public (loopback, private, link-local, metadata, reserved,
+    multicast) is refused unless a listed network covers it: naming a host does not open the internal network.
+    """
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self.names: set[str] = set()
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for entry in (e.strip() for e in allowed if e.strip()):
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self.names.add(entry.lower().rstrip("."))
+
+    def check(self, url: str) -> list[str]:
+        """The addresses `url`'s host resolves to, all allowed; otherwise ModelHostRefused saying why."""
+        if not self.names and not self.networks:
+            raise ModelHostRefused(
+                "models registered by URL are off: the operator has not set XPLAIN_ALLOWED_MODEL_HOSTS"
+            )
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ModelHostRefused(f"a model URL is http:// or https:// with a host, got {url!r}")
+        host = parsed.host.lower().rstrip(".")
+        addresses = _resolve(host, parsed.port or (443 if parsed.scheme == "https" else 80))
+        named = host in self.names
+        for address in addresses:
+            ip = ipaddress.ip_address(address)
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            covered = any(ip in network for network in self.networks)
+            if covered:
+                continue
+            if not named:
+                raise ModelHostRefused(f"host {host} ({ip}) is not in XPLAIN_ALLOWED_MODEL_HOSTS")
+            if ip in METADATA_ADDRESSES or not ip.is_global or ip.is_multicast:
+                raise ModelHostRefused(
+                    f"host {host} resolves to {ip}, a loopback, private, link-local or metadata address; "
+                    "list its address or network in XPLAIN_ALLOWED_MODEL_HOSTS to allow it"
+                )
+        return addresses
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise BlackBoxUnavailableError(f"cannot resolve the model host {host}: {exc.strerror or exc}") from exc
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+class HttpModel:
+    """A batch function backed by an HTTP endpoint; one connection pool, closed by `BlackBox.close()`.
+
+    Under a `HostPolicy` each request re-resolves the host, checks the addresses and connects to the checked one
+    (the name kept for the Host header and TLS), so a DNS answer that changes after the check is not followed.
+    Redirects are refused, and the remote's answer is never echoed back in errors.
+    """
+
+    def __init__(self, url: str, *, timeout_s: float, policy: HostPolicy | None = None) -> None:
         self.url = url
-        self._client = httpx.Client(timeout=timeout_s)
+        self.policy = policy
+        self._client = httpx.Client(timeout=timeout_s, follow_redirects=False)
 
     def __call__(self, batch: np.ndarray | list[str]) -> Any:
         inputs = batch.tolist() if isinstance(batch, np.ndarray) else list(batch)
         try:
-            response = self._client.post(self.url, json={"inputs": inputs})
+            response = self._client.send(self._request(inputs))
         except httpx.TransportError as exc:
-            raise BlackBoxUnavailableError(f"cannot reach the black-box endpoint {self.url}: {exc!r}") from exc
-        if response.is_error:
             raise BlackBoxUnavailableError(
-                f"black-box endpoint {self.url} failed with HTTP {response.status_code}: {response.text[:200]}"
+                f"cannot reach the black-box endpoint {self.url}: {type(exc).__name__}"
+            ) from exc
+        if response.is_redirect:
+            raise BlackBoxUnavailableError(
+                f"black-box endpoint {self.url} answered a redirect (HTTP {response.status_code}); "
+                "redirects are not followed: register the final URL"
             )
+        if response.is_error:
+            raise BlackBoxUnavailableError(f"black-box endpoint {self.url} failed with HTTP {response.status_code}")
         try:
             payload = response.json()
         except ValueError as exc:
-            raise BlackBoxOutputError(
-                f"black-box endpoint {self.url} did not answer JSON: {response.text[:200]!r}"
-            ) from exc
+            raise BlackBoxOutputError(f"black-box endpoint {self.url} did not answer JSON") from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("outputs"), list):
             raise BlackBoxOutputError(
-                f'black-box endpoint {self.url} should answer {{"outputs": [...]}}, got {str(payload)[:200]}'
+                f'black-box endpoint {self.url} should answer {{"outputs": [...]}}, got a {type(payload).__name__}'
+                + (f" with keys {sorted(map(str, payload))[:10]}" if isinstance(payload, dict) else "")
             )
         return payload["outputs"]
+
+    def _request(self, inputs: list[Any]) -> httpx.Request:
+        if self.policy is None:
+            return self._client.build_request("POST", self.url, json={"inputs": inputs})
+        url = httpx.URL(self.url)
+        address = self.policy.check(self.url)[0]
+        pinned = url.copy_with(host=address)
+        request = self._client.build_request(
+            "POST", pinned, json={"inputs": inputs}, headers={"Host": url.netloc.decode("ascii")}
+        )
+        if url.scheme == "https":
+            request.extensions["sni_hostname"] = url.host
+        return request
 
     def close(self) -> None:
         self._client.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from typing import Annotated
 
 import typer
@@ -9,6 +12,31 @@ import uvicorn
 
 from xplain.cli.common import app, console
 from xplain.settings import get_settings
+
+log = logging.getLogger("xplain.server")
+
+#: Seconds the app's own shutdown (jobs cancelled, store closed) may take after open requests were given theirs.
+SHUTDOWN_STEPS_S = 5.0
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn that, on SIGTERM or Ctrl-C, stops within a bounded time: open requests get
+    `timeout_graceful_shutdown` seconds, then are cancelled; the app shuts down (running jobs stay 'running' in
+    the store and resume on the next start). A native LLM call cannot be interrupted from Python, and the
+    interpreter would wait for its thread at exit, so past the deadline the process ends without waiting."""
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if not self.should_exit:
+            deadline = (self.config.timeout_graceful_shutdown or 0) + SHUTDOWN_STEPS_S
+            timer = threading.Timer(deadline, _exit_now, args=(deadline,))
+            timer.daemon = True
+            timer.start()
+        super().handle_exit(sig, frame)
+
+
+def _exit_now(deadline: float) -> None:
+    log.warning("shutdown took over %.0f s (a native call still running); exiting without waiting", deadline)
+    os._exit(0)
 
 
 @app.command()
@@ -25,4 +53,7 @@ def serve(
     port = port or settings.server_port
     application = create_app(settings, register_demo_models=demo)
     console.print(f"xplain {settings.llm_backend} backend · API on [bold]http://{host}:{port}[/bold] (docs at /docs)")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(
+        application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=settings.shutdown_grace_s
+    )
+    DrainingServer(config).run()

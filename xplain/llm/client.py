@@ -13,12 +13,14 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from xplain.llm.backends.base import Backend, RawScores
+from xplain.llm.backends.base import Backend, RawCompletion, RawScores
 from xplain.llm.cache import ResponseCache, cache_key
 from xplain.llm.types import (
     Completion,
+    ContextOverflow,
     GenerationRequest,
     LLMError,
+    LLMRequestError,
     Message,
     NativeToolsUnavailableError,
     Scores,
@@ -32,6 +34,11 @@ from xplain.llm.types import (
 from xplain.prompts import load_prompt
 
 T = TypeVar("T", bound=BaseModel)
+
+#: Tokens a chat template adds around each message (role markers) and once per request (a default system prompt,
+#: the assistant's opening); a margin, since the guard counts message texts, not the rendered template.
+TEMPLATE_TOKENS_PER_MESSAGE = 6
+TEMPLATE_TOKENS_PER_REQUEST = 32
 
 
 class UsageMeter:
@@ -84,13 +91,38 @@ class LLM:
     def name(self) -> str:
         return f"{self.backend.name}:{self.backend.model}"
 
+    @property
+    def context_size(self) -> int | None:
+        """Tokens the model attends to, prompt and reply together (None while the backend does not know)."""
+        return self.backend.context_size
+
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens in each text, by the backend's tokenizer where it has one (else an estimate that errs high)."""
+        return await self.backend.count_tokens(list(texts)) if texts else []
+
     # -- generate ---------------------------------------------------------------------------------------------
 
-    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        """Complete every request; identical temperature-0 requests are answered once and cached."""
+    @overload
+    async def generate(
+        self, requests: Sequence[GenerationRequest], *, on_error: Literal["raise"] = "raise"
+    ) -> list[Completion]: ...
+
+    @overload
+    async def generate(
+        self, requests: Sequence[GenerationRequest], *, on_error: Literal["return"]
+    ) -> list[Completion | LLMError]: ...
+
+    async def generate(self, requests, *, on_error="raise"):
+        """Complete every request; identical temperature-0 requests are answered once and cached.
+
+        A request that cannot be answered on its own account — it does not fit the context (checked before
+        sending), or the backend refuses or fails to decode it — fails alone: with `on_error="return"` its
+        error takes its place in the list and the others are answered; with "raise" the first such error is
+        raised. A backend that is down fails the whole call either way.
+        """
         requests = [r if r.max_tokens else r.model_copy(update={"max_tokens": self.default_max_tokens}) for r in requests]
         keys = [self._generation_key(r) for r in requests]
-        results: list[Completion | None] = [None] * len(requests)
+        results: list[Completion | LLMError | None] = [None] * len(requests)
         hits = 0
         misses: dict[str, list[int]] = {}  # key -> positions; uncacheable requests get unique keys
         for i, (request, key) in enumerate(zip(requests, keys)):
@@ -103,12 +135,16 @@ class LLM:
 
         started = time.perf_counter()
         to_send = [requests[positions[0]] for positions in misses.values()]
-        raws = await self.backend.generate(to_send) if to_send else []
+        raws = await self._send_each_alone_on_failure(self.backend.generate, to_send, await self._overflows(to_send))
         elapsed = time.perf_counter() - started
         _check_count(self.backend, "completions", len(to_send), len(raws))
 
         fresh: dict[str, str] = {}
         for (key, positions), raw in zip(misses.items(), raws):
+            if isinstance(raw, LLMError):
+                for i in positions:
+                    results[i] = raw
+                continue
             usage = Usage(
                 calls=1,
                 prompt_tokens=raw.prompt_tokens,
@@ -126,16 +162,83 @@ class LLM:
         if self.cache is not None:
             self.cache.put_many(fresh)
 
+        answered = [r for r in raws if isinstance(r, RawCompletion)]
         self._account(
             Usage(
-                calls=len(raws),
-                prompt_tokens=sum(r.prompt_tokens for r in raws),
-                completion_tokens=sum(r.completion_tokens for r in raws),
+                calls=len(answered),
+                prompt_tokens=sum(r.prompt_tokens for r in answered),
+                completion_tokens=sum(r.completion_tokens for r in answered),
                 seconds=elapsed,
                 cache_hits=hits,
             )
         )
-        return [r for r in results if r is not None]
+        return _finish(results, on_error)
+
+    async def _overflows(self, requests: Sequence[GenerationRequest]) -> dict[int, ContextOverflow]:
+        """Requests whose prompt and `max_tokens` do not fit the context. A prompt whose bytes alone fit (a
+        token is at least a byte) is not counted, so short prompts cost no tokenizer call."""
+        limit = self.context_size
+        if limit is None:
+            return {}
+        texts = [_request_text(r) for r in requests]
+        extra = [_template_tokens(r) + (r.max_tokens or 0) for r in requests]
+        unsure = [i for i, text in enumerate(texts) if len(text.encode("utf-8")) + extra[i] > limit]
+        overflows = {}
+        for i, count in zip(unsure, await self.count_tokens([texts[i] for i in unsure])):
+            if count + extra[i] > limit:
+                prompt = count + extra[i] - (requests[i].max_tokens or 0)
+                overflows[i] = ContextOverflow(
+                    f"the prompt is about {prompt} tokens and the reply may take {requests[i].max_tokens}: "
+                    f"{count + extra[i]} in all, over the model's context of {limit} tokens; shorten the input"
+                )
+        return overflows
+
+    async def _score_overflows(self, requests: Sequence[ScoreRequest]) -> dict[int, ContextOverflow]:
+        """Score requests whose prompt and longest continuation do not fit the context (counted only when
+        their bytes could overflow it, as for generation)."""
+        limit = self.context_size
+        if limit is None:
+            return {}
+        longest = [max(r.continuations, key=len) for r in requests]
+        unsure = [
+            i for i, r in enumerate(requests) if len(r.prompt.encode("utf-8")) + len(longest[i].encode("utf-8")) > limit
+        ]
+        counts = await self.count_tokens([requests[i].prompt for i in unsure] + [longest[i] for i in unsure])
+        prompts, continuations = counts[: len(unsure)], counts[len(unsure) :]
+        return {
+            i: ContextOverflow(
+                f"the prompt is about {prompt} tokens and the continuation to score {continuation}: "
+                f"{prompt + continuation} in all, over the model's context of {limit} tokens; shorten the input"
+            )
+            for i, prompt, continuation in zip(unsure, prompts, continuations)
+            if prompt + continuation > limit
+        }
+
+    async def _send_each_alone_on_failure(self, send, items: list, refused: dict[int, LLMError]) -> list:
+        """`send(items)`, with `refused` positions answered by their error instead of sent. If the batch fails
+        because of a request (not because the backend is down), each is sent alone so that only it fails."""
+        pending = [i for i in range(len(items)) if i not in refused]
+        out: list[Any] = [refused.get(i) for i in range(len(items))]
+        if not pending:
+            return out
+        try:
+            for i, answer in zip(pending, await send([items[i] for i in pending])):
+                out[i] = answer
+            return out
+        except Exception as error:  # noqa: BLE001 - sorted by _request_error below
+            if _request_error(error) is None:
+                raise
+            if len(pending) == 1:
+                out[pending[0]] = _request_error(error)
+                return out
+        for i in pending:
+            try:
+                out[i] = (await send([items[i]]))[0]
+            except Exception as error:  # noqa: BLE001
+                out[i] = _request_error(error)
+                if out[i] is None:
+                    raise
+        return out
 
     def _generation_key(self, request: GenerationRequest) -> str | None:
         if request.temperature > 0:
@@ -200,8 +303,12 @@ class LLM:
         tries = attempts or self.structured_attempts
         for attempt in range(1, tries + 1):
             order = list(pending)
-            completions = await self.generate([pending[i] for i in order])
+            completions = await self.generate([pending[i] for i in order], on_error="return")
             for i, completion in zip(order, completions):
+                if isinstance(completion, LLMError):  # e.g. over the context: asking again will not help
+                    results[i] = completion
+                    del pending[i]
+                    continue
                 spent[i] = spent[i] + completion.usage
                 try:
                     value = parse_json_reply(completion.text, schemas[i])
@@ -220,17 +327,18 @@ class LLM:
                 del pending[i]
             if not pending:
                 break
-        failures = [r for r in results if isinstance(r, StructuredOutputError)]
+        failures = [r for r in results if isinstance(r, LLMError)]
         if failures and on_error == "raise":
             raise failures[0]
         return results
 
     # -- score ------------------------------------------------------------------------------------------------
 
-    async def score(self, requests: Sequence[ScoreRequest]) -> list[Scores]:
-        """Log-likelihood (nats) of each continuation after its prompt; deterministic, so always cached."""
+    async def score(self, requests: Sequence[ScoreRequest], *, on_error: Literal["raise", "return"] = "raise"):
+        """Log-likelihood (nats) of each continuation after its prompt; deterministic, so always cached.
+        A request the backend cannot score (too long) fails alone, as in `generate`."""
         keys = [cache_key("score", self.backend.name, self.backend.model, r.model_dump_json()) for r in requests]
-        results: list[Scores | None] = [None] * len(requests)
+        results: list[Scores | LLMError | None] = [None] * len(requests)
         hits = 0
         misses: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
@@ -243,12 +351,18 @@ class LLM:
 
         started = time.perf_counter()
         to_send = [requests[positions[0]] for positions in misses.values()]
-        raws: list[RawScores] = await self.backend.score(to_send) if to_send else []
+        raws: list[RawScores | LLMError] = await self._send_each_alone_on_failure(
+            self.backend.score, to_send, await self._score_overflows(to_send)
+        )
         elapsed = time.perf_counter() - started
         _check_count(self.backend, "scores", len(to_send), len(raws))
 
         fresh: dict[str, str] = {}
         for (key, positions), raw in zip(misses.items(), raws):
+            if isinstance(raw, LLMError):
+                for i in positions:
+                    results[i] = raw
+                continue
             usage = Usage(calls=1, prompt_tokens=raw.prompt_tokens, seconds=elapsed / len(raws))
             scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage)
             for n, i in enumerate(positions):
@@ -257,12 +371,16 @@ class LLM:
             fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts})
         if self.cache is not None:
             self.cache.put_many(fresh)
+        answered = [r for r in raws if isinstance(r, RawScores)]
         self._account(
             Usage(
-                calls=len(raws), prompt_tokens=sum(r.prompt_tokens for r in raws), seconds=elapsed, cache_hits=hits
+                calls=len(answered),
+                prompt_tokens=sum(r.prompt_tokens for r in answered),
+                seconds=elapsed,
+                cache_hits=hits,
             )
         )
-        return [r for r in results if r is not None]
+        return _finish(results, on_error)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -277,6 +395,51 @@ class LLM:
     def _account(self, usage: Usage) -> None:
         self.usage = self.usage + usage
         _record(usage)
+
+
+def _finish(results: list, on_error: str) -> list:
+    if on_error == "raise":
+        for result in results:
+            if isinstance(result, LLMError):
+                raise result
+    return [r for r in results if r is not None]
+
+
+def _request_text(request: GenerationRequest) -> str:
+    if request.prompt is not None:
+        return request.prompt
+    parts = []
+    for message in request.messages or []:
+        parts.append(message.content)
+        parts.extend(json.dumps(call.arguments) for call in message.tool_calls)
+    for tool in request.tools or []:
+        parts.append(f"{tool.name} {tool.description} {json.dumps(tool.parameters)}")
+    return "\n".join(parts)
+
+
+def _template_tokens(request: GenerationRequest) -> int:
+    if request.messages is None:
+        return 0
+    return TEMPLATE_TOKENS_PER_REQUEST + TEMPLATE_TOKENS_PER_MESSAGE * len(request.messages)
+
+
+def _request_error(error: Exception) -> LLMError | None:
+    """The error as one request's failure, or None when it is about the backend (down, not ready): those fail
+    the whole call. llama.cpp reports a prompt over its context as ValueError ("Requested tokens ... exceed
+    context window") or RuntimeError ("llama_decode returned 1": no room left in its cache)."""
+    if isinstance(error, LLMRequestError):
+        return error
+    if isinstance(error, LLMError):
+        return None
+    text = str(error)
+    if isinstance(error, ValueError) and "context" in text:
+        return ContextOverflow(f"the input does not fit the model's context: {text}")
+    if isinstance(error, RuntimeError) and "llama_decode" in text:
+        return ContextOverflow(
+            f"the model could not process this input ({text}): the prompt and its reply most likely do not fit "
+            "the model's context; shorten the input"
+        )
+    return None
 
 
 def _check_count(backend: Backend, what: str, sent: int, received: int) -> None:

@@ -32,6 +32,8 @@ def make_backend(settings: Settings) -> Backend:
                 timeout_s=settings.llm_timeout_s,
                 max_retries=settings.llm_max_retries,
                 retry_base_delay_s=settings.llm_retry_base_delay_s,
+                # the server reports its own limit (vLLM); only a size set on purpose overrides it
+                context_size=settings.llm_context_size if "llm_context_size" in settings.model_fields_set else None,
             )
         case "vllm":
             from xplain.llm.backends.vllm_engine import VLLMEngineBackend

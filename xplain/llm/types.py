@@ -7,7 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from xplain.errors import XplainError
+from xplain.errors import InvalidInput, XplainError
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -165,6 +165,10 @@ class LLMRequestError(LLMError):
 class NativeToolsUnavailableError(LLMRequestError):
     """The server refuses to pick tools itself (vLLM started without `--enable-auto-tool-choice`). The backend
     remembers it and reports `native_tools = False`, so `LLM.chat` asks again through constrained JSON."""
+class ContextOverflow(LLMRequestError, InvalidInput):
+    """One request does not fit the model's context window; it fails alone, the rest of its batch is answered."""
+
+    status = 422
 
 
 class StructuredOutputError(LLMError):

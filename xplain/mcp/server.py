@@ -20,23 +20,22 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from xplain import __version__
 from xplain.data.demo import demo_reference
 from xplain.errors import InvalidInput, XplainError
 from xplain.llm import LLM
 from xplain.methods.catalog import INPUT_KINDS, Method, catalog, plain_errors
-from xplain.server.deps import MISSING_KEY, SYNC_ROWS, Service, api_key_accepted, open_service
+from xplain.server.deps import SYNC_ROWS, Service, open_service
+from xplain.server.guards import ApiKeyGuard, BodySizeLimit
 from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, ModelInfo
 from xplain.settings import Settings
 from xplain.tools.catalog_tools import brief
 from xplain.tools.context import ProbeContext, demo_context
 from xplain.tools.registry import build_tools
 from xplain.tools.registry import to_json as compact
-from xplain.validation import SLUG_PATTERN
+from xplain.validation import SLUG
 
 INSTRUCTIONS = (
     "xplain explains black-box models and checks its explanations against them. Call list_models for the models "
@@ -51,7 +50,7 @@ class Strict(BaseModel):
 
 class ProbeRequest(Strict):
     model: str = Field(
-        pattern=SLUG_PATTERN, description="The model to question; list_models names them and their kind."
+        pattern=SLUG, description="The model to question; list_models names them and their kind."
     )
     arguments: dict[str, Any] = Field(default_factory=dict)
 
@@ -91,7 +90,7 @@ def method_arguments(method: Method) -> type[BaseModel]:
     """`MethodRequest` as this method sees it: `model` required where the method works on one, `rows` described
     by the method's input kinds, `options` typed by its options model so that the schema lists every option."""
     model = (
-        (str, Field(pattern=SLUG_PATTERN, description="The model to work on; list_models names them."))
+        (str, Field(pattern=SLUG, description="The model to work on; list_models names them."))
         if method.needs_model
         else (str | None, Field(None, description="Not used by this method."))
     )
@@ -264,18 +263,6 @@ async def serve_stdio(server: Server[Service]) -> None:
 
 
 def http_app(server: Server[Service], settings: Settings, *, host: str) -> ASGIApp:
-    """The streamable-HTTP app at `/mcp`, behind the REST API's key check and body-size limit."""
-    return require_api_key(
-        server.streamable_http_app(host=host, max_request_body_size=settings.max_body_bytes), settings.api_keys
-    )
-
-
-def require_api_key(app: ASGIApp, keys: list[str]) -> ASGIApp:
-    async def gate(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not api_key_accepted(Headers(scope=scope), keys):
-            refusal = JSONResponse({"error": MISSING_KEY, "detail": None}, 401, {"WWW-Authenticate": "Bearer"})
-            await refusal(scope, receive, send)
-            return
-        await app(scope, receive, send)
-
-    return gate
+    """The streamable-HTTP app at `/mcp`, behind the REST API's own key check and body-size limit."""
+    app = server.streamable_http_app(host=host, max_request_body_size=settings.max_body_bytes)
+    return ApiKeyGuard(BodySizeLimit(app, max_bytes=settings.max_body_bytes), keys=settings.api_keys)

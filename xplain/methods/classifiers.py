@@ -15,13 +15,13 @@ from xplain.methods.catalog import Method, MethodContext, register
 from xplain.methods.lml_dap import LMLDAPClassifier, RowPrediction
 from xplain.methods.persistence import load_classifier, save_classifier
 from xplain.methods.tbm import ConceptContribution, TextBottleneckClassifier, TextExplanation
-from xplain.validation import SLUG_PATTERN, check_labelled, check_name, resolve_under, to_text
+from xplain.validation import SLUG, check_labelled, check_slug, resolve_under, to_text
 
 
 class FitOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=SLUG_PATTERN, description="Saved under this name in the classifier directory.")
+    name: str = Field(pattern=SLUG, description="Saved under this name in the classifier directory.")
     kind: Literal["lml", "tbm"] = Field(description="lml: LML-DAP on a numeric table; tbm: concepts over texts.")
     feature_names: list[str] | None = Field(None, max_length=1000, description="lml: column names.")
     replace: bool = Field(False, description="Overwrite a saved classifier of the same name.")
@@ -37,17 +37,15 @@ class FitResult(MethodResult):
     concepts: list[ConceptContribution] | None = Field(None, description="tbm: each concept's weight.")
 
 
-def _directory(ctx: MethodContext, name: str, *, must_exist: bool):
+def _directory(ctx: MethodContext, name: str):
     if ctx.classifier_dir is None:
         raise Unavailable("saving classifiers is off: no classifier directory (XPLAIN_CLASSIFIER_DIR)")
-    check_name(name, "classifier name")
-    return resolve_under(
-        ctx.classifier_dir, name, what="classifier", setting="XPLAIN_CLASSIFIER_DIR", must_exist=must_exist
-    )
+    check_slug(name, "classifier name")
+    return resolve_under(ctx.classifier_dir, name, "the classifier directory (XPLAIN_CLASSIFIER_DIR)")
 
 
 async def _fit(ctx: MethodContext, items: list, options: FitOptions) -> FitResult:
-    directory = _directory(ctx, options.name, must_exist=False)
+    directory = _directory(ctx, options.name)
     if directory.exists() and not options.replace:
         raise Conflict(f"a classifier named {options.name!r} exists; pass replace: true to overwrite it")
     examples = [check_labelled(item) for item in items]
@@ -99,7 +97,7 @@ register(
 class PredictWithOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    classifier: str = Field(pattern=SLUG_PATTERN, description="A classifier saved by classifier_fit.")
+    classifier: str = Field(pattern=SLUG, description="A classifier saved by classifier_fit.")
 
 
 class ClassifierPrediction(MethodResult):
@@ -123,7 +121,7 @@ def _parse(classifier: Any, row: Any) -> Any:
 
 
 async def _predict_with(ctx: MethodContext, rows: list, options: PredictWithOptions) -> list[Any]:
-    directory = _directory(ctx, options.classifier, must_exist=False)
+    directory = _directory(ctx, options.classifier)
     if not directory.is_dir():
         raise NotFound(f"no classifier named {options.classifier!r}; the classifier_fit method fits one")
     classifier = await asyncio.to_thread(load_classifier, directory, ctx.llm)

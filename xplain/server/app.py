@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
+from fastapi_offline import FastAPIOffline
 
 from xplain import __version__
 from xplain.llm import LLM
 from xplain.agent.store import ConversationStore, sqlite_path
 from xplain.server.chat import make_chat_router
 from xplain.server.chat_agents import RegistryAgents
-from xplain.server.deps import open_service, require_api_key
+from xplain.server.deps import open_service
 from xplain.server.errors import install_error_handlers
+from xplain.server.guards import ApiKeyGuard, BodySizeLimit, RequestGuard, is_public
 from xplain.server.routes import classifiers, health, jobs, methods, models
 from xplain.settings import Settings, get_settings
 
@@ -45,33 +48,47 @@ def create_app(
                 if conversations is not None:
                     conversations.close()
 
-    app = FastAPI(
+    # The docs pages load Swagger UI / ReDoc from the installed fastapi-offline package, never from a CDN.
+    app = FastAPIOffline(
         title="xplain",
         version=__version__,
         description="LLMs that explain black-box models, and check their explanations against the model.",
         lifespan=lifespan,
     )
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def limit_body_size(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return JSONResponse(
-                {"error": f"request body over {settings.max_body_bytes} bytes (XPLAIN_MAX_BODY_BYTES)", "detail": None},
-                status_code=413,
-            )
-        return await call_next(request)
+    app.add_middleware(RequestGuard, budget_s=settings.sync_timeout_s)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeyGuard, keys=settings.api_keys)  # added last: runs first, before any body is read
 
     agents = RegistryAgents()
     app.include_router(make_chat_router(agents))
-    app.include_router(health.router)
-    protected = [Depends(require_api_key)]
-    for router in (models.router, methods.router, jobs.router, classifiers.router):
-        app.include_router(router, dependencies=protected)
+    for router in (health.router, models.router, methods.router, jobs.router, classifiers.router):
+        app.include_router(router)
+    _document_api_keys(app)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse("/docs")
 
     return app
+
+
+def _document_api_keys(app: FastAPI) -> None:
+    """Declare the API-key schemes in the OpenAPI schema (the docs page's Authorize button uses them) and mark
+    every operation but the public ones as needing one."""
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if not is_public(path):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -18,12 +18,13 @@ from xplain.agent import ExplainerAgent
 from xplain.agent.loop import MAX_QUESTION_CHARS
 from xplain.blackbox import BlackBoxError
 from xplain.llm import LLMError
+from xplain.validation import SLUG
 
 STATIC_FILES = {"chat.js": "text/javascript", "chat.css": "text/css"}
 
 
 class ChatRequest(BaseModel):
-    model: str = Field(min_length=1, max_length=200, description="Name of the model to question (GET /chat/models).")
+    model: str = Field(pattern=SLUG, description="Name of the model to question (GET /chat/models).")
     session_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Conversation id; the page makes one.")
     message: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
 

@@ -7,9 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from xplain.errors import XplainError
+from xplain.errors import XplainError, describe_validation_error
 
 log = logging.getLogger("xplain.server")
 
@@ -28,11 +29,14 @@ def _body(message: str, detail=None, status: int = 400, headers=None) -> JSONRes
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        detail = [
-            {"where": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in error.errors()[:20]
-        ]
-        return _body("the request does not match the schema", detail, 422)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = describe_validation_error(error, _body_model(request))
+        return _body("the request does not match the schema", problems[:20], 422)
+
+    @app.exception_handler(ValidationError)
+    async def invalid_value(_: Request, error: ValidationError) -> JSONResponse:
+        """Options and other data validated inside a route (e.g. a method's options model)."""
+        return _body(f"invalid {error.title}", describe_validation_error(error)[:20], 422)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
@@ -50,3 +54,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected_error(_: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return _body("internal error; the server log has the details", type(error).__name__, 500)
+
+
+def _body_model(request: Request) -> type[BaseModel] | None:
+    """The pydantic model of the route's JSON body, to name the keys it allows."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(field, "field_info", None), "annotation", None)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+

@@ -6,10 +6,12 @@ import asyncio
 
 from xplain.errors import NotFound
 from xplain.blackbox import BlackBox, from_http, from_import_path, from_pickle, from_skops
-from xplain.data.demo import demo_blackbox, demo_reference
+from xplain.data.demo import DEMO_MODELS, demo_blackbox, demo_reference
+from xplain.errors import Conflict, Forbidden, NotFound
 from xplain.server.schemas import ModelRegistration
 from xplain.server.store import Store
 from xplain.settings import Settings
+from xplain.validation import resolve_under
 
 
 class ModelNotFound(NotFound):
@@ -25,22 +27,22 @@ def load_registered(registration: ModelRegistration, settings: Settings) -> Blac
     if source.url is not None:
         if registration.kind is None:
             raise ValueError("an HTTP model needs `kind` (tabular, text or module)")
-        return from_http(source.url, classes=registration.classes, **common)
+        return from_http(
+            source.url, classes=registration.classes, allowed_hosts=settings.allowed_model_hosts, **common
+        )
     if source.import_path is not None:
         prefixes = settings.trusted_import_prefixes
         module = source.import_path.partition(":")[0]
         if not any(module == p or module.startswith(p + ".") for p in prefixes):
-            raise PermissionError(
+            raise Forbidden(
                 f"import path {source.import_path!r} is not under XPLAIN_TRUSTED_IMPORT_PREFIXES "
                 f"({', '.join(prefixes) or 'none set'})"
             )
         return from_import_path(source.import_path, classes=registration.classes, **common)
     if settings.trusted_model_dir is None:
-        raise PermissionError("loading model files is off: the operator has not set XPLAIN_TRUSTED_MODEL_DIR")
+        raise Forbidden("loading model files is off: the operator has not set XPLAIN_TRUSTED_MODEL_DIR")
     root = settings.trusted_model_dir.resolve()
-    path = (root / source.file).resolve()
-    if not path.is_relative_to(root):
-        raise PermissionError(f"{source.file} is outside the trusted model directory (XPLAIN_TRUSTED_MODEL_DIR)")
+    path = resolve_under(root, source.file, "the trusted model directory (XPLAIN_TRUSTED_MODEL_DIR)")
     if path.suffix == ".skops":
         return from_skops(path, trusted=registration.trusted_types or None, **common)
     return from_pickle(path, trusted_dir=root, **common)
@@ -53,10 +55,21 @@ class ModelRegistry:
         self.models: dict[str, tuple[ModelRegistration, BlackBox]] = {}
 
     async def register(self, registration: ModelRegistration) -> BlackBox:
-        """Load first, store after: a registration that fails to load leaves nothing behind."""
+        """Load first, store after: a registration that fails to load leaves nothing behind. A taken name is a
+        Conflict unless the registration says `replace`; a demo's name is never given to another model."""
+        name = registration.name
+        if name in DEMO_MODELS and registration.source.demo != name:
+            raise Forbidden(f"{name!r} is the name of a demo model; choose another name")
+        if name in self.models and not registration.replace:
+            raise Conflict(f"a model named {name!r} is already registered; send \"replace\": true to replace it")
+        if name in DEMO_MODELS and name in self.models:
+            raise Forbidden(f"{name!r} is a demo model and cannot be replaced")
         blackbox = await asyncio.to_thread(load_registered, registration, self.settings)
-        await self.store.save_model(registration.name, registration.model_dump(mode="json"))
-        self.models[registration.name] = (registration, blackbox)
+        await self.store.save_model(name, registration.model_dump(mode="json", exclude={"replace"}))
+        previous = self.models.get(name)
+        self.models[name] = (registration, blackbox)
+        if previous is not None:
+            previous[1].close()
         return blackbox
 
     async def restore(self) -> list[str]:
@@ -84,6 +97,9 @@ class ModelRegistry:
             raise ModelNotFound(f"no model named {name!r}; POST /models registers one") from None
 
     async def remove(self, name: str) -> None:
-        self.get(name)
+        _, blackbox = self.get(name)
+        if name in DEMO_MODELS:
+            raise Forbidden(f"{name!r} is a demo model and cannot be removed")
+        blackbox.close()
         del self.models[name]
         await self.store.delete_model(name)

@@ -8,11 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from xplain.batch.runner import Progress, RowOutcome
 from xplain.data.demo import DEMO_MODELS
-from xplain.validation import SLUG_PATTERN
+from xplain.validation import SLUG
 
 DemoName = Literal[tuple(DEMO_MODELS)]  # type: ignore[valid-type]
 
-ModelName = Field(pattern=SLUG_PATTERN, description="Letters, digits, _ . - (at most 100), not starting with a dot.")
+ModelName = Field(pattern=SLUG, description="Letters, digits, _ . - (at most 100), not starting with a dot.")
 
 
 class Strict(BaseModel):
@@ -24,7 +24,12 @@ class ModelSource(Strict):
 
     file: str | None = Field(None, description="A .skops or .joblib/.pkl file inside XPLAIN_TRUSTED_MODEL_DIR.")
     import_path: str | None = Field(None, description="`package.module:object`, under XPLAIN_TRUSTED_IMPORT_PREFIXES.")
-    url: str | None = Field(None, pattern=r"^https?://", description="An HTTP endpoint taking {'inputs': [...]}.")
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        max_length=2000,
+        description="An HTTP endpoint taking {'inputs': [...]}, on a host in XPLAIN_ALLOWED_MODEL_HOSTS.",
+    )
     demo: DemoName | None = Field(None, description="A built-in demo model.")
 
     @model_validator(mode="after")
@@ -42,6 +47,7 @@ class ModelRegistration(Strict):
     classes: list[str | int] | None = None
     feature_names: list[str] | None = Field(None, max_length=10_000)
     trusted_types: list[str] = Field(default_factory=list, description="skops types to trust beyond the defaults.")
+    replace: bool = Field(False, description="Replace a registered model of this name (demos cannot be replaced).")
 
 
 class ModelInfo(BaseModel):
@@ -65,7 +71,7 @@ class PredictResponse(BaseModel):
 
 class JobRequest(Strict):
     model: str | None = Field(
-        None, pattern=SLUG_PATTERN, description="The registered model (not needed by iprompt and the classifier methods)."
+        None, pattern=SLUG, description="The registered model (not needed by iprompt and the classifier methods)."
     )
     method: str = Field(description="A method of the catalog; GET /methods lists them.")
     options: dict[str, Any] = Field(default_factory=dict)
@@ -114,7 +120,7 @@ class MethodInfo(BaseModel):
 
 
 class MethodRequest(Strict):
-    model: str | None = Field(None, pattern=SLUG_PATTERN, description="The registered model (not needed by every method).")
+    model: str | None = Field(None, pattern=SLUG, description="The registered model (not needed by every method).")
     rows: list[Any] = Field(
         default_factory=list,
         max_length=5000,

@@ -36,6 +36,8 @@ class Backend(ABC):
     constrains_json: bool = True
     #: True when the backend takes `tools` natively; otherwise the client picks tools through constrained JSON.
     native_tools: bool = False
+    #: Tokens the model attends to, prompt and reply together; None while unknown (requests then go unchecked).
+    context_size: int | None = None
 
     @property
     @abstractmethod
@@ -48,9 +50,18 @@ class Backend(ABC):
     @abstractmethod
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]: ...
 
+    async def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens in each text. This default has no tokenizer and estimates a token per 3 bytes, which errs high
+        for most text; backends with a tokenizer count exactly."""
+        return [estimate_tokens(text) for text in texts]
+
     async def check(self) -> str:
         """Raise `LLMUnavailableError` unless the backend can answer; return a one-line description."""
         return f"{self.name}:{self.model}"
 
     async def aclose(self) -> None:
         """Release connections, engines or model memory."""
+
+
+def estimate_tokens(text: str) -> int:
+    return -(-len(text.encode("utf-8")) // 3)

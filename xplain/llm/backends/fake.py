@@ -47,6 +47,7 @@ class FakeBackend(Backend):
     delay_s: float = 0.0
     native_tools: bool = True
     name: str = "fake"
+    context_size: int | None = None
 
     def __post_init__(self) -> None:
         self._queue = deque(self.queue)
@@ -64,8 +65,7 @@ class FakeBackend(Backend):
 
     async def generate(self, requests: list[GenerationRequest]) -> list[RawCompletion]:
         self.batches.append(list(requests))
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+        await asyncio.sleep(self.delay_s)  # even 0 yields to the event loop, as every real backend's I/O does
         return [self._reply(r) for r in requests]
 
     def _reply(self, request: GenerationRequest) -> RawCompletion:
@@ -85,10 +85,13 @@ class FakeBackend(Backend):
         reply.completion_tokens = reply.completion_tokens or len(reply.text.split())
         return reply
 
+    async def count_tokens(self, texts: list[str]) -> list[int]:
+        """Whitespace words: the same tokens the fake's usage counts and its scores use."""
+        return [len(text.split()) for text in texts]
+
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
         self.score_batches.append(list(requests))
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+        await asyncio.sleep(self.delay_s)  # even 0 yields to the event loop, as every real backend's I/O does
         results = []
         for request in requests:
             prompt_tokens = request.prompt.split()

@@ -37,6 +37,7 @@ from xplain.llm.types import (
     NativeToolsUnavailableError,
     ScoreRequest,
     ToolCall,
+    ContextOverflow,
 )
 from xplain.prompts import load_prompt
 
@@ -54,6 +55,7 @@ class ServerInfo:
     model: str
     flavor: Literal["vllm", "openai"]
     version: str | None = None  # vLLM's release, from GET /version
+    context_size: int | None = None  # vLLM's /v1/models says `max_model_len`
 
     @property
     def structured_outputs(self) -> bool:
@@ -74,6 +76,10 @@ class ServerInfo:
         return f"{why}; JSON is asked for with response_format and validated, not constrained (use vllm>=0.11)"
 
 
+#: Words in a server's refusal that mean the prompt and reply do not fit the model's context.
+CONTEXT_REFUSALS = ("context length", "context window", "maximum context", "exceed_context_size")
+
+
 class OpenAIBackend(Backend):
     name = "openai"
 
@@ -87,8 +93,11 @@ class OpenAIBackend(Backend):
         timeout_s: float = 120.0,
         max_retries: int = 4,
         retry_base_delay_s: float = 0.5,
+        context_size: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._configured_context = context_size
+        self._tokenize_missing = False
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.retry_base_delay_s = retry_base_delay_s
@@ -110,6 +119,11 @@ class OpenAIBackend(Backend):
     @property
     def model(self) -> str:
         return self._info.model if self._info else (self._requested_model or "(unresolved)")
+
+    @property
+    def context_size(self) -> int | None:  # type: ignore[override]
+        """The configured size, else what the server reported (known after the first request)."""
+        return self._configured_context or (self._info.context_size if self._info else None)
 
     @property
     def constrains_json(self) -> bool:  # type: ignore[override]
@@ -161,6 +175,8 @@ class OpenAIBackend(Backend):
         message = _describe(error)
         if error.status_code == 404 and "model" in message.lower():
             return LLMModelNotFoundError(f"{what}: the server at {self.base_url} says: {message}")
+        if any(words in message.lower() for words in CONTEXT_REFUSALS):
+            return ContextOverflow(f"{what}: the input does not fit the model's context; the server says: {message}")
         return LLMRequestError(f"{what} refused by {self.base_url} (HTTP {error.status_code}): {message}")
 
     async def _server(self) -> ServerInfo:
@@ -177,7 +193,7 @@ class OpenAIBackend(Backend):
     async def _resolve(self) -> ServerInfo:
         try:
             page = await self._with_retries(self._client.models.list, "listing models")
-            models = {m.id: (getattr(m, "owned_by", "") or "") for m in page.data}
+            models = {m.id: m for m in page.data}
         except LLMRequestError:
             models = {}  # a server without /models: trust the configured name
         if self._requested_model is None:
@@ -193,9 +209,12 @@ class OpenAIBackend(Backend):
                     f"the server at {self.base_url} does not serve model {model!r}; it serves: "
                     f"{', '.join(sorted(models))} (set XPLAIN_LLM_MODEL)"
                 )
-        if models.get(model) != "vllm":
-            return ServerInfo(model=model, flavor="openai")
-        info = ServerInfo(model=model, flavor="vllm", version=await self._vllm_version())
+        entry = models.get(model)
+        context = getattr(entry, "max_model_len", None)
+        context = context if isinstance(context, int) else None
+        if getattr(entry, "owned_by", None) != "vllm":
+            return ServerInfo(model=model, flavor="openai", context_size=context)
+        info = ServerInfo(model=model, flavor="vllm", version=await self._vllm_version(), context_size=context)
         if not info.structured_outputs:
             logger.warning("the server at %s is %s", self.base_url, info.describe())
         return info
@@ -423,6 +442,35 @@ class OpenAIBackend(Backend):
         texts = await asyncio.gather(*(self._detokenize(info, ids) for ids in prefixes))
         lengths = {tuple(ids): len(text) for ids, text in zip(prefixes, texts)}
         return continuation_start(prompt_ids, joint_ids, lambda ids: lengths[tuple(ids)])
+
+    async def count_tokens(self, texts: list[str]) -> list[int]:
+        """Exact counts from the server's /tokenize (vLLM and llama.cpp's server have one), else the estimate."""
+        info = await self._server()
+        if self._tokenize_missing:
+            return await super().count_tokens(texts)
+        try:
+            if info.flavor == "vllm":
+                found = await asyncio.gather(*(self._tokenize(info, t) for t in texts))
+                return [len(tokens["tokens"]) for tokens in found]
+            return list(await asyncio.gather(*(self._tokenize_llamacpp(t) for t in texts)))
+        except LLMRequestError:
+            self._tokenize_missing = True  # the server has no /tokenize: estimate from now on
+            return await super().count_tokens(texts)
+
+    async def _tokenize_llamacpp(self, text: str) -> int:
+        root = self._root
+
+        async def call():
+            response = await self._http.post(f"{root}/tokenize", json={"content": text})
+            response.raise_for_status()
+            return len(response.json()["tokens"])
+
+        try:
+            return await self._with_retries(call, "tokenizing")
+        except (httpx.HTTPStatusError, KeyError, TypeError, ValueError) as error:
+            raise LLMRequestError(f"the server at {root} has no usable /tokenize: {type(error).__name__}") from error
+        except httpx.HTTPError as error:
+            raise LLMUnavailableError(f"tokenizing at {root} failed: {type(error).__name__}") from error
 
     async def _vllm_call(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
         """POST to one of vLLM's own routes at the server root (/tokenize, /detokenize)."""

@@ -21,8 +21,26 @@ function element(tag, className, text) {
   return node;
 }
 
+// When the server asks for an API key (401), ask the person once and keep it for this tab only.
+async function apiFetch(url, options = {}) {
+  const withKey = () => {
+    const key = sessionStorage.getItem("xplain-api-key");
+    const headers = { ...(options.headers || {}), ...(key ? { "X-API-Key": key } : {}) };
+    return fetch(url, { ...options, headers });
+  };
+  let response = await withKey();
+  if (response.status === 401) {
+    const key = window.prompt("This server needs an API key:");
+    if (key) {
+      sessionStorage.setItem("xplain-api-key", key);
+      response = await withKey();
+    }
+  }
+  return response;
+}
+
 async function loadModels() {
-  const reply = await fetch("/chat/models");
+  const reply = await apiFetch("/chat/models");
   const { models } = await reply.json();
   for (const name of models) modelSelect.append(new Option(name, name));
 }
@@ -179,7 +197,7 @@ async function* serverSentEvents(response) {
 
 async function ask(question) {
   const view = startTurn(question);
-  const response = await fetch("/chat/stream", {
+  const response = await apiFetch("/chat/stream", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ model: modelSelect.value, session_id: sessionId, message: question }),
