@@ -11,6 +11,7 @@ import numpy as np
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, model_validator
 
+from xplain.methods.checks import prediction_gaps, text_prediction_gaps
 from xplain.tools.context import ProbeContext
 from xplain.tools.registry import make_tool, register_tool, rounded
 
@@ -77,6 +78,23 @@ class TabularEffectArgs(RowArgs):
 
 class TextEffectArgs(TextOrRowArgs):
     top: int = Field(8, ge=1, le=20, description="How many words to report, largest effect first.")
+
+
+class GlobalEffectArgs(BaseModel):
+    feature: str | None = Field(None, max_length=80, description="One feature (or word) to trace; default: all.")
+    top: int = Field(8, ge=1, le=20, description="How many features (or words) to report, largest effect first.")
+
+
+class SurrogateArgs(BaseModel):
+    depth: int = Field(3, ge=1, le=4, description="Depth of the rule tree (more = more detail, harder to read).")
+
+
+class CompareArgs(TextOrRowArgs):
+    k: int = Field(4, ge=1, le=8, description="How many top features (or words) each explainer names.")
+
+
+class TabularCompareArgs(RowArgs):
+    k: int = Field(4, ge=1, le=8, description="How many top features each explainer names.")
 
 
 # -- shared helpers -------------------------------------------------------------------------------------------
@@ -324,34 +342,64 @@ def model_score_tool(context: ProbeContext) -> BaseTool | None:
 # -- feature effect -------------------------------------------------------------------------------------------
 
 
+async def _tabular_effects(context: ProbeContext, row: int, top: int) -> dict[str, Any]:
+    original = np.asarray(context.row(row), dtype=np.float64)
+    medians = np.median(np.asarray(context.rows), axis=0)
+    variants = np.repeat(original[None, :], len(original), axis=0)
+    variants[np.arange(len(original)), np.arange(len(original))] = medians
+    probabilities = await context.blackbox.apredict_proba(np.vstack([original, variants]))
+    names = context.feature_names
+    result = _effects(context, {"row": row}, probabilities, names, "feature set to the data median", top)
+    checked = [names.index(name) for name in list(result["effects"])[:CHECKED]]
+    scale = np.asarray(context.rows).std(axis=0)
+    scale[scale == 0] = 1.0
+    pgi, pgu = await prediction_gaps(context.blackbox, original, [checked], scale=scale, sigma=0.3, n_samples=16)
+    return {**result, "check": _check(pgi[0], pgu[0], len(checked))}
+
+
+async def _text_effects(context: ProbeContext, args: TextOrRowArgs, top: int) -> dict[str, Any]:
+    original, source = _input_of(context, args)
+    words = list(dict.fromkeys(_words(original)))[:60]
+    if not words:
+        raise ValueError("the text has no words to remove")
+    variants = [_remove_word(original, w) for w in words]
+    probabilities = await context.blackbox.apredict_proba([original, *variants])
+    result = _effects(context, source, probabilities, words, "word removed", top)
+    checked = [w.lower() for w in list(result["effects"])[:CHECKED]]
+    pgi, pgu = await text_prediction_gaps(context.blackbox, [original], [checked], n_samples=16)
+    return {**result, "check": _check(pgi[0], pgu[0], len(checked))}
+
+
 @register_tool("feature_effect")
 def feature_effect_tool(context: ProbeContext) -> BaseTool:
     async def run_tabular(args: TabularEffectArgs) -> dict[str, Any]:
-        original = np.asarray(context.row(args.row), dtype=np.float64)
-        medians = np.median(np.asarray(context.rows), axis=0)
-        variants = np.repeat(original[None, :], len(original), axis=0)
-        variants[np.arange(len(original)), np.arange(len(original))] = medians
-        probabilities = await context.blackbox.apredict_proba(np.vstack([original, variants]))
-        names = context.feature_names
-        return _effects(context, {"row": args.row}, probabilities, names, "feature set to the data median", args.top)
+        return await _tabular_effects(context, args.row, args.top)
 
     async def run_text(args: TextEffectArgs) -> dict[str, Any]:
-        original, source = _input_of(context, args)
-        words = list(dict.fromkeys(_words(original)))[:60]
-        if not words:
-            raise ValueError("the text has no words to remove")
-        variants = [_remove_word(original, w) for w in words]
-        probabilities = await context.blackbox.apredict_proba([original, *variants])
-        return _effects(context, source, probabilities, words, "word removed", args.top)
+        return await _text_effects(context, args, args.top)
 
     description = (
         "Which inputs drive one prediction: {what} one at a time, re-queries the model, and reports how much the "
-        "probability of the predicted class drops (positive = the input supports the prediction). Returns a bar chart."
+        "probability of the predicted class drops (positive = the input supports the prediction), with a PGI / PGU "
+        "check of the top inputs. Returns a bar chart."
     )
     if context.kind == "tabular":
         what = "sets each feature to its data-set median"
         return make_tool("feature_effect", description.format(what=what), TabularEffectArgs, run_tabular)
     return make_tool("feature_effect", description.format(what="removes each word"), TextEffectArgs, run_text)
+
+
+CHECKED = 3  # the top effects whose faithfulness PGI / PGU checks
+
+
+def _check(pgi: float | None, pgu: float | None, k: int) -> dict[str, Any]:
+    """PGI / PGU of the top-k inputs: perturbing them should move the prediction more than perturbing the rest."""
+    return {
+        "top_k": k,
+        "pgi": None if pgi is None else rounded(pgi),
+        "pgu": None if pgu is None else rounded(pgu),
+        "faithful": None if pgi is None or pgu is None else bool(pgi > pgu),
+    }
 
 
 def _effects(
@@ -381,3 +429,217 @@ def _effects(
             "values": [value for _, value in ranked],
         },
     }
+
+
+# -- global effects -------------------------------------------------------------------------------------------
+
+QUANTILES = (5, 25, 50, 75, 95)
+MAX_WORD_ROWS = 80
+MAX_WORDS = 40
+
+
+def _target_class(context: ProbeContext) -> int:
+    """The class whose probability global effects report: the second of two (the 'positive' one), else the first."""
+    return 1 if len(context.class_names) == 2 else 0
+
+
+@register_tool("global_effects")
+def global_effects_tool(context: ProbeContext) -> BaseTool:
+    target = _target_class(context)
+
+    async def run_tabular(args: GlobalEffectArgs) -> dict[str, Any]:
+        rows = np.asarray(context.rows)
+        names = context.feature_names
+        if args.feature is not None:
+            column = context.feature_index(args.feature)
+            values = np.percentile(rows[:, column], QUANTILES)
+            variants = np.repeat(rows[None, :, :], len(values), axis=0)
+            variants[:, :, column] = values[:, None]
+            probabilities = await context.blackbox.apredict_proba(variants.reshape(-1, rows.shape[1]))
+            means = probabilities[:, target].reshape(len(values), len(rows)).mean(axis=1)
+            return {
+                "feature": names[column],
+                "class": context.class_names[target],
+                "curve": [{"value": rounded(v), "mean_probability": rounded(m)} for v, m in zip(values, means)],
+                "effect": rounded(means[-1] - means[0]),
+                "reading": f"mean P({context.class_names[target]}) over all rows with the feature set to each value",
+            }
+        low, high = np.percentile(rows, 25, axis=0), np.percentile(rows, 75, axis=0)
+        n, width = rows.shape
+        variants = np.repeat(rows[None, :, :], 2 * width, axis=0)
+        for column in range(width):
+            variants[2 * column, :, column] = low[column]
+            variants[2 * column + 1, :, column] = high[column]
+        probabilities = await context.blackbox.apredict_proba(variants.reshape(-1, width))
+        means = probabilities[:, target].reshape(2 * width, n).mean(axis=1)
+        effects = means[1::2] - means[0::2]
+        return _global_summary(context, target, names, effects, "feature moved from its 25th to its 75th percentile", args.top)
+
+    async def run_text(args: GlobalEffectArgs) -> dict[str, Any]:
+        texts = [str(t) for t in list(context.rows)[:MAX_WORD_ROWS]]
+        word_sets = [set(w.lower() for w in _words(t)) for t in texts]
+        if args.feature is not None:
+            words = [args.feature.strip().lower()]
+        else:
+            counts: dict[str, int] = {}
+            for found in word_sets:
+                for word in found:
+                    counts[word] = counts.get(word, 0) + 1
+            frequent = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= 3 and len(w) > 2]
+            words = frequent[:MAX_WORDS]
+        pairs = [(word, i) for word in words for i, found in enumerate(word_sets) if word in found]
+        if not pairs:
+            raise ValueError(f"no text among the first {len(texts)} rows contains {words[0] if words else 'a repeated word'!r}")
+        edited = [_remove_word_any_case(texts[i], word) for word, i in pairs]
+        originals = sorted({i for _, i in pairs})
+        probabilities = await context.blackbox.apredict_proba([texts[i] for i in originals] + edited)
+        base = dict(zip(originals, probabilities[: len(originals), target]))
+        drops: dict[str, list[float]] = {}
+        for (word, i), p in zip(pairs, probabilities[len(originals) :, target]):
+            drops.setdefault(word, []).append(base[i] - p)
+        effects = np.array([np.mean(drops[w]) for w in words if w in drops])
+        present = [w for w in words if w in drops]
+        result = _global_summary(context, target, present, effects, "word removed from the texts that contain it", args.top)
+        result["texts_with_word"] = {w: len(drops[w]) for w in result["effects"]}
+        return result
+
+    description = (
+        "How inputs drive the model across the whole data set (not one row): the signed change in the mean "
+        "probability of a class when each feature moves from low to high (or a word is removed); with `feature`, "
+        "that one feature's curve."
+    )
+    if context.kind == "tabular":
+        return make_tool("global_effects", description, GlobalEffectArgs, run_tabular)
+    return make_tool("global_effects", description, GlobalEffectArgs, run_text)
+
+
+def _remove_word_any_case(text: str, word: str) -> str:
+    return " ".join(re.sub(rf"(?i)\b{re.escape(word)}\b", "", text).split())
+
+
+def _global_summary(
+    context: ProbeContext, target: int, names: list[str], effects: np.ndarray, perturbation: str, top: int
+) -> dict[str, Any]:
+    order = np.argsort(-np.abs(effects), kind="stable")[:top]
+    ranked = [(names[i], rounded(effects[i])) for i in order]
+    class_name = context.class_names[target]
+    return {
+        "class": class_name,
+        "perturbation": perturbation,
+        "effects": dict(ranked),
+        "plot": {
+            "kind": "bar",
+            "title": f"Change in mean P({class_name}) across the data",
+            "labels": [name for name, _ in ranked],
+            "values": [value for _, value in ranked],
+        },
+    }
+
+
+# -- surrogate rule -------------------------------------------------------------------------------------------
+
+
+@register_tool("surrogate_rule")
+def surrogate_rule_tool(context: ProbeContext) -> BaseTool:
+    async def run(args: SurrogateArgs) -> dict[str, Any]:
+        from sklearn.tree import DecisionTreeClassifier
+
+        labels = np.asarray(await context.blackbox.apredict(context.rows)).astype(str)
+        if context.kind == "tabular":
+            features, names = np.asarray(context.rows), context.feature_names
+        else:
+            from sklearn.feature_extraction.text import CountVectorizer
+
+            vectorizer = CountVectorizer(binary=True, min_df=2, max_features=500)
+            features = vectorizer.fit_transform([str(t) for t in context.rows]).toarray()
+            names = list(vectorizer.get_feature_names_out())
+        half = len(labels) // 2 if len(labels) >= 20 else len(labels)
+        tree = DecisionTreeClassifier(max_depth=args.depth, random_state=0).fit(features[:half], labels[:half])
+        held_out = features[half:] if half < len(labels) else features
+        truth = labels[half:] if half < len(labels) else labels
+        fidelity = float(np.mean(tree.predict(held_out) == truth))
+        return {
+            "rules": _tree_rules(tree, names, context.kind)[:8],
+            "fidelity": rounded(fidelity),
+            "checked_on": f"{len(truth)} {'held-out ' if half < len(labels) else ''}rows",
+            "reading": "fidelity = share of rows where the rule gives the model's own label",
+        }
+
+    return make_tool(
+        "surrogate_rule",
+        "A readable rule for how the model decides: a small decision tree fitted to the model's own labels on the "
+        "data, with its fidelity (how often it agrees with the model) on rows it was not fitted on.",
+        SurrogateArgs,
+        run,
+    )
+
+
+def _tree_rules(tree: Any, names: list[str], kind: str) -> list[dict[str, Any]]:
+    """Each leaf of a fitted tree as `if <conditions> then <label>`, largest leaves first."""
+    inner = tree.tree_
+    rules = []
+
+    def walk(node: int, conditions: list[str]) -> None:
+        if inner.children_left[node] == -1:
+            label = str(tree.classes_[int(np.argmax(inner.value[node][0]))])
+            rules.append({"if": " and ".join(conditions) or "always", "then": label, "rows": int(inner.n_node_samples[node])})
+            return
+        name, threshold = names[inner.feature[node]], inner.threshold[node]
+        if kind == "tabular":
+            low, high = f"{name} <= {rounded(threshold, 3)}", f"{name} > {rounded(threshold, 3)}"
+        else:
+            low, high = f"the text lacks '{name}'", f"the text contains '{name}'"
+        walk(inner.children_left[node], [*conditions, low])
+        walk(inner.children_right[node], [*conditions, high])
+
+    walk(0, [])
+    return sorted(rules, key=lambda rule: -rule["rows"])
+
+
+# -- compare explainers ---------------------------------------------------------------------------------------
+
+
+@register_tool("compare_explainers")
+def compare_explainers_tool(context: ProbeContext) -> BaseTool:
+    from xplain.methods.baselines import explain_baseline, explain_text_baseline
+
+    async def run_tabular(args: TabularCompareArgs) -> dict[str, Any]:
+        occlusion = await _tabular_effects(context, args.row, args.k)
+        row = np.asarray(context.row(args.row), dtype=np.float64)[None, :]
+        background = np.asarray(context.rows)
+        others = [
+            (await explain_baseline(method, context.blackbox, row, background, n_samples=200, k=args.k))[0]
+            for method in ("lime", "kernelshap")
+        ]
+        return _comparison_of(context, {"row": args.row}, occlusion, others, args.k)
+
+    async def run_text(args: CompareArgs) -> dict[str, Any]:
+        occlusion = await _text_effects(context, args, args.k)
+        original, source = _input_of(context, args)
+        others = await explain_text_baseline(context.blackbox, [original], n_samples=200, k=args.k)
+        return _comparison_of(context, source, occlusion, others, args.k)
+
+    description = (
+        "Compare explainers on one row: occlusion (feature_effect), LIME and KernelSHAP (LIME only for text) each "
+        "name their top features, with each one's PGI / PGU check and how much they agree."
+    )
+    if context.kind == "tabular":
+        return make_tool("compare_explainers", description, TabularCompareArgs, run_tabular)
+    return make_tool("compare_explainers", description, CompareArgs, run_text)
+
+
+def _comparison_of(
+    context: ProbeContext, source: dict[str, Any], occlusion: dict[str, Any], others: list[Any], k: int
+) -> dict[str, Any]:
+    reference = [name.lower() for name in list(occlusion["effects"])[:k]]
+    explainers = [{"explainer": "occlusion", "top": list(occlusion["effects"])[:k], **_pg(occlusion["check"])}]
+    for other in others:
+        top = other.ranking[:k]
+        overlap = len({t.lower() for t in top} & set(reference)) / max(len(reference), 1)
+        explainers.append({"explainer": other.method, "top": top, **_pg(other.model_dump()), "agreement": rounded(overlap)})
+    return {**source, "predicted": occlusion["predicted"], "k": k, "explainers": explainers,
+            "reading": "agreement = share of occlusion's top features the explainer also names"}  # fmt: skip
+
+
+def _pg(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: None if values.get(key) is None else rounded(values[key]) for key in ("pgi", "pgu")}
