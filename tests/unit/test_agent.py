@@ -102,6 +102,8 @@ async def test_the_step_limit_stops_a_model_that_never_answers(context):
     assert answer.stopped == "step_limit" and answer.model_calls == 3
     assert [c.arguments["row"] for c in answer.tool_calls] == [0, 1, 2]
     assert all(c.output for c in answer.tool_calls)
+    # the floor: the last good result, in words from its template, never the raw JSON
+    assert answer.text.startswith("The model predicts") and "row 2" in answer.text and "{" not in answer.text
 
 
 async def test_a_repeated_tool_call_ends_the_turn_with_the_result_it_already_has(context, tmp_path):
@@ -110,7 +112,9 @@ async def test_a_repeated_tool_call_ends_the_turn_with_the_result_it_already_has
     answer = await ExplainerAgent(model, context, store=store, max_steps=5).ask("s1", "Row 1?")
 
     assert answer.stopped == "repeated_call" and len(model.seen) == 2
-    assert len(answer.tool_calls) == 1 and answer.tool_calls[0].output in answer.text
+    assert len(answer.tool_calls) == 1 and "{" not in answer.text
+    probability = json.loads(answer.tool_calls[0].output)["probabilities"][json.loads(answer.tool_calls[0].output)["predicted"]]
+    assert answer.text.startswith("The model predicts") and f"row 1 (probability {probability})" in answer.text
     assert answer.ungrounded_numbers == []
     stored = store.load("s1")  # no tool call is left without its result, so the next turn is valid
     assert [type(m).__name__ for m in stored] == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]

@@ -256,6 +256,7 @@ def _overview(context: ProbeContext) -> dict[str, Any]:
         overview["description"] = context.description
     if context.kind == "tabular":
         overview["features"] = context.feature_names
+        overview["n_features"] = len(context.feature_names)
     else:
         overview["mean_words_per_text"] = rounded(np.mean([len(_words(t)) for t in context.rows]), 1)
     if context.labels is not None:
@@ -476,7 +477,8 @@ def global_effects_tool(context: ProbeContext) -> BaseTool:
         return _global_summary(context, target, names, effects, "feature moved from its 25th to its 75th percentile", args.top)
 
     async def run_text(args: GlobalEffectArgs) -> dict[str, Any]:
-        texts = [str(t) for t in list(context.rows)[:MAX_WORD_ROWS]]
+        # one word: every row that has it; the top words: a sample, to bound the queries
+        texts = [str(t) for t in list(context.rows)[: None if args.feature else MAX_WORD_ROWS]]
         word_sets = [set(w.lower() for w in _words(t)) for t in texts]
         if args.feature is not None:
             words = [args.feature.strip().lower()]
