@@ -51,7 +51,8 @@ async def test_explain_prediction_tool_reports_the_llm_ranking_with_the_models_c
     tool = tool_named(build_tools(context), "explain_prediction")
     out = json.loads(await tool.ainvoke({"row": 0, "k": 2}))
     assert [f["feature"] for f in out["features"]] == ["x0", "x1"], "letters map back to feature names"
-    assert out["plot"]["values"] == [2, -1]
+    assert "plot" not in out, "ranks are no effect sizes: no chart of them"
+    assert [f["direction"] for f in out["features"]] == ["+", "-"]
     assert out["check"]["pgi"] is not None and out["check"]["pgu"] is not None
     text_context = demo_context("reviews")
     text_context.llm = LLM(FakeBackend())

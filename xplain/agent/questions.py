@@ -249,7 +249,7 @@ def _edit_after(after: str, before: str) -> dict[str, float] | None:
     if prefix:
         return {"scale": SCALE_WORDS[prefix.group(1)]}
     value = re.match(
-        rf"^\s*(?:(?:is|were|was|are|be|becomes?|became|equals?|changed to|set to|goes to|went to|of|at|to|=|:|"
+        rf"^\s*(?:(?:is|were|was|are|be|becomes?|became|equals?|changed to|set to|goes to|went to|of|at|to|in|for|on|=|:|"
         rf"was changed to|were set to|is set to|were increased to|were raised to|were lowered to|is increased to|"
         rf"were reduced to|increased to|raised to|lowered to|reduced to|dropped to|rose to)\s*)+(?P<n>{NUMBER})\b",
         after,

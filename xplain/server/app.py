@@ -42,7 +42,7 @@ def create_app(
         app.state.service = Service(settings=settings, store=store, llm=client, registry=registry, jobs=manager)
         sqlite = settings.database_url.startswith("sqlite:///")
         conversations = ConversationStore(sqlite_path(settings.database_url)) if sqlite else None
-        agents.attach(registry, client, conversations)
+        agents.attach(registry, client, conversations, mode=settings.chat_mode, rephrase=settings.chat_rephrase)
         broken = await registry.restore()
         if register_demo_models:
             for name in DEMO_MODELS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from xplain.blackbox import BlackBox, from_http, from_import_path, from_pickle, from_skops
-from xplain.data.demo import demo_blackbox, demo_reference
+from xplain.data.demo import DemoReference, demo_blackbox, demo_reference
 from xplain.server.schemas import ModelRegistration
 from xplain.server.store import Store
 from xplain.settings import Settings
@@ -45,18 +45,67 @@ def load_registered(registration: ModelRegistration, settings: Settings) -> Blac
     return from_pickle(path, trusted_dir=root, **common)
 
 
+def load_reference(registration: ModelRegistration, blackbox: BlackBox, settings: Settings) -> DemoReference | None:
+    """The registration's reference rows: the demo's held-out rows, or its CSV under XPLAIN_DATA_DIR (columns in the
+    model's feature order; the label column apart)."""
+    if registration.source.demo is not None:
+        return demo_reference(registration.source.demo)
+    spec = registration.reference
+    if spec is None:
+        return None
+    if settings.data_dir is None:
+        raise PermissionError("reading data files is off: the operator has not set XPLAIN_DATA_DIR")
+    root = settings.data_dir.resolve()
+    path = (root / spec.file).resolve()
+    if not path.is_relative_to(root):
+        raise PermissionError(f"{spec.file} is outside the data directory (XPLAIN_DATA_DIR)")
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        raise ValueError(f"reference file {spec.file!r} must be an existing .csv file in the data directory")
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    labels = None
+    for column in filter(None, (spec.label_column, spec.text_column)):
+        if column not in table.columns:
+            raise ValueError(f"{spec.file} has no column {column!r}; columns: {', '.join(map(str, table.columns))}")
+    if spec.label_column is not None:
+        labels = table.pop(spec.label_column).astype(str).to_numpy()
+    if len(table) == 0:
+        raise ValueError(f"{spec.file} has no rows")
+    if blackbox.kind == "text":
+        column = spec.text_column or ("text" if "text" in table.columns else None)
+        if column is None:
+            raise ValueError(f"a text model's reference file needs a text column: name it with `text_column`")
+        rows = table[column].astype(str).tolist()
+    else:
+        names = blackbox.feature_names or [str(c) for c in table.columns]
+        missing = [n for n in names if n not in table.columns]
+        if missing:
+            raise ValueError(f"{spec.file} lacks the model's feature column(s): {', '.join(missing[:10])}")
+        rows = table[names].to_numpy(dtype=float)
+    return DemoReference(rows, labels, f"reference rows from {spec.file}")
+
+
 class ModelRegistry:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
         self.models: dict[str, tuple[ModelRegistration, BlackBox]] = {}
+        self.references: dict[str, DemoReference] = {}
 
     async def register(self, registration: ModelRegistration) -> BlackBox:
         """Load first, store after: a registration that fails to load leaves nothing behind."""
         blackbox = await asyncio.to_thread(load_registered, registration, self.settings)
+        reference = await asyncio.to_thread(load_reference, registration, blackbox, self.settings)
         await self.store.save_model(registration.name, registration.model_dump(mode="json"))
-        self.models[registration.name] = (registration, blackbox)
+        self._keep(registration, blackbox, reference)
         return blackbox
+
+    def _keep(self, registration: ModelRegistration, blackbox: BlackBox, reference: DemoReference | None) -> None:
+        self.models[registration.name] = (registration, blackbox)
+        self.references.pop(registration.name, None)
+        if reference is not None:
+            self.references[registration.name] = reference
 
     async def restore(self) -> list[str]:
         """Re-load every stored model; returns the names that no longer load (and skips them)."""
@@ -65,16 +114,18 @@ class ModelRegistry:
             registration = ModelRegistration.model_validate(spec)
             try:
                 blackbox = await asyncio.to_thread(load_registered, registration, self.settings)
-            except Exception:  # a model file removed or changed since: keep serving the rest
+                reference = await asyncio.to_thread(load_reference, registration, blackbox, self.settings)
+            except Exception:  # a model or data file removed or changed since: keep serving the rest
                 broken.append(name)
                 continue
-            self.models[name] = (registration, blackbox)
+            self._keep(registration, blackbox, reference)
         return broken
 
     def reference(self, name: str):
-        """Reference rows for a model, where it has them (the demos' held-out rows), else None."""
-        registration, _ = self.get(name)
-        return demo_reference(registration.source.demo).rows if registration.source.demo else None
+        """Reference rows for a model, where it has them (the demos' held-out rows, a registered file), else None."""
+        self.get(name)
+        reference = self.references.get(name)
+        return reference.rows if reference is not None else None
 
     def get(self, name: str) -> tuple[ModelRegistration, BlackBox]:
         try:
@@ -85,4 +136,5 @@ class ModelRegistry:
     async def remove(self, name: str) -> None:
         self.get(name)
         del self.models[name]
+        self.references.pop(name, None)
         await self.store.delete_model(name)

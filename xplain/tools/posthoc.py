@@ -35,7 +35,6 @@ def posthoc_tool(context: ProbeContext) -> BaseTool | None:
         if not explanation.features:
             raise ValueError(f"the LLM gave no usable ranking: {explanation.error}")
         ranked = [(f.feature, f.direction, f.rationale) for f in explanation.features]
-        values = [(len(ranked) - i) * (1 if direction == "+" else -1) for i, (_, direction, _) in enumerate(ranked)]
         return {
             "row": args.row,
             "predicted": explanation.predicted_label,
@@ -45,16 +44,10 @@ def posthoc_tool(context: ProbeContext) -> BaseTool | None:
                 "pgu": rounded(explanation.pgu) if explanation.pgu is not None else None,
                 "reading": "faithful if PGI (perturbing the named features) exceeds PGU (perturbing the others)",
             },
-            "plot": {
-                "kind": "bar",
-                "title": "LLM's top features (rank; sign = direction)",
-                "labels": [f for f, _, _ in ranked],
-                "values": values,
-            },
-        }
+        }  # no chart: the LLM gives ranks and directions, not effect sizes (feature_effect draws signed effects)
 
     description = (
         "Why the model predicts what it does for one row: the LLM names the top features with a direction and a "
-        "reason, and the model checks the answer (PGI should exceed PGU). Returns a bar chart."
+        "reason, and the model checks the answer (PGI should exceed PGU)."
     )
     return make_tool("explain_prediction", description, PosthocArgs, run)
