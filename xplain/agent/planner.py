@@ -36,7 +36,7 @@ from xplain.agent.loop import (
 )
 from xplain.agent import questions as q
 from xplain.agent.store import ConversationStore
-from xplain.llm import LLM, GenerationRequest, LLMError, ScoreRequest, track_usage
+from xplain.llm import LLM, GenerationRequest, LLMError, Scores, ScoreRequest, track_usage
 from xplain.prompts import load_prompt
 from xplain.tools import ProbeContext, build_tools
 
@@ -293,8 +293,7 @@ class GroundedPlanner:
         kind = "rows of a table" if self.context.kind == "tabular" else "texts"
         prompt = load_prompt(CHOOSE_PROMPT).render(kind=kind, question=question)
         [scores] = await self.llm.score([ScoreRequest(prompt=prompt, continuations=[OPERATIONS[c][1] for c in candidates])])
-        per_token = [lp / max(n, 1) for lp, n in zip(scores.logprobs, scores.token_counts)]
-        return candidates[int(np.argmax(per_token))]
+        return candidates[_likeliest(scores)]
 
     async def _edits_by_llm(self, question: str, masked: str) -> list[dict[str, Any]]:
         """An edit whose feature the rules did not recognise: the LLM picks the feature, the number is the
@@ -310,7 +309,7 @@ class GroundedPlanner:
         names = self.context.feature_names
         prompt = load_prompt(FEATURE_PROMPT).render(features=", ".join(names), question=question)
         [scores] = await self.llm.score([ScoreRequest(prompt=prompt, continuations=[f" {n}" for n in names])])
-        return [{"feature": names[scores.best()], "set": float(numbers[0].replace(",", ""))}]
+        return [{"feature": names[_likeliest(scores)], "set": float(numbers[0].replace(",", ""))}]
 
     def _word(self, question: str) -> str | None:
         """The one word a text question asks about: 'the word "bad"', or a single quoted word."""
@@ -421,6 +420,11 @@ class GroundedPlanner:
             AIMessage(answer.text, additional_kwargs={STATE_KEY: state.model_dump(mode="json")}),
         ]
         self.store.append(session_id, messages)
+
+
+def _likeliest(scores: Scores) -> int:
+    """The continuation with the highest log-probability per token (sums favour short continuations)."""
+    return int(np.argmax([lp / max(n, 1) for lp, n in zip(scores.logprobs, scores.token_counts)]))
 
 
 def survives(template: str, rewritten: str, names: list[str], sources: list[Any]) -> bool:
