@@ -20,7 +20,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from xplain.agent.answers import render_answer, render_failure, templates_ref, tool_payload
+from xplain.agent.answers import (
+    render_answer,
+    render_failure,
+    templates_ref,
+    tool_payload,
+)
 from xplain.agent.chat_model import XplainChatModel
 from xplain.agent.grounding import source_numbers, ungrounded_numbers
 from xplain.agent.store import ConversationStore, check_session_id

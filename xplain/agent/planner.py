@@ -22,7 +22,13 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from xplain.agent.answers import render_answer, render_failure, templates_ref, tool_payload
+from xplain.agent import questions as q
+from xplain.agent.answers import (
+    render_answer,
+    render_failure,
+    templates_ref,
+    tool_payload,
+)
 from xplain.agent.grounding import numbers_in_text, source_numbers, ungrounded_numbers
 from xplain.agent.loop import (
     AgentAnswer,
@@ -34,9 +40,15 @@ from xplain.agent.loop import (
     answer_chunks,
     check_question,
 )
-from xplain.agent import questions as q
 from xplain.agent.store import ConversationStore
-from xplain.llm import LLM, GenerationRequest, LLMError, Scores, ScoreRequest, track_usage
+from xplain.llm import (
+    LLM,
+    GenerationRequest,
+    LLMError,
+    ScoreRequest,
+    Scores,
+    track_usage,
+)
 from xplain.prompts import load_prompt
 from xplain.tools import ProbeContext, build_tools
 
@@ -313,7 +325,7 @@ class GroundedPlanner:
 
     def _word(self, question: str) -> str | None:
         """The one word a text question asks about: 'the word "bad"', or a single quoted word."""
-        match = re.search(r"\bthe word\s+[\"“']?(\w[\w-]*)", question, re.I)
+        match = re.search(r"\bthe word\s+[\"“']?(\w[\w-]*)", question, re.IGNORECASE)
         if match:
             return match.group(1).lower()
         single = [x for x in q.find_quoted(question) if len(x.split()) == 1]

@@ -21,19 +21,19 @@ ROW_NOUNS = (
     r"rows?|samples?|instances?|cases?|patients?|examples?|reviews?|records?|items?|entry|entries|observations?|"
     r"points?|wines?|texts?|snippets?|ids?|index"
 )
-ROW = re.compile(rf"\b(?:{ROW_NOUNS})\s*(?:number|no\.?|nr\.?|#|id)?\s*(\d+)\b|#\s*(\d+)\b", re.I)
-ORDINAL_ROW = re.compile(rf"\b(\d+)(?:st|nd|rd|th)\s+(?:{ROW_NOUNS})\b", re.I)
+ROW = re.compile(rf"\b(?:{ROW_NOUNS})\s*(?:number|no\.?|nr\.?|#|id)?\s*(\d+)\b|#\s*(\d+)\b", re.IGNORECASE)
+ORDINAL_ROW = re.compile(rf"\b(\d+)(?:st|nd|rd|th)\s+(?:{ROW_NOUNS})\b", re.IGNORECASE)
 ORDINAL_FEATURE = re.compile(
     r"\b(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th|top|most important|biggest|largest|main)\s+"
     r"(?:most\s+important\s+)?(?:feature|one|factor|word|input|driver|variable|column)\b",
-    re.I,
+    re.IGNORECASE,
 )
 QUOTED = re.compile(r"[\"“”']([^\"“”']{1,300})[\"“”']")
 COUNT = re.compile(
     rf"\b(\d+|{'|'.join(WORD_NUMBERS)})\s+(?:most\s+|more\s+|other\s+)?"
     r"(?:similar|nearest|closest|neighbou?rs?|mistakes?|errors?|misclassified|wrong|rows?|examples?|cases?|reviews?|"
     r"wines?|patients?|samples?|texts?)",
-    re.I,
+    re.IGNORECASE,
 )
 
 # Operation cues: each pattern that matches adds its weight. Feature names are masked out first, so a feature called
@@ -110,7 +110,7 @@ CUES: dict[str, list[tuple[str, float]]] = {
         (r"\bcompare\b|\bcomparison\b|\bagree\b|\bagreement\b|\bother methods?\b", 2),
     ],
 }
-CUE_PATTERNS = {op: [(re.compile(p, re.I), w) for p, w in cues] for op, cues in CUES.items()}
+CUE_PATTERNS = {op: [(re.compile(p, re.IGNORECASE), w) for p, w in cues] for op, cues in CUES.items()}
 
 
 def cue_scores(question: str) -> dict[str, float]:
@@ -264,21 +264,21 @@ def find_text_edits(question: str) -> list[dict[str, str]]:
     q = question
     quoted = r"[\"“”']?([^\"“”'?.!,]+?)[\"“”']?"
     end = r"(?=\s+in\b|\s+from\b|[?.!,]|$)"
-    match = re.search(rf"\breplac(?:e|ed|ing)\s+(?:the\s+word\s+)?{quoted}\s+(?:with|by)\s+{quoted}{end}", q, re.I)
+    match = re.search(rf"\breplac(?:e|ed|ing)\s+(?:the\s+word\s+)?{quoted}\s+(?:with|by)\s+{quoted}{end}", q, re.IGNORECASE)
     if match:
         return [{"old": match.group(1).strip(), "new": match.group(2).strip()}]
     subject = r"(?:[\"“”']([^\"“”']+)[\"“”']|(\w+))"  # a quoted phrase, or one bare word
-    match = re.search(rf"{subject}\s+(?:were|was|is|got|gets|are)\s+replaced\s+(?:with|by)\s+{quoted}{end}", q, re.I)
+    match = re.search(rf"{subject}\s+(?:were|was|is|got|gets|are)\s+replaced\s+(?:with|by)\s+{quoted}{end}", q, re.IGNORECASE)
     if match:
         return [{"old": (match.group(1) or match.group(2)).strip(), "new": match.group(3).strip()}]
-    match = re.search(rf"\b(?:said|says|used|read|had|contained|were)\s+{quoted}\s+instead of\s+{quoted}{end}", q, re.I)
+    match = re.search(rf"\b(?:said|says|used|read|had|contained|were)\s+{quoted}\s+instead of\s+{quoted}{end}", q, re.IGNORECASE)
     if match:
         return [{"old": match.group(2).strip(), "new": match.group(1).strip()}]
-    match = re.search(rf"\b(?:change|turn)\s+{quoted}\s+(?:to|into)\s+{quoted}{end}", q, re.I)
+    match = re.search(rf"\b(?:change|turn)\s+{quoted}\s+(?:to|into)\s+{quoted}{end}", q, re.IGNORECASE)
     if match:
         return [{"old": match.group(1).strip(), "new": match.group(2).strip()}]
     match = re.search(rf"\b(?:remov(?:e|ed|ing)|delet(?:e|ed|ing)|drop(?:ped)?|without)\s+(?:the\s+word\s+)?{quoted}{end}",
-                      q, re.I)  # fmt: skip
+                      q, re.IGNORECASE)  # fmt: skip
     if match:
         return [{"old": match.group(1).strip(), "new": ""}]
     return []

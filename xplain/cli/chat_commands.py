@@ -14,7 +14,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from xplain.agent import AnswerDeltaEvent, AnswerEvent, ConversationStore, ToolCallEvent, ToolResultEvent, make_chat
+from xplain.agent import (
+    AnswerDeltaEvent,
+    AnswerEvent,
+    ConversationStore,
+    ToolCallEvent,
+    ToolResultEvent,
+    make_chat,
+)
 from xplain.agent.loop import AgentAnswer
 from xplain.blackbox import BlackBoxError, load_blackbox
 from xplain.cli.common import app, console, run_with_llm, usage_line

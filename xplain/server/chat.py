@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 
 from xplain.agent import ExplainerAgent, GroundedPlanner
 from xplain.agent.loop import MAX_QUESTION_CHARS
-from xplain.tools.registry import plain_error
 from xplain.blackbox import BlackBoxError
 from xplain.llm import LLMError
+from xplain.tools.registry import plain_error
 
 STATIC_FILES = {"chat.js": "text/javascript", "chat.css": "text/css"}
 

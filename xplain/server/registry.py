@@ -75,7 +75,7 @@ def load_reference(registration: ModelRegistration, blackbox: BlackBox, settings
     if blackbox.kind == "text":
         column = spec.text_column or ("text" if "text" in table.columns else None)
         if column is None:
-            raise ValueError(f"a text model's reference file needs a text column: name it with `text_column`")
+            raise ValueError("a text model's reference file needs a text column: name it with `text_column`")
         rows = table[column].astype(str).tolist()
     else:
         names = blackbox.feature_names or [str(c) for c in table.columns]

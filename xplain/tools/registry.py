@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import pkgutil
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
