@@ -230,3 +230,25 @@ def test_a_context_refuses_mismatched_data(tabular, table):
         ProbeContext(tabular.blackbox, table[:, :3])
     with pytest.raises(ValueError, match="one label per row"):
         ProbeContext(tabular.blackbox, table, ["yes"])
+
+
+async def test_counterfactual_search_flips_the_label_with_few_changes_and_keeps_kept_features(tabular):
+    row = int(np.argmax(logistic(tabular.rows)[:, 1]))  # the surest "yes"
+    result = await call(tabular, "counterfactual_search", row=row)
+    best = result["counterfactuals"][0]
+    assert result["original_prediction"] == "yes" and best["valid"] and best["prediction"] == "no"
+    assert set(best["changes"]) <= {"x0", "x1"}, "inert features need no change"
+    flipped = tabular.rows[row].copy()
+    for name, value in best["changes"].items():
+        flipped[FEATURES.index(name)] = value
+    assert logistic(flipped[None, :])[0].argmax() == 0  # re-checked: the edit really flips the model
+    kept = await call(tabular, "counterfactual_search", row=row, keep=["x0"])
+    assert all("x0" not in c["changes"] for c in kept["counterfactuals"])
+    already = await call(tabular, "counterfactual_search", row=row, target="yes")
+    assert already["counterfactuals"] == [] and "already" in already["note"]
+
+
+async def test_counterfactual_search_on_text_removes_the_supporting_words(text):
+    result = await call(text, "counterfactual_search", row=0)
+    [best] = result["counterfactuals"]
+    assert best["removed_words"] == ["great"] and best["prediction"] == "negative" and "great" not in best["text"]

@@ -133,13 +133,21 @@ def _what_if(r: dict[str, Any], _: str | None) -> str:
 def _counterfactual(r: dict[str, Any], _: str | None) -> str:
     shown = r.get("counterfactuals") or []
     valid = [c for c in shown if c.get("valid")]
-    common = dict(subject=subject(r), label=r["original_prediction"], probability=r["original_probability"])
+    common = {"subject": subject(r), "label": r["original_prediction"], "probability": r["original_probability"]}
+    if "already" in str(r.get("note", "")):
+        return _fill("counterfactual_already", **common)
     if not valid:
         return _fill("counterfactual_none", tried=len(shown), **common)
     best = valid[0]
     if "changes" in best:
-        edit = ", ".join(f"{feature} to {value}" for feature, value in best["changes"].items())
+        before = best.get("original_values") or {}
+        edit = ", ".join(
+            f"{feature} from {before[feature]} to {value}" if feature in before else f"{feature} to {value}"
+            for feature, value in best["changes"].items()
+        )
         edit = f"setting {edit}"
+    elif best.get("removed_words"):
+        edit = f"removing the words {', '.join(repr(w) for w in best['removed_words'])}"
     else:
         edit = f'rewriting it as "{str(best.get("text", ""))[:160]}"'
     found = (
@@ -236,6 +244,7 @@ RENDERERS = {
     "feature_effect": _feature_effect,
     "what_if": _what_if,
     "counterfactual": _counterfactual,
+    "counterfactual_search": _counterfactual,
     "similar_rows": _similar,
     "model_score": _score,
     "global_effects": _global,

@@ -62,7 +62,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "predict": ("predict", " to know the model's prediction for one row."),
     "explain": ("feature_effect", " to know why the model made its prediction for one row."),
     "what_if": ("what_if", " to see what happens to the prediction if a value of a row is changed."),
-    "counterfactual": ("counterfactual", " to know what must change for the model to decide differently."),
+    "counterfactual": ("counterfactual_search", " to know what must change for the model to decide differently."),
     "similar": ("similar_rows", " to see the rows that are most similar to one row."),
     "mistakes": ("model_score", " to see the rows the model gets wrong."),
     "accuracy": ("model_score", " to know how accurate the model is."),

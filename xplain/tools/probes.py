@@ -4,8 +4,9 @@ box or reading the data; each probe sends its black-box queries as one batch."""
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from langchain_core.tools import BaseTool
@@ -645,3 +646,145 @@ def _comparison_of(
 
 def _pg(values: dict[str, Any]) -> dict[str, Any]:
     return {key: None if values.get(key) is None else rounded(values[key]) for key in ("pgi", "pgu")}
+
+
+# -- counterfactual search ------------------------------------------------------------------------------------
+
+ALPHAS = np.linspace(0.0, 1.0, 21)[1:]
+STARTS = 5
+
+
+class TabularFlipArgs(RowArgs):
+    target: str | None = Field(None, max_length=60, description="The class to reach; default: any other.")
+    keep: list[Annotated[str, Field(max_length=80)]] = Field(
+        default_factory=list, max_length=20, description="Features that must not change."
+    )
+
+
+class TextFlipArgs(TextOrRowArgs):
+    target: str | None = Field(None, max_length=60, description="The class to reach; default: any other.")
+
+
+@register_tool("counterfactual_search")
+def counterfactual_search_tool(context: ProbeContext) -> BaseTool:
+    """A counterfactual found by searching with the black box alone (no LLM): fast, and every result re-checked."""
+
+    def reached(probabilities: np.ndarray, original: int, target: int | None) -> np.ndarray:
+        labels = probabilities.argmax(axis=1)
+        return labels == target if target is not None else labels != original
+
+    def target_index(target: str | None) -> int | None:
+        if target is None:
+            return None
+        lowered = [c.lower() for c in context.class_names]
+        if target.strip().lower() not in lowered:
+            raise ValueError(f"no class {target!r}; classes are: {', '.join(context.class_names)}")
+        return lowered.index(target.strip().lower())
+
+    async def run_tabular(args: TabularFlipArgs) -> dict[str, Any]:
+        x = np.asarray(context.row(args.row), dtype=np.float64)
+        kept = [context.feature_index(name) for name in args.keep]
+        target = target_index(args.target)
+        rows = np.asarray(context.rows)
+        probabilities = await context.blackbox.apredict_proba(np.vstack([x, rows]))
+        original = int(probabilities[0].argmax())
+        head = _flip_head(context, {"row": args.row}, original, probabilities[0])
+        if target == original:
+            return {**head, "counterfactuals": [], "valid": 0, "note": "the row is already predicted as the target"}
+        scale = rows.std(axis=0)
+        scale[scale == 0] = 1.0
+        others = np.flatnonzero(reached(probabilities[1:], original, target))
+        if len(others) == 0:
+            return {**head, "counterfactuals": [], "valid": 0, "note": "no reference row has the other label"}
+        distances = np.linalg.norm((rows[others] - x) / scale, axis=1)
+        starts = rows[others[np.argsort(distances, kind="stable")[:STARTS]]].copy()
+        starts[:, kept] = x[kept]  # kept features stay as they are
+        # walk from the row towards each start; the first point whose label flips
+        path = x + ALPHAS[None, :, None] * (starts[:, None, :] - x)
+        walked = await context.blackbox.apredict_proba(path.reshape(-1, len(x)))
+        flipped = reached(walked, original, target).reshape(len(starts), len(ALPHAS))
+        found = [path[i, int(np.argmax(flipped[i]))] for i in range(len(starts)) if flipped[i].any()]
+        results = []
+        for candidate in found:
+            candidate = await _sparsify(context, x, candidate, scale, lambda p: reached(p, original, target))
+            [p] = await context.blackbox.apredict_proba(candidate[None, :])
+            changed = np.flatnonzero(~np.isclose(candidate, x))
+            results.append({
+                "changes": {context.feature_names[j]: rounded(candidate[j]) for j in changed},
+                "original_values": {context.feature_names[j]: rounded(x[j]) for j in changed},
+                "prediction": context.class_names[int(p.argmax())],
+                "probability": rounded(p.max()),
+                "valid": bool(reached(p[None, :], original, target)[0]),
+                "edit_size": rounded(np.linalg.norm((candidate - x) / scale)),
+            })  # fmt: skip
+        results.sort(key=lambda r: (not r["valid"], len(r["changes"]), r["edit_size"]))
+        unique = list({json.dumps(r["changes"], sort_keys=True): r for r in results}.values())[:3]
+        return {**head, "counterfactuals": unique, "valid": sum(r["valid"] for r in unique)}
+
+    async def run_text(args: TextFlipArgs) -> dict[str, Any]:
+        text, source = _input_of(context, args)
+        target = target_index(args.target)
+        words = list(dict.fromkeys(w.lower() for w in _words(text)))[:60]
+        variants = [_remove_word_any_case(text, w) for w in words]
+        probabilities = await context.blackbox.apredict_proba([text, *variants])
+        original = int(probabilities[0].argmax())
+        head = _flip_head(context, source, original, probabilities[0])
+        if target == original:
+            return {**head, "counterfactuals": [], "valid": 0, "note": "the text is already predicted as the target"}
+        support = probabilities[0, original] - probabilities[1:, original]
+        order = [words[i] for i in np.argsort(-support, kind="stable") if support[i] > 0]
+        cumulative, removed = [], []
+        edited = text
+        for word in order:
+            edited = _remove_word_any_case(edited, word)
+            removed.append(word)
+            cumulative.append((list(removed), edited))
+        if not cumulative:
+            return {**head, "counterfactuals": [], "valid": 0, "note": "no word supports the prediction"}
+        checked = await context.blackbox.apredict_proba([edited for _, edited in cumulative])
+        hits = np.flatnonzero(reached(checked, original, target))
+        shown = []
+        if len(hits):
+            i = int(hits[0])
+            shown.append({
+                "text": cumulative[i][1], "removed_words": cumulative[i][0],
+                "prediction": context.class_names[int(checked[i].argmax())], "probability": rounded(checked[i].max()),
+                "valid": True, "edit_size": len(cumulative[i][0]),
+            })  # fmt: skip
+        return {**head, "counterfactuals": shown, "valid": len(shown)}
+
+    description = (
+        "What would have to change for the model to decide differently, found by searching with the model alone: "
+        "for a row, the nearest reference rows of another class, walked towards and pruned to the fewest changed "
+        "features; for a text, the words that support the prediction removed until it flips. Every result re-checked."
+    )
+    if context.kind == "tabular":
+        return make_tool("counterfactual_search", description, TabularFlipArgs, run_tabular)
+    return make_tool("counterfactual_search", description, TextFlipArgs, run_text)
+
+
+def _flip_head(context: ProbeContext, source: dict[str, Any], original: int, probabilities: np.ndarray) -> dict[str, Any]:
+    return {
+        **source,
+        "original_prediction": context.class_names[original],
+        "original_probability": rounded(probabilities[original]),
+        "checked_by": "each counterfactual re-scored by the black box",
+    }
+
+
+async def _sparsify(context: ProbeContext, x: np.ndarray, candidate: np.ndarray, scale: np.ndarray, ok) -> np.ndarray:
+    """Put features back to the row's values, smallest change first, while the label stays flipped (one batch a
+    round: every single revert is tried and the one that keeps the flip and undoes the most is taken)."""
+    current = candidate.copy()
+    while True:
+        changed = np.flatnonzero(~np.isclose(current, x))
+        if len(changed) <= 1:
+            return current
+        trials = np.repeat(current[None, :], len(changed), axis=0)
+        trials[np.arange(len(changed)), changed] = x[changed]
+        keeps = ok(await context.blackbox.apredict_proba(trials))
+        if not keeps.any():
+            return current
+        sizes = np.abs((current[changed] - x[changed]) / scale[changed])
+        best = max(np.flatnonzero(keeps), key=lambda i: sizes[i])  # undo the largest change that is not needed
+        current = trials[best]
