@@ -12,6 +12,7 @@ from xplain.agent import questions as q
 from xplain.agent.planner import survives
 from xplain.blackbox import from_callable
 from xplain.llm import LLM
+from xplain.llm.backends.base import RawScores
 from xplain.llm.backends.fake import FakeBackend
 from xplain.tools import ProbeContext
 
@@ -133,15 +134,38 @@ async def test_a_what_if_becomes_absolute_values_from_the_row(tabular):
     assert plan.tool_arguments == {"row": 3, "changes": [{"feature": "mean radius", "value": round(2 * tabular.rows[3, 0], 6)}]}
 
 
-async def test_the_llm_scores_the_operations_only_when_the_rules_are_silent(tabular):
-    def prefer_rules(previous, token):  # the fake LLM finds "rule" likeliest
-        return -0.1 if token.startswith("rule") else -5.0
+class BiasedScorer(FakeBackend):
+    """Scores like a small model: 'how accurate' is likely after any prompt; a description of rules is likelier
+    after a question about deciding, and only then."""
 
-    backend = FakeBackend(token_logprob=prefer_rules)
-    plan = await planner(tabular, backend).plan("tell me something interesting")
+    async def score(self, requests):
+        self.score_batches.append(list(requests))
+        results = []
+        for request in requests:
+            about_deciding = "decide" in request.prompt
+            logprobs = [-1.0 if "accurate" in c else -2.0 if ("rule" in c and about_deciding) else -6.0
+                        for c in request.continuations]  # fmt: skip
+            results.append(RawScores(logprobs=logprobs, token_counts=[len(c.split()) for c in request.continuations]))
+        return results
+
+
+async def test_the_llm_scores_the_operations_only_when_the_rules_are_silent(tabular):
+    backend = BiasedScorer()
+    chat = planner(tabular, backend)
+    plan = await chat.plan("so, how do you think it would decide?")
+    # the raw scores favour 'accurate' everywhere; against the question-free prompt, the rule description gains most
     assert plan.chosen_by == "llm" and plan.operation == "describe_rule"
-    [[request]] = backend.score_batches
-    assert "tell me something interesting" in request.prompt and len(request.continuations) == 11
+    [[asked, neutral]] = backend.score_batches
+    assert "how do you think it would decide" in asked.prompt and "(no question)" in neutral.prompt
+    assert len(asked.continuations) == 11
+    await chat.plan("anything else you would decide?")
+    assert len(backend.score_batches[1]) == 1, "the question-free scores are computed once"
+
+
+async def test_the_llm_alone_chooses_every_operation_when_asked_to(tabular):
+    backend = BiasedScorer()
+    plan = await planner(tabular, backend, llm_chooses=True).plan("how accurate is it?")
+    assert plan.chosen_by == "llm" and len(backend.score_batches) == 1
 
 
 async def test_a_tie_between_cues_is_settled_by_the_llm_among_the_tied_only(tabular):

@@ -110,7 +110,10 @@ class GroundedPlanner:
         store: ConversationStore | None = None,
         tools: list[BaseTool] | None = None,
         rephrase: bool = False,
+        llm_chooses: bool = False,
     ) -> None:
+        """`llm_chooses` skips the rules' operation cues and lets the LLM choose every operation (an ablation that
+        measures what the LLM alone would get right)."""
         if llm is not None and context.llm is None:
             context.llm = llm  # the counterfactual tool asks the same LLM
         self.llm = llm
@@ -118,7 +121,9 @@ class GroundedPlanner:
         self.store = store
         self.rephrase = rephrase and llm is not None
         self.tools = {t.name: t for t in (tools if tools is not None else build_tools(context))}
+        self.llm_chooses = llm_chooses
         self._memory: dict[str, PlanState] = {}  # sessions without a store
+        self._priors: dict[tuple[str, ...], list[float]] = {}
 
     # -- one turn ---------------------------------------------------------------------------------------------
 
@@ -274,8 +279,10 @@ class GroundedPlanner:
         quoted: list[str],
         word: str | None,
     ) -> tuple[str, Literal["rules", "llm", "follow-up"]]:
-        scores = q.cue_scores(masked)
         available = [op for op in OPERATIONS if self._available(op)]
+        if self.llm_chooses:
+            return await self._choose(question, available), "llm"
+        scores = q.cue_scores(masked)
         scores = {op: s for op, s in scores.items() if op in available}
         if scores:
             best = max(scores.values())
@@ -299,13 +306,24 @@ class GroundedPlanner:
         return tool in self.tools
 
     async def _choose(self, question: str, candidates: list[str]) -> str:
-        """The LLM's choice among `candidates`: the description it finds likeliest after the question, per token."""
+        """The LLM's choice among `candidates`: the description whose log-probability the question raises most over
+        a question-free prompt (pointwise mutual information; a small model otherwise favours whichever description
+        is likeliest anyway). The question-free scores are computed once per set of candidates."""
         if self.llm is None or len(candidates) == 1:
             return candidates[0]
         kind = "rows of a table" if self.context.kind == "tabular" else "texts"
+        continuations = [OPERATIONS[c][1] for c in candidates]
         prompt = load_prompt(CHOOSE_PROMPT).render(kind=kind, question=question)
-        [scores] = await self.llm.score([ScoreRequest(prompt=prompt, continuations=[OPERATIONS[c][1] for c in candidates])])
-        return candidates[_likeliest(scores)]
+        key = tuple(candidates)
+        requests = [ScoreRequest(prompt=prompt, continuations=continuations)]
+        if key not in self._priors:
+            neutral = load_prompt(CHOOSE_PROMPT).render(kind=kind, question="(no question)")
+            requests.append(ScoreRequest(prompt=neutral, continuations=continuations))
+        scored = await self.llm.score(requests)
+        if key not in self._priors:
+            self._priors[key] = scored[1].logprobs
+        gains = [lp - prior for lp, prior in zip(scored[0].logprobs, self._priors[key])]
+        return candidates[int(np.argmax(gains))]
 
     async def _edits_by_llm(self, question: str, masked: str) -> list[dict[str, Any]]:
         """An edit whose feature the rules did not recognise: the LLM picks the feature, the number is the

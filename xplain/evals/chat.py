@@ -113,10 +113,25 @@ async def run(llm: LLM, size: Size) -> EvalTable:
             if effects:
                 ranked[item["session"]] = list(effects)
     records = table.as_records()
+    if mode == "planner" and size == "full":
+        table.notes["llm_alone_operation_accuracy"] = await llm_alone(llm, questions)
     table.notes.update(summary([r for r in records if r["id"] not in held_out]))
     if held_out & {r["id"] for r in records}:
         table.notes["held_out"] = summary([r for r in records if r["id"] in held_out])
     return table
+
+
+async def llm_alone(llm: LLM, questions: list[dict[str, Any]]) -> float:
+    """Ablation: the share of operations the LLM picks right when it chooses every one (no rules, no follow-ups)."""
+    planners = {m: GroundedPlanner(llm, demo_context(m), llm_chooses=True) for m in {i["model"] for i in questions}}
+    right = 0
+    for item in questions:
+        try:
+            plan = await planners[item["model"]].plan(item["question"])
+        except ValueError:
+            continue
+        right += plan.operation == item["operation"]
+    return round(right / len(questions), 3)
 
 
 def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
