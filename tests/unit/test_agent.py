@@ -210,3 +210,21 @@ async def test_bad_questions_are_refused_before_the_model_runs(context):
     with pytest.raises(ValueError, match="limit is 4000"):
         await agent.ask("s1", "x" * 4001)
     assert model.seen == []
+
+
+async def test_a_failed_tool_call_is_no_source_and_its_error_reads_plainly(context):
+    model = ScriptedChatModel(messages=iter([call("predict", row="three"), AIMessage("The model predicted this for row 3.")]))
+    answer = await ExplainerAgent(model, context, max_steps=3).ask("s1", "Row 3?")
+    [failed] = answer.tool_calls
+    assert not failed.ok and failed.error.startswith("invalid arguments: row:")
+    assert "pydantic" not in failed.error and "http" not in failed.error
+    assert answer.sources == []
+    shown = answer.with_sources()
+    assert "Based on: no tool result" in shown and "Failed: predict: invalid arguments" in shown
+
+
+async def test_a_model_that_stops_after_a_failure_gets_the_failure_in_words(context):
+    model = ScriptedChatModel(messages=iter([call("predict", row=999), call("predict", row=999)]))
+    answer = await ExplainerAgent(model, context, max_steps=3).ask("s1", "Row 999?")
+    last = len(context.rows) - 1
+    assert answer.text == f"I could not run predict: row 999 does not exist; rows are numbered 0 to {last}"

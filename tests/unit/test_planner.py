@@ -262,7 +262,8 @@ async def test_a_rephrasing_is_kept_only_if_every_number_and_name_survived(tabul
     template = (await planner(tabular).ask("t", "what does it predict for row 2?")).text
     faithful = "Row 2: " + template.removeprefix("The model predicts ")
     keeps = planner(tabular, FakeBackend(default=faithful), rephrase=True)
-    assert (await keeps.ask("s", "what does it predict for row 2?")).text == faithful
+    kept = await keeps.ask("s", "what does it predict for row 2?")
+    assert kept.text == faithful and kept.plan["rephrased"] is True
     drops_number = planner(tabular, FakeBackend(default="The model predicts yes for row 2."), rephrase=True)
     assert (await drops_number.ask("s", "what does it predict for row 2?")).text == template
     adds_number = planner(tabular, FakeBackend(default=faithful + " About 0.42 of similar rows agree."), rephrase=True)

@@ -86,6 +86,7 @@ class Plan(BaseModel):
     tool: str
     tool_arguments: dict[str, Any]
     notes: list[str] = Field(default_factory=list, description="Defaults the planner filled in, said to the user.")
+    rephrased: bool | None = Field(None, description="With rephrasing on: whether the LLM's wording was kept.")
 
 
 class PlanState(BaseModel):
@@ -163,7 +164,9 @@ class GroundedPlanner:
                     if plan.notes:
                         text += " (" + "; ".join(plan.notes) + ".)"
                     if self.rephrase:
+                        template = text
                         text = await self._rephrased(question, text, result)
+                        plan.rephrased = text != template
                         versions.append(load_prompt(REPHRASE_PROMPT).ref)
         sources = source_numbers([question, *(c.arguments for c in calls), *(c.output for c in calls)])
         answer = AgentAnswer(

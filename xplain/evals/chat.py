@@ -85,6 +85,7 @@ async def run(llm: LLM, size: Size) -> EvalTable:
         notes={"mode": mode, "llm": llm.name, "questions": len(questions), "rephrase": settings.chat_rephrase},
     )  # fmt: skip
     chats: dict[str, Any] = {}
+    rephrased: list[bool] = []
     ranked: dict[str, list[str]] = {}
     for item in questions:
         model = item["model"]
@@ -100,6 +101,8 @@ async def run(llm: LLM, size: Size) -> EvalTable:
             operation = operation_of_tool(first.name if first else None, item["question"])
             arguments = first.arguments if first else {}
         previous = ranked.get(item["session"], [])
+        if plan.get("rephrased") is not None:
+            rephrased.append(plan["rephrased"])
         operation_ok = operation == item["operation"]
         table.add(
             id=item["id"], model=model, question=item["question"], expected=item["operation"], operation=operation,
@@ -116,6 +119,8 @@ async def run(llm: LLM, size: Size) -> EvalTable:
     if mode == "planner" and size == "full":
         table.notes["llm_alone_operation_accuracy"] = await llm_alone(llm, questions)
     table.notes.update(summary([r for r in records if r["id"] not in held_out]))
+    if settings.chat_rephrase:
+        table.notes["rephrasings_kept"] = f"{sum(rephrased)} of {len(rephrased)}"
     if held_out & {r["id"] for r in records}:
         table.notes["held_out"] = summary([r for r in records if r["id"] in held_out])
     return table
