@@ -276,3 +276,10 @@ def test_survives_checks_numbers_names_and_additions():
     assert not survives(template, "Row 3: the radius lifts P(yes) by 0.2 to 0.91.", ["mean radius"], [])
     assert not survives(template, "For row 3, mean radius +0.2 moves P(yes) to 0.9.", ["mean radius"], [])
     assert not survives(template, "", ["mean radius"], [])
+
+
+def test_a_result_shaped_otherwise_than_its_template_still_reads_as_words():
+    from xplain.agent.answers import render_answer
+
+    text = render_answer("predict", {"row": 3, "label": "yes", "score": 0.8})
+    assert text == "The predict tool reports: row 3; label yes; score 0.8." and "{" not in text

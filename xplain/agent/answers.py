@@ -88,7 +88,10 @@ def render_answer(tool: str, result: dict[str, Any], *, question_kind: str | Non
     renderer = RENDERERS.get(tool)
     if renderer is None:
         return _generic(tool, result)
-    return renderer(result, question_kind)
+    try:
+        return renderer(result, question_kind)
+    except (KeyError, TypeError, IndexError, AttributeError):  # a result shaped otherwise than its template expects
+        return _generic(tool, result)
 
 
 def render_failure(tool: str, error: str) -> str:

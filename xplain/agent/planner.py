@@ -51,6 +51,7 @@ from xplain.llm import (
 )
 from xplain.prompts import load_prompt
 from xplain.tools import ProbeContext, build_tools
+from xplain.tools.registry import plain_error
 
 Operation = Literal[
     "predict", "explain", "what_if", "counterfactual", "similar", "mistakes", "accuracy", "feature_effects",
@@ -199,7 +200,7 @@ class GroundedPlanner:
         try:
             return await tool.ainvoke(call)
         except (LLMError, ValueError) as error:  # a method tool whose LLM failed: a failure, said plainly
-            return ToolMessage(content=str(error), tool_call_id=call_id, name=plan.tool, status="error")
+            return ToolMessage(content=plain_error(error), tool_call_id=call_id, name=plan.tool, status="error")
 
     # -- planning ---------------------------------------------------------------------------------------------
 
