@@ -131,8 +131,8 @@ def test_a_why_a_what_if_and_a_follow_up_on_the_planner(planner_url):
             bars = first.locator("svg.bar-chart rect")
             assert bars.count() == 3
             assert first.locator("svg.bar-chart text").first.text_content() == "income"
-            # signed effects: income supports approval (a bar right of the axis), debt too at -0.5 (lower debt helps)
-            assert float(first.locator("svg.bar-chart text").nth(1).text_content()) > 0
+            # signed effects, not ranks: the number beside income's bar is its drop in P(approved), a fraction
+            assert 0 < float(first.locator("svg.bar-chart text").nth(1).text_content()) < 1
             assert "PGI" in first.locator(".check").inner_text() and "PGU" in first.locator(".check").inner_text()
             assert first.locator("details.tool-call summary").all_inner_texts() == ["feature_effect(row=0, top=6)"]
             assert first.locator("details.tool-call[open]").count() == 0  # folded until clicked
