@@ -22,8 +22,11 @@ async def test_the_embedded_model_only_chooses_and_the_answer_is_grounded(embedd
 
     chosen = await planner.ask("e2", "Tell me something about this classifier.")  # no cue: the LLM chooses
     assert chosen.plan["chosen_by"] == "llm" and chosen.plan["operation"] in OPERATIONS
-    assert chosen.usage.calls == 1, "one scoring call, nothing generated"
+    # the question's scores and, once per planner, the question-free ones; nothing generated
+    assert chosen.usage.calls == 2 and chosen.usage.completion_tokens == 0
     assert chosen.ungrounded_numbers == [] and "{" not in chosen.text
+    again = await planner.ask("e3", "Anything odd about it?")
+    assert again.plan["chosen_by"] == "llm" and again.usage.calls == 1 and again.usage.completion_tokens == 0
 
 
 async def test_rephrasing_on_the_embedded_model_keeps_the_template_unless_every_number_survives(embedded_llm):
