@@ -170,8 +170,13 @@ def _counterfactual_table(data: dict[str, Any]) -> Table:
     original = escape(str(data.get("text", f"row {data.get('row')}")))
     table.add_row("original", original, f"{data['original_prediction']} ({data['original_probability']})", "")
     for i, candidate in enumerate(data["counterfactuals"], 1):
-        changes = candidate.get("changes")
-        shown = ", ".join(f"{k} → {v}" for k, v in changes.items()) if changes else str(candidate.get("text", ""))
+        changes, before = candidate.get("changes"), candidate.get("original_values") or {}
+        if changes:
+            shown = ", ".join(f"{k}: {before[k]} → {v}" if k in before else f"{k} → {v}" for k, v in changes.items())
+        elif candidate.get("removed_words"):
+            shown = "removed: " + ", ".join(candidate["removed_words"])
+        else:
+            shown = str(candidate.get("text", ""))
         valid = "yes" if candidate["valid"] else "no"
         table.add_row(f"#{i}", escape(shown), f"{candidate['prediction']} ({candidate['probability']})", valid)
     return table
