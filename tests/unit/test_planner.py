@@ -283,3 +283,13 @@ def test_a_result_shaped_otherwise_than_its_template_still_reads_as_words():
 
     text = render_answer("predict", {"row": 3, "label": "yes", "score": 0.8})
     assert text == "The predict tool reports: row 3; label yes; score 0.8." and "{" not in text
+
+
+async def test_only_an_elliptical_question_follows_the_previous_operation(tabular):
+    chat = planner(tabular, FakeBackend(token_logprob=lambda previous, token: -0.1 if "rule" in token else -5.0))
+    await chat.ask("s", "what if worst area doubled for row 3?")
+    short = await chat.ask("s", "and for row 5?")
+    assert short.plan["chosen_by"] == "follow-up" and short.plan["operation"] == "what_if"
+    full = await chat.ask("s", "Could you look into case 7 for me, please?")
+    # a whole question that names a row and asks nothing else: what the model says about it, not another what-if
+    assert (full.plan["chosen_by"], full.plan["operation"]) == ("rules", "predict")

@@ -294,8 +294,9 @@ class GroundedPlanner:
             if len(leaders) == 1:
                 return leaders[0], "rules"
             return await self._choose(question, leaders), "llm"
-        # no cue: a follow-up that names only a new row, feature or text keeps (or adapts) the last operation
-        if state.operation is not None:
+        # no cue: an elliptical follow-up that names only a new row, feature or text keeps (or adapts) the last
+        # operation; a full question without cues goes to the LLM instead
+        if state.operation is not None and _elliptical(question):
             if (row is not None or quoted) and state.operation in ROW_OPERATIONS | {"data_stats"}:
                 return state.operation, "follow-up"
             if mentions or ordinal is not None or word is not None:
@@ -454,6 +455,14 @@ class GroundedPlanner:
             AIMessage(answer.text, additional_kwargs={STATE_KEY: state.model_dump(mode="json")}),
         ]
         self.store.append(session_id, messages)
+
+
+FOLLOW_UP_START = re.compile(r"^\s*(?:and|also|same|now|then|what about|how about|and what about|ok|okay)\b", re.I)
+
+
+def _elliptical(question: str) -> bool:
+    """Whether a question leans on the previous one: short, or opening like a follow-up ('and for row 5?')."""
+    return len(question.split()) <= 6 or bool(FOLLOW_UP_START.match(question))
 
 
 def _likeliest(scores: Scores) -> int:
