@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated module prefixes the API may load models from by import path (none: refused).",
     )
+    chat_mode: Literal["planner", "agent", "auto"] = Field(
+        "auto",
+        description="Chat: `planner` (the LLM only chooses; templates answer), `agent` (free tool calling), or "
+        "`auto` (planner on the embedded llamacpp backend, agent elsewhere).",
+    )
+    chat_rephrase: bool = Field(
+        False, description="Planner: let the LLM reword templated answers (kept only if every number survives)."
+    )
     blackbox_query_budget: int | None = Field(None, ge=1, description="Default cap on black-box queries.")
 
     @field_validator("api_keys", "trusted_import_prefixes", "allowed_model_hosts", mode="before")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from xplain.agent import ExplainerAgent
+from xplain.agent import ExplainerAgent, GroundedPlanner
 from xplain.blackbox import from_callable
 from xplain.llm import LLM, GenerationRequest
 from xplain.llm.backends.fake import FakeBackend, tool_call_reply
@@ -93,3 +93,63 @@ def test_a_question_shows_the_answer_the_folded_tool_calls_and_the_plots(base_ur
         finally:
             browser.close()
     assert (ARTIFACTS / "chat_page.png").stat().st_size > 10_000
+
+
+@pytest.fixture
+def planner_url():
+    """The grounded planner (the embedded model's mode) on the same loans model; the fake LLM is never needed."""
+    rows = np.random.default_rng(0).normal(size=(30, 3))
+    rows[0] = [1.5, -0.5, 0.2]
+    blackbox = from_callable(
+        model, kind="tabular", classes=["rejected", "approved"], feature_names=["income", "debt", "age"]
+    )
+    chat = GroundedPlanner(LLM(FakeBackend()), ProbeContext(blackbox, rows))
+    app = FastAPI()
+    app.include_router(make_chat_router({"loans": chat}))
+    with serve_in_thread(app) as url:
+        yield url
+
+
+def ask(page, question: str, turn: int) -> None:
+    page.fill("#message", question)
+    page.click("#send")
+    page.locator(".turn").nth(turn).locator(".sources").wait_for(timeout=15_000)
+
+
+def test_a_why_a_what_if_and_a_follow_up_on_the_planner(planner_url):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1200})
+            page.goto(f"{planner_url}/chat")
+            page.wait_for_selector("#model option[value='loans']", state="attached")
+
+            ask(page, "Why is row 0 approved?", 0)
+            first = page.locator(".turn").nth(0)
+            assert first.locator(".answer").inner_text().startswith("The model predicts approved for row 0")
+            assert first.locator(".plan").inner_text() == "operation: explain (chosen by rules)"
+            bars = first.locator("svg.bar-chart rect")
+            assert bars.count() == 3
+            assert first.locator("svg.bar-chart text").first.text_content() == "income"
+            # signed effects, not ranks: the number beside income's bar is its drop in P(approved), a fraction
+            assert 0 < float(first.locator("svg.bar-chart text").nth(1).text_content()) < 1
+            assert "PGI" in first.locator(".check").inner_text() and "PGU" in first.locator(".check").inner_text()
+            assert first.locator("details.tool-call summary").all_inner_texts() == ["feature_effect(row=0, top=6)"]
+            assert first.locator("details.tool-call[open]").count() == 0  # folded until clicked
+
+            ask(page, "What if income were -3 for row 0?", 1)
+            second = page.locator(".turn").nth(1)
+            diff = second.locator("table.diff").inner_text()
+            assert "income" in diff and "-3" in diff and "rejected" in diff
+            assert "changes from approved" in second.locator(".answer").inner_text()
+
+            ask(page, "and for row 1?", 2)
+            third = page.locator(".turn").nth(2)
+            summary = third.locator("details.tool-call summary").inner_text()
+            assert summary.startswith('what_if(row=1, changes=[{"feature":"income","value":-3')
+            assert third.locator(".plan").inner_text() == "operation: what_if (chosen by follow-up)"
+            assert third.locator(".answer").inner_text().startswith("For row 1, setting income from")
+            assert page.locator("mark.ungrounded").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "chat_page_planner.png"), full_page=True)
+        finally:
+            browser.close()

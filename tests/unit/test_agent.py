@@ -102,6 +102,8 @@ async def test_the_step_limit_stops_a_model_that_never_answers(context):
     assert answer.stopped == "step_limit" and answer.model_calls == 3
     assert [c.arguments["row"] for c in answer.tool_calls] == [0, 1, 2]
     assert all(c.output for c in answer.tool_calls)
+    # the floor: the last good result, in words from its template, never the raw JSON
+    assert answer.text.startswith("The model predicts") and "row 2" in answer.text and "{" not in answer.text
 
 
 async def test_a_repeated_tool_call_ends_the_turn_with_the_result_it_already_has(context, tmp_path):
@@ -110,7 +112,9 @@ async def test_a_repeated_tool_call_ends_the_turn_with_the_result_it_already_has
     answer = await ExplainerAgent(model, context, store=store, max_steps=5).ask("s1", "Row 1?")
 
     assert answer.stopped == "repeated_call" and len(model.seen) == 2
-    assert len(answer.tool_calls) == 1 and answer.tool_calls[0].output in answer.text
+    assert len(answer.tool_calls) == 1 and "{" not in answer.text
+    probability = json.loads(answer.tool_calls[0].output)["probabilities"][json.loads(answer.tool_calls[0].output)["predicted"]]
+    assert answer.text.startswith("The model predicts") and f"row 1 (probability {probability})" in answer.text
     assert answer.ungrounded_numbers == []
     stored = store.load("s1")  # no tool call is left without its result, so the next turn is valid
     assert [type(m).__name__ for m in stored] == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
@@ -206,3 +210,21 @@ async def test_bad_questions_are_refused_before_the_model_runs(context):
     with pytest.raises(ValueError, match="limit is 4000"):
         await agent.ask("s1", "x" * 4001)
     assert model.seen == []
+
+
+async def test_a_failed_tool_call_is_no_source_and_its_error_reads_plainly(context):
+    model = ScriptedChatModel(messages=iter([call("predict", row="three"), AIMessage("The model predicted this for row 3.")]))
+    answer = await ExplainerAgent(model, context, max_steps=3).ask("s1", "Row 3?")
+    [failed] = answer.tool_calls
+    assert not failed.ok and failed.error.startswith("invalid arguments: row:")
+    assert "pydantic" not in failed.error and "http" not in failed.error
+    assert answer.sources == []
+    shown = answer.with_sources()
+    assert "Based on: no tool result" in shown and "Failed: predict: invalid arguments" in shown
+
+
+async def test_a_model_that_stops_after_a_failure_gets_the_failure_in_words(context):
+    model = ScriptedChatModel(messages=iter([call("predict", row=999), call("predict", row=999)]))
+    answer = await ExplainerAgent(model, context, max_steps=3).ask("s1", "Row 999?")
+    last = len(context.rows) - 1
+    assert answer.text == f"I could not run predict: row 999 does not exist; rows are numbered 0 to {last}"

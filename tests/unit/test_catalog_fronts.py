@@ -152,7 +152,7 @@ async def test_the_agent_has_a_tool_for_every_method(name, settings):
         subject = {"inputs": inputs}
     message = await tool.ainvoke({"type": "tool_call", "id": "c1", "name": name, "args": {**subject, **options}})
     assert "error" not in json.loads(message.content), message.content
-    assert message.artifact["method"] == name and message.artifact["result"]
+    assert message.artifact["method"] == name
 
 
 @pytest.mark.parametrize("name", ["posthoc", "lime", "iprompt"])

@@ -60,10 +60,13 @@ def test_a_turn_streams_the_tool_call_its_result_and_the_answer(client):
     response = client.post("/chat/stream", json={"model": "demo", "session_id": "t1", "message": "why row 1?"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     stream = events(response)
-    assert [kind for kind, _ in stream] == ["tool_call", "tool_result", "answer"]
+    kinds = [kind for kind, _ in stream]
+    assert kinds[:2] == ["tool_call", "tool_result"] and kinds[-1] == "answer"
+    assert set(kinds[2:-1]) == {"answer_delta"}
+    assert "".join(data["text"] for kind, data in stream if kind == "answer_delta") == "x0 drives it."
     assert stream[0][1]["name"] == "feature_effect" and stream[0][1]["arguments"] == {"row": 1, "top": 2}
     assert json.loads(stream[1][1]["output"])["plot"]["labels"][0] == "x0"
-    assert stream[2][1]["answer"]["text"] == "x0 drives it."
+    assert stream[-1][1]["answer"]["text"] == "x0 drives it."
 
 
 def test_bad_requests_get_a_clear_status(client, backend):

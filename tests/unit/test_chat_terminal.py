@@ -131,3 +131,30 @@ def test_tool_errors_are_shown_and_the_session_goes_on(monkeypatch, data_csv):
     result = runner.invoke(app, options, input="row 999?\n")
     assert result.exit_code == 0, result.output
     assert "tool error: row 999 does not exist" in result.output
+
+
+def test_the_planner_answers_a_why_a_what_if_and_a_follow_up_in_the_terminal(monkeypatch):
+    backend = script(monkeypatch)  # nothing scripted: the rules decide every question here
+    questions = "Why did the model predict this for row 3?\nwhat if mean radius doubled?\nand for row 5?\nexit\n"
+    result = runner.invoke(app, ["chat", "--demo", "breast_cancer", "--mode", "planner"], input=questions)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "· planner" in out
+    assert "→ feature_effect(row=3, top=6)" in out and "Drop in P(benign)" in out and "█" in out
+    assert "check (top 3): PGI" in out and "The model predicts benign for row 3" in out
+    assert '→ what_if(row=3, changes=[{"feature": "mean radius"' in out and "what if" in out
+    assert '→ what_if(row=5, changes=[{"feature": "mean radius"' in out  # the follow-up kept the edit
+    assert out.count("based on: feature_effect") == 1 and out.count("based on: what_if") == 2
+    assert "not backed" not in out and "Traceback" not in out
+    assert backend.requests == [] and backend.score_batches == []
+
+
+def test_a_counterfactual_shows_each_changed_feature_from_and_to(monkeypatch):
+    script(monkeypatch)
+    question = "What would need to change for row 4 to be classified benign?\nexit\n"
+    result = runner.invoke(app, ["chat", "--demo", "breast_cancer", "--mode", "planner"], input=question)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "→ counterfactual_search(row=4" in out and "counterfactuals" in out
+    assert "The smallest change found that flips it: setting" in out and " → " in out
+    assert "based on: counterfactual_search" in out and "not backed" not in out

@@ -48,7 +48,10 @@ def test_each_method_tool_takes_the_methods_own_options():
 async def test_tools_are_the_catalog_the_two_listings_and_the_probes(server):
     async with server as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        probes = {"what_if", "describe_data", "similar_rows", "model_score", "feature_effect"}
+        from xplain.tools import build_tools, demo_context
+
+        probes = {t.name for name in ("breast_cancer", "reviews") for t in build_tools(demo_context(name))} - set(catalog())
+        assert {"what_if", "describe_data", "similar_rows", "model_score", "feature_effect"} <= probes
         assert set(tools) == {"list_models", "list_methods", *catalog(), *probes}
         assert tools["what_if"].input_schema["properties"]["arguments"]["anyOf"] == [
             {"$ref": "#/$defs/TabularWhatIfArgs"},

@@ -26,10 +26,10 @@ async def test_text_counterfactual_tool_reports_verified_flips_and_keeps_the_ful
     row = next(i for i, text in enumerate(context.rows) if context.blackbox.predict([text])[0] == "positive")
     out, artifact = await call(tool_named(build_tools(context), "counterfactual"), row=row, max_rounds=1)
     assert out["original_prediction"] == "positive" and out["row"] == row
-    verdicts = {c["text"]: (c["valid"], c["prediction"]) for c in artifact["result"]["counterfactuals"]}
+    verdicts = {c["text"]: (c["valid"], c["prediction"]) for c in artifact["counterfactuals"]}
     assert verdicts["dull , lifeless and tedious"] == (True, "negative")
     assert verdicts["a warm , funny film"][0] is False
-    assert "prompt_versions" not in out and artifact["result"]["prompt_versions"], "bulk stays in the artifact"
+    assert "prompt_versions" not in out and artifact["prompt_versions"], "bulk stays in the artifact"
 
 
 async def test_tabular_tool_keeps_the_features_its_constraints_fix():
@@ -39,7 +39,7 @@ async def test_tabular_tool_keeps_the_features_its_constraints_fix():
     context.llm = LLM(backend)
     tool = tool_named(build_tools(context), "counterfactual")
     _, artifact = await call(tool, row=0, constraints={"x1": {"immutable": True}}, max_rounds=1)
-    found = artifact["result"]["counterfactuals"]
+    found = artifact["counterfactuals"]
     assert found and all({ch["feature"] for ch in c["changes"]} == {"x0", "x2"} for c in found)
     assert '"x1"' not in json.dumps(backend.requests[0].json_schema), "a kept feature cannot even be named"
     bad, _ = await call(tool, row=0, constraints={"no_such_feature": {"immutable": True}})
@@ -60,7 +60,7 @@ async def test_posthoc_tool_maps_letters_back_and_reports_the_models_check():
     tool = tool_named(build_tools(context), "posthoc")
     assert "background" not in tool.args, "the chat's own rows are the background; the agent is not asked for them"
     out, artifact = await call(tool, row=0, k=2)
-    assert [f["feature"] for f in artifact["result"]["features"]] == ["x0", "x1"], "letters map back to names"
+    assert [f["feature"] for f in artifact["features"]] == ["x0", "x1"], "letters map back to names"
     assert out["pgi"] is not None and out["pgu"] is not None
     bad, _ = await call(tool, row=10_000, k=2)
     assert "row 10000 does not exist" in bad["error"]

@@ -83,12 +83,47 @@ async def test_what_if_requeries_the_edited_row(tabular, table):
 async def test_feature_effect_ranks_the_features_the_model_uses_in_one_batch(tabular):
     tabular.blackbox.reset_stats()
     result = await call(tabular, "feature_effect", row=0, top=4)
-    assert tabular.blackbox.stats().model_calls == 1  # the row and its 4 variants went as one batch
+    # the row and its 4 variants went as one batch, the PGI / PGU check as a second
+    assert tabular.blackbox.stats().model_calls == 2
     ranked = list(result["effects"])
     assert set(ranked[:2]) == {"x0", "x1"}
     assert result["effects"]["x2"] == 0 and result["effects"]["x3"] == 0
     assert result["plot"]["kind"] == "bar" and result["plot"]["labels"] == ranked
     assert result["plot"]["values"] == [result["effects"][name] for name in ranked]
+    # the top 3 hold x0 and x1, so perturbing the rest (one inert feature) moves nothing: PGU is 0
+    assert result["check"]["pgu"] == 0 and result["check"]["pgi"] > 0 and result["check"]["faithful"] is True
+
+
+async def test_global_effects_give_signed_effects_across_the_data_and_a_curve_per_feature(tabular):
+    result = await call(tabular, "global_effects")
+    assert result["class"] == "yes"
+    assert list(result["effects"])[:2] == ["x0", "x1"] or list(result["effects"])[:2] == ["x1", "x0"]
+    assert result["effects"]["x0"] > 0 > result["effects"]["x1"]  # x0 raises P(yes), x1 lowers it
+    assert result["effects"]["x2"] == 0
+    curve = (await call(tabular, "global_effects", feature="X0"))["curve"]
+    means = [point["mean_probability"] for point in curve]
+    assert means == sorted(means) and means[-1] > means[0]
+
+
+async def test_global_word_effects_are_signed_by_the_class_they_push_towards(text):
+    result = await call(text, "global_effects", feature="great")
+    assert result["effects"]["great"] > 0 and result["texts_with_word"] == {"great": 2}
+    assert (await call(text, "global_effects", feature="awful"))["effects"]["awful"] < 0
+
+
+async def test_surrogate_rule_splits_on_the_feature_the_model_uses_and_reports_its_fidelity(tabular):
+    result = await call(tabular, "surrogate_rule", depth=1)
+    assert {rule["if"].split(" ")[0] for rule in result["rules"]} <= {"x0", "x1"}
+    assert 0.5 < result["fidelity"] <= 1 and result["checked_on"] == "20 held-out rows"
+
+
+async def test_compare_explainers_names_each_explainers_top_features_with_its_check(tabular):
+    result = await call(tabular, "compare_explainers", row=0, k=2)
+    names = [e["explainer"] for e in result["explainers"]]
+    assert names == ["occlusion", "lime", "kernelshap"]
+    for explainer in result["explainers"]:
+        assert set(explainer["top"]) == {"x0", "x1"} and explainer["pgi"] is not None
+    assert [e["agreement"] for e in result["explainers"][1:]] == [1.0, 1.0]
 
 
 async def test_describe_data_gives_the_data_statistics(tabular, table):
@@ -195,3 +230,25 @@ def test_a_context_refuses_mismatched_data(tabular, table):
         ProbeContext(tabular.blackbox, table[:, :3])
     with pytest.raises(ValueError, match="one label per row"):
         ProbeContext(tabular.blackbox, table, ["yes"])
+
+
+async def test_counterfactual_search_flips_the_label_with_few_changes_and_keeps_kept_features(tabular):
+    row = int(np.argmax(logistic(tabular.rows)[:, 1]))  # the surest "yes"
+    result = await call(tabular, "counterfactual_search", row=row)
+    best = result["counterfactuals"][0]
+    assert result["original_prediction"] == "yes" and best["valid"] and best["prediction"] == "no"
+    assert set(best["changes"]) <= {"x0", "x1"}, "inert features need no change"
+    flipped = tabular.rows[row].copy()
+    for name, value in best["changes"].items():
+        flipped[FEATURES.index(name)] = value
+    assert logistic(flipped[None, :])[0].argmax() == 0  # re-checked: the edit really flips the model
+    kept = await call(tabular, "counterfactual_search", row=row, keep=["x0"])
+    assert all("x0" not in c["changes"] for c in kept["counterfactuals"])
+    already = await call(tabular, "counterfactual_search", row=row, target="yes")
+    assert already["counterfactuals"] == [] and "already" in already["note"]
+
+
+async def test_counterfactual_search_on_text_removes_the_supporting_words(text):
+    result = await call(text, "counterfactual_search", row=0)
+    [best] = result["counterfactuals"]
+    assert best["removed_words"] == ["great"] and best["prediction"] == "negative" and "great" not in best["text"]

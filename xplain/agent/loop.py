@@ -7,6 +7,8 @@ turn and flags every number in it that no tool returned (nor the user wrote) in 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Annotated, Any, Literal
@@ -18,6 +20,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
+from xplain.agent.answers import (
+    render_answer,
+    render_failure,
+    templates_ref,
+    tool_payload,
+)
 from xplain.agent.chat_model import XplainChatModel
 from xplain.agent.grounding import source_numbers, ungrounded_numbers
 from xplain.agent.store import ConversationStore, check_session_id
@@ -39,6 +47,11 @@ class ToolCallRecord(BaseModel):
     name: str
     arguments: dict[str, Any]
     output: str = Field(description="The tool's JSON output, as the model read it.")
+    error: str | None = Field(None, description="Why the call failed, in plain words; None when it succeeded.")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 class AgentAnswer(BaseModel):
@@ -53,15 +66,25 @@ class AgentAnswer(BaseModel):
     model_calls: int
     usage: Usage
     prompt_versions: list[str]
+    mode: Literal["agent", "planner"] = "agent"
+    plan: dict[str, Any] | None = Field(None, description="The planner's operation and arguments, and who chose them.")
+    seconds: float = 0.0
+
+    @property
+    def sources(self) -> list[ToolCallRecord]:
+        """The calls the answer rests on: those that succeeded (a failed call is no source)."""
+        return [c for c in self.tool_calls if c.ok]
 
     def with_sources(self) -> str:
-        """The answer followed by the tool calls behind it and a warning for unbacked numbers (plain text)."""
+        """The answer followed by the tool calls behind it, the failed ones, and unbacked numbers (plain text)."""
         lines = [self.text]
-        if self.tool_calls:
-            calls = ", ".join(f"{c.name}({_arguments_text(c.arguments)})" for c in self.tool_calls)
+        if self.sources:
+            calls = ", ".join(f"{c.name}({_arguments_text(c.arguments)})" for c in self.sources)
             lines.append(f"Based on: {calls}")
         else:
-            lines.append("Based on: no tool call")
+            lines.append("Based on: no tool result")
+        for failed in (c for c in self.tool_calls if not c.ok):
+            lines.append(f"Failed: {failed.name}: {failed.error}")
         if self.ungrounded_numbers:
             lines.append(f"Not backed by any tool result: {', '.join(self.ungrounded_numbers)}")
         return "\n".join(lines)
@@ -79,7 +102,15 @@ class ToolResultEvent(BaseModel):
     id: str
     name: str
     output: str
-    artifact: Any = Field(None, description="A catalog tool's full result (plot data included), kept out of `output`.")
+    result: dict[str, Any] | None = Field(None, description="The full result (the tool's artifact), when it succeeded.")
+    error: str | None = Field(None, description="Why the call failed, in plain words.")
+
+
+class AnswerDeltaEvent(BaseModel):
+    """A piece of the answer as it is written (chunks of the finished answer where the backend does not stream)."""
+
+    type: Literal["answer_delta"] = "answer_delta"
+    text: str
 
 
 class AnswerEvent(BaseModel):
@@ -87,7 +118,15 @@ class AnswerEvent(BaseModel):
     answer: AgentAnswer
 
 
-AgentEvent = Annotated[ToolCallEvent | ToolResultEvent | AnswerEvent, Field(discriminator="type")]
+AgentEvent = Annotated[
+    ToolCallEvent | ToolResultEvent | AnswerDeltaEvent | AnswerEvent, Field(discriminator="type")
+]
+
+
+def answer_chunks(text: str, words: int = 3) -> list[str]:
+    """The answer in chunks of a few words (spacing kept), so a page can show it as it 'arrives'."""
+    pieces = re.findall(r"\S+\s*", text)
+    return ["".join(pieces[i : i + words]) for i in range(0, len(pieces), words)] or [text]
 
 
 class ExplainerAgent:
@@ -147,17 +186,14 @@ class ExplainerAgent:
 
     async def stream(
         self, session_id: str, question: str
-    ) -> AsyncIterator[ToolCallEvent | ToolResultEvent | AnswerEvent]:
-        """Run one turn, yielding each tool call and result as it happens, then the answer."""
-        check_session_id(session_id)
-        question = question.strip()
-        if not question:
-            raise ValueError("the question is empty")
-        if len(question) > MAX_QUESTION_CHARS:
-            raise ValueError(f"the question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
+    ) -> AsyncIterator[ToolCallEvent | ToolResultEvent | AnswerDeltaEvent | AnswerEvent]:
+        """Run one turn, yielding each tool call and result as it happens, then the answer (in chunks, then whole)."""
+        started = time.perf_counter()
+        question = check_question(session_id, question)
         history = self._recent(self.store.load(session_id)) if self.store else []
         produced: list[BaseMessage] = [HumanMessage(question)]
         calls: list[ToolCallRecord] = []
+        results: dict[str, dict[str, Any] | None] = {}
         pending: dict[str, ToolCallRecord] = {}  # by id, until the result arrives (ids may repeat across steps)
         model_calls = 0
         stopped: Stop = "answered"
@@ -184,19 +220,25 @@ class ExplainerAgent:
                     elif isinstance(message, ToolMessage):
                         produced.append(message)
                         output = str(message.text)
+                        result, error = tool_payload(message)
                         if message.tool_call_id in pending:
-                            pending.pop(message.tool_call_id).output = output
+                            record = pending.pop(message.tool_call_id)
+                            record.output, record.error = output, error
+                            results[record.id] = result
                         yield ToolResultEvent(
-                            id=message.tool_call_id, name=message.name or "", output=output, artifact=message.artifact
+                            id=message.tool_call_id, name=message.name or "", output=output, result=result, error=error
                         )
         last = produced[-1]
         if stopped == "answered" and (not isinstance(last, AIMessage) or last.tool_calls):
             stopped = "step_limit"  # the graph ended on a tool round (recursion guard) rather than on an answer
-        answer = self._answer(session_id, question, produced, calls, model_calls, stopped, meter.usage)
-        if stopped != "answered":
+        answer = self._answer(session_id, question, produced, calls, results, model_calls, stopped, meter.usage)
+        if stopped != "answered" or answer.text != str(produced[-1].text).strip():
             produced.append(AIMessage(answer.text))
         if self.store is not None:
             self.store.append(session_id, produced)
+        for chunk in answer_chunks(answer.text):
+            yield AnswerDeltaEvent(text=chunk)
+        answer.seconds = round(time.perf_counter() - started, 3)
         yield AnswerEvent(answer=answer)
 
     def _answer(
@@ -205,18 +247,14 @@ class ExplainerAgent:
         question: str,
         produced: list[BaseMessage],
         calls: list[ToolCallRecord],
+        results: dict[str, dict[str, Any] | None],
         model_calls: int,
         stopped: Stop,
         usage: Usage,
     ) -> AgentAnswer:
-        if stopped == "answered":
-            text = str(produced[-1].text).strip()
-        else:
-            why = "the model repeated a tool call" if stopped == "repeated_call" else f"{model_calls} steps"
-            text = f"I stopped without a final answer ({why})."
-            if calls:
-                last = calls[-1]
-                text += f" Last tool result, {last.name}({_arguments_text(last.arguments)}): {last.output}"
+        text = str(produced[-1].text).strip() if stopped == "answered" else ""
+        if not text:
+            text = floor_answer(calls, results)
         sources = source_numbers([question, *(c.arguments for c in calls), *(c.output for c in calls)])
         return AgentAnswer(
             session_id=session_id,
@@ -227,7 +265,7 @@ class ExplainerAgent:
             stopped=stopped,
             model_calls=model_calls,
             usage=usage,
-            prompt_versions=[self.prompt.ref],
+            prompt_versions=[self.prompt.ref, templates_ref()],
         )
 
     def _recent(self, history: list[BaseMessage]) -> list[BaseMessage]:
@@ -236,6 +274,32 @@ class ExplainerAgent:
         while recent and not isinstance(recent[0], HumanMessage):
             recent.pop(0)
         return recent
+
+
+def check_question(session_id: str, question: str) -> str:
+    check_session_id(session_id)
+    question = question.strip()
+    if not question:
+        raise ValueError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(f"the question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
+    return question
+
+
+def floor_answer(calls: list[ToolCallRecord], results: dict[str, dict[str, Any] | None]) -> str:
+    """When the model stops without an answer: the templated answer of the last tool call that succeeded, else the
+    last failure in plain words — never a tool's raw JSON."""
+    for call in reversed(calls):
+        result = results.get(call.id)
+        if call.ok and result is not None:
+            try:
+                return render_answer(call.name, result)
+            except (KeyError, TypeError, IndexError):
+                continue  # a result without the fields its template needs: try an earlier one
+    failed = next((c for c in reversed(calls) if not c.ok), None)
+    if failed is not None:
+        return render_failure(failed.name, failed.error or "it failed")
+    return "I could not find an answer: no tool gave a result for this question. Try naming a row, e.g. 'row 3'."
 
 
 async def _messages(updates: AsyncIterator[dict[str, Any]]) -> AsyncIterator[tuple[str, BaseMessage]]:

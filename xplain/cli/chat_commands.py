@@ -1,20 +1,27 @@
-"""`xplain chat`: question a model in the terminal — tool calls, feature-effect bars and what-if edits shown as they
-happen, the answer with the tool calls it rests on, and numbers that no tool returned flagged."""
+"""`xplain chat`: question a model in the terminal — tool calls, signed effect bars with their PGI/PGU check, what-if
+and counterfactual tables shown as they happen, the answer as it is written, the tool calls it rests on (failed ones
+apart), and numbers that no tool returned flagged. The planner answers on the embedded model, the agent elsewhere
+(`--mode`)."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import typer
 from rich.markup import escape
-from rich.panel import Panel
 from rich.table import Table
 
-from xplain.agent import AnswerEvent, ConversationStore, ExplainerAgent, ToolCallEvent, ToolResultEvent
+from xplain.agent import (
+    AnswerDeltaEvent,
+    AnswerEvent,
+    ConversationStore,
+    ToolCallEvent,
+    ToolResultEvent,
+    make_chat,
+)
 from xplain.agent.loop import AgentAnswer
 from xplain.blackbox import BlackBoxError, load_blackbox
 from xplain.cli.common import app, console, run_with_llm, usage_line
@@ -42,9 +49,16 @@ def chat(
     db: Annotated[
         Path | None, typer.Option(help="SQLite file that keeps conversations (memory only when unset).")
     ] = None,
-    max_steps: Annotated[int, typer.Option(min=1, help="Most model calls per question.")] = 6,
+    max_steps: Annotated[int, typer.Option(min=1, help="Agent: most model calls per question.")] = 6,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="planner (the LLM only chooses), agent (free tool calls) or auto; default XPLAIN_CHAT_MODE."),
+    ] = None,
 ) -> None:
-    """Chat with an agent that questions a black-box model through tools. Type 'exit' (or Ctrl-D) to leave."""
+    """Chat about a black-box model: questions answered through tools. Type 'exit' (or Ctrl-D) to leave."""
+    if mode is not None and mode not in ("planner", "agent", "auto"):
+        console.print(f"[red]error:[/red] --mode must be planner, agent or auto, not {mode!r}")
+        raise typer.Exit(2)
     try:
         context = _context(model, data, label_column, demo)
     except (ValueError, BlackBoxError, OSError) as error:
@@ -52,10 +66,16 @@ def chat(
         raise typer.Exit(2) from error
 
     async def work(llm: LLM) -> None:
+        settings = get_settings()
         store = ConversationStore(db) if db else None
-        agent = ExplainerAgent(llm, context, store=store, max_steps=max_steps)
+        chosen = mode or settings.chat_mode
+        agent = make_chat(
+            llm, context, mode=chosen, store=store, rephrase=settings.chat_rephrase, max_steps=max_steps
+        )  # type: ignore[arg-type]
+        kind = "planner" if type(agent).__name__ == "GroundedPlanner" else "agent"
         console.print(
             f"[bold]xplain chat[/bold] · {escape(context.blackbox.name)} · {len(context.rows)} rows · {llm.name}"
+            f" · {kind}"
         )
         console.print("[dim]Ask about the model; 'exit' leaves.[/dim]")
         try:
@@ -109,32 +129,57 @@ def _context(model: str | None, data: Path | None, label_column: str | None, dem
     return ProbeContext(blackbox, table.to_numpy(dtype=np.float64), labels)
 
 
-def _show(event: ToolCallEvent | ToolResultEvent | AnswerEvent) -> None:
+def _show(event: ToolCallEvent | ToolResultEvent | AnswerDeltaEvent | AnswerEvent) -> None:
     if isinstance(event, ToolCallEvent):
         arguments = ", ".join(f"{k}={json.dumps(v)}" for k, v in event.arguments.items())
         console.print(f"[dim]→ {escape(event.name)}({escape(arguments)})[/dim]")
     elif isinstance(event, ToolResultEvent):
-        _show_tool_result(event.output)
+        _show_tool_result(event)
+    elif isinstance(event, AnswerDeltaEvent):
+        console.print(escape(event.text), end="", soft_wrap=True, highlight=False)
     else:
+        console.print()
         _show_answer(event.answer)
 
 
-def _show_tool_result(output: str) -> None:
-    try:
-        data: Any = json.loads(output)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        console.print(f"[dim]  {escape(output[:300])}[/dim]")
+def _show_tool_result(event: ToolResultEvent) -> None:
+    if event.error is not None:
+        console.print(f"[yellow]  tool error: {escape(event.error)}[/yellow]")
         return
-    if "error" in data:
-        console.print(f"[yellow]  tool error: {escape(str(data['error']))}[/yellow]")
-    elif isinstance(data.get("plot"), dict) and data["plot"].get("kind") == "bar":
+    data: Any = event.result
+    if data is None:
+        console.print(f"[dim]  {escape(event.output[:300])}[/dim]")
+        return
+    if isinstance(data.get("plot"), dict) and data["plot"].get("kind") == "bar":
         console.print(_bar_chart(data["plot"]))
+        check = data.get("check") or {}
+        if check.get("pgi") is not None and check.get("pgu") is not None:
+            verdict = "holds up" if check["pgi"] > check["pgu"] else "doubtful"
+            console.print(f"  check (top {check['top_k']}): PGI {check['pgi']} vs PGU {check['pgu']}: {verdict}")
+    elif "counterfactuals" in data:
+        console.print(_counterfactual_table(data))
     elif "before" in data and "after" in data:
         console.print(_what_if_table(data))
     else:
-        console.print(f"[dim]  {escape(output[:300])}{'…' if len(output) > 300 else ''}[/dim]")
+        text = event.output
+        console.print(f"[dim]  {escape(text[:300])}{'…' if len(text) > 300 else ''}[/dim]")
+
+
+def _counterfactual_table(data: dict[str, Any]) -> Table:
+    table = Table("", "changes", "prediction", "valid", title="counterfactuals")
+    original = escape(str(data.get("text", f"row {data.get('row')}")))
+    table.add_row("original", original, f"{data['original_prediction']} ({data['original_probability']})", "")
+    for i, candidate in enumerate(data["counterfactuals"], 1):
+        changes, before = candidate.get("changes"), candidate.get("original_values") or {}
+        if changes:
+            shown = ", ".join(f"{k}: {before[k]} → {v}" if k in before else f"{k} → {v}" for k, v in changes.items())
+        elif candidate.get("removed_words"):
+            shown = "removed: " + ", ".join(candidate["removed_words"])
+        else:
+            shown = str(candidate.get("text", ""))
+        valid = "yes" if candidate["valid"] else "no"
+        table.add_row(f"#{i}", escape(shown), f"{candidate['prediction']} ({candidate['probability']})", valid)
+    return table
 
 
 def _bar_chart(plot: dict[str, Any], width: int = 30) -> Table:
@@ -159,12 +204,11 @@ def _what_if_table(data: dict[str, Any]) -> Table:
 
 
 def _show_answer(answer: AgentAnswer) -> None:
-    text = escape(answer.text)
-    for number in answer.ungrounded_numbers:
-        text = re.sub(rf"(?<![\w.]){re.escape(number)}(?!\w)", f"[black on yellow]{number}[/black on yellow]", text)
-    calls = ", ".join(c.name for c in answer.tool_calls) or "no tool call"
-    subtitle = f"based on: {calls}"
-    console.print(Panel(text, title="xplain", subtitle=escape(subtitle), title_align="left", subtitle_align="left"))
+    """After the streamed answer: what it rests on, what failed, and what no tool backs."""
+    calls = ", ".join(c.name for c in answer.sources) or "no tool result"
+    console.print(f"[dim]based on: {escape(calls)}[/dim]")
+    for failed in (c for c in answer.tool_calls if not c.ok):
+        console.print(f"[yellow]failed: {escape(failed.name)}: {escape(failed.error or '')}[/yellow]")
     if answer.ungrounded_numbers:
         console.print(f"[yellow]not backed by any tool result: {', '.join(answer.ungrounded_numbers)}[/yellow]")
     if answer.stopped == "step_limit":

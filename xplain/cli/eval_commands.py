@@ -34,6 +34,8 @@ def run_eval(
     async def work(llm: LLM) -> None:
         table = await suites[suite](llm, chosen)
         table.print(console)
+        summary = {k: v for k, v in table.notes.items() if k not in ("options",)}
+        console.print(" · ".join(f"{k}: {v}" for k, v in summary.items()))
         path = out or Path("artifacts") / f"eval-{suite}-{size}.json"
         table.write_json(path)
         console.print(f"[dim]wrote {path}[/dim]")

@@ -37,7 +37,7 @@ def create_app(
             app.state.service = svc
             sqlite = settings.database_url.startswith("sqlite:///")
             conversations = ConversationStore(sqlite_path(settings.database_url)) if sqlite else None
-            agents.attach(svc.registry, svc.llm, conversations)
+            agents.attach(svc.registry, svc.llm, conversations, mode=settings.chat_mode, rephrase=settings.chat_rephrase)
             resumed = await svc.jobs.resume_all()
             if resumed:
                 log.info("resumed %d unfinished job(s)", len(resumed))

@@ -1,7 +1,8 @@
 """The chat page at `/chat` and its streaming endpoint.
 
-`POST /chat/stream` runs one agent turn and answers with server-sent events as the turn proceeds: `tool_call`,
-`tool_result`, then `answer` (or `error`). The page is plain HTML + JS from `static/`, no build step.
+`POST /chat/stream` runs one turn (planner or agent) and answers with server-sent events as the turn proceeds:
+`tool_call`, `tool_result`, `answer_delta` (the answer in pieces, as written), then `answer` (or `error`). The page
+is plain HTML + JS from `static/`, no build step.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from xplain.agent import ExplainerAgent
+from xplain.agent import ExplainerAgent, GroundedPlanner
 from xplain.agent.loop import MAX_QUESTION_CHARS
 from xplain.blackbox import BlackBoxError
 from xplain.llm import LLMError
 from xplain.validation import SLUG
+from xplain.tools.registry import plain_error
 
 STATIC_FILES = {"chat.js": "text/javascript", "chat.css": "text/css"}
 
@@ -29,8 +31,11 @@ class ChatRequest(BaseModel):
     message: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
 
 
-def make_chat_router(agents: Mapping[str, ExplainerAgent]) -> APIRouter:
-    """Routes for the chat page over `agents` (model name -> agent); a lazy Mapping may build agents on demand."""
+Chat = ExplainerAgent | GroundedPlanner
+
+
+def make_chat_router(agents: Mapping[str, Chat]) -> APIRouter:
+    """Routes for the chat page over `agents` (model name -> chat); a lazy Mapping may build chats on demand."""
     router = APIRouter(tags=["chat"])
 
     @router.get("/chat", response_class=HTMLResponse, include_in_schema=False)
@@ -45,6 +50,7 @@ def make_chat_router(agents: Mapping[str, ExplainerAgent]) -> APIRouter:
 
     @router.get("/chat/models")
     async def chat_models() -> dict[str, list[str]]:
+        """Every model that can be chatted with: it is registered and has reference rows."""
         return {"models": list(agents)}
 
     @router.post("/chat/stream")
@@ -61,12 +67,12 @@ def make_chat_router(agents: Mapping[str, ExplainerAgent]) -> APIRouter:
     return router
 
 
-async def _events(agent: ExplainerAgent, request: ChatRequest) -> AsyncIterator[str]:
+async def _events(agent: Chat, request: ChatRequest) -> AsyncIterator[str]:
     try:
         async for event in agent.stream(request.session_id, request.message):
             yield _sse(event.type, event.model_dump_json())
     except (ValueError, LLMError, BlackBoxError) as error:
-        yield _sse("error", json.dumps({"error": str(error)}))
+        yield _sse("error", json.dumps({"error": plain_error(error)}))
 
 
 def _sse(event: str, data: str) -> str:

@@ -1,35 +1,51 @@
-"""The chat page's agents: one per registered model that has reference rows to question it about (the demos),
-built on first use and sharing the service's LLM and database."""
+"""The chat page's chats: one per registered model that has reference rows to question it about (the demos, and
+models registered with a reference data file), built on first use in the configured mode (planner or agent), sharing
+the service's LLM and database."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from xplain.agent import ExplainerAgent
+from xplain.agent import ExplainerAgent, GroundedPlanner, make_chat
+from xplain.agent.modes import ChatMode
 from xplain.agent.store import ConversationStore
-from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.server.registry import ModelRegistry
 from xplain.tools import ProbeContext
 
+Chat = ExplainerAgent | GroundedPlanner
 
-class RegistryAgents(Mapping[str, ExplainerAgent]):
+
+class RegistryAgents(Mapping[str, Chat]):
     """Routes are made before the service starts, so this starts empty and `attach` gives it the service's parts."""
 
     def __init__(self) -> None:
         self.registry: ModelRegistry | None = None
         self.llm: LLM | None = None
         self.store: ConversationStore | None = None
-        self._agents: dict[str, ExplainerAgent] = {}
+        self.mode: ChatMode = "auto"
+        self.rephrase = False
+        self._chats: dict[str, tuple[int, Chat]] = {}
 
-    def attach(self, registry: ModelRegistry, llm: LLM, store: ConversationStore | None) -> None:
-        self.registry, self.llm, self.store = registry, llm, store
-        self._agents.clear()
+    def attach(
+        self,
+        registry: ModelRegistry,
+        llm: LLM,
+        store: ConversationStore | None,
+        *,
+        mode: ChatMode = "auto",
+        rephrase: bool = False,
+    ) -> None:
+        self.registry, self.llm, self.store, self.mode, self.rephrase = registry, llm, store, mode, rephrase
+        self._chats.clear()
 
     def _chattable(self) -> list[str]:
         if self.registry is None:
             return []
-        return sorted(name for name, (registration, _) in self.registry.models.items() if registration.source.demo)
+        return sorted(
+            name for name, (_, blackbox) in self.registry.models.items()
+            if name in self.registry.references and blackbox.kind != "module"
+        )  # fmt: skip
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._chattable())
@@ -37,12 +53,14 @@ class RegistryAgents(Mapping[str, ExplainerAgent]):
     def __len__(self) -> int:
         return len(self._chattable())
 
-    def __getitem__(self, name: str) -> ExplainerAgent:
+    def __getitem__(self, name: str) -> Chat:
         if name not in self._chattable():
             raise KeyError(name)
-        if name not in self._agents:
-            registration, blackbox = self.registry.get(name)
-            reference = demo_reference(registration.source.demo)
+        _, blackbox = self.registry.get(name)
+        built = self._chats.get(name)
+        if built is None or built[0] != id(blackbox):  # re-registered since: a fresh chat over the new model
+            reference = self.registry.references[name]
             context = ProbeContext(blackbox, reference.rows, reference.labels, reference.description)
-            self._agents[name] = ExplainerAgent(self.llm, context, store=self.store)
-        return self._agents[name]
+            chat = make_chat(self.llm, context, mode=self.mode, store=self.store, rephrase=self.rephrase)
+            self._chats[name] = built = (id(blackbox), chat)
+        return built[1]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from xplain.errors import NotFound
 from xplain.blackbox import BlackBox, from_http, from_import_path, from_pickle, from_skops
-from xplain.data.demo import DEMO_MODELS, demo_blackbox, demo_reference
+from xplain.data.demo import DEMO_MODELS, DemoReference, demo_blackbox
 from xplain.errors import Conflict, Forbidden, NotFound
+from xplain.server.reference import load_reference
 from xplain.server.schemas import ModelRegistration
 from xplain.server.store import Store
 from xplain.settings import Settings
@@ -53,6 +53,7 @@ class ModelRegistry:
         self.store = store
         self.settings = settings
         self.models: dict[str, tuple[ModelRegistration, BlackBox]] = {}
+        self.references: dict[str, DemoReference] = {}
 
     async def register(self, registration: ModelRegistration) -> BlackBox:
         """Load first, store after: a registration that fails to load leaves nothing behind. A taken name is a
@@ -65,12 +66,19 @@ class ModelRegistry:
         if name in DEMO_MODELS and name in self.models:
             raise Forbidden(f"{name!r} is a demo model and cannot be replaced")
         blackbox = await asyncio.to_thread(load_registered, registration, self.settings)
+        reference = await asyncio.to_thread(load_reference, registration, blackbox, self.settings)
         await self.store.save_model(name, registration.model_dump(mode="json", exclude={"replace"}))
         previous = self.models.get(name)
-        self.models[name] = (registration, blackbox)
+        self._keep(registration, blackbox, reference)
         if previous is not None:
             previous[1].close()
         return blackbox
+
+    def _keep(self, registration: ModelRegistration, blackbox: BlackBox, reference: DemoReference | None) -> None:
+        self.models[registration.name] = (registration, blackbox)
+        self.references.pop(registration.name, None)
+        if reference is not None:
+            self.references[registration.name] = reference
 
     async def restore(self) -> list[str]:
         """Re-load every stored model; returns the names that no longer load (and skips them)."""
@@ -79,16 +87,18 @@ class ModelRegistry:
             registration = ModelRegistration.model_validate(spec)
             try:
                 blackbox = await asyncio.to_thread(load_registered, registration, self.settings)
-            except Exception:  # a model file removed or changed since: keep serving the rest
+                reference = await asyncio.to_thread(load_reference, registration, blackbox, self.settings)
+            except Exception:  # a model or data file removed or changed since: keep serving the rest
                 broken.append(name)
                 continue
-            self.models[name] = (registration, blackbox)
+            self._keep(registration, blackbox, reference)
         return broken
 
     def reference(self, name: str):
-        """Reference rows for a model, where it has them (the demos' held-out rows), else None."""
-        registration, _ = self.get(name)
-        return demo_reference(registration.source.demo).rows if registration.source.demo else None
+        """Reference rows for a model, where it has them (the demos' held-out rows, a registered file), else None."""
+        self.get(name)
+        reference = self.references.get(name)
+        return reference.rows if reference is not None else None
 
     def get(self, name: str) -> tuple[ModelRegistration, BlackBox]:
         try:
@@ -102,4 +112,5 @@ class ModelRegistry:
             raise Forbidden(f"{name!r} is a demo model and cannot be removed")
         blackbox.close()
         del self.models[name]
+        self.references.pop(name, None)
         await self.store.delete_model(name)

@@ -40,6 +40,14 @@ class ModelSource(Strict):
         return self
 
 
+class ReferenceData(Strict):
+    """Rows like the model's training data, so the chat's tools have rows to talk about."""
+
+    file: str = Field(min_length=1, max_length=300, description="A CSV file inside XPLAIN_DATA_DIR.")
+    label_column: str | None = Field(None, max_length=200, description="The column of true labels, if any.")
+    text_column: str | None = Field(None, max_length=200, description="Text models: the column holding the text.")
+
+
 class ModelRegistration(Strict):
     name: str = ModelName
     source: ModelSource
@@ -48,6 +56,7 @@ class ModelRegistration(Strict):
     feature_names: list[str] | None = Field(None, max_length=10_000)
     trusted_types: list[str] = Field(default_factory=list, description="skops types to trust beyond the defaults.")
     replace: bool = Field(False, description="Replace a registered model of this name (demos cannot be replaced).")
+    reference: ReferenceData | None = Field(None, description="Reference rows for the chat (the demos bring theirs).")
 
 
 class ModelInfo(BaseModel):

@@ -1,7 +1,7 @@
 """The catalog's methods as agent tools, generated from their declarations: the arguments are the method's own
 options plus what to work on — the data set row (row methods), the rows (set methods on the chat's model) or the
 examples (iPrompt) — and the result comes back as LangChain content and artifact: a short JSON text for the model to
-read, the full result (plot data included) as the artifact the chat page draws.
+read, the full result (with the row it is about) as the artifact the chat answers from and the page draws.
 
 The classifier methods are no tools: they save and load classifiers by name, which a chat does not manage."""
 
@@ -92,7 +92,7 @@ def catalog_tool(method: Method, context: ProbeContext) -> BaseTool | None:
             raise ToolException(str(result))
         full = to_json(result)
         head = {key: chosen} if key != "inputs" else {}
-        return compact({**head, **brief(full)}), {"method": method.name, **head, "result": full}
+        return compact({**head, **brief(full)}), {"method": method.name, **full, **head}
 
     return StructuredTool.from_function(
         coroutine=call,

@@ -4,13 +4,15 @@ box or reading the data; each probe sends its black-box queries as one batch."""
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, model_validator
 
+from xplain.methods.checks import prediction_gaps, text_prediction_gaps
 from xplain.tools.context import ProbeContext
 from xplain.tools.registry import make_tool, register_tool, rounded
 
@@ -77,6 +79,23 @@ class TabularEffectArgs(RowArgs):
 
 class TextEffectArgs(TextOrRowArgs):
     top: int = Field(8, ge=1, le=20, description="How many words to report, largest effect first.")
+
+
+class GlobalEffectArgs(BaseModel):
+    feature: str | None = Field(None, max_length=80, description="One feature (or word) to trace; default: all.")
+    top: int = Field(8, ge=1, le=20, description="How many features (or words) to report, largest effect first.")
+
+
+class SurrogateArgs(BaseModel):
+    depth: int = Field(3, ge=1, le=4, description="Depth of the rule tree (more = more detail, harder to read).")
+
+
+class CompareArgs(TextOrRowArgs):
+    k: int = Field(4, ge=1, le=8, description="How many top features (or words) each explainer names.")
+
+
+class TabularCompareArgs(RowArgs):
+    k: int = Field(4, ge=1, le=8, description="How many top features each explainer names.")
 
 
 # -- shared helpers -------------------------------------------------------------------------------------------
@@ -238,6 +257,7 @@ def _overview(context: ProbeContext) -> dict[str, Any]:
         overview["description"] = context.description
     if context.kind == "tabular":
         overview["features"] = context.feature_names
+        overview["n_features"] = len(context.feature_names)
     else:
         overview["mean_words_per_text"] = rounded(np.mean([len(_words(t)) for t in context.rows]), 1)
     if context.labels is not None:
@@ -324,34 +344,64 @@ def model_score_tool(context: ProbeContext) -> BaseTool | None:
 # -- feature effect -------------------------------------------------------------------------------------------
 
 
+async def _tabular_effects(context: ProbeContext, row: int, top: int) -> dict[str, Any]:
+    original = np.asarray(context.row(row), dtype=np.float64)
+    medians = np.median(np.asarray(context.rows), axis=0)
+    variants = np.repeat(original[None, :], len(original), axis=0)
+    variants[np.arange(len(original)), np.arange(len(original))] = medians
+    probabilities = await context.blackbox.apredict_proba(np.vstack([original, variants]))
+    names = context.feature_names
+    result = _effects(context, {"row": row}, probabilities, names, "feature set to the data median", top)
+    checked = [names.index(name) for name in list(result["effects"])[:CHECKED]]
+    scale = np.asarray(context.rows).std(axis=0)
+    scale[scale == 0] = 1.0
+    pgi, pgu = await prediction_gaps(context.blackbox, original, [checked], scale=scale, sigma=0.3, n_samples=16)
+    return {**result, "check": _check(pgi[0], pgu[0], len(checked))}
+
+
+async def _text_effects(context: ProbeContext, args: TextOrRowArgs, top: int) -> dict[str, Any]:
+    original, source = _input_of(context, args)
+    words = list(dict.fromkeys(_words(original)))[:60]
+    if not words:
+        raise ValueError("the text has no words to remove")
+    variants = [_remove_word(original, w) for w in words]
+    probabilities = await context.blackbox.apredict_proba([original, *variants])
+    result = _effects(context, source, probabilities, words, "word removed", top)
+    checked = [w.lower() for w in list(result["effects"])[:CHECKED]]
+    pgi, pgu = await text_prediction_gaps(context.blackbox, [original], [checked], n_samples=16)
+    return {**result, "check": _check(pgi[0], pgu[0], len(checked))}
+
+
 @register_tool("feature_effect")
 def feature_effect_tool(context: ProbeContext) -> BaseTool:
     async def run_tabular(args: TabularEffectArgs) -> dict[str, Any]:
-        original = np.asarray(context.row(args.row), dtype=np.float64)
-        medians = np.median(np.asarray(context.rows), axis=0)
-        variants = np.repeat(original[None, :], len(original), axis=0)
-        variants[np.arange(len(original)), np.arange(len(original))] = medians
-        probabilities = await context.blackbox.apredict_proba(np.vstack([original, variants]))
-        names = context.feature_names
-        return _effects(context, {"row": args.row}, probabilities, names, "feature set to the data median", args.top)
+        return await _tabular_effects(context, args.row, args.top)
 
     async def run_text(args: TextEffectArgs) -> dict[str, Any]:
-        original, source = _input_of(context, args)
-        words = list(dict.fromkeys(_words(original)))[:60]
-        if not words:
-            raise ValueError("the text has no words to remove")
-        variants = [_remove_word(original, w) for w in words]
-        probabilities = await context.blackbox.apredict_proba([original, *variants])
-        return _effects(context, source, probabilities, words, "word removed", args.top)
+        return await _text_effects(context, args, args.top)
 
     description = (
         "Which inputs drive one prediction: {what} one at a time, re-queries the model, and reports how much the "
-        "probability of the predicted class drops (positive = the input supports the prediction). Returns a bar chart."
+        "probability of the predicted class drops (positive = the input supports the prediction), with a PGI / PGU "
+        "check of the top inputs. Returns a bar chart."
     )
     if context.kind == "tabular":
         what = "sets each feature to its data-set median"
         return make_tool("feature_effect", description.format(what=what), TabularEffectArgs, run_tabular)
     return make_tool("feature_effect", description.format(what="removes each word"), TextEffectArgs, run_text)
+
+
+CHECKED = 3  # the top effects whose faithfulness PGI / PGU checks
+
+
+def _check(pgi: float | None, pgu: float | None, k: int) -> dict[str, Any]:
+    """PGI / PGU of the top-k inputs: perturbing them should move the prediction more than perturbing the rest."""
+    return {
+        "top_k": k,
+        "pgi": None if pgi is None else rounded(pgi),
+        "pgu": None if pgu is None else rounded(pgu),
+        "faithful": None if pgi is None or pgu is None else bool(pgi > pgu),
+    }
 
 
 def _effects(
@@ -381,3 +431,360 @@ def _effects(
             "values": [value for _, value in ranked],
         },
     }
+
+
+# -- global effects -------------------------------------------------------------------------------------------
+
+QUANTILES = (5, 25, 50, 75, 95)
+MAX_WORD_ROWS = 80
+MAX_WORDS = 40
+
+
+def _target_class(context: ProbeContext) -> int:
+    """The class whose probability global effects report: the second of two (the 'positive' one), else the first."""
+    return 1 if len(context.class_names) == 2 else 0
+
+
+@register_tool("global_effects")
+def global_effects_tool(context: ProbeContext) -> BaseTool:
+    target = _target_class(context)
+
+    async def run_tabular(args: GlobalEffectArgs) -> dict[str, Any]:
+        rows = np.asarray(context.rows)
+        names = context.feature_names
+        if args.feature is not None:
+            column = context.feature_index(args.feature)
+            values = np.percentile(rows[:, column], QUANTILES)
+            variants = np.repeat(rows[None, :, :], len(values), axis=0)
+            variants[:, :, column] = values[:, None]
+            probabilities = await context.blackbox.apredict_proba(variants.reshape(-1, rows.shape[1]))
+            means = probabilities[:, target].reshape(len(values), len(rows)).mean(axis=1)
+            return {
+                "feature": names[column],
+                "class": context.class_names[target],
+                "curve": [{"value": rounded(v), "mean_probability": rounded(m)} for v, m in zip(values, means)],
+                "effect": rounded(means[-1] - means[0]),
+                "reading": f"mean P({context.class_names[target]}) over all rows with the feature set to each value",
+            }
+        low, high = np.percentile(rows, 25, axis=0), np.percentile(rows, 75, axis=0)
+        n, width = rows.shape
+        variants = np.repeat(rows[None, :, :], 2 * width, axis=0)
+        for column in range(width):
+            variants[2 * column, :, column] = low[column]
+            variants[2 * column + 1, :, column] = high[column]
+        probabilities = await context.blackbox.apredict_proba(variants.reshape(-1, width))
+        means = probabilities[:, target].reshape(2 * width, n).mean(axis=1)
+        effects = means[1::2] - means[0::2]
+        return _global_summary(context, target, names, effects, "feature moved from its 25th to its 75th percentile", args.top)
+
+    async def run_text(args: GlobalEffectArgs) -> dict[str, Any]:
+        # one word: every row that has it; the top words: a sample, to bound the queries
+        texts = [str(t) for t in list(context.rows)[: None if args.feature else MAX_WORD_ROWS]]
+        word_sets = [set(w.lower() for w in _words(t)) for t in texts]
+        if args.feature is not None:
+            words = [args.feature.strip().lower()]
+        else:
+            counts: dict[str, int] = {}
+            for found in word_sets:
+                for word in found:
+                    counts[word] = counts.get(word, 0) + 1
+            frequent = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= 3 and len(w) > 2]
+            words = frequent[:MAX_WORDS]
+        pairs = [(word, i) for word in words for i, found in enumerate(word_sets) if word in found]
+        if not pairs:
+            raise ValueError(f"no text among the first {len(texts)} rows contains {words[0] if words else 'a repeated word'!r}")
+        edited = [_remove_word_any_case(texts[i], word) for word, i in pairs]
+        originals = sorted({i for _, i in pairs})
+        probabilities = await context.blackbox.apredict_proba([texts[i] for i in originals] + edited)
+        base = dict(zip(originals, probabilities[: len(originals), target]))
+        drops: dict[str, list[float]] = {}
+        for (word, i), p in zip(pairs, probabilities[len(originals) :, target]):
+            drops.setdefault(word, []).append(base[i] - p)
+        effects = np.array([np.mean(drops[w]) for w in words if w in drops])
+        present = [w for w in words if w in drops]
+        result = _global_summary(context, target, present, effects, "word removed from the texts that contain it", args.top)
+        result["texts_with_word"] = {w: len(drops[w]) for w in result["effects"]}
+        return result
+
+    description = (
+        "How inputs drive the model across the whole data set (not one row): the signed change in the mean "
+        "probability of a class when each feature moves from low to high (or a word is removed); with `feature`, "
+        "that one feature's curve."
+    )
+    if context.kind == "tabular":
+        return make_tool("global_effects", description, GlobalEffectArgs, run_tabular)
+    return make_tool("global_effects", description, GlobalEffectArgs, run_text)
+
+
+def _remove_word_any_case(text: str, word: str) -> str:
+    return " ".join(re.sub(rf"(?i)\b{re.escape(word)}\b", "", text).split())
+
+
+def _global_summary(
+    context: ProbeContext, target: int, names: list[str], effects: np.ndarray, perturbation: str, top: int
+) -> dict[str, Any]:
+    order = np.argsort(-np.abs(effects), kind="stable")[:top]
+    ranked = [(names[i], rounded(effects[i])) for i in order]
+    class_name = context.class_names[target]
+    return {
+        "class": class_name,
+        "perturbation": perturbation,
+        "effects": dict(ranked),
+        "plot": {
+            "kind": "bar",
+            "title": f"Change in mean P({class_name}) across the data",
+            "labels": [name for name, _ in ranked],
+            "values": [value for _, value in ranked],
+        },
+    }
+
+
+# -- surrogate rule -------------------------------------------------------------------------------------------
+
+
+@register_tool("surrogate_rule")
+def surrogate_rule_tool(context: ProbeContext) -> BaseTool:
+    async def run(args: SurrogateArgs) -> dict[str, Any]:
+        from sklearn.tree import DecisionTreeClassifier
+
+        labels = np.asarray(await context.blackbox.apredict(context.rows)).astype(str)
+        if context.kind == "tabular":
+            features, names = np.asarray(context.rows), context.feature_names
+        else:
+            from sklearn.feature_extraction.text import CountVectorizer
+
+            vectorizer = CountVectorizer(binary=True, min_df=2, max_features=500)
+            features = vectorizer.fit_transform([str(t) for t in context.rows]).toarray()
+            names = list(vectorizer.get_feature_names_out())
+        half = len(labels) // 2 if len(labels) >= 20 else len(labels)
+        tree = DecisionTreeClassifier(max_depth=args.depth, random_state=0).fit(features[:half], labels[:half])
+        held_out = features[half:] if half < len(labels) else features
+        truth = labels[half:] if half < len(labels) else labels
+        fidelity = float(np.mean(tree.predict(held_out) == truth))
+        return {
+            "rules": _tree_rules(tree, names, context.kind)[:8],
+            "fidelity": rounded(fidelity),
+            "checked_on": f"{len(truth)} {'held-out ' if half < len(labels) else ''}rows",
+            "reading": "fidelity = share of rows where the rule gives the model's own label",
+        }
+
+    return make_tool(
+        "surrogate_rule",
+        "A readable rule for how the model decides: a small decision tree fitted to the model's own labels on the "
+        "data, with its fidelity (how often it agrees with the model) on rows it was not fitted on.",
+        SurrogateArgs,
+        run,
+    )
+
+
+def _tree_rules(tree: Any, names: list[str], kind: str) -> list[dict[str, Any]]:
+    """Each leaf of a fitted tree as `if <conditions> then <label>`, largest leaves first."""
+    inner = tree.tree_
+    rules = []
+
+    def walk(node: int, conditions: list[str]) -> None:
+        if inner.children_left[node] == -1:
+            label = str(tree.classes_[int(np.argmax(inner.value[node][0]))])
+            rules.append({"if": " and ".join(conditions) or "always", "then": label, "rows": int(inner.n_node_samples[node])})
+            return
+        name, threshold = names[inner.feature[node]], inner.threshold[node]
+        if kind == "tabular":
+            low, high = f"{name} <= {rounded(threshold, 3)}", f"{name} > {rounded(threshold, 3)}"
+        else:
+            low, high = f"the text lacks '{name}'", f"the text contains '{name}'"
+        walk(inner.children_left[node], [*conditions, low])
+        walk(inner.children_right[node], [*conditions, high])
+
+    walk(0, [])
+    return sorted(rules, key=lambda rule: -rule["rows"])
+
+
+# -- compare explainers ---------------------------------------------------------------------------------------
+
+
+@register_tool("compare_explainers")
+def compare_explainers_tool(context: ProbeContext) -> BaseTool:
+    from xplain.methods.baselines import explain_baseline, explain_text_baseline
+
+    async def run_tabular(args: TabularCompareArgs) -> dict[str, Any]:
+        occlusion = await _tabular_effects(context, args.row, args.k)
+        row = np.asarray(context.row(args.row), dtype=np.float64)[None, :]
+        background = np.asarray(context.rows)
+        others = [
+            (await explain_baseline(method, context.blackbox, row, background, n_samples=200, k=args.k))[0]
+            for method in ("lime", "kernelshap")
+        ]
+        return _comparison_of(context, {"row": args.row}, occlusion, others, args.k)
+
+    async def run_text(args: CompareArgs) -> dict[str, Any]:
+        occlusion = await _text_effects(context, args, args.k)
+        original, source = _input_of(context, args)
+        others = await explain_text_baseline(context.blackbox, [original], n_samples=200, k=args.k)
+        return _comparison_of(context, source, occlusion, others, args.k)
+
+    description = (
+        "Compare explainers on one row: occlusion (feature_effect), LIME and KernelSHAP (LIME only for text) each "
+        "name their top features, with each one's PGI / PGU check and how much they agree."
+    )
+    if context.kind == "tabular":
+        return make_tool("compare_explainers", description, TabularCompareArgs, run_tabular)
+    return make_tool("compare_explainers", description, CompareArgs, run_text)
+
+
+def _comparison_of(
+    context: ProbeContext, source: dict[str, Any], occlusion: dict[str, Any], others: list[Any], k: int
+) -> dict[str, Any]:
+    reference = [name.lower() for name in list(occlusion["effects"])[:k]]
+    explainers = [{"explainer": "occlusion", "top": list(occlusion["effects"])[:k], **_pg(occlusion["check"])}]
+    for other in others:
+        top = other.ranking[:k]
+        overlap = len({t.lower() for t in top} & set(reference)) / max(len(reference), 1)
+        explainers.append({"explainer": other.method, "top": top, **_pg(other.model_dump()), "agreement": rounded(overlap)})
+    return {**source, "predicted": occlusion["predicted"], "k": k, "explainers": explainers,
+            "reading": "agreement = share of occlusion's top features the explainer also names"}  # fmt: skip
+
+
+def _pg(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: None if values.get(key) is None else rounded(values[key]) for key in ("pgi", "pgu")}
+
+
+# -- counterfactual search ------------------------------------------------------------------------------------
+
+ALPHAS = np.linspace(0.0, 1.0, 21)[1:]
+STARTS = 5
+
+
+class TabularFlipArgs(RowArgs):
+    target: str | None = Field(None, max_length=60, description="The class to reach; default: any other.")
+    keep: list[Annotated[str, Field(max_length=80)]] = Field(
+        default_factory=list, max_length=20, description="Features that must not change."
+    )
+
+
+class TextFlipArgs(TextOrRowArgs):
+    target: str | None = Field(None, max_length=60, description="The class to reach; default: any other.")
+
+
+@register_tool("counterfactual_search")
+def counterfactual_search_tool(context: ProbeContext) -> BaseTool:
+    """A counterfactual found by searching with the black box alone (no LLM): fast, and every result re-checked."""
+
+    def reached(probabilities: np.ndarray, original: int, target: int | None) -> np.ndarray:
+        labels = probabilities.argmax(axis=1)
+        return labels == target if target is not None else labels != original
+
+    def target_index(target: str | None) -> int | None:
+        if target is None:
+            return None
+        lowered = [c.lower() for c in context.class_names]
+        if target.strip().lower() not in lowered:
+            raise ValueError(f"no class {target!r}; classes are: {', '.join(context.class_names)}")
+        return lowered.index(target.strip().lower())
+
+    async def run_tabular(args: TabularFlipArgs) -> dict[str, Any]:
+        x = np.asarray(context.row(args.row), dtype=np.float64)
+        kept = [context.feature_index(name) for name in args.keep]
+        target = target_index(args.target)
+        rows = np.asarray(context.rows)
+        probabilities = await context.blackbox.apredict_proba(np.vstack([x, rows]))
+        original = int(probabilities[0].argmax())
+        head = _flip_head(context, {"row": args.row}, original, probabilities[0])
+        if target == original:
+            return {**head, "counterfactuals": [], "valid": 0, "note": "the row is already predicted as the target"}
+        scale = rows.std(axis=0)
+        scale[scale == 0] = 1.0
+        others = np.flatnonzero(reached(probabilities[1:], original, target))
+        if len(others) == 0:
+            return {**head, "counterfactuals": [], "valid": 0, "note": "no reference row has the other label"}
+        distances = np.linalg.norm((rows[others] - x) / scale, axis=1)
+        starts = rows[others[np.argsort(distances, kind="stable")[:STARTS]]].copy()
+        starts[:, kept] = x[kept]  # kept features stay as they are
+        # walk from the row towards each start; the first point whose label flips
+        path = x + ALPHAS[None, :, None] * (starts[:, None, :] - x)
+        walked = await context.blackbox.apredict_proba(path.reshape(-1, len(x)))
+        flipped = reached(walked, original, target).reshape(len(starts), len(ALPHAS))
+        found = [path[i, int(np.argmax(flipped[i]))] for i in range(len(starts)) if flipped[i].any()]
+        results = []
+        for candidate in found:
+            candidate = await _sparsify(context, x, candidate, scale, lambda p: reached(p, original, target))
+            [p] = await context.blackbox.apredict_proba(candidate[None, :])
+            changed = np.flatnonzero(~np.isclose(candidate, x))
+            results.append({
+                "changes": {context.feature_names[j]: rounded(candidate[j]) for j in changed},
+                "original_values": {context.feature_names[j]: rounded(x[j]) for j in changed},
+                "prediction": context.class_names[int(p.argmax())],
+                "probability": rounded(p.max()),
+                "valid": bool(reached(p[None, :], original, target)[0]),
+                "edit_size": rounded(np.linalg.norm((candidate - x) / scale)),
+            })  # fmt: skip
+        results.sort(key=lambda r: (not r["valid"], len(r["changes"]), r["edit_size"]))
+        unique = list({json.dumps(r["changes"], sort_keys=True): r for r in results}.values())[:3]
+        return {**head, "counterfactuals": unique, "valid": sum(r["valid"] for r in unique)}
+
+    async def run_text(args: TextFlipArgs) -> dict[str, Any]:
+        text, source = _input_of(context, args)
+        target = target_index(args.target)
+        words = list(dict.fromkeys(w.lower() for w in _words(text)))[:60]
+        variants = [_remove_word_any_case(text, w) for w in words]
+        probabilities = await context.blackbox.apredict_proba([text, *variants])
+        original = int(probabilities[0].argmax())
+        head = _flip_head(context, source, original, probabilities[0])
+        if target == original:
+            return {**head, "counterfactuals": [], "valid": 0, "note": "the text is already predicted as the target"}
+        support = probabilities[0, original] - probabilities[1:, original]
+        order = [words[i] for i in np.argsort(-support, kind="stable") if support[i] > 0]
+        cumulative, removed = [], []
+        edited = text
+        for word in order:
+            edited = _remove_word_any_case(edited, word)
+            removed.append(word)
+            cumulative.append((list(removed), edited))
+        if not cumulative:
+            return {**head, "counterfactuals": [], "valid": 0, "note": "no word supports the prediction"}
+        checked = await context.blackbox.apredict_proba([edited for _, edited in cumulative])
+        hits = np.flatnonzero(reached(checked, original, target))
+        shown = []
+        if len(hits):
+            i = int(hits[0])
+            shown.append({
+                "text": cumulative[i][1], "removed_words": cumulative[i][0],
+                "prediction": context.class_names[int(checked[i].argmax())], "probability": rounded(checked[i].max()),
+                "valid": True, "edit_size": len(cumulative[i][0]),
+            })  # fmt: skip
+        return {**head, "counterfactuals": shown, "valid": len(shown)}
+
+    description = (
+        "What would have to change for the model to decide differently, found by searching with the model alone: "
+        "for a row, the nearest reference rows of another class, walked towards and pruned to the fewest changed "
+        "features; for a text, the words that support the prediction removed until it flips. Every result re-checked."
+    )
+    if context.kind == "tabular":
+        return make_tool("counterfactual_search", description, TabularFlipArgs, run_tabular)
+    return make_tool("counterfactual_search", description, TextFlipArgs, run_text)
+
+
+def _flip_head(context: ProbeContext, source: dict[str, Any], original: int, probabilities: np.ndarray) -> dict[str, Any]:
+    return {
+        **source,
+        "original_prediction": context.class_names[original],
+        "original_probability": rounded(probabilities[original]),
+        "checked_by": "each counterfactual re-scored by the black box",
+    }
+
+
+async def _sparsify(context: ProbeContext, x: np.ndarray, candidate: np.ndarray, scale: np.ndarray, ok) -> np.ndarray:
+    """Put features back to the row's values, smallest change first, while the label stays flipped (one batch a
+    round: every single revert is tried and the one that keeps the flip and undoes the most is taken)."""
+    current = candidate.copy()
+    while True:
+        changed = np.flatnonzero(~np.isclose(current, x))
+        if len(changed) <= 1:
+            return current
+        trials = np.repeat(current[None, :], len(changed), axis=0)
+        trials[np.arange(len(changed)), changed] = x[changed]
+        keeps = ok(await context.blackbox.apredict_proba(trials))
+        if not keeps.any():
+            return current
+        sizes = np.abs((current[changed] - x[changed]) / scale[changed])
+        best = max(np.flatnonzero(keeps), key=lambda i: sizes[i])  # undo the largest change that is not needed
+        current = trials[best]

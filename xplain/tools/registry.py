@@ -9,11 +9,12 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from xplain.blackbox import BlackBoxError
 from xplain.tools.context import ProbeContext
@@ -87,7 +88,7 @@ def make_tool(
         try:
             return to_json(await run(args_schema(**arguments)))
         except (ValueError, BlackBoxError) as error:
-            raise ToolException(str(error)) from error
+            raise ToolException(plain_error(error)) from error
 
     return StructuredTool.from_function(
         coroutine=call,
@@ -95,5 +96,19 @@ def make_tool(
         description=description,
         args_schema=args_schema,
         handle_tool_error=lambda error: to_json({"error": str(error)}),
-        handle_validation_error=lambda error: to_json({"error": f"invalid arguments: {error}"}),
+        handle_validation_error=lambda error: to_json({"error": f"invalid arguments: {plain_error(error)}"}),
     )
+
+
+def plain_error(error: BaseException) -> str:
+    """An error as one plain sentence for a person or a model to read: pydantic's field errors as `field: message`,
+    without its type codes and documentation URLs."""
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()[:5]
+        )
+    return PYDANTIC_URL.sub("", str(error)).strip()
+
+
+PYDANTIC_URL = re.compile(r"\s*For further information visit https://errors\.pydantic\.dev\S*")

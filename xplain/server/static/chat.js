@@ -1,6 +1,7 @@
 // The chat page: sends a question to /chat/stream and renders the server-sent events of the turn as they come —
-// tool calls folded under the answer, bar charts (feature effects) as inline SVG, what-if edits as a diff table,
-// and numbers that no tool returned marked in the answer. All text goes in through textContent, never as HTML.
+// the answer as it is written, tool calls folded under it (failed ones marked as failures, never as sources), signed
+// effect charts as inline SVG with their PGI/PGU check beside them, what-if and counterfactual diffs as tables, and
+// numbers that no tool returned marked in the answer. All text goes in through textContent, never as HTML.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -70,13 +71,70 @@ function onToolCall(view, event) {
 }
 
 function onToolResult(view, event) {
-  let data = null;
-  try { data = JSON.parse(event.output); } catch (_) { /* shown as text below */ }
   const output = view.calls.get(event.id);
+  if (event.error) {
+    if (output) {
+      output.textContent = event.error;
+      output.parentElement.classList.add("failed");
+      output.parentElement.querySelector("summary").prepend("failed: ");
+    }
+    return;
+  }
+  let data = event.result;
+  if (!data) { try { data = JSON.parse(event.output); } catch (_) { data = null; } }
   if (output) output.textContent = data ? JSON.stringify(data, null, 2) : event.output;
   if (!data) return;
-  if (data.plot && data.plot.kind === "bar") view.plots.append(barChart(data.plot));
-  if (data.before && data.after) view.plots.append(diffTable(data));
+  if (data.plot && data.plot.kind === "bar") view.plots.append(effectChart(data));
+  if (data.curve) view.plots.append(curveTable(data));
+  if (data.counterfactuals) view.plots.append(counterfactualTable(data));
+  else if (data.before && data.after) view.plots.append(diffTable(data));
+}
+
+function effectChart(data) {
+  const figure = barChart(data.plot);
+  if (data.check && data.check.pgi !== null && data.check.pgu !== null) {
+    const check = data.check;
+    const verdict = check.pgi > check.pgu ? "holds up" : "doubtful";
+    const badge = element("div", "check " + (check.pgi > check.pgu ? "good" : "weak"),
+      `Check (top ${check.top_k}): PGI ${check.pgi} vs PGU ${check.pgu}: ${verdict}`);
+    badge.title = "PGI: change in the prediction when the top inputs are perturbed; PGU: when the others are. " +
+      "A faithful ranking has PGI above PGU.";
+    figure.append(badge);
+  }
+  return figure;
+}
+
+function curveTable(data) {
+  const table = element("table", "curve");
+  const head = table.insertRow();
+  for (const title of [data.feature, `mean P(${data.class})`]) head.append(element("th", "", title));
+  for (const point of data.curve) {
+    const row = table.insertRow();
+    row.append(element("td", "", String(point.value)), element("td", "", String(point.mean_probability)));
+  }
+  return table;
+}
+
+function counterfactualTable(data) {
+  const table = element("table", "diff counterfactual");
+  const head = table.insertRow();
+  for (const title of ["counterfactual", "changes", "prediction", "valid"]) head.append(element("th", "", title));
+  const original = table.insertRow();
+  original.append(element("td", "", "original"), element("td", "", data.text ?? `row ${data.row}`),
+    element("td", "", `${data.original_prediction} (${data.original_probability})`), element("td", "", ""));
+  data.counterfactuals.forEach((candidate, i) => {
+    const row = table.insertRow();
+    row.className = candidate.valid ? "valid" : "invalid";
+    const before = candidate.original_values || {};
+    const changes = candidate.changes
+      ? Object.entries(candidate.changes)
+        .map(([feature, value]) => `${feature}: ${feature in before ? before[feature] + " → " : "→ "}${value}`).join(", ")
+      : candidate.removed_words ? `removed: ${candidate.removed_words.join(", ")}` : candidate.text;
+    row.append(element("td", "", `#${i + 1}`), element("td", "", changes),
+      element("td", "", `${candidate.prediction} (${candidate.probability})`),
+      element("td", "", candidate.valid ? "yes" : "no"));
+  });
+  return table;
 }
 
 function barChart(plot) {
@@ -157,11 +215,26 @@ function markUngrounded(node, text, numbers) {
   node.append(document.createTextNode(text.slice(last)));
 }
 
+function onDelta(view, text) {
+  if (view.answer.classList.contains("pending")) {
+    view.answer.classList.remove("pending");
+    view.answer.textContent = "";
+  }
+  view.answer.append(document.createTextNode(text));
+}
+
 function onAnswer(view, answer) {
   view.answer.classList.remove("pending");
   markUngrounded(view.answer, answer.text, answer.ungrounded_numbers);
-  const calls = answer.tool_calls.map((c) => `${c.name}(${argumentsText(c.arguments)})`);
-  view.turn.append(element("div", "sources", "Based on: " + (calls.length ? calls.join(", ") : "no tool call")));
+  const good = answer.tool_calls.filter((c) => !c.error);
+  const calls = good.map((c) => `${c.name}(${argumentsText(c.arguments)})`);
+  view.turn.append(element("div", "sources", "Based on: " + (calls.length ? calls.join(", ") : "no tool result")));
+  for (const failed of answer.tool_calls.filter((c) => c.error)) {
+    view.turn.append(element("div", "failure", `Failed: ${failed.name}: ${failed.error}`));
+  }
+  if (answer.plan) {
+    view.turn.append(element("div", "plan", `operation: ${answer.plan.operation} (chosen by ${answer.plan.chosen_by})`));
+  }
   if (answer.ungrounded_numbers.length) {
     view.turn.append(element("div", "warning", "Not backed by any tool result: " + answer.ungrounded_numbers.join(", ")));
   }
@@ -211,6 +284,7 @@ async function ask(question) {
     const data = JSON.parse(event.data);
     if (event.type === "tool_call") onToolCall(view, data);
     else if (event.type === "tool_result") onToolResult(view, data);
+    else if (event.type === "answer_delta") onDelta(view, data.text);
     else if (event.type === "answer") onAnswer(view, data.answer);
     else if (event.type === "error") onError(view, data.error);
     log.scrollTop = log.scrollHeight;

@@ -1,0 +1,39 @@
+"""`xplain eval chat`: the question suite is well formed, arguments are compared the way the report says, and the
+planner on the fake backend keeps its accuracy on the suite with no unbacked number (a regression guard)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from xplain.agent.planner import OPERATIONS
+from xplain.evals.chat import HELD_OUT, QUESTIONS, arguments_match, load_questions
+from xplain.evals.chat import run as run_chat_eval
+from xplain.llm import LLM
+from xplain.llm.backends.fake import FakeBackend
+
+
+def test_the_suite_covers_three_models_every_operation_and_follow_ups():
+    questions = load_questions(QUESTIONS)
+    assert len(questions) >= 60 and len({q["id"] for q in questions}) == len(questions)
+    assert set(Counter(q["model"] for q in questions)) == {"breast_cancer", "wine", "reviews"}
+    assert {q["operation"] for q in questions} == set(OPERATIONS)
+    sessions = Counter(q["session"] for q in questions)
+    assert sum(n - 1 for n in sessions.values()) >= 15, "follow-ups: questions after the first of their session"
+    assert {q["operation"] for q in load_questions(HELD_OUT)} <= set(OPERATIONS)
+
+
+def test_arguments_match_names_case_blind_numbers_closely_and_ranked_references():
+    assert arguments_match({"feature": "Mean Radius"}, {"feature": "mean radius", "row": 3}, [])
+    assert arguments_match({"edits": [{"feature": "x", "scale": 1.1}]}, {"edits": [{"feature": "x", "scale": 1.1000000001}]}, [])
+    assert not arguments_match({"row": 3}, {"row": 4}, [])
+    assert not arguments_match({"row": 3}, {}, [])
+    assert arguments_match({"feature": "$ranked[1]"}, {"feature": "b"}, ["a", "b"])
+    assert not arguments_match({"feature": "$ranked[1]"}, {"feature": "b"}, ["a"])
+
+
+async def test_the_planner_on_the_fake_backend_keeps_its_accuracy_on_the_suite(fake_llm_env):
+    table = await run_chat_eval(LLM(FakeBackend()), "small")
+    notes = table.notes
+    assert notes["operation_accuracy"] >= 0.95 and notes["argument_accuracy"] >= 0.9
+    assert notes["answers_with_unbacked_number"] == 0
+    assert notes["questions"] == len(table.rows) >= 50

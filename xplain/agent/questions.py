@@ -1,0 +1,312 @@
+"""Reading a question deterministically: which operations its words point to, and the arguments it names — row ids,
+feature names (fuzzy-matched against the model's), edits with their values, target classes, quoted texts.
+
+Everything here is rules over the question and the model's own names; what the rules cannot settle is left to the
+planner, which asks the LLM to choose among a closed set (`xplain.agent.planner`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Any
+
+NUMBER = r"[-+]?\d+(?:\.\d+)?"
+WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+                "ten": 10}  # fmt: skip
+ORDINALS = {"first": 0, "top": 0, "1st": 0, "most important": 0, "biggest": 0, "largest": 0, "main": 0,
+            "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3, "fifth": 4, "5th": 4}  # fmt: skip
+ROW_NOUNS = (
+    r"rows?|samples?|instances?|cases?|patients?|examples?|reviews?|records?|items?|entry|entries|observations?|"
+    r"points?|wines?|texts?|snippets?|ids?|index"
+)
+ROW = re.compile(rf"\b(?:{ROW_NOUNS})\s*(?:number|no\.?|nr\.?|#|id)?\s*(\d+)\b|#\s*(\d+)\b", re.IGNORECASE)
+ORDINAL_ROW = re.compile(rf"\b(\d+)(?:st|nd|rd|th)\s+(?:{ROW_NOUNS})\b", re.IGNORECASE)
+ORDINAL_FEATURE = re.compile(
+    r"\b(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th|top|most important|biggest|largest|main)\s+"
+    r"(?:most\s+important\s+)?(?:feature|one|factor|word|input|driver|variable|column)\b",
+    re.IGNORECASE,
+)
+QUOTED = re.compile(r"[\"“”']([^\"“”']{1,300})[\"“”']")
+COUNT = re.compile(
+    rf"\b(\d+|{'|'.join(WORD_NUMBERS)})\s+(?:most\s+|more\s+|other\s+)?"
+    r"(?:similar|nearest|closest|neighbou?rs?|mistakes?|errors?|misclassified|wrong|rows?|examples?|cases?|reviews?|"
+    r"wines?|patients?|samples?|texts?)",
+    re.IGNORECASE,
+)
+
+# Operation cues: each pattern that matches adds its weight. Feature names are masked out first, so a feature called
+# "mean radius" or "radius error" does not read as a statistics or mistakes question.
+CUES: dict[str, list[tuple[str, float]]] = {
+    "counterfactual": [
+        (r"\bcounterfactual", 3),
+        (r"\b(?:have|has|need|needs) to (?:change|be different)\b", 3),
+        (r"\bwhat (?:would|must|needs? to|has to|should|could|will)(?: (?:need|needs|have|has) to)? (?:i |we )?"
+         r"(?:change|be different|differ)", 3),
+        (r"\b(?:to|would|could) (?:be|become|get|turn(?: into)?) (?:CLASS)\b", 2),
+        (r"\b(?:flip|reverse|switch|overturn)\b", 2),
+        (r"\b(?:change|alter)\b.{0,30}\b(?:prediction|decision|label|outcome|verdict|classification)\b", 2),
+        (r"\b(?:smallest|minimal|minimum|least)\s+(?:change|edit)", 3),
+        (r"\bto (?:become|get|be (?:predicted|classified|labell?ed)(?: as)?|turn(?: into)?)\b", 1.5),
+        (r"\bhow (?:could|can|would|do) (?:it|this|we|i)\b.{0,40}\b(?:become|get|be classified|turn)\b", 2),
+    ],
+    "what_if": [
+        (r"\bwhat if\b|\bwhat happens if\b|\bwhat would happen\b", 3),
+        (r"\bsuppose\b|\bimagine\b|\bhypothetically\b|\bif (?:we|i|you)\b", 2),
+        (r"\b(?:doubled|halved|tripled|double|halve|triple)\b", 1.5),
+        (r"\b(?:set|increase|decrease|raise|lower|reduce)\b.{0,40}\b(?:to|by)\s+[-+]?\d", 2),
+        (r"\b(?:replace|replaced|instead of|removed?|without the word|deleted?)\b", 1.5),
+    ],
+    "explain": [
+        (r"\bwhy\b", 3),
+        (r"\bexplain|\bexplanation|\breasons?\b|\bjustif", 2.5),
+        (r"\bwhat (?:drives|drove|made|makes|led|causes|caused)\b", 2.5),
+        (r"\b(?:features?|words?|inputs?|factors?)\b.{0,30}\b(?:drive|drove|matter|mattered|influence[ds]?|behind|"
+         r"responsible|contribut)", 2),
+        (r"\bcontribut", 1.5),
+        (r"\bfor (?:this|that|the) (?:row|review|case|patient|prediction)\b", 0.5),
+    ],
+    "predict": [
+        (r"\bpredict(?:s|ed|ion)?\b", 2),
+        (r"\bclassif(?:y|ied|ies|ication)\b|\blabel(?:led|ed)?\b|\bverdict\b|\boutput\b", 1.5),
+        (r"\bwhat (?:does|did|would) the model (?:say|think|output|give)\b", 2.5),
+        (r"\bprobabilit|\bhow (?:likely|confident|sure|certain)\b|\bchance\b", 2),
+        (r"\bis (?:it|this|row \d+|the \w+) (?:positive|negative|malignant|benign)\b", 1.5),
+    ],
+    "similar": [
+        (r"\bsimilar\b|\bnearest\b|\bneighbou?rs?\b|\bclosest\b|\bresembl|\blook[- ]?alikes?\b|\bmost like\b", 4),
+    ],
+    "mistakes": [
+        (r"\bmistakes?\b|\bmisclassif|\bwrong\b|\bincorrect(?:ly)?\b|\berrors?\b|\bget (?:it )?wrong|\bfails? on\b", 4),
+    ],
+    "accuracy": [
+        (r"\baccura(?:te|cy)\b|\bperformance\b|\bhow (?:good|well|reliable)\b|\berror rate\b|\bscore\b", 4),
+        (r"\bhow often\b.{0,30}\bright\b|\bf1\b|\bcorrect(?:ly)?\b", 2),
+    ],
+    "feature_effects": [
+        (r"\b(?:overall|globally|global|in general|across (?:the|all)|on average|generally|whole data|all (?:the )?rows)\b", 2),
+        (r"\bfeature importances?\b|\bimportan(?:t|ce) features?\b|\bwhich (?:features|words|inputs) matter\b", 3),
+        (r"\bhow (?:does|do|did)\b.{0,40}\b(?:affect|influence|change|impact|shape)\b", 3),
+        (r"\b(?:effects?|impact|influence|role) of\b|\bdepend(?:s|ence)? on\b|\bpartial dependence\b", 3),
+        (r"\bwhat about\b|\band (?:the )?FEATURE\b", 0.5),
+    ],
+    "data_stats": [
+        (r"\b(?:mean|average|median|minimum|maximum|min|max|range|distribution|statistics?|std|standard deviation|"
+         r"spread|typical|quartiles?)\b", 2.5),
+        (r"\bhow many (?:rows|examples|samples|reviews|patients|records|features|classes|wines)\b", 3),
+        (r"\bdescribe the data\b|\bwhat (?:features|columns|classes|labels) (?:are|does|do)\b|\bdata ?set\b", 2.5),
+        (r"\b(?:show|display|print|give)(?: me)? (?:the )?(?:values? of )?(?:row|review|sample|record)\b|"
+         r"\bwhat does (?:row|review|sample) \d+ (?:look like|say|contain)\b|\bvalues? (?:of|in) row\b", 4),
+        (r"\bclass balance\b|\blabel counts?\b|\bhow balanced\b", 3),
+    ],
+    "describe_rule": [
+        (r"\brules?\b|\bdecision tree\b|\bsurrogate\b|\blogic\b", 3),
+        (r"\bhow does (?:the )?model (?:decide|work|think|make (?:its )?decisions)\b", 3),
+        (r"\bin (?:plain|simple) (?:words|terms)\b|\bsimple description\b|\bsummari[sz]e (?:how )?(?:the )?model\b", 2.5),
+    ],
+    "compare_explainers": [
+        (r"\blime\b|\bk(?:ernel)?[ -]?shap\b|\bexplainers?\b|\bexplanation methods?\b", 3),
+        (r"\bcompare\b|\bcomparison\b|\bagree\b|\bagreement\b|\bother methods?\b", 2),
+    ],
+}
+CUE_PATTERNS = {op: [(re.compile(p, re.IGNORECASE), w) for p, w in cues] for op, cues in CUES.items()}
+
+
+def cue_scores(question: str) -> dict[str, float]:
+    """Each operation's cue weight in the (feature-masked) question; operations with no cue are left out."""
+    scores = {}
+    for operation, patterns in CUE_PATTERNS.items():
+        score = sum(weight for pattern, weight in patterns if pattern.search(question))
+        if score:
+            scores[operation] = score
+    return scores
+
+
+# -- rows, counts, texts --------------------------------------------------------------------------------------
+
+
+def find_row(question: str) -> int | None:
+    """The row id the question names ('row 3', 'review #12', 'the 5th sample'), if any."""
+    match = ROW.search(question)
+    if match:
+        return int(match.group(1) or match.group(2))
+    match = ORDINAL_ROW.search(question)
+    return int(match.group(1)) if match else None
+
+
+def find_count(question: str) -> int | None:
+    match = COUNT.search(question)
+    if not match:
+        return None
+    word = match.group(1).lower()
+    return WORD_NUMBERS.get(word) or int(word)
+
+
+def find_quoted(question: str, min_words: int = 1) -> list[str]:
+    return [q.strip() for q in QUOTED.findall(question) if len(q.split()) >= min_words and q.strip()]
+
+
+# -- features -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mention:
+    feature: str
+    start: int
+    end: int
+
+
+def _normal(name: str) -> str:
+    return " ".join(re.sub(r"[_/]+", " ", name.lower()).split())
+
+
+def find_features(question: str, names: list[str], cutoff: float = 0.86) -> list[Mention]:
+    """Feature names the question mentions, in order: exact (case, '_' and spacing ignored) first, longest names
+    first so 'worst concave points' wins over 'concave points'; then close spellings of names of 5+ letters."""
+    lowered = question.lower()
+    taken = [False] * len(lowered)
+    found: list[Mention] = []
+
+    def claim(start: int, end: int, feature: str) -> None:
+        for i in range(start, end):
+            taken[i] = True
+        found.append(Mention(feature, start, end))
+
+    for name in sorted(names, key=lambda n: -len(_normal(n))):
+        for form in dict.fromkeys([name.lower(), _normal(name)]):
+            for match in re.finditer(rf"(?<![\w]){re.escape(form)}(?![\w])", lowered):
+                if not any(taken[match.start() : match.end()]):
+                    claim(match.start(), match.end(), name)
+    tokens = list(re.finditer(r"[\w/]+", lowered))
+    for name in sorted(names, key=lambda n: -len(_normal(n))):
+        target = _normal(name)
+        width = len(target.split())
+        if len(target) < 5 or any(m.feature == name for m in found):
+            continue
+        for i in range(len(tokens) - width + 1):
+            start, end = tokens[i].start(), tokens[i + width - 1].end()
+            if any(taken[start:end]):
+                continue
+            candidate = _normal(lowered[start:end])
+            if SequenceMatcher(None, candidate, target).ratio() >= cutoff:
+                claim(start, end, name)
+                break
+    return sorted(found, key=lambda m: m.start)
+
+
+def mask(question: str, mentions: list[Mention]) -> str:
+    """The question with each feature mention replaced by FEATURE, so names don't read as operation cues."""
+    out, last = [], 0
+    for mention in sorted(mentions, key=lambda m: m.start):
+        out += [question[last : mention.start], "FEATURE"]
+        last = mention.end
+    return "".join(out) + question[last:]
+
+
+def find_ordinal_feature(question: str) -> int | None:
+    """'the second feature' -> 1: a position in the ranking of the previous answer."""
+    match = ORDINAL_FEATURE.search(question)
+    return ORDINALS[match.group(1).lower()] if match else None
+
+
+# -- edits ----------------------------------------------------------------------------------------------------
+
+SCALE_WORDS = {"double": 2.0, "doubled": 2.0, "twice": 2.0, "halve": 0.5, "halved": 0.5, "half": 0.5,
+               "triple": 3.0, "tripled": 3.0}  # fmt: skip
+UP = r"increase[ds]?|raise[ds]?|add|added|up|higher|more|grow|grew|grows"
+DOWN = r"decrease[ds]?|lower(?:ed)?|reduce[ds]?|down|less|drop(?:ped|s)?|cut|fall|fell|falls"
+
+
+def find_edits(question: str, mentions: list[Mention]) -> list[dict[str, Any]]:
+    """Edits of named features: {'feature', 'set': v} | {'feature', 'scale': k} | {'feature', 'add': d}, read from
+    the words around each mention ('mean radius doubled', 'set alcohol to 14', 'raise bmi by 10%')."""
+    edits = []
+    for n, mention in enumerate(mentions):
+        stop = mentions[n + 1].start if n + 1 < len(mentions) else len(question)
+        after = ROW.sub(" ", question[mention.end : stop][:60].lower())  # "proline of row 2 were 400"
+        before = question[max(0, mention.start - 30) : mention.start].lower()
+        edit = _edit_after(after, before)
+        if edit is not None:
+            edits.append({"feature": mention.feature, **edit})
+    return edits
+
+
+def _edit_after(after: str, before: str) -> dict[str, float] | None:
+    by = re.match(rf"^\s*(?:of\s+)?(?:were|was|is|are|gets?|got|goes|went)?\s*(?:(?P<dir>{UP}|{DOWN})\s+)?by\s+"
+                  rf"(?P<n>{NUMBER})\s*(?P<pct>%|percent)?", after)  # fmt: skip
+    if by:
+        direction = by.group("dir") or (re.search(rf"\b({UP}|{DOWN})\b\s*(?:the\s+)?$", before) or [None, None])[1]
+        sign = -1.0 if direction and re.fullmatch(DOWN, direction) else 1.0
+        amount = float(by.group("n"))
+        if by.group("pct"):
+            return {"scale": round(1 + sign * amount / 100, 6)}
+        return {"add": sign * amount}
+    scale = re.match(r"^\s*(?:were|was|is|are|got|gets|be|being)?\s*(doubled|halved|tripled)\b", after)
+    if scale:
+        return {"scale": SCALE_WORDS[scale.group(1)]}
+    prefix = re.search(r"\b(double|halve|triple|twice|half)\s+(?:the\s+|its\s+)?$", before)
+    if prefix:
+        return {"scale": SCALE_WORDS[prefix.group(1)]}
+    value = re.match(
+        rf"^\s*(?:(?:is|were|was|are|be|becomes?|became|equals?|changed to|set to|goes to|went to|of|at|to|in|for|on|=|:|"
+        rf"was changed to|were set to|is set to|were increased to|were raised to|were lowered to|is increased to|"
+        rf"were reduced to|increased to|raised to|lowered to|reduced to|dropped to|rose to)\s*)+(?P<n>{NUMBER})\b",
+        after,
+    )
+    if value:
+        return {"set": float(value.group("n"))}
+    return None
+
+
+def find_text_edits(question: str) -> list[dict[str, str]]:
+    """Word edits for a text model: replace 'a' with 'b', said 'b' instead of 'a', remove/without 'a'."""
+    q = question
+    quoted = r"[\"“”']?([^\"“”'?.!,]+?)[\"“”']?"
+    end = r"(?=\s+in\b|\s+from\b|[?.!,]|$)"
+    match = re.search(rf"\breplac(?:e|ed|ing)\s+(?:the\s+word\s+)?{quoted}\s+(?:with|by)\s+{quoted}{end}", q, re.IGNORECASE)
+    if match:
+        return [{"old": match.group(1).strip(), "new": match.group(2).strip()}]
+    subject = r"(?:[\"“”']([^\"“”']+)[\"“”']|(\w+))"  # a quoted phrase, or one bare word
+    match = re.search(rf"{subject}\s+(?:were|was|is|got|gets|are)\s+replaced\s+(?:with|by)\s+{quoted}{end}", q, re.IGNORECASE)
+    if match:
+        return [{"old": (match.group(1) or match.group(2)).strip(), "new": match.group(3).strip()}]
+    match = re.search(rf"\b(?:said|says|used|read|had|contained|were)\s+{quoted}\s+instead of\s+{quoted}{end}", q, re.IGNORECASE)
+    if match:
+        return [{"old": match.group(2).strip(), "new": match.group(1).strip()}]
+    match = re.search(rf"\b(?:change|turn)\s+{quoted}\s+(?:to|into)\s+{quoted}{end}", q, re.IGNORECASE)
+    if match:
+        return [{"old": match.group(1).strip(), "new": match.group(2).strip()}]
+    match = re.search(rf"\b(?:remov(?:e|ed|ing)|delet(?:e|ed|ing)|drop(?:ped)?|without)\s+(?:the\s+word\s+)?{quoted}{end}",
+                      q, re.IGNORECASE)  # fmt: skip
+    if match:
+        return [{"old": match.group(1).strip(), "new": ""}]
+    return []
+
+
+def find_kept(question: str, mentions: list[Mention]) -> list[str]:
+    """Features the question says must stay as they are ('keeping age fixed', 'without changing bmi')."""
+    kept = []
+    for mention in mentions:
+        before = question[max(0, mention.start - 30) : mention.start].lower()
+        after = question[mention.end : mention.end + 30].lower()
+        if re.search(r"\b(?:keep(?:ing)?|without changing|not changing|hold(?:ing)?|fix(?:ing)?)\b[\w\s,]*$", before) or \
+                re.match(r"^\s*(?:fixed|unchanged|constant|the same|as (?:it|they) (?:is|are))\b", after):  # fmt: skip
+            kept.append(mention.feature)
+    return kept
+
+
+def mask_classes(question: str, classes: list[str]) -> str:
+    """The question with class names replaced by CLASS (so 'to be malignant' reads as a counterfactual cue)."""
+    for name in sorted(classes, key=len, reverse=True):
+        question = re.sub(rf"(?i)(?<![\w]){re.escape(name)}(?![\w])", "CLASS", question)
+    return question
+
+
+def find_class(question: str, classes: list[str]) -> str | None:
+    """A class name the question asks to reach ('... to become malignant', 'be predicted positive')."""
+    lowered = question.lower()
+    for name in sorted(classes, key=len, reverse=True):
+        if re.search(rf"(?<![\w]){re.escape(_normal(name))}(?![\w])", _normal(lowered)):
+            return name
+    return None
