@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from xplain.methods.catalog import MethodContext, get_method, run_units
+from xplain.methods.catalog import TEXT_SHARE_OF_CONTEXT as TEXT_SHARE, MethodContext, get_method, run_units
 from xplain.data.demo import demo_blackbox, demo_reference
 from xplain.llm import LLM
 from xplain.llm.backends.fake import FakeBackend
@@ -82,3 +82,15 @@ async def test_a_text_too_short_for_k_fails_alone_and_the_others_are_explained()
     results = await run("posthoc", FakeBackend(default=reply), ["a warm and funny film", "ok"], k=2)
     assert results[0]["features"][0]["feature"] == "warm" and results[0]["pgi"] is not None
     assert isinstance(results[1], ValueError) and "fewer than k=2" in str(results[1])
+
+
+async def test_a_text_too_long_for_the_context_is_explained_from_a_window_with_a_note():
+    long_text = "a warm and funny film " + " ".join(f"word{i}" for i in range(400))
+    backend = FakeBackend(token_logprob=lambda previous, token: -0.1 if token == "positive" else -3.0, context_size=400)
+    results = await run("zero_shot", backend, [long_text, "a dull film"])
+    windowed, short = results
+    assert windowed["notes"] and "cut to its first" in windowed["notes"][0] and not short["notes"]
+    [prompt_long, prompt_short] = [r.prompt for r in backend.score_batches[0]]
+    shown = prompt_long.split("<data>")[1].split("</data>")[0]
+    assert len(shown.split()) <= 400 * TEXT_SHARE, "the LLM saw the window, not the whole text"
+    assert "word399" not in prompt_long and "a warm and funny film" in prompt_long

@@ -58,6 +58,10 @@ class ShowsItself(BaseModel):
     #: Every result class by name, so that `load_result` finds the class a saved result came from.
     result_classes: ClassVar[dict[str, type[ShowsItself]]] = {}
 
+    notes: list[str] = Field(
+        default_factory=list, description="What was done to the input before the method saw it (e.g. a long text cut)."
+    )
+
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)

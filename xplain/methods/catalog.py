@@ -184,8 +184,45 @@ async def run_units(method: Method, ctx: MethodContext, units: Sequence[Any], op
             errors.append(error if isinstance(error, InvalidInput) else InvalidInput(str(error)))
     if not parsed:
         return list(errors)
+    parsed, notes = await window_texts(ctx, parsed)
     answered = iter(await method.run(ctx, parsed, options))
-    return [error if error is not None else next(answered) for error in errors]
+    results = [error if error is not None else next(answered) for error in errors]
+    for number, note in notes.items():
+        kept = [i for i, e in enumerate(errors) if e is None][number]
+        if hasattr(results[kept], "notes"):
+            results[kept].notes.append(note)
+    return results
+
+
+#: The share of the LLM's context one input text may fill; the rest is the method's prompt and the reply.
+TEXT_SHARE_OF_CONTEXT = 0.25
+
+
+async def window_texts(ctx: MethodContext, inputs: list[Any]) -> tuple[list[Any], dict[int, str]]:
+    """Texts too long for the LLM's context cut to a window that fits (their start, at a word boundary), with a
+    note per cut text; so a long review is explained from its window instead of failing, or failing its batch."""
+    texts = [i for i, x in enumerate(inputs) if isinstance(x, str)]
+    if ctx.llm is None or not texts:
+        return inputs, {}
+    counts = dict(zip(texts, await ctx.llm.count_tokens([inputs[i] for i in texts])))
+    size = ctx.llm.context_size  # after counting: a local model knows its context once loaded
+    if not size:
+        return inputs, {}
+    limit = int(size * TEXT_SHARE_OF_CONTEXT)
+    windowed, notes = list(inputs), {}
+    for i, tokens in counts.items():
+        if tokens <= limit:
+            continue
+        text, cut, found = inputs[i], inputs[i], tokens
+        while found > limit and cut:  # tokens per character vary along a text: shrink until the count fits
+            cut = cut[: int(len(cut) * limit / found * 0.95)].rsplit(" ", 1)[0]
+            [found] = await ctx.llm.count_tokens([cut])
+        windowed[i] = cut
+        notes[i] = (
+            f"the text has about {tokens} tokens, more than {limit} (a quarter of the LLM's {size}-token context); "
+            f"it was cut to its first {len(cut)} of {len(text)} characters, and the black box and the LLM saw that window"
+        )
+    return windowed, notes
 
 
 def units_for(method: Method, items: Sequence[Any]) -> list[Any]:
