@@ -80,9 +80,10 @@ def test_a_question_shows_the_answer_the_folded_tool_calls_and_the_plots(base_ur
                 'what_if(row=0, changes=[{"feature":"income","value":-3}])',
             ]
             assert page.locator("details.tool-call[open]").count() == 0  # folded until clicked
-            bars = page.locator("svg.bar-chart rect")
+            # drawn by the batch report's renderer (xplain/display/charts.js): title, then label and value per bar
+            bars = page.locator("svg.xplain-chart rect")
             assert bars.count() == 3
-            assert page.locator("svg.bar-chart text").first.text_content() == "income"
+            assert page.locator("svg.xplain-chart text").nth(1).text_content().endswith("income")
             diff = page.inner_text("table.diff")
             assert "income" in diff and "approved" in diff and "rejected" in diff
 
@@ -128,11 +129,11 @@ def test_a_why_a_what_if_and_a_follow_up_on_the_planner(planner_url):
             first = page.locator(".turn").nth(0)
             assert first.locator(".answer").inner_text().startswith("The model predicts approved for row 0")
             assert first.locator(".plan").inner_text() == "operation: explain (chosen by rules)"
-            bars = first.locator("svg.bar-chart rect")
+            bars = first.locator("svg.xplain-chart rect")
             assert bars.count() == 3
-            assert first.locator("svg.bar-chart text").first.text_content() == "income"
+            assert first.locator("svg.xplain-chart text").nth(1).text_content().endswith("income")
             # signed effects, not ranks: the number beside income's bar is its drop in P(approved), a fraction
-            assert 0 < float(first.locator("svg.bar-chart text").nth(1).text_content()) < 1
+            assert 0 < float(first.locator("svg.xplain-chart text").nth(2).text_content()) < 1
             assert "PGI" in first.locator(".check").inner_text() and "PGU" in first.locator(".check").inner_text()
             assert first.locator("details.tool-call summary").all_inner_texts() == ["feature_effect(row=0, top=6)"]
             assert first.locator("details.tool-call[open]").count() == 0  # folded until clicked

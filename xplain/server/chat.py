@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
+from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
@@ -18,11 +19,16 @@ from pydantic import BaseModel, Field
 from xplain.agent import ExplainerAgent, GroundedPlanner
 from xplain.agent.loop import MAX_QUESTION_CHARS
 from xplain.blackbox import BlackBoxError
+from xplain.display.charts import bar_spec, chart_spec, charts_js
+from xplain.methods.base import load_result
+from xplain.methods.catalog import catalog
 from xplain.llm import LLMError
 from xplain.validation import SLUG
 from xplain.tools.registry import plain_error
 
-STATIC_FILES = {"chat.js": "text/javascript", "chat.css": "text/css"}
+STATIC_FILES = {"chat.js": "text/javascript", "chat.css": "text/css", "charts.js": "text/javascript"}
+#: Catalog results whose chart would show the LLM's ranks as if they were effect sizes: the chat shows no chart.
+RANK_CHARTS = {"posthoc"}
 
 
 class ChatRequest(BaseModel):
@@ -70,7 +76,10 @@ def make_chat_router(agents: Mapping[str, Chat]) -> APIRouter:
 async def _events(agent: Chat, request: ChatRequest) -> AsyncIterator[str]:
     try:
         async for event in agent.stream(request.session_id, request.message):
-            yield _sse(event.type, event.model_dump_json())
+            data = event.model_dump(mode="json")
+            if event.type == "tool_result" and event.result:
+                data["chart"] = chart_for(event.name, event.result)
+            yield _sse(event.type, json.dumps(data))
     except (ValueError, LLMError, BlackBoxError) as error:
         yield _sse("error", json.dumps({"error": plain_error(error)}))
 
@@ -79,5 +88,22 @@ def _sse(event: str, data: str) -> str:
     return f"event: {event}\ndata: {data}\n\n"
 
 
+def chart_for(tool: str, result: dict[str, Any]) -> dict[str, Any] | None:
+    """The chart spec of a tool's result, drawn by the same code as the batch report and the notebook cards: a
+    probe's signed effects, or a catalog result's own chart."""
+    plot = result.get("plot")
+    if isinstance(plot, dict) and plot.get("kind") == "bar":
+        values = [float(v) for v in plot["values"]]
+        return bar_spec(plot["title"], plot.get("xlabel", "effect"), plot["labels"], [(tool, values)], signed=True)
+    if result.get("method") in catalog() and result["method"] not in RANK_CHARTS:
+        try:
+            return chart_spec(load_result(json.dumps(result)))
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
 def _static(name: str) -> str:
+    if name == "charts.js":
+        return charts_js()
     return (resources.files("xplain.server") / "static" / name).read_text(encoding="utf-8")

@@ -4,7 +4,6 @@
 // numbers that no tool returned marked in the answer. All text goes in through textContent, never as HTML.
 "use strict";
 
-const SVG = "http://www.w3.org/2000/svg";
 const log = document.getElementById("log");
 const form = document.getElementById("ask");
 const input = document.getElementById("message");
@@ -84,14 +83,16 @@ function onToolResult(view, event) {
   if (!data) { try { data = JSON.parse(event.output); } catch (_) { data = null; } }
   if (output) output.textContent = data ? JSON.stringify(data, null, 2) : event.output;
   if (!data) return;
-  if (data.plot && data.plot.kind === "bar") view.plots.append(effectChart(data));
+  if (event.chart) view.plots.append(chartFigure(event.chart, data));
   if (data.curve) view.plots.append(curveTable(data));
   if (data.counterfactuals) view.plots.append(counterfactualTable(data));
   else if (data.before && data.after) view.plots.append(diffTable(data));
 }
 
-function effectChart(data) {
-  const figure = barChart(data.plot);
+function chartFigure(spec, data) {
+  // drawn by xplainCharts, the same renderer as the batch report's (xplain/display/charts.js)
+  const figure = element("figure", "plot");
+  figure.innerHTML = xplainCharts.svg(spec);  // the chart carries its own title
   if (data.check && data.check.pgi !== null && data.check.pgu !== null) {
     const check = data.check;
     const verdict = check.pgi > check.pgu ? "holds up" : "doubtful";
@@ -135,51 +136,6 @@ function counterfactualTable(data) {
       element("td", "", candidate.valid ? "yes" : "no"));
   });
   return table;
-}
-
-function barChart(plot) {
-  const rowHeight = 22, labelWidth = 190, barWidth = 260, width = labelWidth + barWidth + 70;
-  const values = plot.values.map(Number);
-  const limit = Math.max(...values.map(Math.abs), 1e-9);
-  const zero = labelWidth + barWidth / 2;
-  const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("class", "bar-chart");
-  svg.setAttribute("width", width);
-  svg.setAttribute("height", rowHeight * values.length + 10);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", plot.title);
-  values.forEach((value, i) => {
-    const y = 5 + i * rowHeight;
-    const length = (Math.abs(value) / limit) * (barWidth / 2);
-    const label = document.createElementNS(SVG, "text");
-    label.setAttribute("x", labelWidth - 6);
-    label.setAttribute("y", y + 15);
-    label.setAttribute("text-anchor", "end");
-    label.setAttribute("font-size", "12");
-    label.textContent = String(plot.labels[i]).slice(0, 30);
-    const bar = document.createElementNS(SVG, "rect");
-    bar.setAttribute("x", value >= 0 ? zero : zero - length);
-    bar.setAttribute("y", y + 3);
-    bar.setAttribute("width", Math.max(length, 1));
-    bar.setAttribute("height", rowHeight - 8);
-    bar.setAttribute("fill", value >= 0 ? "#2563eb" : "#dc2626");
-    const number = document.createElementNS(SVG, "text");
-    number.setAttribute("x", labelWidth + barWidth + 4);
-    number.setAttribute("y", y + 15);
-    number.setAttribute("font-size", "12");
-    number.textContent = String(value);
-    svg.append(label, bar, number);
-  });
-  const axis = document.createElementNS(SVG, "line");
-  axis.setAttribute("x1", zero);
-  axis.setAttribute("x2", zero);
-  axis.setAttribute("y1", 0);
-  axis.setAttribute("y2", rowHeight * values.length + 10);
-  axis.setAttribute("stroke", "#5b6570");
-  svg.append(axis);
-  const figure = element("figure", "plot");
-  figure.append(svg, element("figcaption", "", plot.title));
-  return figure;
 }
 
 function diffTable(data) {
