@@ -50,7 +50,9 @@ async def test_explain_prediction_tool_reports_the_llm_ranking_with_the_models_c
     context.llm = LLM(FakeBackend(default=json.dumps(reply)))
     tool = tool_named(build_tools(context), "explain_prediction")
     out = json.loads(await tool.ainvoke({"row": 0, "k": 2}))
-    assert [f["feature"] for f in out["features"]] == ["x0", "x1"], "letters map back to feature names"
+    named = [f["feature"] for f in out["features"]]
+    # letters are shuffled per row, so A and B stand for two of the features; they come back by name
+    assert len(set(named)) == 2 and set(named) <= set(context.feature_names), "letters map back to feature names"
     assert out["plot"]["values"] == [2, -1]
     assert out["check"]["pgi"] is not None and out["check"]["pgu"] is not None
     text_context = demo_context("reviews")

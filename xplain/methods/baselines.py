@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
 
 import numpy as np
 from pydantic import Field
 
 from xplain.blackbox import BlackBox
-from xplain.methods.checks import prediction_gaps, text_prediction_gaps
 from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.checks import Check, prediction_gaps, text_prediction_gaps
+from xplain.methods.posthoc import check_table
 from xplain.methods.words import distinct_words
+
+#: LIME fits a weighted linear model with one coefficient per feature; below this many samples per feature its
+#: weights are mostly the ridge penalty and the sampling noise (a common rule of thumb for regressions).
+LIME_SAMPLES_PER_FEATURE = 5
 
 
 class BaselineExplanation(MethodResult):
@@ -22,6 +31,13 @@ class BaselineExplanation(MethodResult):
     weights: dict[str, float]
     pgi: float | None
     pgu: float | None
+    faithfulness: Check | None = Field(
+        default=None, description="PGI - PGU with its confidence interval and verdict."
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the weights may be under-determined, and the library's own warnings.",
+    )
 
 
 def _lime_weights(
@@ -71,8 +87,7 @@ def _shap_weights(
         if len(background) > SHAP_BACKGROUND
         else background
     )
-    n_rows = len(summary.data) if hasattr(summary, "data") else len(summary)
-    coalitions = max(n_samples // n_rows, 2)
+    coalitions = shap_coalitions(n_samples, len(background))
     explainer = shap.KernelExplainer(
         lambda rows: blackbox.predict_proba(rows)[:, label], summary, seed=seed
     )
@@ -87,6 +102,67 @@ SHAP_BACKGROUND = 4
 EXPLAINERS = {"lime": _lime_weights, "kernelshap": _shap_weights}
 
 
+def shap_coalitions(n_samples: int, n_background: int) -> int:
+    """Coalitions KernelSHAP gets at a budget of `n_samples` model rows (each coalition costs one row per
+    background summary row)."""
+    return max(n_samples // min(n_background, SHAP_BACKGROUND), 2)
+
+
+def budget_warnings(method: str, n_samples: int, n_features: int, n_background: int) -> list[str]:
+    """Why a baseline's weights are under-determined at this budget, before anything runs."""
+    if method == "kernelshap":
+        coalitions = shap_coalitions(n_samples, n_background)
+        if coalitions < n_features + 2:
+            return [
+                f"KernelSHAP is under-determined: {coalitions} coalitions for {n_features} features (it needs at "
+                f"least {n_features + 2}; raise n_samples to {(n_features + 2) * min(n_background, SHAP_BACKGROUND)})"
+            ]
+    minimum = LIME_SAMPLES_PER_FEATURE * n_features
+    if method.startswith("lime") and n_samples < minimum:
+        return [
+            f"LIME has {n_samples} samples for {n_features} features, below the stated minimum of "
+            f"{LIME_SAMPLES_PER_FEATURE} per feature ({minimum}); its weights are mostly noise and penalty"
+        ]
+    return []
+
+
+#: Warnings about the libraries' own futures (raised on import), not about this explanation.
+NOT_ABOUT_RESULT = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+@contextmanager
+def library_warnings():
+    """Collect what shap / lime warn about (warnings and their loggers) instead of losing it on stderr.
+    The baselines run one at a time, so the process-wide warnings filter is swapped only briefly."""
+    collected: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            collected.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    loggers = [logging.getLogger(name) for name in ("shap", "lime")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield collected
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        collected.extend(str(w.message).strip() for w in caught if not issubclass(w.category, NOT_ABOUT_RESULT))
+        unique = list(dict.fromkeys(collected))
+        collected[:] = unique
+
+
+def _with_warnings(function: Callable, *args) -> tuple[np.ndarray | dict, list[str]]:
+    """Run a library explainer and return its weights with the warnings it raised."""
+    with library_warnings() as collected:
+        weights = function(*args)
+    return weights, collected
+
+
 async def explain_baseline(
     method: str,
     blackbox: BlackBox,
@@ -97,9 +173,11 @@ async def explain_baseline(
     k: int = 4,
     sigma: float = 0.3,
     n_gap_samples: int = 8,
+    max_gap_samples: int = 64,
     seed: int = 0,
 ) -> list[BaselineExplanation]:
-    """Run LIME or KernelSHAP at `n_samples` model rows per instance; PGI / PGU over the top-k, as for the LLM."""
+    """Run LIME or KernelSHAP at `n_samples` model rows per instance; PGI / PGU over the top-k, as for the LLM.
+    Each result warns when the budget leaves the weights under-determined, and carries the library's warnings."""
     if method not in EXPLAINERS:
         raise ValueError(
             f"unknown baseline {method!r}; expected one of {sorted(EXPLAINERS)}"
@@ -108,9 +186,10 @@ async def explain_baseline(
         raise ValueError(
             f"baselines explain tabular black boxes, got kind {blackbox.kind!r}"
         )
-    instances = np.atleast_2d(np.asarray(instances, dtype=float))
-    background = np.asarray(background, dtype=float)
+    instances = check_table(instances)
+    background = check_table(background, instances.shape[1])
     names = blackbox.feature_names or [f"x{i}" for i in range(instances.shape[1])]
+    under_determined = budget_warnings(method, n_samples, instances.shape[1], len(background))
     scale = background.std(axis=0)
     scale[scale == 0] = 1.0
     results = []
@@ -118,17 +197,18 @@ async def explain_baseline(
         with measure_cost(blackbox) as meter:
             probabilities = await blackbox.apredict_proba(x.reshape(1, -1))
             label = int(probabilities[0].argmax())
-            weights = await asyncio.to_thread(
-                EXPLAINERS[method], blackbox, x, background, label, n_samples, seed
+            weights, raised = await asyncio.to_thread(
+                _with_warnings, EXPLAINERS[method], blackbox, x, background, label, n_samples, seed
             )
             order = [int(i) for i in np.argsort(-np.abs(weights), kind="stable")]
-            pgi, pgu = await prediction_gaps(
+            [gaps] = await prediction_gaps(
                 blackbox,
                 x,
                 [order[:k]],
                 scale=scale,
                 sigma=sigma,
                 n_samples=n_gap_samples,
+                max_samples=max_gap_samples,
                 seed=seed,
             )
         results.append(
@@ -139,8 +219,10 @@ async def explain_baseline(
                 predicted_label=str(blackbox.classes_[label]),
                 ranking=[names[i] for i in order],
                 weights={names[i]: float(weights[i]) for i in range(len(names))},
-                pgi=pgi[0],
-                pgu=pgu[0],
+                pgi=gaps.pgi if gaps else None,
+                pgu=gaps.pgu if gaps else None,
+                faithfulness=gaps.check if gaps else None,
+                warnings=under_determined + raised,
             )
         )
     return results
@@ -177,6 +259,7 @@ async def explain_text_baseline(
     n_samples: int = 100,
     k: int = 4,
     n_gap_samples: int = 8,
+    max_gap_samples: int = 64,
     seed: int = 0,
 ) -> list[BaselineExplanation]:
     """LIME for text at `n_samples` model queries per text; PGI / PGU over its top-k words, as for the LLM."""
@@ -190,12 +273,17 @@ async def explain_text_baseline(
     for text in texts:  # LIME runs its own sampling loop per text
         with measure_cost(blackbox) as meter:
             label = int((await blackbox.apredict_proba([text]))[0].argmax())
-            weights = await asyncio.to_thread(
-                _lime_text_weights, blackbox, text, label, n_samples, seed
+            weights, raised = await asyncio.to_thread(
+                _with_warnings, _lime_text_weights, blackbox, text, label, n_samples, seed
             )
             ranking = sorted(weights, key=lambda w: -abs(weights[w]))
-            pgi, pgu = await text_prediction_gaps(
-                blackbox, [text], [ranking[:k]], n_samples=n_gap_samples, seed=seed
+            [gaps] = await text_prediction_gaps(
+                blackbox,
+                [text],
+                [ranking[:k]],
+                n_samples=n_gap_samples,
+                max_samples=max_gap_samples,
+                seed=seed,
             )
         results.append(
             BaselineExplanation(
@@ -205,8 +293,10 @@ async def explain_text_baseline(
                 predicted_label=str(blackbox.classes_[label]),
                 ranking=ranking,
                 weights=weights,
-                pgi=pgi[0],
-                pgu=pgu[0],
+                pgi=gaps.pgi if gaps else None,
+                pgu=gaps.pgu if gaps else None,
+                faithfulness=gaps.check if gaps else None,
+                warnings=budget_warnings("lime-text", n_samples, len(distinct_words(text)), 0) + raised,
             )
         )
     return results
