@@ -150,7 +150,8 @@ def proportion_check(successes: int, n: int, *, confidence: float = CONFIDENCE) 
     half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return Check(
         estimate=p,
-        interval=(max(0.0, centre - half), min(1.0, centre + half)),
+        # exact ends at 0 / n successes (the formula lands there up to rounding)
+        interval=(0.0 if successes == 0 else centre - half, 1.0 if successes == n else centre + half),
         confidence=confidence,
         n=n,
         method=f"Wilson score interval over {n}",
