@@ -193,12 +193,19 @@ async def verdict_stability(make_blackbox, inputs, named: list, seeds: int, **ch
         draws += [g.check.n for g in sequential if g]
     point_shares, _ = _modal_agreement(point)
     checked_shares, modes = _modal_agreement(checked)
+
+    def contradictory(verdicts: list[list[str]]) -> float:
+        """Share of instances called faithful under one seed and not faithful under another."""
+        return float(np.mean([{"faithful", "not faithful"} <= set(column) for column in zip(*verdicts)]))
+
     flat = [v for row in checked for v in row]
     return {
         "instances": len(rows),
         "seeds": seeds,
         "point_verdict_agreement": float(np.mean(point_shares)),
         "checked_verdict_agreement": float(np.mean(checked_shares)),
+        "point_contradictory": contradictory(point),
+        "checked_contradictory": contradictory(checked),
         "decisive_and_stable": float(
             np.mean([m != "inconclusive" and s >= 0.9 for m, s in zip(modes, checked_shares)])
         ),
@@ -318,7 +325,8 @@ async def run(llm: LLM, size: Size) -> EvalTable:
         "column_reversal": reversal,
         "reading": "point_verdict_agreement: the old check (PGI > PGU from 8 perturbations) under 10 seeds, same "
         "features; checked_verdict_agreement: the sequential check's verdict; decisive_and_stable: share of "
-        "instances whose verdict is decisive and the same in >= 90% of seeds. column_reversal: FA with the "
+        "instances whose verdict is decisive and the same in >= 90% of seeds; *_contradictory: share of instances "
+        "called faithful under one seed and not faithful under another. column_reversal: FA with the "
         "table's columns as given and reversed, letters in column order vs shuffled per instance.",
     }
     return table
