@@ -105,7 +105,7 @@ EXPLAINERS = {"lime": _lime_weights, "kernelshap": _shap_weights}
 def shap_coalitions(n_samples: int, n_background: int) -> int:
     """Coalitions KernelSHAP gets at a budget of `n_samples` model rows (each coalition costs one row per
     background summary row)."""
-    return max(n_samples // min(n_background, SHAP_BACKGROUND), 2)
+    return max(n_samples // max(min(n_background, SHAP_BACKGROUND), 1), 2)
 
 
 def budget_warnings(method: str, n_samples: int, n_features: int, n_background: int) -> list[str]:
@@ -296,7 +296,7 @@ async def explain_text_baseline(
                 pgi=gaps.pgi if gaps else None,
                 pgu=gaps.pgu if gaps else None,
                 faithfulness=gaps.check if gaps else None,
-                warnings=budget_warnings("lime-text", n_samples, len(distinct_words(text)), 0) + raised,
+                warnings=budget_warnings("lime-text", n_samples, len(distinct_words(text)), 1) + raised,
             )
         )
     return results
