@@ -2,9 +2,11 @@
 
 Per instance: a Gaussian neighbourhood on standardised features (categorical columns resampled from the background),
 ONE black-box query for every instance's neighbourhood, in-context examples shown as changes from the instance with
-features renamed A, B, C…, and ONE batched structured LLM round asking for the top-k features with a sign. Answers
-that repeat or invent features are re-asked once in one follow-up round; every answer is then checked against the
-black box (PGI / PGU), never taken on trust.
+features renamed A, B, C… in a seeded random order per instance (small LLMs favour early letters; in column order
+that bias passed as skill), and ONE batched structured LLM round asking for the top-k features with a sign
+(optionally under several shufflings, ranks aggregated). Answers that repeat or invent features are re-asked once
+in one follow-up round; every answer is then checked against the black box (PGI / PGU with an interval and a
+verdict), never taken on trust.
 
 Texts (`explain_text`): the features are the text's own distinct words, the neighbourhood drops words at random,
 and each text's answer schema admits only its own words.
