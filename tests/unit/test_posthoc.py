@@ -412,3 +412,11 @@ async def test_a_word_still_repeated_after_the_reask_keeps_its_first_rank():
     [result] = await explain_text(llm, bb, ["a good fine movie"], PosthocOptions(k=3, n_samples=8))
     assert len(backend.batches) == 2
     assert [f.feature for f in result.features] == ["good", "fine"]
+
+
+def test_split_exact_hand_case():
+    from xplain.methods.posthoc import split_exact
+
+    # 130 rows over four instances that sent alike: 33, 33, 32, 32 (floor division said 4 x 32 = 128)
+    assert split_exact(130, [1, 1, 1, 1]) == [33, 33, 32, 32]
+    assert split_exact(10, [1, 3]) == [3, 7] and sum(split_exact(7, [0.2, 0.3, 0.5])) == 7
