@@ -273,6 +273,24 @@ def test_constraints_are_validated_against_the_schema():
     assert validate_constraints(NAMES, {"age": FeatureConstraint(immutable=True)})["income"] == FeatureConstraint()
 
 
+async def test_count_features_take_whole_numbers_only_inferred_from_the_reference(table_box):
+    """The LLM proposes 0.2 debts; with integer-valued training columns that is refused unqueried."""
+    backend = FakeBackend(default=proposals([("debt", 0.2)], [("income", 45.5)], [("income", 60), ("debt", 30)]))
+    reference = np.array([[30, 20, 10], [50, 70, 40], [45, 35.5, 0]])  # income has a fraction: not a count
+    result = await tabular_counterfactuals(
+        LLM(backend), table_box, [[40, 30, 40]], reference=reference, candidates_per_round=3
+    )
+    assert result.constraints["debt"].integer and result.constraints["age"].integer
+    assert not result.constraints["income"].integer
+    explanation = result.explanations[0]
+    assert [r.reason for r in explanation.rejected] == ["debt 0.2 is not a whole number"]
+    assert {tuple(c.values) for c in explanation.counterfactuals} == {(40, 45.5, 40), (40, 60, 30)}
+    assert "whole numbers only" in request_text(backend.requests[0])
+    # said explicitly, a constraint wins over the inference
+    explicit = validate_constraints(NAMES, {"debt": {"integer": False}}, reference)
+    assert not explicit["debt"].integer and explicit["age"].integer
+
+
 async def test_bad_constraints_send_nothing(table_box):
     backend = FakeBackend(default=proposals([("income", 80)]))
     with pytest.raises(ValueError, match="unknown feature"):

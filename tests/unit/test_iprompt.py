@@ -127,3 +127,61 @@ def test_cli_explain_dataset_and_module(fake_llm_env, tmp_path):
     bad.write_text('{"question": "1 2"}\n')
     result = runner.invoke(app, ["explain-dataset", str(bad)])
     assert result.exit_code == 2 and "input" in result.output
+
+
+WORDS = ["cat", "dog", "sun", "map", "pen", "cup", "hat", "box", "key", "bee"]
+
+
+def test_case_is_compared_only_where_the_task_differs_by_case():
+    from xplain.methods.iprompt import case_matters
+
+    assert case_matters([(w, w.upper()) for w in WORDS])
+    assert case_matters([("good", "Yes"), ("bad", "yes")])  # two outputs that differ only by case
+    assert not case_matters(PAIRS)
+    assert answer_matches("cat", "CAT") and not answer_matches("cat", "CAT", case_sensitive=True)
+    assert answer_matches("Answer: CAT.", "CAT", case_sensitive=True)
+
+
+def test_a_prompt_that_copies_a_training_pair_is_caught():
+    from xplain.methods.iprompt import quoted_example
+
+    train = [("12", "even"), ("7", "odd")]
+    assert quoted_example("Answer like 12 -> even", train) == "12 -> even"
+    assert quoted_example("say '7': 'odd'", train) == "7 -> odd"
+    assert quoted_example("Say even when the number divides by 2, else odd", train) is None
+    assert quoted_example("112 -> evens", train) is None  # parts of other words are no quote
+
+
+async def test_uppercase_rule_is_checked_with_case_and_quoting_prompts_rank_last():
+    """Outputs are the inputs in capitals. The LLM answers zero-shot in lower case, which only a case-blind
+    comparison would count; a prompt that quotes "cat -> CAT" has the best likelihood yet ranks last."""
+    proposals = iter(["Copy the word, e.g. cat -> CAT", "Write the word in capital letters"] * 10)
+
+    def propose(request):
+        return next(proposals)
+
+    def echo_lower(request):
+        return request.messages[-1].content.split("<data>\n")[1].split("\n</data>")[0].lower()
+
+    fake = FakeBackend(
+        rules=[(r"Here is the start", "Write it"), (r"What is the rule", propose), (r"Follow this instruction", echo_lower)]
+    )
+    original = fake.score
+
+    async def score(requests):
+        raws = await original(requests)
+        for request, raw in zip(requests, raws):
+            raw.logprobs = [-0.5 if "cat -> CAT" in request.prompt else -2.0]
+        return raws
+
+    fake.score = score
+    pairs = [(w, w.upper()) for w in WORDS]
+    result = await explain_dataset(
+        LLM(fake), [x for x, _ in pairs], [y for _, y in pairs], IPromptOptions(n_candidates=2, n_iterations=0)
+    )
+    assert result.case_sensitive
+    assert [c.prompt for c in result.candidates] == ["Write the word in capital letters", "Copy the word, e.g. cat -> CAT"]
+    assert result.candidates[-1].quotes_example == "cat -> CAT"
+    best = result.candidates[0]
+    assert best.heldout_accuracy == 0.0  # "cat" is not "CAT" here
+    assert best.heldout_check.n == result.n_heldout and best.heldout_check.interval[0] == 0.0

@@ -12,6 +12,7 @@ from xplain.llm import LLM
 from xplain.llm.backends.fake import FakeBackend
 from xplain.methods.lml_dap import LMLDAPClassifier
 from xplain.methods.tbm import TextBottleneckClassifier
+from xplain.settings import Settings
 
 #: The LLM handle counts its usage, so fitting changes its hash although no setting of it changes.
 LLM_HANDLE = {"check_estimators_overwrite_params": "the LLM parameter is a service handle whose usage counters grow"}
@@ -39,6 +40,12 @@ def tbm_llm() -> LLM:
     expected_failed_checks=lambda estimator: LLM_HANDLE,
 )
 def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@parametrize_with_checks([LMLDAPClassifier(Settings(llm_backend="fake", cache_enabled=False), k=1)])
+def test_sklearn_compatible_with_the_llm_as_settings(estimator, check):
+    """Given as settings, the LLM is a plain parameter that fitting never changes: every check passes."""
     check(estimator)
 
 

@@ -78,3 +78,23 @@ def test_params_clone_and_bad_input():
         LMLDAPClassifier(LLM(backend()), feature_names=["a"]).fit(X, Y)
     with pytest.raises(ValueError, match="proba"):
         LMLDAPClassifier(LLM(backend()), proba="votes").fit(X, Y)
+
+
+@pytest.mark.parametrize(
+    ("reply", "label", "reasons", "fallback"),
+    [
+        # "Yes, confidence 0.3" contradicts itself: the old mapping turned it into "low" with the reasons for "high"
+        ({"label": "high", "confidence": 0.3, "reasons": ["a is big"]}, "low", [], True),
+        ({"label": "high", "confidence": 0.8, "reasons": ["a is big"]}, "high", ["a is big"], False),
+    ],
+)
+def test_confidence_is_the_named_labels_probability_and_reasons_stay_with_their_label(reply, label, reasons, fallback):
+    fake = FakeBackend(
+        rules=[(r"List up to", '{"patterns": ["p"]}'), (r"Give up to", '{"conditions": [{"feature": "a", "op": "<", "value": 1}]}'),
+               (r"Predict the label", json.dumps(reply))]
+    )
+    clf = LMLDAPClassifier(LLM(fake), feature_names=["a", "b"], k=3).fit(X, Y)
+    prediction = clf.explain([[0.1, 5.0]]).predictions[0]  # its retrieved rows are all "low"
+    assert (prediction.label, prediction.reasons, prediction.fallback) == (label, reasons, fallback)
+    if not fallback:
+        assert prediction.probabilities == pytest.approx({"high": 0.8, "low": 0.2})

@@ -60,7 +60,9 @@ async def test_posthoc_tool_maps_letters_back_and_reports_the_models_check():
     tool = tool_named(build_tools(context), "posthoc")
     assert "background" not in tool.args, "the chat's own rows are the background; the agent is not asked for them"
     out, artifact = await call(tool, row=0, k=2)
-    assert [f["feature"] for f in artifact["features"]] == ["x0", "x1"], "letters map back to names"
+    named = [f["feature"] for f in artifact["features"]]
+    # letters are shuffled per row, so A and B stand for two of the features; they come back by name
+    assert len(set(named)) == 2 and set(named) <= set(context.feature_names), "letters map back to feature names"
     assert out["pgi"] is not None and out["pgu"] is not None
     bad, _ = await call(tool, row=10_000, k=2)
     assert "row 10000 does not exist" in bad["error"]

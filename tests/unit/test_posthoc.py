@@ -38,6 +38,24 @@ def answer(*features):
     )
 
 
+def reading_answer(request, k=2):
+    """A fake that reads the data it is shown: names the k letters whose changes move the output most, so an
+    answer is right only if the letters map back through the prompt's shuffle."""
+    prompt = request.messages[-1].content
+    changes, outputs = [], []
+    for line in re.findall(r"changes: (.*) -> (.*)", prompt):
+        values = dict(re.findall(r"([A-Z]+) ([+-]\d+\.\d+)", line[0]))
+        changes.append(values)
+        out = line[1].strip()
+        outputs.append(0.0 if out.startswith("not ") else 1.0 if not re.match(r"\d\.\d", out) else float(out))
+    letters = sorted({letter for row in changes for letter in row})
+    X = np.array([[float(row.get(letter, 0.0)) for letter in letters] for row in changes])
+    y = np.array(outputs)
+    effect = [abs(np.corrcoef(X[:, j], y)[0, 1]) if X[:, j].std() > 0 else 0.0 for j in range(len(letters))]
+    top = [letters[j] for j in np.argsort(effect)[::-1][:k]]
+    return answer(*[(t, "-") for t in top])
+
+
 def setup(rules=None, queue=None):
     backend = FakeBackend(rules=rules or [], queue=queue or [])
     bb = from_callable(debt_model, kind="tabular", feature_names=NAMES)
@@ -67,17 +85,16 @@ def test_examples_are_confident_and_class_balanced():
 @pytest.mark.parametrize(
     "strategy", ["perturbation", "prediction", "instruction", "explanation"]
 )
-async def test_all_instances_go_in_one_batch_and_letters_map_back(strategy):
-    backend, llm, bb, background = setup(rules=[(r".", answer(("C", "-"), ("A", "+")))])
+async def test_all_instances_go_in_one_batch_and_shuffled_letters_map_back(strategy):
+    backend, llm, bb, background = setup(rules=[(r".", reading_answer)])
     results = await explain_tabular(
         llm,
         bb,
-        background[:3],
+        background[:6],
         background,
-        PosthocOptions(strategy=strategy, k=2, n_samples=10),
+        PosthocOptions(strategy=strategy, k=2, n_samples=30, n_examples=16, sigma=1.5),
     )
-    assert len(backend.batches) == 1 and len(backend.batches[0]) == 3
-    assert bb.stats().model_calls == 2  # neighbourhoods once, PGI/PGU once
+    assert len(backend.batches) == 1 and len(backend.batches[0]) == 6
     text = " ".join(m.content for m in backend.batches[0][0].messages)
     assert (
         "debt" not in text and "income" not in text
@@ -88,13 +105,53 @@ async def test_all_instances_go_in_one_batch_and_letters_map_back(strategy):
         assert re.search(r"-> \d\.\d\d", text)
     assert ("explainer found" in text) == (strategy == "explanation")
     for result in results:
-        assert [f.feature for f in result.features] == ["debt", "age"]
-        assert result.pgi is not None and result.pgu is not None
-        assert (
-            result.pgi > result.pgu
-        )  # debt really matters; the check is the black box's, not the LLM's
+        [mapping] = result.letters
+        assert sorted(mapping) == ["A", "B", "C"] and sorted(mapping.values()) == sorted(NAMES)
+        assert result.features[0].feature == "debt"  # read from the data, whatever letter debt got
+        assert result.pgi > result.pgu and result.faithfulness.verdict == "faithful"
+        assert result.faithfulness.interval[0] > 0
         assert result.prompt_versions == [f"posthoc/{strategy}@1"]
-        assert result.cost.blackbox_queries > 0
+    # the letters really were shuffled: debt was not the same letter for every instance
+    assert len({next(k for k, v in r.letters[0].items() if v == "debt") for r in results}) > 1
+
+
+async def test_a_position_biased_llm_no_longer_looks_consistent():
+    """An LLM that always names A and B: in column order it would always name age and income (and look stable);
+    shuffled, its picks scatter over the features and its agreement across shuffles shows it."""
+    backend, llm, bb, background = setup(rules=[(r".", answer(("A", "+"), ("B", "+")))])
+    rows = background[:6]
+    ordered = await explain_tabular(
+        llm, bb, rows, background, PosthocOptions(k=2, n_samples=8, letter_order="columns")
+    )
+    assert all([f.feature for f in r.features] == ["age", "income"] for r in ordered)
+    shuffled = await explain_tabular(llm, bb, rows, background, PosthocOptions(k=2, n_samples=8, n_shuffles=3))
+    assert len({tuple(f.feature for f in r.features) for r in shuffled}) > 1
+    assert all(r.shuffle_agreement is not None and r.shuffle_agreement < 1 for r in shuffled)
+    assert all(len(r.letters) == 3 for r in shuffled)
+    assert len(backend.batches[-1]) == 6 * 3  # every instance x shuffle in one round
+
+
+async def test_shuffles_of_a_reading_llm_agree_and_ranks_aggregate():
+    backend, llm, bb, background = setup(rules=[(r".", reading_answer)])
+    [result] = await explain_tabular(
+        llm, bb, background[:1], background, PosthocOptions(k=2, n_samples=40, n_examples=16, n_shuffles=3)
+    )
+    assert len(backend.batches) == 1 and len(backend.batches[0]) == 3
+    assert result.features[0].feature == "debt" and result.shuffle_agreement >= 0.5
+    assert result.llm_attempts == 3
+
+
+def test_borda_aggregation_hand_case():
+    from xplain.methods.posthoc import FeatureAttribution, aggregate_rankings
+
+    def ranking(*names):
+        return [FeatureAttribution(feature=n, direction="+", rationale="") for n in names]
+
+    # points (k=2): a 2+1+0=3, b 1+2+2=5, c 0+0+1=1
+    assert [f.feature for f in aggregate_rankings([ranking("a", "b"), ranking("b", "a"), ranking("b", "c")], 2)] == [
+        "b",
+        "a",
+    ]
 
 
 async def test_repeated_features_are_rejected_and_reasked_in_one_follow_up_batch():
@@ -109,8 +166,9 @@ async def test_repeated_features_are_rejected_and_reasked_in_one_follow_up_batch
     )
     assert len(backend.batches) == 2 and len(backend.batches[1]) == 2
     for result in results:
-        assert result.rejected == ["C"]
-        assert [f.feature for f in result.features] == ["debt", "income"]
+        [mapping] = result.letters
+        assert result.rejected == [mapping["C"]]  # refused letters are reported as the features they stood for
+        assert [f.feature for f in result.features] == [mapping["C"], mapping["B"]]
         assert "posthoc/retry@1" in result.prompt_versions
         assert result.llm_attempts == 2
 
@@ -123,13 +181,27 @@ async def test_answer_never_usable_gives_empty_features_and_an_error():
     assert (
         result.features == []
         and result.pgi is None
+        and result.faithfulness is None
         and "unknown or repeated" in result.error
     )
     assert len(backend.batches) == 2  # asked, re-asked once in one follow-up round, then given up
 
 
+async def test_per_instance_query_counts_add_up_exactly():
+    """Three instances that sent different numbers of rows: each one's count is its own, and they sum to the
+    measured total (floor division reported 130 rows as 4 x 32)."""
+    backend, llm, bb, background = setup(rules=[(r".", reading_answer)])
+    rows = background[:3]
+    results = await explain_tabular(llm, bb, rows, background, PosthocOptions(k=1, n_samples=9, n_examples=8))
+    assert sum(r.cost.blackbox_queries for r in results) == bb.stats().evaluated
+
+
 async def test_bad_input_is_refused_with_a_specific_message():
     _, llm, bb, background = setup()
+    with pytest.raises(ValueError, match="no rows to explain"):
+        await explain_tabular(llm, bb, np.empty((0, 3)), background)
+    with pytest.raises(ValueError, match=r"rows \[1\] contain NaN"):
+        await explain_tabular(llm, bb, np.array([[0, 0, 0], [np.nan, 1, 1]]), background)
     with pytest.raises(ValueError, match="k=5 exceeds"):
         await explain_tabular(llm, bb, background[:1], background, PosthocOptions(k=5))
     with pytest.raises(ValueError, match="background must be"):
@@ -148,7 +220,33 @@ async def test_baselines_find_the_only_feature_that_matters_and_count_queries(me
     assert (
         result.cost.blackbox_queries >= 30
     )  # the library's samples went through the counted wrapper
-    assert result.pgi > result.pgu
+    assert result.pgi > result.pgu and result.faithfulness.verdict == "faithful"
+    assert result.warnings == []  # 60 rows: 15 coalitions for 3 features, 20 LIME samples per feature
+
+
+@pytest.mark.parametrize("method", ["lime", "kernelshap"])
+async def test_baselines_refuse_zero_and_nan_rows(method):
+    from xplain.methods.baselines import explain_baseline
+
+    _, _, bb, background = setup()
+    with pytest.raises(ValueError, match="no rows to explain"):
+        await explain_baseline(method, bb, np.empty((0, 3)), background)
+    with pytest.raises(ValueError, match="NaN"):
+        await explain_baseline(method, bb, np.array([[np.nan, 0, 0]]), background)
+
+
+async def test_under_determined_baselines_say_so_and_surface_library_warnings():
+    from xplain.methods.baselines import explain_baseline
+
+    names = [f"f{i}" for i in range(11)]
+    bb = from_callable(lambda rows: debt_model(rows[:, [0, 1, 2]]), kind="tabular", feature_names=names)
+    background = np.random.default_rng(1).normal(size=(50, 11))
+    # 24 rows over a 4-row summary: 6 coalitions for 11 features, as in the issue
+    [shap_result] = await explain_baseline("kernelshap", bb, background[:1], background, n_samples=24, k=3)
+    assert any("6 coalitions for 11 features" in w for w in shap_result.warnings)
+    assert any("singular" in w.lower() for w in shap_result.warnings)  # shap's own warning, not swallowed
+    [lime_result] = await explain_baseline("lime", bb, background[:1], background, n_samples=24, k=3)
+    assert any("below the stated minimum" in w for w in lime_result.warnings)
 
 
 # --- text -------------------------------------------------------------------------------------------------------
@@ -249,13 +347,16 @@ async def test_text_prediction_gaps_match_a_hand_computed_case():
 
     bb = from_callable(word_model, kind="text", classes=["negative", "positive"])
     text = "a good fine movie"  # p(positive) = 0.9
-    pgi, pgu = await text_prediction_gaps(
+    one, two = await text_prediction_gaps(
         bb, [text, text], [["good"], ["good", "fine"]], n_samples=8
     )
     # one word: without 'good' 0.3 -> PGI 0.6; the other single words a / fine / movie -> 0.9, 0.8, 0.9
-    assert pgi[0] == pytest.approx(0.6) and pgu[0] == pytest.approx(0.1 / 3)
+    assert one.pgi == pytest.approx(0.6) and one.pgu == pytest.approx(0.1 / 3)
+    assert one.check.n == 3 and one.check.verdict == "faithful"
     # two words: without good and fine 0.2 -> 0.7; the only other pair {a, movie} -> 0.9 -> 0
-    assert pgi[1] == pytest.approx(0.7) and pgu[1] == pytest.approx(0.0)
+    assert two.pgi == pytest.approx(0.7) and two.pgu == pytest.approx(0.0)
+    # one draw cannot decide anything: every set was tried, and the check says so
+    assert two.check.verdict == "inconclusive" and two.check.budget_exhausted
     assert bb.stats().model_calls == 1
 
 
@@ -286,15 +387,36 @@ async def test_lime_text_finds_the_word_that_matters_through_the_counted_wrapper
     assert result.pgi > result.pgu
 
 
-async def test_a_repeated_word_keeps_its_first_rank_without_a_reask():
+async def test_a_repeated_word_is_reasked_not_cut_to_one():
     from xplain.methods.posthoc import explain_text
 
     backend, llm, bb = text_setup(
-        [(r".", answer(("good", "+"), ("good", "+"), ("fine", "+")))]
+        [
+            (r"not usable", answer(("good", "+"), ("fine", "+"), ("movie", "+"))),
+            (r".", answer(("good", "+"), ("good", "+"), ("good", "+"))),
+        ]
     )
     [result] = await explain_text(
         llm, bb, ["a good fine movie"], PosthocOptions(k=3, n_samples=8)
     )
-    assert len(backend.batches) == 1
-    assert [f.feature for f in result.features] == ["good", "fine"]
+    assert len(backend.batches) == 2  # "good, good, good" was re-asked
+    assert "more than once" in backend.batches[1][0].messages[-1].content
+    assert [f.feature for f in result.features] == ["good", "fine", "movie"]
     assert result.rejected == ["good"] and result.error is None
+
+
+async def test_a_word_still_repeated_after_the_reask_keeps_its_first_rank():
+    from xplain.methods.posthoc import explain_text
+
+    backend, llm, bb = text_setup([(r".", answer(("good", "+"), ("good", "+"), ("fine", "+")))])
+    [result] = await explain_text(llm, bb, ["a good fine movie"], PosthocOptions(k=3, n_samples=8))
+    assert len(backend.batches) == 2
+    assert [f.feature for f in result.features] == ["good", "fine"]
+
+
+def test_split_exact_hand_case():
+    from xplain.methods.posthoc import split_exact
+
+    # 130 rows over four instances that sent alike: 33, 33, 32, 32 (floor division said 4 x 32 = 128)
+    assert split_exact(130, [1, 1, 1, 1]) == [33, 33, 32, 32]
+    assert split_exact(10, [1, 3]) == [3, 7] and sum(split_exact(7, [0.2, 0.3, 0.5])) == 7

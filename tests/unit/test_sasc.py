@@ -22,6 +22,15 @@ def animal_module(texts):
     return [float(sum(w in ANIMALS for w in t.lower().split())) for t in texts]
 
 
+def animal_score(text: str) -> float:
+    """The README's "any text -> number function": one text at a time."""
+    return float(sum(w in ANIMALS for w in text.lower().split()))
+
+
+def wordy_score(text: str) -> str:
+    return "high"
+
+
 def test_unique_ngrams_lists_each_once_in_order():
     assert unique_ngrams(["The dog ran.", "the dog sat"], max_n=2) == [
         "the", "dog", "ran", "the dog", "dog ran", "sat", "dog sat",
@@ -38,6 +47,21 @@ def test_top_k_orders_by_score_and_keeps_ties_stable():
 def test_score_is_gap_in_module_standard_deviations():
     assert explanation_score([3.0, 5.0], [1.0, 1.0], std=2.0) == pytest.approx(1.5)
     assert explanation_score([], [1.0], std=2.0) is None
+
+
+async def test_each_candidate_carries_its_score_with_an_interval_from_the_per_text_spread():
+    module = from_callable(animal_module, kind="module")
+    result = await explain_module(
+        LLM(scripted_backend()), module, CORPUS,
+        SASCOptions(top_ngrams=len(unique_ngrams(CORPUS)), n_candidates=6, subset_size=3, n_texts=3, seed=1),
+    )
+    animals = next(c for c in result.candidates if c.explanation == "animals")
+    # three related texts each naming one animal (1.0), two unrelated (0.0): no spread, a decided gap
+    assert animals.check.estimate == pytest.approx(animals.score) and animals.check.n == 5
+    assert animals.check.verdict == "faithful" and animals.check.interval[0] > 0
+    weather = next(c for c in result.candidates if c.explanation == "weather")
+    # no animal in either set: a zero gap with no spread is no evidence either way
+    assert weather.check.estimate == 0.0 and weather.check.verdict == "inconclusive"
 
 
 def test_rank_puts_best_first_and_unscored_last():
@@ -99,3 +123,35 @@ async def test_rejects_classifiers_and_constant_modules():
         await explain_module(LLM(FakeBackend()), from_callable(lambda t: [[0.5, 0.5]] * len(t), kind="text"), CORPUS)
     with pytest.raises(ValueError, match="same value"):
         await explain_module(LLM(FakeBackend()), from_callable(lambda t: [1.0] * len(t), kind="module"), CORPUS)
+
+
+@pytest.mark.parametrize(
+    ("spec", "exit_code", "expected"),
+    [
+        ("tests.unit.test_sasc:animal_score", 0, None),
+        ("tests.unit.test_sasc:wordy_score", 2, "must be a text -> number function"),
+    ],
+)
+def test_cli_explain_module_wraps_a_per_text_function_or_says_what_to_fix(monkeypatch, tmp_path, spec, exit_code, expected):
+    import json
+
+    from typer.testing import CliRunner
+
+    from xplain.cli import app
+    from xplain.cli.common import console
+    from xplain.settings import get_settings
+
+    monkeypatch.setenv("XPLAIN_LLM_BACKEND", "fake")
+    monkeypatch.setattr("xplain.cli.common.make_llm", lambda settings: LLM(scripted_backend()))
+    monkeypatch.setattr(console, "width", 300)
+    get_settings.cache_clear()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n")
+    result = CliRunner().invoke(app, ["explain-module", spec, "--corpus", str(corpus), "--json"])
+    get_settings.cache_clear()
+    assert result.exit_code == exit_code, result.output
+    if expected:
+        assert expected in result.output and "returned str" in result.output
+    else:
+        found = json.loads(result.output)
+        assert found["top_ngrams"][0]["activation"] >= 1.0 and found["candidates"][0]["explanation"] == "animals"

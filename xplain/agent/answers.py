@@ -66,11 +66,20 @@ def _signed(effects: dict[str, float]) -> str:
 def _check(check: dict[str, Any] | None) -> str:
     if not check or check.get("pgi") is None or check.get("pgu") is None:
         return ""
-    verdict = "holds up" if check["pgi"] > check["pgu"] else "is doubtful"
+    verdict = VERDICT_WORDS.get(check.get("verdict") or "", "holds up" if check["pgi"] > check["pgu"] else "is doubtful")
+    interval = check.get("interval")
+    sure = f" (interval of the difference {interval[0]} to {interval[1]})" if interval else ""
     return (
         f" Check: perturbing the top {check['top_k']} moves the prediction by {check['pgi']} (PGI) against "
-        f"{check['pgu']} for the others (PGU), so this ranking {verdict}."
+        f"{check['pgu']} for the others (PGU){sure}, so this ranking {verdict}."
     )
+
+
+VERDICT_WORDS = {
+    "faithful": "holds up",
+    "not faithful": "is not borne out",
+    "inconclusive": "is not decided either way by the draws made",
+}
 
 
 def _truth(result: dict[str, Any]) -> str:

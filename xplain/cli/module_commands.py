@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import pkgutil
+from numbers import Real
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from xplain.blackbox import BlackBoxError, load_blackbox
+from xplain.blackbox import BlackBox, BlackBoxError, from_callable, load_blackbox
+from xplain.blackbox.loaders import IMPORT_PATH
 from xplain.cli.common import app, console, run_with_llm, usage_line
 from xplain.llm import LLM
 from xplain.methods.iprompt import IPromptOptions, explain_dataset
@@ -21,6 +24,48 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+PROBE_TEXTS = ["a short probe text", "another probe text"]
+
+
+def load_module(spec: str) -> BlackBox:
+    """The module behind `spec` as a batched black box. A plain function may take a batch (list of texts -> one
+    number each) or a single text (text -> number, the README's "any text -> number function"): two probe texts
+    tell which, and a per-text function is wrapped into a batch. Anything else is an error that says what to fix."""
+    module = load_blackbox(spec, kind="module", trusted_dir=get_settings().trusted_model_dir)
+    if not IMPORT_PATH.fullmatch(spec):
+        return module
+    try:
+        module.predict(PROBE_TEXTS)
+        module.reset_stats()
+        return module
+    except Exception as batch_error:  # whatever a user's function raises on a list
+        function = pkgutil.resolve_name(spec)
+        try:
+            value = function(PROBE_TEXTS[0])
+        except Exception as text_error:
+            raise BlackBoxError(_shape_help(spec, batch_error, f"raised {text_error!r}")) from text_error
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise BlackBoxError(_shape_help(spec, batch_error, f"returned {type(value).__name__} {value!r:.60}"))
+
+    def per_text(texts: list[str]) -> list[float]:
+        values = []
+        for text in texts:
+            try:
+                values.append(float(function(text)))
+            except Exception as error:
+                raise BlackBoxError(f"{spec} failed on the text {text!r:.80}: {error!r:.200}") from error
+        return values
+
+    return from_callable(per_text, kind="module", name=f"import:{spec} (per text)")
+
+
+def _shape_help(spec: str, batch_error: Exception, single: str) -> str:
+    return (
+        f"{spec} must be a text -> number function: either f(list of texts) -> one number per text, or "
+        f"f(text) -> number. Called with a list it failed ({batch_error!r:.200}); called with one text it {single}."
+    )
+
+
 @app.command("explain-module")
 def explain_module_command(
     spec: Annotated[str, typer.Argument(help="The module: import path 'pkg.mod:fn', URL, .skops or trusted pickle.")],
@@ -30,7 +75,7 @@ def explain_module_command(
 ) -> None:
     """Explain a text -> number module in words with SASC, and score each explanation on the module."""
     try:
-        module = load_blackbox(spec, kind="module", trusted_dir=get_settings().trusted_model_dir)
+        module = load_module(spec)
     except BlackBoxError as error:
         _fail(str(error))
     texts = None
@@ -42,7 +87,7 @@ def explain_module_command(
     async def work(llm: LLM) -> None:
         try:
             result = await explain_module(llm, module, texts, SASCOptions(n_candidates=candidates))
-        except ValueError as error:
+        except (ValueError, BlackBoxError) as error:
             _fail(str(error))
         if as_json:
             typer.echo(result.model_dump_json())

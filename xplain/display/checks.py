@@ -50,21 +50,32 @@ def check(result: Any) -> Check:
     raise TypeError(f"no check known for {type(result).__name__}")
 
 
-def _gaps(pgi: float | None, pgu: float | None) -> Check:
-    rule = "pass when PGI > PGU: perturbing the named features moves the prediction more than perturbing the rest"
+VERDICT_STATUS = {"faithful": "pass", "not faithful": "fail", "inconclusive": "inconclusive"}
+
+
+def _gaps(pgi: float | None, pgu: float | None, faithfulness: Any = None) -> Check:
+    rule = (
+        "pass when PGI > PGU with confidence: the interval of PGI - PGU (paired over perturbations) lies above zero; "
+        "inconclusive while it straddles zero"
+    )
     if pgi is None or pgu is None:
         return Check(name="PGI / PGU", value="not measured", status="inconclusive", rule=rule)
-    return Check(name="PGI / PGU", value=f"{pgi:.3f} / {pgu:.3f}", status="pass" if pgi > pgu else "fail", rule=rule)
+    value = f"{pgi:.3f} / {pgu:.3f}"
+    if faithfulness is None or faithfulness.verdict is None:  # a result saved before checks had intervals
+        return Check(name="PGI / PGU", value=value, status="pass" if pgi > pgu else "fail", rule=rule)
+    low, high = faithfulness.interval
+    value += f" (difference {faithfulness.estimate:+.3f}, {faithfulness.confidence:.0%} interval [{low:+.3f}, {high:+.3f}], n={faithfulness.n})"
+    return Check(name="PGI / PGU", value=value, status=VERDICT_STATUS[faithfulness.verdict], rule=rule)
 
 
 @check.register(PosthocExplanation)
 def _(result: PosthocExplanation) -> Check:
-    return _gaps(result.pgi, result.pgu)
+    return _gaps(result.pgi, result.pgu, result.faithfulness)
 
 
 @check.register(BaselineExplanation)
 def _(result: BaselineExplanation) -> Check:
-    return _gaps(result.pgi, result.pgu)
+    return _gaps(result.pgi, result.pgu, result.faithfulness)
 
 
 @check.register(ExplainerComparison)

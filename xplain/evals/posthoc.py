@@ -1,5 +1,11 @@
 """`xplain eval posthoc`: LLM post-hoc strategies beside LIME and KernelSHAP at equal black-box query budgets,
-on tables and on a TF-IDF text classifier."""
+on tables and on a TF-IDF text classifier.
+
+Each row carries the checks' verdicts (faithful / inconclusive shares) and FA's interval over instances. The
+"stability" block (in the JSON notes) asks whether those verdicts can be trusted: for the SAME named features,
+the PGI/PGU check is re-run under 10 seeds, once as the old point comparison of 8 perturbations and once as the
+sequential check with its interval; and the table's columns are reversed to see whether FA depends on which
+feature got letter A (column-order letters vs the seeded shuffle)."""
 
 from __future__ import annotations
 
@@ -12,12 +18,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from xplain.blackbox import BlackBox, from_estimator
+from xplain.blackbox import BlackBox, from_callable, from_estimator
 from xplain.data.datasets import tabular_dataset, text_dataset
 from xplain.methods.checks import (
     feature_agreement,
     linear_ground_truth,
+    mean_interval,
+    prediction_gaps,
     rank_agreement,
+    text_prediction_gaps,
 )
 from xplain.evals.report import EvalTable, Size, suite
 from xplain.llm import LLM
@@ -38,8 +47,11 @@ COLUMNS = [
     "model",
     "FA",
     "RA",
+    "FA_ci",
     "PGI",
     "PGU",
+    "faithful",
+    "inconclusive",
     "bb_queries",
     "llm_calls",
     "seconds",
@@ -64,6 +76,7 @@ PLAN = {
             "n_samples": 16,
             "train_texts": 2000,
         },
+        "stability_seeds": 10,
     },
     "full": {
         "datasets": ["synthetic", "diabetes", "wine", "breast_cancer"],
@@ -77,8 +90,12 @@ PLAN = {
             "n_samples": 32,
             "train_texts": 2000,
         },
+        "stability_seeds": 10,
     },
 }
+#: the check's first round and budget (the old check was 8 perturbations, decided by a point comparison)
+N_GAP_SAMPLES = 8
+MAX_GAP_SAMPLES = 64
 
 
 def ground_truth(model, dataset, x: np.ndarray) -> list[str] | None:
@@ -98,28 +115,103 @@ def ground_truth(model, dataset, x: np.ndarray) -> list[str] | None:
 def _add_rows(
     table, method, dataset_name, model_name, truths, k_truth, rankings, results, seconds
 ) -> None:
-    """One table row: FA / RA over the instances with a truth and an answer, PGI / PGU over those with a check."""
+    """One table row: FA / RA over the instances with a truth and an answer (FA with its t interval over them),
+    PGI / PGU and the verdict shares over those with a check."""
     n = len(results)
     scored = [(t, r) for t, r in zip(truths, rankings) if t is not None and r]
-    gaps = [(r.pgi, r.pgu) for r in results if r.pgi is not None]
+    agreements = [feature_agreement(t, r, k_truth) for t, r in scored]
+    checked = [r for r in results if r.faithfulness is not None]
     table.add(
         method=method,
         dataset=dataset_name,
         model=model_name,
-        FA=float(np.mean([feature_agreement(t, r, k_truth) for t, r in scored]))
-        if scored
-        else None,
+        FA=float(np.mean(agreements)) if scored else None,
+        FA_ci=_interval_text(agreements),
         RA=float(np.mean([rank_agreement(t, r, k_truth) for t, r in scored]))
         if scored
         else None,
-        PGI=float(np.mean([g[0] for g in gaps])) if gaps else None,
-        PGU=float(np.mean([g[1] for g in gaps])) if gaps else None,
+        PGI=float(np.mean([r.pgi for r in checked])) if checked else None,
+        PGU=float(np.mean([r.pgu for r in checked])) if checked else None,
+        faithful=_share(checked, "faithful"),
+        inconclusive=_share(checked, "inconclusive"),
         bb_queries=sum(r.cost.blackbox_queries for r in results) / n,
         llm_calls=results[0].cost.llm.calls / n
         if isinstance(results[0], PosthocExplanation)
         else 0,
         seconds=seconds / n,
     )
+
+
+def _share(checked: list, verdict: str) -> float | None:
+    return sum(r.faithfulness.verdict == verdict for r in checked) / len(checked) if checked else None
+
+
+def _interval_text(values: list[float]) -> str | None:
+    if len(values) < 2:
+        return None
+    low, high = mean_interval(values, 0.95)
+    return f"[{max(low, 0.0):.2f}, {min(high, 1.0):.2f}]"
+
+
+def _modal_agreement(verdicts: list[list[str]]) -> tuple[list[float], list[str]]:
+    """Per instance (columns of `verdicts`, one row per seed): share of seeds giving its most common verdict."""
+    shares, modes = [], []
+    for column in zip(*verdicts):
+        values, counts = np.unique(column, return_counts=True)
+        shares.append(float(counts.max() / len(column)))
+        modes.append(str(values[counts.argmax()]))
+    return shares, modes
+
+
+async def verdict_stability(make_blackbox, inputs, named: list, seeds: int, **check_options) -> dict | None:
+    """The same named features checked under `seeds` seeds: how often each instance's verdict agrees with its
+    most common one, for the old point comparison (PGI > PGU from 8 perturbations) and for the sequential check
+    with its interval (decisive only when the interval excludes zero)."""
+    rows = [i for i, features in enumerate(named) if features]
+    if not rows:
+        return None
+    point, checked, draws = [], [], []
+    for seed in range(seeds):
+        blackbox = make_blackbox()
+        if blackbox.kind == "text":
+            texts = [inputs[i] for i in rows]
+            words = [named[i] for i in rows]
+            once = await text_prediction_gaps(blackbox, texts, words, n_samples=N_GAP_SAMPLES, seed=seed)
+            sequential = await text_prediction_gaps(
+                blackbox, texts, words, n_samples=N_GAP_SAMPLES, max_samples=MAX_GAP_SAMPLES, seed=seed
+            )
+        else:
+            chosen = np.asarray(inputs)[rows]
+            columns = [named[i] for i in rows]
+            once = await prediction_gaps(blackbox, chosen, columns, n_samples=N_GAP_SAMPLES, seed=seed, **check_options)
+            sequential = await prediction_gaps(
+                blackbox, chosen, columns, n_samples=N_GAP_SAMPLES, max_samples=MAX_GAP_SAMPLES, seed=seed,
+                **check_options,
+            )  # fmt: skip
+        point.append(["faithful" if g and g.pgi > g.pgu else "not faithful" for g in once])
+        checked.append([g.check.verdict if g else "inconclusive" for g in sequential])
+        draws += [g.check.n for g in sequential if g]
+    point_shares, _ = _modal_agreement(point)
+    checked_shares, modes = _modal_agreement(checked)
+
+    def contradictory(verdicts: list[list[str]]) -> float:
+        """Share of instances called faithful under one seed and not faithful under another."""
+        return float(np.mean([{"faithful", "not faithful"} <= set(column) for column in zip(*verdicts)]))
+
+    flat = [v for row in checked for v in row]
+    return {
+        "instances": len(rows),
+        "seeds": seeds,
+        "point_verdict_agreement": float(np.mean(point_shares)),
+        "checked_verdict_agreement": float(np.mean(checked_shares)),
+        "point_contradictory": contradictory(point),
+        "checked_contradictory": contradictory(checked),
+        "decisive_and_stable": float(
+            np.mean([m != "inconclusive" and s >= 0.9 for m, s in zip(modes, checked_shares)])
+        ),
+        "inconclusive": flat.count("inconclusive") / len(flat),
+        "mean_draws": float(np.mean(draws)) if draws else None,
+    }
 
 
 def text_ground_truth(model: Pipeline, text: str) -> list[str]:
@@ -145,9 +237,15 @@ async def run(llm: LLM, size: Size) -> EvalTable:
             "instances_per_cell": plan["instances"],
             "n_samples": plan["n_samples"],
             "per": "bb_queries, llm_calls and seconds are per explained instance",
+            "check": f"PGI - PGU with a paired t interval, {N_GAP_SAMPLES} perturbations doubling to at most "
+            f"{MAX_GAP_SAMPLES} until the interval excludes zero; faithful / inconclusive are shares of instances",
+            "FA_ci": "95% t interval of FA over the instances",
         }
     )
+    stability: list[dict] = []
+    reversal: list[dict] = []
     k = 3
+    seeds = plan["stability_seeds"]
     for dataset_name in plan["datasets"]:
         dataset = tabular_dataset(dataset_name)
         for model_name in plan["models"]:
@@ -159,15 +257,21 @@ async def run(llm: LLM, size: Size) -> EvalTable:
                 if dataset.true_features and not isinstance(model, Pipeline)
                 else k
             )
+            scale = dataset.X_train.std(axis=0)
+            scale[scale == 0] = 1.0
+            check_options = {"scale": scale, "sigma": PosthocOptions().sigma}
+            cell = {"dataset": dataset.name, "model": model_name}
             for strategy in plan["strategies"]:
                 blackbox = _blackbox(model, dataset)
                 started = time.perf_counter()
                 options = PosthocOptions(
-                    strategy=strategy, k=k, n_samples=plan["n_samples"]
-                )
+                    strategy=strategy, k=k, n_samples=plan["n_samples"],
+                    n_gap_samples=N_GAP_SAMPLES, max_gap_samples=MAX_GAP_SAMPLES,
+                )  # fmt: skip
                 results = await explain_tabular(
                     llm, blackbox, instances, dataset.X_train, options
                 )
+                rankings = [[f.feature for f in r.features] for r in results]
                 _add_rows(
                     table,
                     f"llm-{strategy}",
@@ -175,10 +279,18 @@ async def run(llm: LLM, size: Size) -> EvalTable:
                     model_name,
                     truths,
                     k_truth,
-                    [[f.feature for f in r.features] for r in results],
+                    rankings,
                     results,
                     time.perf_counter() - started,
                 )
+                named = [[dataset.feature_names.index(f) for f in r] for r in rankings]
+                found = await verdict_stability(lambda: _blackbox(model, dataset), instances, named, seeds, **check_options)
+                stability.append({**cell, "method": f"llm-{strategy}", **(found or {})})
+                if any(truths):
+                    reversal.append(
+                        {**cell, "method": f"llm-{strategy}",
+                         **await reversal_agreement(llm, model, dataset, instances, truths, k_truth, options)}
+                    )  # fmt: skip
             for method in ("lime", "kernelshap"):
                 blackbox = _blackbox(model, dataset)
                 started = time.perf_counter()
@@ -189,6 +301,8 @@ async def run(llm: LLM, size: Size) -> EvalTable:
                     dataset.X_train,
                     n_samples=plan["n_samples"],
                     k=k,
+                    n_gap_samples=N_GAP_SAMPLES,
+                    max_gap_samples=MAX_GAP_SAMPLES,
                 )
                 _add_rows(
                     table,
@@ -201,11 +315,51 @@ async def run(llm: LLM, size: Size) -> EvalTable:
                     results,
                     time.perf_counter() - started,
                 )
-    await _run_text(llm, plan["text"], table, k)
+                named = [[dataset.feature_names.index(f) for f in r.ranking[:k]] for r in results]
+                found = await verdict_stability(lambda: _blackbox(model, dataset), instances, named, seeds, **check_options)
+                stability.append({**cell, "method": method, **(found or {}),
+                                  "warnings": sorted({w for r in results for w in r.warnings})})  # fmt: skip
+    await _run_text(llm, plan["text"], table, k, stability, seeds)
+    table.notes["stability"] = {
+        "verdicts": stability,
+        "column_reversal": reversal,
+        "reading": "point_verdict_agreement: the old check (PGI > PGU from 8 perturbations) under 10 seeds, same "
+        "features; checked_verdict_agreement: the sequential check's verdict; decisive_and_stable: share of "
+        "instances whose verdict is decisive and the same in >= 90% of seeds; *_contradictory: share of instances "
+        "called faithful under one seed and not faithful under another. column_reversal: FA with the "
+        "table's columns as given and reversed, letters in column order vs shuffled per instance.",
+    }
     return table
 
 
-async def _run_text(llm: LLM, plan: dict, table: EvalTable, k: int) -> None:
+async def reversal_agreement(llm: LLM, model, dataset, instances, truths, k_truth, options: PosthocOptions) -> dict:
+    """FA with the columns as given and reversed, for letters in column order and shuffled: an explainer that
+    reads the data gives the same FA both ways; one that favours early letters does not."""
+    names = list(dataset.feature_names)
+    found: dict[str, float | None] = {}
+    for order in ("columns", "shuffled"):
+        for reverse in (False, True):
+            if reverse:
+                blackbox = from_callable(
+                    lambda rows: model.predict_proba(np.asarray(rows)[:, ::-1]),
+                    kind="tabular", classes=model.classes_, feature_names=names[::-1], name="reversed",
+                )  # fmt: skip
+                rows, background = instances[:, ::-1], dataset.X_train[:, ::-1]
+            else:
+                blackbox, rows, background = _blackbox(model, dataset), instances, dataset.X_train
+            results = await explain_tabular(
+                llm, blackbox, rows, background, options.model_copy(update={"letter_order": order})
+            )
+            scored = [(t, [f.feature for f in r.features]) for t, r in zip(truths, results) if t and r.features]
+            key = f"FA_{order}" + ("_reversed" if reverse else "")
+            found[key] = float(np.mean([feature_agreement(t, r, k_truth) for t, r in scored])) if scored else None
+    for order in ("columns", "shuffled"):
+        a, b = found[f"FA_{order}"], found[f"FA_{order}_reversed"]
+        found[f"shift_{order}"] = None if a is None or b is None else abs(a - b)
+    return found
+
+
+async def _run_text(llm: LLM, plan: dict, table: EvalTable, k: int, stability: list[dict], seeds: int) -> None:
     """TF-IDF + logistic regression on review snippets; the truth is the classifier's own word weights."""
     data = text_dataset(n=plan["train_texts"])
     model = make_pipeline(TfidfVectorizer(min_df=2), LogisticRegression(max_iter=1000))
@@ -218,11 +372,16 @@ async def _run_text(llm: LLM, plan: dict, table: EvalTable, k: int) -> None:
         "truth": "|coef_w * tfidf_w(x)| of the TF-IDF + LR model",
     }
     model_name = "tfidf_logistic_regression"
+    cell = {"dataset": data.name, "model": model_name}
     for strategy in plan["strategies"]:
         blackbox = _text_blackbox(model)
         started = time.perf_counter()
-        options = PosthocOptions(strategy=strategy, k=k, n_samples=plan["n_samples"])
+        options = PosthocOptions(
+            strategy=strategy, k=k, n_samples=plan["n_samples"],
+            n_gap_samples=N_GAP_SAMPLES, max_gap_samples=MAX_GAP_SAMPLES,
+        )  # fmt: skip
         results = await explain_text(llm, blackbox, texts, options)
+        rankings = [[f.feature for f in r.features] for r in results]
         _add_rows(
             table,
             f"llm-text-{strategy}",
@@ -230,15 +389,18 @@ async def _run_text(llm: LLM, plan: dict, table: EvalTable, k: int) -> None:
             model_name,
             truths,
             k,
-            [[f.feature for f in r.features] for r in results],
+            rankings,
             results,
             time.perf_counter() - started,
         )
+        found = await verdict_stability(lambda: _text_blackbox(model), texts, rankings, seeds)
+        stability.append({**cell, "method": f"llm-text-{strategy}", **(found or {})})
     blackbox = _text_blackbox(model)
     started = time.perf_counter()
     results = await explain_text_baseline(
-        blackbox, texts, n_samples=plan["n_samples"], k=k
-    )
+        blackbox, texts, n_samples=plan["n_samples"], k=k,
+        n_gap_samples=N_GAP_SAMPLES, max_gap_samples=MAX_GAP_SAMPLES,
+    )  # fmt: skip
     _add_rows(
         table,
         "lime-text",
@@ -250,6 +412,9 @@ async def _run_text(llm: LLM, plan: dict, table: EvalTable, k: int) -> None:
         results,
         time.perf_counter() - started,
     )
+    found = await verdict_stability(lambda: _text_blackbox(model), texts, [r.ranking[:k] for r in results], seeds)
+    stability.append({**cell, "method": "lime-text", **(found or {}),
+                      "warnings": sorted({w for r in results for w in r.warnings})})  # fmt: skip
 
 
 def _text_blackbox(model) -> BlackBox:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from xplain.blackbox import BlackBox
-from xplain.methods.checks import prediction_gaps, text_prediction_gaps
 from xplain.errors import InvalidInput
 from xplain.methods.base import MethodResult, measure_cost
-from xplain.methods.catalog import Method, MethodContext, register
+from xplain.methods.catalog import BackgroundRows, Method, MethodContext, register
+from xplain.methods.checks import Check, prediction_gaps, text_prediction_gaps
+from xplain.methods.posthoc import check_table
 from xplain.methods.words import distinct_words, remove_words
+
+#: LIME fits a weighted linear model with one coefficient per feature; below this many samples per feature its
+#: weights are mostly the ridge penalty and the sampling noise (a common rule of thumb for regressions).
+LIME_SAMPLES_PER_FEATURE = 5
 
 
 class BaselineExplanation(MethodResult):
@@ -27,6 +34,13 @@ class BaselineExplanation(MethodResult):
     weights: dict[str, float]
     pgi: float | None
     pgu: float | None
+    faithfulness: Check | None = Field(
+        default=None, description="PGI - PGU with its confidence interval and verdict."
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the weights may be under-determined, and the library's own warnings.",
+    )
 
 
 def _lime_weights(
@@ -93,8 +107,7 @@ def _shap_weights(
         if len(background) > SHAP_BACKGROUND
         else background
     )
-    n_rows = len(summary.data) if hasattr(summary, "data") else len(summary)
-    coalitions = max(n_samples // n_rows, 2)
+    coalitions = shap_coalitions(n_samples, len(background))
     explainer = shap.KernelExplainer(lambda rows: blackbox.predict_proba(rows)[:, label], summary)
     with numpy_global_seed(seed):
         values = explainer.shap_values(x.reshape(1, -1), nsamples=coalitions, l1_reg=False, silent=True)
@@ -103,6 +116,67 @@ def _shap_weights(
 
 SHAP_BACKGROUND = 4
 EXPLAINERS = {"lime": _lime_weights, "kernelshap": _shap_weights}
+
+
+def shap_coalitions(n_samples: int, n_background: int) -> int:
+    """Coalitions KernelSHAP gets at a budget of `n_samples` model rows (each coalition costs one row per
+    background summary row)."""
+    return max(n_samples // max(min(n_background, SHAP_BACKGROUND), 1), 2)
+
+
+def budget_warnings(method: str, n_samples: int, n_features: int, n_background: int) -> list[str]:
+    """Why a baseline's weights are under-determined at this budget, before anything runs."""
+    if method == "kernelshap":
+        coalitions = shap_coalitions(n_samples, n_background)
+        if coalitions < n_features + 2:
+            return [
+                f"KernelSHAP is under-determined: {coalitions} coalitions for {n_features} features (it needs at "
+                f"least {n_features + 2}; raise n_samples to {(n_features + 2) * min(n_background, SHAP_BACKGROUND)})"
+            ]
+    minimum = LIME_SAMPLES_PER_FEATURE * n_features
+    if method.startswith("lime") and n_samples < minimum:
+        return [
+            f"LIME has {n_samples} samples for {n_features} features, below the stated minimum of "
+            f"{LIME_SAMPLES_PER_FEATURE} per feature ({minimum}); its weights are mostly noise and penalty"
+        ]
+    return []
+
+
+#: Warnings about the libraries' own futures (raised on import), not about this explanation.
+NOT_ABOUT_RESULT = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+@contextmanager
+def library_warnings():
+    """Collect what shap / lime warn about (warnings and their loggers) instead of losing it on stderr.
+    The baselines run one at a time, so the process-wide warnings filter is swapped only briefly."""
+    collected: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            collected.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    loggers = [logging.getLogger(name) for name in ("shap", "lime")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield collected
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        collected.extend(str(w.message).strip() for w in caught if not issubclass(w.category, NOT_ABOUT_RESULT))
+        unique = list(dict.fromkeys(collected))
+        collected[:] = unique
+
+
+def _with_warnings(function: Callable, *args) -> tuple[np.ndarray | dict, list[str]]:
+    """Run a library explainer and return its weights with the warnings it raised."""
+    with library_warnings() as collected:
+        weights = function(*args)
+    return weights, collected
 
 
 async def explain_baseline(
@@ -115,9 +189,11 @@ async def explain_baseline(
     k: int = 4,
     sigma: float = 0.3,
     n_gap_samples: int = 8,
+    max_gap_samples: int = 64,
     seed: int = 0,
 ) -> list[BaselineExplanation]:
-    """Run LIME or KernelSHAP at `n_samples` model rows per instance; PGI / PGU over the top-k, as for the LLM."""
+    """Run LIME or KernelSHAP at `n_samples` model rows per instance; PGI / PGU over the top-k, as for the LLM.
+    Each result warns when the budget leaves the weights under-determined, and carries the library's warnings."""
     if method not in EXPLAINERS:
         raise ValueError(
             f"unknown baseline {method!r}; expected one of {sorted(EXPLAINERS)}"
@@ -126,9 +202,10 @@ async def explain_baseline(
         raise ValueError(
             f"baselines explain tabular black boxes, got kind {blackbox.kind!r}"
         )
-    instances = np.atleast_2d(np.asarray(instances, dtype=float))
-    background = np.asarray(background, dtype=float)
+    instances = check_table(instances)
+    background = check_table(background, instances.shape[1])
     names = blackbox.feature_names or [f"x{i}" for i in range(instances.shape[1])]
+    under_determined = budget_warnings(method, n_samples, instances.shape[1], len(background))
     scale = background.std(axis=0)
     scale[scale == 0] = 1.0
     results = []
@@ -136,17 +213,18 @@ async def explain_baseline(
         with measure_cost(blackbox) as meter:
             probabilities = await blackbox.apredict_proba(x.reshape(1, -1))
             label = int(probabilities[0].argmax())
-            weights = await asyncio.to_thread(
-                EXPLAINERS[method], blackbox, x, background, label, n_samples, seed
+            weights, raised = await asyncio.to_thread(
+                _with_warnings, EXPLAINERS[method], blackbox, x, background, label, n_samples, seed
             )
             order = [int(i) for i in np.argsort(-np.abs(weights), kind="stable")]
-            pgi, pgu = await prediction_gaps(
+            [gaps] = await prediction_gaps(
                 blackbox,
                 x,
                 [order[:k]],
                 scale=scale,
                 sigma=sigma,
                 n_samples=n_gap_samples,
+                max_samples=max_gap_samples,
                 seed=seed,
             )
         results.append(
@@ -157,8 +235,10 @@ async def explain_baseline(
                 predicted_label=str(blackbox.classes_[label]),
                 ranking=[names[i] for i in order],
                 weights={names[i]: float(weights[i]) for i in range(len(names))},
-                pgi=pgi[0],
-                pgu=pgu[0],
+                pgi=gaps.pgi if gaps else None,
+                pgu=gaps.pgu if gaps else None,
+                faithfulness=gaps.check if gaps else None,
+                warnings=under_determined + raised,
             )
         )
     return results
@@ -219,6 +299,7 @@ async def explain_text_baseline(
     n_samples: int = 100,
     k: int = 4,
     n_gap_samples: int = 8,
+    max_gap_samples: int = 64,
     seed: int = 0,
 ) -> list[BaselineExplanation]:
     """LIME or KernelSHAP for text at `n_samples` model queries per text; PGI / PGU over its top-k words, as for
@@ -235,12 +316,17 @@ async def explain_text_baseline(
     for text in texts:  # LIME runs its own sampling loop per text
         with measure_cost(blackbox) as meter:
             label = int((await blackbox.apredict_proba([text]))[0].argmax())
-            weights = await asyncio.to_thread(
-                TEXT_EXPLAINERS[method], blackbox, text, label, n_samples, seed
+            weights, raised = await asyncio.to_thread(
+                _with_warnings, TEXT_EXPLAINERS[method], blackbox, text, label, n_samples, seed
             )
             ranking = sorted(weights, key=lambda w: -abs(weights[w]))
-            pgi, pgu = await text_prediction_gaps(
-                blackbox, [text], [ranking[:k]], n_samples=n_gap_samples, seed=seed
+            [gaps] = await text_prediction_gaps(
+                blackbox,
+                [text],
+                [ranking[:k]],
+                n_samples=n_gap_samples,
+                max_samples=max_gap_samples,
+                seed=seed,
             )
         results.append(
             BaselineExplanation(
@@ -250,8 +336,10 @@ async def explain_text_baseline(
                 predicted_label=str(blackbox.classes_[label]),
                 ranking=ranking,
                 weights=weights,
-                pgi=pgi[0],
-                pgu=pgu[0],
+                pgi=gaps.pgi if gaps else None,
+                pgu=gaps.pgu if gaps else None,
+                faithfulness=gaps.check if gaps else None,
+                warnings=budget_warnings(method, n_samples, len(distinct_words(text)), 1) + raised,
             )
         )
     return results
@@ -263,14 +351,12 @@ class BaselineOptions(BaseModel):
     k: int = Field(4, ge=1, le=10, description="Top features (or words) whose PGI / PGU are checked.")
     n_samples: int = Field(100, ge=8, le=5000, description="Black-box rows per instance: the explainer's budget.")
     sigma: float = Field(0.3, gt=0, le=5, description="Tables: PGI/PGU noise in standard deviations.")
-    n_gap_samples: int = Field(8, ge=1, le=512, description="Perturbed copies per instance for PGI / PGU.")
-    seed: int = 0
-    background: list[list[float]] | None = Field(
-        None,
-        max_length=10_000,
-        description="Tables: rows like the training data; the model's reference rows if unset.",
-        json_schema_extra={"front_data": True},
+    n_gap_samples: int = Field(8, ge=2, le=1000, description="Perturbed copies per instance for PGI / PGU, first round.")
+    max_gap_samples: int = Field(
+        64, ge=2, le=4000, description="Budget of perturbed copies: sampling doubles until the check decides."
     )
+    seed: int = 0
+    background: BackgroundRows = None
 
 
 def background_rows(ctx: MethodContext, given: list[list[float]] | None) -> np.ndarray:
@@ -282,7 +368,10 @@ def background_rows(ctx: MethodContext, given: list[list[float]] | None) -> np.n
 
 def _baseline(name: str):
     async def run(ctx: MethodContext, rows: list, options: BaselineOptions) -> list[BaselineExplanation]:
-        common = dict(n_samples=options.n_samples, k=options.k, n_gap_samples=options.n_gap_samples, seed=options.seed)
+        common = dict(
+            n_samples=options.n_samples, k=options.k, n_gap_samples=options.n_gap_samples,
+            max_gap_samples=options.max_gap_samples, seed=options.seed,
+        )  # fmt: skip
         if ctx.blackbox.kind == "tabular":
             background = background_rows(ctx, options.background)
             return await explain_baseline(

@@ -15,9 +15,9 @@ import pkgutil
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from xplain.blackbox import BlackBox
 from xplain.errors import InvalidInput
@@ -34,6 +34,18 @@ INPUT_KINDS: dict[str, str] = {
 }
 #: The black-box kind each model-bound input kind needs.
 MODEL_KIND = {"tabular_row": "tabular", "text": "text", "module": "module"}
+
+#: Option fields a front fills from its own data (the chat's reference rows); agents are never asked for them.
+FRONT_DATA = "front_data"
+#: Rows like the model's training data, for methods that perturb tables: the model's reference rows if unset.
+BackgroundRows = Annotated[
+    list[list[float]] | None,
+    Field(
+        max_length=10_000,
+        description="Tables: rows like the training data (at least 2); the model's reference rows if unset.",
+        json_schema_extra={FRONT_DATA: True},
+    ),
+]
 
 RunRows = Callable[["MethodContext", list[Any], Any], Awaitable[list[Any]]]
 RunSet = Callable[["MethodContext", list[Any], Any], Awaitable[Any]]

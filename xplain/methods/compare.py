@@ -13,7 +13,7 @@ from xplain.blackbox import BlackBox
 from xplain.llm import LLM
 from xplain.methods.base import MethodResult, measure_cost
 from xplain.methods.baselines import BaselineExplanation, background_rows, explain_baseline, explain_text_baseline
-from xplain.methods.catalog import Method, MethodContext, register
+from xplain.methods.catalog import BackgroundRows, Method, MethodContext, register
 from xplain.methods.checks import feature_agreement, linear_ground_truth
 from xplain.methods.posthoc import PosthocExplanation, PosthocOptions, Strategy, explain_tabular, explain_text
 from xplain.methods.words import distinct_words
@@ -27,14 +27,12 @@ class CompareOptions(BaseModel):
     strategy: Strategy = Field("perturbation", description="The LLM's strategy (texts: perturbation or prediction).")
     k: int = Field(4, ge=1, le=10, description="Top features compared and checked.")
     n_samples: int = Field(24, ge=4, le=1000, description="The LLM's neighbourhood rows per instance.")
-    n_gap_samples: int = Field(8, ge=1, le=512, description="Perturbed copies per instance for PGI / PGU.")
-    seed: int = 0
-    background: list[list[float]] | None = Field(
-        None,
-        max_length=10_000,
-        description="Tables: rows like the training data; the model's reference rows if unset.",
-        json_schema_extra={"front_data": True},
+    n_gap_samples: int = Field(8, ge=2, le=1000, description="Perturbed copies per instance for PGI / PGU, first round.")
+    max_gap_samples: int = Field(
+        64, ge=2, le=4000, description="Budget of perturbed copies: sampling doubles until the check decides."
     )
+    seed: int = 0
+    background: BackgroundRows = None
 
 
 class ExplainerScore(BaseModel):
@@ -42,7 +40,9 @@ class ExplainerScore(BaseModel):
     top: list[str] = Field(description="The top-k features (or words), most important first.")
     pgi: float | None
     pgu: float | None
-    faithful: bool | None = Field(description="PGI > PGU; None where either is missing.")
+    verdict: str | None = Field(
+        description="The check's verdict on PGI - PGU with its interval: faithful, not faithful or inconclusive."
+    )
     feature_agreement: float | None = Field(None, description="FA against the known truth, where there is one.")
     blackbox_queries: int
     llm_calls: int
@@ -82,7 +82,7 @@ def _score(name: str, top: list[str], found: PosthocExplanation | BaselineExplan
         top=top[:k],
         pgi=found.pgi,
         pgu=found.pgu,
-        faithful=None if found.pgi is None or found.pgu is None else found.pgi > found.pgu,
+        verdict=found.faithfulness.verdict if found.faithfulness is not None else None,
         feature_agreement=feature_agreement(truth, top, k) if truth else None,
         blackbox_queries=found.cost.blackbox_queries,
         llm_calls=found.cost.llm.calls,
@@ -111,8 +111,8 @@ async def compare_explainers(
     explanation from one batched round, then LIME and KernelSHAP at the black-box rows the LLM used."""
     options = options or CompareOptions()
     llm_options = PosthocOptions(
-        strategy=options.strategy, k=options.k, n_samples=options.n_samples,
-        n_gap_samples=options.n_gap_samples, seed=options.seed,
+        strategy=options.strategy, k=options.k, n_samples=options.n_samples, n_gap_samples=options.n_gap_samples,
+        max_gap_samples=options.max_gap_samples, seed=options.seed,
     )  # fmt: skip
     tabular = blackbox.kind == "tabular"
     rows = [list(map(float, r)) for r in instances] if tabular else list(instances)
@@ -124,7 +124,10 @@ async def compare_explainers(
             llm_found = await explain_text(llm, blackbox, rows, llm_options)
         # the baselines get the black-box rows the LLM's neighbourhood used, so the comparison is at equal budget
         budget = max(8, max(e.cost.blackbox_queries for e in llm_found))
-        common = dict(n_samples=budget, k=options.k, n_gap_samples=options.n_gap_samples, seed=options.seed)
+        common = dict(
+            n_samples=budget, k=options.k, n_gap_samples=options.n_gap_samples,
+            max_gap_samples=options.max_gap_samples, seed=options.seed,
+        )  # fmt: skip
         baselines = {
             name: await explain_baseline(name, blackbox, np.asarray(rows), background, **common)
             if tabular

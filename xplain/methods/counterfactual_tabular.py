@@ -46,6 +46,11 @@ class FeatureConstraint(BaseModel):
     min: float | None = None
     max: float | None = None
     direction: Literal["any", "increase", "decrease"] = "any"
+    integer: bool = Field(
+        False,
+        description="Whole numbers only (counts, years). Inferred from the reference rows when every value of the "
+        "column is a whole number, unless set.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> FeatureConstraint:
@@ -59,6 +64,8 @@ class FeatureConstraint(BaseModel):
             return "is immutable"
         if not math.isfinite(new):
             return f"got a non-finite value {new}"
+        if self.integer and new != round(new):
+            return f"{new:g} is not a whole number"
         if self.min is not None and new < self.min:
             return f"{new:g} is below its minimum {self.min:g}"
         if self.max is not None and new > self.max:
@@ -71,9 +78,12 @@ class FeatureConstraint(BaseModel):
 
 
 def validate_constraints(
-    feature_names: Sequence[str], constraints: Mapping[str, FeatureConstraint | Mapping] | None
+    feature_names: Sequence[str],
+    constraints: Mapping[str, FeatureConstraint | Mapping] | None,
+    reference: np.ndarray | None = None,
 ) -> dict[str, FeatureConstraint]:
-    """One constraint per feature (default: free), or a ValueError that names what to fix."""
+    """One constraint per feature (default: free), or a ValueError that names what to fix. Columns of
+    `reference` (training rows) that hold only whole numbers get `integer: true` unless the constraint sets it."""
     constraints = dict(constraints or {})
     unknown = sorted(set(constraints) - set(feature_names))
     if unknown:
@@ -87,6 +97,11 @@ def validate_constraints(
             raise ValueError(f"constraint on {name!r} is invalid: {error}") from error
     if all(c.immutable for c in checked.values()):
         raise ValueError("every feature is immutable, so no counterfactual can exist; free at least one")
+    if reference is not None and len(reference):
+        whole = np.all(np.isfinite(reference) & (reference == np.round(reference)), axis=0)
+        for column, name in enumerate(feature_names):
+            if whole[column] and "integer" not in checked[name].model_fields_set:
+                checked[name] = checked[name].model_copy(update={"integer": True})
     return checked
 
 
@@ -162,6 +177,8 @@ class TabularSearch(CounterfactualSearch[TabularCounterfactual]):
             parts.append(f"typically {self.typical[0, column]:.4g} to {self.typical[1, column]:.4g}")
         if constraint.direction != "any":
             parts.append(f"{constraint.direction} only (now {value:.4g})")
+        if constraint.integer:
+            parts.append("whole numbers only")
         return f"- {name}: {', '.join(parts) or 'any value'}"
 
     def request(self, state: SearchState[TabularCounterfactual], round_number: int) -> GenerationRequest:
@@ -268,15 +285,16 @@ async def tabular_counterfactuals(
 ) -> TabularCounterfactualResult:
     """Counterfactuals for many rows at once under `constraints` (feature -> FeatureConstraint or its dict).
 
-    `reference` (e.g. training rows) gives the LLM each feature's typical range. Everything is validated before
+    `reference` (e.g. training rows) gives the LLM each feature's typical range, and marks whole-number columns
+    `integer` unless a constraint says otherwise. Everything is validated before
     the first query; each round is one batched LLM call and one black-box batch.
     """
     table = check_rows(blackbox, rows)
-    checked = validate_constraints(blackbox.feature_names, constraints)
     if reference is not None:
         reference = np.asarray(reference, dtype=np.float64)
         if reference.ndim != 2 or reference.shape[1] != len(blackbox.feature_names):
             raise ValueError(f"reference must have {len(blackbox.feature_names)} columns, got shape {reference.shape}")
+    checked = validate_constraints(blackbox.feature_names, constraints, reference)
     if not 1 <= candidates_per_round <= 5:
         raise ValueError(f"candidates_per_round must be between 1 and 5, got {candidates_per_round}")
     if max_changes < 1:

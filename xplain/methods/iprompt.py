@@ -21,6 +21,7 @@ from xplain.llm import LLM, GenerationRequest, ScoreRequest
 from xplain.methods.catalog import Method, MethodContext, register
 from xplain.validation import check_pair
 from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.checks import Check, proportion_check
 from xplain.methods.sasc import clean_explanation
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
@@ -31,16 +32,16 @@ ANSWER_TRIM = " \t\"'`.,;:!?"
 
 class IPromptOptions(BaseModel):
     n_candidates: int = Field(4, ge=1, le=32, description="Instructions proposed at the start.")
-    n_keep: int = Field(2, ge=1, description="Best candidates kept (and mutated) each iteration.")
+    n_keep: int = Field(2, ge=1, le=16, description="Best candidates kept (and mutated) each iteration.")
     n_mutations: int = Field(2, ge=0, le=8, description="Mutations of each kept candidate per iteration.")
-    n_iterations: int = Field(2, ge=0, description="Rounds of mutate-and-score after the first proposals.")
+    n_iterations: int = Field(2, ge=0, le=10, description="Rounds of mutate-and-score after the first proposals.")
     examples_in_prompt: int = Field(6, ge=1, le=30, description="Pairs shown to the LLM per proposal.")
-    n_score_examples: int = Field(8, ge=1, description="Training pairs each candidate is scored on.")
+    n_score_examples: int = Field(8, ge=1, le=200, description="Training pairs each candidate is scored on.")
     heldout_fraction: float = Field(0.3, gt=0.0, lt=1.0)
-    n_heldout: int = Field(12, ge=1, description="Most held-out pairs used for accuracy.")
-    n_accuracy: int = Field(3, ge=1, description="Top candidates whose held-out accuracy is measured.")
-    proposal_max_tokens: int = Field(40, ge=4)
-    answer_max_tokens: int = Field(16, ge=1)
+    n_heldout: int = Field(12, ge=1, le=500, description="Most held-out pairs used for accuracy.")
+    n_accuracy: int = Field(3, ge=1, le=16, description="Top candidates whose held-out accuracy is measured.")
+    proposal_max_tokens: int = Field(40, ge=4, le=200)
+    answer_max_tokens: int = Field(16, ge=1, le=200)
     seed: int = 0
 
 
@@ -51,6 +52,14 @@ class PromptCandidate(BaseModel):
     iteration: int
     origin: Literal["proposed", "mutated"]
     heldout_accuracy: float | None = Field(None, description="Exact-match accuracy as a zero-shot prompt.")
+    heldout_check: Check | None = Field(
+        None, description="The held-out accuracy with its Wilson interval (from the number of held-out pairs)."
+    )
+    quotes_example: str | None = Field(
+        None,
+        description="A training pair the prompt copies (e.g. '12 -> even'): such prompts win the likelihood "
+        "ranking by quoting, not by stating a rule, so they rank below every prompt that does not.",
+    )
 
 
 class IPromptResult(MethodResult):
@@ -59,6 +68,9 @@ class IPromptResult(MethodResult):
     baseline_loglik: float
     n_train: int
     n_heldout: int
+    case_sensitive: bool = Field(
+        False, description="Answers were compared with letter case, because the task's outputs differ by case."
+    )
 
     @property
     def best(self) -> PromptCandidate | None:
@@ -74,11 +86,14 @@ async def explain_dataset(
     rng = np.random.default_rng(options.seed)
     scored_on = [train[i] for i in rng.permutation(len(train))[: options.n_score_examples]]
     prompts = [load_prompt(f"iprompt/{name}") for name in ("propose", "mutate", "score_frame", "zero_shot")]
+    case_sensitive = case_matters(train)
     with measure_cost() as meter:
         proposals = await _propose(llm, train, rng, options)
         baseline, *logliks = await score_prompts(llm, ["", *proposals], scored_on)
         pool = {
-            p: PromptCandidate(prompt=p, loglik=s, gain=s - baseline, iteration=0, origin="proposed")
+            p: PromptCandidate(
+                prompt=p, loglik=s, gain=s - baseline, iteration=0, origin="proposed", quotes_example=quoted_example(p, train)
+            )
             for p, s in zip(proposals, logliks)
         }
         for iteration in range(1, options.n_iterations + 1):
@@ -86,22 +101,48 @@ async def explain_dataset(
             mutants = [m for m in await _mutate(llm, kept, train, rng, options) if m not in pool]
             for prompt, score in zip(mutants, await score_prompts(llm, mutants, scored_on)):
                 pool[prompt] = PromptCandidate(
-                    prompt=prompt, loglik=score, gain=score - baseline, iteration=iteration, origin="mutated"
-                )
+                    prompt=prompt, loglik=score, gain=score - baseline, iteration=iteration, origin="mutated",
+                    quotes_example=quoted_example(prompt, train),
+                )  # fmt: skip
         ranked = keep_best(pool.values(), len(pool))
-        measured = await heldout_accuracy(llm, [c.prompt for c in ranked[: options.n_accuracy]], heldout, options)
+        measured = await heldout_accuracy(
+            llm, [c.prompt for c in ranked[: options.n_accuracy]], heldout, options, case_sensitive=case_sensitive
+        )
         ranked = [
-            c.model_copy(update={"heldout_accuracy": accuracy})
+            c.model_copy(
+                update={
+                    "heldout_accuracy": accuracy,
+                    "heldout_check": None if accuracy is None else proportion_check(round(accuracy * len(heldout)), len(heldout)),
+                }
+            )
             for c, accuracy in zip(ranked, [*measured, *[None] * len(ranked)])
-        ]
+        ]  # fmt: skip
     return IPromptResult(
         candidates=ranked,
         baseline_loglik=baseline,
         n_train=len(train),
         n_heldout=len(heldout),
+        case_sensitive=case_sensitive,
         prompt_versions=[p.ref for p in prompts],
         cost=meter.cost,
     )
+
+
+def case_matters(pairs: Sequence[tuple[str, str]]) -> bool:
+    """Whether letter case carries the task: some output is its input in another case ("abc" -> "ABC"), or two
+    different outputs differ only by case."""
+    if any(y != x and y.lower() == x.lower() for x, y in pairs):
+        return True
+    outputs = {y for _, y in pairs}
+    return len({y.lower() for y in outputs}) < len(outputs)
+
+
+def quoted_example(prompt: str, pairs: Sequence[tuple[str, str]]) -> str | None:
+    """The first training pair the prompt copies as "input <separator> output" ("12 -> even", "12: even")."""
+    for x, y in pairs:
+        if re.search(rf"(?<!\w){re.escape(x)}(?!\w)\W{{1,8}}(?<!\w){re.escape(y)}(?!\w)", prompt, re.IGNORECASE):
+            return f"{x} -> {y}"
+    return None
 
 
 def _split(
@@ -209,12 +250,18 @@ async def score_prompts(llm: LLM, prompts: Sequence[str], pairs: Sequence[tuple[
 
 
 def keep_best(candidates, n: int) -> list[PromptCandidate]:
-    """The n candidates with the highest log-likelihood; ties go to the earlier candidate."""
-    return sorted(candidates, key=lambda c: -c.loglik)[:n]
+    """The n candidates with the highest log-likelihood, those quoting a training example after all others; ties
+    go to the earlier candidate."""
+    return sorted(candidates, key=lambda c: (c.quotes_example is not None, -c.loglik))[:n]
 
 
 async def heldout_accuracy(
-    llm: LLM, prompts: Sequence[str], heldout: Sequence[tuple[str, str]], options: IPromptOptions
+    llm: LLM,
+    prompts: Sequence[str],
+    heldout: Sequence[tuple[str, str]],
+    options: IPromptOptions,
+    *,
+    case_sensitive: bool = False,
 ) -> list[float]:
     """Exact-match accuracy of each prompt used zero-shot on the held-out pairs; one generate round for all."""
     if not prompts:
@@ -226,15 +273,21 @@ async def heldout_accuracy(
         for x, _ in heldout
     ]
     replies = await llm.generate(requests)
-    hits = np.array([answer_matches(r.text, y) for r, (_, y) in zip(replies, heldout * len(prompts))], dtype=float)
+    hits = np.array(
+        [answer_matches(r.text, y, case_sensitive=case_sensitive) for r, (_, y) in zip(replies, heldout * len(prompts))],
+        dtype=float,
+    )
     return hits.reshape(len(prompts), len(heldout)).mean(axis=1).tolist()
 
 
-def answer_matches(reply: str, target: str) -> bool:
-    """The reply's first line starts with the target's words (case, quotes and end punctuation ignored)."""
+def answer_matches(reply: str, target: str, *, case_sensitive: bool = False) -> bool:
+    """The reply's first line starts with the target's words (quotes and end punctuation ignored; case too,
+    unless the task's outputs differ by case)."""
     line = next((line for line in reply.splitlines() if line.strip()), "")
-    said = re.sub(r"^(?:output|answer)\s*:\s*", "", line.strip(), flags=re.IGNORECASE).lower().split()
-    wanted = target.lower().split()
+    said = re.sub(r"^(?:output|answer)\s*:\s*", "", line.strip(), flags=re.IGNORECASE)
+    if not case_sensitive:
+        said, target = said.lower(), target.lower()
+    said, wanted = said.split(), target.split()
     said = [w.strip(ANSWER_TRIM) for w in said[: len(wanted)]]
     return bool(wanted) and said == [w.strip(ANSWER_TRIM) for w in wanted]
 

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from xplain.llm import LLM, GenerationRequest, ScoreRequest, StructuredOutputError
 from xplain.methods.base import MethodResult, measure_cost
-from xplain.methods.llm_estimator import resolve_llm, run_sync
+from xplain.methods.llm_estimator import LLMEstimatorMixin, LLMSpec, resolve_llm, run_sync
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
 
@@ -57,7 +57,10 @@ class RowPrediction(BaseModel):
     reasons: list[str]
     retrieved_rows: list[int]
     conditions: list[Condition] = Field(description="The LLM's retrieval conditions that were valid and applied.")
-    fallback: bool = Field(description="True when the LLM's label was unusable and the retrieved rows' majority was used.")
+    fallback: bool = Field(
+        description="True when the LLM's label was unusable (unknown, missing, or given with a confidence below "
+        "chance) and the retrieved rows' majority was used."
+    )
 
 
 class LMLDAPExplanation(MethodResult):
@@ -66,12 +69,12 @@ class LMLDAPExplanation(MethodResult):
     predictions: list[RowPrediction]
 
 
-class LMLDAPClassifier(ClassifierMixin, BaseEstimator):
+class LMLDAPClassifier(LLMEstimatorMixin, ClassifierMixin, BaseEstimator):
     """LLM classifier over a numeric table, interpretable by construction (reasons + rows used per prediction)."""
 
     def __init__(
         self,
-        llm: LLM | None = None,
+        llm: LLMSpec = None,
         *,
         k: int = 5,
         chunk_rows: int = 10,
@@ -102,12 +105,16 @@ class LMLDAPClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         names = self._names(X.shape[1])
         self.classes_, self.y_index_ = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"Classifier can't train when only one class is present: y is all {self.classes_[0]!r}"
+            )
         self.X_train_ = X
         self.feature_names_ = names
         self.mean_ = X.mean(axis=0)
         scale = X.std(axis=0)
         self.scale_ = np.where(scale > 0, scale, 1.0)
-        llm = resolve_llm(self.llm)
+        llm = self.llm_ = resolve_llm(self.llm)
         prompt = load_prompt("lml_dap/summarize")
         requests, owners = [], []
         for c, label in enumerate(self.classes_):
@@ -147,7 +154,7 @@ class LMLDAPClassifier(ClassifierMixin, BaseEstimator):
         """Per row: label, probabilities, reasons and the ids of the training rows used."""
         check_is_fitted(self, "summaries_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        llm = resolve_llm(self.llm)
+        llm = self._llm()
         with measure_cost() as meter:
             summary = self._summary_text()
             query_prompt = load_prompt("lml_dap/query")
@@ -251,14 +258,16 @@ class LMLDAPClassifier(ClassifierMixin, BaseEstimator):
     def _prediction(self, reply, rows: list[int], conditions: list[Condition], scored: np.ndarray | None) -> RowPrediction:
         names = [str(c) for c in self.classes_]
         votes = np.bincount(self.y_index_[rows], minlength=len(names)) / len(rows)
-        usable = not isinstance(reply, StructuredOutputError) and reply.value.label.strip() in names
+        usable = (
+            not isinstance(reply, StructuredOutputError)
+            and reply.value.label.strip() in names
+            # below chance the reply contradicts itself ("Yes, confidence 0.3"): the retrieved rows decide
+            and reply.value.confidence > 1.0 / len(names)
+        )
         if scored is not None:
             probs = scored
         elif usable:
-            chosen = names.index(reply.value.label.strip())
-            rest = (1.0 - reply.value.confidence) / max(len(names) - 1, 1)
-            probs = np.full(len(names), rest if len(names) > 1 else 0.0)
-            probs[chosen] = reply.value.confidence if len(names) > 1 else 1.0
+            probs = confidence_probabilities(names.index(reply.value.label.strip()), reply.value.confidence, len(names))
         else:
             probs = votes
         best = int(np.argmax(probs))
@@ -266,8 +275,16 @@ class LMLDAPClassifier(ClassifierMixin, BaseEstimator):
             label=names[best],
             confidence=float(probs[best]),
             probabilities={n: float(p) for n, p in zip(names, probs)},
-            reasons=reply.value.reasons if usable else [],
+            # reasons stay with the label they argue for: none when the label came from elsewhere
+            reasons=reply.value.reasons if usable and names[best] == reply.value.label.strip() else [],
             retrieved_rows=rows,
             conditions=conditions,
             fallback=not usable,
         )
+
+
+def confidence_probabilities(named: int, confidence: float, n_classes: int) -> np.ndarray:
+    """The LLM's confidence as the probability of the label it named, the rest shared evenly by the others."""
+    probs = np.full(n_classes, (1.0 - confidence) / max(n_classes - 1, 1))
+    probs[named] = confidence if n_classes > 1 else 1.0
+    return probs

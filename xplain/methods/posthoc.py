@@ -2,9 +2,11 @@
 
 Per instance: a Gaussian neighbourhood on standardised features (categorical columns resampled from the background),
 ONE black-box query for every instance's neighbourhood, in-context examples shown as changes from the instance with
-features renamed A, B, C…, and ONE batched structured LLM round asking for the top-k features with a sign. Answers
-that repeat or invent features are re-asked once in one follow-up round; every answer is then checked against the
-black box (PGI / PGU), never taken on trust.
+features renamed A, B, C… in a seeded random order per instance (small LLMs favour early letters; in column order
+that bias passed as skill), and ONE batched structured LLM round asking for the top-k features with a sign
+(optionally under several shufflings, ranks aggregated). Answers that repeat or invent features are re-asked once
+in one follow-up round; every answer is then checked against the black box (PGI / PGU with an interval and a
+verdict), never taken on trust.
 
 Texts (`explain_text`): the features are the text's own distinct words, the neighbourhood drops words at random,
 and each text's answer schema admits only its own words.
@@ -20,12 +22,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from xplain.blackbox import BlackBox
-from xplain.methods.checks import prediction_gaps, text_prediction_gaps
+from xplain.methods.checks import Check, Gaps, prediction_gaps, text_prediction_gaps
 from xplain.llm import LLM
 from xplain.llm.types import GenerationRequest, Structured, StructuredOutputError
 from xplain.errors import InvalidInput
 from xplain.methods.base import Cost, MethodResult, measure_cost
-from xplain.methods.catalog import Method, MethodContext, register
+from xplain.methods.catalog import BackgroundRows, Method, MethodContext, register
 from xplain.methods.words import distinct_words, remove_words
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
@@ -56,7 +58,7 @@ class PosthocOptions(BaseModel):
         default=4, ge=1, le=10, description="How many top features the LLM names."
     )
     n_samples: int = Field(
-        default=24, ge=4, description="Neighbourhood rows sampled per instance."
+        default=24, ge=4, le=5000, description="Neighbourhood rows sampled per instance."
     )
     n_examples: int = Field(
         default=8,
@@ -67,6 +69,7 @@ class PosthocOptions(BaseModel):
     sigma: float = Field(
         default=0.3,
         gt=0,
+        le=10,
         description="Gaussian noise in standard deviations of each feature.",
     )
     categorical: list[int] = Field(
@@ -74,7 +77,29 @@ class PosthocOptions(BaseModel):
     )
     resample_probability: float = Field(default=0.3, ge=0, le=1)
     n_gap_samples: int = Field(
-        default=8, ge=1, description="Perturbed copies per instance for PGI / PGU."
+        default=8,
+        ge=2,
+        le=1000,
+        description="Perturbed copies per instance for PGI / PGU in the first round.",
+    )
+    max_gap_samples: int = Field(
+        default=64,
+        ge=2,
+        le=4000,
+        description="Budget of perturbed copies per instance: PGI / PGU sampling doubles until the check's "
+        "interval excludes zero or this many were drawn.",
+    )
+    letter_order: Literal["shuffled", "columns"] = Field(
+        default="shuffled",
+        description="Tables: letters A, B, … go to the features in a seeded random order per instance and shuffle "
+        "(so the LLM's preference for early letters cannot pass as skill), or in column order.",
+    )
+    n_shuffles: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="Tables: ask the LLM under this many letter shufflings and aggregate the ranks (Borda); the "
+        "agreement between shufflings is reported as the LLM's own stability.",
     )
     drop_probability: float = Field(
         default=0.3,
@@ -90,12 +115,7 @@ class PosthocOptions(BaseModel):
     )
     max_tokens: int = Field(default=300, ge=16, le=1000)
     seed: int = 0
-    background: list[list[float]] | None = Field(
-        default=None,
-        max_length=10_000,
-        description="Tables: rows like the training data (at least 2); the model's reference rows if unset.",
-        json_schema_extra={"front_data": True},
-    )
+    background: BackgroundRows = None
 
 
 class FeatureAttribution(BaseModel):
@@ -118,6 +138,19 @@ class PosthocExplanation(MethodResult):
     )
     pgu: float | None = Field(
         description="The same when every other feature is perturbed (lower is better)."
+    )
+    faithfulness: Check | None = Field(
+        default=None,
+        description="PGI - PGU with its confidence interval and verdict (faithful only when it excludes zero).",
+    )
+    letters: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="Tables: per shuffle, which feature each letter in the prompt stood for.",
+    )
+    shuffle_agreement: float | None = Field(
+        default=None,
+        description="Mean share of top-k features two letter shufflings agree on (1 = order-independent); None "
+        "with fewer than two usable answers.",
     )
     llm_attempts: int
     rejected: list[str] = Field(
@@ -214,6 +247,76 @@ def _problem(
     return None, []
 
 
+def check_table(instances, n_features: int | None = None) -> np.ndarray:
+    """Rows to explain as a finite 2-D float array, or a ValueError that says what is wrong with them."""
+    try:
+        table = np.atleast_2d(np.asarray(instances, dtype=float))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"rows to explain must be numbers: {error}") from error
+    if table.ndim != 2 or table.shape[0] == 0:
+        raise ValueError(f"no rows to explain: got an array of shape {np.shape(instances)}; pass at least one row")
+    if n_features is not None and table.shape[1] != n_features:
+        raise ValueError(f"rows have {table.shape[1]} values but the model has {n_features} features")
+    bad = np.flatnonzero(~np.isfinite(table).all(axis=1))
+    if len(bad):
+        raise ValueError(
+            f"rows {bad[:5].tolist()} contain NaN or infinite values; fill or drop them before explaining"
+        )
+    return table
+
+
+def letter_orders(n_rows: int, n_features: int, options: PosthocOptions) -> list[list[np.ndarray]]:
+    """Per instance and shuffle, the feature shown as each letter (order[j] is letter j's column).
+
+    Each instance gets a random permutation seeded by (seed, instance), so its letters do not depend on the rest
+    of the batch; its R shuffles are that permutation rotated by n/R steps each, so they differ and spread every
+    feature over the early and late letters evenly."""
+    n_shuffles = options.n_shuffles
+    if options.letter_order == "columns":
+        return [[np.arange(n_features)] * n_shuffles for _ in range(n_rows)]
+    bases = [np.random.default_rng([options.seed, i]).permutation(n_features) for i in range(n_rows)]
+    return [[np.roll(base, -(r * n_features // n_shuffles)) for r in range(n_shuffles)] for base in bases]
+
+
+def aggregate_rankings(answers: list[list[FeatureAttribution]], k: int) -> list[FeatureAttribution]:
+    """Borda count over the shufflings' answers (rank r of k earns k - r), ties to the earlier first mention;
+    the direction is the majority's, the rationale the first given."""
+    points: dict[str, float] = {}
+    signs: dict[str, int] = {}
+    first: dict[str, FeatureAttribution] = {}
+    for answer in answers:
+        for rank, item in enumerate(answer):
+            points[item.feature] = points.get(item.feature, 0.0) + (k - rank)
+            signs[item.feature] = signs.get(item.feature, 0) + (1 if item.direction == "+" else -1)
+            first.setdefault(item.feature, item)
+    order = sorted(first, key=lambda f: -points[f])[:k]
+    return [
+        first[f].model_copy(update={"direction": first[f].direction if signs[f] == 0 else "+" if signs[f] > 0 else "-"})
+        for f in order
+    ]
+
+
+def shuffle_agreement(answers: list[list[FeatureAttribution]], k: int) -> float | None:
+    """Mean share of the top-k two usable answers have in common, over every pair of shufflings."""
+    sets = [{f.feature for f in a[:k]} for a in answers if a]
+    pairs = [(a, b) for n, a in enumerate(sets) for b in sets[n + 1 :]]
+    if not pairs:
+        return None
+    return float(np.mean([len(a & b) / k for a, b in pairs]))
+
+
+def split_exact(total: int, weights: list[float]) -> list[int]:
+    """`total` split in proportion to `weights` by largest remainders: whole numbers that add up to `total`."""
+    weights = np.asarray(weights, dtype=float)
+    if weights.sum() <= 0:
+        weights = np.ones(len(weights))
+    exact = total * weights / weights.sum()
+    shares = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - shares), kind="stable")[: total - shares.sum()]:
+        shares[i] += 1
+    return shares.tolist()
+
+
 async def explain_tabular(
     llm: LLM,
     blackbox: BlackBox,
@@ -221,16 +324,19 @@ async def explain_tabular(
     background: np.ndarray,
     options: PosthocOptions | None = None,
 ) -> list[PosthocExplanation]:
-    """Explain each row of `instances` (one black-box query for all neighbourhoods, one batched LLM round)."""
+    """Explain each row of `instances` (one black-box query for all neighbourhoods, one batched LLM round).
+
+    Letters are assigned per instance by a seeded shuffle (kept in the result); with `n_shuffles` > 1 every
+    instance is asked under several shufflings in the same round and the ranks are aggregated."""
     options = options or PosthocOptions()
-    instances = np.atleast_2d(np.asarray(instances, dtype=float))
-    background = np.asarray(background, dtype=float)
-    names = blackbox.feature_names or [f"x{i}" for i in range(instances.shape[1])]
-    n_rows, n_features = instances.shape
     if blackbox.kind != "tabular":
         raise ValueError(
             f"explain_tabular needs a tabular black box, got kind {blackbox.kind!r}"
         )
+    instances = check_table(instances)
+    background = np.asarray(background, dtype=float)
+    names = blackbox.feature_names or [f"x{i}" for i in range(instances.shape[1])]
+    n_rows, n_features = instances.shape
     if background.ndim != 2 or background.shape[1] != n_features or len(background) < 2:
         raise ValueError(
             f"background must be at least 2 rows of {n_features} features, got shape {background.shape}"
@@ -248,6 +354,7 @@ async def explain_tabular(
             f"categorical column indices must lie in 0..{n_features - 1}, got {options.categorical}"
         )
     letters = feature_letters(n_features)
+    orders = letter_orders(n_rows, n_features, options)
     scale = background.std(axis=0)
     scale[scale == 0] = 1.0
     rng = np.random.default_rng(options.seed)
@@ -274,7 +381,7 @@ async def explain_tabular(
         ]
 
         template = load_prompt(f"posthoc/{options.strategy}")
-        prompts = []
+        prompts, owners = [], []  # one prompt per (instance, shuffle)
         for i in range(n_rows):
             chosen = select_examples(neighbour_probs[i], options.n_examples)
             if options.strategy == "prediction":
@@ -285,57 +392,56 @@ async def explain_tabular(
             else:
                 outputs = [f"{p:.2f}" for p in neighbour_probs[i][chosen]]
             others = [j for j in range(n_rows) if j != i][:3]
-            explanations = "\n".join(
-                _format_linear(surrogates[j], letters, options.k) for j in others
-            )
-            prompts.append(
-                template.render(
-                    label=labels[i],
-                    letters=", ".join(letters),
-                    k=options.k,
-                    examples=fence(
-                        _format_examples(deltas[i][chosen], outputs, letters),
-                        label="data",
-                    ),
-                    explanations=fence(
-                        explanations or "none available", label="explanations"
-                    ),
+            for r, order in enumerate(orders[i]):
+                explanations = "\n".join(
+                    _format_linear(surrogates[j][order], letters, options.k) for j in others
                 )
-            )
+                prompts.append(
+                    template.render(
+                        label=labels[i],
+                        letters=", ".join(letters),
+                        k=options.k,
+                        examples=fence(
+                            _format_examples(deltas[i][chosen][:, order], outputs, letters),
+                            label="data",
+                        ),
+                        explanations=fence(
+                            explanations or "none available", label="explanations"
+                        ),
+                    )
+                )
+                owners.append((i, r))
         schema = _answer_schema(letters, options.k)
         replies = await _ask(llm, prompts, schema, options.max_tokens)
 
         problems = [_problem(_value(r), set(letters), options.k) for r in replies]
-        retry_rows = [i for i, (problem, _) in enumerate(problems) if problem]
+        retry_rows = [n for n, (problem, _) in enumerate(problems) if problem]
         if retry_rows:
             retry = load_prompt(RETRY_PROMPT)
             follow_ups = [
-                prompts[i]
+                prompts[n]
                 + "\n\n"
                 + retry.render(
-                    problem=problems[i][0],
+                    problem=problems[n][0],
                     letters=", ".join(letters),
                     k=options.k,
-                    label=labels[i],
+                    label=labels[owners[n][0]],
                 )
-                for i in retry_rows
+                for n in retry_rows
             ]
-            for i, reply in zip(
+            for n, reply in zip(
                 retry_rows, await _ask(llm, follow_ups, schema, options.max_tokens)
             ):
-                replies[i] = _merge_attempts(replies[i], reply)
+                replies[n] = _merge_attempts(replies[n], reply)
 
-        ranked: list[list[FeatureAttribution]] = []
-        for reply in replies:
+        answers: list[list[list[FeatureAttribution]]] = [[] for _ in range(n_rows)]
+        for reply, (i, r) in zip(replies, owners):
             value = _value(reply)
-            usable = (
-                value is not None
-                and _problem(value, set(letters), options.k)[0] is None
-            )
-            ranked.append(
+            usable = value is not None and _problem(value, set(letters), options.k)[0] is None
+            answers[i].append(
                 [
                     FeatureAttribution(
-                        feature=names[letters.index(f.feature)],
+                        feature=names[orders[i][r][letters.index(f.feature)]],
                         direction=f.direction,
                         rationale=f.rationale,
                     )
@@ -344,24 +450,36 @@ async def explain_tabular(
                 if usable
                 else []
             )
-        top_indices = [
-            [names.index(f.feature) for f in features] for features in ranked
-        ]
-        pgi, pgu = await prediction_gaps(
+        ranked = [aggregate_rankings(a, options.k) for a in answers]
+        gaps = await prediction_gaps(
             blackbox,
             instances,
-            top_indices,
+            [[names.index(f.feature) for f in features] for features in ranked],
             scale=scale,
             sigma=options.sigma,
             n_samples=options.n_gap_samples,
+            max_samples=options.max_gap_samples,
             seed=options.seed,
         )
 
     versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
-    return _explanations(
+    per_row = [[replies[n] for n, (i, _) in enumerate(owners) if i == row] for row in range(n_rows)]
+    results = _explanations(
         "posthoc", options.strategy, versions, meter.cost,
-        [row.tolist() for row in instances], labels, ranked, pgi, pgu, replies, [p[1] for p in problems],
+        [row.tolist() for row in instances], labels, ranked, gaps, per_row,
+        [[_letter_name(name, letters, orders[i][r], names) for n, (i, r) in enumerate(owners) if i == row
+          for name in problems[n][1]] for row in range(n_rows)],
+        [1 + options.n_samples + 2 * (g.check.n if g else 0) for g in gaps],
     )  # fmt: skip
+    for result, row_orders, row_answers in zip(results, orders, answers):
+        result.letters = [{letters[j]: names[c] for j, c in enumerate(order)} for order in row_orders]
+        result.shuffle_agreement = shuffle_agreement(row_answers, options.k)
+    return results
+
+
+def _letter_name(letter: str, letters: list[str], order: np.ndarray, names: list[str]) -> str:
+    """The feature a refused letter stood for in its prompt (the letter itself if it stood for none)."""
+    return names[order[letters.index(letter)]] if letter in letters else letter
 
 
 def _explanations(
@@ -372,15 +490,15 @@ def _explanations(
     instances: list,
     labels: list[str],
     ranked: list[list[FeatureAttribution]],
-    pgi: list,
-    pgu: list,
-    replies: list[Structured | StructuredOutputError],
+    gaps: list[Gaps | None],
+    replies: list[list[Structured | StructuredOutputError]],
     rejected: list[list[str]],
+    rows_sent: list[int],
 ) -> list[PosthocExplanation]:
-    """One result per instance. Black-box rows and seconds are split evenly; `llm` stays the whole batched
-    round's usage, shared by the rows."""
+    """One result per instance. Black-box rows are split exactly in proportion to the rows each instance sent
+    (so they add up to the measured total); seconds evenly; `llm` stays the whole batched round's usage."""
     n = len(instances)
-    share = cost.model_copy(update={"blackbox_queries": cost.blackbox_queries // n, "seconds": cost.seconds / n})
+    queries = split_exact(cost.blackbox_queries, rows_sent)
     results = []
     for i in range(n):
         attempts, error = _attempts_and_error(replies[i], ranked[i])
@@ -388,13 +506,14 @@ def _explanations(
             PosthocExplanation(
                 method=method,
                 prompt_versions=versions,
-                cost=share,
+                cost=cost.model_copy(update={"blackbox_queries": queries[i], "seconds": cost.seconds / n}),
                 strategy=strategy,
                 instance=instances[i],
                 predicted_label=labels[i],
                 features=ranked[i],
-                pgi=None if pgi[i] is None else float(pgi[i]),
-                pgu=None if pgu[i] is None else float(pgu[i]),
+                pgi=gaps[i].pgi if gaps[i] else None,
+                pgu=gaps[i].pgu if gaps[i] else None,
+                faithfulness=gaps[i].check if gaps[i] else None,
                 llm_attempts=attempts,
                 rejected=rejected[i],
                 error=error,
@@ -431,16 +550,16 @@ def _merge_attempts(
 
 
 def _attempts_and_error(
-    reply: Structured | StructuredOutputError, features: list[FeatureAttribution]
+    replies: list[Structured | StructuredOutputError], features: list[FeatureAttribution]
 ):
-    if isinstance(reply, StructuredOutputError):
-        return 1, f"the LLM never gave a schema-valid answer: {reply.errors[:200]}"
-    if not features:
-        return (
-            reply.attempts,
-            "the LLM's answer named unknown or repeated features even after a re-ask",
-        )
-    return reply.attempts, None
+    """Tries summed over an instance's prompts (one per shuffle); an error only when no answer was usable."""
+    attempts = sum(r.attempts if isinstance(r, Structured) else 1 for r in replies)
+    if features:
+        return attempts, None
+    failed = [r for r in replies if isinstance(r, StructuredOutputError)]
+    if len(failed) == len(replies):
+        return attempts, f"the LLM never gave a schema-valid answer: {failed[0].errors[:200]}"
+    return attempts, "the LLM's answer named unknown or repeated features even after a re-ask"
 
 
 def word_removal_masks(
@@ -460,14 +579,21 @@ def _format_removals(masks: np.ndarray, outputs: list[str], words: list[str]) ->
 def _text_problem(
     reply: Structured | StructuredOutputError, allowed: set[str]
 ) -> tuple[str | None, list[str]]:
-    """Why a text answer cannot be used, and the words refused. A repeated word is no reason: later mentions drop."""
+    """Why a text answer cannot be used, and the words refused: a word outside the text, or one named twice
+    (\"great, great, great\" would turn k=3 into one word)."""
     if isinstance(reply, StructuredOutputError):
         return (
             f"it did not fit the answer format: {reply.errors[:200]}",
             _names_outside(reply.raw, allowed),
         )
-    unknown = [f.feature for f in reply.value.features if f.feature not in allowed]
-    return (f"unknown words {unknown}.", unknown) if unknown else (None, [])
+    named = [f.feature for f in reply.value.features]
+    unknown = [n for n in named if n not in allowed]
+    if unknown:
+        return f"unknown words {unknown}.", unknown
+    repeated = sorted({n for n in named if named.count(n) > 1})
+    if repeated:
+        return f"words named more than once: {repeated}; name {len(named)} different words.", repeated
+    return None, []
 
 
 def _first_mentions(features: list) -> list:
@@ -512,6 +638,10 @@ async def explain_text(
     if options.strategy not in TEXT_STRATEGIES:
         raise ValueError(
             f"text explanations support the strategies {', '.join(TEXT_STRATEGIES)}, got {options.strategy!r}"
+        )
+    if options.n_shuffles > 1:
+        raise ValueError(
+            "n_shuffles applies to tables (letters stand for columns); texts are explained by their own words"
         )
     vocabularies = [distinct_words(t, options.max_words) for t in texts]
     for number, words in enumerate(vocabularies, 1):
@@ -584,37 +714,32 @@ async def explain_text(
                 replies[i] = _merge_attempts(replies[i], reply)
 
         ranked: list[list[FeatureAttribution]] = []
-        repeats: list[list[str]] = []
         for reply, words in zip(replies, vocabularies):
             value = _value(reply)
-            usable = value is not None and not _text_problem(reply, set(words))[0]
-            kept = _first_mentions(value.features) if usable else []
+            unknown = value is None or any(f.feature not in words for f in value.features)
+            # a reply still repeating words after its re-ask keeps each word at its first rank
             ranked.append(
-                [
-                    FeatureAttribution(
-                        feature=f.feature, direction=f.direction, rationale=f.rationale
-                    )
-                    for f in kept
+                []
+                if unknown
+                else [
+                    FeatureAttribution(feature=f.feature, direction=f.direction, rationale=f.rationale)
+                    for f in _first_mentions(value.features)
                 ]
             )
-            kept_ids = {id(f) for f in kept}
-            repeats.append(
-                [f.feature for f in value.features if id(f) not in kept_ids]
-                if usable
-                else []
-            )
-        pgi, pgu = await text_prediction_gaps(
+        gaps = await text_prediction_gaps(
             blackbox,
             texts,
             [[f.feature for f in features] for features in ranked],
             n_samples=options.n_gap_samples,
+            max_samples=options.max_gap_samples,
             seed=options.seed,
         )
 
     versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
     return _explanations(
         "posthoc", options.strategy, versions, meter.cost,
-        list(texts), labels, ranked, pgi, pgu, replies, [p[1] + r for p, r in zip(problems, repeats)],
+        list(texts), labels, ranked, gaps, [[r] for r in replies], [p[1] for p in problems],
+        [2 + options.n_samples + (g.check.n if g else 0) for g in gaps],
     )  # fmt: skip
 
 

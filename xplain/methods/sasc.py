@@ -20,6 +20,7 @@ from xplain.llm import LLM, GenerationRequest
 from xplain.methods.catalog import Method, MethodContext, register
 from xplain.validation import to_text
 from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.checks import Check, two_sample_check
 from xplain.methods.ngrams import default_corpus, top_k, unique_ngrams
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
@@ -30,12 +31,14 @@ THEME_LEAD = re.compile(r"^(?:the )?(?:common )?(?:theme|rule)(?: (?:among|of) (
 
 class SASCOptions(BaseModel):
     max_ngram: int = Field(3, ge=1, le=5, description="Longest n-gram scored.")
-    top_ngrams: int = Field(40, ge=1, description="How many top-activating n-grams candidates are drawn from.")
+    top_ngrams: int = Field(
+        40, ge=1, le=1000, description="How many top-activating n-grams candidates are drawn from."
+    )
     n_candidates: int = Field(3, ge=1, le=20, description="Candidate explanations (one random subset each).")
-    subset_size: int = Field(20, ge=1, description="Top n-grams shown to the LLM per candidate.")
+    subset_size: int = Field(20, ge=1, le=100, description="Top n-grams shown to the LLM per candidate.")
     n_texts: int = Field(5, ge=1, le=20, description="Related and unrelated texts written per candidate (each).")
-    summary_max_tokens: int = Field(24, ge=4)
-    texts_max_tokens: int = Field(200, ge=16)
+    summary_max_tokens: int = Field(24, ge=4, le=200)
+    texts_max_tokens: int = Field(200, ge=16, le=2000)
     seed: int = 0
 
 
@@ -54,6 +57,11 @@ class ExplanationCandidate(BaseModel):
     )
     mean_related: float | None
     mean_unrelated: float | None
+    check: Check | None = Field(
+        None,
+        description="The score with a Welch interval over the per-text responses (their spread, not one related "
+        "and one unrelated mean); 'faithful' only when the interval lies above zero.",
+    )
     related_texts: list[str]
     unrelated_texts: list[str]
     shown_ngrams: list[str] = Field(description="The top n-grams this candidate was summarised from.")
@@ -157,6 +165,7 @@ async def _score(
                 score=explanation_score(about_values, not_about_values, std),
                 mean_related=float(np.mean(about_values)) if about_values else None,
                 mean_unrelated=float(np.mean(not_about_values)) if not_about_values else None,
+                check=two_sample_check(about_values, not_about_values, scale=std),
                 related_texts=about,
                 unrelated_texts=not_about,
                 shown_ngrams=shown,

@@ -16,11 +16,11 @@ from pydantic import BaseModel, Field
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from xplain.llm import LLM, GenerationRequest, StructuredOutputError
 from xplain.methods.base import MethodResult, measure_cost
-from xplain.methods.llm_estimator import resolve_llm, run_sync
+from xplain.methods.llm_estimator import LLMEstimatorMixin, LLMSpec, resolve_llm, run_sync
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
 
@@ -43,7 +43,8 @@ class Rating(BaseModel):
 
 class MeasurementCache:
     """(question, text) -> rating, shared across fits so refits re-measure only new pairs. Pass one instance as
-    the `cache` hyperparameter (like Pipeline's `memory`)."""
+    the `cache` hyperparameter (like Pipeline's `memory`): `clone` keeps it by reference, so every clone made by
+    GridSearchCV or cross_val_score (n_jobs=1) reads and fills the same cache."""
 
     def __init__(self) -> None:
         self.ratings: dict[tuple[str, str], float] = {}
@@ -75,12 +76,14 @@ def _normal(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
 
 
-class TextBottleneckClassifier(ClassifierMixin, BaseEstimator):
+class TextBottleneckClassifier(LLMEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Interpretable text classifier: LLM-measured concepts -> sparse linear layer. X is a sequence of strings."""
+
+    _shared_params = ("llm", "cache")
 
     def __init__(
         self,
-        llm: LLM | None = None,
+        llm: LLMSpec = None,
         *,
         concepts: list[tuple[str, str]] | None = None,
         n_iterations: int = 2,
@@ -123,7 +126,7 @@ class TextBottleneckClassifier(ClassifierMixin, BaseEstimator):
 
     async def afit(self, X, y) -> TextBottleneckClassifier:
         texts = _texts(X)
-        y = np.asarray(y)
+        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
         if len(y) != len(texts):
             raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels")
         check_classification_targets(y)
@@ -133,8 +136,8 @@ class TextBottleneckClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("give `concepts` or n_iterations >= 1: there is nothing to measure")
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError("y has one class; a classifier needs at least two")
-        llm = resolve_llm(self.llm)
+            raise ValueError(f"Classifier can't train when only one class is present: y is all {self.classes_[0]!r}")
+        llm = self.llm_ = resolve_llm(self.llm)
         self.cache_ = self.cache if self.cache is not None else MeasurementCache()
         self.concepts_: list[Concept] = []
         self.measurement_failures_ = 0
@@ -163,13 +166,13 @@ class TextBottleneckClassifier(ClassifierMixin, BaseEstimator):
 
     async def apredict_proba(self, X) -> np.ndarray:
         check_is_fitted(self, "layer_")
-        return self._proba(await self._measure(resolve_llm(self.llm), _texts(X)))
+        return self._proba(await self._measure(self._llm(), _texts(X)))
 
     async def aexplain(self, X) -> TBMExplanation:
         """Global weights and, per text, each concept's contribution to the predicted class's logit."""
         check_is_fitted(self, "layer_")
         with measure_cost() as meter:
-            ratings = await self._measure(resolve_llm(self.llm), _texts(X))
+            ratings = await self._measure(self._llm(), _texts(X))
         proba = self._proba(ratings)
         weights = self.weights_
         texts = []
@@ -266,6 +269,9 @@ def _texts(X) -> list[str]:
         array = array[:, 0]
     if array.ndim != 1 or len(array) == 0:
         raise ValueError("X must be a non-empty sequence of texts (one string per sample)")
+    missing = [i for i, t in enumerate(array) if t is None or (isinstance(t, float) and np.isnan(t))]
+    if missing:
+        raise ValueError(f"Input X contains NaN: samples {missing[:5]} are missing; fill or drop them")
     if not all(isinstance(t, str) for t in array):
         raise ValueError("every sample in X must be a string")
     return list(array)

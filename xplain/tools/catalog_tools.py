@@ -14,12 +14,10 @@ from pydantic import BaseModel, Field, create_model
 
 from xplain.batch.runner import to_json
 from xplain.errors import XplainError
-from xplain.methods.catalog import Method, MethodContext, catalog, plain_errors, run_units
+from xplain.methods.catalog import FRONT_DATA, Method, MethodContext, catalog, plain_errors, run_units
 from xplain.tools.context import ProbeContext
 from xplain.tools.registry import register_tool, to_json as compact
 
-#: Option fields a front fills from its own data (the chat's reference rows), never asked of the agent.
-FRONT_DATA = "front_data"
 BRIEF_ITEMS = 5
 BRIEF_CHARS = 200
 HIDDEN = {"prompt_versions", "cost", "instance", "rejected", "weights"}

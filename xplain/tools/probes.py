@@ -12,7 +12,7 @@ import numpy as np
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, model_validator
 
-from xplain.methods.checks import prediction_gaps, text_prediction_gaps
+from xplain.methods.checks import Gaps, prediction_gaps, text_prediction_gaps
 from xplain.tools.context import ProbeContext
 from xplain.tools.registry import make_tool, register_tool, rounded
 
@@ -355,8 +355,8 @@ async def _tabular_effects(context: ProbeContext, row: int, top: int) -> dict[st
     checked = [names.index(name) for name in list(result["effects"])[:CHECKED]]
     scale = np.asarray(context.rows).std(axis=0)
     scale[scale == 0] = 1.0
-    pgi, pgu = await prediction_gaps(context.blackbox, original, [checked], scale=scale, sigma=0.3, n_samples=16)
-    return {**result, "check": _check(pgi[0], pgu[0], len(checked))}
+    [gaps] = await prediction_gaps(context.blackbox, original, [checked], scale=scale, sigma=0.3, n_samples=16)
+    return {**result, "check": _check(gaps, len(checked))}
 
 
 async def _text_effects(context: ProbeContext, args: TextOrRowArgs, top: int) -> dict[str, Any]:
@@ -368,8 +368,8 @@ async def _text_effects(context: ProbeContext, args: TextOrRowArgs, top: int) ->
     probabilities = await context.blackbox.apredict_proba([original, *variants])
     result = _effects(context, source, probabilities, words, "word removed", top)
     checked = [w.lower() for w in list(result["effects"])[:CHECKED]]
-    pgi, pgu = await text_prediction_gaps(context.blackbox, [original], [checked], n_samples=16)
-    return {**result, "check": _check(pgi[0], pgu[0], len(checked))}
+    [gaps] = await text_prediction_gaps(context.blackbox, [original], [checked], n_samples=16)
+    return {**result, "check": _check(gaps, len(checked))}
 
 
 @register_tool("feature_effect")
@@ -394,13 +394,19 @@ def feature_effect_tool(context: ProbeContext) -> BaseTool:
 CHECKED = 3  # the top effects whose faithfulness PGI / PGU checks
 
 
-def _check(pgi: float | None, pgu: float | None, k: int) -> dict[str, Any]:
-    """PGI / PGU of the top-k inputs: perturbing them should move the prediction more than perturbing the rest."""
+def _check(gaps: Gaps | None, k: int) -> dict[str, Any]:
+    """PGI / PGU of the top-k inputs: perturbing them should move the prediction more than perturbing the rest;
+    the verdict is decisive only when the interval of PGI - PGU excludes zero."""
+    if gaps is None:
+        return {"top_k": k, "pgi": None, "pgu": None, "verdict": "inconclusive"}
+    low, high = gaps.check.interval
     return {
         "top_k": k,
-        "pgi": None if pgi is None else rounded(pgi),
-        "pgu": None if pgu is None else rounded(pgu),
-        "faithful": None if pgi is None or pgu is None else bool(pgi > pgu),
+        "pgi": rounded(gaps.pgi),
+        "pgu": rounded(gaps.pgu),
+        "verdict": gaps.check.verdict,
+        "interval": [rounded(low), rounded(high)],
+        "draws": gaps.check.n,
     }
 
 

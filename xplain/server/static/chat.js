@@ -95,9 +95,11 @@ function chartFigure(spec, data) {
   figure.innerHTML = xplainCharts.svg(spec);  // the chart carries its own title
   if (data.check && data.check.pgi !== null && data.check.pgu !== null) {
     const check = data.check;
-    const verdict = check.pgi > check.pgu ? "holds up" : "doubtful";
-    const badge = element("div", "check " + (check.pgi > check.pgu ? "good" : "weak"),
-      `Check (top ${check.top_k}): PGI ${check.pgi} vs PGU ${check.pgu}: ${verdict}`);
+    const words = {"faithful": "holds up", "not faithful": "not borne out", "inconclusive": "inconclusive"};
+    const verdict = words[check.verdict] ?? (check.pgi > check.pgu ? "holds up" : "doubtful");
+    const interval = check.interval ? ` (difference in [${check.interval[0]}, ${check.interval[1]}])` : "";
+    const badge = element("div", "check " + (check.verdict === "faithful" ? "good" : "weak"),
+      `Check (top ${check.top_k}): PGI ${check.pgi} vs PGU ${check.pgu}${interval}: ${verdict}`);
     badge.title = "PGI: change in the prediction when the top inputs are perturbed; PGU: when the others are. " +
       "A faithful ranking has PGI above PGU.";
     figure.append(badge);
