@@ -112,6 +112,7 @@ class LlamaEngine:
         self.n_batch = n_batch
         self.threads = threads
         self.decode_calls = 0  # `llama_decode` calls so far: what batching saves shows here
+        self._piece_lengths: dict[int, int] = {}
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._ready: Future = Future()
         self._thread = threading.Thread(target=self._main, name="llamacpp-engine", daemon=True)
@@ -143,10 +144,11 @@ class LlamaEngine:
         try:
             self._load()
         except BaseException as error:  # noqa: BLE001 - handed to every caller
-            self._ready.set_exception(error if isinstance(error, LLMError) else LLMUnavailableError(str(error)))
-            self._drain(self._ready.exception())
+            failure = error if isinstance(error, LLMError) else LLMUnavailableError(str(error))
+            _settle(self._ready, error=failure)
+            self._drain(failure)
             return
-        self._ready.set_result(None)
+        _settle(self._ready, result=None)
         self._queued: list[_Generation] = []
         self._scores: list[tuple[list[_ScorePlan], Future]] = []
         try:
@@ -283,6 +285,13 @@ class LlamaEngine:
             n = self._lib.llama_token_to_piece(self._vocab, token, buffer, -n, 0, special)
         return buffer.raw[:n]
 
+    def _piece_length(self, token: int) -> int:
+        """Bytes of text the token stands for (special tokens as written), remembered per token."""
+        length = self._piece_lengths.get(token)
+        if length is None:
+            length = self._piece_lengths[token] = len(self._piece(token, special=True))
+        return length
+
     def _token_text(self, token: int) -> str:
         return self._piece(token, special=True).decode("utf-8", "replace")
 
@@ -301,7 +310,7 @@ class LlamaEngine:
         contexts, targets = [], []
         for continuation in request.continuations:
             tokens = self.tokenize(request.prompt + continuation)
-            ends = np.cumsum([len(self._piece(t, special=True)) for t in tokens])
+            ends = np.cumsum([self._piece_length(t) for t in tokens])
             shift = int(ends[-1]) - boundary - len(continuation.encode("utf-8"))  # e.g. an added leading space
             split = int(np.searchsorted(ends, boundary + shift, side="right"))
             contexts.append(tokens[:split])
@@ -503,9 +512,12 @@ class LlamaEngine:
                 continue
             need = len(job.prompt) + job.max_tokens - reuse
             if need > self._free_cells() + len(target.tokens):
-                self._evict_idle(keep=(source, target))
-                if need > self._free_cells() + len(target.tokens):
-                    waiting.append(job)
+                # room first: drop every idle cache but the target's own, and with them a copy from elsewhere
+                self._evict_idle(keep=(target,))
+                source = target
+                reuse = min(_common_prefix_length([target.tokens, job.prompt]), len(job.prompt) - 1)
+                if len(job.prompt) + job.max_tokens - reuse > self._free_cells() + len(target.tokens):
+                    waiting.append(job)  # the active sequences hold the cells; one of them will finish
                     continue
             own = _common_prefix_length([target.tokens, job.prompt])
             if source is not target and _common_prefix_length([source.tokens, job.prompt]) > own:
