@@ -43,6 +43,10 @@ GRAMMAR_BOUNDS = {"maxLength": 1000, "maxItems": 100, "maxProperties": 100}
 # What llama-cpp-python's `create_completion` adds to top-p when sampling with a temperature; kept so replies keep
 # their character.
 TOP_K, MIN_P = 40, 0.05
+# Cells one scoring round may fill. Attention runs over every cell in use (the unified cache masks, it does not
+# skip), so packing many requests into one decode costs attention in proportion to all of them: one ubatch's worth
+# keeps that near what one request alone pays, while still filling the matrix products.
+SCORE_ROUND_CELLS = 512
 # A prompt that shares at least this many more tokens with a prompt still being evaluated waits one step for it,
 # then copies its cache instead of evaluating the same prefix twice.
 PREFIX_WAIT_TOKENS = 16
@@ -341,15 +345,15 @@ class LlamaEngine:
         if future.cancelled():
             return True
         largest = max(len(p.prefix) + max(len(t) for t in p.tails) for p in plans)  # the smallest round it needs
+        # idle caches would sit among the cells every scoring token attends over
+        self._evict_idle()
         if largest > self._free_cells():
-            self._evict_idle()
-            if largest > self._free_cells():
-                return False
+            return False
         results: list[list[float]] = [[0.0] * len(p.tails) for p in plans]
         try:
             pending = [(i, j) for i, p in enumerate(plans) for j in range(len(p.tails))]
             while pending:
-                free, seqs = self._free_cells(), len(self._score_seqs)
+                free, seqs = min(self._free_cells(), SCORE_ROUND_CELLS), len(self._score_seqs)
                 round_, used, cells = [], 0, 0
                 current = None
                 for i, j in pending:
