@@ -156,10 +156,24 @@ class LlamaEngine:
         self._queued: list[_Generation] = []
         self._scores: list[tuple[list[_ScorePlan], Future]] = []
         try:
-            while self._step():
-                pass
+            while True:
+                try:
+                    if not self._step():
+                        break
+                except Exception as error:  # noqa: BLE001 - a bug must fail the work in hand, not hang its callers
+                    self._fail_all(LLMError(f"the llama.cpp engine failed: {error!r}"))
         finally:
             self._shutdown()
+
+    def _fail_all(self, error: LLMError) -> None:
+        for job in self._queued:
+            _settle(job.future, error=error)
+        for slot in self._slots:
+            if slot.job is not None:
+                self._finish(slot, error)
+        for _, future in self._scores:
+            _settle(future, error=error)
+        self._queued, self._scores = [], []
 
     def _drain(self, error: BaseException) -> None:
         """Fail everything that arrives until `close`."""
@@ -259,6 +273,8 @@ class LlamaEngine:
                     self._scores.append(([self._plan_score(r) for r in payload], future))
                 except LLMError as error:
                     _settle(future, error=error)
+                except Exception as error:  # noqa: BLE001 - e.g. text the tokenizer refuses
+                    _settle(future, error=LLMRequestError(f"cannot score this request: {error!r}"))
             else:
                 self._queued.append(_Generation(request=payload, future=future))
             busy = True
@@ -493,6 +509,8 @@ class LlamaEngine:
         waiting: list[_Generation] = []
         for job in self._queued:
             if job.future.cancelled():
+                if job.sampler is not None:
+                    self._lib.llama_sampler_free(job.sampler)
                 continue
             free = [s for s in self._slots if s.job is None]
             if not free:
@@ -503,6 +521,9 @@ class LlamaEngine:
                     self._prepare(job)
                 except LLMError as error:
                     _settle(job.future, error=error)
+                    continue
+                except Exception as error:  # noqa: BLE001 - a chat template or schema llama.cpp cannot take
+                    _settle(job.future, error=LLMRequestError(f"cannot generate for this request: {error!r}"))
                     continue
             target = max(free, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
             source = max(self._slots, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
