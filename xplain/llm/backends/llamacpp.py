@@ -71,12 +71,17 @@ class LlamaCppBackend(Backend):
 
     async def check(self) -> str:
         engine = self._started()
-        await asyncio.wrap_future(engine.wait_ready())
+        await asyncio.shield(asyncio.wrap_future(engine.wait_ready()))  # a cancelled check leaves loading alone
         return f"llamacpp:{self.model} (n_ctx={engine.n_ctx}, parallel={engine.n_slots})"
 
     async def generate(self, requests: list[GenerationRequest]) -> list[RawCompletion]:
         engine = self._started()
-        return list(await asyncio.gather(*(asyncio.wrap_future(engine.submit_generation(r)) for r in requests)))
+        futures = [engine.submit_generation(r) for r in requests]
+        try:
+            return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+        finally:
+            for future in futures:  # on an error or a cancelled caller, the engine drops what is left
+                future.cancel()
 
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
         if not requests:

@@ -43,6 +43,10 @@ GRAMMAR_BOUNDS = {"maxLength": 1000, "maxItems": 100, "maxProperties": 100}
 # What llama-cpp-python's `create_completion` adds to top-p when sampling with a temperature; kept so replies keep
 # their character.
 TOP_K, MIN_P = 40, 0.05
+# Cells one scoring round may fill. Attention runs over every cell in use (the unified cache masks, it does not
+# skip), so packing many requests into one decode costs attention in proportion to all of them: one ubatch's worth
+# keeps that near what one request alone pays, while still filling the matrix products.
+SCORE_ROUND_CELLS = 512
 # A prompt that shares at least this many more tokens with a prompt still being evaluated waits one step for it,
 # then copies its cache instead of evaluating the same prefix twice.
 PREFIX_WAIT_TOKENS = 16
@@ -112,6 +116,7 @@ class LlamaEngine:
         self.n_batch = n_batch
         self.threads = threads
         self.decode_calls = 0  # `llama_decode` calls so far: what batching saves shows here
+        self._piece_lengths: dict[int, int] = {}
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._ready: Future = Future()
         self._thread = threading.Thread(target=self._main, name="llamacpp-engine", daemon=True)
@@ -143,17 +148,32 @@ class LlamaEngine:
         try:
             self._load()
         except BaseException as error:  # noqa: BLE001 - handed to every caller
-            self._ready.set_exception(error if isinstance(error, LLMError) else LLMUnavailableError(str(error)))
-            self._drain(self._ready.exception())
+            failure = error if isinstance(error, LLMError) else LLMUnavailableError(str(error))
+            _settle(self._ready, error=failure)
+            self._drain(failure)
             return
-        self._ready.set_result(None)
+        _settle(self._ready, result=None)
         self._queued: list[_Generation] = []
         self._scores: list[tuple[list[_ScorePlan], Future]] = []
         try:
-            while self._step():
-                pass
+            while True:
+                try:
+                    if not self._step():
+                        break
+                except Exception as error:  # noqa: BLE001 - a bug must fail the work in hand, not hang its callers
+                    self._fail_all(LLMError(f"the llama.cpp engine failed: {error!r}"))
         finally:
             self._shutdown()
+
+    def _fail_all(self, error: LLMError) -> None:
+        for job in self._queued:
+            _settle(job.future, error=error)
+        for slot in self._slots:
+            if slot.job is not None:
+                self._finish(slot, error)
+        for _, future in self._scores:
+            _settle(future, error=error)
+        self._queued, self._scores = [], []
 
     def _drain(self, error: BaseException) -> None:
         """Fail everything that arrives until `close`."""
@@ -253,6 +273,8 @@ class LlamaEngine:
                     self._scores.append(([self._plan_score(r) for r in payload], future))
                 except LLMError as error:
                     _settle(future, error=error)
+                except Exception as error:  # noqa: BLE001 - e.g. text the tokenizer refuses
+                    _settle(future, error=LLMRequestError(f"cannot score this request: {error!r}"))
             else:
                 self._queued.append(_Generation(request=payload, future=future))
             busy = True
@@ -283,6 +305,13 @@ class LlamaEngine:
             n = self._lib.llama_token_to_piece(self._vocab, token, buffer, -n, 0, special)
         return buffer.raw[:n]
 
+    def _piece_length(self, token: int) -> int:
+        """Bytes of text the token stands for (special tokens as written), remembered per token."""
+        length = self._piece_lengths.get(token)
+        if length is None:
+            length = self._piece_lengths[token] = len(self._piece(token, special=True))
+        return length
+
     def _token_text(self, token: int) -> str:
         return self._piece(token, special=True).decode("utf-8", "replace")
 
@@ -301,7 +330,7 @@ class LlamaEngine:
         contexts, targets = [], []
         for continuation in request.continuations:
             tokens = self.tokenize(request.prompt + continuation)
-            ends = np.cumsum([len(self._piece(t, special=True)) for t in tokens])
+            ends = np.cumsum([self._piece_length(t) for t in tokens])
             shift = int(ends[-1]) - boundary - len(continuation.encode("utf-8"))  # e.g. an added leading space
             split = int(np.searchsorted(ends, boundary + shift, side="right"))
             contexts.append(tokens[:split])
@@ -332,15 +361,15 @@ class LlamaEngine:
         if future.cancelled():
             return True
         largest = max(len(p.prefix) + max(len(t) for t in p.tails) for p in plans)  # the smallest round it needs
+        # idle caches would sit among the cells every scoring token attends over
+        self._evict_idle()
         if largest > self._free_cells():
-            self._evict_idle()
-            if largest > self._free_cells():
-                return False
+            return False
         results: list[list[float]] = [[0.0] * len(p.tails) for p in plans]
         try:
             pending = [(i, j) for i, p in enumerate(plans) for j in range(len(p.tails))]
             while pending:
-                free, seqs = self._free_cells(), len(self._score_seqs)
+                free, seqs = min(self._free_cells(), SCORE_ROUND_CELLS), len(self._score_seqs)
                 round_, used, cells = [], 0, 0
                 current = None
                 for i, j in pending:
@@ -480,6 +509,8 @@ class LlamaEngine:
         waiting: list[_Generation] = []
         for job in self._queued:
             if job.future.cancelled():
+                if job.sampler is not None:
+                    self._lib.llama_sampler_free(job.sampler)
                 continue
             free = [s for s in self._slots if s.job is None]
             if not free:
@@ -490,6 +521,9 @@ class LlamaEngine:
                     self._prepare(job)
                 except LLMError as error:
                     _settle(job.future, error=error)
+                    continue
+                except Exception as error:  # noqa: BLE001 - a chat template or schema llama.cpp cannot take
+                    _settle(job.future, error=LLMRequestError(f"cannot generate for this request: {error!r}"))
                     continue
             target = max(free, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
             source = max(self._slots, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
@@ -503,9 +537,12 @@ class LlamaEngine:
                 continue
             need = len(job.prompt) + job.max_tokens - reuse
             if need > self._free_cells() + len(target.tokens):
-                self._evict_idle(keep=(source, target))
-                if need > self._free_cells() + len(target.tokens):
-                    waiting.append(job)
+                # room first: drop every idle cache but the target's own, and with them a copy from elsewhere
+                self._evict_idle(keep=(target,))
+                source = target
+                reuse = min(_common_prefix_length([target.tokens, job.prompt]), len(job.prompt) - 1)
+                if len(job.prompt) + job.max_tokens - reuse > self._free_cells() + len(target.tokens):
+                    waiting.append(job)  # the active sequences hold the cells; one of them will finish
                     continue
             own = _common_prefix_length([target.tokens, job.prompt])
             if source is not target and _common_prefix_length([source.tokens, job.prompt]) > own:
