@@ -11,9 +11,14 @@ import importlib.util
 import os
 from pathlib import Path
 
-from xplain.llm.backends.base import Backend, RawCompletion, RawScores
-from xplain.llm.backends.llamacpp_engine import LlamaEngine
-from xplain.llm.types import GenerationRequest, LLMUnavailableError, ScoreRequest
+# llama.cpp's OpenMP threads spin while they wait by default; on a machine shared with other work (the server's
+# event loop, the black box, other processes) that spinning starved a scoring call from under 1 s to 20-35 s.
+# Set before llama.cpp loads; an operator's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from xplain.llm.backends.base import Backend, RawCompletion, RawScores  # noqa: E402
+from xplain.llm.backends.llamacpp_engine import LlamaEngine  # noqa: E402
+from xplain.llm.types import GenerationRequest, LLMUnavailableError, ScoreRequest  # noqa: E402
 
 PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -51,7 +56,7 @@ class LlamaCppBackend(Backend):
         self.model_path = Path(model_path) if model_path else packaged_model_path()
         if not self.model_path.is_file():
             raise LLMUnavailableError(f"no GGUF model file at {self.model_path} (XPLAIN_LLM_MODEL_PATH)")
-        self.context_size = context_size
+        self.context_setting = context_size
         self.threads = threads
         # 8 sequences a core keeps the matrix products of one decode step wide enough to use the core fully
         self.parallel = parallel or min(32, 8 * (threads or os.cpu_count() or 1))
@@ -65,9 +70,22 @@ class LlamaCppBackend(Backend):
         """The engine, started on first use (loading happens on its own thread)."""
         if self._engine is None:
             self._engine = LlamaEngine(
-                self.model_path, context_size=self.context_size, n_slots=self.parallel, threads=self.threads
+                self.model_path, context_size=self.context_setting, n_slots=self.parallel, threads=self.threads
             )
         return self._engine
+
+    @property
+    def context_size(self) -> int | None:  # type: ignore[override]
+        """The setting, else the loaded model's context (its trained length); None before the model is loaded."""
+        if self.context_setting:
+            return self.context_setting
+        return self._engine.n_ctx or None if self._engine is not None else None
+
+    async def count_tokens(self, texts: list[str]) -> list[int]:
+        """Exact counts by the model's own tokenizer (loading the model if it is not yet)."""
+        engine = self._started()
+        await asyncio.shield(asyncio.wrap_future(engine.wait_ready()))
+        return await asyncio.to_thread(lambda: [len(engine.tokenize(text)) for text in texts])
 
     async def check(self) -> str:
         engine = self._started()
