@@ -213,8 +213,13 @@ TEXT_SHARE_OF_CONTEXT = 0.25
 async def window_texts(ctx: MethodContext, inputs: list[Any]) -> tuple[list[Any], dict[int, str]]:
     """Texts too long for the LLM's context cut to a window that fits (their start, at a word boundary), with a
     note per cut text; so a long review is explained from its window instead of failing, or failing its batch."""
-    texts = [i for i, x in enumerate(inputs) if isinstance(x, str)]
-    if ctx.llm is None or not texts:
+    if ctx.llm is None:
+        return inputs, {}
+    # a token covers at least one byte, so a text with no more bytes than the limit fits without counting
+    # (a model not loaded yet is assumed to have at least a 2048-token context until it says)
+    floor = int((ctx.llm.context_size or 2048) * TEXT_SHARE_OF_CONTEXT)
+    texts = [i for i, x in enumerate(inputs) if isinstance(x, str) and len(x.encode()) > floor]
+    if not texts:
         return inputs, {}
     counts = dict(zip(texts, await ctx.llm.count_tokens([inputs[i] for i in texts])))
     size = ctx.llm.context_size  # after counting: a local model knows its context once loaded

@@ -50,6 +50,18 @@ TOOL_FLAGS = "--enable-auto-tool-choice --tool-call-parser <parser>"
 _PROMPTS_PER_REQUEST = 64
 
 
+#: The raw HTTP client is the one openai ships (httpx2 from openai 3 on, httpx before): catch either's errors.
+HTTP_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError,)
+STATUS_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPStatusError,)
+try:
+    import httpx2
+
+    HTTP_ERRORS += (httpx2.HTTPError,)
+    STATUS_ERRORS += (httpx2.HTTPStatusError,)
+except ImportError:  # pragma: no cover - an openai that still uses httpx
+    pass
+
+
 @dataclass
 class ServerInfo:
     model: str
@@ -228,7 +240,7 @@ class OpenAIBackend(Backend):
 
         try:
             return await self._with_retries(call, "reading the vLLM version")
-        except (LLMError, httpx.HTTPError, ValueError, AttributeError):
+        except (LLMError, *HTTP_ERRORS, ValueError, AttributeError):
             return None
 
     @property
@@ -467,9 +479,9 @@ class OpenAIBackend(Backend):
 
         try:
             return await self._with_retries(call, "tokenizing")
-        except (httpx.HTTPStatusError, KeyError, TypeError, ValueError) as error:
+        except (*STATUS_ERRORS, KeyError, TypeError, ValueError) as error:
             raise LLMRequestError(f"the server at {root} has no usable /tokenize: {type(error).__name__}") from error
-        except httpx.HTTPError as error:
+        except HTTP_ERRORS as error:
             raise LLMUnavailableError(f"tokenizing at {root} failed: {type(error).__name__}") from error
 
     async def _vllm_call(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
@@ -482,7 +494,7 @@ class OpenAIBackend(Backend):
 
         try:
             return await self._with_retries(call, what)
-        except httpx.HTTPError as error:
+        except HTTP_ERRORS as error:
             raise LLMRequestError(f"the vLLM server at {self._root} refused {path}: {error}") from error
 
     async def _tokenize(self, info: ServerInfo, text: str) -> dict[str, Any]:
