@@ -496,9 +496,10 @@ def _explanations(
     rows_sent: list[int],
 ) -> list[PosthocExplanation]:
     """One result per instance. Black-box rows are split exactly in proportion to the rows each instance sent
-    (so they add up to the measured total); seconds evenly; `llm` stays the whole batched round's usage."""
+    (so they add up to the measured total); the batched LLM round's usage and the seconds are shared evenly."""
     n = len(instances)
     queries = split_exact(cost.blackbox_queries, rows_sent)
+    shares = cost.split(n)
     results = []
     for i in range(n):
         attempts, error = _attempts_and_error(replies[i], ranked[i])
@@ -506,7 +507,7 @@ def _explanations(
             PosthocExplanation(
                 method=method,
                 prompt_versions=versions,
-                cost=cost.model_copy(update={"blackbox_queries": queries[i], "seconds": cost.seconds / n}),
+                cost=shares[i].model_copy(update={"blackbox_queries": queries[i]}),
                 strategy=strategy,
                 instance=instances[i],
                 predicted_label=labels[i],
