@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from xplain.methods.baselines import BaselineExplanation
+from xplain.methods.checks import proportion_check
 from xplain.methods.classifiers import ClassifierPrediction, FitResult
 from xplain.methods.compare import ExplainerComparison
 from xplain.methods.counterfactual import ExplanationBase
@@ -37,12 +38,13 @@ class Check(BaseModel):
 
 
 def _share(name: str, hits: int, total: int, rule: str) -> Check:
-    if total == 0:
+    """A rate against its passing share, shown with its Wilson interval so a rate from a few inputs reads as one."""
+    found = proportion_check(hits, total)
+    if found is None:
         return Check(name=name, value="nothing to measure", status="inconclusive", rule=rule)
-    share = hits / total
-    return Check(
-        name=name, value=f"{share:.0%} ({hits}/{total})", status="pass" if share >= PASSING_SHARE else "fail", rule=rule
-    )
+    low, high = found.interval
+    value = f"{found.estimate:.0%} ({hits}/{total}; {found.confidence:.0%} interval {low:.0%}-{high:.0%})"
+    return Check(name=name, value=value, status="pass" if found.estimate >= PASSING_SHARE else "fail", rule=rule)
 
 
 @singledispatch

@@ -23,6 +23,7 @@ from xplain.evals.report import EvalTable, Size, suite
 from xplain.llm import LLM, ScoreRequest
 from xplain.methods.counterfactual_tabular import tabular_counterfactuals
 from xplain.methods.counterfactual_text import concept_effect, text_counterfactuals
+from xplain.methods.checks import proportion_check
 from xplain.prompts import load_prompt
 
 COLUMNS = [
@@ -30,6 +31,7 @@ COLUMNS = [
     "method",
     "inputs",
     "flip_rate",
+    "flip_rate_ci",
     "mean_edit_size",
     "fluency_cf",
     "fluency_original",
@@ -104,6 +106,7 @@ async def _text_rows(llm: LLM, table: EvalTable, size: Size) -> None:
             method=f"xplain text ({mode})",
             inputs=len(short),
             flip_rate=len(best) / len(short),
+            flip_rate_ci=rate_interval(len(best), len(short)),
             mean_edit_size=float(np.mean([c.edit_size for c in best])) if best else None,
             fluency_cf=await _fluency(llm, [c.text for c in best]),
             fluency_original=await _fluency(llm, [e.text for e in result.explanations if e.valid]),
@@ -175,6 +178,7 @@ def _dice_row(name: str, data, model: RandomForestClassifier, rows: np.ndarray, 
         "method": f"DiCE random (budget {budget} rows/input)",
         "inputs": len(rows),
         "flip_rate": flips / len(rows),
+        "flip_rate_ci": rate_interval(flips, len(rows)),
         "mean_edit_size": float(np.mean(sizes)) if sizes else None,
         "queries_per_valid": _per(spent, flips),
         "llm_calls_per_valid": None,
@@ -203,6 +207,7 @@ async def _tabular_rows(llm: LLM, table: EvalTable, size: Size) -> None:
             method="xplain tabular",
             inputs=len(rows),
             flip_rate=len(best) / len(rows),
+            flip_rate_ci=rate_interval(len(best), len(rows)),
             mean_edit_size=float(np.mean([c.edit_size for c in best])) if best else None,
             queries_per_valid=_per(result.cost.blackbox_queries, len(best)),
             llm_calls_per_valid=_per(result.cost.llm.calls, len(best)),
@@ -259,6 +264,7 @@ async def run(llm: LLM, size: Size) -> EvalTable:
     table.notes.update(
         {
             "flip_rate": "share of inputs with at least one counterfactual the black box confirmed",
+            "flip_rate_ci": "its 95% Wilson interval: at a few inputs a flip rate says little, and this shows how little",
             "edit_size": "token-level edit distance (text) or number of changed features (tabular), best valid one",
             "fluency": "mean log-likelihood per token (nats) under the LLM, of the valid counterfactuals and of their originals",
             "effect": "average change in P(positive) between texts and their concept edits (should be large for food, ~0 for service)",
@@ -268,3 +274,9 @@ async def run(llm: LLM, size: Size) -> EvalTable:
     await _tabular_rows(llm, table, size)
     await _concept_rows(llm, table, size)
     return table
+
+
+def rate_interval(hits: int, n: int) -> str | None:
+    """A rate's Wilson interval as text for the table, e.g. '[0.09, 0.69]'."""
+    found = proportion_check(hits, n)
+    return None if found is None else f"[{found.interval[0]:.2f}, {found.interval[1]:.2f}]"
