@@ -90,6 +90,11 @@ def describe_validation_error(error: Any, model: type[BaseModel] | None = None) 
     return problems
 
 
+def plain_validation_error(error: Any, model: type[BaseModel] | None = None, *, most: int = 10) -> str:
+    """The same problems as one line, `where: problem; ...`, for fronts that answer in a sentence (CLI, tools)."""
+    return "; ".join(f"{p['where']}: {p['problem']}" for p in describe_validation_error(error, model)[:most])
+
+
 def _allowed_keys(model: type[BaseModel], path: list[Any]) -> list[str] | None:
     """The field names of the model reached by following `path` (field names; list indexes are skipped)."""
     current: Any = model

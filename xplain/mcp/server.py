@@ -24,9 +24,9 @@ from starlette.types import ASGIApp
 
 from xplain import __version__
 from xplain.data.demo import demo_reference
-from xplain.errors import InvalidInput, XplainError
+from xplain.errors import InvalidInput, XplainError, plain_validation_error
 from xplain.llm import LLM
-from xplain.methods.catalog import INPUT_KINDS, Method, catalog, plain_errors
+from xplain.methods.catalog import INPUT_KINDS, Method, catalog
 from xplain.server.deps import SYNC_ROWS, Service, open_service
 from xplain.server.guards import ApiKeyGuard, BodySizeLimit
 from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, ModelInfo
@@ -241,7 +241,7 @@ def build_server(settings: Settings, *, llm: LLM | None = None, register_demo_mo
         try:
             result, text = await tool.answer(ctx.lifespan_context, dict(params.arguments or {}))
         except ValidationError as error:
-            return failure(f"invalid arguments for {tool.name}: {plain_errors(error)}")
+            return failure(f"invalid arguments for {tool.name}: {plain_validation_error(error)}")
         except (XplainError, PermissionError, ValueError) as error:  # what the REST API answers with a 4xx
             return failure(str(error))
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=result)

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from xplain.blackbox import BlackBox
-from xplain.errors import InvalidInput
+from xplain.errors import InvalidInput, plain_validation_error
 from xplain.llm import LLM
 from xplain.validation import to_model_input
 
@@ -111,7 +111,7 @@ class Method:
         try:
             return self.options.model_validate(given)
         except ValidationError as error:
-            raise InvalidInput(f"bad options for {self.name}: {plain_errors(error)}") from None
+            raise InvalidInput(f"bad options for {self.name}: {plain_validation_error(error, self.options)}") from None
 
     def describe(self) -> dict[str, Any]:
         """The method as JSON: what `GET /methods` answers and what the MCP server and docs list."""
@@ -126,13 +126,6 @@ class Method:
             "options_schema": self.options.model_json_schema(),
             "result_schema": TypeAdapter(self.result).json_schema(),
         }
-
-
-def plain_errors(error: ValidationError) -> str:
-    """A pydantic error as `where: problem` pairs, without pydantic's URLs."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors(include_url=False)[:10]
-    )
 
 
 _catalog: dict[str, Method] = {}

@@ -13,8 +13,8 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field, create_model
 
 from xplain.batch.runner import to_json
-from xplain.errors import XplainError
-from xplain.methods.catalog import FRONT_DATA, Method, MethodContext, catalog, plain_errors, run_units
+from xplain.errors import XplainError, plain_validation_error
+from xplain.methods.catalog import FRONT_DATA, Method, MethodContext, catalog, run_units
 from xplain.tools.context import ProbeContext
 from xplain.tools.registry import register_tool, to_json as compact
 
@@ -99,7 +99,7 @@ def catalog_tool(method: Method, context: ProbeContext) -> BaseTool | None:
         args_schema=arguments,
         response_format="content_and_artifact",
         handle_tool_error=lambda error: compact({"error": str(error)}),
-        handle_validation_error=lambda error: compact({"error": f"invalid arguments: {plain_errors(error)}"}),
+        handle_validation_error=lambda error: compact({"error": f"invalid arguments: {plain_validation_error(error)}"}),
     )
 
 

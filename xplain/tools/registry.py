@@ -17,6 +17,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ValidationError
 
 from xplain.blackbox import BlackBoxError
+from xplain.errors import plain_validation_error
 from xplain.tools.context import ProbeContext
 
 ToolFactory = Callable[[ProbeContext], BaseTool | None]
@@ -104,10 +105,7 @@ def plain_error(error: BaseException) -> str:
     """An error as one plain sentence for a person or a model to read: pydantic's field errors as `field: message`,
     without its type codes and documentation URLs."""
     if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in error.errors()[:5]
-        )
+        return plain_validation_error(error, most=5)
     return PYDANTIC_URL.sub("", str(error)).strip()
 
 
