@@ -29,3 +29,15 @@ def animal_words(texts: list[str]) -> list[float]:
     """A text module: how many animal words a text holds (the SASC route's test subject)."""
     animals = {"dog", "cat", "horse", "bird", "fish"}
     return [float(sum(word.strip(".,") in animals for word in text.lower().split())) for text in texts]
+
+
+def logistic(rows: np.ndarray) -> np.ndarray:
+    """P(yes) rises with column 0 and falls with column 1; any further columns do nothing."""
+    p = 1 / (1 + np.exp(-(3 * rows[:, 0] - 2 * rows[:, 1])))
+    return np.column_stack([1 - p, p])
+
+
+def keyword_model(texts: list[str]) -> np.ndarray:
+    """P(positive) is 0.9 with 'great', 0.1 with 'awful', else 0.5."""
+    p = np.array([0.9 if "great" in t else 0.1 if "awful" in t else 0.5 for t in texts])
+    return np.column_stack([1 - p, p])

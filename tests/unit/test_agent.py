@@ -13,6 +13,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from pydantic import Field
 
+from tests.unit.blackbox_fixtures import logistic
 from xplain.agent import ConversationStore, ExplainerAgent, ToolCallEvent, ToolResultEvent, ungrounded_numbers
 from xplain.agent.grounding import source_numbers
 from xplain.blackbox import from_callable
@@ -42,10 +43,6 @@ class ScriptedChatModel(GenericFakeChatModel):
 def call(name: str, **args: Any) -> AIMessage:
     return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"id-{name}-{len(args)}", "type": "tool_call"}])
 
-
-def logistic(rows: np.ndarray) -> np.ndarray:
-    p = 1 / (1 + np.exp(-(3 * rows[:, 0] - 2 * rows[:, 1])))
-    return np.column_stack([1 - p, p])
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.unit.blackbox_fixtures import logistic, keyword_model
 from xplain.agent import ConversationStore, GroundedPlanner
 from xplain.agent import questions as q
 from xplain.agent.planner import survives
@@ -19,15 +20,6 @@ from xplain.tools import ProbeContext
 FEATURES = ["mean radius", "worst area", "alcalinity_of_ash", "x3"]
 
 
-def logistic(rows: np.ndarray) -> np.ndarray:
-    """P(yes) rises with 'mean radius' and falls with 'worst area'; the other two do nothing."""
-    p = 1 / (1 + np.exp(-(3 * rows[:, 0] - 2 * rows[:, 1])))
-    return np.column_stack([1 - p, p])
-
-
-def keyword_model(texts: list[str]) -> np.ndarray:
-    p = np.array([0.9 if "great" in t else 0.1 if "awful" in t else 0.5 for t in texts])
-    return np.column_stack([1 - p, p])
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
+from tests.unit.blackbox_fixtures import logistic, keyword_model
 from xplain.agent.chat_model import tool_spec
 from xplain.blackbox import from_callable
 from xplain.tools import ProbeContext, build_tools, register_tool, registered_tool_names
@@ -20,15 +21,6 @@ from xplain.tools.registry import make_tool
 FEATURES = ["x0", "x1", "x2", "x3"]
 
 
-def logistic(rows: np.ndarray) -> np.ndarray:
-    """P(yes) depends on x0 (strongly) and x1 (negatively); x2 and x3 do nothing."""
-    p = 1 / (1 + np.exp(-(3 * rows[:, 0] - 2 * rows[:, 1])))
-    return np.column_stack([1 - p, p])
-
-
-def keyword_model(texts: list[str]) -> np.ndarray:
-    p = np.array([0.9 if "great" in t else 0.1 if "awful" in t else 0.5 for t in texts])
-    return np.column_stack([1 - p, p])
 
 
 @pytest.fixture
