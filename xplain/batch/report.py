@@ -44,7 +44,7 @@ def _as_result(outcome: RowOutcome) -> ShowsItself | None:
     if not outcome.ok or not outcome.result:
         return None
     try:
-        return load_result(json.dumps(outcome.result))
+        return load_result(outcome.result)
     except (ValueError, ValidationError):
         return None
 

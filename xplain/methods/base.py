@@ -88,11 +88,14 @@ class ShowsItself(BaseModel):
         return json.dumps({"kind": type(self).__name__, **self.model_dump(mode="json")}, indent=indent)
 
 
-def load_result(text_or_path: str | Path) -> ShowsItself:
-    """A result saved by `to_json` (a JSON text or a file holding one), as the class it was saved from.
-    JSON without a `kind` (e.g. from the REST API or a batch's results file) is matched by its fields."""
-    text = Path(text_or_path).read_text(encoding="utf-8") if _is_path(text_or_path) else str(text_or_path)
-    data = json.loads(text)
+def load_result(saved: str | Path | dict[str, Any]) -> ShowsItself:
+    """A result saved by `to_json` (a JSON text, a file holding one, or the parsed object), as the class it was
+    saved from. JSON without a `kind` (e.g. from the REST API or a batch's results file) is matched by its fields."""
+    if isinstance(saved, dict):
+        data = dict(saved)  # its `kind` is popped below; the caller's object stays as it was
+    else:
+        text = Path(saved).read_text(encoding="utf-8") if _is_path(saved) else str(saved)
+        data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError("a saved result is a JSON object")
     _import_result_classes()

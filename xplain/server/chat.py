@@ -97,7 +97,7 @@ def chart_for(tool: str, result: dict[str, Any]) -> dict[str, Any] | None:
         return bar_spec(plot["title"], plot.get("xlabel", "effect"), plot["labels"], [(tool, values)], signed=True)
     if result.get("method") in catalog() and result["method"] not in RANK_CHARTS:
         try:
-            return chart_spec(load_result(json.dumps(result)))
+            return chart_spec(load_result(result))
         except (TypeError, ValueError):
             return None
     return None
