@@ -86,6 +86,24 @@ async def test_a_batch_of_requests_takes_one_decode_call_per_worker(backend):
     assert backend._engine.decode_calls - before == 2
 
 
+async def test_score_calls_made_side_by_side_share_rounds(backend):
+    """A batch job sends many small score calls at once: a worker scores what has queued up together, so eight
+    calls of two requests take fewer decodes than they would one call at a time (two each, one per worker)."""
+    import asyncio
+
+    await backend.check()
+    before = backend._engine.decode_calls
+    calls = [
+        [ScoreRequest(prompt=f"Review {n}-{k}: a fine film.\nSentiment:", continuations=[" good", " bad"]) for k in range(2)]
+        for n in range(8)
+    ]
+    results = await asyncio.gather(*(backend.score(call) for call in calls))
+    assert [len(r) for r in results] == [2] * 8
+    assert backend._engine.decode_calls - before < len(calls), backend._engine.decode_calls - before
+    [alone] = await backend.score([calls[3][1]])
+    assert alone.logprobs == pytest.approx(results[3][1].logprobs, abs=0.25)
+
+
 async def test_requests_scored_together_decode_their_common_prefix_once(backend, reference_llama):
     """Twelve reviews behind the same long instructions: each worker decodes the instructions once for all the
     reviews it scores, and the scores stay those of each prompt alone."""
