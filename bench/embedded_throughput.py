@@ -194,7 +194,7 @@ async def measure_scoring(name: str, requests: list[ScoreRequest], backend: Llam
     old_s, old_scores = best_of(args.repeats, lambda: [baseline.score(r) for r in requests])
     baseline.close()
     engine = backend._engine
-    decodes = engine.decode_calls
+    decodes, decoded = engine.decode_calls, engine.decoded_tokens
     new_s, new_scores = await timed(args.repeats, lambda: backend.score(requests))
     gap = max(abs(a - b) for o, n in zip(old_scores, new_scores) for a, b in zip(o, n.logprobs))
     ranked = [(o, n.logprobs) for o, n in zip(old_scores, new_scores) if len(o) > 1]
@@ -205,6 +205,7 @@ async def measure_scoring(name: str, requests: list[ScoreRequest], backend: Llam
         "old_s": old_s,
         "new_s": new_s,
         "decodes": (engine.decode_calls - decodes) // args.repeats,
+        "decoded": (engine.decoded_tokens - decoded) // args.repeats,
         "gap": gap,
         "same_label": np.mean([np.argmax(o) == np.argmax(n) for o, n in ranked]) if ranked else None,
     }
@@ -250,6 +251,7 @@ async def main(args: argparse.Namespace) -> None:
     for w in workloads:
         rates[f"scoring {w['name']}: one at a time, logits_all (baseline)"] = w["tokens"] / w["old_s"]
         rates[f"scoring {w['name']}: batched, logits where read"] = w["tokens"] / w["new_s"]
+        rates[f"scoring {w['name']}: batched, tokens actually decoded"] = w["decoded"] / w["new_s"]
     rates["generation, one request at a time"] = seq_tokens / seq_s
     rates[f"generation, {len(gens)} requests at once"] = par_tokens / par_s
     rates.update({f"llama.cpp prompt evaluation, {name}": rate for name, rate in ceilings.items()})
@@ -276,8 +278,9 @@ async def main(args: argparse.Namespace) -> None:
     for w in workloads:
         agreement = "" if w["same_label"] is None else f"; same best label on {w['same_label']:.0%}"
         console.print(
-            f"scoring {w['name']}: {w['decodes']} llama_decode calls for {w['requests']} requests; largest "
-            f"|baseline - batched| logprob {w['gap']:.4f} nats{agreement}."
+            f"scoring {w['name']}: {w['decodes']} llama_decode calls for {w['requests']} requests, {w['decoded']} "
+            f"tokens decoded for {w['tokens']} scored; largest |baseline - batched| logprob {w['gap']:.4f} "
+            f"nats{agreement}."
         )
     console.print(f"generation: {seq_tokens} and {par_tokens} tokens generated.")
 

@@ -317,6 +317,11 @@ class LlamaEngine:
         """`llama_decode` calls so far, over all workers: what batching saves shows here."""
         return sum(w.decode_calls for w in self._workers)
 
+    @property
+    def decoded_tokens(self) -> int:
+        """Tokens decoded so far, over all workers: what prefix sharing saves shows here."""
+        return sum(w.decoded_tokens for w in self._workers)
+
     def wait_ready(self) -> Future:
         """Resolves once the model is loaded and every context made (or fails with why they could not be)."""
         return self._ready
@@ -377,7 +382,7 @@ class _Worker:
         self.n_slots = n_slots
         self.n_batch = n_batch
         self.threads = threads
-        self.decode_calls = 0
+        self.decode_calls = self.decoded_tokens = 0
         self.ready: Future = Future()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name="llamacpp-worker", daemon=True)
@@ -657,6 +662,7 @@ class _Worker:
         batch.n_tokens = len(entries)
         status = self._lib.llama_decode(self._ctx, batch)
         self.decode_calls += 1
+        self.decoded_tokens += len(entries)
         if status != 0:
             reason = {1: "no room left in the KV cache", 2: "aborted"}.get(status, "a llama.cpp error")
             raise LLMError(f"llama_decode failed ({status}: {reason}) on a batch of {len(entries)} tokens")
