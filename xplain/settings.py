@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="llamacpp: contexts decoding side by side on the one model, the threads shared among them (one "
-        "per thread, at most 16, when unset). Each holds its own KV cache: 22.5 KiB a token of llm_context_size for "
+        "per thread, at most 8, when unset). Each holds its own KV cache: 22.5 KiB a token of llm_context_size for "
         "the packaged model, 180 MiB at 8192.",
     )
     llm_parallel: int | None = Field(

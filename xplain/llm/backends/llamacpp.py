@@ -40,9 +40,17 @@ def packaged_model_path() -> Path:
     return path
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 class LlamaCppBackend(Backend):
-    """The embedded model. `context_size` None: the GGUF's trained length. `threads` None: every core; `workers`
-    None: one context per thread (up to 16); `parallel` None: 8 generation sequences per thread, at most 32."""
+    """The embedded model. `context_size` None: the GGUF's trained length. `threads` None: every core this process
+    may use; `workers` None: one context per thread, at most 8 (each holds its own KV cache); `parallel` None: 8
+    generation sequences per thread, at most 32."""
 
     name = "llamacpp"
     constrains_json = True
@@ -61,8 +69,8 @@ class LlamaCppBackend(Backend):
         if not self.model_path.is_file():
             raise LLMUnavailableError(f"no GGUF model file at {self.model_path} (XPLAIN_LLM_MODEL_PATH)")
         self.context_setting = context_size
-        self.threads = threads or os.cpu_count() or 1
-        self.workers = min(workers or min(self.threads, 16), self.threads)
+        self.threads = threads or usable_cores()
+        self.workers = min(workers or min(self.threads, 8), self.threads)
         # 8 sequences a thread keep the matrix products of one decode step wide enough to use the core fully
         self.parallel = max(parallel or min(32, 8 * self.threads), self.workers)
         self._engine: LlamaEngine | None = None

@@ -431,7 +431,7 @@ class _Worker:
         self.n_seq = min(lib.llama_max_parallel_sequences(), 256)
         if self.n_slots >= self.n_seq:
             raise LLMUnavailableError(
-                f"llm_parallel={self.n_slots} a worker is over llama.cpp's {self.n_seq - 1} sequences"
+                f"llm_parallel gives each worker {self.n_slots} sequences, over llama.cpp's {self.n_seq - 1}"
             )
         params = lib.llama_context_default_params()
         params.n_ctx = self.n_ctx or model.n_ctx_train
