@@ -7,7 +7,9 @@ to a vLLM server or engine (DESIGN.md rule 6).
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -142,6 +144,24 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_file()))
+
+
+# Variables with the prefix that are not settings on purpose: the config file's path, and the test suite's own.
+NOT_SETTINGS = ("XPLAIN_CONFIG", "XPLAIN_TEST_")
+
+
+def unknown_environment(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """A line for each `XPLAIN_*` variable that names no setting, with the closest name: pydantic-settings ignores
+    such a variable without a word, so a typo such as XPLAIN_API_KEY would leave the API open."""
+    known = [name.upper() for name in Settings.model_fields]
+    lines = []
+    for variable in sorted(environ):
+        name = variable.removeprefix("XPLAIN_")
+        if variable.startswith("XPLAIN_") and name not in known and not variable.startswith(NOT_SETTINGS):
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            hint = f"; did you mean XPLAIN_{close[0]}?" if close else "; `xplain check` lists the settings"
+            lines.append(f"{variable} is not an xplain setting and is ignored{hint}")
+    return lines
 
 
 @lru_cache

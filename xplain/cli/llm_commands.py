@@ -10,7 +10,10 @@ from rich.table import Table
 
 from xplain.cli.common import app, console, run_with_llm, usage_line
 from xplain.llm import LLM, GenerationRequest, ScoreRequest
-from xplain.settings import get_settings
+from xplain.settings import get_settings, unknown_environment
+
+
+SECRET_SETTINGS = {"llm_api_key", "api_keys"}
 
 
 @app.command()
@@ -25,8 +28,10 @@ def check() -> None:
     settings = get_settings()
     table = Table("setting", "value", title="xplain settings (XPLAIN_* or xplain.toml)")
     for name, value in settings.model_dump(mode="json").items():
-        table.add_row(name, "***" if name == "llm_api_key" else str(value))
+        table.add_row(name, "***" if name in SECRET_SETTINGS and value else str(value))
     console.print(table)
+    for line in unknown_environment():
+        console.print(f"[yellow]warning:[/yellow] {line}")
     run_with_llm(work)
 
 

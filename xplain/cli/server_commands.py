@@ -11,7 +11,7 @@ import typer
 import uvicorn
 
 from xplain.cli.common import app, console
-from xplain.settings import get_settings
+from xplain.settings import get_settings, unknown_environment
 
 log = logging.getLogger("xplain.server")
 
@@ -49,6 +49,8 @@ def serve(
     from xplain.server.app import create_app
 
     settings = get_settings()
+    for line in unknown_environment():
+        console.print(f"[yellow]warning:[/yellow] {line}")
     host = host or settings.server_host
     port = port or settings.server_port
     application = create_app(settings, register_demo_models=demo)
