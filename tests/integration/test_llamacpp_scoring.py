@@ -130,6 +130,18 @@ async def test_requests_scored_together_decode_their_common_prefix_once(backend,
         assert max(abs(a - b) for a, b in zip(result.logprobs, expected)) < 0.25, (request.prompt, result.logprobs)
 
 
+async def test_a_long_prompt_is_decoded_once_for_all_its_continuations(backend):
+    """A prompt wider than a scoring round still shares its cells among its continuations: each continuation
+    joins the round of its prompt rather than a round of its own that would decode the prompt again."""
+    prompt = "Review: " + "a wonderful film with a great cast and a dull ending. " * 40 + "\nSentiment:"
+    await backend.check()
+    before = backend._engine.decoded_tokens
+    [result] = await backend.score([ScoreRequest(prompt=prompt, continuations=[" good", " bad", " very mixed"])])
+    decoded = backend._engine.decoded_tokens - before
+    assert result.prompt_tokens > 256
+    assert decoded <= result.prompt_tokens + sum(result.token_counts), (decoded, result.prompt_tokens)
+
+
 async def test_a_token_across_the_seam_is_scored_as_the_continuations(backend):
     """"is " + "Paris" tokenizes as "is" + " Paris": the straddling token belongs to the continuation, so the
     score equals that of " Paris" after "is"."""
