@@ -71,6 +71,14 @@ def api(settings):
         yield client
 
 
+def test_an_unknown_method_is_a_404_that_names_the_likely_one(api):
+    response = api.post("/methods/zero_shoot", json={"model": "reviews", "rows": ["a fine film"]})
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert "unknown method 'zero_shoot'; did you mean 'zero_shot'?" in error and "posthoc" in error
+    assert "/methods/{name}" not in api.get("/openapi.json").json()["paths"]
+
+
 def wait(api: TestClient, job_id: str) -> dict:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

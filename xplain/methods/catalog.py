@@ -10,6 +10,7 @@ classifier's training table).
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from collections.abc import Awaitable, Callable, Sequence
@@ -156,8 +157,16 @@ def catalog() -> dict[str, Method]:
 def get_method(name: str) -> Method:
     methods = catalog()
     if name not in methods:
-        raise InvalidInput(f"unknown method {name!r}; available: {', '.join(methods)}")
+        raise InvalidInput(unknown_method(name))
     return methods[name]
+
+
+def unknown_method(name: str) -> str:
+    """What to tell someone who asked for a method that does not exist: the likely one, and all of them."""
+    methods = catalog()
+    close = difflib.get_close_matches(name, methods, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown method {name!r}{hint} Available: {', '.join(methods)}"
 
 
 async def run_units(method: Method, ctx: MethodContext, units: Sequence[Any], options: BaseModel) -> list[Any]:

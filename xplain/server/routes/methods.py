@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from xplain.methods.catalog import Method, catalog
+from xplain.errors import NotFound
+from xplain.methods.catalog import Method, catalog, unknown_method
 from xplain.server.deps import Service, service
 from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse
 
@@ -39,3 +40,9 @@ for _method in catalog().values():
         "Options: see GET /methods for the schema."
         + (" This method can take minutes on the embedded model: POST /jobs runs it with progress." if _method.long_running else ""),
     )
+
+
+@router.post("/{name}", include_in_schema=False)
+async def no_such_method(name: str) -> None:
+    """Any other name (the generated routes above answer the real ones): a 404 that says which methods exist."""
+    raise NotFound(unknown_method(name))
