@@ -132,7 +132,8 @@ async def test_requests_scored_together_decode_their_common_prefix_once(backend,
 
 async def test_a_long_prompt_is_decoded_once_for_all_its_continuations(backend):
     """A prompt wider than a scoring round still shares its cells among its continuations: each continuation
-    joins the round of its prompt rather than a round of its own that would decode the prompt again."""
+    joins the round of its prompt rather than a round of its own that would decode the prompt again. And with the
+    other worker idle, the one decode takes every thread."""
     prompt = "Review: " + "a wonderful film with a great cast and a dull ending. " * 40 + "\nSentiment:"
     await backend.check()
     before = backend._engine.decoded_tokens
@@ -140,6 +141,8 @@ async def test_a_long_prompt_is_decoded_once_for_all_its_continuations(backend):
     decoded = backend._engine.decoded_tokens - before
     assert result.prompt_tokens > 256
     assert decoded <= result.prompt_tokens + sum(result.token_counts), (decoded, result.prompt_tokens)
+    # the other worker was idle, so the long decode ran on both threads
+    assert [w._threads_now for w in backend._engine._workers].count(2) == 1
 
 
 async def test_a_token_across_the_seam_is_scored_as_the_continuations(backend):

@@ -12,6 +12,7 @@ wake-up, which makes a 16-token decode on 2 threads slower than on 1 (measured o
 with spinning it is fast on an idle machine but collapses once another process wants the cores (single-token decodes
 at 0-2 tokens/s, measured with two processes on 2 cores). A one-thread context has no barriers: two side by side
 decode 16-token batches at 442 tokens/s on 2 cores, 1.9x one context, and share the cores fairly when they are busy.
+When only one worker has work, its wide decodes (a long prompt) take every thread, where barriers cost little.
 
 In each context:
 - Scoring computes logits only where they are read: the prompt's tokens are decoded without logits, each
