@@ -85,17 +85,9 @@ async def test_a_shared_prompt_prefix_is_evaluated_once_per_worker(backend):
     system = "You explain model predictions. " + "Be brief and exact. " * 40
     requests = [GenerationRequest.user(f"Say the number {n}.", system=system, max_tokens=4) for n in range(8)]
     await backend.check()
-    decoded = 0
-    for worker in backend._engine._workers:
-        decode = worker._decode
-
-        def counting(entries, decode=decode):
-            nonlocal decoded
-            decoded += len(entries)
-            decode(entries)
-
-        worker._decode = counting
+    before = backend._engine.decoded_tokens
     replies = await backend.generate(requests)
+    decoded = backend._engine.decoded_tokens - before
     prompt_tokens = sum(r.prompt_tokens for r in replies)
     assert decoded < prompt_tokens / 3, (decoded, prompt_tokens)
 

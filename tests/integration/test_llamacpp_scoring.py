@@ -111,17 +111,9 @@ async def test_requests_scored_together_decode_their_common_prefix_once(backend,
     reviews = [f"Review {n}: {'a fine' if n % 2 else 'a dreadful'} film, {n} stars.\nSentiment:" for n in range(12)]
     requests = [ScoreRequest(prompt=instructions + r, continuations=[" good", " bad"]) for r in reviews]
     await backend.check()
-    decoded = 0
-    for worker in backend._engine._workers:
-        decode = worker._decode
-
-        def counting(entries, decode=decode):
-            nonlocal decoded
-            decoded += len(entries)
-            decode(entries)
-
-        worker._decode = counting
+    before = backend._engine.decoded_tokens
     scores = await backend.score(requests)
+    decoded = backend._engine.decoded_tokens - before
     shared = len(reference_llama.tokenize(instructions.encode(), add_bos=False, special=True)) - 1
     prompts = sum(s.prompt_tokens for s in scores)
     assert decoded <= prompts - (len(requests) - backend._engine.workers) * shared, (decoded, prompts, shared)
