@@ -137,6 +137,24 @@ async def test_a_long_prompt_is_decoded_once_for_all_its_continuations(backend):
     assert [w._threads_now for w in backend._engine._workers].count(2) == 1
 
 
+async def test_a_call_given_up_stops_costing_decodes(backend):
+    """A caller that stops waiting (a client gone, a request past its time) frees the engine within one piece of a
+    prompt: the two long prompts it asked for (one a worker) are not read to the end, and the next call is
+    answered."""
+    import asyncio
+
+    requests = [ScoreRequest(prompt=f"{n}: " + "a wonderful film. " * 480, continuations=[" yes", " no"]) for n in range(2)]
+    await backend.check()
+    full = sum(len(backend._engine.tokenize(r.prompt)) for r in requests)
+    before = backend._engine.decoded_tokens
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(backend.score(requests), 1.0)
+    [after] = await backend.score([ScoreRequest(prompt="The sky is", continuations=[" blue"])])
+    assert after.logprobs[0] < 0
+    decoded = backend._engine.decoded_tokens - before
+    assert decoded < full / 2, (decoded, full)
+
+
 async def test_a_token_across_the_seam_is_scored_as_the_continuations(backend):
     """"is " + "Paris" tokenizes as "is" + " Paris": the straddling token belongs to the continuation, so the
     score equals that of " Paris" after "is"."""

@@ -40,6 +40,7 @@ import json
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,10 @@ TOP_K, MIN_P = 40, 0.05
 # leave the matrix products narrow. Measured on 2 cores (64 zero_shot reviews): 128 cells 8.5 reviews/s, 256 9.6,
 # 512 9.2, 1024 9.0.
 SCORE_ROUND_CELLS = 256
+# The most tokens one `llama_decode` call takes. A long prompt is read in pieces, so that a request its caller gave
+# up on stops within one piece (about a second on one thread), and sequences already generating keep moving while
+# a long prompt is read (chunked prefill); pieces this size cost no more per token than whole prompts.
+DECODE_CHUNK_TOKENS = 256
 # A decode at least this wide runs on every thread of the engine while the other workers are idle, so one long
 # prompt still uses the whole machine (on 2 cores, 2 threads: 340 tokens/s at 64 tokens, 421 at 256; 1 thread: 252
 # and 261), while workers that are all busy keep to one thread each and never wait on a barrier.
@@ -551,11 +556,18 @@ class _Worker:
             return False
         self._scores = []
         results: list[list[float]] = [[0.0] * len(p.tails) for p in plans]
+        owner = [future for part, future in queued for _ in part]
         try:
             pending = [(i, j) for i, p in enumerate(plans) for j in range(len(p.tails))]
             while pending:
+                # a caller that gave up (a client gone, a request past its time) stops costing rounds
+                pending = [(i, j) for i, j in pending if not owner[i].cancelled()]
+                if not pending:
+                    break
                 round_ = self._next_round(plans, pending)
-                self._score_round(plans, round_, results)
+                self._score_round(
+                    plans, round_, results, gave_up=lambda round_=round_: all(owner[i].cancelled() for i, _ in round_)
+                )
                 pending = pending[len(round_) :]
         except LLMError as error:
             for _, future in queued:
@@ -605,10 +617,13 @@ class _Worker:
             )
         return round_
 
-    def _score_round(self, plans: list[_ScorePlan], members: list[tuple[int, int]], results) -> None:
+    def _score_round(
+        self, plans: list[_ScorePlan], members: list[tuple[int, int]], results, gave_up: Callable[[], bool]
+    ) -> None:
         """Decode one round: the plans' common prefix once on every sequence of the round, the rest of each plan's
         prefix once on all its continuations' sequences, then each tail; logits only at the positions some
-        continuation reads (the prompt's last position is read once for all)."""
+        continuation reads (the prompt's last position is read once for all). Stops between pieces once every
+        caller in the round `gave_up`."""
         seq_of = {member: self._score_seqs[k] for k, member in enumerate(members)}
         entries: list[tuple[int, int, list[int], list]] = []  # token, position, sequences, [(plan, cont, target)]
         by_plan: dict[int, list[int]] = {}
@@ -641,8 +656,10 @@ class _Worker:
                     reads = [(i, j, plan.reads[j][pos])] if pos in plan.reads[j] else []
                     entries.append((token, pos, [seq_of[(i, j)]], reads))
         try:
-            for begin in range(0, len(entries), self.n_batch):
-                chunk = entries[begin : begin + self.n_batch]
+            for begin in range(0, len(entries), DECODE_CHUNK_TOKENS):
+                if begin and gave_up():
+                    return
+                chunk = entries[begin : begin + DECODE_CHUNK_TOKENS]
                 self._decode([(token, pos, seqs, bool(reads)) for token, pos, seqs, reads in chunk])
                 for index, (_, _, _, reads) in enumerate(chunk):
                     if reads:
@@ -791,7 +808,9 @@ class _Worker:
             if not slot.pending:
                 entries.append((slot.job.generated[-1], len(slot.tokens), [slot.seq_id], True))
                 readers.append((slot, len(entries) - 1, 1))
-        budget = self.n_batch - len(entries)
+        budget = max(
+            DECODE_CHUNK_TOKENS - len(entries), DECODE_CHUNK_TOKENS // 4
+        )  # prompts move on, however many generate
         for slot in active:
             if slot.pending and budget > 0:
                 chunk = slot.pending[:budget]
