@@ -122,6 +122,8 @@ def test_rest_and_job_run_every_method(api, name):
     info = wait(api, submitted.json()["id"])
     assert info["status"] == "completed", info
     check_results(name, api.get(f"/jobs/{info['id']}/results").json()["results"])
+    time.sleep(0.05)
+    assert api.get(f"/jobs/{info['id']}").json()["progress"]["rate"] == info["progress"]["rate"]  # a finished run keeps its rate
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -41,6 +41,7 @@ class Progress(BaseModel):
     run_done: int = 0  # rows finished in this run (resumed rows excluded), for the rate
     stage: str | None = Field(None, description="What a long method is doing now (set methods report stages).")
     stage_fraction: float | None = Field(None, description="How far that work is, from 0 to 1.")
+    ended_at: float | None = Field(None, description="When this run ended; its rate stays what it was then.")
 
     @computed_field
     @property
@@ -50,7 +51,7 @@ class Progress(BaseModel):
     @computed_field
     @property
     def rate(self) -> float:
-        elapsed = time.time() - self.started_at
+        elapsed = (self.ended_at or time.time()) - self.started_at
         return self.run_done / elapsed if elapsed > 0 else 0.0
 
     @computed_field

@@ -89,6 +89,7 @@ class JobManager:
             run_done=live.run_done if live else 0,
             stage=live.stage if live else None,
             stage_fraction=live.stage_fraction if live else None,
+            ended_at=live.ended_at if live else None,
         )
         return job, progress
 
@@ -132,6 +133,8 @@ class JobManager:
             log.exception("job %s crashed", job_id)
             await self.store.set_status(job_id, "failed", describe_error(error))
             return
+        finally:
+            progress.ended_at = time.time()
         final = await self.store.job(job_id)
         status = "completed" if final and final["failed"] == 0 else "failed"
         error = None if status == "completed" else f"{final['failed']} row(s) failed; POST /jobs/{job_id}/resume retries them"
