@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         le=64,
         description="llamacpp: contexts decoding side by side on the one model, the threads shared among them (one "
         "per thread, at most 8, when unset). Each holds its own KV cache: 22.5 KiB a token of llm_context_size for "
-        "the packaged model, 180 MiB at 8192.",
+        "the packaged model, 180 MiB at 8192 (about 250 MiB a worker with its compute buffers).",
     )
     llm_parallel: int | None = Field(
         None,
