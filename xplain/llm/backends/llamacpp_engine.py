@@ -49,13 +49,7 @@ from typing import Any
 import numpy as np
 
 from xplain.llm.backends.base import RawCompletion, RawScores
-from xplain.llm.types import (
-    GenerationRequest,
-    LLMError,
-    LLMRequestError,
-    LLMUnavailableError,
-    ScoreRequest,
-)
+from xplain.llm.types import GenerationRequest, LLMError, LLMRequestError, LLMUnavailableError, ScoreRequest
 
 # llama.cpp expands a bounded repetition into nested rules and aborts the process (a segfault, not an
 # exception) when a bound is too large, e.g. maxLength 2000. Tighter bounds still yield schema-valid replies.
@@ -272,16 +266,7 @@ class LlamaModel:
 class LlamaEngine:
     """One model, `workers` contexts decoding side by side, and the dispatch of work between them."""
 
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        context_size: int | None,
-        n_slots: int,
-        workers: int,
-        threads: int,
-        n_batch: int = 2048,
-    ):
+    def __init__(self, model_path: Path, *, context_size: int | None, n_slots: int, workers: int, threads: int):
         """`context_size` None: the length the GGUF was trained for. `n_slots` generation sequences in all, shared
         out among the workers; `threads` llama.cpp threads per worker (a wide decode takes all of theirs while the
         others are idle)."""
@@ -299,7 +284,6 @@ class LlamaEngine:
                 n_slots=per_worker,
                 threads=threads,
                 wide_threads=threads * workers,
-                n_batch=n_batch,
             )
             for _ in range(workers)
         ]
@@ -313,10 +297,7 @@ class LlamaEngine:
         try:
             _settle(self._model, result=LlamaModel(self.model_path))
         except BaseException as error:  # noqa: BLE001 - handed to every worker and caller
-            _settle(
-                self._model,
-                error=error if isinstance(error, LLMError) else LLMUnavailableError(str(error)),
-            )
+            _settle(self._model, error=error if isinstance(error, LLMError) else LLMUnavailableError(str(error)))
 
     def _loaded(self, ready: Future) -> None:
         if not ready.exception():
@@ -382,20 +363,12 @@ class LlamaEngine:
 class _Worker:
     """One llama.cpp context and the thread that drives it: scoring rounds and continuously batched generation."""
 
-    def __init__(
-        self,
-        model: Future,
-        *,
-        context_size: int | None,
-        n_slots: int,
-        threads: int,
-        wide_threads: int,
-        n_batch: int,
-    ):
+    def __init__(self, model: Future, *, context_size: int | None, n_slots: int, threads: int, wide_threads: int):
         self._model_future = model
         self.n_ctx = context_size or 0
         self.n_slots = n_slots
-        self.n_batch = n_batch
+        # the widest decode: a piece of prompt, or a token for each generating slot plus pieces of new prompts
+        self.n_batch = DECODE_CHUNK_TOKENS + n_slots
         self.threads = threads
         self.wide_threads = wide_threads
         self._threads_now = threads
@@ -515,19 +488,11 @@ class _Worker:
                 return False
             if kind == "score":
                 try:
-                    self._scores.append(
-                        (
-                            [self.model.plan_score(r, self.n_ctx) for r in payload],
-                            future,
-                        )
-                    )
+                    self._scores.append(([self.model.plan_score(r, self.n_ctx) for r in payload], future))
                 except LLMError as error:
                     _settle(future, error=error)
                 except Exception as error:  # noqa: BLE001 - e.g. text the tokenizer refuses
-                    _settle(
-                        future,
-                        error=LLMRequestError(f"cannot score this request: {error!r}"),
-                    )
+                    _settle(future, error=LLMRequestError(f"cannot score this request: {error!r}"))
             else:
                 self._queued.append(_Generation(request=payload, future=future))
             busy = True
@@ -540,20 +505,21 @@ class _Worker:
 
     # -- scoring -----------------------------------------------------------------------------------------------
 
-    def _run_scores(self) -> bool:
+    def _run_scores(self) -> None:
         """Score every queued submission together, so that rounds fill across the small calls a batch job makes
-        side by side, in rounds that fit the free cells and sequence ids. False: wait for cells to free."""
+        side by side, in rounds that fit the free cells and sequence ids. Leaves them queued while the largest
+        request does not fit yet (generations hold the cells; they will finish)."""
         queued = [(plans, future) for plans, future in self._scores if not future.cancelled()]
         plans = [plan for part, _ in queued for plan in part]
         if not plans:
             self._scores = []
-            return True
+            return
         largest = max(len(p.prefix) + max(len(t) for t in p.tails) for p in plans)  # the smallest round it needs
         # idle caches would sit among the cells every scoring token attends over
         self._evict_idle()
         if largest > self._free_cells():
             self._scores = queued
-            return False
+            return
         self._scores = []
         results: list[list[float]] = [[0.0] * len(p.tails) for p in plans]
         owner = [future for part, future in queued for _ in part]
@@ -572,7 +538,7 @@ class _Worker:
         except LLMError as error:
             for _, future in queued:
                 _settle(future, error=error)
-            return True
+            return
         scores = [
             RawScores(logprobs=r, token_counts=p.token_counts, prompt_tokens=p.prompt_tokens)
             for p, r in zip(plans, results)
@@ -581,7 +547,6 @@ class _Worker:
         for part, future in queued:
             _settle(future, result=scores[begin : begin + len(part)])
             begin += len(part)
-        return True
 
     def _next_round(self, plans: list[_ScorePlan], pending: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """The continuations, in order, whose cells fit one round: their plans' common prefix counted once, each
@@ -608,13 +573,7 @@ class _Worker:
                 break
             round_.append((i, j))
             first = plan.prefix if first is None else first
-            common, prefixes, n_plans, tails, current = (
-                new_common,
-                new_prefixes,
-                new_plans,
-                new_tails,
-                i,
-            )
+            common, prefixes, n_plans, tails, current = (new_common, new_prefixes, new_plans, new_tails, i)
         return round_
 
     def _score_round(
@@ -637,14 +596,7 @@ class _Worker:
                 for j in conts
                 if pos in plans[i].reads[j]
             ]
-            entries.append(
-                (
-                    plans[next(iter(by_plan))].prefix[pos],
-                    pos,
-                    list(seq_of.values()),
-                    reads,
-                )
-            )
+            entries.append((plans[next(iter(by_plan))].prefix[pos], pos, list(seq_of.values()), reads))
         for i, conts in by_plan.items():
             plan = plans[i]
             seqs = [seq_of[(i, j)] for j in conts]
@@ -671,10 +623,7 @@ class _Worker:
                 self._lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
 
     def _log_softmax_row(self, index: int) -> np.ndarray:
-        row = np.ctypeslib.as_array(
-            self._lib.llama_get_logits_ith(self._ctx, index),
-            shape=(self.model.n_vocab,),
-        )
+        row = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, index), shape=(self.model.n_vocab,))
         row = row.astype(np.float64)
         peak = row.max()
         return row - peak - np.log(np.exp(row - peak).sum())
@@ -756,17 +705,13 @@ class _Worker:
                     _settle(job.future, error=error)
                     continue
                 except Exception as error:  # noqa: BLE001 - a chat template or schema llama.cpp cannot take
-                    _settle(
-                        job.future,
-                        error=LLMRequestError(f"cannot generate for this request: {error!r}"),
-                    )
+                    _settle(job.future, error=LLMRequestError(f"cannot generate for this request: {error!r}"))
                     continue
             target = max(free, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
             source = max(self._slots, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
             reuse = min(_common_prefix_length([source.tokens, job.prompt]), len(job.prompt) - 1)
             in_flight = max(
-                (_common_prefix_length([s.tokens + s.pending, job.prompt]) for s in self._slots if s.pending),
-                default=0,
+                (_common_prefix_length([s.tokens + s.pending, job.prompt]) for s in self._slots if s.pending), default=0
             )
             if in_flight > reuse + PREFIX_WAIT_TOKENS:
                 waiting.append(job)  # its prefix is being evaluated right now: copy it next step
@@ -776,10 +721,7 @@ class _Worker:
                 # room first: drop every idle cache but the target's own, and with them a copy from elsewhere
                 self._evict_idle(keep=(target,))
                 source = target
-                reuse = min(
-                    _common_prefix_length([target.tokens, job.prompt]),
-                    len(job.prompt) - 1,
-                )
+                reuse = min(_common_prefix_length([target.tokens, job.prompt]), len(job.prompt) - 1)
                 if len(job.prompt) + job.max_tokens - reuse > self._free_cells() + len(target.tokens):
                     waiting.append(job)  # the active sequences hold the cells; one of them will finish
                     continue
