@@ -148,9 +148,13 @@ def prompt_eval_ceiling(tokens: list[int], repeats: int, threads: int | None) ->
     llama = load(threads)
     one_context, _ = best_of(repeats, lambda: evaluate(llama, tokens))
     step = tokens[:16]
-    single, _ = best_of(
-        repeats, lambda: [evaluate(llama, [t]) if i == 0 else llama.eval([t]) for i, t in enumerate(step)]
-    )
+
+    def token_by_token():
+        llama.reset()
+        for token in step:
+            llama.eval([token])
+
+    single, _ = best_of(repeats, token_by_token)
     batched, _ = best_of(repeats, lambda: evaluate(llama, step))
     llama.close()
 
