@@ -57,8 +57,8 @@ async def test_posthoc_uses_the_models_reference_rows_and_reports_its_check():
     reference = demo_reference("synthetic").rows
     results = await run("posthoc", backend, [list(reference[0]), list(reference[1])], model="synthetic", k=1)
     # letters are shuffled per row: "A" is whichever feature the row's mapping says
-    assert [r["features"][0]["feature"] for r in results] == [r["letters"][0]["A"] for r in results]
-    assert all(r["pgi"] is not None and r["pgu"] is not None for r in results)
+    assert [r["proposed"]["features"][0]["feature"] for r in results] == [r["letters"][0]["A"] for r in results]
+    assert all(r["pgi"] is not None and r["pgu"] is not None and len(r["features"]) == 1 for r in results)
     assert len(backend.batches) == 1 and len(backend.batches[0]) == 2, "both rows in one LLM round"
 
 
@@ -81,7 +81,8 @@ async def test_unknown_option_is_refused_with_the_allowed_names():
 async def test_a_text_too_short_for_k_fails_alone_and_the_others_are_explained():
     reply = json.dumps({"features": [{"feature": "warm", "direction": "+", "rationale": "r"}]})
     results = await run("posthoc", FakeBackend(default=reply), ["a warm and funny film", "ok"], k=2)
-    assert results[0]["features"][0]["feature"] == "warm" and results[0]["pgi"] is not None
+    assert results[0]["proposed"]["features"][0]["feature"] == "warm" and results[0]["pgi"] is not None
+    assert len(results[0]["features"]) == 2, "a short answer is filled to k from the evidence"
     assert isinstance(results[1], ValueError) and "fewer than k=2" in str(results[1])
 
 

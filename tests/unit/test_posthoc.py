@@ -123,9 +123,9 @@ async def test_a_position_biased_llm_no_longer_looks_consistent():
     ordered = await explain_tabular(
         llm, bb, rows, background, PosthocOptions(k=2, n_samples=8, letter_order="columns")
     )
-    assert all([f.feature for f in r.features] == ["age", "income"] for r in ordered)
+    assert all([f.feature for f in r.proposed.features] == ["age", "income"] for r in ordered)
     shuffled = await explain_tabular(llm, bb, rows, background, PosthocOptions(k=2, n_samples=8, n_shuffles=3))
-    assert len({tuple(f.feature for f in r.features) for r in shuffled}) > 1
+    assert len({tuple(f.feature for f in r.proposed.features) for r in shuffled}) > 1
     assert all(r.shuffle_agreement is not None and r.shuffle_agreement < 1 for r in shuffled)
     assert all(len(r.letters) == 3 for r in shuffled)
     assert len(backend.batches[-1]) == 6 * 3  # every instance x shuffle in one round
@@ -179,11 +179,12 @@ async def test_answer_never_usable_gives_empty_features_and_an_error():
         llm, bb, background[:1], background, PosthocOptions(k=2, n_samples=8)
     )
     assert (
-        result.features == []
-        and result.pgi is None
-        and result.faithfulness is None
+        result.proposed.features == []
+        and result.proposed.pgi is None
+        and result.proposed.faithfulness is None
         and "unknown or repeated" in result.error
     )
+    assert len(result.features) == 2 and "no usable feature" in result.repair  # the evidence filled in
     assert len(backend.batches) == 2  # asked, re-asked once in one follow-up round, then given up
 
 
@@ -304,7 +305,8 @@ async def test_many_texts_share_one_llm_batch_and_one_neighbourhood_query():
         ]["enum"]
         assert allowed == text.split()  # each text's schema admits its own words only
         assert "<text>" in request.messages[-1].content and "removed:" in request.messages[-1].content
-        assert [f.feature for f in result.features] == [allowed[1], allowed[0]]
+        assert [f.feature for f in result.proposed.features] == [allowed[1], allowed[0]]
+        assert len(result.features) == 2
         assert result.instance == text and result.pgi is not None
         assert result.prompt_versions == ["posthoc/text_perturbation@1"]
     assert results[0].predicted_label == "positive"
@@ -411,7 +413,8 @@ async def test_a_word_still_repeated_after_the_reask_keeps_its_first_rank():
     backend, llm, bb = text_setup([(r".", answer(("good", "+"), ("good", "+"), ("fine", "+")))])
     [result] = await explain_text(llm, bb, ["a good fine movie"], PosthocOptions(k=3, n_samples=8))
     assert len(backend.batches) == 2
-    assert [f.feature for f in result.features] == ["good", "fine"]
+    assert [f.feature for f in result.proposed.features] == ["good", "fine"]
+    assert len(result.features) == 3 and "2 usable features of k=3" in result.repair
 
 
 def test_split_exact_hand_case():

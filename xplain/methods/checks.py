@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from scipy import stats
 
 from xplain.blackbox import BlackBox
+from xplain.methods.seeding import row_rng
 from xplain.methods.words import distinct_words, remove_words
 
 
@@ -203,11 +204,13 @@ async def prediction_gaps(
     (sigma x scale); PGU: the same when every other feature does. Each draw perturbs both ways with the SAME noise
     vector, so PGI - PGU is a paired difference. Draws start at `n_samples` and double (one black-box query per
     round, for every still-undecided instance) until the interval excludes zero or `max_samples` is reached.
+    Each instance's noise is seeded by its own values, so the same row and features get the same check alone or
+    in any batch, and two feature sets on one row are judged on the same noise.
     """
     instances = np.atleast_2d(np.asarray(instances, dtype=float))
     if len(top_features) != len(instances):
         raise ValueError(f"{len(top_features)} feature lists for {len(instances)} instances")
-    rng = np.random.default_rng(seed)
+    rngs = [row_rng(seed, row) for row in instances]  # the draws of a row never depend on its batch
     n_rows, n_features = instances.shape
     schedule = sample_schedule(n_samples, max_samples)
     masks = []
@@ -225,7 +228,7 @@ async def prediction_gaps(
     for look, target in enumerate(schedule, 1):
         blocks = []
         for i in active:
-            noise = rng.normal(0.0, sigma, size=(target - len(named[i]), n_features)) * scale
+            noise = rngs[i].normal(0.0, sigma, size=(target - len(named[i]), n_features)) * scale
             blocks += [instances[i] + noise * masks[i], instances[i] + noise * ~masks[i]]
         first = base is None
         rows = [instances, *blocks] if first else blocks
@@ -281,12 +284,11 @@ async def text_prediction_gaps(
     """
     if len(top_words) != len(texts):
         raise ValueError(f"{len(top_words)} word lists for {len(texts)} texts")
-    rng = np.random.default_rng(seed)
     schedule = sample_schedule(n_samples, max_samples)
     pools = []
     for text, named in zip(texts, top_words):
         others = [w for w in distinct_words(text) if w not in set(named)]
-        pools.append(_other_word_sets(others, len(named), schedule[-1], rng) if named else [])
+        pools.append(_other_word_sets(others, len(named), schedule[-1], row_rng(seed, text)) if named else [])
     active = [i for i, named in enumerate(top_words) if named and pools[i]]
     results: list[Gaps | None] = [None] * len(texts)
     if not active:

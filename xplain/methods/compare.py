@@ -15,7 +15,7 @@ from xplain.methods.base import MethodResult, measure_cost
 from xplain.methods.baselines import BaselineExplanation, background_rows, explain_baseline, explain_text_baseline
 from xplain.methods.catalog import BackgroundRows, Method, MethodContext, register
 from xplain.methods.checks import feature_agreement, linear_ground_truth
-from xplain.methods.posthoc import PosthocExplanation, PosthocOptions, Strategy, explain_tabular, explain_text
+from xplain.methods.posthoc import CheckedFeatures, PosthocExplanation, PosthocOptions, Strategy, explain_tabular, explain_text
 from xplain.methods.words import distinct_words
 
 BASELINES = ("lime", "kernelshap")
@@ -36,7 +36,11 @@ class CompareOptions(BaseModel):
 
 
 class ExplainerScore(BaseModel):
-    explainer: str = Field(description="`posthoc:<strategy>`, `lime` or `kernelshap`.")
+    explainer: str = Field(
+        description="`posthoc:<strategy>` (the verified explanation), `posthoc:<strategy>:proposed` (the LLM's own "
+        "answer), `posthoc:<strategy>:evidence_only` (the neighbourhood's top-k without the LLM), `lime` or "
+        "`kernelshap`."
+    )
     top: list[str] = Field(description="The top-k features (or words), most important first.")
     pgi: float | None
     pgu: float | None
@@ -57,6 +61,11 @@ class ExplainerComparison(MethodResult):
     predicted_label: str
     feature_names: list[str] = Field(description="The model's columns (tables) or the text's distinct words.")
     truth: list[str] | None = Field(None, description="The true top-k, where the model is linear.")
+    rows_per_explainer: int | None = Field(
+        None,
+        description="Black-box rows each explainer's ranking was built from (the LLM's neighbourhood size, given to "
+        "LIME and KernelSHAP too); the checks after it are the same for all and counted in each one's queries."
+    )
     scores: list[ExplainerScore]
     explanations: list[PosthocExplanation | BaselineExplanation] = Field(description="The LLM's first.")
 
@@ -86,6 +95,22 @@ def _score(name: str, top: list[str], found: PosthocExplanation | BaselineExplan
         feature_agreement=feature_agreement(truth, top, k) if truth else None,
         blackbox_queries=found.cost.blackbox_queries,
         llm_calls=found.cost.llm.calls,
+    )
+
+
+def _checked_score(name: str, part: CheckedFeatures, truth, k: int) -> ExplainerScore:
+    """A score line for a stage inside the LLM's explanation (its raw proposal, the evidence-only top-k): same
+    neighbourhood rows, so no queries or LLM calls of its own beyond the explanation's line."""
+    top = [f.feature for f in part.features]
+    return ExplainerScore(
+        explainer=name,
+        top=top[:k],
+        pgi=part.pgi,
+        pgu=part.pgu,
+        verdict=part.faithfulness.verdict if part.faithfulness is not None else None,
+        feature_agreement=feature_agreement(truth, top, k) if truth else None,
+        blackbox_queries=0,
+        llm_calls=0,
     )
 
 
@@ -122,8 +147,9 @@ async def compare_explainers(
             llm_found = await explain_tabular(llm, blackbox, np.asarray(rows), background, llm_options)
         else:
             llm_found = await explain_text(llm, blackbox, rows, llm_options)
-        # the baselines get the black-box rows the LLM's neighbourhood used, so the comparison is at equal budget
-        budget = max(8, max(e.cost.blackbox_queries for e in llm_found))
+        # every explainer gets the rows the LLM's neighbourhood used (n_samples, besides the instance itself); the
+        # checks that follow are the same for all, and the LLM's repair checks are counted in its own queries
+        budget = max(8, options.n_samples)
         common = dict(
             n_samples=budget, k=options.k, n_gap_samples=options.n_gap_samples,
             max_gap_samples=options.max_gap_samples, seed=options.seed,
@@ -139,10 +165,16 @@ async def compare_explainers(
     for i, (row, explained, cost) in enumerate(zip(rows, llm_found, meter.cost.split(len(rows)))):
         truth = _linear_truth(blackbox, row, background, explained.predicted_label, options.k) if tabular else None
         scores = [_score(f"posthoc:{options.strategy}", [f.feature for f in explained.features], explained, truth, options.k)]
+        scores += [
+            _checked_score(f"posthoc:{options.strategy}:{part}", getattr(explained, part), truth, options.k)
+            for part in ("proposed", "evidence_only")
+            if getattr(explained, part) is not None
+        ]
         scores += [_score(name, found[i].ranking, found[i], truth, options.k) for name, found in baselines.items()]
         results.append(
             ExplainerComparison(
                 instance=row, predicted_label=explained.predicted_label, truth=truth, scores=scores,
+                rows_per_explainer=budget,
                 feature_names=list(names) if tabular else distinct_words(row),
                 explanations=[explained, *(found[i] for found in baselines.values())],
                 prompt_versions=explained.prompt_versions, cost=cost,

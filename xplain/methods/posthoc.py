@@ -15,7 +15,10 @@ and each text's answer schema admits only its own words.
 from __future__ import annotations
 
 import json
+import re
 import string
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -28,6 +31,7 @@ from xplain.llm.types import GenerationRequest, Structured, StructuredOutputErro
 from xplain.errors import InvalidInput
 from xplain.methods.base import Cost, MethodResult, measure_cost
 from xplain.methods.catalog import BackgroundRows, Method, MethodContext, register
+from xplain.methods.seeding import row_rng
 from xplain.methods.words import distinct_words, remove_words
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
@@ -114,6 +118,12 @@ class PosthocOptions(BaseModel):
         description="Text: the first distinct words that serve as features.",
     )
     max_tokens: int = Field(default=300, ge=16, le=1000)
+    repair: bool = Field(
+        default=True,
+        description="Return a verified explanation: a proposal that fails its check, names fewer than k usable "
+        "features or is positional is repaired from the neighbourhood's evidence (fill, then swap greedily on the "
+        "check); False returns the LLM's proposal as it is.",
+    )
     seed: int = 0
     background: BackgroundRows = None
 
@@ -121,7 +131,22 @@ class PosthocOptions(BaseModel):
 class FeatureAttribution(BaseModel):
     feature: str
     direction: Literal["+", "-"]
-    rationale: str
+    rationale: str = Field(
+        description="Why, in at most 120 characters: the LLM's reason when it names the feature it explains, "
+        "else the neighbourhood's measured effect."
+    )
+    source: Literal["llm", "evidence"] = Field(
+        default="llm", description="Who chose this feature: the LLM's proposal, or the repair from the evidence."
+    )
+
+
+class CheckedFeatures(BaseModel):
+    """A top-k with its check on the black box (PGI, PGU, and PGI - PGU with its interval and verdict)."""
+
+    features: list[FeatureAttribution]
+    pgi: float | None = None
+    pgu: float | None = None
+    faithfulness: Check | None = None
 
 
 class PosthocExplanation(MethodResult):
@@ -157,7 +182,34 @@ class PosthocExplanation(MethodResult):
         default_factory=list,
         description="Feature names the LLM gave that were refused.",
     )
-    error: str | None = None
+    error: str | None = Field(
+        default=None, description="Why the LLM gave no usable proposal (the returned features then come from the evidence)."
+    )
+    proposed: CheckedFeatures | None = Field(
+        default=None, description="The LLM's own proposal with its check, before any repair."
+    )
+    evidence_only: CheckedFeatures | None = Field(
+        default=None,
+        description="The top-k of the neighbourhood's evidence alone (local linear effects, no LLM) on the same "
+        "black-box rows, with its check on the same draws.",
+    )
+    repair: str = Field(default="", description="What verification did to the proposal, and why.")
+    llm_features_kept: int = Field(default=0, description="How many returned features the LLM proposed.")
+    llm_added_value: float | None = Field(
+        default=None,
+        description="PGI - PGU of the returned features minus that of the evidence-only top-k on the same draws: "
+        "what the LLM added over the evidence at the same budget (<= 0: nothing).",
+    )
+    positional_answer: bool | None = Field(
+        default=None,
+        description="Tables: True when every usable answer named exactly the first letters it was shown, across "
+        "at least two shuffles (a position, not a reading of the data); None with fewer than two usable answers.",
+    )
+
+    @property
+    def verified(self) -> CheckedFeatures:
+        """What is returned, with its check (the top-level features, PGI, PGU and faithfulness)."""
+        return CheckedFeatures(features=self.features, pgi=self.pgi, pgu=self.pgu, faithfulness=self.faithfulness)
 
 
 def _answer_schema(allowed: list[str], k: int) -> type[BaseModel]:
@@ -247,6 +299,189 @@ def _problem(
     return None, []
 
 
+RATIONALE_LENGTH = 120
+
+
+def grounded_rationale(rationale: str, own: str, aliases: dict[str, str] | None = None) -> str:
+    """The LLM's rationale if it names the feature it explains (tables: its letter, written back as the feature's
+    name with every other named letter; texts: the word), cut to RATIONALE_LENGTH; "" when it names none, so that
+    junk such as "1.1.1.1" is dropped rather than shown as a reason."""
+    if aliases is None:
+        if not re.search(rf"(?<!\w){re.escape(own)}(?!\w)", rationale, re.IGNORECASE):
+            return ""
+        return rationale.strip()[:RATIONALE_LENGTH]
+    if not re.search(rf"(?<![\w]){re.escape(own)}(?![\w])", rationale):
+        return ""
+    written = re.sub(
+        r"(?<!\w)([A-Z]{1,2})(?!\w)", lambda m: aliases.get(m.group(1), m.group(1)), rationale.strip()
+    )
+    return written[:RATIONALE_LENGTH]
+
+
+@dataclass
+class Evidence:
+    """What the neighbourhood already measured for one instance, without the LLM: each feature's signed support
+    for the predicted class (a local linear fit on the rows the black box scored), strongest first."""
+
+    support: dict[str, float]
+    label: str
+    unit: str  # what one unit of support is: "+1 sd" (tables) or "removing it" (texts)
+
+    @property
+    def order(self) -> list[str]:
+        return sorted(self.support, key=lambda f: -abs(self.support[f]))
+
+    def attribution(self, feature: str) -> FeatureAttribution:
+        effect = self.support[feature]
+        change = effect if self.unit == "+1 sd" else -effect
+        return FeatureAttribution(
+            feature=feature,
+            direction="+" if effect >= 0 else "-",
+            rationale=f"in the neighbourhood, {self.unit} moves P('{self.label}') by {change:+.3f}"[:RATIONALE_LENGTH],
+            source="evidence",
+        )
+
+
+def repair_chain(proposal: list[str], evidence: list[str], k: int) -> list[list[str]]:
+    """Candidate top-k sets from the LLM's proposal toward the evidence ranking, fewest changes first: the proposal
+    filled to k with the evidence's best unused features, then its features swapped out one at a time, the weakest
+    by the evidence first, for the evidence's next best; the evidence's own top-k last. Each set is ordered by the
+    evidence."""
+    kept = list(dict.fromkeys(proposal))[:k]
+    rank = {f: i for i, f in enumerate(evidence)}
+    current = kept + [f for f in evidence if f not in kept][: k - len(kept)]
+    chain = [current]
+    for weak in sorted(kept, key=lambda f: -rank.get(f, len(evidence))):
+        replacement = next((f for f in evidence if f not in current), None)
+        if replacement is None or rank[replacement] > rank.get(weak, len(evidence)):
+            break  # the evidence has nothing better than what is left
+        current = [replacement if f == weak else f for f in current]
+        chain.append(current)
+    chain.append(evidence[:k])
+    unique: dict[frozenset, list[str]] = {}
+    for candidate in chain:  # a repaired set is ranked by the evidence, which measured it
+        unique.setdefault(frozenset(candidate), sorted(candidate, key=lambda f: rank.get(f, len(evidence))))
+    return list(unique.values())
+
+
+CheckSets = Callable[[list[int], list[list[str]]], Awaitable[list[Gaps | None]]]
+
+
+@dataclass
+class Verification:
+    proposed: CheckedFeatures
+    evidence_only: CheckedFeatures
+    verified: CheckedFeatures
+    repair: str
+    kept: int
+    added_value: float | None
+    draws: int  # perturbation draws spent on the checks of this instance's candidate sets
+
+
+def _checked(features: list[FeatureAttribution], gaps: Gaps | None) -> CheckedFeatures:
+    return CheckedFeatures(
+        features=features,
+        pgi=gaps.pgi if gaps else None,
+        pgu=gaps.pgu if gaps else None,
+        faithfulness=gaps.check if gaps else None,
+    )
+
+
+def _passes(gaps: Gaps | None) -> bool:
+    return gaps is not None and gaps.check.verdict == "faithful"
+
+
+async def verify_proposals(
+    proposals: list[list[FeatureAttribution]],
+    evidences: list[Evidence],
+    k: int,
+    check: CheckSets,
+    *,
+    repair: bool,
+    positional: list[bool | None],
+) -> list[Verification]:
+    """Propose, verify, repair. Round 1 checks every proposal and every evidence-only top-k (one black-box batch);
+    a proposal with k features that passes (and is not positional) is returned as it is; the others walk
+    `repair_chain` (round 2, one batch) and the first set that passes is returned, else the best by PGI - PGU
+    with the reason. Rationales are kept only where grounded; every other feature states its measured effect."""
+    n = len(proposals)
+    names = [[f.feature for f in p] for p in proposals]
+    tops = [e.order[:k] for e in evidences]
+    first_rows = [i for i in range(n) if names[i]] + list(range(n))
+    first = await check(first_rows, [names[i] for i in range(n) if names[i]] + tops)
+    proposal_gaps: list[Gaps | None] = [None] * n
+    for i, gaps in zip(first_rows[: len(first_rows) - n], first):
+        proposal_gaps[i] = gaps
+    top_gaps = first[len(first) - n :]
+    draws = [sum(g.check.n for g in (proposal_gaps[i], top_gaps[i]) if g) for i in range(n)]
+
+    def attribution(i: int, feature: str) -> FeatureAttribution:
+        llm = next((f for f in proposals[i] if f.feature == feature), None)
+        measured = evidences[i].attribution(feature)
+        if llm is None:
+            return measured
+        return llm.model_copy(update={"direction": measured.direction, "rationale": llm.rationale or measured.rationale})
+
+    chains: dict[int, list[list[str]]] = {}
+    for i in range(n):
+        accepted = len(names[i]) == k and _passes(proposal_gaps[i]) and positional[i] is not True
+        if repair and not accepted:
+            chains[i] = [c for c in repair_chain(names[i], evidences[i].order, k) if set(c) not in (set(names[i]), set(tops[i]))]
+    chain_rows = [i for i in chains for _ in chains[i]]
+    second = iter(await check(chain_rows, [c for i in chains for c in chains[i]]) if chain_rows else [])
+    results = []
+    for i in range(n):
+        proposed = _checked(proposals[i], proposal_gaps[i])
+        evidence_only = _checked([evidences[i].attribution(f) for f in tops[i]], top_gaps[i])
+        if i not in chains:
+            chosen, gaps = names[i], proposal_gaps[i]
+            reason = (
+                f"none: repair is off; the LLM's proposal ({len(names[i])} of k={k} features) is returned as it is"
+                if not repair
+                else "none: the LLM's k features passed their check"
+            )
+        else:
+            tried = [(c, next(second)) for c in chains[i]] + [(tops[i], top_gaps[i])]
+            draws[i] += sum(g.check.n for _, g in tried[: len(chains[i])] if g)
+            if len(names[i]) == k and proposal_gaps[i] is not None:
+                tried.insert(0, (names[i], proposal_gaps[i]))
+            why = (
+                "the LLM named no usable feature"
+                if not names[i]
+                else "the answer was positional (the first letters shown, across shuffles)"
+                if positional[i]
+                else f"the LLM named {len(names[i])} usable features of k={k}"
+                if len(names[i]) < k
+                else f"the LLM's features were {proposal_gaps[i].check.verdict if proposal_gaps[i] else 'unchecked'}"
+            )
+            passing = [(c, g) for c, g in tried if _passes(g) and not (positional[i] and c is names[i])]
+            if passing:
+                chosen, gaps = passing[0]
+                reason = f"repaired: {why}; returned the first set that passed, keeping as many LLM features as could be"
+            else:
+                chosen, gaps = max(tried, key=lambda t: t[1].check.estimate if t[1] else -np.inf)
+                reason = (
+                    f"repaired: {why}; no set of {k} features passed the check within its budget, so the one with "
+                    "the largest PGI - PGU is returned and its verdict says so"
+                )
+        verified = _checked([attribution(i, f) for f in chosen], gaps)
+        kept = sum(f in names[i] for f in chosen)
+        added = (
+            gaps.check.estimate - top_gaps[i].check.estimate if gaps is not None and top_gaps[i] is not None else None
+        )
+        results.append(Verification(proposed, evidence_only, verified, reason, kept, added, draws[i]))
+    return results
+
+
+def positional_answer(answers: list[list[str]], letters: list[str]) -> bool | None:
+    """True when at least two usable answers (letters named, one per shuffle) each named exactly the first letters
+    shown; None when fewer than two answers were usable, since one answer cannot tell a position from a reading."""
+    usable = [a for a in answers if a]
+    if len(usable) < 2:
+        return None
+    return all(set(a) == set(letters[: len(a)]) for a in usable)
+
+
 def check_table(instances, n_features: int | None = None) -> np.ndarray:
     """Rows to explain as a finite 2-D float array, or a ValueError that says what is wrong with them."""
     try:
@@ -265,17 +500,24 @@ def check_table(instances, n_features: int | None = None) -> np.ndarray:
     return table
 
 
-def letter_orders(n_rows: int, n_features: int, options: PosthocOptions) -> list[list[np.ndarray]]:
+def letter_orders(instances: np.ndarray, options: PosthocOptions) -> list[list[np.ndarray]]:
     """Per instance and shuffle, the feature shown as each letter (order[j] is letter j's column).
 
-    Each instance gets a random permutation seeded by (seed, instance), so its letters do not depend on the rest
-    of the batch; its R shuffles are that permutation rotated by n/R steps each, so they differ and spread every
-    feature over the early and late letters evenly."""
+    Each instance gets a random permutation seeded by its own values and the options (never by its place in the
+    batch); its R shuffles are that permutation rotated by n/R steps each, so they differ and spread every feature
+    over the early and late letters evenly."""
     n_shuffles = options.n_shuffles
+    n_features = instances.shape[1]
     if options.letter_order == "columns":
-        return [[np.arange(n_features)] * n_shuffles for _ in range(n_rows)]
-    bases = [np.random.default_rng([options.seed, i]).permutation(n_features) for i in range(n_rows)]
+        return [[np.arange(n_features)] * n_shuffles for _ in instances]
+    bases = [row_rng(options.seed, x, options, "letters").permutation(n_features) for x in instances]
     return [[np.roll(base, -(r * n_features // n_shuffles)) for r in range(n_shuffles)] for base in bases]
+
+
+def neighbour_surrogates(deltas: np.ndarray, probabilities: np.ndarray, chosen: np.ndarray, n: int = 3) -> list:
+    """The 'explanation' strategy's in-context explanations: local linear fits centred on the row's own shown
+    neighbours, from the rows already scored (other rows of the batch would make the answer depend on it)."""
+    return [local_linear_weights(deltas - deltas[j], probabilities) for j in chosen[:n]]
 
 
 def aggregate_rankings(answers: list[list[FeatureAttribution]], k: int) -> list[FeatureAttribution]:
@@ -354,14 +596,14 @@ async def explain_tabular(
             f"categorical column indices must lie in 0..{n_features - 1}, got {options.categorical}"
         )
     letters = feature_letters(n_features)
-    orders = letter_orders(n_rows, n_features, options)
+    orders = letter_orders(instances, options)
     scale = background.std(axis=0)
     scale[scale == 0] = 1.0
-    rng = np.random.default_rng(options.seed)
 
     with measure_cost(blackbox) as meter:
         neighbourhoods = [
-            sample_neighbourhood(x, scale, background, options, rng) for x in instances
+            sample_neighbourhood(x, scale, background, options, row_rng(options.seed, x, options))
+            for x in instances
         ]
         probabilities = await blackbox.apredict_proba(
             np.vstack([instances, *neighbourhoods])
@@ -391,11 +633,9 @@ async def explain_tabular(
                 ]
             else:
                 outputs = [f"{p:.2f}" for p in neighbour_probs[i][chosen]]
-            others = [j for j in range(n_rows) if j != i][:3]
+            nearby = neighbour_surrogates(deltas[i], neighbour_probs[i], chosen) if options.strategy == "explanation" else []
             for r, order in enumerate(orders[i]):
-                explanations = "\n".join(
-                    _format_linear(surrogates[j][order], letters, options.k) for j in others
-                )
+                explanations = "\n".join(_format_linear(weights[order], letters, options.k) for weights in nearby)
                 prompts.append(
                     template.render(
                         label=labels[i],
@@ -435,45 +675,60 @@ async def explain_tabular(
                 replies[n] = _merge_attempts(replies[n], reply)
 
         answers: list[list[list[FeatureAttribution]]] = [[] for _ in range(n_rows)]
+        named_letters: list[list[list[str]]] = [[] for _ in range(n_rows)]
         for reply, (i, r) in zip(replies, owners):
             value = _value(reply)
             usable = value is not None and _problem(value, set(letters), options.k)[0] is None
+            shown = {letter: names[c] for letter, c in zip(letters, orders[i][r])}
             answers[i].append(
                 [
                     FeatureAttribution(
-                        feature=names[orders[i][r][letters.index(f.feature)]],
+                        feature=shown[f.feature],
                         direction=f.direction,
-                        rationale=f.rationale,
+                        rationale=grounded_rationale(f.rationale, f.feature, shown),
                     )
                     for f in value.features
                 ]
                 if usable
                 else []
             )
+            named_letters[i].append([f.feature for f in value.features] if usable else [])
         ranked = [aggregate_rankings(a, options.k) for a in answers]
-        gaps = await prediction_gaps(
-            blackbox,
-            instances,
-            [[names.index(f.feature) for f in features] for features in ranked],
-            scale=scale,
-            sigma=options.sigma,
-            n_samples=options.n_gap_samples,
-            max_samples=options.max_gap_samples,
-            seed=options.seed,
+        positional = [positional_answer(a, letters) for a in named_letters]
+
+        async def check(rows: list[int], sets: list[list[str]]) -> list[Gaps | None]:
+            return await prediction_gaps(
+                blackbox, instances[rows], [[names.index(f) for f in chosen] for chosen in sets],
+                scale=scale, sigma=options.sigma, n_samples=options.n_gap_samples,
+                max_samples=options.max_gap_samples, seed=options.seed,
+            )  # fmt: skip
+
+        evidences = [Evidence(dict(zip(names, map(float, w))), label, "+1 sd") for w, label in zip(surrogates, labels)]
+        verified = await verify_proposals(
+            ranked, evidences, options.k, check, repair=options.repair, positional=positional
         )
 
     versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
     per_row = [[replies[n] for n, (i, _) in enumerate(owners) if i == row] for row in range(n_rows)]
     results = _explanations(
         "posthoc", options.strategy, versions, meter.cost,
-        [row.tolist() for row in instances], labels, ranked, gaps, per_row,
+        [row.tolist() for row in instances], labels, verified, per_row,
         [[_letter_name(name, letters, orders[i][r], names) for n, (i, r) in enumerate(owners) if i == row
           for name in problems[n][1]] for row in range(n_rows)],
-        [1 + options.n_samples + 2 * (g.check.n if g else 0) for g in gaps],
+        [1 + options.n_samples + 2 * v.draws for v in verified],
     )  # fmt: skip
-    for result, row_orders, row_answers in zip(results, orders, answers):
+    for result, row_orders, row_answers, row_letters, row_positional in zip(
+        results, orders, answers, named_letters, positional
+    ):
         result.letters = [{letters[j]: names[c] for j, c in enumerate(order)} for order in row_orders]
         result.shuffle_agreement = shuffle_agreement(row_answers, options.k)
+        result.positional_answer = row_positional
+        usable = [a for a in row_letters if a]
+        if len(usable) == 1 and set(usable[0]) == set(letters[: len(usable[0])]):
+            result.notes.append(
+                "the LLM named exactly the first letters it was shown; one shuffle cannot tell a position from a "
+                "reading of the data (n_shuffles >= 2 can)"
+            )
     return results
 
 
@@ -489,8 +744,7 @@ def _explanations(
     cost: Cost,
     instances: list,
     labels: list[str],
-    ranked: list[list[FeatureAttribution]],
-    gaps: list[Gaps | None],
+    verified: list[Verification],
     replies: list[list[Structured | StructuredOutputError]],
     rejected: list[list[str]],
     rows_sent: list[int],
@@ -502,7 +756,8 @@ def _explanations(
     shares = cost.split(n)
     results = []
     for i in range(n):
-        attempts, error = _attempts_and_error(replies[i], ranked[i])
+        found = verified[i]
+        attempts, error = _attempts_and_error(replies[i], found.proposed.features)
         results.append(
             PosthocExplanation(
                 method=method,
@@ -511,13 +766,18 @@ def _explanations(
                 strategy=strategy,
                 instance=instances[i],
                 predicted_label=labels[i],
-                features=ranked[i],
-                pgi=gaps[i].pgi if gaps[i] else None,
-                pgu=gaps[i].pgu if gaps[i] else None,
-                faithfulness=gaps[i].check if gaps[i] else None,
+                features=found.verified.features,
+                pgi=found.verified.pgi,
+                pgu=found.verified.pgu,
+                faithfulness=found.verified.faithfulness,
                 llm_attempts=attempts,
                 rejected=rejected[i],
                 error=error,
+                proposed=found.proposed,
+                evidence_only=found.evidence_only,
+                repair=found.repair,
+                llm_features_kept=found.kept,
+                llm_added_value=found.added_value,
             )
         )
     return results
@@ -650,11 +910,13 @@ async def explain_text(
             raise ValueError(
                 f"text {number} has {len(words)} distinct words, fewer than k={options.k}"
             )
-    rng = np.random.default_rng(options.seed)
     n_texts = len(texts)
 
     with measure_cost(blackbox) as meter:
-        masks = [word_removal_masks(len(w), options, rng) for w in vocabularies]
+        masks = [
+            word_removal_masks(len(w), options, row_rng(options.seed, text, options))
+            for text, w in zip(texts, vocabularies)
+        ]
         neighbours = [
             remove_words(text, [w for w, gone in zip(words, row) if gone])
             for text, words, mask in zip(texts, vocabularies, masks)
@@ -664,12 +926,15 @@ async def explain_text(
         predicted = probabilities[:n_texts].argmax(axis=1)
         labels = [str(blackbox.classes_[c]) for c in predicted]
         template = load_prompt(f"posthoc/text_{options.strategy}")
-        prompts = []
+        prompts, evidences = [], []
         for i, (text, words) in enumerate(zip(texts, vocabularies)):
             start = n_texts + i * options.n_samples
             neighbour_probs = probabilities[
                 start : start + options.n_samples, predicted[i]
             ]
+            # occlusion evidence: a local linear fit of P(label) on which words each neighbour removed
+            removal = local_linear_weights(masks[i].astype(float), neighbour_probs)
+            evidences.append(Evidence({w: -float(e) for w, e in zip(words, removal)}, labels[i], "removing it"))
             chosen = select_examples(neighbour_probs, options.n_examples)
             if options.strategy == "prediction":
                 outputs = [
@@ -723,24 +988,28 @@ async def explain_text(
                 []
                 if unknown
                 else [
-                    FeatureAttribution(feature=f.feature, direction=f.direction, rationale=f.rationale)
+                    FeatureAttribution(
+                        feature=f.feature, direction=f.direction, rationale=grounded_rationale(f.rationale, f.feature)
+                    )
                     for f in _first_mentions(value.features)
                 ]
             )
-        gaps = await text_prediction_gaps(
-            blackbox,
-            texts,
-            [[f.feature for f in features] for features in ranked],
-            n_samples=options.n_gap_samples,
-            max_samples=options.max_gap_samples,
-            seed=options.seed,
+
+        async def check(rows: list[int], sets: list[list[str]]) -> list[Gaps | None]:
+            return await text_prediction_gaps(
+                blackbox, [texts[i] for i in rows], sets, n_samples=options.n_gap_samples,
+                max_samples=options.max_gap_samples, seed=options.seed,
+            )  # fmt: skip
+
+        verified = await verify_proposals(
+            ranked, evidences, options.k, check, repair=options.repair, positional=[None] * n_texts
         )
 
     versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
     return _explanations(
         "posthoc", options.strategy, versions, meter.cost,
-        list(texts), labels, ranked, gaps, [[r] for r in replies], [p[1] for p in problems],
-        [2 + options.n_samples + (g.check.n if g else 0) for g in gaps],
+        list(texts), labels, verified, [[r] for r in replies], [p[1] for p in problems],
+        [2 + options.n_samples + v.draws for v in verified],
     )  # fmt: skip
 
 
