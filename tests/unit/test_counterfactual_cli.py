@@ -49,13 +49,13 @@ def runner(monkeypatch):
 
 
 def test_text_counterfactual_shows_the_changed_words_and_verification(runner):
-    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film"])
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film", "--mode", "target"])
     assert result.exit_code == 0, result.output
     assert "great" in result.output and "flips (confirmed)" in result.output
 
 
 def test_text_counterfactual_json_carries_the_black_box_verdict(runner):
-    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film", "--json"])
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film", "--json", "--mode", "target"])
     assert result.exit_code == 0, result.output
     [explanation] = json.loads(result.output)["explanations"]
     best = explanation["counterfactuals"][0]

@@ -24,7 +24,7 @@ async def test_text_counterfactual_tool_reports_verified_flips_and_keeps_the_ful
     edits = json.dumps({"edits": ["dull , lifeless and tedious", "a warm , funny film"]})
     context.llm = LLM(FakeBackend(default=edits))
     row = next(i for i, text in enumerate(context.rows) if context.blackbox.predict([text])[0] == "positive")
-    out, artifact = await call(tool_named(build_tools(context), "counterfactual"), row=row, max_rounds=1)
+    out, artifact = await call(tool_named(build_tools(context), "counterfactual"), row=row, max_rounds=1, mode="target")
     assert out["original_prediction"] == "positive" and out["row"] == row
     verdicts = {c["text"]: (c["valid"], c["prediction"]) for c in artifact["counterfactuals"]}
     assert verdicts["dull , lifeless and tedious"] == (True, "negative")

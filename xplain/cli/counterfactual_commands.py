@@ -110,7 +110,7 @@ def counterfactual(
             '"max": 9e4, "direction": "increase"}}.'
         ),
     ] = None,
-    mode: Annotated[str, typer.Option(help="Text: target, concept or causal.")] = "target",
+    mode: Annotated[str, typer.Option(help="Text: guided, target, concept or causal.")] = "guided",
     concept: Annotated[str | None, typer.Option(help="Text, concept mode: the concept to change.")] = None,
     value: Annotated[str | None, typer.Option(help="Text, concept mode: its new value.")] = None,
     target: Annotated[str | None, typer.Option(help="Class to reach; default: any other class.")] = None,

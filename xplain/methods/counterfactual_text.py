@@ -31,10 +31,11 @@ from xplain.methods.counterfactual import (
     goal_phrase,
     plain_label,
 )
+from xplain.methods import counterfactual_guided as guided
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
 
-Mode = Literal["target", "concept", "causal"]
+Mode = Literal["target", "concept", "causal", "guided"]
 PROMPTS = {
     "target": "counterfactual/text_target",
     "concept": "counterfactual/text_concept",
@@ -107,6 +108,11 @@ def drop_reason(original: str, candidate: str, seen: set[str]) -> str | None:
 
 class TextCounterfactual(CandidateBase):
     text: str
+    log_likelihood_change: float | None = Field(
+        None,
+        description="Guided mode, valid ones: the LM's log-likelihood (nats) of the edited text minus the original's "
+        "(fluency; near 0 or above reads as naturally as the original).",
+    )
 
 
 class TextCounterfactualExplanation(ExplanationBase):
@@ -118,6 +124,11 @@ class TextCounterfactualExplanation(ExplanationBase):
     )
     words_not_in_text: list[str] = Field(
         default_factory=list, description="Causal mode: words it named that the text does not contain (unverified)."
+    )
+    guide_words: dict[str, float] = Field(
+        default_factory=dict,
+        description="Guided mode: the words edited first, each with how much removing it moved the probability of "
+        "leaving the original class (or of the target), measured on the black box.",
     )
 
     @property
@@ -295,22 +306,31 @@ async def text_counterfactuals(
     label_names: dict[Label, str] | None = None,
     candidates_per_round: int = 2,
     max_rounds: int = 3,
+    substitutes: Sequence[str] = (),
 ) -> TextCounterfactualResult:
     """Counterfactuals for many texts at once; each LLM round is one batched call across all of them.
 
     `mode`: "target" (minimal edit until the prediction reaches `target`, or any other class), "concept" (change
-    `concept` to `concept_value` keeping the rest), "causal" (latent features -> words -> edit; two extra rounds).
+    `concept` to `concept_value` keeping the rest), "causal" (latent features -> words -> edit; two extra rounds),
+    "guided" (the black box's occlusion picks the words, the LLM proposes replacements, the search keeps the
+    fewest edits that flip; `candidates_per_round` replacements per word, `max_rounds` words at most; see
+    `counterfactual_guided`).
     """
     texts = check_texts(texts)
     if blackbox.kind != "text":
         raise ValueError(f"text counterfactuals need a 'text' black box; {blackbox.name} is {blackbox.kind!r}")
-    if mode not in PROMPTS:
-        raise ValueError(f"mode must be one of {list(PROMPTS)}, got {mode!r}")
+    if mode not in (*PROMPTS, "guided"):
+        raise ValueError(f"mode must be one of {[*PROMPTS, 'guided']}, got {mode!r}")
     if mode == "concept" and not (concept and concept.strip()):
         raise ValueError("mode 'concept' needs a concept to change, e.g. concept='service'")
     if not 1 <= candidates_per_round <= 5:
         raise ValueError(f"candidates_per_round must be between 1 and 5, got {candidates_per_round}")
     target = check_target(blackbox, target)
+    if mode == "guided":
+        return await _guided(
+            llm, blackbox, texts, target=target, task=task, label_names=label_names or {},
+            per_place=candidates_per_round, max_edits=max_rounds, substitutes=substitutes,
+        )  # fmt: skip
     with measure_cost(blackbox) as meter:
         search = TextSearch(
             llm,
@@ -347,6 +367,64 @@ async def text_counterfactuals(
         prompt_versions=sorted(set().union(*(s.extra.get("prompts", set()) for s in states))),
         cost=meter.cost,
     )
+
+
+GUIDED_PLACES = 4  # words edited at most: max_edits + 2, at least this many
+GUIDED_MAX_WORDS = 40
+
+
+async def _guided(
+    llm: LLM,
+    blackbox: BlackBox,
+    texts: list[str],
+    *,
+    target: Label | None,
+    task: str,
+    label_names: dict[Label, str],
+    per_place: int,
+    max_edits: int,
+    substitutes: Sequence[str],
+) -> TextCounterfactualResult:
+    """The guided search (one black-box batch per step, one LLM round of proposals, one LM scoring round)."""
+    with measure_cost(blackbox) as meter:
+        states = guided.start_states(blackbox, texts, await blackbox.apredict_proba(texts), target)
+        await guided.occlude(blackbox, states, GUIDED_MAX_WORDS, max(GUIDED_PLACES, max_edits + 2))
+        versions = await guided.propose(
+            llm, states, task=task, label_names=label_names, per_place=per_place, substitutes=substitutes
+        )
+        await guided.search(blackbox, states, max_edits)
+        # fluency of each text's best valid edit (the smallest, then the most decided), in one LM scoring round
+        smallest = {
+            id(s): min(flips, key=lambda f: (token_edit_distance(s.text, f[0]), -f[1].target_probability))[0]
+            for s in states
+            if (flips := [(edited, verdict) for _, edited, verdict in s.found if verdict.valid])
+        }
+        scored = [s for s in states if id(s) in smallest]
+        changes = dict(zip(map(id, scored), await guided.fluency_changes(llm, [(s.text, smallest[id(s)]) for s in scored])))
+        if scored:
+            versions = sorted({*versions, load_prompt(guided.FLUENCY_PROMPT).ref})
+    explanations = []
+    for state in states:
+        candidates = [
+            TextCounterfactual(
+                text=edited, edit_size=token_edit_distance(state.text, edited), round=len(edit),
+                log_likelihood_change=changes.get(id(state)) if smallest.get(id(state)) == edited else None,
+                **verdict.model_dump(),
+            )
+            for edit, edited, verdict in state.found
+        ]  # fmt: skip
+        candidates.sort(key=lambda c: (not c.valid, c.edit_size, -c.target_probability))
+        explanations.append(
+            TextCounterfactualExplanation(
+                text=state.text, counterfactuals=candidates[:10],
+                guide_words={w: state.occlusion[w] for w in state.places},
+                original_prediction=state.original.prediction, original_probability=state.original.probability,
+                target=state.target, rejected=state.rejected, rounds_used=state.steps,
+                llm_requests=state.llm_requests, blackbox_queries=state.queries,
+                stopped_by=state.stopped_by or (None if state.done else f"no flip within {max_edits} edited words"),
+            )
+        )  # fmt: skip
+    return TextCounterfactualResult(mode="guided", explanations=explanations, prompt_versions=versions, cost=meter.cost)
 
 
 # -- concept effects --------------------------------------------------------------------------------------------
@@ -475,15 +553,24 @@ from xplain.methods.counterfactual_tabular import (  # noqa: E402
 class CounterfactualOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Mode = Field("target", description="Texts: edit toward the target, change one concept, or causal.")
+    mode: Mode = Field(
+        "guided",
+        description="Texts: edit toward the target (the LLM rewrites), change one concept, causal, or guided (the "
+        "black box picks the words, the LLM proposes replacements, the fewest edits that flip are kept).",
+    )
     concept: str | None = Field(None, max_length=100, description="Concept mode: the concept to change.")
     concept_value: str | None = Field(None, max_length=100, description="Concept mode: its new value.")
     target: str | int | None = Field(None, description="Class to reach; default: any other class.")
     constraints: dict[str, FeatureConstraint] = Field(
         default_factory=dict, description="Tables: feature -> {immutable, min, max, direction, ...}."
     )
-    max_rounds: int = Field(3, ge=1, le=10)
-    candidates_per_round: int = Field(2, ge=1, le=5)
+    max_rounds: int = Field(3, ge=1, le=10, description="LLM rounds; guided mode: the most words edited.")
+    candidates_per_round: int = Field(2, ge=1, le=5, description="Guided mode: replacements kept per word.")
+    substitutes: list[Annotated[str, StringConstraints(max_length=20)]] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Guided mode: replacement words to try besides the LLM's (ranked by the LM's fluency).",
+    )
 
 
 async def _counterfactual(
@@ -500,7 +587,7 @@ async def _counterfactual(
     else:
         result = await text_counterfactuals(
             ctx.llm, ctx.blackbox, rows, mode=options.mode, concept=options.concept,
-            concept_value=options.concept_value, **common,
+            concept_value=options.concept_value, substitutes=options.substitutes, **common,
         )  # fmt: skip
     return [e.model_copy(update={"prompt_versions": result.prompt_versions}) for e in result.explanations]
 

@@ -1,0 +1,92 @@
+"""Guided counterfactual search on the fake LLM: the black box picks the words, the LLM proposes replacements, the
+search keeps the fewest edits that flip, and the result depends on the text alone."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from xplain.blackbox import from_callable
+from xplain.llm import LLM
+from xplain.llm.backends.fake import FakeBackend, request_text
+from xplain.methods.counterfactual_guided import replace_words
+from xplain.methods.counterfactual_text import text_counterfactuals
+from tests.unit.test_counterfactual import SWAPS, sentiment
+
+
+def words_reply(*words: str) -> str:
+    return json.dumps({"words": list(words)})
+
+
+def antonym_reader(request) -> str:
+    """A capable proposer: the antonym of the word it is asked to replace."""
+    word = re.search(r'Removing the word "(\w+)"', request_text(request)).group(1)
+    return words_reply(SWAPS.get(word, "okay"))
+
+
+def box():
+    return from_callable(sentiment, kind="text", classes=["negative", "positive"])
+
+
+def test_replace_words_replaces_every_occurrence_and_deletes():
+    assert replace_words("Great food, great staff!", {"great": "awful"}) == "awful food, awful staff!"
+    assert replace_words("Great food, great staff!", {"great": ""}) == "food, staff!"
+
+
+async def test_one_word_edit_flips_and_proposals_go_in_one_batch():
+    backend = FakeBackend(rules=[(r".", antonym_reader)])
+    bb = box()
+    texts = ["The great pasta came quickly", "A rude waiter and cold soup"]
+    result = await text_counterfactuals(LLM(backend), bb, texts, mode="guided")
+    assert len(backend.batches) == 1  # every (text, word) asked in one round
+    first, second = result.explanations
+    assert first.valid and first.valid[0].text == "The awful pasta came quickly" and first.valid[0].edit_size == 1
+    assert list(first.guide_words)[0] == "great" and first.guide_words["great"] > 0
+    assert second.valid[0].edit_size == 1 and second.valid[0].prediction == "positive"
+    assert first.valid[0].log_likelihood_change is not None  # fluency of the returned edit, from the LM
+    assert all(e.blackbox_queries >= 1 + len(e.text.split()) for e in result.explanations)
+
+
+async def test_the_search_grows_edits_greedily_until_the_black_box_flips():
+    """Three positive words: one edit leaves it positive, so the strongest is kept and a second edit added."""
+    backend = FakeBackend(rules=[(r".", antonym_reader)])
+    result = await text_counterfactuals(
+        LLM(backend), box(), ["great food, delicious wine, friendly staff"], mode="guided", max_rounds=3
+    )
+    [found] = result.explanations
+    best = found.valid[0]
+    assert best.prediction == "negative" and best.round == 2 and found.rounds_used == 2
+    assert sum(w in best.text for w in ("awful", "bland", "rude")) + sum(
+        w not in best.text for w in ("great", "delicious", "friendly")
+    ) >= 2
+
+
+async def test_a_weak_proposer_still_flips_with_offered_words_ranked_by_the_lm():
+    """The LLM writes junk (refused and recorded); the user's substitutes are ranked by the LM's score, one kept."""
+    backend = FakeBackend(rules=[(r".", words_reply("1.1.1", "great"))])
+    llm = LLM(backend)
+    result = await text_counterfactuals(
+        llm, box(), ["a great movie"], mode="guided", candidates_per_round=1,
+        substitutes=["awful", "rude", "bland", "nice"],
+    )  # fmt: skip
+    [found] = result.explanations
+    assert any("one-word replacement" in r.reason for r in found.rejected)
+    assert backend.score_batches  # candidates ranked by log-likelihood
+    assert found.valid and found.valid[0].prediction == "negative"
+
+
+async def test_no_flip_within_the_budget_says_so():
+    backend = FakeBackend(rules=[(r".", words_reply("okay"))])
+    result = await text_counterfactuals(
+        LLM(backend), box(), ["great great delicious friendly"], mode="guided", max_rounds=1
+    )
+    [found] = result.explanations
+    assert not found.valid and "no flip within 1" in found.stopped_by
+
+
+async def test_a_text_alone_and_inside_a_batch_gets_the_same_counterfactuals():
+    texts = [f"the {w} soup and {i} friendly cooks" for i, w in enumerate(["great", "bland", "hot"] * 3)]
+    together = await text_counterfactuals(LLM(FakeBackend(rules=[(r".", antonym_reader)])), box(), texts, mode="guided")
+    alone = await text_counterfactuals(LLM(FakeBackend(rules=[(r".", antonym_reader)])), box(), texts[4:5], mode="guided")
+    assert alone.explanations[0].counterfactuals == together.explanations[4].counterfactuals
+    assert alone.explanations[0].blackbox_queries == together.explanations[4].blackbox_queries
