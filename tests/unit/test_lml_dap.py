@@ -98,3 +98,15 @@ def test_confidence_is_the_named_labels_probability_and_reasons_stay_with_their_
     assert (prediction.label, prediction.reasons, prediction.fallback) == (label, reasons, fallback)
     if not fallback:
         assert prediction.probabilities == pytest.approx({"high": 0.8, "low": 0.2})
+
+
+def test_fit_reports_the_majority_and_a_simple_baselines_accuracy_to_beat():
+    from xplain.methods.classifiers import baseline_accuracies
+
+    rows = [[float(i), float(i % 2)] for i in range(8)]
+    labels = ["odd" if i % 2 else "even" for i in range(8)]
+    majority, baseline = baseline_accuracies(rows, labels, texts=False)
+    assert majority == 0.5 and baseline == 1.0  # the second column gives parity away
+    texts = ["good film", "great film", "bad film", "awful film", "good fun", "dull"]
+    majority, baseline = baseline_accuracies(texts, ["p", "p", "n", "n", "p", "n"], texts=True)
+    assert majority == 0.5 and baseline == 1.0

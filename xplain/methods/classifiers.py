@@ -33,8 +33,30 @@ class FitResult(MethodResult):
     classes: list[str]
     n_train: int
     train_accuracy: float = Field(description="Accuracy on the training examples (optimistic; a sanity check).")
+    majority_accuracy: float = Field(description="Accuracy of always predicting the most common training label.")
+    baseline_accuracy: float = Field(
+        description="A simple classifier's accuracy on the same training examples (lml: scaled logistic regression; "
+        "tbm: TF-IDF + logistic regression)."
+    )
+    beats_baselines: bool = Field(description="True only when train_accuracy exceeds both figures above.")
     summaries: dict[str, list[str]] | None = Field(None, description="lml: the LLM's summary of each label.")
     concepts: list[ConceptContribution] | None = Field(None, description="tbm: each concept's weight.")
+
+
+def baseline_accuracies(rows: list, labels: list[str], texts: bool) -> tuple[float, float]:
+    """Accuracy of the majority class and of a logistic regression (TF-IDF features for texts, scaled columns for
+    rows) on the training examples: what a learned LLM classifier has to beat to have learned anything."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, counts = np.unique(labels, return_counts=True)
+    majority = float(counts.max() / len(labels))
+    features = TfidfVectorizer() if texts else StandardScaler()
+    model = make_pipeline(features, LogisticRegression(max_iter=1000))
+    X = rows if texts else np.asarray(rows, dtype=float)
+    return majority, float(model.fit(X, labels).score(X, labels))
 
 
 def _directory(ctx: MethodContext, name: str):
@@ -65,13 +87,24 @@ async def _fit(ctx: MethodContext, items: list, options: FitOptions) -> FitResul
         ctx.report(0.8, "measuring training accuracy")
         predicted = await classifier.apredict(rows if texts else np.asarray(rows, dtype=float))
     await asyncio.to_thread(save_classifier, classifier, directory)
+    accuracy = float(np.mean([str(p) == y for p, y in zip(predicted, labels)]))
+    majority, baseline = baseline_accuracies(rows, labels, texts)
+    beats = accuracy > max(majority, baseline)
+    notes = [] if beats else [
+        f"the classifier does not beat the simple baselines on its training examples (its {accuracy:.2f} vs "
+        f"majority class {majority:.2f}, {'TF-IDF' if texts else 'scaled'} logistic regression {baseline:.2f})"
+    ]
     return FitResult(
+        notes=notes,
+        majority_accuracy=majority,
+        baseline_accuracy=baseline,
+        beats_baselines=beats,
         method="classifier_fit",
         name=options.name,
         kind=options.kind,
         classes=[str(c) for c in classifier.classes_],
         n_train=len(rows),
-        train_accuracy=float(np.mean([str(p) == y for p, y in zip(predicted, labels)])),
+        train_accuracy=accuracy,
         summaries=classifier.summaries_ if options.kind == "lml" else None,
         concepts=classifier.global_explanation() if options.kind == "tbm" else None,
         cost=meter.cost,
