@@ -33,6 +33,7 @@ COLUMNS = [
     "flip_rate",
     "flip_rate_ci",
     "mean_edit_size",
+    "median_edit_size",
     "fluency_cf",
     "fluency_original",
     "queries_per_valid",
@@ -68,6 +69,10 @@ RESTAURANT_TEXTS = [
 ]
 
 
+#: guided mode: words edited at most (its max_rounds)
+GUIDED_WORDS = 4
+
+
 def _per(total: float, valid: int) -> float | None:
     return total / valid if valid else None
 
@@ -88,7 +93,7 @@ async def _text_rows(llm: LLM, table: EvalTable, size: Size) -> None:
     )
     short = [t for t in data.texts_test if len(t) < 140][: SIZES[size]["texts"]]
     names = {0: "negative", 1: "positive"}
-    for mode in ("target", "causal"):
+    for mode in ("guided", "target", "causal"):
         blackbox = from_estimator(model, kind="text")
         started = time.perf_counter()
         result = await text_counterfactuals(
@@ -98,11 +103,12 @@ async def _text_rows(llm: LLM, table: EvalTable, size: Size) -> None:
             mode=mode,
             task="movie-review sentiment classifier",
             label_names=names,
-            max_rounds=SIZES[size]["rounds"],
+            max_rounds=GUIDED_WORDS if mode == "guided" else SIZES[size]["rounds"],
         )
         best = [e.valid[0] for e in result.explanations if e.valid]
         table.add(
             data="rotten_tomatoes (tf-idf + lr)",
+            median_edit_size=float(np.median([c.edit_size for c in best])) if best else None,
             method=f"xplain text ({mode})",
             inputs=len(short),
             flip_rate=len(best) / len(short),

@@ -34,6 +34,7 @@ from xplain.methods.baselines import explain_baseline, explain_text_baseline
 from xplain.methods.posthoc import (
     STRATEGIES,
     TEXT_STRATEGIES,
+    PosthocExplanation,
     PosthocOptions,
     explain_tabular,
     explain_text,
@@ -51,6 +52,9 @@ COLUMNS = [
     "PGU",
     "faithful",
     "inconclusive",
+    "exactly_k",
+    "llm_kept",
+    "llm_added",
     "bb_queries",
     "llm_calls",
     "seconds",
@@ -112,11 +116,14 @@ def ground_truth(model, dataset, x: np.ndarray) -> list[str] | None:
 
 
 def _add_rows(
-    table, method, dataset_name, model_name, truths, k_truth, rankings, results, seconds
+    table, method, dataset_name, model_name, truths, k_truth, rankings, results, seconds, k=None
 ) -> None:
     """One table row: FA / RA over the instances with a truth and an answer (FA with its t interval over them),
-    PGI / PGU and the verdict shares over those with a check."""
+    PGI / PGU and the verdict shares over those with a check. LLM explanations also give the share with exactly
+    k features, how many of the returned features the LLM proposed and its added PGI - PGU over the evidence."""
     n = len(results)
+    explained = [r for r in results if isinstance(r, PosthocExplanation)]
+    added = [r.llm_added_value for r in explained if r.llm_added_value is not None]
     scored = [(t, r) for t, r in zip(truths, rankings) if t is not None and r]
     agreements = [feature_agreement(t, r, k_truth) for t, r in scored]
     checked = [r for r in results if r.faithfulness is not None]
@@ -133,10 +140,22 @@ def _add_rows(
         PGU=float(np.mean([r.pgu for r in checked])) if checked else None,
         faithful=_share(checked, "faithful"),
         inconclusive=_share(checked, "inconclusive"),
-        bb_queries=sum(r.cost.blackbox_queries for r in results) / n,
-        llm_calls=sum(r.cost.llm.calls for r in results) / n,  # each result holds its share of the round
-        seconds=seconds / n,
+        exactly_k=sum(len(r) == k for r in rankings) / n if k else None,
+        llm_kept=float(np.mean([r.llm_features_kept for r in explained])) if explained else None,
+        llm_added=float(np.mean(added)) if added else None,
+        bb_queries=sum(r.cost.blackbox_queries for r in results) / n if hasattr(results[0], "cost") else None,
+        llm_calls=sum(r.cost.llm.calls for r in results) / n if hasattr(results[0], "cost") else None,
+        seconds=seconds / n if seconds is not None else None,
     )
+
+
+def _add_stages(table, method, dataset_name, model_name, truths, k_truth, results, k) -> None:
+    """Rows for what the verified explanation was made from, on the same draws: the LLM's own proposal and the
+    evidence-only top-k (no LLM), so the LLM's share is visible beside LIME and KernelSHAP."""
+    for stage in ("proposed", "evidence_only"):
+        parts = [getattr(r, stage) for r in results]
+        rankings = [[f.feature for f in p.features] for p in parts]
+        _add_rows(table, f"{method}:{stage}", dataset_name, model_name, truths, k_truth, rankings, parts, None, k)
 
 
 def _share(checked: list, verdict: str) -> float | None:
@@ -237,6 +256,11 @@ async def run(llm: LLM, size: Size) -> EvalTable:
             "check": f"PGI - PGU with a paired t interval, {N_GAP_SAMPLES} perturbations doubling to at most "
             f"{MAX_GAP_SAMPLES} until the interval excludes zero; faithful / inconclusive are shares of instances",
             "FA_ci": "95% t interval of FA over the instances",
+            "stages": "llm-X is the verified explanation returned; llm-X:proposed the LLM's own answer and "
+            "llm-X:evidence_only the neighbourhood's top-k without the LLM, both checked on the same draws",
+            "exactly_k": "share of instances whose explanation names exactly k features",
+            "llm_kept / llm_added": "mean returned features the LLM proposed; mean PGI - PGU of the returned "
+            "features minus the evidence-only top-k's (<= 0: the LLM added nothing)",
         }
     )
     stability: list[dict] = []
@@ -279,7 +303,9 @@ async def run(llm: LLM, size: Size) -> EvalTable:
                     rankings,
                     results,
                     time.perf_counter() - started,
+                    k,
                 )
+                _add_stages(table, f"llm-{strategy}", dataset.name, model_name, truths, k_truth, results, k)
                 named = [[dataset.feature_names.index(f) for f in r] for r in rankings]
                 found = await verdict_stability(lambda: _blackbox(model, dataset), instances, named, seeds, **check_options)
                 stability.append({**cell, "method": f"llm-{strategy}", **(found or {})})
@@ -389,7 +415,9 @@ async def _run_text(llm: LLM, plan: dict, table: EvalTable, k: int, stability: l
             rankings,
             results,
             time.perf_counter() - started,
+            k,
         )
+        _add_stages(table, f"llm-text-{strategy}", data.name, model_name, truths, k, results, k)
         found = await verdict_stability(lambda: _text_blackbox(model), texts, rankings, seeds)
         stability.append({**cell, "method": f"llm-text-{strategy}", **(found or {})})
     blackbox = _text_blackbox(model)

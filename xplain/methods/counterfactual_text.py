@@ -595,8 +595,8 @@ async def _counterfactual(
 register(
     Method(
         name="counterfactual",
-        description="Edited inputs that flip the black box's decision (texts: target, concept or causal edits; "
-        "tables: under constraints), each confirmed by re-querying it.",
+        description="Edited inputs that flip the black box's decision (texts: guided search, target, concept or "
+        "causal edits; tables: under constraints), each confirmed by re-querying it.",
         inputs=("tabular_row", "text"),
         options=CounterfactualOptions,
         result=TabularCounterfactualExplanation | TextCounterfactualExplanation,

@@ -1034,7 +1034,7 @@ register(
     Method(
         name="posthoc",
         description="The LLM's top features for each prediction (four in-context strategies; tables and texts), "
-        "checked on the black box by PGI and PGU.",
+        "checked on the black box by PGI and PGU and repaired from the neighbourhood's evidence when they fail.",
         inputs=("tabular_row", "text"),
         options=PosthocOptions,
         result=PosthocExplanation,
