@@ -185,3 +185,13 @@ async def test_uppercase_rule_is_checked_with_case_and_quoting_prompts_rank_last
     best = result.candidates[0]
     assert best.heldout_accuracy == 0.0  # "cat" is not "CAT" here
     assert best.heldout_check.n == result.n_heldout and best.heldout_check.interval[0] == 0.0
+
+
+def test_a_heldout_check_that_scores_every_prompt_alike_says_it_cannot_separate():
+    from xplain.methods.checks import proportion_check
+    from xplain.methods.iprompt import heldout_separates
+
+    assert heldout_separates([proportion_check(0, 12), proportion_check(0, 12)]) is False  # the 135M model's case
+    assert heldout_separates([proportion_check(12, 12), proportion_check(0, 12)]) is True
+    assert heldout_separates([proportion_check(7, 12), proportion_check(5, 12)]) is False  # intervals overlap
+    assert heldout_separates([proportion_check(3, 12)]) is None

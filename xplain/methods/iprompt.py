@@ -71,6 +71,12 @@ class IPromptResult(MethodResult):
     case_sensitive: bool = Field(
         False, description="Answers were compared with letter case, because the task's outputs differ by case."
     )
+    heldout_separates: bool | None = Field(
+        None,
+        description="Whether the held-out check told the measured prompts apart (the best one's interval above the "
+        "worst one's); False when every prompt scored alike (e.g. all 0: the LLM follows no prompt here, so the "
+        "check cannot tell a true rule from noise); None with fewer than two measured.",
+    )
 
     @property
     def best(self) -> PromptCandidate | None:
@@ -117,7 +123,15 @@ async def explain_dataset(
             )
             for c, accuracy in zip(ranked, [*measured, *[None] * len(ranked)])
         ]  # fmt: skip
+    separates = heldout_separates([c.heldout_check for c in ranked if c.heldout_check is not None])
+    notes = [] if separates is not False else [
+        "the held-out check scored every measured prompt alike (best "
+        f"{max(measured):.2f} of {len(heldout)} pairs): with this LLM it cannot tell a true rule from noise, so "
+        "only the log-likelihood ranking orders the candidates"
+    ]
     return IPromptResult(
+        notes=notes,
+        heldout_separates=separates,
         candidates=ranked,
         baseline_loglik=baseline,
         n_train=len(train),
@@ -253,6 +267,15 @@ def keep_best(candidates, n: int) -> list[PromptCandidate]:
     """The n candidates with the highest log-likelihood, those quoting a training example after all others; ties
     go to the earlier candidate."""
     return sorted(candidates, key=lambda c: (c.quotes_example is not None, -c.loglik))[:n]
+
+
+def heldout_separates(checks: Sequence[Check]) -> bool | None:
+    """True when the best held-out accuracy's interval lies above the worst's; None with fewer than two."""
+    if len(checks) < 2:
+        return None
+    best = max(checks, key=lambda c: c.estimate)
+    worst = min(checks, key=lambda c: c.estimate)
+    return best.interval[0] > worst.interval[1]
 
 
 async def heldout_accuracy(
