@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import xplain.display  # noqa: F401  (the results of `run` show themselves in notebooks)
 from xplain.blackbox import BlackBox, from_estimator
 from xplain.data.demo import open_model, reference_for_spec
 from xplain.llm import LLM, make_llm

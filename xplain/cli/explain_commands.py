@@ -83,11 +83,11 @@ def save_plot(results: list[PosthocExplanation], path: Path) -> None:
     """One panel per row: each explanation's own chart (xplain.display), its check in the panel's title."""
     from matplotlib.figure import Figure
 
-    from xplain.display import check
+    from xplain.display import check, plot
 
     figure = Figure(figsize=(6.4, 1 + 1.8 * len(results)), layout="constrained")
     for axis, result in zip(figure.subplots(len(results), 1, squeeze=False)[:, 0], results):
-        result.plot(ax=axis)
+        plot(result, axis)
         verdict = check(result)
         title = f"{axis.get_title(loc='left')} · {verdict.name} {verdict.value} ({verdict.status})"
         axis.set_title(title, fontsize=9, loc="left")
