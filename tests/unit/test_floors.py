@@ -19,6 +19,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("llm", "validation", "data"),
     ("methods",),
     ("display",),  # draws results; the results never import it
+    ("service",),  # builds a method's context and runs it, for every front
     ("batch",),
     ("tools",),
     ("agent",),

@@ -11,9 +11,10 @@ import pandas as pd
 import typer
 from rich.table import Table
 
+from xplain import service
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, console, run_with_llm, usage_line
-from xplain.data.demo import demo_reference, open_model
+from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.methods.posthoc import (
     STRATEGIES,
@@ -144,12 +145,7 @@ def explain(
             raise ValueError(
                 "--text explains a text; it takes no --row, --rows or --background"
             )
-        blackbox = open_model(
-            model,
-            kind="text" if text is not None else "tabular",
-            trusted_dir=settings.trusted_model_dir,
-            query_budget=settings.blackbox_query_budget,
-        )
+        blackbox = service.open_spec(model, settings, kind="text" if text is not None else "tabular").blackbox
         options = PosthocOptions(strategy=strategy, k=k, n_samples=samples)
         if text is not None:
             if blackbox.kind != "text":

@@ -13,8 +13,10 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field, create_model
 
 from xplain.batch.runner import to_json
-from xplain.errors import XplainError, plain_validation_error
-from xplain.methods.catalog import FRONT_DATA, Method, MethodContext, catalog, run_units
+from xplain.errors import XplainError, describe, plain_validation_error
+from xplain.methods.catalog import FRONT_DATA, Method, catalog, run_units
+from xplain.service import OpenedModel, method_context
+from xplain.settings import get_settings
 from xplain.tools.context import ProbeContext
 from xplain.tools.registry import register_tool, to_json as compact
 
@@ -82,10 +84,11 @@ def catalog_tool(method: Method, context: ProbeContext) -> BaseTool | None:
                 units = [[_plain(context.row(i)) for i in chosen]]
             else:
                 units = [chosen]
-            ctx = MethodContext(llm=context.llm, blackbox=context.blackbox, reference=context.rows)
+            opened = OpenedModel(context.blackbox, context.rows)
+            ctx = method_context(method, opened, llm=context.llm, settings=get_settings())
             [result] = await run_units(method, ctx, units, options)
         except (XplainError, ValueError) as error:
-            raise ToolException(str(error)) from error
+            raise ToolException(describe(error)[1]) from error
         if isinstance(result, Exception):
             raise ToolException(str(result))
         full = to_json(result)
