@@ -10,7 +10,13 @@ from fastapi import APIRouter, Depends
 from xplain.errors import NotFound
 from xplain.methods.catalog import Method, catalog, unknown_method
 from xplain.server.deps import Service, service
-from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse
+from xplain.server.schemas import (
+    MethodInfo,
+    MethodRequest,
+    MethodResponse,
+    method_request_model,
+    method_response_model,
+)
 
 router = APIRouter(prefix="/methods", tags=["methods"])
 
@@ -22,9 +28,13 @@ async def list_methods() -> list[dict[str, Any]]:
 
 
 def _route_for(method: Method):
+    """The route of one method: its body typed by the method's own request model, so that the OpenAPI document
+    shows each method's options (and a misspelt one is refused before any work)."""
+
     async def run_method(body: MethodRequest, svc: Service = Depends(service)) -> MethodResponse:
         return await svc.run_method(method, body)
 
+    run_method.__annotations__["body"] = method_request_model(method)  # a class made here, not a name to look up
     run_method.__name__ = f"run_{method.name}"
     return run_method
 
@@ -34,10 +44,10 @@ for _method in catalog().values():
         f"/{_method.name}",
         _route_for(_method),
         methods=["POST"],
-        response_model=MethodResponse,
+        response_model=None,  # answered as run; the document shows the method's typed results
+        responses={200: {"model": method_response_model(_method), "description": "One outcome per unit of work."}},
         summary=_method.description,
-        description=f"{_method.description}\n\nInputs: {', '.join(_method.inputs)} ({_method.unit}). "
-        "Options: see GET /methods for the schema."
+        description=f"{_method.description}\n\nInputs: {', '.join(_method.inputs)} ({_method.unit})."
         + (" This method can take minutes on the embedded model: POST /jobs runs it with progress." if _method.long_running else ""),
     )
 
