@@ -18,13 +18,33 @@ from xplain.server.schemas import (
     method_response_model,
 )
 
-router = APIRouter(prefix="/methods", tags=["methods"])
+def make_router() -> APIRouter:
+    """The routes of the catalog as it is when the app is made: a method registered before then has its route."""
+    router = APIRouter(prefix="/methods", tags=["methods"])
 
+    @router.get("", response_model=list[MethodInfo])
+    async def list_methods() -> list[dict[str, Any]]:
+        """Every capability: name, description, input kinds, options and result schemas."""
+        return [m.describe() for m in catalog().values()]
 
-@router.get("", response_model=list[MethodInfo])
-async def list_methods() -> list[dict[str, Any]]:
-    """Every capability: name, description, input kinds, options and result schemas."""
-    return [m.describe() for m in catalog().values()]
+    for method in catalog().values():
+        router.add_api_route(
+            f"/{method.name}",
+            _route_for(method),
+            methods=["POST"],
+            response_model=None,  # answered as run; the document shows the method's typed results
+            responses={200: {"model": method_response_model(method), "description": "One outcome per unit of work."}},
+            summary=method.description,
+            description=f"{method.description}\n\nInputs: {', '.join(method.inputs)} ({method.unit})."
+            + (" This method can take minutes on the embedded model: POST /jobs runs it with progress." if method.long_running else ""),
+        )
+
+    @router.post("/{name}", include_in_schema=False)
+    async def no_such_method(name: str) -> None:
+        """Any other name (the generated routes above answer the real ones): a 404 that says which methods exist."""
+        raise NotFound(unknown_method(name))
+
+    return router
 
 
 def _route_for(method: Method):
@@ -37,22 +57,3 @@ def _route_for(method: Method):
     run_method.__annotations__["body"] = method_request_model(method)  # a class made here, not a name to look up
     run_method.__name__ = f"run_{method.name}"
     return run_method
-
-
-for _method in catalog().values():
-    router.add_api_route(
-        f"/{_method.name}",
-        _route_for(_method),
-        methods=["POST"],
-        response_model=None,  # answered as run; the document shows the method's typed results
-        responses={200: {"model": method_response_model(_method), "description": "One outcome per unit of work."}},
-        summary=_method.description,
-        description=f"{_method.description}\n\nInputs: {', '.join(_method.inputs)} ({_method.unit})."
-        + (" This method can take minutes on the embedded model: POST /jobs runs it with progress." if _method.long_running else ""),
-    )
-
-
-@router.post("/{name}", include_in_schema=False)
-async def no_such_method(name: str) -> None:
-    """Any other name (the generated routes above answer the real ones): a 404 that says which methods exist."""
-    raise NotFound(unknown_method(name))
