@@ -1,6 +1,6 @@
 """One catalog, one service: a method added to the catalog in-process is on every front — REST (typed in the
-OpenAPI document), a job, MCP, the CLI, the agent's tools — with no other code; every front builds its context
-and maps its errors in one place."""
+OpenAPI document), a job, MCP, the CLI, Python, the agent's tools and the chat's planner — with no other code;
+every front builds its context and maps its errors in one place."""
 
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from typer.testing import CliRunner
 
 import xplain
+from xplain.agent import GroundedPlanner
 from xplain.blackbox import QueryBudgetExceeded
 from xplain.cli import app as cli
 from xplain.data.demo import demo_reference
 from xplain.errors import InvalidInput, NotFound, TooLarge, describe
-from xplain.llm import make_llm
+from xplain.llm import LLM, make_llm
+from xplain.llm.backends.fake import FakeBackend
 from xplain.mcp.server import build_server
 from xplain.methods.base import MethodResult
-from xplain.methods.catalog import Method, catalog, get_method, register
+from xplain.methods.catalog import ChatForm, Method, catalog, get_method, register
 from xplain.server.app import create_app
 from xplain.service import method_context, open_spec
 from xplain.settings import Settings
@@ -56,6 +58,9 @@ TOY = Method(
     result=ToyTotal,
     run=run_toy,
     uses_llm=False,
+    chat=ChatForm(
+        " to know the sum of one row's values.", (r"\btotal\b",), "For $subject the total is $total and the model says $label."
+    ),
 )
 
 
@@ -127,11 +132,18 @@ def test_a_new_method_runs_from_the_cli_and_python(toy, monkeypatch, fake_llm_en
     assert [r.total for r in xplain.run("toy_total", "demo:synthetic", ROWS)] == totals(ROWS, 1)
 
 
-async def test_a_new_method_is_an_agent_tool(toy, settings):
+async def test_a_new_method_is_an_agent_tool_and_a_chat_operation(toy, settings):
     context = demo_context("synthetic")
     tool = next(t for t in build_tools(context) if t.name == "toy_total")
     message = await tool.ainvoke({"type": "tool_call", "id": "c1", "name": "toy_total", "args": {"row": 1, "scale": 2}})
     assert message.artifact["total"] == pytest.approx(2 * float(np.sum(context.row(1))))
+
+    backend = FakeBackend()  # no script: the rules reach the method by its declared cue, no LLM call
+    answer = await GroundedPlanner(LLM(backend), context).ask("s", "what is the total of row 1?")
+    assert answer.plan["operation"] == "toy_total" and answer.plan["chosen_by"] == "rules"
+    total = round(float(np.sum(context.row(1))), 4)
+    assert answer.text.startswith(f"For row 1 the total is {total} and the model says")
+    assert answer.ungrounded_numbers == [] and backend.score_batches == []
 
 
 def test_the_service_refuses_a_model_the_method_cannot_use_before_any_work(settings):
