@@ -10,6 +10,7 @@ from xplain.errors import Conflict, Forbidden, NotFound
 from xplain.server.reference import load_reference
 from xplain.server.schemas import ModelRegistration
 from xplain.server.store import Store
+from xplain.service import OpenedModel
 from xplain.settings import Settings
 from xplain.validation import resolve_under
 
@@ -98,6 +99,10 @@ class ModelRegistry:
         self.get(name)
         reference = self.references.get(name)
         return reference.rows if reference is not None else None
+
+    def opened(self, name: str) -> OpenedModel:
+        """The registered model with its reference rows, as the service runs methods on it."""
+        return OpenedModel(self.get(name)[1], self.reference(name))
 
     def get(self, name: str) -> tuple[ModelRegistration, BlackBox]:
         try:
