@@ -12,16 +12,24 @@ from xplain.llm import LLM, make_llm
 from xplain.methods.catalog import MethodContext, get_method, run_units, units_for
 from xplain.methods.llm_estimator import run_sync
 from xplain.settings import get_settings
+from xplain.validation import rows_of
 
 
-def as_blackbox(model: Any) -> BlackBox | None:
+def as_blackbox(model: Any, reference: Any = None, columns: dict[str, Any] | None = None) -> BlackBox | None:
     """A BlackBox from what a Python user holds: a BlackBox, a fitted scikit-learn estimator, or a spec string
-    (`demo:NAME`, a .skops file, `pkg.mod:obj`, a URL)."""
-    if model is None or isinstance(model, BlackBox):
-        return model
-    if isinstance(model, str | Path):
-        return open_model(str(model), trusted_dir=get_settings().trusted_model_dir)
-    return from_estimator(model)
+    (`demo:NAME`, a .skops file, `pkg.mod:obj`, a URL). A tabular model learns its columns from itself and the
+    `reference` rows, `columns` overriding them (column -> fields of `xplain.blackbox.Column`)."""
+    if model is None:
+        return None
+    if isinstance(model, BlackBox):
+        blackbox = model
+    elif isinstance(model, str | Path):
+        blackbox = open_model(str(model), trusted_dir=get_settings().trusted_model_dir)
+    else:
+        return from_estimator(model, reference=reference, columns=columns)
+    if blackbox.kind == "tabular" and (reference is not None or columns):
+        blackbox.infer_schema(reference, columns)
+    return blackbox
 
 
 def run(
@@ -31,19 +39,23 @@ def run(
     *,
     llm: LLM | None = None,
     reference: Any = None,
+    columns: dict[str, Any] | None = None,
     classifier_dir: str | Path | None = None,
     errors: Literal["raise", "keep"] = "raise",
     **options: Any,
 ) -> list[Any]:
     """Run catalog method `method` on `inputs` against `model`; one result per input row (a set method such as
-    `iprompt` or `sasc`: a list with its one result). `reference` gives rows like the training data (a demo spec
-    brings its own). With `errors="keep"`, a row that failed holds its exception in place instead of raising."""
+    `iprompt` or `sasc`: a list with its one result). Rows may be a DataFrame, records, a 2-D array or lists.
+    `reference` gives rows like the training data (a DataFrame or the like; a demo spec brings its own), from
+    which a tabular model also learns its columns' kinds, categories and ranges; `columns` overrides those.
+    With `errors="keep"`, a row that failed holds its exception in place instead of raising."""
     chosen = get_method(method)
     parsed = chosen.parse_options(options)
-    blackbox = as_blackbox(model)
-    chosen.check_model(blackbox if chosen.needs_model else None)
     if reference is None and isinstance(model, str):
         reference = reference_for_spec(model)
+    blackbox = as_blackbox(model, reference, columns)
+    chosen.check_model(blackbox if chosen.needs_model else None)
+    inputs = rows_of(inputs)
     directory = Path(classifier_dir) if classifier_dir is not None else get_settings().classifier_dir
 
     async def work() -> list[Any]:

@@ -19,6 +19,7 @@ from xplain.blackbox.loaders import (
     load_blackbox,
 )
 from xplain.blackbox.model import BlackBox, Kind, QueryStats, WrapperOptions
+from xplain.blackbox.schema import Column, ColumnKind, TableSchema, infer_schema
 
 __all__ = [
     "BlackBox",
@@ -27,9 +28,12 @@ __all__ = [
     "BlackBoxLoadError",
     "BlackBoxOutputError",
     "BlackBoxUnavailableError",
+    "Column",
+    "ColumnKind",
     "Kind",
     "QueryBudgetExceeded",
     "QueryStats",
+    "TableSchema",
     "UntrustedModelFileError",
     "WrapperOptions",
     "from_callable",
@@ -38,5 +42,6 @@ __all__ = [
     "from_import_path",
     "from_pickle",
     "from_skops",
+    "infer_schema",
     "load_blackbox",
 ]

@@ -33,6 +33,7 @@ from xplain.blackbox.errors import (
     UntrustedModelFileError,
 )
 from xplain.blackbox.model import BatchFunction, BlackBox, Kind, WrapperOptions
+from xplain.blackbox.schema import ColumnOverrides
 from xplain.errors import Forbidden
 
 TRUSTED_DIR_SETTING = "XPLAIN_TRUSTED_MODEL_DIR"
@@ -79,10 +80,13 @@ def from_estimator(
     *,
     kind: Kind | None = None,
     feature_names: Sequence[str] | None = None,
+    reference: Any = None,
+    columns: ColumnOverrides | None = None,
     name: str | None = None,
     **options: Unpack[WrapperOptions],
 ) -> BlackBox:
-    """Wrap a fitted scikit-learn estimator or pipeline; classifiers must offer `predict_proba`."""
+    """Wrap a fitted scikit-learn estimator or pipeline; classifiers must offer `predict_proba`. A tabular one
+    gets its columns (`schema`) from the estimator and the `reference` rows, with `columns` overriding them."""
     name = name or f"estimator:{type(estimator).__name__}"
     if not isinstance(estimator, BaseEstimator):
         raise BlackBoxLoadError(f"{name} is not a scikit-learn estimator; wrap a plain function with from_callable")
@@ -101,7 +105,7 @@ def from_estimator(
     classes = getattr(estimator, "classes_", None)
     if classes is None:
         raise BlackBoxLoadError(f"{name} has no classes_, so its probability columns cannot be labelled")
-    return BlackBox(
+    blackbox = BlackBox(
         estimator.predict_proba,
         kind=kind,
         classes=classes,
@@ -109,6 +113,9 @@ def from_estimator(
         name=name,
         **options,
     )
+    if kind == "tabular" and blackbox.feature_names is not None:
+        blackbox.infer_schema(reference, columns)
+    return blackbox
 
 
 def from_callable(

@@ -29,6 +29,10 @@ def batch(
         str | None, typer.Option(help=f"demo:NAME ({', '.join(DEMO_MODELS)}), a .skops file, pkg.mod:obj, or a URL.")
     ] = None,
     column: Annotated[str | None, typer.Option(help="Use this column as the row (e.g. text).")] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="CSV or Parquet rows like the training data: the background, and the table's columns."),
+    ] = None,
     options: Annotated[str, typer.Option(help="Method options as JSON.")] = "{}",
     kind: Annotated[
         str | None, typer.Option(help="tabular, text or module, for a model whose kind cannot be inferred.")
@@ -50,7 +54,7 @@ def batch(
             raise ValueError(f"--engine is local or ray, not {engine!r}")
         if not units:
             raise ValueError(f"{data.name} has no rows")
-        context = method_context(chosen, model, settings, kind)
+        context = method_context(chosen, model, settings, kind, reference)
     except (XplainError, ValueError, OSError) as error:
         fail(error)
 

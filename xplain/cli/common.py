@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 
+from xplain.batch.sources import read_table
 from xplain.data.demo import open_model, reference_for_spec
 from xplain.errors import XplainError
 from xplain.llm import LLM, Usage, make_llm
@@ -49,19 +51,22 @@ def parse_json_option(text: str, flag: str) -> Any:
         raise ValueError(f"{flag} is not valid JSON: {error}") from None
 
 
-def method_context(method: Method, model: str | None, settings: Settings, kind: str | None = None) -> MethodContext:
-    """What a catalog method runs against from the CLI: the model a spec names (with a demo's reference rows)
-    and the configured classifier directory; the LLM is attached when the work starts."""
+def method_context(
+    method: Method, model: str | None, settings: Settings, kind: str | None = None, reference: Path | None = None
+) -> MethodContext:
+    """What a catalog method runs against from the CLI: the model a spec names with its reference rows (a demo's,
+    or the `reference` file's, from which a table's columns are learnt too) and the configured classifier
+    directory; the LLM is attached when the work starts."""
     blackbox = None
     if model is not None:
         blackbox = open_model(model, trusted_dir=settings.trusted_model_dir, kind=kind)
     method.check_model(blackbox)
-    return MethodContext(
-        llm=None,
-        blackbox=blackbox,
-        reference=reference_for_spec(model) if model else None,
-        classifier_dir=settings.classifier_dir,
-    )
+    rows = reference_for_spec(model) if model else None
+    if reference is not None:
+        rows = read_table(reference)
+        if blackbox is not None and blackbox.kind == "tabular":
+            blackbox.infer_schema(rows)
+    return MethodContext(llm=None, blackbox=blackbox, reference=rows, classifier_dir=settings.classifier_dir)
 
 
 def usage_line(usage: Usage) -> str:

@@ -13,7 +13,7 @@ from xplain.data.demo import open_model
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, console, run_with_llm, usage_line
 from xplain.llm import LLM
-from xplain.methods.counterfactual_tabular import TabularCounterfactualResult, tabular_counterfactuals
+from xplain.methods.counterfactual_tabular import TabularCounterfactualResult, shown, tabular_counterfactuals
 from xplain.methods.counterfactual_text import TextCounterfactualResult, text_counterfactuals, token_diff
 from xplain.settings import get_settings
 
@@ -71,9 +71,9 @@ def show_tabular(result: TabularCounterfactualResult) -> None:
             changes = Text()
             for change in candidate.changes:
                 changes.append(f"{change.feature}: ")
-                changes.append(f"{change.old:.4g}", style="red strike")
+                changes.append(shown(change.old), style="red strike")
                 changes.append(" -> ")
-                changes.append(f"{change.new:.4g}", style="bold green")
+                changes.append(shown(change.new), style="bold green")
                 changes.append("  ")
             table.add_row(
                 changes,

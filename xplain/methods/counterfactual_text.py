@@ -33,6 +33,7 @@ from xplain.methods.counterfactual import (
 )
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
+from xplain.validation import reference_rows
 
 Mode = Literal["target", "concept", "causal"]
 PROMPTS = {
@@ -493,7 +494,7 @@ async def _counterfactual(
     first in each row's explanation."""
     common = dict(target=options.target, candidates_per_round=options.candidates_per_round, max_rounds=options.max_rounds)
     if ctx.blackbox.kind == "tabular":
-        reference = None if ctx.reference is None else np.asarray(ctx.reference, dtype=float)
+        reference = reference_rows(ctx.blackbox, ctx.reference)
         result = await tabular_counterfactuals(
             ctx.llm, ctx.blackbox, rows, constraints=options.constraints, reference=reference, **common
         )

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from xplain.batch.runner import Progress, RowOutcome
+from xplain.blackbox.schema import Category, ColumnKind
 from xplain.data.demo import DEMO_MODELS
 from xplain.validation import SLUG
 
@@ -48,6 +49,17 @@ class ReferenceData(Strict):
     text_column: str | None = Field(None, max_length=200, description="Text models: the column holding the text.")
 
 
+class ColumnOverride(Strict):
+    """What a registration says about one column of a table, over what was inferred from the model and data."""
+
+    kind: ColumnKind | None = None
+    categories: list[Category] | None = Field(None, max_length=10_000)
+    min: float | None = None
+    max: float | None = None
+    missing_rate: float | None = Field(None, ge=0, le=1)
+    immutable: bool | None = None
+
+
 class ModelRegistration(Strict):
     name: str = ModelName
     source: ModelSource
@@ -56,7 +68,14 @@ class ModelRegistration(Strict):
     feature_names: list[str] | None = Field(None, max_length=10_000)
     trusted_types: list[str] = Field(default_factory=list, description="skops types to trust beyond the defaults.")
     replace: bool = Field(False, description="Replace a registered model of this name (demos cannot be replaced).")
-    reference: ReferenceData | None = Field(None, description="Reference rows for the chat (the demos bring theirs).")
+    reference: ReferenceData | None = Field(
+        None,
+        description="Reference rows (the demos bring theirs): the chat's rows, the methods' background, and where "
+        "a table's column kinds, categories and ranges are learnt from.",
+    )
+    columns: dict[str, ColumnOverride] | None = Field(
+        None, max_length=10_000, description="Tables: column -> what to override of what was inferred about it."
+    )
 
 
 class ModelInfo(BaseModel):
