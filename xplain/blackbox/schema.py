@@ -145,7 +145,7 @@ class TableSchema(BaseModel):
         if isinstance(row, Mapping):
             missing = [n for n in self.names if n not in row]
             if missing:
-                raise BlackBoxInputError(f"row lacks column(s) {missing[:5]}{'…' if len(missing) > 5 else ''}")
+                raise BlackBoxInputError(f"row lacks feature(s) {missing[:5]}{'…' if len(missing) > 5 else ''}")
             unknown = [str(k) for k in row if k not in set(self.names)]
             if unknown:
                 raise BlackBoxInputError(
@@ -155,10 +155,10 @@ class TableSchema(BaseModel):
         elif isinstance(row, list | tuple | np.ndarray):
             values = list(row)
             if len(values) != len(self.columns):
-                raise BlackBoxInputError(f"row has {len(values)} values; the model takes {len(self.columns)} columns")
+                raise BlackBoxInputError(f"row has {len(values)} values; the model takes {len(self.columns)} features")
         else:
             raise BlackBoxInputError(
-                f"a tabular row is a list of {len(self.columns)} values or an object keyed by column name"
+                f"a tabular row is a list of {len(self.columns)} values or an object keyed by feature name"
             )
         return [column.encode(value) for column, value in zip(self.columns, values)]
 
