@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
+
 from xplain.blackbox import BlackBox, from_estimator
 from xplain.data.demo import open_model, reference_for_spec
 from xplain.llm import LLM, make_llm
@@ -32,6 +34,24 @@ def as_blackbox(model: Any, reference: Any = None, columns: dict[str, Any] | Non
     return blackbox
 
 
+class Results(list):
+    """What `xplain.run` returns: one result per input, in order (a set method: its one result), and
+    `to_frame()`: every result's frame stacked under the input's own index (a DataFrame's index, else 0..n-1)."""
+
+    def __init__(self, results: Sequence[Any], index: Any = None) -> None:
+        super().__init__(results)
+        self.index = index
+
+    def to_frame(self) -> pd.DataFrame:
+        keys = list(self.index) if self.index is not None and len(self.index) == len(self) else list(range(len(self)))
+        frames = [
+            pd.DataFrame([{"error": str(r)}]) if isinstance(r, Exception) else r.to_frame().reset_index(drop=True)
+            for r in self
+        ]
+        name = getattr(self.index, "name", None) or "input"
+        return pd.concat(frames, keys=keys, names=[name, "item"])
+
+
 def run(
     method: str,
     model: Any = None,
@@ -43,7 +63,7 @@ def run(
     classifier_dir: str | Path | None = None,
     errors: Literal["raise", "keep"] = "raise",
     **options: Any,
-) -> list[Any]:
+) -> Results:
     """Run catalog method `method` on `inputs` against `model`; one result per input row (a set method such as
     `iprompt` or `sasc`: a list with its one result). Rows may be a DataFrame, records, a 2-D array or lists.
     `reference` gives rows like the training data (a DataFrame or the like; a demo spec brings its own), from
@@ -55,6 +75,7 @@ def run(
         reference = reference_for_spec(model)
     blackbox = as_blackbox(model, reference, columns)
     chosen.check_model(blackbox if chosen.needs_model else None)
+    index = inputs.index if isinstance(inputs, pd.DataFrame) and chosen.unit == "row" else None
     inputs = rows_of(inputs)
     directory = Path(classifier_dir) if classifier_dir is not None else get_settings().classifier_dir
 
@@ -71,4 +92,4 @@ def run(
     failed = next((r for r in results if isinstance(r, Exception)), None)
     if errors == "raise" and failed is not None:
         raise failed
-    return results
+    return Results(results, index)

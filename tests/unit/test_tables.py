@@ -182,6 +182,9 @@ def test_native_categorical_gradient_boosting_is_called_with_its_categories(tabl
     np.testing.assert_allclose(blackbox.predict_proba(rows.to_dict(orient="records")), model.predict_proba(rows))
     [result] = xplain.run("lime", model, rows.head(1), reference=frame, n_samples=100)
     assert result.ranking[0] == "workclass"
+    alone = from_estimator(model)  # no reference: the model's own encoder names the categories
+    assert alone.schema.column("colour").categories == ["blue", "green", "red", None]
+    np.testing.assert_allclose(alone.predict_proba(rows.to_dict(orient="records")), model.predict_proba(rows))
 
 
 def test_a_function_over_numbers_keeps_taking_arrays():
@@ -236,3 +239,11 @@ def test_batch_over_a_parquet_file_with_strings_booleans_and_empty_cells(pipe, t
     outcomes = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(outcomes) == 4 and all(o["ok"] for o in outcomes)
     assert outcomes[0]["result"]["instance"]["colour"] is None
+
+
+def test_results_make_one_frame_indexed_like_the_input(pipe, table):
+    rows = table.iloc[[5, 9]].rename_axis("person")
+    found = xplain.run("lime", pipe, rows, reference=table, n_samples=60)
+    frame = found.to_frame()
+    assert frame.index.names == ["person", "item"] and sorted(set(frame.index.get_level_values(0))) == [5, 9]
+    assert set(frame.loc[9, "feature"]) == set(table.columns)

@@ -73,7 +73,7 @@ class Column(BaseModel):
                 value = float(value)
             except ValueError:
                 raise BlackBoxInputError(f"{self.name} = {value!r} is not a number") from None
-        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        if not isinstance(value, int | float | np.number | np.bool_):  # a boolean counts as 0 / 1
             raise BlackBoxInputError(f"{self.name} = {value!r} is not a number")
         number = float(value)
         if not math.isfinite(number):
@@ -338,6 +338,8 @@ def apply_overrides(schema: TableSchema, overrides: ColumnOverrides) -> TableSch
 
 def _column(name: str, series: pd.Series | None, categories: list | None, native_categorical: bool) -> Column:
     fields: dict[str, Any] = {"name": name}
+    if native_categorical and series is None:
+        fields["dtype"] = "category"  # HistGradientBoosting reads its categorical columns from this dtype
     if series is not None:
         fields["dtype"] = str(series.dtype)
         fields["missing_rate"] = float(series.isna().mean())
@@ -349,8 +351,6 @@ def _column(name: str, series: pd.Series | None, categories: list | None, native
             categories += [v for v in {_plain(v) for v in series.dropna()} if v not in categories]
     elif series is None:
         kind = "categorical" if native_categorical else "numeric"
-        if native_categorical:
-            fields["dtype"] = "category"
     elif isinstance(series.dtype, pd.CategoricalDtype):
         kind = "ordinal" if series.dtype.ordered else "categorical"
         categories = [_plain(c) for c in series.dtype.categories]
@@ -426,6 +426,8 @@ def _encoder_categories(estimator: Any) -> dict[str, list]:
                 for encoder in encoders(transformer):
                     for column, categories in zip(chosen, encoder.categories_):
                         found[column] = [_plain(c) for c in categories]
+        elif getattr(step, "is_categorical_", None) is not None and hasattr(step, "_preprocessor"):
+            visit(step._preprocessor, columns)  # HistGradientBoosting's own encoder of its categorical columns
         elif isinstance(step, OneHotEncoder | OrdinalEncoder) and columns:
             for column, categories in zip(columns, step.categories_):
                 found[column] = [_plain(c) for c in categories]
