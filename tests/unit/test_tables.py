@@ -215,6 +215,8 @@ def test_rest_rows_as_objects_on_a_registered_skops_pipeline(pipe, table, tmp_pa
                         "columns": {"age": {"immutable": True}}}  # fmt: skip
         response = api.post("/models", json=registration)
         assert response.status_code == 201, response.text
+        columns = {c["name"]: c for c in api.get("/models/income").json()["columns"]}
+        assert columns["workclass"]["categories"] == ["Gov", "Private", "Self-emp"] and columns["age"]["immutable"]
         answer = api.post("/methods/lime", json={"model": "income", "rows": rows, "options": {"n_samples": 60}})
         assert answer.status_code == 200, answer.text
         [first, second] = answer.json()["results"]

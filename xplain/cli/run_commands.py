@@ -60,6 +60,10 @@ def run_method(
     kind: Annotated[
         str | None, typer.Option(help="tabular, text or module, for a model whose kind cannot be inferred.")
     ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="CSV or Parquet rows like the training data: the background, and the table's columns."),
+    ] = None,
 ) -> None:
     """Run method NAME on the inputs against MODEL and print one JSON result (or error) per line."""
     settings = get_settings()
@@ -71,7 +75,7 @@ def run_method(
             items += read_rows(inputs, column=column)
         if not items and method.min_inputs > 0:
             raise ValueError("give inputs: --input JSON (repeatable) or --inputs FILE")
-        context = method_context(method, model, settings, kind)
+        context = method_context(method, model, settings, kind, reference)
     except (XplainError, ValueError, OSError) as error:
         fail(error)
 

@@ -66,6 +66,7 @@ class Service:
             source=registration.source,
             classes=classes,
             feature_names=blackbox.feature_names,
+            columns=None if blackbox.schema is None else [c.model_dump() for c in blackbox.schema.columns],
             queries=blackbox.stats().model_dump(),
         )
 

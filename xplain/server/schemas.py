@@ -84,6 +84,9 @@ class ModelInfo(BaseModel):
     source: ModelSource
     classes: list[Any] | None
     feature_names: list[str] | None
+    columns: list[dict[str, Any]] | None = Field(
+        None, description="Tables: each column's kind, categories, range and missing rate, as inferred or overridden."
+    )
     queries: dict[str, Any]
 
 
