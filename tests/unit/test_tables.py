@@ -15,6 +15,7 @@ import skops.io
 from fastapi.testclient import TestClient
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -249,3 +250,24 @@ def test_results_make_one_frame_indexed_like_the_input(pipe, table):
     frame = found.to_frame()
     assert frame.index.names == ["person", "item"] and sorted(set(frame.index.get_level_values(0))) == [5, 9]
     assert set(frame.loc[9, "feature"]) == set(table.columns)
+
+
+def test_a_missing_number_is_taken_where_the_model_imputes_it(table):
+    """hours has missing values in the reference and an imputer in the pipeline: predict and the LLM's posthoc
+    take a row missing it; LIME, which cannot perturb a missing number, fails that row alone and says why."""
+    _, label = make_table(300)
+    holes = table.copy()
+    holes.loc[holes.index[::10], "hours"] = np.nan
+    numbers = Pipeline([("fill", SimpleImputer()), ("scale", StandardScaler())])
+    encode = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+                                ("numbers", numbers, NUMERIC)])  # fmt: skip
+    model = Pipeline([("encode", encode), ("model", LogisticRegression())]).fit(holes, label)
+    rows = holes.iloc[[0, 1]]  # row 0 misses hours
+    assert np.isnan(rows.hours.iloc[0])
+    predicted = xplain.run("predict", model, rows, reference=holes, llm=LLM(FakeBackend()))
+    np.testing.assert_allclose([r.prediction.probabilities["1"] for r in predicted], model.predict_proba(rows)[:, 1])
+    llm = LLM(FakeBackend(rules=[(r".", reading_answer)]))
+    [explained, _] = xplain.run("posthoc", model, rows, reference=holes, llm=llm, k=2, n_samples=40)
+    assert explained.instance["hours"] is None and explained.faithfulness is not None
+    failed, fine = xplain.run("lime", model, rows, reference=holes, n_samples=60, errors="keep")
+    assert "cannot perturb a missing number" in str(failed) and fine.ranking[0] == "workclass"
