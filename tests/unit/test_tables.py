@@ -271,3 +271,18 @@ def test_a_missing_number_is_taken_where_the_model_imputes_it(table):
     assert explained.instance["hours"] is None and explained.faithfulness is not None
     failed, fine = xplain.run("lime", model, rows, reference=holes, n_samples=60, errors="keep")
     assert "cannot perturb a missing number" in str(failed) and fine.ranking[0] == "workclass"
+
+
+def test_posthoc_can_show_the_columns_by_name_with_the_rows_values(pipe, table):
+    def names_workclass(request):
+        prompt = request.messages[-1].content
+        assert "workclass = Self-emp" in prompt and re.search(r"age = \d+\b", prompt)
+        assert re.search(r"changes: .*\b(workclass|colour) = ", prompt) and "age +" in prompt
+        features = [{"feature": f, "direction": "+", "rationale": "moves it"} for f in ("workclass", "hours")]
+        return json.dumps({"features": features})
+
+    rows = table[table.workclass == "Self-emp"].head(1)
+    llm = LLM(FakeBackend(rules=[(r".", names_workclass)]))
+    [found] = xplain.run("posthoc", pipe, rows, reference=table, llm=llm, k=2, names="shown", resample_probability=0.5)
+    assert [f.feature for f in found.features] == ["workclass", "hours"]
+    assert found.faithfulness.verdict == "faithful"

@@ -96,6 +96,11 @@ class PosthocOptions(BaseModel):
         description="Tables: letters A, B, … go to the features in a seeded random order per instance and shuffle "
         "(so the LLM's preference for early letters cannot pass as skill), or in column order.",
     )
+    names: Literal["hidden", "shown"] = Field(
+        default="hidden",
+        description="Tables: hide the columns behind letters A, B, … (the paper's mode, so the LLM reads the data, "
+        "not the names), or show their names and the row's values (`workclass = Private, age = 39`).",
+    )
     n_shuffles: int = Field(
         default=1,
         ge=1,
@@ -354,7 +359,10 @@ async def explain_tabular(
         raise ValueError(
             f"background must be at least 2 rows of {n_features} features, got shape {background.shape}"
         )
-    if n_features > MAX_FEATURES:
+    named = options.names == "shown"
+    if named and options.n_shuffles > 1:
+        raise ValueError("n_shuffles shuffles hidden letters; with names shown there is nothing to shuffle")
+    if n_features > MAX_FEATURES and not named:
         raise ValueError(
             f"at most {MAX_FEATURES} features can be renamed A..AZ; this table has {n_features}"
         )
@@ -366,8 +374,8 @@ async def explain_tabular(
         raise ValueError(
             f"categorical column indices must lie in 0..{n_features - 1}, got {options.categorical}"
         )
-    letters = feature_letters(n_features)
-    orders = letter_orders(n_rows, n_features, options)
+    letters = names if named else feature_letters(n_features)
+    orders = [[np.arange(n_features)]] * n_rows if named else letter_orders(n_rows, n_features, options)
     scale = schema.scale(background)
     rng = np.random.default_rng(options.seed)
 
@@ -412,7 +420,7 @@ async def explain_tabular(
                 prompts.append(
                     template.render(
                         label=labels[i],
-                        letters=", ".join(letters),
+                        letters=fence(schema.describe(instances[i]), label="row") if named else ", ".join(letters),
                         k=options.k,
                         examples=fence(
                             _format_examples(
