@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -225,6 +226,17 @@ def test_rest_rows_as_objects_on_a_registered_skops_pipeline(pipe, table, tmp_pa
         bad = api.post("/models/income/predict", json={"inputs": [{**rows[0], "workclass": 7}, rows[1]]})
         assert bad.status_code == 200 and "not a category" in bad.json()["errors"][0]
         assert bad.json()["errors"][1] is None
+        table.head(3).to_parquet(tmp_path / "data" / "rows.parquet")  # a job over a file of the data directory
+        job = api.post("/jobs", json={"model": "income", "method": "kernelshap", "file": "rows.parquet",
+                                      "options": {"n_samples": 60}})  # fmt: skip
+        assert job.status_code in (200, 201, 202), job.text
+        job_id = job.json()["id"]
+        deadline = time.monotonic() + 60
+        while api.get(f"/jobs/{job_id}").json()["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        results = api.get(f"/jobs/{job_id}/results").json()["results"]
+        assert len(results) == 3 and all(r["ok"] for r in results), results
+        assert results[2]["result"]["instance"]["workclass"] == table.workclass.iloc[2]
 
 
 @pytest.mark.usefixtures("fake_llm_env")
