@@ -90,7 +90,8 @@ def rows_of(inputs: Any) -> list[Any]:
 
 
 def reference_rows(blackbox: BlackBox, reference: Any) -> np.ndarray | None:
-    """Reference (background) rows as encoded floats: a DataFrame, records, or lists of values."""
+    """Reference (background) rows as encoded floats: a DataFrame, records, or lists of values; a float array is
+    taken as encoded rows already (what the demos and the registry keep)."""
     if reference is None:
         return None
     if blackbox.schema is None:

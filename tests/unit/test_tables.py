@@ -298,3 +298,15 @@ def test_posthoc_can_show_the_columns_by_name_with_the_rows_values(pipe, table):
     [found] = xplain.run("posthoc", pipe, rows, reference=table, llm=llm, k=2, names="shown", resample_probability=0.5)
     assert [f.feature for f in found.features] == ["workclass", "hours"]
     assert found.faithfulness.verdict == "faithful"
+
+
+@pytest.mark.usefixtures("fake_llm_env")
+def test_xplain_explain_reads_a_csv_with_strings_against_its_background(pipe, table, tmp_path):
+    skops.io.dump(pipe, tmp_path / "income.skops")
+    table.to_csv(tmp_path / "train.csv", index=False)
+    table.head(2).to_csv(tmp_path / "rows.csv", index=False)
+    result = CliRunner().invoke(app, ["explain", str(tmp_path / "income.skops"), "--rows", str(tmp_path / "rows.csv"),
+                                      "--background", str(tmp_path / "train.csv"), "--k", "2", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    explained = json.loads(result.output.strip().splitlines()[-1])
+    assert [e["instance"]["workclass"] for e in explained] == table.workclass.head(2).tolist()

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import pandas as pd
 import typer
 from rich.table import Table
 
+from xplain.batch.sources import read_table
+from xplain.blackbox import BlackBox
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, console, run_with_llm, usage_line
 from xplain.data.demo import demo_reference, open_model
@@ -24,10 +25,12 @@ from xplain.methods.posthoc import (
     explain_text,
 )
 from xplain.settings import get_settings
+from xplain.validation import reference_rows
 
 
-def read_rows(row: str | None, rows_csv: Path | None, names: list[str]) -> np.ndarray:
-    """One JSON row or a CSV with a column per feature, as a float array in `names` order."""
+def read_rows(blackbox: BlackBox, row: str | None, rows_csv: Path | None) -> np.ndarray:
+    """One JSON row or a CSV / Parquet file with a column per feature (strings, booleans, empty cells as the
+    model's columns take them), as encoded rows in the model's column order."""
     if (row is None) == (rows_csv is None):
         raise ValueError(
             "give either --row (one JSON row) or --rows (a CSV file), not both or neither"
@@ -37,16 +40,17 @@ def read_rows(row: str | None, rows_csv: Path | None, names: list[str]) -> np.nd
             values = json.loads(row)
         except json.JSONDecodeError as error:
             raise ValueError(f"--row is not valid JSON: {error}") from error
+        names = blackbox.feature_names or []
         if not isinstance(values, dict) or set(values) != set(names):
             raise ValueError(
                 f"--row must be a JSON object with exactly the features {names}"
             )
-        return np.array([[float(values[n]) for n in names]])
-    frame = pd.read_csv(rows_csv)
-    missing = [n for n in names if n not in frame.columns]
+        return reference_rows(blackbox, [values])
+    frame = read_table(rows_csv)
+    missing = [n for n in blackbox.feature_names or [] if n not in frame.columns]
     if missing:
         raise ValueError(f"{rows_csv} lacks the feature column(s) {missing}")
-    return frame[names].to_numpy(dtype=float)
+    return reference_rows(blackbox, frame)
 
 
 def show(results: list[PosthocExplanation]) -> None:
@@ -162,17 +166,15 @@ def explain(
             raise ValueError(
                 f"{model} is a {blackbox.kind} model; give the text with --text"
             )
-        names = blackbox.feature_names or []
         instances = reference = None
         if text is None:
-            instances = read_rows(row, rows, names)
-            if background is not None:
-                reference = read_rows(None, background, names)
-            elif model.startswith("demo:"):
-                reference = np.asarray(
-                    demo_reference(model.removeprefix("demo:")).rows, dtype=float
-                )
-            else:
+            if background is not None:  # the background also tells the columns' kinds and categories
+                blackbox.infer_schema(read_table(background))
+                reference = read_rows(blackbox, None, background)
+            instances = read_rows(blackbox, row, rows)
+            if reference is None and model.startswith("demo:"):
+                reference = np.asarray(demo_reference(model.removeprefix("demo:")).rows, dtype=float)
+            elif reference is None:
                 reference = instances
     except (BlackBoxError, ValueError, OSError) as error:
         console.print(f"[red]error:[/red] {error}")
