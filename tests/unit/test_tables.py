@@ -201,6 +201,15 @@ def test_a_function_over_numbers_keeps_taking_arrays():
     blackbox.predict_proba(pd.DataFrame({"b": [1.0], "a": [2.0]}))  # columns put in the model's order
     assert seen == [np.ndarray] and blackbox.predict_proba([[2.0, 1.0]]).shape == (1, 2)
 
+    received = []
+    words = from_callable(lambda rows: received.append(rows) or np.full((len(rows), 2), 0.5), kind="tabular",
+                          feature_names=["a", "b"])  # fmt: skip
+    words.infer_schema(columns={"a": {"kind": "categorical", "categories": ["low", "high"]}})  # an override
+    words.predict_proba([{"a": "high", "b": 3}])
+    assert received[0].tolist() == [["high", 3.0]]
+    with pytest.raises(ValueError, match="'mid' is not a category the model knows"):
+        words.predict_proba([{"a": "mid", "b": 3}])
+
 
 def test_rest_rows_as_objects_on_a_registered_skops_pipeline(pipe, table, tmp_path):
     (tmp_path / "models").mkdir()

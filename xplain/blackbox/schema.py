@@ -193,7 +193,12 @@ class TableSchema(BaseModel):
         if self.all_numeric and not self.frame:
             return encoded
         decoded = self.decode(encoded)
-        return decoded if self.frame else decoded.to_numpy(dtype=np.float64, na_value=np.nan)
+        if self.frame:
+            return decoded
+        try:
+            return decoded.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):  # categories that are words, for a function or an endpoint
+            return decoded.to_numpy(dtype=object)
 
     def records(self, encoded: np.ndarray) -> list[dict[str, Any]]:
         """Encoded rows as objects keyed by column, values in the user's own terms (JSON-ready)."""
@@ -204,9 +209,6 @@ class TableSchema(BaseModel):
     def describe(self, row: Sequence[float]) -> str:
         """A row for a prompt: `workclass = Private, age = 39`."""
         return ", ".join(f"{c.name} = {c.show(v)}" for c, v in zip(self.columns, row))
-
-    def show(self, column: int, code: float) -> str:
-        return self.columns[column].show(code)
 
     # -- perturbations ----------------------------------------------------------------------------------------
 

@@ -508,7 +508,7 @@ def _discrete_values(schema: TableSchema, rows: np.ndarray) -> list[list[str | N
     shown: list[list[str | None]] = [[None] * len(schema.columns) for _ in range(len(rows))]
     for j in discrete:
         for n, code in enumerate(rows[:, j]):
-            shown[n][j] = schema.show(j, code)
+            shown[n][j] = schema.columns[j].show(code)
     return shown
 
 
