@@ -44,12 +44,14 @@ class Results(list):
 
     def to_frame(self) -> pd.DataFrame:
         keys = list(self.index) if self.index is not None and len(self.index) == len(self) else list(range(len(self)))
-        frames = [
-            pd.DataFrame([{"error": str(r)}]) if isinstance(r, Exception) else r.to_frame().reset_index(drop=True)
-            for r in self
-        ]
+        frames = [pd.DataFrame([{"error": str(r)}]) if isinstance(r, Exception) else _numbered(r.to_frame()) for r in self]
         name = getattr(self.index, "name", None) or "input"
         return pd.concat(frames, keys=keys, names=[name, "item"])
+
+
+def _numbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """A result's frame numbered 0..n-1, its own index (e.g. the features) kept as a column."""
+    return frame.reset_index(drop=isinstance(frame.index, pd.RangeIndex))
 
 
 def run(
