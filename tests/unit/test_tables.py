@@ -115,6 +115,9 @@ def test_perturbations_keep_each_columns_kind(pipe, table):
     assert set(np.unique(rows[:, names.index("married")])) == {0.0, 1.0}
     hours = rows[:, names.index("hours")]
     assert hours.std() == pytest.approx(table.hours.std(), rel=0.2)  # in its own units
+    snapped = schema.snap(rows + np.random.default_rng(1).normal(0, 0.4, rows.shape))  # e.g. LIME's Gaussian steps
+    assert (snapped[:, names.index("age")] == np.round(snapped[:, names.index("age")])).all()
+    assert set(np.unique(snapped[:, names.index("workclass")])) <= {0.0, 1.0, 2.0}
     decoded = schema.decode(rows)
     assert decoded.workclass.isin(["Gov", "Private", "Self-emp"]).all() and decoded.married.dtype == bool
 

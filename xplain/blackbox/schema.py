@@ -247,6 +247,19 @@ class TableSchema(BaseModel):
                 rows[:, j] = self._redraw(j, x[j], n, background, rng, resample_probability)
         return rows
 
+    def snap(self, rows: np.ndarray) -> np.ndarray:
+        """Rows another sampler perturbed (LIME's Gaussian), put back where each column's kind allows: integers
+        rounded into range, booleans to 0 / 1, category codes to the nearest one."""
+        rows = np.array(rows, dtype=float)
+        for j, column in enumerate(self.columns):
+            if column.kind == "integer":
+                rows[:, j] = self._clip(j, np.round(rows[:, j]))
+            elif column.kind == "boolean":
+                rows[:, j] = np.clip(np.round(rows[:, j]), 0, 1)
+            elif column.categories:
+                rows[:, j] = np.clip(np.round(rows[:, j]), 0, len(column.categories) - 1)
+        return rows
+
     def _clip(self, j: int, values: np.ndarray) -> np.ndarray:
         column = self.columns[j]
         low = -np.inf if column.min is None else column.min

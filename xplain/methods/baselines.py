@@ -70,7 +70,8 @@ def _lime_weights(
     )
     found = explainer.explain_instance(
         x,
-        blackbox.predict_proba,
+        # LIME's Gaussian steps on a whole-number column are rounded before the model sees them
+        blackbox.predict_proba if schema is None else lambda rows: blackbox.predict_proba(schema.snap(rows)),
         labels=(label,),
         num_features=x.size,
         num_samples=n_samples,
