@@ -8,30 +8,33 @@ from typing import Any, Literal
 
 import pandas as pd
 
+import xplain.display  # noqa: F401  (the results of `run` show themselves in notebooks)
 from xplain.blackbox import BlackBox, from_estimator
-from xplain.data.demo import open_model, reference_for_spec
 from xplain.llm import LLM, make_llm
-from xplain.methods.catalog import MethodContext, get_method, run_units, units_for
+from xplain.methods.catalog import get_method
 from xplain.methods.llm_estimator import run_sync
+from xplain.service import OpenedModel, method_context, open_spec, run_method, with_reference
 from xplain.settings import get_settings
 from xplain.validation import rows_of
 
 
-def as_blackbox(model: Any, reference: Any = None, columns: dict[str, Any] | None = None) -> BlackBox | None:
+def as_blackbox(model: Any) -> BlackBox | None:
     """A BlackBox from what a Python user holds: a BlackBox, a fitted scikit-learn estimator, or a spec string
-    (`demo:NAME`, a .skops file, `pkg.mod:obj`, a URL). A tabular model learns its columns from itself and the
-    `reference` rows, `columns` overriding them (column -> fields of `xplain.blackbox.Column`)."""
+    (`demo:NAME`, a .skops file, `pkg.mod:obj`, a URL)."""
+    opened = opened_model(model)
+    return None if opened is None else opened.blackbox
+
+
+def opened_model(model: Any, reference: Any = None, columns: dict[str, Any] | None = None) -> OpenedModel | None:
+    """The model as the service runs methods on it; a demo spec brings its reference rows, `reference` others
+    (from which a table learns its columns' kinds, categories and ranges; `columns` overrides them)."""
     if model is None:
         return None
-    if isinstance(model, BlackBox):
-        blackbox = model
-    elif isinstance(model, str | Path):
-        blackbox = open_model(str(model), trusted_dir=get_settings().trusted_model_dir)
+    if isinstance(model, str | Path):
+        opened = open_spec(str(model), get_settings())
     else:
-        return from_estimator(model, reference=reference, columns=columns)
-    if blackbox.kind == "tabular" and (reference is not None or columns):
-        blackbox.infer_schema(reference, columns)
-    return blackbox
+        opened = OpenedModel(model if isinstance(model, BlackBox) else from_estimator(model))
+    return with_reference(opened, reference, columns)
 
 
 class Results(list):
@@ -73,19 +76,17 @@ def run(
     With `errors="keep"`, a row that failed holds its exception in place instead of raising."""
     chosen = get_method(method)
     parsed = chosen.parse_options(options)
-    if reference is None and isinstance(model, str):
-        reference = reference_for_spec(model)
-    blackbox = as_blackbox(model, reference, columns)
-    chosen.check_model(blackbox if chosen.needs_model else None)
+    settings = get_settings()
+    if classifier_dir is not None:
+        settings = settings.model_copy(update={"classifier_dir": Path(classifier_dir)})
+    context = method_context(chosen, opened_model(model, reference, columns), llm=llm, settings=settings)
     index = inputs.index if isinstance(inputs, pd.DataFrame) and chosen.unit == "row" else None
     inputs = rows_of(inputs)
-    directory = Path(classifier_dir) if classifier_dir is not None else get_settings().classifier_dir
 
     async def work() -> list[Any]:
-        client = llm or make_llm(get_settings())
+        client = context.llm = llm or make_llm(settings)
         try:
-            context = MethodContext(llm=client, blackbox=blackbox, reference=reference, classifier_dir=directory)
-            return await run_units(chosen, context, units_for(chosen, list(inputs)), parsed)
+            return await run_method(chosen, context, list(inputs), parsed)
         finally:
             if llm is None:
                 await client.aclose()

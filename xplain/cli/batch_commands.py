@@ -104,6 +104,7 @@ def batch(
             run_rows_on_ray(
                 method, model, todo, method_options,
                 settings=settings, record=record, workers=workers, batch_size=chunk_size or settings.job_chunk_size,
+                reference=reference,
             )  # fmt: skip
 
     started = time.perf_counter()
