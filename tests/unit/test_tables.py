@@ -322,3 +322,12 @@ def test_xplain_explain_reads_a_csv_with_strings_against_its_background(pipe, ta
     assert result.exit_code == 0, result.output
     explained = json.loads(result.output.strip().splitlines()[-1])
     assert [e["instance"]["workclass"] for e in explained] == table.workclass.head(2).tolist()
+
+
+def test_an_ordinal_column_steps_along_its_order():
+    blackbox = from_callable(lambda rows: np.full((len(rows), 2), 0.5), kind="tabular", feature_names=["grade", "x"])
+    schema = blackbox.infer_schema(columns={"grade": {"kind": "ordinal", "categories": ["low", "mid", "high"]}})
+    [low] = schema.encode([{"grade": "low", "x": 1.0}])
+    rows = schema.perturb(low, 300, sigma=0.3, scale=np.ones(2), background=None, rng=np.random.default_rng(0),
+                          resample_probability=0.5)  # fmt: skip
+    assert set(schema.decode(rows).grade) == {"low", "mid"}  # one step at most, never below the lowest
