@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import warnings
@@ -114,7 +115,7 @@ def _shap_weights(
     # centre's values are rounded to values seen in their column, so a category stays a category the model knows;
     # a feature is a whole column, so a one-hot model's effects come out grouped by column.
     summary = (
-        shap.kmeans(background, SHAP_BACKGROUND, round_values=True)
+        _kmeans_summary(np.ascontiguousarray(background, dtype=float).tobytes(), background.shape)
         if len(background) > SHAP_BACKGROUND
         else background
     )
@@ -126,6 +127,15 @@ def _shap_weights(
 
 
 SHAP_BACKGROUND = 4
+
+
+@functools.lru_cache(maxsize=8)
+def _kmeans_summary(rows: bytes, shape: tuple[int, int]):
+    """shap's k-means summary of a background, computed once per background rather than once per explained row
+    (on a table of a few thousand rows it took seconds each time; k-means is seeded, so the summary is the same)."""
+    import shap
+
+    return shap.kmeans(np.frombuffer(rows).reshape(shape), SHAP_BACKGROUND, round_values=True)
 EXPLAINERS = {"lime": _lime_weights, "kernelshap": _shap_weights}
 
 
