@@ -363,27 +363,22 @@ def _column(name: str, series: pd.Series | None, categories: list | None, native
     elif categories is not None:
         kind = "categorical"
         if series is not None:  # an encoder that ignores unknown categories takes the reference's others too
-            categories += [v for v in {_plain(v) for v in series.dropna()} if v not in categories]
+            categories = categories + [v for v in _sorted_values(series) if v not in categories]
     elif series is None:
         kind = "categorical" if native_categorical else "numeric"
     elif isinstance(series.dtype, pd.CategoricalDtype):
         kind = "ordinal" if series.dtype.ordered else "categorical"
         categories = [_plain(c) for c in series.dtype.categories]
-    elif pd.api.types.is_bool_dtype(series.dtype):
-        kind = "boolean"
     elif pd.api.types.is_numeric_dtype(series.dtype):
         kind = "integer" if pd.api.types.is_integer_dtype(series.dtype) else "numeric"
         if native_categorical:
             kind = "categorical"
-    else:
+    else:  # strings (or Python objects): categories, unless they are all booleans
         values = series.dropna()
-        if len(values) and values.map(lambda v: isinstance(v, bool | np.bool_)).all():
-            kind = "boolean"
-        else:
-            kind = "categorical"
-            categories = sorted({_plain(v) for v in values}, key=lambda v: (str(type(v)), v))
+        booleans = len(values) and values.map(lambda v: isinstance(v, bool | np.bool_)).all()
+        kind = "boolean" if booleans else "categorical"
     if kind == "categorical" and categories is None and series is not None:
-        categories = sorted({_plain(v) for v in series.dropna()}, key=lambda v: (str(type(v)), v))
+        categories = _sorted_values(series)
     if categories is not None:
         if series is not None and series.isna().any() and None not in categories:
             categories = [*categories, None]
@@ -394,6 +389,11 @@ def _column(name: str, series: pd.Series | None, categories: list | None, native
             fields["min"], fields["max"] = float(values.min()), float(values.max())
     fields["kind"] = kind
     return Column.model_validate(fields)
+
+
+def _sorted_values(series: pd.Series) -> list:
+    """The distinct values of a column, in a stable order (so codes do not depend on the process)."""
+    return sorted({_plain(v) for v in series.dropna()}, key=lambda v: (str(type(v)), v))
 
 
 def _fitted_names(estimator: Any) -> list[str] | None:
