@@ -331,3 +331,17 @@ def test_an_ordinal_column_steps_along_its_order():
     rows = schema.perturb(low, 300, sigma=0.3, scale=np.ones(2), background=None, rng=np.random.default_rng(0),
                           resample_probability=0.5)  # fmt: skip
     assert set(schema.decode(rows).grade) == {"low", "mid"}  # one step at most, never below the lowest
+
+
+async def test_what_if_sets_a_category_only_to_one_the_model_knows(pipe, table):
+    from xplain.tools import ProbeContext, build_tools
+
+    blackbox = from_estimator(pipe, reference=table)
+    context = ProbeContext(blackbox, blackbox.schema.encode(table.head(20)), None, "income")
+    [what_if] = build_tools(context, ["what_if"])
+    row = int(np.flatnonzero(table.head(20).workclass == "Gov")[0])
+    answer = json.loads(await what_if.ainvoke({"row": row, "changes": [{"feature": "workclass", "value": "Self-emp"}]}))
+    assert answer["changes"]["workclass"] == {"from": "Gov", "to": "Self-emp"}
+    assert answer["label_changed"] and answer["after"]["predicted"] == "1"
+    refused = await what_if.ainvoke({"row": row, "changes": [{"feature": "workclass", "value": "Unicorn"}]})
+    assert "'Unicorn' is not a category the model knows" in refused
