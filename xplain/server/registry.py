@@ -32,14 +32,13 @@ def load_registered(registration: ModelRegistration, settings: Settings) -> Blac
             source.url, classes=registration.classes, allowed_hosts=settings.allowed_model_hosts, **common
         )
     if source.import_path is not None:
-        prefixes = settings.trusted_import_prefixes
-        module = source.import_path.partition(":")[0]
-        if not any(module == p or module.startswith(p + ".") for p in prefixes):
-            raise Forbidden(
-                f"import path {source.import_path!r} is not under XPLAIN_TRUSTED_IMPORT_PREFIXES "
-                f"({', '.join(prefixes) or 'none set'})"
-            )
-        return from_import_path(source.import_path, classes=registration.classes, **common)
+        return from_import_path(
+            source.import_path,
+            classes=registration.classes,
+            trusted_prefixes=settings.trusted_import_prefixes,
+            trusted_objects=settings.trusted_import_objects,
+            **common,
+        )
     if settings.trusted_model_dir is None:
         raise Forbidden("loading model files is off: the operator has not set XPLAIN_TRUSTED_MODEL_DIR")
     root = settings.trusted_model_dir.resolve()
