@@ -13,7 +13,7 @@ from rich.table import Table
 
 from xplain import service
 from xplain.blackbox.errors import BlackBoxError
-from xplain.cli.common import app, console, run_with_llm, usage_line
+from xplain.cli.common import app, console, fail, run_with_llm, usage_line
 from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.methods.posthoc import (
@@ -171,8 +171,7 @@ def explain(
             else:
                 reference = instances
     except (BlackBoxError, ValueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)
 
     async def work(llm: LLM) -> None:
         if text is not None:
@@ -196,5 +195,4 @@ def explain(
     try:
         run_with_llm(work)
     except (ValueError, BlackBoxError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)
