@@ -29,7 +29,13 @@ from xplain.llm import LLM
 from xplain.methods.catalog import Method, catalog
 from xplain.server.deps import Service, open_service
 from xplain.server.guards import ApiKeyGuard, BodySizeLimit
-from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, ModelInfo, method_request_model
+from xplain.server.schemas import (
+    MethodInfo,
+    MethodRequest,
+    ModelInfo,
+    method_request_model,
+    method_response_model,
+)
 from xplain.settings import Settings
 from xplain.tools.catalog_tools import brief
 from xplain.tools.context import ProbeContext, demo_context
@@ -96,7 +102,9 @@ def method_tool(method: Method) -> XplainTool:
             mode="json"
         ), f"{head}\n{compact([brief(o.model_dump(exclude_none=True)) for o in response.results])}"
 
-    return XplainTool(method.name, method.description, method_request_model(method), MethodResponse, answer)
+    return XplainTool(
+        method.name, method.description, method_request_model(method), method_response_model(method), answer
+    )
 
 
 def probe_tool(name: str, forms: list[tuple[type[BaseModel], str]]) -> XplainTool:
