@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(256, ge=1, description="Default cap on generated tokens.")
     llm_structured_attempts: int = Field(3, ge=1, description="Tries to get a schema-valid reply before failing.")
     llm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm engine: GPU memory share.")
+    llm_batch_invariant: bool = Field(
+        True,
+        description="vllm engine: vLLM's batch-invariant kernels (VLLM_BATCH_INVARIANT=1; vLLM 0.11.1+, NVIDIA compute "
+        "capability 8.0+), so a request's scores do not depend on what else is in the batch, at some speed cost. "
+        "The embedded engine is batch-invariant always.",
+    )
 
     cache_enabled: bool = Field(True, description="Serve repeated temperature-0 LLM requests from a cache.")
     cache_path: Path | None = Field(None, description="SQLite file for an on-disk LLM cache; memory only when unset.")
