@@ -27,6 +27,7 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame) -> None:
         if not self.should_exit:
+            self.config.app.state.draining = True  # event streams end at their next tick instead of being cut off
             deadline = (self.config.timeout_graceful_shutdown or 0) + SHUTDOWN_STEPS_S
             timer = threading.Timer(deadline, _exit_now, args=(deadline,))
             timer.daemon = True

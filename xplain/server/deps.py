@@ -16,7 +16,8 @@ from xplain.errors import TooLarge
 from xplain.llm import LLM, make_llm
 from xplain.methods.catalog import Method, MethodContext, run_units, units_for
 from xplain.server.jobs import JobManager
-from xplain.server.registry import ModelRegistry
+from xplain.server.guards import OPERATOR, Principal
+from xplain.server.registry import ModelRegistry, split_key
 from xplain.server.schemas import MethodRequest, MethodResponse, ModelInfo, ModelRegistration, ModelSource
 from xplain.server.store import Store
 from xplain.settings import Settings
@@ -35,33 +36,36 @@ class Service:
     registry: ModelRegistry
     jobs: JobManager
 
-    def context(self, method: Method, model: str | None) -> MethodContext:
-        """What `method` runs against: the named model (refused before any work if the method cannot use it)."""
-        blackbox = self.registry.get(model)[1] if model is not None and method.needs_model else None
+    def context(self, method: Method, model: str | None, owner: str = "") -> MethodContext:
+        """What `method` runs against: `owner`'s model of that name, or a shared one (refused before any work if the
+        method cannot use it)."""
+        key = self.registry.key_for(model, owner) if model is not None else None
+        blackbox = self.registry.get(key)[1] if key is not None and method.needs_model else None
         method.check_model(blackbox)
         return MethodContext(
             llm=self.llm,
             blackbox=blackbox,
-            reference=self.registry.reference(model) if blackbox is not None else None,
+            reference=self.registry.reference(key) if blackbox is not None else None,
             classifier_dir=self.settings.classifier_dir,
         )
 
-    async def run_method(self, method: Method, body: MethodRequest) -> MethodResponse:
-        """One synchronous call of a catalog method, as `POST /methods/{name}` and the MCP tools answer it."""
+    async def run_method(self, method: Method, body: MethodRequest, owner: str = "") -> MethodResponse:
+        """One synchronous call of a catalog method for `owner`, as `POST /methods/{name}` and the MCP tools answer
+        it."""
         if method.unit == "row" and len(body.rows) > SYNC_ROWS:
             raise TooLarge(f"{len(body.rows)} rows; a synchronous call takes at most {SYNC_ROWS}: POST /jobs for more")
-        context = self.context(method, body.model)
+        context = self.context(method, body.model, owner)
         options = method.parse_options(body.options)
         units = units_for(method, body.rows)
         results = await run_units(method, context, units, options)
         return MethodResponse(model=body.model, method=method.name, results=outcomes_of(range(len(units)), results))
 
-    def model_info(self, name: str) -> ModelInfo:
-        registration, blackbox = self.registry.get(name)
+    def model_info(self, key: str) -> ModelInfo:
+        registration, blackbox = self.registry.get(key)
         classes = blackbox.classes_
         classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
         return ModelInfo(
-            name=name,
+            name=split_key(key)[1],
             kind=blackbox.kind,
             source=registration.source,
             classes=classes,
@@ -99,4 +103,9 @@ async def open_service(
 
 def service(request: Request) -> Service:
     return request.app.state.service
+
+
+def principal(request: Request) -> Principal:
+    """The API key's principal; without configured keys, the operator."""
+    return getattr(request.state, "principal", OPERATOR)
 

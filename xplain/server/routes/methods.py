@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from xplain.errors import NotFound
 from xplain.methods.catalog import Method, catalog, unknown_method
-from xplain.server.deps import Service, service
+from xplain.server.deps import Principal, Service, principal, service
 from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse
 
 router = APIRouter(prefix="/methods", tags=["methods"])
@@ -22,8 +22,11 @@ async def list_methods() -> list[dict[str, Any]]:
 
 
 def _route_for(method: Method):
-    async def run_method(body: MethodRequest, svc: Service = Depends(service)) -> MethodResponse:
-        return await svc.run_method(method, body)
+    async def run_method(
+        body: MethodRequest, request: Request, svc: Service = Depends(service), who: Principal = Depends(principal)
+    ) -> MethodResponse:
+        async with request.app.state.admission.admit(method.name):  # 503 + Retry-After at once when at capacity
+            return await svc.run_method(method, body, who.owner)
 
     run_method.__name__ = f"run_{method.name}"
     return run_method
