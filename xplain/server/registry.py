@@ -80,13 +80,16 @@ class ModelRegistry:
         demo = _demo_named(name)
         if demo is not None and registration.source.demo != name:
             raise Forbidden(f"{demo!r} is the name of a demo model; choose another name")
-        if demo is not None and key in self.models:
-            raise Forbidden(f"{name!r} is a demo model and cannot be replaced")
+        if demo is not None and owner:  # the demos are shared: the server registers them, once
+            raise Conflict(f"a model named {demo!r} is already registered: the demo, shared by every key; demos cannot "
+                           "be replaced")  # fmt: skip
         taken = next((k for k in self.models if k.lower() == key.lower() and k != key), None)
         if taken is not None:
             raise Conflict(f"a model named {split_key(taken)[1]!r} is already registered (names ignore case)")
         if key in self.models and not registration.replace:
             raise Conflict(f"a model named {name!r} is already registered; send \"replace\": true to replace it")
+        if demo is not None and key in self.models:
+            raise Forbidden(f"{name!r} is a demo model and cannot be replaced")
         blackbox = await asyncio.to_thread(load_registered, registration, self.settings)
         reference = await asyncio.to_thread(load_reference, registration, blackbox, self.settings)
         await self.store.save_model(key, registration.model_dump(mode="json", exclude={"replace"}))
