@@ -88,8 +88,8 @@ class Settings(BaseSettings):
     )
     admin_api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated operator keys: they are API keys too, and they see, cancel and resume every key's "
-        "jobs and remove any key's models. Each other key sees only what it made.",
+        description="Comma-separated operator keys: API keys that also list, read, cancel and resume every key's jobs. "
+        "Each other key sees only the jobs, models and conversations it made (and the demos).",
     )
     max_body_bytes: int = Field(
         10_000_000, ge=1024, description="Largest request body the API accepts (counted as it arrives, chunked too)."
