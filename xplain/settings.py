@@ -133,7 +133,13 @@ class Settings(BaseSettings):
     )
     trusted_import_prefixes: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated module prefixes the API may load models from by import path (none: refused).",
+        description="Comma-separated module prefixes the API may load models from by import path (none: refused); "
+        "only objects defined in those modules resolve, never what they import.",
+    )
+    trusted_import_objects: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated exact import paths (`pkg.mod:obj`) the API may load even when `obj` is defined "
+        "elsewhere (a model object from another library re-exported by your module).",
     )
     chat_mode: Literal["planner", "agent", "auto"] = Field(
         "auto",
@@ -145,7 +151,14 @@ class Settings(BaseSettings):
     )
     blackbox_query_budget: int | None = Field(None, ge=1, description="Default cap on black-box queries.")
 
-    @field_validator("api_keys", "admin_api_keys", "trusted_import_prefixes", "allowed_model_hosts", mode="before")
+    @field_validator(
+        "api_keys",
+        "admin_api_keys",
+        "trusted_import_prefixes",
+        "trusted_import_objects",
+        "allowed_model_hosts",
+        mode="before",
+    )
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

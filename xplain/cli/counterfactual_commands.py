@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from xplain.data.demo import open_model
+from xplain import service
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, console, run_with_llm, usage_line
 from xplain.llm import LLM
@@ -124,12 +124,7 @@ def counterfactual(
         raise typer.Exit(2)
     settings = get_settings()
     try:
-        blackbox = open_model(
-            model,
-            kind="text" if text else "tabular",
-            trusted_dir=settings.trusted_model_dir,
-            query_budget=settings.blackbox_query_budget,
-        )
+        blackbox = service.open_spec(model, settings, kind="text" if text else "tabular").blackbox
     except (BlackBoxError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error

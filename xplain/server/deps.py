@@ -14,19 +14,23 @@ from xplain.batch.runner import outcomes_of
 from xplain.data.demo import DEMO_MODELS
 from xplain.errors import TooLarge
 from xplain.llm import LLM, make_llm
-from xplain.methods.catalog import Method, MethodContext, run_units, units_for
+from xplain.methods.catalog import Method, MethodContext
 from xplain.server.jobs import JobManager
 from xplain.server.guards import OPERATOR, Principal
 from xplain.server.registry import ModelRegistry, split_key
-from xplain.server.schemas import MethodRequest, MethodResponse, ModelInfo, ModelRegistration, ModelSource
+from xplain.server.schemas import (
+    SYNC_ROWS,
+    MethodRequest,
+    MethodResponse,
+    ModelInfo,
+    ModelRegistration,
+    ModelSource,
+)
 from xplain.server.store import Store
+from xplain.service import method_context, run_method
 from xplain.settings import Settings
 
 log = logging.getLogger("xplain.server")
-
-#: Rows one synchronous call may hold; a set method's input list may be longer (it is one unit of work).
-SYNC_ROWS = 64
-
 
 @dataclass
 class Service:
@@ -40,25 +44,16 @@ class Service:
         """What `method` runs against: `owner`'s model of that name, or a shared one (refused before any work if the
         method cannot use it)."""
         key = self.registry.key_for(model, owner) if model is not None else None
-        blackbox = self.registry.get(key)[1] if key is not None and method.needs_model else None
-        method.check_model(blackbox)
-        return MethodContext(
-            llm=self.llm,
-            blackbox=blackbox,
-            reference=self.registry.reference(key) if blackbox is not None else None,
-            classifier_dir=self.settings.classifier_dir,
-        )
+        opened = self.registry.opened(key) if key is not None and method.needs_model else None
+        return method_context(method, opened, llm=self.llm, settings=self.settings)
 
     async def run_method(self, method: Method, body: MethodRequest, owner: str = "") -> MethodResponse:
         """One synchronous call of a catalog method for `owner`, as `POST /methods/{name}` and the MCP tools answer
         it."""
         if method.unit == "row" and len(body.rows) > SYNC_ROWS:
             raise TooLarge(f"{len(body.rows)} rows; a synchronous call takes at most {SYNC_ROWS}: POST /jobs for more")
-        context = self.context(method, body.model, owner)
-        options = method.parse_options(body.options)
-        units = units_for(method, body.rows)
-        results = await run_units(method, context, units, options)
-        return MethodResponse(model=body.model, method=method.name, results=outcomes_of(range(len(units)), results))
+        results = await run_method(method, self.context(method, body.model, owner), body.rows, body.options)
+        return MethodResponse(model=body.model, method=method.name, results=outcomes_of(range(len(results)), results))
 
     def model_info(self, key: str) -> ModelInfo:
         registration, blackbox = self.registry.get(key)

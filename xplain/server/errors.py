@@ -11,19 +11,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from xplain.errors import Busy, XplainError, describe_validation_error
+from xplain.errors import BUILT_IN_STATUS, Busy, XplainError, describe, describe_validation_error
 from xplain.server.guards import send_json
 
 log = logging.getLogger("xplain.server")
-
-# The project's own tree says its status (`XplainError.status`); these are the few built-ins the server still meets.
-# Most specific first: the first matching class decides the status.
-STATUS_FOR: list[tuple[type[BaseException], int]] = [
-    (XplainError, 0),  # its own `status`
-    (PermissionError, 403),
-    (ValueError, 422),
-]
-
 
 def _body(message: str, detail=None, status: int = 400, headers=None) -> JSONResponse:
     return JSONResponse({"error": message, "detail": detail}, status_code=status, headers=headers)
@@ -45,12 +36,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return _body(str(error.detail), None, error.status_code, getattr(error, "headers", None))
 
     async def known_error(_: Request, error: Exception) -> JSONResponse:
-        status = error.status if isinstance(error, XplainError) else next(s for k, s in STATUS_FOR if isinstance(error, k))
+        status, message = describe(error)
         headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, Busy) else None
-        return _body(str(error), type(error).__name__, status, headers)
+        return _body(message, type(error).__name__, status, headers)
 
     # Registered per class (not as a catch-all), so Starlette answers them without treating them as crashes.
-    for kind, _status in STATUS_FOR:
+    for kind in (XplainError, *(kind for kind, _ in BUILT_IN_STATUS)):
         app.add_exception_handler(kind, known_error)
 
     app.add_middleware(UnexpectedErrors)  # the innermost middleware: around the routes, inside the guards
@@ -80,8 +71,8 @@ class UnexpectedErrors:
             log.exception("unhandled error")
             if started:  # half a response is out: only closing the connection tells the client
                 raise
-            body = {"error": "internal error; the server log has the details", "detail": type(error).__name__}
-            await send_json(send, 500, body)
+            status, message = describe(error)
+            await send_json(send, status, {"error": message, "detail": type(error).__name__})
 
 
 def _body_model(request: Request) -> type[BaseModel] | None:

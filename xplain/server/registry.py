@@ -10,6 +10,7 @@ from xplain.errors import Conflict, Forbidden, NotFound
 from xplain.server.reference import load_reference
 from xplain.server.schemas import ModelRegistration
 from xplain.server.store import Store
+from xplain.service import OpenedModel
 from xplain.settings import Settings
 from xplain.validation import resolve_under
 
@@ -47,14 +48,13 @@ def load_registered(registration: ModelRegistration, settings: Settings) -> Blac
             source.url, classes=registration.classes, allowed_hosts=settings.allowed_model_hosts, **common
         )
     if source.import_path is not None:
-        prefixes = settings.trusted_import_prefixes
-        module = source.import_path.partition(":")[0]
-        if not any(module == p or module.startswith(p + ".") for p in prefixes):
-            raise Forbidden(
-                f"import path {source.import_path!r} is not under XPLAIN_TRUSTED_IMPORT_PREFIXES "
-                f"({', '.join(prefixes) or 'none set'})"
-            )
-        return from_import_path(source.import_path, classes=registration.classes, **common)
+        return from_import_path(
+            source.import_path,
+            classes=registration.classes,
+            trusted_prefixes=settings.trusted_import_prefixes,
+            trusted_objects=settings.trusted_import_objects,
+            **common,
+        )
     if settings.trusted_model_dir is None:
         raise Forbidden("loading model files is off: the operator has not set XPLAIN_TRUSTED_MODEL_DIR")
     root = settings.trusted_model_dir.resolve()
@@ -135,6 +135,10 @@ class ModelRegistry:
         self.get(key)
         reference = self.references.get(key)
         return reference.rows if reference is not None else None
+
+    def opened(self, key: str) -> OpenedModel:
+        """The registered model with its reference rows, as the service runs methods on it."""
+        return OpenedModel(self.get(key)[1], self.reference(key))
 
     def get(self, key: str) -> tuple[ModelRegistration, BlackBox]:
         try:
