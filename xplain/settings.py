@@ -92,11 +92,29 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated; if set, every API call needs one of these (Bearer or X-API-Key).",
     )
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated operator keys: API keys that also list, read, cancel and resume every key's jobs. "
+        "Each other key sees only the jobs, models and conversations it made (and the demos).",
+    )
     max_body_bytes: int = Field(
         10_000_000, ge=1024, description="Largest request body the API accepts (counted as it arrives, chunked too)."
     )
     sync_timeout_s: float = Field(
         120.0, gt=0, description="Time a synchronous API request may take before it is stopped; longer work: POST /jobs."
+    )
+    sync_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Synchronous method calls (POST /methods/...) that run at once; the rest wait in a queue. Side by "
+        "side, calls share the backend and each takes longer: match it to what the backend serves at once (the "
+        "embedded model's workers; more for a GPU server).",
+    )
+    sync_queue: int = Field(
+        8,
+        ge=0,
+        description="Synchronous method calls that may wait for a free place; over it, or when a call could not "
+        "finish within XPLAIN_SYNC_TIMEOUT_S, the answer is 503 with Retry-After at once.",
     )
     shutdown_grace_s: float = Field(
         3.0, ge=0, description="On SIGTERM, seconds open requests get to finish before they are cancelled."
@@ -140,7 +158,12 @@ class Settings(BaseSettings):
     blackbox_query_budget: int | None = Field(None, ge=1, description="Default cap on black-box queries.")
 
     @field_validator(
-        "api_keys", "trusted_import_prefixes", "trusted_import_objects", "allowed_model_hosts", mode="before"
+        "api_keys",
+        "admin_api_keys",
+        "trusted_import_prefixes",
+        "trusted_import_objects",
+        "allowed_model_hosts",
+        mode="before",
     )
     @classmethod
     def _split_keys(cls, value: object) -> object:
