@@ -2,6 +2,7 @@
 
 from xplain.blackbox.errors import (
     BlackBoxError,
+    BlackBoxFailedError,
     BlackBoxInputError,
     BlackBoxLoadError,
     BlackBoxOutputError,
@@ -24,6 +25,7 @@ from xplain.blackbox.schema import Column, ColumnKind, TableSchema, infer_schema
 __all__ = [
     "BlackBox",
     "BlackBoxError",
+    "BlackBoxFailedError",
     "BlackBoxInputError",
     "BlackBoxLoadError",
     "BlackBoxOutputError",

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from xplain.blackbox.errors import (
     BlackBoxError,
+    BlackBoxFailedError,
     BlackBoxInputError,
     BlackBoxOutputError,
     QueryBudgetExceeded,
@@ -227,9 +228,23 @@ class BlackBox:
             chunk = batch[start : start + self.batch_size]
             with self._lock:
                 self._stats.model_calls += 1
-            model_input = self.schema.model_input(chunk) if self.schema is not None else chunk
-            answers.append(self._validate(self._model(model_input), len(chunk)))
+            answers.append(self._validate(self._call_model(chunk), len(chunk)))
         return np.concatenate(answers)
+
+    def _call_model(self, chunk: np.ndarray | list[str]) -> Any:
+        """The model's answer to `chunk` (encoded rows decoded into what it takes: a DataFrame with its original
+        columns and dtypes when it was fitted on one); whatever else the model raises becomes a
+        BlackBoxFailedError that names it."""
+        try:
+            return self._model(self.schema.model_input(chunk) if self.schema is not None else chunk)
+        except BlackBoxError:
+            raise
+        except Exception as exc:
+            detail = str(exc)[:300]
+            raise BlackBoxFailedError(
+                f"the model {self.name} raised {type(exc).__name__} on a batch of {len(chunk)} input(s)"
+                + (f": {detail}" if detail else "")
+            ) from exc
 
     # -- inputs and outputs -----------------------------------------------------------------------------------
 

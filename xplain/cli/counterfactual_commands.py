@@ -11,7 +11,7 @@ from rich.text import Text
 
 from xplain import service
 from xplain.blackbox.errors import BlackBoxError
-from xplain.cli.common import app, console, run_with_llm, usage_line
+from xplain.cli.common import app, console, fail, run_with_llm, usage_line
 from xplain.llm import LLM
 from xplain.methods.counterfactual_tabular import TabularCounterfactualResult, shown, tabular_counterfactuals
 from xplain.methods.counterfactual_text import TextCounterfactualResult, text_counterfactuals, token_diff
@@ -126,8 +126,7 @@ def counterfactual(
     try:
         blackbox = service.open_spec(model, settings, kind="text" if text else "tabular").blackbox
     except (BlackBoxError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)
     row_values = _parse_json_option(row, "--row")
     constraint_values = _parse_json_option(constraints, "--constraints")
 
@@ -166,5 +165,4 @@ def counterfactual(
     try:
         run_with_llm(work)
     except (ValueError, BlackBoxError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)

@@ -14,7 +14,7 @@ from xplain import service
 from xplain.batch.sources import read_table
 from xplain.blackbox import BlackBox
 from xplain.blackbox.errors import BlackBoxError
-from xplain.cli.common import app, console, run_with_llm, usage_line
+from xplain.cli.common import app, console, fail, run_with_llm, usage_line
 from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.methods.posthoc import (
@@ -173,8 +173,7 @@ def explain(
             elif reference is None:
                 reference = instances
     except (BlackBoxError, ValueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)
 
     async def work(llm: LLM) -> None:
         if text is not None:
@@ -198,5 +197,4 @@ def explain(
     try:
         run_with_llm(work)
     except (ValueError, BlackBoxError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)

@@ -29,7 +29,13 @@ from xplain.llm import LLM
 from xplain.methods.catalog import Method, catalog
 from xplain.server.deps import Service, open_service
 from xplain.server.guards import ApiKeyGuard, BodySizeLimit
-from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, ModelInfo, method_request_model
+from xplain.server.schemas import (
+    MethodInfo,
+    MethodRequest,
+    ModelInfo,
+    method_request_model,
+    method_response_model,
+)
 from xplain.settings import Settings
 from xplain.tools.catalog_tools import brief
 from xplain.tools.context import ProbeContext, demo_context
@@ -96,7 +102,9 @@ def method_tool(method: Method) -> XplainTool:
             mode="json"
         ), f"{head}\n{compact([brief(o.model_dump(exclude_none=True)) for o in response.results])}"
 
-    return XplainTool(method.name, method.description, method_request_model(method), MethodResponse, answer)
+    return XplainTool(
+        method.name, method.description, method_request_model(method), method_response_model(method), answer
+    )
 
 
 def probe_tool(name: str, forms: list[tuple[type[BaseModel], str]]) -> XplainTool:
@@ -147,7 +155,7 @@ def probe_tools() -> list[XplainTool]:
 
 async def list_models(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
     Strict.model_validate(arguments)
-    models = [svc.model_info(name) for name in sorted(svc.registry.models)]
+    models = [svc.model_info(key) for key in svc.registry.visible("")]
     lines = [
         f"{m.name}: {m.kind}, classes {m.classes}" + (f", {len(m.feature_names)} features" if m.feature_names else "")
         for m in models
@@ -239,4 +247,5 @@ async def serve_stdio(server: Server[Service]) -> None:
 def http_app(server: Server[Service], settings: Settings, *, host: str) -> ASGIApp:
     """The streamable-HTTP app at `/mcp`, behind the REST API's own key check and body-size limit."""
     app = server.streamable_http_app(host=host, max_request_body_size=settings.max_body_bytes)
-    return ApiKeyGuard(BodySizeLimit(app, max_bytes=settings.max_body_bytes), keys=settings.api_keys)
+    guarded = BodySizeLimit(app, max_bytes=settings.max_body_bytes)
+    return ApiKeyGuard(guarded, keys=settings.api_keys, admin_keys=settings.admin_api_keys)

@@ -123,7 +123,7 @@ class Method:
         if isinstance(options, self.options):
             return options
         if options is not None and not isinstance(options, dict):
-            raise InvalidInput(f"options for {self.name} are an object of option -> value, not a {type(options).__name__}")
+            raise InvalidInput(f"options for {self.name} are an object of option names and values")
         given = dict(options or {})
         unknown = sorted(set(given) - set(self.options.model_fields))
         if unknown:
