@@ -18,6 +18,13 @@ from xplain.blackbox.loaders import (
     from_skops,
     load_blackbox,
 )
+from xplain.blackbox.llm_classifier import (
+    LLMClassifierSpec,
+    LLMEndpoint,
+    from_llm,
+    from_llm_file,
+    from_llm_spec,
+)
 from xplain.blackbox.model import BlackBox, Kind, QueryStats, WrapperOptions
 
 __all__ = [
@@ -28,6 +35,8 @@ __all__ = [
     "BlackBoxOutputError",
     "BlackBoxUnavailableError",
     "Kind",
+    "LLMClassifierSpec",
+    "LLMEndpoint",
     "QueryBudgetExceeded",
     "QueryStats",
     "UntrustedModelFileError",
@@ -36,6 +45,9 @@ __all__ = [
     "from_estimator",
     "from_http",
     "from_import_path",
+    "from_llm",
+    "from_llm_file",
+    "from_llm_spec",
     "from_pickle",
     "from_skops",
     "load_blackbox",

@@ -32,6 +32,7 @@ from xplain.blackbox.errors import (
     BlackBoxUnavailableError,
     UntrustedModelFileError,
 )
+from xplain.blackbox.llm_classifier import from_llm_file
 from xplain.blackbox.model import BatchFunction, BlackBox, Kind, WrapperOptions
 from xplain.errors import Forbidden
 
@@ -40,9 +41,10 @@ TEXT_VECTORIZERS = (CountVectorizer, TfidfVectorizer, HashingVectorizer)
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 SKOPS_SUFFIX = ".skops"
 IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+LLM_PREFIX = "llm:"
 ACCEPTED_SPECS = (
     "an http:// or https:// URL, a .skops file, a .joblib/.pkl/.pickle file inside the trusted model directory, "
-    "or a Python import path 'package.module:attribute'"
+    "a Python import path 'package.module:attribute', or llm:FILE (an LLM classifier's JSON or TOML file)"
 )
 
 
@@ -59,6 +61,10 @@ def load_blackbox(
 ) -> BlackBox:
     """Pick the loader that `spec`'s form calls for; `trusted_dir` comes from the caller's settings."""
     lowered = spec.lower()
+    if spec.startswith(LLM_PREFIX):
+        if kind is not None or classes is not None or feature_names is not None:
+            raise BlackBoxLoadError(f"an LLM classifier's file names its own kind, labels and features: {spec}")
+        return from_llm_file(spec.removeprefix(LLM_PREFIX), **options)
     if lowered.startswith(("http://", "https://")):
         if kind is None:
             raise BlackBoxLoadError(f"an HTTP black box needs kind ('tabular', 'text' or 'module'): {spec}")

@@ -29,7 +29,7 @@ from xplain.llm import LLM
 from xplain.methods.catalog import INPUT_KINDS, Method, catalog
 from xplain.server.deps import SYNC_ROWS, Service, open_service
 from xplain.server.guards import ApiKeyGuard, BodySizeLimit
-from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, ModelInfo
+from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, ModelInfo, ModelRegistration
 from xplain.settings import Settings
 from xplain.tools.catalog_tools import brief
 from xplain.tools.context import ProbeContext, demo_context
@@ -184,6 +184,13 @@ async def list_models(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str
     return ModelList(models=models).model_dump(mode="json"), "\n".join(lines) or "no models registered"
 
 
+async def register_model(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    registration = ModelRegistration.model_validate(arguments)
+    await svc.registry.register(registration)
+    info = svc.model_info(registration.name)
+    return info.model_dump(mode="json"), f"registered {info.name}: {info.kind}, classes {info.classes}"
+
+
 async def list_methods(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
     Strict.model_validate(arguments)
     methods = [method.describe() for method in catalog().values()]
@@ -199,6 +206,14 @@ def xplain_tools() -> dict[str, XplainTool]:
             Strict,
             ModelList,
             list_models,
+        ),
+        XplainTool(
+            "register_model",
+            "Register a model to explain, as POST /models does: an LLM classifier (source.llm: a prompt template "
+            "with {text} and its labels' words), a file, an import path or a URL the operator allows.",
+            ModelRegistration,
+            ModelInfo,
+            register_model,
         ),
         XplainTool(
             "list_methods",
