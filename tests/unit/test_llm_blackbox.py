@@ -252,16 +252,19 @@ def test_python_front_explains_it_with_xplain_run(backend):
     assert why.ranking[0] == "good" and why.weights["good"] > 0
 
 
-def test_cli_names_it_by_its_file(tmp_path, fake_llm_env):
+def test_cli_names_it_by_its_file_and_runs_it_on_the_commands_llm(tmp_path, fake_llm_env, monkeypatch, backend):
+    made = []
+    monkeypatch.setattr("xplain.cli.common.make_llm", lambda settings: made.append(LLM(backend)) or made[-1])
     spec = tmp_path / "sentiment.json"
     spec.write_text(json.dumps({"template": TEMPLATE, "labels": LABELS}))
     result = CliRunner().invoke(
-        cli, ["run", "predict", "--model", f"llm:{spec}", "--input", '"a fine film"', "--input", '"dull"']
+        cli, ["run", "predict", "--model", f"llm:{spec}", "--input", '"a good film"', "--input", '"a bad one"']
     )
     assert result.exit_code == 0, result.output
     outcomes = [json.loads(line) for line in result.output.splitlines()]
-    assert [o["ok"] for o in outcomes] == [True, True]
-    assert set(outcomes[0]["result"]["prediction"]["probabilities"]) == {"negative", "positive"}
+    probabilities = [o["result"]["prediction"]["probabilities"]["positive"] for o in outcomes]
+    assert probabilities == pytest.approx([p_positive("good"), p_positive("bad")])
+    assert len(made) == 1  # the box and the command share one LLM (one embedded model loaded)
     toml = tmp_path / "broken.toml"
     toml.write_text('template = "no slot"\nlabels = {a = " a", b = " b"}\n')
     with pytest.raises(BlackBoxLoadError, match="exactly once"):

@@ -239,7 +239,13 @@ def from_llm(
     return from_llm_spec(spec, llm=llm, settings=settings, name=name, **options)
 
 
-def from_llm_file(path: str | Path, **options: Unpack[WrapperOptions]) -> BlackBox:
+def from_llm_file(
+    path: str | Path,
+    *,
+    llm: LLM | None = None,
+    settings: Settings | None = None,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
     """An LLM classifier described by a JSON or TOML file holding `LLMClassifierSpec`'s fields."""
     path = Path(path)
     if not path.is_file():
@@ -251,7 +257,7 @@ def from_llm_file(path: str | Path, **options: Unpack[WrapperOptions]) -> BlackB
     except (ValueError, UnicodeDecodeError) as error:
         detail = plain_validation_error(error, LLMClassifierSpec) if isinstance(error, ValidationError) else error
         raise BlackBoxLoadError(f"{path} is not a valid LLM classifier (JSON or TOML): {detail}") from None
-    return from_llm_spec(spec, name=f"llm:{path}", **options)
+    return from_llm_spec(spec, llm=llm, settings=settings, name=f"llm:{path}", **options)
 
 
 class LLMEndpointRefused(BlackBoxLoadError, Forbidden):

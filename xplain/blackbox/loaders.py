@@ -35,6 +35,8 @@ from xplain.blackbox.errors import (
 from xplain.blackbox.llm_classifier import from_llm_file
 from xplain.blackbox.model import BatchFunction, BlackBox, Kind, WrapperOptions
 from xplain.errors import Forbidden
+from xplain.llm import LLM
+from xplain.settings import Settings
 
 TRUSTED_DIR_SETTING = "XPLAIN_TRUSTED_MODEL_DIR"
 TEXT_VECTORIZERS = (CountVectorizer, TfidfVectorizer, HashingVectorizer)
@@ -57,14 +59,20 @@ def load_blackbox(
     classes: Sequence[Any] | None = None,
     feature_names: Sequence[str] | None = None,
     timeout_s: float = 30.0,
+    llm: LLM | None = None,
+    settings: Settings | None = None,
     **options: Unpack[WrapperOptions],
 ) -> BlackBox:
-    """Pick the loader that `spec`'s form calls for; `trusted_dir` comes from the caller's settings."""
+    """Pick the loader that `spec`'s form calls for; `trusted_dir` comes from the caller's settings, and an LLM
+    classifier runs on `llm` (see `from_llm_spec`)."""
     lowered = spec.lower()
     if spec.startswith(LLM_PREFIX):
-        if kind is not None or classes is not None or feature_names is not None:
-            raise BlackBoxLoadError(f"an LLM classifier's file names its own kind, labels and features: {spec}")
-        return from_llm_file(spec.removeprefix(LLM_PREFIX), **options)
+        box = from_llm_file(spec.removeprefix(LLM_PREFIX), llm=llm, settings=settings, **options)
+        if classes is not None or (kind is not None and kind != box.kind):
+            raise BlackBoxLoadError(f"{spec} is a {box.kind} LLM classifier whose file names its labels")
+        if feature_names is not None and list(feature_names) != box.feature_names:
+            raise BlackBoxLoadError(f"{spec} takes the features {box.feature_names}, not {list(feature_names)}")
+        return box
     if lowered.startswith(("http://", "https://")):
         if kind is None:
             raise BlackBoxLoadError(f"an HTTP black box needs kind ('tabular', 'text' or 'module'): {spec}")

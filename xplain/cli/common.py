@@ -20,15 +20,22 @@ app = typer.Typer(help="xplain: LLMs that explain black-box models.", no_args_is
 console = Console()
 
 
-def run_with_llm(work: Callable[[LLM], Awaitable[None]]) -> None:
-    """Run an async command body on a fresh LLM; LLM errors end the command with their message, not a trace."""
+def command_llm(settings: Settings) -> LLM:
+    """The LLM a command runs on, loaded on first use; an LLM classifier the command explains shares it, so the
+    embedded model loads once."""
+    return make_llm(settings)
+
+
+def run_with_llm(work: Callable[[LLM], Awaitable[None]], llm: LLM | None = None) -> None:
+    """Run an async command body on `llm` (the command's own, which an LLM classifier may share) or a fresh LLM,
+    closed at the end; LLM errors end the command with their message, not a trace."""
 
     async def main() -> None:
-        llm = make_llm(get_settings())
+        client = llm or command_llm(get_settings())
         try:
-            await work(llm)
+            await work(client)
         finally:
-            await llm.aclose()
+            await client.aclose()
 
     try:
         asyncio.run(main())
@@ -50,14 +57,15 @@ def parse_json_option(text: str, flag: str) -> Any:
 
 
 def method_context(method: Method, model: str | None, settings: Settings, kind: str | None = None) -> MethodContext:
-    """What a catalog method runs against from the CLI: the model a spec names (with a demo's reference rows)
-    and the configured classifier directory; the LLM is attached when the work starts."""
+    """What a catalog method runs against from the CLI: the model a spec names (with a demo's reference rows),
+    the configured classifier directory, and the command's LLM (loaded on first use; an LLM classifier shares it)."""
+    llm = command_llm(settings)
     blackbox = None
     if model is not None:
-        blackbox = open_model(model, trusted_dir=settings.trusted_model_dir, kind=kind)
+        blackbox = open_model(model, trusted_dir=settings.trusted_model_dir, kind=kind, llm=llm, settings=settings)
     method.check_model(blackbox)
     return MethodContext(
-        llm=None,
+        llm=llm,
         blackbox=blackbox,
         reference=reference_for_spec(model) if model else None,
         classifier_dir=settings.classifier_dir,

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from xplain.blackbox.errors import BlackBoxError
-from xplain.cli.common import app, console, run_with_llm, usage_line
+from xplain.cli.common import app, console, command_llm, run_with_llm, usage_line
 from xplain.data.demo import demo_reference, open_model
 from xplain.llm import LLM
 from xplain.methods.posthoc import (
@@ -99,7 +99,7 @@ def explain(
     model: Annotated[
         str,
         typer.Argument(
-            help="Black box: demo:NAME, a .skops file, 'pkg.mod:attr', or a URL."
+            help="Black box: demo:NAME, a .skops file, 'pkg.mod:attr', a URL, or llm:FILE (an LLM classifier)."
         ),
     ],
     row: Annotated[
@@ -134,6 +134,7 @@ def explain(
 ) -> None:
     """Ask the LLM which features drive the model's prediction; the model itself checks the answer (PGI / PGU)."""
     settings = get_settings()
+    llm = command_llm(settings)
     try:
         allowed = TEXT_STRATEGIES if text is not None else STRATEGIES
         if strategy not in allowed:
@@ -149,6 +150,8 @@ def explain(
             kind="text" if text is not None else "tabular",
             trusted_dir=settings.trusted_model_dir,
             query_budget=settings.blackbox_query_budget,
+            llm=llm,
+            settings=settings,
         )
         options = PosthocOptions(strategy=strategy, k=k, n_samples=samples)
         if text is not None:
@@ -198,7 +201,7 @@ def explain(
             console.print(f"wrote {plot}")
 
     try:
-        run_with_llm(work)
+        run_with_llm(work, llm)
     except (ValueError, BlackBoxError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
