@@ -45,6 +45,8 @@ def run(
     if reference is None and isinstance(model, str):
         reference = reference_for_spec(model)
     directory = Path(classifier_dir) if classifier_dir is not None else get_settings().classifier_dir
+    if llm is None and blackbox is not None and blackbox.llm is not None and not blackbox.llm.backend.binds_event_loop:
+        llm = blackbox.llm  # an LLM classifier on an in-process model explains itself without loading it twice
 
     async def work() -> list[Any]:
         client = llm or make_llm(get_settings())

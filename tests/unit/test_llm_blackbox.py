@@ -245,11 +245,12 @@ def test_classes_beside_an_llm_source_and_unlisted_endpoints_are_refused(api):
 # -- the other fronts ----------------------------------------------------------------------------------------------
 
 
-def test_python_front_explains_it_with_xplain_run(backend):
-    llm = LLM(backend)
-    box = from_llm(TEMPLATE, ["negative", "positive"], llm=llm)
-    [why] = xplain.run("lime", box, ["good acting , dull plot"], llm=llm, n_samples=30, k=1)
+def test_python_front_explains_it_with_xplain_run_on_its_own_llm(backend):
+    box = from_llm(TEMPLATE, ["negative", "positive"], llm=LLM(backend))
+    [why] = xplain.run("lime", box, ["good acting , dull plot"], n_samples=30, k=1)
     assert why.ranking[0] == "good" and why.weights["good"] > 0
+    [posthoc] = xplain.run("posthoc", box, ["good acting , dull plot"], k=1, n_samples=8)
+    assert [f.feature for f in posthoc.features] == ["good"] and backend.requests  # the same LLM explained itself
 
 
 def test_cli_names_it_by_its_file_and_runs_it_on_the_commands_llm(tmp_path, fake_llm_env, monkeypatch, backend):
@@ -306,3 +307,36 @@ def test_the_chat_talks_about_it_over_its_reference_rows(tmp_path, backend):
         assert results and results[0]["result"]["rows"] == 4 and results[0]["result"]["accuracy"] == 1.0
         asked = {r.prompt for batch in backend.score_batches for r in batch if r.prompt.startswith("Review:")}
         assert asked == {TEMPLATE.replace("{text}", r) for r in rows}  # the LLM box answered every row
+
+
+def test_on_an_openai_compatible_server_the_box_has_its_own_client_on_its_own_loop(tmp_path):
+    """The server's LLM and an allowed endpoint both speak HTTP from a client bound to one event loop: the box builds
+    its own clients, so the server's loop and the box's never share one, request after request."""
+    from xplain.testing.openai_stub import StubConfig, run_stub, stub_token_logprob, stub_tokenize
+
+    def expected(text: str) -> np.ndarray:
+        prompt = TEMPLATE.replace("{text}", text)
+        scores = []
+        for words in LABELS.values():
+            tokens, n_prompt = stub_tokenize(prompt + words), len(stub_tokenize(prompt))
+            scores.append(sum(stub_token_logprob(tokens[i - 1], tokens[i]) for i in range(n_prompt, len(tokens))))
+        return np.exp(scores) / np.exp(scores).sum()
+
+    with run_stub(StubConfig()) as (configured, _), run_stub(StubConfig()) as (elsewhere, remote):
+        settings = Settings(
+            llm_backend="openai", llm_base_url=configured, cache_enabled=False, allowed_llm_endpoints=[elsewhere],
+            database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        )  # fmt: skip
+        remote_spec = {"template": TEMPLATE, "labels": LABELS, "endpoint": {"base_url": elsewhere}}
+        with TestClient(create_app(settings)) as api:
+            assert api.post("/models", json=REGISTRATION).status_code == 201
+            assert api.post("/models", json={"name": "remote", "source": {"llm": remote_spec}}).status_code == 201
+            for name in ("sentiment", "remote", "sentiment", "remote"):
+                [answer] = api.post(f"/models/{name}/predict", json={"inputs": [f"a {name} film"]}).json()["predictions"]
+                assert [answer["probabilities"][label] for label in LABELS] == pytest.approx(expected(f"a {name} film"))
+                body = {"model": name, "rows": [f"the {name} plot"]}  # the box and the server's LLM, turn by turn
+                [outcome] = api.post("/methods/zero_shot", json=body).json()["results"]
+                assert outcome["ok"], outcome["error"]
+                box = outcome["result"]["blackbox"]["probabilities"]
+                assert [box[label] for label in LABELS] == pytest.approx(expected(f"the {name} plot"))
+        assert any(r.path.endswith("/completions") for r in remote.requests)

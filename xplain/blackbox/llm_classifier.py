@@ -172,43 +172,25 @@ class EventLoopThread:
 
 
 class LLMClassifier:
-    """The batch function behind an LLM black box: rows -> probability rows, one `score` call per batch.
+    """The batch function behind an LLM black box: rows -> probability rows, one `score` call per batch, made on
+    the box's own event loop. It closes `llm` in `close` when it `owns` it (built for this box alone)."""
 
-    It runs on `llm` (shared, never closed here) or on an LLM it builds with `build` on its own loop on first use
-    (and closes in `close`)."""
-
-    def __init__(self, spec: LLMClassifierSpec, *, llm: LLM | None = None, build: Callable[[], LLM] | None = None):
-        if (llm is None) == (build is None):
-            raise ValueError("give an LLM to share or a way to build one, not both")
+    def __init__(self, spec: LLMClassifierSpec, llm: LLM, *, owns: bool = False) -> None:
         self.spec = spec
-        self._shared = llm
-        self._build = build
-        self._own: LLM | None = None
-        self._loop = EventLoopThread("xplain-llm-blackbox")
+        self.llm = llm
+        self.owns = owns
         self.continuations = list(spec.labels.values())
-
-    @property
-    def llm(self) -> LLM | None:
-        """The LLM it runs on (None until a built one is first used)."""
-        return self._shared or self._own
+        self._loop = EventLoopThread("xplain-llm-blackbox")
 
     def __call__(self, batch: Sequence[Any]) -> np.ndarray:
         requests = [ScoreRequest(prompt=self.spec.prompt(row), continuations=self.continuations) for row in batch]
-        scored = self._loop.run(lambda: self._score(requests))
+        scored = self._loop.run(lambda: self.llm.score(requests))
         return softmax(np.array([s.logprobs for s in scored], dtype=np.float64), axis=1)
 
-    async def _score(self, requests: list[ScoreRequest]):
-        if self._shared is not None:
-            return await self._shared.score(requests)
-        if self._own is None:
-            self._own = self._build()
-        return await self._own.score(requests)
-
     def close(self) -> None:
-        """Close the LLM it built (on the loop it lives on), then the loop."""
-        if self._own is not None:
-            own, self._own = self._own, None
-            self._loop.run(own.aclose)
+        """Close the LLM it owns (on the loop it ran on), then the loop."""
+        if self.owns:
+            self._loop.run(self.llm.aclose)
         self._loop.stop()
 
 
@@ -278,9 +260,10 @@ def from_llm_spec(
     """The black box a spec describes. With `allowed_endpoints` (what the server passes) only a listed endpoint
     may be named; without it (a local caller) any.
 
-    An `llm` whose client belongs to the event loop it first ran on (the OpenAI-compatible backend's HTTP session)
-    cannot be called from the box's own loop as well as its owner's: when `settings` are given, the box builds its
-    own from them instead; in-process LLMs (embedded, vLLM engine, fake) are shared."""
+    It runs on `llm`, shared (in-process LLMs: the embedded model, the vLLM engine, the fake), except that an LLM
+    whose client belongs to the event loop it first ran on (the OpenAI-compatible backend's HTTP session) cannot be
+    called from the box's own loop as well as its owner's: when `settings` are given, the box builds its own from
+    them instead. Without `llm` it builds its own from `settings` (default: the environment's)."""
     if spec.endpoint is not None:
         url = spec.endpoint.base_url
         if allowed_endpoints is not None and url not in {e.strip().rstrip("/") for e in allowed_endpoints}:
@@ -289,22 +272,17 @@ def from_llm_spec(
                 if allowed_endpoints
                 else f"LLM classifiers on other endpoints are off: the operator has not set {ALLOWED_ENDPOINTS_SETTING}"
             )
-        base = settings or get_settings()
-        model = LLMClassifier(spec, build=lambda: make_llm(endpoint_settings(base, spec.endpoint)))
-        described = f"llm:{url}" + (f":{spec.endpoint.model}" if spec.endpoint.model else "")
+        model = LLMClassifier(spec, make_llm(endpoint_settings(settings or get_settings(), spec.endpoint)), owns=True)
     elif llm is not None and not (settings is not None and llm.backend.binds_event_loop):
-        model = LLMClassifier(spec, llm=llm)
-        described = f"llm:{llm.name}"
+        model = LLMClassifier(spec, llm)
     else:
-        base = settings or get_settings()
-        model = LLMClassifier(spec, build=lambda: make_llm(base))
-        described = f"llm:{base.llm_backend}"
+        model = LLMClassifier(spec, make_llm(settings or get_settings()), owns=True)
     return BlackBox(
         model,
         kind=spec.kind,
         classes=list(spec.labels),
         feature_names=spec.feature_names,
-        name=name or described,
+        name=name or f"llm:{model.llm.name}",
         **options,
     )
 

@@ -102,6 +102,11 @@ class BlackBox:
         return owner if hasattr(owner, "fit") else None
 
     @property
+    def llm(self) -> Any:
+        """The LLM behind an LLM classifier (None for other models), for fronts that would otherwise load another."""
+        return getattr(self._model, "llm", None)
+
+    @property
     def is_classifier(self) -> bool:
         return self.kind != "module"
 
