@@ -153,7 +153,7 @@ def test_bad_specs_are_refused_with_what_to_fix(template, labels, message, backe
 # -- REST ----------------------------------------------------------------------------------------------------------
 
 
-def test_registered_over_rest_it_shows_its_prompt_and_predicts(api, backend):
+def test_registered_over_rest_it_shows_its_prompt_predicts_and_survives_a_restart(api, backend, settings):
     response = api.post("/models", json=REGISTRATION)
     assert response.status_code == 201, response.text
     info = response.json()
@@ -163,6 +163,12 @@ def test_registered_over_rest_it_shows_its_prompt_and_predicts(api, backend):
     assert [p["label"] for p in predicted["predictions"]] == ["positive", "negative"]
     assert predicted["predictions"][0]["probabilities"]["positive"] == pytest.approx(p_positive("good"))
     assert len(backend.score_batches) == 1
+    with TestClient(create_app(settings, llm=LLM(backend))) as restarted:  # the store re-loads it on start
+        assert restarted.get("/models/sentiment").json()["source"]["llm"] == REGISTRATION["source"]["llm"] | {
+            "feature_names": None, "endpoint": None
+        }
+        again = restarted.post("/models/sentiment/predict", json={"inputs": ["good"]}).json()["predictions"][0]
+        assert again["probabilities"]["positive"] == pytest.approx(p_positive("good"))
 
 
 def test_lime_counterfactual_and_posthoc_explain_it_and_their_checks_requery_the_llm(api, backend):
