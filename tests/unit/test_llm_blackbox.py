@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,7 +201,7 @@ def test_lime_counterfactual_and_posthoc_explain_it_and_their_checks_requery_the
     assert posthoc["pgu"] == pytest.approx(0.0)
 
 
-def test_every_other_method_runs_on_it(api):
+def test_every_other_method_and_a_job_run_on_it(api):
     assert api.post("/models", json=REGISTRATION).status_code == 201
     cases = {
         "kernelshap": {"n_samples": 16, "k": 2},
@@ -212,6 +213,13 @@ def test_every_other_method_runs_on_it(api):
         answer = api.post(f"/methods/{method}", json=body)
         assert answer.status_code == 200, answer.text
         assert all(r["ok"] for r in answer.json()["results"]), (method, answer.json())
+    job = api.post("/jobs", json={"model": "sentiment", "method": "lime", "rows": ["good", "bad", "good bad good"],
+                                  "options": {"n_samples": 12, "k": 1}}).json()  # fmt: skip
+    deadline = time.monotonic() + 30
+    while api.get(f"/jobs/{job['id']}").json()["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rows = api.get(f"/jobs/{job['id']}/results").json()["results"]
+    assert [r["result"]["predicted_label"] for r in rows] == ["positive", "negative", "positive"]
     body = {"model": "sentiment", "rows": ["a good film", "a good cast"], "options": {"concept": "tone"}}
     effect = api.post("/methods/concept_effect", json=body).json()["results"][0]["result"]
     assert effect["average_effect"] == pytest.approx(p_positive("bad") - p_positive("good"))
