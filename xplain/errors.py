@@ -1,5 +1,5 @@
-"""One exception tree for the whole project; each front maps it to its own form once, at its edge (HTTP status,
-CLI message and exit code, tool error text).
+"""One exception tree for the whole project, and one edge where errors leave it: `describe(error)` gives the status
+and the message that every front (HTTP body, CLI line, MCP and agent tool error, job and row failure) shows.
 
 Lower floors raise these (or the LLM / black-box errors, which are part of the tree); fronts never guess a status
 from a built-in exception such as FileNotFoundError, which a missing prompt file would also raise.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 
 class XplainError(Exception):
@@ -58,6 +58,23 @@ class Unavailable(XplainError):
     """A backend the request needs cannot be reached or is not installed."""
 
     status = 503
+
+
+#: The built-in errors the fronts still meet (a bad value a library refused, a file the OS would not open).
+BUILT_IN_STATUS: tuple[tuple[type[BaseException], int], ...] = ((PermissionError, 403), (ValueError, 422))
+
+
+def describe(error: BaseException) -> tuple[int, str]:
+    """The HTTP status of `error` and the message a person sees. Anything outside the tree and the few built-ins
+    is a bug: 500, with its type only (the details belong in the log, not in front of a user)."""
+    if isinstance(error, ValidationError):
+        return 422, f"invalid {error.title}: {plain_validation_error(error)}"
+    if isinstance(error, XplainError):
+        return error.status, str(error)
+    status = next((code for kind, code in BUILT_IN_STATUS if isinstance(error, kind)), 500)
+    if status == 500:
+        return 500, f"internal error ({type(error).__name__}); the log has the details"
+    return status, str(error)
 
 
 def describe_validation_error(error: Any, model: type[BaseModel] | None = None) -> list[dict[str, str]]:

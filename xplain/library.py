@@ -6,22 +6,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import xplain.display  # noqa: F401  (the results of `run` show themselves in notebooks)
 from xplain.blackbox import BlackBox, from_estimator
-from xplain.data.demo import open_model, reference_for_spec
 from xplain.llm import LLM, make_llm
-from xplain.methods.catalog import MethodContext, get_method, run_units, units_for
+from xplain.methods.catalog import get_method
 from xplain.methods.llm_estimator import run_sync
+from xplain.service import OpenedModel, method_context, open_spec, run_method
 from xplain.settings import get_settings
 
 
 def as_blackbox(model: Any) -> BlackBox | None:
     """A BlackBox from what a Python user holds: a BlackBox, a fitted scikit-learn estimator, or a spec string
     (`demo:NAME`, a .skops file, `pkg.mod:obj`, a URL)."""
-    if model is None or isinstance(model, BlackBox):
-        return model
+    opened = opened_model(model)
+    return None if opened is None else opened.blackbox
+
+
+def opened_model(model: Any, reference: Any = None) -> OpenedModel | None:
+    """The model as the service runs methods on it; a demo spec brings its reference rows, `reference` others."""
+    if model is None:
+        return None
     if isinstance(model, str | Path):
-        return open_model(str(model), trusted_dir=get_settings().trusted_model_dir)
-    return from_estimator(model)
+        opened = open_spec(str(model), get_settings())
+    else:
+        opened = OpenedModel(model if isinstance(model, BlackBox) else from_estimator(model))
+    if reference is not None:
+        opened.reference = reference
+    return opened
 
 
 def run(
@@ -40,19 +51,19 @@ def run(
     brings its own). With `errors="keep"`, a row that failed holds its exception in place instead of raising."""
     chosen = get_method(method)
     parsed = chosen.parse_options(options)
-    blackbox = as_blackbox(model)
-    chosen.check_model(blackbox if chosen.needs_model else None)
-    if reference is None and isinstance(model, str):
-        reference = reference_for_spec(model)
-    directory = Path(classifier_dir) if classifier_dir is not None else get_settings().classifier_dir
-    if llm is None and blackbox is not None and blackbox.llm is not None and not blackbox.llm.backend.binds_event_loop:
-        llm = blackbox.llm  # an LLM classifier on an in-process model explains itself without loading it twice
+    settings = get_settings()
+    if classifier_dir is not None:
+        settings = settings.model_copy(update={"classifier_dir": Path(classifier_dir)})
+    opened = opened_model(model, reference)
+    box_llm = opened.blackbox.llm if opened is not None else None
+    if llm is None and box_llm is not None and not box_llm.backend.binds_event_loop:
+        llm = box_llm  # an LLM classifier on an in-process model explains itself without loading it twice
+    context = method_context(chosen, opened, llm=llm, settings=settings)
 
     async def work() -> list[Any]:
-        client = llm or make_llm(get_settings())
+        client = context.llm = llm or make_llm(settings)
         try:
-            context = MethodContext(llm=client, blackbox=blackbox, reference=reference, classifier_dir=directory)
-            return await run_units(chosen, context, units_for(chosen, list(inputs)), parsed)
+            return await run_method(chosen, context, list(inputs), parsed)
         finally:
             if llm is None:
                 await client.aclose()

@@ -120,7 +120,13 @@ class Settings(BaseSettings):
     )
     trusted_import_prefixes: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated module prefixes the API may load models from by import path (none: refused).",
+        description="Comma-separated module prefixes the API may load models from by import path (none: refused); "
+        "only objects defined in those modules resolve, never what they import.",
+    )
+    trusted_import_objects: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated exact import paths (`pkg.mod:obj`) the API may load even when `obj` is defined "
+        "elsewhere (a model object from another library re-exported by your module).",
     )
     chat_mode: Literal["planner", "agent", "auto"] = Field(
         "auto",
@@ -133,7 +139,12 @@ class Settings(BaseSettings):
     blackbox_query_budget: int | None = Field(None, ge=1, description="Default cap on black-box queries.")
 
     @field_validator(
-        "api_keys", "trusted_import_prefixes", "allowed_model_hosts", "allowed_llm_endpoints", mode="before"
+        "api_keys",
+        "trusted_import_prefixes",
+        "trusted_import_objects",
+        "allowed_model_hosts",
+        "allowed_llm_endpoints",
+        mode="before",
     )
     @classmethod
     def _split_keys(cls, value: object) -> object:

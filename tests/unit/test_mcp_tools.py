@@ -11,9 +11,10 @@ from mcp import Client
 from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.llm.backends.fake import FakeBackend
-from xplain.mcp.server import build_server, method_arguments
+from xplain.mcp.server import build_server
 from xplain.methods.catalog import catalog, get_method
 from xplain.server.deps import SYNC_ROWS
+from xplain.server.schemas import method_request_model
 from xplain.settings import Settings
 
 
@@ -32,7 +33,7 @@ def server(tmp_path: Path, backend: FakeBackend) -> Client:
 
 def test_each_method_tool_takes_the_methods_own_options():
     for method in catalog().values():
-        schema = method_arguments(method).model_json_schema()
+        schema = method_request_model(method).model_json_schema()
         options = schema["properties"]["options"]
         assert options["$ref"] == f"#/$defs/{method.options.__name__}"
         assert (

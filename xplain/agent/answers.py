@@ -249,6 +249,29 @@ def _rule(r: dict[str, Any], _: str | None) -> str:
     return _fill("describe_rule", rule=best["rule"], agreement=best["heldout_agreement"])
 
 
+def render_declared(tool: str, template: str | None, result: dict[str, Any]) -> str:
+    """The answer a catalog method declares (`ChatForm.answer`), filled with its result's top-level values (floats
+    as the tool showed them to the model, lists by their first items) and `$subject`; the generic answer where it
+    declares none (its tool's own renderer, if any) or names a value the result lacks."""
+    if template is None:
+        return render_answer(tool, result)
+    values = {key: _said(value) for key, value in result.items()}
+    try:
+        return Template(template).substitute({**values, "subject": subject(result)})
+    except (KeyError, ValueError):
+        return _generic(tool, result)
+
+
+def _said(value: Any) -> str:
+    if isinstance(value, float):
+        return str(round(value, 4))
+    if isinstance(value, list):
+        return ", ".join(_said(item) for item in value[:MAX_LISTED])
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_said(v)}" for k, v in list(value.items())[:MAX_LISTED])
+    return str(value)
+
+
 def _generic(tool: str, result: dict[str, Any]) -> str:
     """A tool with no template of its own: its top-level scalar fields, as words (never the raw JSON)."""
     scalars = [f"{k.replace('_', ' ')} {v}" for k, v in result.items() if isinstance(v, str | int | float) and k != "plot"]

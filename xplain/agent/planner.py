@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from xplain.agent import questions as q
 from xplain.agent.answers import (
     render_answer,
+    render_declared,
     render_failure,
     templates_ref,
     tool_payload,
@@ -49,6 +50,7 @@ from xplain.llm import (
     Scores,
     track_usage,
 )
+from xplain.methods.catalog import catalog
 from xplain.prompts import load_prompt
 from xplain.tools import ProbeContext, build_tools
 from xplain.tools.registry import plain_error
@@ -73,6 +75,13 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "compare_explainers": ("compare_explainers", " to compare explanation methods such as LIME and SHAP."),
 }
 ROW_OPERATIONS = {"predict", "explain", "what_if", "counterfactual", "similar", "compare_explainers"}
+#: The weight of a cue a catalog method declares: above one of the planner's own weak cues, so "what does LIME say"
+#: goes to `lime` rather than to the comparison of explainers.
+DECLARED_CUE_WEIGHT = 4.0
+
+
+class OutOfScope(ValueError):
+    """A question the chat does not answer (not about the model and its data, or instructions to the chat)."""
 STATE_KEY = "xplain_plan"
 CHOOSE_PROMPT, FEATURE_PROMPT, REPHRASE_PROMPT = "chat/choose", "chat/feature", "chat/rephrase"
 REPHRASE_TOKENS = 160
@@ -81,7 +90,7 @@ REPHRASE_TOKENS = 160
 class Plan(BaseModel):
     """What the planner decided for one question, and who decided the operation (rules, the LLM, the follow-up)."""
 
-    operation: Operation
+    operation: str = Field(description="One of OPERATIONS, or a catalog method the chat offers (`Method.chat`).")
     arguments: dict[str, Any] = Field(description="Row, feature, edits, target... as read from the question.")
     chosen_by: Literal["rules", "llm", "follow-up"]
     tool: str
@@ -93,7 +102,7 @@ class Plan(BaseModel):
 class PlanState(BaseModel):
     """What a turn leaves for the next one to resolve follow-ups against."""
 
-    operation: Operation | None = None
+    operation: str | None = None
     row: int | None = None
     text: str | None = None
     feature: str | None = None
@@ -123,6 +132,15 @@ class GroundedPlanner:
         self.store = store
         self.rephrase = rephrase and llm is not None
         self.tools = {t.name: t for t in (tools if tools is not None else build_tools(context))}
+        offered = [
+            m for m in catalog().values()
+            if m.chat is not None and m.unit == "row" and m.needs_model and m.name in self.tools and m.name not in OPERATIONS
+        ]  # fmt: skip
+        #: operation -> (tool, what the user wants): the planner's own and those the catalog's methods declare
+        self.operations = {**OPERATIONS, **{m.name: (m.name, m.chat.asks) for m in offered}}
+        self.row_operations = ROW_OPERATIONS | {m.name for m in offered}
+        self.cues = {m.name: [(re.compile(c, re.IGNORECASE), DECLARED_CUE_WEIGHT) for c in m.chat.cues] for m in offered}
+        self.answers = {m.name: m.chat.answer for m in offered}
         self.llm_chooses = llm_chooses
         self._memory: dict[str, PlanState] = {}  # sessions without a store
         self._priors: dict[tuple[str, ...], list[float]] = {}
@@ -146,6 +164,8 @@ class GroundedPlanner:
         with track_usage() as meter:
             try:
                 plan = await self.plan(question, state)
+            except OutOfScope as error:
+                plan, text, result = None, str(error), None
             except ValueError as error:
                 plan, text, result = None, f"I could not read that question: {error}", None
             else:
@@ -161,7 +181,10 @@ class GroundedPlanner:
                     text = render_failure(plan.tool, error or "it failed")
                 else:
                     kind = plan.operation if plan.tool == "model_score" else None
-                    text = render_answer(plan.tool, result, question_kind=kind)
+                    if plan.operation in self.answers:
+                        text = render_declared(plan.tool, self.answers[plan.operation], result)
+                    else:
+                        text = render_answer(plan.tool, result, question_kind=kind)
                     if plan.notes:
                         text += " (" + "; ".join(plan.notes) + ".)"
                     if self.rephrase:
@@ -207,6 +230,8 @@ class GroundedPlanner:
     async def plan(self, question: str, state: PlanState | None = None) -> Plan:
         """The operation and arguments for `question`, given the previous turn's `state`."""
         state = state or PlanState()
+        if q.gives_instructions(question):
+            raise OutOfScope(f"I follow no instructions given in a question. {self._offer()}")
         context = self.context
         names = context.feature_names if context.kind == "tabular" else []
         mentions = q.find_features(question, names)
@@ -225,9 +250,10 @@ class GroundedPlanner:
         feature = mentions[0].feature if mentions else None
         if feature is None and ordinal is not None and ordinal < len(state.ranked):
             feature = state.ranked[ordinal]
+            notes.append(f"{feature} is {ORDINAL_WORDS.get(ordinal, 'next')} in the last answer's ranking")
         if feature is None and word is not None:
             feature = word
-        if operation in ROW_OPERATIONS:
+        if operation in self.row_operations:
             text_input = quoted[0] if quoted and not text_edits else None
             if text_input is not None:
                 arguments["text"] = text_input
@@ -246,6 +272,9 @@ class GroundedPlanner:
             if context.kind == "tabular":
                 edits = q.find_edits(question, mentions) or arguments.get("edits")
                 arguments["edits"] = edits or await self._edits_by_llm(question, masked)
+                relative = [words for words in map(q.said, arguments["edits"]) if words]
+                if relative:
+                    notes.append(f"read as {', '.join(relative)}")
             else:
                 arguments["replacements"] = text_edits or arguments.get("replacements", [])
         elif operation == "counterfactual":
@@ -283,10 +312,10 @@ class GroundedPlanner:
         quoted: list[str],
         word: str | None,
     ) -> tuple[str, Literal["rules", "llm", "follow-up"]]:
-        available = [op for op in OPERATIONS if self._available(op)]
+        available = [op for op in self.operations if self._available(op)]
         if self.llm_chooses:
             return await self._choose(question, available), "llm"
-        scores = q.cue_scores(masked)
+        scores = q.cue_scores(masked, self.cues)
         scores = {op: s for op, s in scores.items() if op in available}
         if scores:
             best = max(scores.values())
@@ -297,18 +326,25 @@ class GroundedPlanner:
         # no cue: an elliptical follow-up that names only a new row, feature or text keeps (or adapts) the last
         # operation; a full question without cues goes to the LLM instead
         if state.operation is not None and _elliptical(question):
-            if (row is not None or quoted) and state.operation in ROW_OPERATIONS | {"data_stats"}:
+            if (row is not None or quoted) and state.operation in self.row_operations | {"data_stats"}:
                 return state.operation, "follow-up"
             if mentions or ordinal is not None or word is not None:
                 keep = state.operation in ("feature_effects", "data_stats")
                 return (state.operation if keep else "feature_effects"), "follow-up"
         if row is not None and not mentions:
             return "predict", "rules"
+        if not (mentions or quoted or ordinal is not None or word is not None or q.about_the_model(masked)):
+            raise OutOfScope(f"That is not a question about this model or its data. {self._offer()}")
         return await self._choose(question, available), "llm"
 
     def _available(self, operation: str) -> bool:
-        tool = OPERATIONS[operation][0]
+        tool = self.operations[operation][0]
         return tool in self.tools
+
+    def _offer(self) -> str:
+        """What the chat can answer, from the operations this model has."""
+        offered = ", ".join(op.replace("_", " ") for op in self.operations if self._available(op))
+        return f"I answer questions about this model and its data ({offered}); for example: 'why did the model predict row N?'"
 
     async def _choose(self, question: str, candidates: list[str]) -> str:
         """The LLM's choice among `candidates`: the description whose log-probability the question raises most over
@@ -317,7 +353,7 @@ class GroundedPlanner:
         if self.llm is None or len(candidates) == 1:
             return candidates[0]
         kind = "rows of a table" if self.context.kind == "tabular" else "texts"
-        continuations = [OPERATIONS[c][1] for c in candidates]
+        continuations = [self.operations[c][1] for c in candidates]
         prompt = load_prompt(CHOOSE_PROMPT).render(kind=kind, question=question)
         key = tuple(candidates)
         requests = [ScoreRequest(prompt=prompt, continuations=continuations)]
@@ -356,7 +392,7 @@ class GroundedPlanner:
 
     def _tool_call(self, operation: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """The tool and its arguments for a plan: edits become the values the tool sets, checked against the row."""
-        tool = OPERATIONS[operation][0]
+        tool = self.operations[operation][0]
         source = {k: arguments[k] for k in ("row", "text") if k in arguments}
         context = self.context
         if operation == "what_if":
@@ -457,6 +493,7 @@ class GroundedPlanner:
         self.store.append(session_id, messages)
 
 
+ORDINAL_WORDS = {0: "first", 1: "second", 2: "third", 3: "fourth", 4: "fifth"}
 FOLLOW_UP_START = re.compile(r"^\s*(?:and|also|same|now|then|what about|how about|and what about|ok|okay)\b", re.I)
 
 

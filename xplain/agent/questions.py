@@ -23,9 +23,10 @@ ROW_NOUNS = (
 )
 ROW = re.compile(rf"\b(?:{ROW_NOUNS})\s*(?:number|no\.?|nr\.?|#|id)?\s*(\d+)\b|#\s*(\d+)\b", re.IGNORECASE)
 ORDINAL_ROW = re.compile(rf"\b(\d+)(?:st|nd|rd|th)\s+(?:{ROW_NOUNS})\b", re.IGNORECASE)
+RANKED_NOUN = r"(?:feature|one|factor|word|input|driver|variable|column)"
 ORDINAL_FEATURE = re.compile(
     r"\b(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th|top|most important|biggest|largest|main)\s+"
-    r"(?:most\s+important\s+)?(?:feature|one|factor|word|input|driver|variable|column)\b",
+    rf"(?:(?:most\s+important|strongest|biggest)\b(?:\s+{RANKED_NOUN}\b)?|{RANKED_NOUN}\b)",
     re.IGNORECASE,
 )
 QUOTED = re.compile(r"[\"“”']([^\"“”']{1,300})[\"“”']")
@@ -113,14 +114,43 @@ CUES: dict[str, list[tuple[str, float]]] = {
 CUE_PATTERNS = {op: [(re.compile(p, re.IGNORECASE), w) for p, w in cues] for op, cues in CUES.items()}
 
 
-def cue_scores(question: str) -> dict[str, float]:
-    """Each operation's cue weight in the (feature-masked) question; operations with no cue are left out."""
+def cue_scores(question: str, extra: dict[str, list[tuple[re.Pattern[str], float]]] | None = None) -> dict[str, float]:
+    """Each operation's cue weight in the (feature-masked) question; operations with no cue are left out. `extra`
+    adds the cues other operations declare (the catalog's methods)."""
     scores = {}
-    for operation, patterns in CUE_PATTERNS.items():
+    for operation, patterns in {**CUE_PATTERNS, **(extra or {})}.items():
         score = sum(weight for pattern, weight in patterns if pattern.search(question))
         if score:
             scores[operation] = score
     return scores
+
+
+# -- scope ----------------------------------------------------------------------------------------------------
+
+#: Text that tries to give the chat instructions instead of asking about the model (DESIGN.md rule 3).
+INSTRUCTIONS = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b.{0,40}\b(?:instructions?|prompts?|rules?|above|previous|everything)\b|"
+    r"\bsystem prompt\b|\byou are now\b|\bjailbreak|\bdeveloper mode\b|\bpretend (?:to be|you are)\b|"
+    r"\bact as (?:a|an)\b|\bnew instructions?\b",
+    re.IGNORECASE,
+)
+#: Words of questions about a model and its data; a question with none of them (and no row, feature, class, cue or
+#: quote) is outside what the chat answers.
+ABOUT_THE_MODEL = re.compile(
+    r"\b(?:models?|predict\w*|classif\w*|labels?|class(?:es)?|CLASS|probabilit\w*|rows?|data\w*|features?|FEATURE|"
+    r"inputs?|columns?|values?|explain\w*|why|important|importance|effects?|influen\w*|accura\w*|mistakes?|errors?|"
+    r"wrong|similar|rules?|what if|change\w*|counterfactuals?|lime|shap|texts?|words?|reviews?|outputs?|decid\w*)\b",
+    re.IGNORECASE,
+)
+
+
+def gives_instructions(question: str) -> bool:
+    return bool(INSTRUCTIONS.search(question))
+
+
+def about_the_model(masked: str) -> bool:
+    """Whether the (feature- and class-masked) question uses any word of a question about a model and its data."""
+    return bool(ABOUT_THE_MODEL.search(masked))
 
 
 # -- rows, counts, texts --------------------------------------------------------------------------------------
@@ -216,6 +246,10 @@ SCALE_WORDS = {"double": 2.0, "doubled": 2.0, "twice": 2.0, "halve": 0.5, "halve
                "triple": 3.0, "tripled": 3.0}  # fmt: skip
 UP = r"increase[ds]?|raise[ds]?|add|added|up|higher|more|grow|grew|grows"
 DOWN = r"decrease[ds]?|lower(?:ed)?|reduce[ds]?|down|less|drop(?:ped|s)?|cut|fall|fell|falls"
+#: The comparatives of a relative edit: "10 years higher", "5% lower", "3 units more".
+ABOVE = r"higher|more|bigger|greater|larger|older|longer|heavier|up|above"
+BELOW = r"lower|less|smaller|younger|shorter|lighter|fewer|down|below"
+TIMES_WORDS = {"twice": 2.0, "double": 2.0, "half": 0.5, "triple": 3.0, "thrice": 3.0}
 
 
 def find_edits(question: str, mentions: list[Mention]) -> list[dict[str, Any]]:
@@ -225,11 +259,30 @@ def find_edits(question: str, mentions: list[Mention]) -> list[dict[str, Any]]:
     for n, mention in enumerate(mentions):
         stop = mentions[n + 1].start if n + 1 < len(mentions) else len(question)
         after = ROW.sub(" ", question[mention.end : stop][:60].lower())  # "proline of row 2 were 400"
+        after = re.sub(r"^\s*(?:in|of|for)\s+(?=(?:were|was|is|are|be|got|gets|went)\b)", " ", after)  # "in [row 2] were"
         before = question[max(0, mention.start - 30) : mention.start].lower()
         edit = _edit_after(after, before)
         if edit is not None:
             edits.append({"feature": mention.feature, **edit})
     return edits
+
+
+def said(edit: dict[str, Any]) -> str | None:
+    """A relative edit in words, to say back how it was read ('age + 10', 'bmi × 2'); None for a set value."""
+    if "add" in edit:
+        return f"{edit['feature']} {'+' if edit['add'] >= 0 else '−'} {abs(edit['add']):g}"
+    if "scale" in edit:
+        scale = edit["scale"]
+        if scale in SCALED:
+            return f"{edit['feature']} {SCALED[scale]}"
+        if float(scale).is_integer():
+            return f"{edit['feature']} × {scale:g}"
+        return f"{edit['feature']} {'+' if scale > 1 else '−'}{abs(scale - 1) * 100:g}%"
+    return None
+
+
+#: Factors said in words, as questions say them ("twice as high" has no 2 to quote back).
+SCALED = {2.0: "doubled", 0.5: "halved", 3.0: "tripled"}
 
 
 def _edit_after(after: str, before: str) -> dict[str, float] | None:
@@ -242,6 +295,25 @@ def _edit_after(after: str, before: str) -> dict[str, float] | None:
         if by.group("pct"):
             return {"scale": round(1 + sign * amount / 100, 6)}
         return {"add": sign * amount}
+    relative = re.match(
+        rf"^\s*(?:of\s+)?(?:were|was|is|are|be|got|gets|went)?\s*(?P<n>{NUMBER})\s*(?P<pct>%|percent)?\s*"
+        rf"(?:[a-z]+\s+)?(?P<dir>{ABOVE}|{BELOW})\b",
+        after,
+    )
+    if relative:
+        sign = -1.0 if re.fullmatch(BELOW, relative.group("dir")) else 1.0
+        amount = float(relative.group("n"))
+        if relative.group("pct"):
+            return {"scale": round(1 + sign * amount / 100, 6)}
+        return {"add": sign * amount}
+    times = re.match(
+        rf"^\s*(?:were|was|is|are|be|got|gets|became)?\s*(?:(?P<word>{'|'.join(TIMES_WORDS)})|"
+        rf"(?P<n>{NUMBER}|{'|'.join(WORD_NUMBERS)})\s+times)\b\s*(?:as\b|the\b|bigger|higher|larger|more|greater)",
+        after,
+    )
+    if times:
+        word, n = times.group("word"), times.group("n")
+        return {"scale": TIMES_WORDS[word] if word else float(WORD_NUMBERS.get(n, 0) or n)}
     scale = re.match(r"^\s*(?:were|was|is|are|got|gets|be|being)?\s*(doubled|halved|tripled)\b", after)
     if scale:
         return {"scale": SCALE_WORDS[scale.group(1)]}

@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from xplain.methods.catalog import MethodContext, get_method, run_units
+from xplain.methods.catalog import get_method, run_units
 from xplain.batch.runner import RowOutcome, outcomes_of
+from xplain.service import method_context, open_spec
 from xplain.settings import Settings
 
 
@@ -22,18 +23,13 @@ class RayRowWorker:
     """A Ray actor's state: one LLM, one black box, one event loop (LLM clients are bound to the loop they start on)."""
 
     def __init__(self, method: str, model: str, options: dict[str, Any], settings: Settings) -> None:
-        from xplain.data.demo import open_model, reference_for_spec
         from xplain.llm import make_llm
 
         self.method = get_method(method)
         self.options = self.method.parse_options(options)
         self.loop = asyncio.new_event_loop()
-        self.context = MethodContext(
-            llm=make_llm(settings),
-            blackbox=open_model(model, trusted_dir=settings.trusted_model_dir) if model else None,
-            reference=reference_for_spec(model) if model else None,
-            classifier_dir=settings.classifier_dir,
-        )
+        opened = open_spec(model, settings) if model else None
+        self.context = method_context(self.method, opened, llm=make_llm(settings), settings=settings)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         rows = [json.loads(text) for text in batch["row"]]

@@ -8,6 +8,7 @@ Loading a pickle runs arbitrary code, so pickles load only from the directory th
 from __future__ import annotations
 
 import importlib
+import inspect
 import ipaddress
 import re
 import socket
@@ -205,11 +206,27 @@ def from_import_path(
     kind: Kind | None = None,
     classes: Sequence[Any] | None = None,
     feature_names: Sequence[str] | None = None,
+    trusted_prefixes: Sequence[str] | None = None,
+    trusted_objects: Sequence[str] = (),
     **options: Unpack[WrapperOptions],
 ) -> BlackBox:
-    """Import `package.module:attribute` (attribute may be dotted): an estimator, or a batch function with kind."""
+    """Import `package.module:attribute` (attribute may be dotted): an estimator, or a batch function with kind.
+
+    With `trusted_prefixes` (what the server passes) the path must stay inside the operator's code: see
+    `resolve_trusted_import`. Without it (a local caller naming its own code) any import path is used.
+    """
     if not IMPORT_PATH.fullmatch(spec):
         raise BlackBoxLoadError(f"an import path looks like 'package.module:attribute', got {spec!r}")
+    if trusted_prefixes is None:
+        found = _import_object(spec)
+    else:
+        found = resolve_trusted_import(spec, trusted_prefixes, trusted_objects)
+    return _from_object(
+        found, kind=kind, classes=classes, feature_names=feature_names, name=f"import:{spec}", **options
+    )
+
+
+def _import_object(spec: str) -> Any:
     module_name, attribute_path = spec.split(":")
     try:
         found: Any = importlib.import_module(module_name)
@@ -220,9 +237,59 @@ def from_import_path(
             found = getattr(found, attribute)
         except AttributeError as exc:
             raise BlackBoxLoadError(f"module {module_name!r} has no attribute {attribute_path!r}") from exc
-    return _from_object(
-        found, kind=kind, classes=classes, feature_names=feature_names, name=f"import:{spec}", **options
+    return found
+
+
+def _under(module_name: object, prefixes: Sequence[str]) -> bool:
+    return isinstance(module_name, str) and any(
+        module_name == prefix or module_name.startswith(prefix + ".") for prefix in prefixes
     )
+
+
+def resolve_trusted_import(spec: str, prefixes: Sequence[str], exact: Sequence[str] = ()) -> Any:
+    """The object `spec` names, only if it is the operator's own code.
+
+    A module prefix alone is not enough: a trusted module that imports `os` would hand out `pkg:os.system`. So the
+    module must be under a trusted prefix, no name may be a dunder (`__globals__`, `__builtins__`), the walk may
+    only pass through classes defined under a trusted prefix, and the object reached must itself be defined there
+    (a function's or class's `__module__`; an instance's class), unless the operator lists `spec` exactly.
+    """
+    module_name, attribute_path = spec.split(":")
+    if spec in exact:
+        return _import_object(spec)
+    refused = f"import path {spec!r} is refused: "
+    if not _under(module_name, prefixes):
+        raise Forbidden(
+            refused + f"its module is not under XPLAIN_TRUSTED_IMPORT_PREFIXES ({', '.join(prefixes) or 'none set'})"
+        )
+    names = [*module_name.split("."), *attribute_path.split(".")]
+    if any(name.startswith("__") for name in names):
+        raise Forbidden(refused + "dunder names (such as __globals__ or __builtins__) are not followed")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BlackBoxLoadError(f"cannot import module {module_name!r} for {spec!r}: {exc}") from exc
+    for depth, attribute in enumerate(attribute_path.split(".")):
+        if depth and not (isinstance(found, type) and _under(found.__module__, prefixes)):
+            raise Forbidden(refused + "only classes defined in a trusted module may be walked through")
+        try:
+            found = inspect.getattr_static(found, attribute)
+        except AttributeError:
+            raise BlackBoxLoadError(f"module {module_name!r} has no attribute {attribute_path!r}") from None
+        if isinstance(found, (staticmethod, classmethod)):
+            found = found.__func__
+    if inspect.ismodule(found):
+        raise Forbidden(refused + "it names a module, not a model or function")
+    if isinstance(found, BaseEstimator) and not callable(found):
+        return found  # a fitted model bound in the trusted module: only its predict methods are ever called
+    is_code = isinstance(found, type) or inspect.isfunction(found)
+    home = found.__module__ if is_code else type(found).__module__
+    if not _under(home, prefixes):
+        raise Forbidden(
+            refused + f"it is defined in {home!r}, not in a trusted module; list it in XPLAIN_TRUSTED_IMPORT_OBJECTS "
+            "to allow it exactly"
+        )
+    return found
 
 
 def from_http(

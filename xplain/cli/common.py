@@ -10,8 +10,8 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from xplain.data.demo import open_model, reference_for_spec
-from xplain.errors import XplainError
+from xplain import service
+from xplain.errors import XplainError, describe
 from xplain.llm import LLM, Usage, make_llm
 from xplain.methods.catalog import Method, MethodContext
 from xplain.settings import Settings, get_settings
@@ -44,8 +44,10 @@ def run_with_llm(work: Callable[[LLM], Awaitable[None]], llm: LLM | None = None)
 
 
 def fail(error: BaseException) -> NoReturn:
-    """The CLI's form of an error: its message in red and exit code 2, never a trace."""
-    console.print(f"[red]error:[/red] {error}")
+    """The CLI's form of an error: its message in red and exit code 2, never a trace. The operator runs the CLI,
+    so an error outside the tree (a file that would not open) shows its own words."""
+    status, message = describe(error)
+    console.print(f"[red]error:[/red] {message if status != 500 else error}")
     raise typer.Exit(2) from error
 
 
@@ -57,19 +59,12 @@ def parse_json_option(text: str, flag: str) -> Any:
 
 
 def method_context(method: Method, model: str | None, settings: Settings, kind: str | None = None) -> MethodContext:
-    """What a catalog method runs against from the CLI: the model a spec names (with a demo's reference rows),
-    the configured classifier directory, and the command's LLM (loaded on first use; an LLM classifier shares it)."""
+    """What a catalog method runs against from the CLI: the model a spec names (opened even for a method that
+    brings its own, so that a bad spec is refused) and the command's LLM, loaded on first use; an LLM classifier the
+    spec names runs on it too, so the embedded model loads once."""
     llm = command_llm(settings)
-    blackbox = None
-    if model is not None:
-        blackbox = open_model(model, trusted_dir=settings.trusted_model_dir, kind=kind, llm=llm, settings=settings)
-    method.check_model(blackbox)
-    return MethodContext(
-        llm=llm,
-        blackbox=blackbox,
-        reference=reference_for_spec(model) if model else None,
-        classifier_dir=settings.classifier_dir,
-    )
+    opened = service.open_spec(model, settings, kind=kind, llm=llm) if model is not None else None
+    return service.method_context(method, opened, llm=llm, settings=settings)
 
 
 def usage_line(usage: Usage) -> str:

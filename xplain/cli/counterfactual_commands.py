@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from xplain.data.demo import open_model
+from xplain import service
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, console, command_llm, run_with_llm, usage_line
 from xplain.llm import LLM
@@ -127,14 +127,7 @@ def counterfactual(
     settings = get_settings()
     llm = command_llm(settings)
     try:
-        blackbox = open_model(
-            model,
-            kind="text" if text else "tabular",
-            trusted_dir=settings.trusted_model_dir,
-            query_budget=settings.blackbox_query_budget,
-            llm=llm,
-            settings=settings,
-        )
+        blackbox = service.open_spec(model, settings, kind="text" if text else "tabular", llm=llm).blackbox
     except (BlackBoxError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error

@@ -11,9 +11,10 @@ import pandas as pd
 import typer
 from rich.table import Table
 
+from xplain import service
 from xplain.blackbox.errors import BlackBoxError
-from xplain.cli.common import app, console, command_llm, run_with_llm, usage_line
-from xplain.data.demo import demo_reference, open_model
+from xplain.cli.common import app, command_llm, console, run_with_llm, usage_line
+from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.methods.posthoc import (
     STRATEGIES,
@@ -83,11 +84,11 @@ def save_plot(results: list[PosthocExplanation], path: Path) -> None:
     """One panel per row: each explanation's own chart (xplain.display), its check in the panel's title."""
     from matplotlib.figure import Figure
 
-    from xplain.display import check
+    from xplain.display import check, plot
 
     figure = Figure(figsize=(6.4, 1 + 1.8 * len(results)), layout="constrained")
     for axis, result in zip(figure.subplots(len(results), 1, squeeze=False)[:, 0], results):
-        result.plot(ax=axis)
+        plot(result, axis)
         verdict = check(result)
         title = f"{axis.get_title(loc='left')} · {verdict.name} {verdict.value} ({verdict.status})"
         axis.set_title(title, fontsize=9, loc="left")
@@ -145,14 +146,7 @@ def explain(
             raise ValueError(
                 "--text explains a text; it takes no --row, --rows or --background"
             )
-        blackbox = open_model(
-            model,
-            kind="text" if text is not None else "tabular",
-            trusted_dir=settings.trusted_model_dir,
-            query_budget=settings.blackbox_query_budget,
-            llm=llm,
-            settings=settings,
-        )
+        blackbox = service.open_spec(model, settings, kind="text" if text is not None else "tabular", llm=llm).blackbox
         options = PosthocOptions(strategy=strategy, k=k, n_samples=samples)
         if text is not None:
             if blackbox.kind != "text":

@@ -10,12 +10,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from xplain import service
 from xplain.batch.runner import outcomes_of
 from xplain.batch.sources import read_rows
 from xplain.cli.common import app, console, fail, method_context, parse_json_option, run_with_llm
 from xplain.errors import XplainError
 from xplain.llm import LLM
-from xplain.methods.catalog import catalog, get_method, run_units, units_for
+from xplain.methods.catalog import catalog, get_method
 from xplain.settings import get_settings
 
 
@@ -78,9 +79,8 @@ def run_method(
         fail(error)
 
     async def work(llm: LLM) -> None:
-        units = units_for(method, items)
-        results = await run_units(method, context, units, parsed)
-        for outcome in outcomes_of(range(len(units)), results):
+        results = await service.run_method(method, context, items, parsed)
+        for outcome in outcomes_of(range(len(results)), results):
             print(outcome.model_dump_json(exclude_none=True))
 
     run_with_llm(work, context.llm)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from xplain.agent import GroundedPlanner, make_chat
-from xplain.agent.planner import OPERATIONS
+from xplain.agent.planner import OPERATIONS, OutOfScope
 from xplain.evals.report import EvalTable, Size, suite
 from xplain.llm import LLM
 from xplain.settings import get_settings
@@ -21,6 +21,10 @@ DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 QUESTIONS = DATA / "chat_questions.jsonl"
 #: paraphrases written after the rules were tuned on QUESTIONS and never tuned on: how well the rules generalise
 HELD_OUT = DATA / "chat_questions_heldout.jsonl"
+#: written after the catalog reached the chat and never tuned on: catalog methods by name, relative edits, ordinal
+#: follow-ups, and questions to decline ("decline": no tool runs)
+AFTER_CATALOG = DATA / "chat_questions_catalog.jsonl"
+DECLINE = "decline"
 SMALL_PER_MODEL = 20
 
 
@@ -68,8 +72,10 @@ async def run(llm: LLM, size: Size) -> EvalTable:
     mode = "agent" if settings.chat_mode == "agent" else "planner"
     questions = load_questions()
     held_out = {item["id"] for item in load_questions(HELD_OUT)} if HELD_OUT.is_file() else set()
+    after = {item["id"] for item in load_questions(AFTER_CATALOG)} if AFTER_CATALOG.is_file() else set()
     if size == "full":
         questions += load_questions(HELD_OUT) if held_out else []
+        questions += load_questions(AFTER_CATALOG) if after else []
     if size == "small":
         per_model: Counter[str] = Counter()
         kept = []
@@ -100,6 +106,7 @@ async def run(llm: LLM, size: Size) -> EvalTable:
         else:
             operation = operation_of_tool(first.name if first else None, item["question"])
             arguments = first.arguments if first else {}
+        operation = operation or (DECLINE if not answer.tool_calls else None)
         previous = ranked.get(item["session"], [])
         if plan.get("rephrased") is not None:
             rephrased.append(plan["rephrased"])
@@ -118,11 +125,13 @@ async def run(llm: LLM, size: Size) -> EvalTable:
     records = table.as_records()
     if mode == "planner" and size == "full":
         table.notes["llm_alone_operation_accuracy"] = await llm_alone(llm, questions)
-    table.notes.update(summary([r for r in records if r["id"] not in held_out]))
+    table.notes.update(summary([r for r in records if r["id"] not in held_out | after]))
     if settings.chat_rephrase:
         table.notes["rephrasings_kept"] = f"{sum(rephrased)} of {len(rephrased)}"
     if held_out & {r["id"] for r in records}:
         table.notes["held_out"] = summary([r for r in records if r["id"] in held_out])
+    if after & {r["id"] for r in records}:
+        table.notes["after_catalog"] = summary([r for r in records if r["id"] in after])
     return table
 
 
@@ -133,6 +142,9 @@ async def llm_alone(llm: LLM, questions: list[dict[str, Any]]) -> float:
     for item in questions:
         try:
             plan = await planners[item["model"]].plan(item["question"])
+        except OutOfScope:
+            right += item["operation"] == DECLINE
+            continue
         except ValueError:
             continue
         right += plan.operation == item["operation"]

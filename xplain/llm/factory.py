@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from xplain.llm.backends.base import Backend
 from xplain.llm.cache import ResponseCache
 from xplain.llm.client import LLM
@@ -48,20 +46,10 @@ def make_backend(settings: Settings) -> Backend:
                 max_model_len=settings.llm_context_size,
             )
         case "fake":
-            from xplain.llm.backends.fake import FakeBackend
+            from xplain.llm.backends.fake import FakeBackend, plumbing_reply
 
-            # Echoes the prompt, or answers a JSON schema with an instance of it: enough to try every method's
-            # plumbing without a model; tests script their own replies.
             return FakeBackend(default=plumbing_reply, delay_s=settings.llm_fake_delay_s)
     raise ValueError(f"unknown LLM backend {settings.llm_backend!r}")
-
-
-def plumbing_reply(request) -> str:
-    if request.json_schema is not None:
-        from xplain.testing.openai_stub import schema_instance
-
-        return json.dumps(schema_instance(request.json_schema))
-    return (request.prompt or request.messages[-1].content)[:200]
 
 
 def make_llm(settings: Settings | None = None, *, backend: Backend | None = None) -> LLM:

@@ -24,12 +24,19 @@ from starlette.types import ASGIApp
 
 from xplain import __version__
 from xplain.data.demo import demo_reference
-from xplain.errors import InvalidInput, XplainError, plain_validation_error
+from xplain.errors import InvalidInput, describe, plain_validation_error
 from xplain.llm import LLM
-from xplain.methods.catalog import INPUT_KINDS, Method, catalog
-from xplain.server.deps import SYNC_ROWS, Service, open_service
+from xplain.methods.catalog import Method, catalog
+from xplain.server.deps import Service, open_service
 from xplain.server.guards import ApiKeyGuard, BodySizeLimit
-from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, ModelInfo, ModelRegistration
+from xplain.server.schemas import (
+    MethodInfo,
+    MethodRequest,
+    MethodResponse,
+    ModelInfo,
+    ModelRegistration,
+    method_request_model,
+)
 from xplain.settings import Settings
 from xplain.tools.catalog_tools import brief
 from xplain.tools.context import ProbeContext, demo_context
@@ -86,35 +93,6 @@ class XplainTool:
         )
 
 
-def method_arguments(method: Method) -> type[BaseModel]:
-    """`MethodRequest` as this method sees it: `model` required where the method works on one, `rows` described
-    by the method's input kinds, `options` typed by its options model so that the schema lists every option."""
-    model = (
-        (str, Field(pattern=SLUG, description="The model to work on; list_models names them."))
-        if method.needs_model
-        else (str | None, Field(None, description="Not used by this method."))
-    )
-    what = " or ".join(INPUT_KINDS[kind] for kind in method.inputs)
-    if method.unit == "row":
-        rows_help = f"The inputs, one result each (at most {SYNC_ROWS}); each is {what}."
-    else:
-        rows_help = f"The inputs, which together give one result; each is {what}."
-    optional_rows = method.unit == "set" and method.min_inputs == 0
-    rows = (
-        list[Any],
-        Field(default_factory=list, description=rows_help) if optional_rows else Field(description=rows_help),
-    )
-    options_required = any(field.is_required() for field in method.options.model_fields.values())
-    options = (
-        method.options,
-        Field(description="The method's options.")
-        if options_required
-        else Field(default_factory=dict, description="The method's options; all have defaults."),
-    )
-    name = "".join(part.title() for part in method.name.split("_"))
-    return create_model(f"{name}Arguments", __base__=Strict, model=model, rows=rows, options=options)
-
-
 def method_tool(method: Method) -> XplainTool:
     async def answer(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
         response = await svc.run_method(method, MethodRequest.model_validate(arguments))
@@ -125,7 +103,7 @@ def method_tool(method: Method) -> XplainTool:
             mode="json"
         ), f"{head}\n{compact([brief(o.model_dump(exclude_none=True)) for o in response.results])}"
 
-    return XplainTool(method.name, method.description, method_arguments(method), MethodResponse, answer)
+    return XplainTool(method.name, method.description, method_request_model(method), MethodResponse, answer)
 
 
 def probe_tool(name: str, forms: list[tuple[type[BaseModel], str]]) -> XplainTool:
@@ -257,8 +235,11 @@ def build_server(settings: Settings, *, llm: LLM | None = None, register_demo_mo
             result, text = await tool.answer(ctx.lifespan_context, dict(params.arguments or {}))
         except ValidationError as error:
             return failure(f"invalid arguments for {tool.name}: {plain_validation_error(error)}")
-        except (XplainError, PermissionError, ValueError) as error:  # what the REST API answers with a 4xx
-            return failure(str(error))
+        except Exception as error:
+            status, message = describe(error)
+            if status == 500:  # a bug: the MCP server reports it as such, with its trace in the log
+                raise
+            return failure(message)
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=result)
 
     return Server(

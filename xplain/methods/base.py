@@ -9,18 +9,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
 from xplain.blackbox import BlackBox
 from xplain.llm import Usage, track_usage
-
-if TYPE_CHECKING:
-    import pandas
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
 
 class Cost(BaseModel):
     """LLM usage, black-box rows actually evaluated (cache hits and duplicates excluded), and wall time."""
@@ -52,8 +46,8 @@ class Cost(BaseModel):
 
 
 class ShowsItself(BaseModel):
-    """A result that shows itself where data scientists look: a card in Jupyter, a matplotlib figure, a pandas
-    frame, and JSON that loads back into the same class (no pickle). The drawing lives in `xplain.display`."""
+    """A result that saves itself as JSON which loads back into the same class (no pickle). It knows nothing of
+    drawing: `xplain.display`, once imported, gives every result its Jupyter card, `.plot()` and `.to_frame()`."""
 
     #: Every result class by name, so that `load_result` finds the class a saved result came from.
     result_classes: ClassVar[dict[str, type[ShowsItself]]] = {}
@@ -66,22 +60,6 @@ class ShowsItself(BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         ShowsItself.result_classes[cls.__name__] = cls
-
-    def _repr_html_(self) -> str:
-        from xplain.display import card_html
-
-        return card_html(self)
-
-    def plot(self, ax: Axes | None = None) -> Figure:
-        """Draw the result's chart on `ax` (a new figure if None) and return the figure."""
-        from xplain.display import plot
-
-        return plot(self, ax)
-
-    def to_frame(self) -> pandas.DataFrame:
-        from xplain.display import to_frame
-
-        return to_frame(self)
 
     def to_json(self, indent: int | None = None) -> str:
         """The result as JSON with a `kind` field naming its class, which `load_result` reads back."""

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from xplain.blackbox import BlackBox
 from xplain.errors import InvalidInput
 from xplain.methods.base import MethodResult, measure_cost
-from xplain.methods.catalog import BackgroundRows, Method, MethodContext, register
+from xplain.methods.catalog import BackgroundRows, ChatForm, Method, MethodContext, register
 from xplain.methods.checks import Check, prediction_gaps, text_prediction_gaps
 from xplain.methods.posthoc import check_table
 from xplain.methods.words import distinct_words, remove_words
@@ -382,10 +382,14 @@ def _baseline(name: str):
     return run
 
 
-for _name, _description in (
-    ("lime", "LIME's local linear weights for each prediction (tables and texts), with the same PGI / PGU check."),
-    ("kernelshap", "KernelSHAP values for each prediction (tables and texts), with the same PGI / PGU check."),
-):
+_ANSWER = "$library ranks the inputs for $subject (predicted $predicted_label) as: $ranking; the check gives PGI $pgi, PGU $pgu."
+for _name, _description, _chat in (
+    ("lime", "LIME's local linear weights for each prediction (tables and texts), with the same PGI / PGU check.",
+     ChatForm(" to see LIME's local weights for one row.", (r"\blime\b",), _ANSWER.replace("$library", "LIME"))),
+    ("kernelshap", "KernelSHAP values for each prediction (tables and texts), with the same PGI / PGU check.",
+     ChatForm(" to see KernelSHAP values for one row.", (r"\bk(?:ernel)?[ -]?shap\b", r"\bshapley\b"),
+              _ANSWER.replace("$library", "KernelSHAP"))),
+):  # fmt: skip
     register(
         Method(
             name=_name,
@@ -395,5 +399,6 @@ for _name, _description in (
             result=BaselineExplanation,
             run=_baseline(_name),
             uses_llm=False,
+            chat=_chat,
         )
     )

@@ -69,6 +69,20 @@ class MethodContext:
 
 
 @dataclass(frozen=True)
+class ChatForm:
+    """How the chat reaches a method, declared with it: the planner offers it as an operation on a row of the data.
+
+    `asks` completes "The user wants ..." (the planner's LLM scores it against the question when the rules leave
+    the choice open); `cues` are regular expressions whose match in a question points at the method (weight 4
+    each, beside the planner's own cues); `answer` is a `string.Template` over the result's top-level values and
+    `$subject` ("row 3"); without one the answer lists the result's values in words."""
+
+    asks: str
+    cues: tuple[str, ...] = ()
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
 class Method:
     name: str
     description: str
@@ -84,6 +98,8 @@ class Method:
     needs_model: bool = True
     #: The fewest items a set method's input list may hold (0: SASC falls back to its own corpus).
     min_inputs: int = 1
+    #: How the chat offers it (row methods on a model); None: the chat's agent still has it as a tool.
+    chat: ChatForm | None = None
 
     def model_kinds(self) -> set[str]:
         return {MODEL_KIND[kind] for kind in self.inputs if kind in MODEL_KIND}

@@ -27,7 +27,7 @@ from xplain.llm import LLM
 from xplain.llm.types import GenerationRequest, Structured, StructuredOutputError
 from xplain.errors import InvalidInput
 from xplain.methods.base import Cost, MethodResult, measure_cost
-from xplain.methods.catalog import BackgroundRows, Method, MethodContext, register
+from xplain.methods.catalog import BackgroundRows, ChatForm, Method, MethodContext, register
 from xplain.methods.words import distinct_words, remove_words
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
@@ -770,5 +770,9 @@ register(
         options=PosthocOptions,
         result=PosthocExplanation,
         run=_run_posthoc,
+        chat=ChatForm(
+            " to hear the LLM's own explanation of one row, checked on the model.",
+            (r"\bpost[- ]?hoc\b", r"\b(?:llm|language model)\b.{0,30}\b(?:explain|explanation|think|reasons?)\b"),
+        ),
     )
 )

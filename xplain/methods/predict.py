@@ -11,7 +11,7 @@ from xplain.blackbox import BlackBox
 from xplain.errors import InvalidInput
 from xplain.llm import ScoreRequest
 from xplain.methods.base import MethodResult, measure_cost
-from xplain.methods.catalog import Method, MethodContext, register
+from xplain.methods.catalog import ChatForm, Method, MethodContext, register
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
 from xplain.validation import describe_row
@@ -130,5 +130,10 @@ register(
         options=ZeroShotOptions,
         result=ZeroShotResult,
         run=_zero_shot,
+        chat=ChatForm(
+            " to know which label the LLM itself would give one row.",
+            (r"\bzero[- ]?shot\b", r"\b(?:llm|language model)\b.{0,20}\b(?:itself|alone|own)\b.{0,20}\b(?:label|predict|say)"),
+            "Asked itself, the LLM labels $subject $llm_label; whether that is the model's label: $agrees.",
+        ),
     )
 )

@@ -62,7 +62,7 @@ def create_app(
 
     agents = RegistryAgents()
     app.include_router(make_chat_router(agents))
-    for router in (health.router, models.router, methods.router, jobs.router, classifiers.router):
+    for router in (health.router, models.router, methods.make_router(), jobs.router, classifiers.router):
         app.include_router(router)
     _document_api_keys(app)
 

@@ -14,18 +14,22 @@ from xplain.batch.runner import outcomes_of
 from xplain.data.demo import DEMO_MODELS
 from xplain.errors import TooLarge
 from xplain.llm import LLM, make_llm
-from xplain.methods.catalog import Method, MethodContext, run_units, units_for
+from xplain.methods.catalog import Method, MethodContext
 from xplain.server.jobs import JobManager
 from xplain.server.registry import ModelRegistry
-from xplain.server.schemas import MethodRequest, MethodResponse, ModelInfo, ModelRegistration, ModelSource
+from xplain.server.schemas import (
+    SYNC_ROWS,
+    MethodRequest,
+    MethodResponse,
+    ModelInfo,
+    ModelRegistration,
+    ModelSource,
+)
 from xplain.server.store import Store
+from xplain.service import method_context, run_method
 from xplain.settings import Settings
 
 log = logging.getLogger("xplain.server")
-
-#: Rows one synchronous call may hold; a set method's input list may be longer (it is one unit of work).
-SYNC_ROWS = 64
-
 
 @dataclass
 class Service:
@@ -37,24 +41,15 @@ class Service:
 
     def context(self, method: Method, model: str | None) -> MethodContext:
         """What `method` runs against: the named model (refused before any work if the method cannot use it)."""
-        blackbox = self.registry.get(model)[1] if model is not None and method.needs_model else None
-        method.check_model(blackbox)
-        return MethodContext(
-            llm=self.llm,
-            blackbox=blackbox,
-            reference=self.registry.reference(model) if blackbox is not None else None,
-            classifier_dir=self.settings.classifier_dir,
-        )
+        opened = self.registry.opened(model) if model is not None and method.needs_model else None
+        return method_context(method, opened, llm=self.llm, settings=self.settings)
 
     async def run_method(self, method: Method, body: MethodRequest) -> MethodResponse:
         """One synchronous call of a catalog method, as `POST /methods/{name}` and the MCP tools answer it."""
         if method.unit == "row" and len(body.rows) > SYNC_ROWS:
             raise TooLarge(f"{len(body.rows)} rows; a synchronous call takes at most {SYNC_ROWS}: POST /jobs for more")
-        context = self.context(method, body.model)
-        options = method.parse_options(body.options)
-        units = units_for(method, body.rows)
-        results = await run_units(method, context, units, options)
-        return MethodResponse(model=body.model, method=method.name, results=outcomes_of(range(len(units)), results))
+        results = await run_method(method, self.context(method, body.model), body.rows, body.options)
+        return MethodResponse(model=body.model, method=method.name, results=outcomes_of(range(len(results)), results))
 
     def model_info(self, name: str) -> ModelInfo:
         registration, blackbox = self.registry.get(name)

@@ -10,18 +10,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from xplain.errors import XplainError, describe_validation_error
+from xplain.errors import BUILT_IN_STATUS, XplainError, describe, describe_validation_error
 
 log = logging.getLogger("xplain.server")
-
-# The project's own tree says its status (`XplainError.status`); these are the few built-ins the server still meets.
-# Most specific first: the first matching class decides the status.
-STATUS_FOR: list[tuple[type[BaseException], int]] = [
-    (XplainError, 0),  # its own `status`
-    (PermissionError, 403),
-    (ValueError, 422),
-]
-
 
 def _body(message: str, detail=None, status: int = 400, headers=None) -> JSONResponse:
     return JSONResponse({"error": message, "detail": detail}, status_code=status, headers=headers)
@@ -43,17 +34,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return _body(str(error.detail), None, error.status_code, getattr(error, "headers", None))
 
     async def known_error(_: Request, error: Exception) -> JSONResponse:
-        status = error.status if isinstance(error, XplainError) else next(s for k, s in STATUS_FOR if isinstance(error, k))
-        return _body(str(error), type(error).__name__, status)
+        status, message = describe(error)
+        return _body(message, type(error).__name__, status)
 
     # Registered per class (not as a catch-all), so Starlette answers them without treating them as crashes.
-    for kind, _status in STATUS_FOR:
+    for kind in (XplainError, *(kind for kind, _ in BUILT_IN_STATUS)):
         app.add_exception_handler(kind, known_error)
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return _body("internal error; the server log has the details", type(error).__name__, 500)
+        status, message = describe(error)
+        return _body(message, type(error).__name__, status)
 
 
 def _body_model(request: Request) -> type[BaseModel] | None:

@@ -10,11 +10,12 @@ import logging
 import time
 
 from xplain.batch.runner import Progress, RowOutcome, describe_error, run_rows
-from xplain.methods.catalog import MethodContext, get_method
+from xplain.methods.catalog import get_method
 from xplain.errors import NotFound
 from xplain.llm import LLM
 from xplain.server.registry import ModelRegistry
 from xplain.server.store import Store
+from xplain.service import method_context
 from xplain.settings import Settings
 
 log = logging.getLogger("xplain.jobs")
@@ -100,8 +101,8 @@ class JobManager:
         try:
             method = get_method(job["method"])
             options = method.parse_options(job["options"])
-            blackbox = self.registry.get(job["model"])[1] if job["model"] and method.needs_model else None
-            method.check_model(blackbox)
+            opened = self.registry.opened(job["model"]) if job["model"] and method.needs_model else None
+            context = method_context(method, opened, llm=self.llm, settings=self.settings)
         except (LookupError, ValueError) as error:
             await self.store.set_status(job_id, "failed", describe_error(error))
             return
@@ -109,17 +110,12 @@ class JobManager:
         await self.store.set_status(job_id, "running")
         progress = Progress(total=job["total"], done=job["done"], failed=0, started_at=time.time())
         self.progress[job_id] = progress
+        context.progress = progress.at_stage
 
         try:
             await run_rows(
                 method,
-                MethodContext(
-                    llm=self.llm,
-                    blackbox=blackbox,
-                    reference=self.registry.reference(job["model"]) if blackbox is not None else None,
-                    classifier_dir=self.settings.classifier_dir,
-                    progress=progress.at_stage,
-                ),
+                context,
                 rows,
                 options,
                 sink=JobSink(self.store, job_id),

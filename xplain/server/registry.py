@@ -11,6 +11,7 @@ from xplain.llm import LLM
 from xplain.server.reference import load_reference
 from xplain.server.schemas import ModelRegistration
 from xplain.server.store import Store
+from xplain.service import OpenedModel
 from xplain.settings import Settings
 from xplain.validation import resolve_under
 
@@ -35,14 +36,13 @@ def load_registered(registration: ModelRegistration, settings: Settings, llm: LL
             source.url, classes=registration.classes, allowed_hosts=settings.allowed_model_hosts, **common
         )
     if source.import_path is not None:
-        prefixes = settings.trusted_import_prefixes
-        module = source.import_path.partition(":")[0]
-        if not any(module == p or module.startswith(p + ".") for p in prefixes):
-            raise Forbidden(
-                f"import path {source.import_path!r} is not under XPLAIN_TRUSTED_IMPORT_PREFIXES "
-                f"({', '.join(prefixes) or 'none set'})"
-            )
-        return from_import_path(source.import_path, classes=registration.classes, **common)
+        return from_import_path(
+            source.import_path,
+            classes=registration.classes,
+            trusted_prefixes=settings.trusted_import_prefixes,
+            trusted_objects=settings.trusted_import_objects,
+            **common,
+        )
     if settings.trusted_model_dir is None:
         raise Forbidden("loading model files is off: the operator has not set XPLAIN_TRUSTED_MODEL_DIR")
     root = settings.trusted_model_dir.resolve()
@@ -104,6 +104,10 @@ class ModelRegistry:
         self.get(name)
         reference = self.references.get(name)
         return reference.rows if reference is not None else None
+
+    def opened(self, name: str) -> OpenedModel:
+        """The registered model with its reference rows, as the service runs methods on it."""
+        return OpenedModel(self.get(name)[1], self.reference(name))
 
     def get(self, name: str) -> tuple[ModelRegistration, BlackBox]:
         try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, create_model, model_validator
 
 from xplain.batch.runner import Progress, RowOutcome
 from xplain.blackbox import LLMClassifierSpec
 from xplain.data.demo import DEMO_MODELS
+from xplain.methods.catalog import INPUT_KINDS, Method
 from xplain.validation import SLUG
 
 DemoName = Literal[tuple(DEMO_MODELS)]  # type: ignore[valid-type]
@@ -159,6 +160,54 @@ class MethodResponse(BaseModel):
     model: str | None
     method: str
     results: list[RowOutcome]
+
+
+#: Rows one synchronous call may hold; a set method's input list may be longer (it is one unit of work).
+SYNC_ROWS = 64
+
+
+def _camel(method: Method) -> str:
+    return "".join(part.title() for part in method.name.split("_"))
+
+
+def method_request_model(method: Method) -> type[MethodRequest]:
+    """`MethodRequest` as this method sees it, for REST's OpenAPI document and MCP's tool listing: `model` required
+    where the method works on one, `rows` described by its input kinds, `options` typed by its options model (and
+    parsed by the method itself, so that a misspelt option is named with the ones allowed)."""
+    model = (
+        (str, Field(pattern=SLUG, description="The model to work on; GET /models and list_models name them."))
+        if method.needs_model
+        else (str | None, Field(None, description="Not used by this method."))
+    )
+    what = " or ".join(INPUT_KINDS[kind] for kind in method.inputs)
+    if method.unit == "row":
+        rows_help = f"The inputs, one result each (at most {SYNC_ROWS}); each is {what}."
+    else:
+        rows_help = f"The inputs, which together give one result; each is {what}."
+    optional_rows = method.unit == "set" and method.min_inputs == 0
+    rows = (
+        list[Any],
+        Field(default_factory=list, max_length=5000, description=rows_help)
+        if optional_rows
+        else Field(max_length=5000, description=rows_help),
+    )
+    options_required = any(field.is_required() for field in method.options.model_fields.values())
+    parsed = Annotated[method.options, PlainValidator(method.parse_options, json_schema_input_type=method.options)]
+    options = (
+        parsed,
+        Field(description="The method's options.")
+        if options_required
+        else Field(default_factory=dict, description="The method's options; all have defaults."),
+    )
+    return create_model(f"{_camel(method)}Request", __base__=MethodRequest, model=model, rows=rows, options=options)
+
+
+def method_response_model(method: Method) -> type[MethodResponse]:
+    """`MethodResponse` with each outcome's `result` typed by the method's result model, for the OpenAPI document."""
+    outcome = create_model(
+        f"{_camel(method)}Outcome", __base__=RowOutcome, result=(Optional[method.result], None)  # noqa: UP007
+    )
+    return create_model(f"{_camel(method)}Response", __base__=MethodResponse, results=(list[outcome], ...))
 
 
 class ErrorBody(BaseModel):

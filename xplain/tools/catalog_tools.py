@@ -7,16 +7,19 @@ The classifier methods are no tools: they save and load classifiers by name, whi
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field, create_model
 
 from xplain.batch.runner import to_json
-from xplain.errors import XplainError, plain_validation_error
-from xplain.methods.catalog import FRONT_DATA, Method, MethodContext, catalog, run_units
+from xplain.errors import XplainError, describe, plain_validation_error
+from xplain.methods.catalog import FRONT_DATA, Method, catalog, run_units
+from xplain.service import OpenedModel, method_context
+from xplain.settings import get_settings
 from xplain.tools.context import ProbeContext
-from xplain.tools.registry import register_tool, to_json as compact
+from xplain.tools.registry import ToolFactory, register_tool_source, to_json as compact
 
 BRIEF_ITEMS = 5
 BRIEF_CHARS = 200
@@ -82,10 +85,11 @@ def catalog_tool(method: Method, context: ProbeContext) -> BaseTool | None:
                 units = [[_plain(context.row(i)) for i in chosen]]
             else:
                 units = [chosen]
-            ctx = MethodContext(llm=context.llm, blackbox=context.blackbox, reference=context.rows)
+            opened = OpenedModel(context.blackbox, context.rows)
+            ctx = method_context(method, opened, llm=context.llm, settings=get_settings())
             [result] = await run_units(method, ctx, units, options)
         except (XplainError, ValueError) as error:
-            raise ToolException(str(error)) from error
+            raise ToolException(describe(error)[1]) from error
         if isinstance(result, Exception):
             raise ToolException(str(result))
         full = to_json(result)
@@ -103,8 +107,14 @@ def catalog_tool(method: Method, context: ProbeContext) -> BaseTool | None:
     )
 
 
-for _method in catalog().values():
-    if _method.name in PROBE_FORMS:
-        continue
-    register_tool(_method.name)(lambda context, _m=_method: catalog_tool(_m, context))
+def catalog_tools() -> dict[str, ToolFactory]:
+    """A tool factory per catalog method, read from the catalog each time tools are built."""
+    return {
+        method.name: partial(catalog_tool, method)
+        for method in catalog().values()
+        if method.name not in PROBE_FORMS
+    }
+
+
+register_tool_source(catalog_tools)
 

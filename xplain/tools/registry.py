@@ -23,6 +23,9 @@ from xplain.tools.context import ProbeContext
 ToolFactory = Callable[[ProbeContext], BaseTool | None]
 
 _factories: dict[str, ToolFactory] = {}
+#: Families of tools read when tools are built, not when a module is imported (the catalog's methods, so that a
+#: method joining the catalog later is a tool too).
+_sources: list[Callable[[], dict[str, ToolFactory]]] = []
 _discovered = False
 
 
@@ -38,19 +41,34 @@ def register_tool(name: str) -> Callable[[ToolFactory], ToolFactory]:
     return add
 
 
-def registered_tool_names() -> list[str]:
+def register_tool_source(source: Callable[[], dict[str, ToolFactory]]) -> None:
+    """A family of tools named when tools are built: `source()` gives each tool's name and factory."""
+    _sources.append(source)
+
+
+def _all_factories() -> dict[str, ToolFactory]:
     _discover()
-    return sorted(_factories)
+    found: dict[str, ToolFactory] = {}
+    for source in _sources:
+        found.update(source())
+    clash = sorted(found.keys() & _factories.keys())
+    if clash:
+        raise ValueError(f"tool name(s) {', '.join(clash)} registered twice")
+    return {**found, **_factories}
+
+
+def registered_tool_names() -> list[str]:
+    return sorted(_all_factories())
 
 
 def build_tools(context: ProbeContext, names: list[str] | None = None) -> list[BaseTool]:
     """The tools that apply to `context` (all registered ones, or those named), in registration order."""
-    _discover()
-    unknown = sorted(set(names or ()) - set(_factories))
+    factories = _all_factories()
+    unknown = sorted(set(names or ()) - set(factories))
     if unknown:
-        raise ValueError(f"unknown tool(s) {', '.join(unknown)}; registered: {', '.join(sorted(_factories))}")
-    chosen = [n for n in _factories if names is None or n in names]
-    return [tool for tool in (_factories[n](context) for n in chosen) if tool is not None]
+        raise ValueError(f"unknown tool(s) {', '.join(unknown)}; registered: {', '.join(sorted(factories))}")
+    chosen = [n for n in factories if names is None or n in names]
+    return [tool for tool in (factories[n](context) for n in chosen) if tool is not None]
 
 
 def _discover() -> None:

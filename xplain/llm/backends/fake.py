@@ -6,6 +6,7 @@ It records every batch it receives, so a test can assert that a method sent its 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import zlib
 from collections import deque
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores
+from xplain.llm.backends.schema_filler import schema_instance
 from xplain.llm.types import GenerationRequest, LLMError, ScoreRequest, ToolCall
 
 Reply = str | RawCompletion | Callable[[GenerationRequest], "str | RawCompletion"]
@@ -23,6 +25,14 @@ def request_text(request: GenerationRequest) -> str:
     if request.prompt is not None:
         return request.prompt
     return "\n".join(m.content for m in request.messages or [])
+
+
+def plumbing_reply(request: GenerationRequest) -> str:
+    """Echoes the prompt, or answers a JSON schema with an instance of it: enough to try every method's plumbing
+    without a model (`XPLAIN_LLM_BACKEND=fake`); tests script their own replies."""
+    if request.json_schema is not None:
+        return json.dumps(schema_instance(request.json_schema))
+    return (request.prompt or request.messages[-1].content)[:200]
 
 
 def default_token_logprob(previous: str | None, token: str) -> float:

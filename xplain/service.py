@@ -1,0 +1,73 @@
+"""The one service behind every front: it opens the model a spec names (under the configured query budget, with
+its reference rows), builds what a catalog method runs against, and runs the method.
+
+REST routes and jobs, `xplain batch` (local and Ray), `xplain run`, `xplain.run`, the MCP server and the agent's
+tools call `method_context` and `run_method`; none of them builds a `MethodContext` or parses options itself, so a
+model, a limit or a setting reaches every front at once. Errors leave each front through `xplain.errors.describe`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from xplain.blackbox import BlackBox
+from xplain.data.demo import open_model, reference_for_spec
+from xplain.llm import LLM
+from xplain.methods.catalog import Method, MethodContext, run_units, units_for
+from xplain.settings import Settings
+
+
+@dataclass
+class OpenedModel:
+    """A black box and the rows like its training data that come with it (a demo's held-out rows), if any."""
+
+    blackbox: BlackBox
+    reference: Any = None
+
+
+def open_spec(spec: str, settings: Settings, *, kind: str | None = None, llm: LLM | None = None) -> OpenedModel:
+    """The model a spec names: `demo:NAME`, a .skops file, `pkg.mod:obj`, a URL or `llm:FILE` (pickles only from the
+    trusted directory; an LLM classifier on `llm` when given), counting its queries against
+    `XPLAIN_BLACKBOX_QUERY_BUDGET`."""
+    blackbox = open_model(
+        spec,
+        trusted_dir=settings.trusted_model_dir,
+        kind=kind,
+        query_budget=settings.blackbox_query_budget,
+        llm=llm,
+        settings=settings,
+    )
+    return OpenedModel(blackbox, reference_for_spec(spec))
+
+
+def method_context(
+    method: Method,
+    model: OpenedModel | None,
+    *,
+    llm: LLM | None,
+    settings: Settings,
+    progress: Callable[[float, str], None] | None = None,
+) -> MethodContext:
+    """What `method` runs against: the model (refused here, before any work, if the method cannot use it; left
+    out for a method that brings its own), its reference rows, the classifier directory and the LLM."""
+    used = model if method.needs_model else None
+    method.check_model(used.blackbox if used is not None else None)
+    return MethodContext(
+        llm=llm,
+        blackbox=used.blackbox if used is not None else None,
+        reference=used.reference if used is not None else None,
+        classifier_dir=settings.classifier_dir,
+        progress=progress,
+    )
+
+
+async def run_method(
+    method: Method, context: MethodContext, items: Sequence[Any], options: BaseModel | dict[str, Any] | None
+) -> list[Any]:
+    """`method` over the items a front received (rows, or a set method's one input list): one result or exception
+    per unit of work, in order. Options are parsed here (unknown keys refused in words)."""
+    return await run_units(method, context, units_for(method, items), method.parse_options(options))
