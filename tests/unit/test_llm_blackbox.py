@@ -354,3 +354,28 @@ def test_on_an_openai_compatible_server_the_box_has_its_own_client_on_its_own_lo
                 box = outcome["result"]["blackbox"]["probabilities"]
                 assert [box[label] for label in LABELS] == pytest.approx(expected(f"the {name} plot"))
         assert any(r.path.endswith("/completions") for r in remote.requests)
+
+
+@dataclass
+class IncomeScoringBackend(FakeBackend):
+    """An LLM that approves by the income line of the prompt alone: logit (income - 50) / 10 for ' yes'."""
+
+    async def score(self, requests):
+        self.score_batches.append(list(requests))
+        answers = []
+        for request in requests:
+            margin = (float(re.search(r"income = (\S+)", request.prompt).group(1)) - 50) / 10
+            scores = {" yes": log_sigmoid(margin), " no": log_sigmoid(-margin)}
+            answers.append(RawScores(logprobs=[scores[c] for c in request.continuations], token_counts=[1, 1]))
+        return answers
+
+
+def test_a_table_model_on_an_llm_is_explained_by_lime_from_its_rendered_rows():
+    llm = LLM(IncomeScoringBackend())
+    box = from_llm("Applicant:\n{text}\nApproved:", {"no": " no", "yes": " yes"},
+                   feature_names=["age", "income", "debt"], llm=llm)  # fmt: skip
+    rng = np.random.default_rng(0)
+    background = np.column_stack([rng.uniform(20, 70, 50), rng.uniform(0, 100, 50), rng.uniform(0, 30, 50)])
+    [why] = xplain.run("lime", box, [[35, 80, 10]], reference=background.tolist(), n_samples=200, k=1)
+    assert why.predicted_label == "yes" and why.ranking[0] == "income"
+    assert why.pgi > why.pgu
