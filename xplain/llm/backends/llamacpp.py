@@ -53,7 +53,8 @@ def usable_cores() -> int:
 class LlamaCppBackend(Backend):
     """The embedded model. `context_size` None: the GGUF's trained length. `threads` None: every core this process
     may use; `workers` None: one context per thread, at most 8 (each holds its own KV cache); `parallel` None: 8
-    generation sequences per thread, at most 32."""
+    generation sequences per thread, at most 32. `prefix_tree` False scores
+    flat (see `LlamaEngine`)."""
 
     name = "llamacpp"
     constrains_json = True
@@ -67,6 +68,7 @@ class LlamaCppBackend(Backend):
         threads: int | None = None,
         workers: int | None = None,
         parallel: int | None = None,
+        prefix_tree: bool = True,
     ):
         self.model_path = Path(model_path) if model_path else packaged_model_path()
         if not self.model_path.is_file():
@@ -76,6 +78,7 @@ class LlamaCppBackend(Backend):
         self.workers = min(workers or min(self.threads, 8), self.threads)
         # 8 sequences a thread keep the matrix products of one decode step wide enough to use the core fully
         self.parallel = max(parallel or min(32, 8 * self.threads), self.workers)
+        self.prefix_tree = prefix_tree
         self._engine: LlamaEngine | None = None
 
     @property
@@ -92,6 +95,7 @@ class LlamaCppBackend(Backend):
                     n_slots=self.parallel,
                     workers=self.workers,
                     threads=self.threads // self.workers,
+                    prefix_tree=self.prefix_tree,
                 )
             return self._engine
 

@@ -15,11 +15,12 @@ decode 16-token batches at 442 tokens/s on 2 cores, 1.9x one context, and share 
 When only one worker has work, its wide decodes (a long prompt) take every thread, where barriers cost little.
 
 In each context:
-- Scoring computes logits only where they are read: the prompt's tokens are decoded without logits, each
-  continuation as its own sequence that shares the prompt's cache cells (one token may belong to several sequences
-  in a `llama_batch`), and logits are asked for only at the positions that predict a continuation token. Requests
-  scored in one round share their common prefix (the template before the data) the same way. Many requests go into
-  one `llama_decode` call.
+- Scoring computes logits only where they are read: each continuation is its own sequence, the tokens that
+  continuations share (a prompt, a template, a text up to its first edit) are decoded once as one prefix tree (one
+  token may belong to several sequences in a `llama_batch`), and logits are asked for only at the positions that
+  predict a continuation token. Many requests go into one `llama_decode` call. Each round starts on an empty cache
+  and lays its tokens out in the cells they would take alone (modulo the kernels' SIMD lane groups, `_ScoreTree`),
+  so a request's scores are the same bits alone, in a batch of 32, or anywhere in a round.
 - Generation is continuously batched: up to `n_slots` sequences decode together, one `llama_decode` per step, each
   with its own sampler chain (grammar, top-p, temperature, seed); a finished sequence frees its slot for the next
   queued request. A slot keeps its tokens' cache after it finishes, and a new prompt reuses the longest prefix any
@@ -90,11 +91,10 @@ def grammar_safe(schema: Any) -> Any:
 
 @dataclass
 class _ScorePlan:
-    """One request's tokens: the prefix its continuations share, then each continuation's own tokens, and at which
-    positions whose logits to read which target token."""
+    """One request's tokens: per continuation, the tokens decoded for it (context and continuation but its last
+    token), and at which positions whose logits to read which target token."""
 
-    prefix: list[int]
-    tails: list[list[int]]  # decoded on the continuation's own sequence after the prefix
+    sequences: list[list[int]]
     reads: list[dict[int, int]]  # per continuation: position -> the token its logits must predict
     token_counts: list[int]
     prompt_tokens: int
@@ -228,12 +228,8 @@ class LlamaModel:
                 f"prompt + continuation is {total} tokens, over the context size {n_ctx} "
                 "(XPLAIN_LLM_CONTEXT_SIZE): shorten the prompt"
             )
-        # the last token is never decoded: nothing reads what it predicts
-        decoded = [(c + t)[:-1] for c, t in zip(contexts, targets)]
-        shared = _common_prefix_length(decoded)
         return _ScorePlan(
-            prefix=decoded[0][:shared],
-            tails=[d[shared:] for d in decoded],
+            sequences=[(c + t)[:-1] for c, t in zip(contexts, targets)],  # nothing reads what the last one predicts
             reads=[{len(c) - 1 + k: token for k, token in enumerate(t)} for c, t in zip(contexts, targets)],
             token_counts=[len(t) for t in targets],
             prompt_tokens=max(len(c) for c in contexts),
@@ -266,10 +262,20 @@ class LlamaModel:
 class LlamaEngine:
     """One model, `workers` contexts decoding side by side, and the dispatch of work between them."""
 
-    def __init__(self, model_path: Path, *, context_size: int | None, n_slots: int, workers: int, threads: int):
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        context_size: int | None,
+        n_slots: int,
+        workers: int,
+        threads: int,
+        prefix_tree: bool = True,
+    ):
         """`context_size` None: the length the GGUF was trained for. `n_slots` generation sequences in all, shared
         out among the workers; `threads` llama.cpp threads per worker (a wide decode takes all of theirs while the
-        others are idle)."""
+        others are idle). `prefix_tree` False: score requests flat, sharing only what all of a call's requests share
+        (what the engine did before; kept to measure the tree against, `bench/llm_blackbox.py`)."""
         self.model_path = model_path
         self.n_ctx = context_size or 0
         self.n_slots = n_slots
@@ -284,6 +290,7 @@ class LlamaEngine:
                 n_slots=per_worker,
                 threads=threads,
                 wide_threads=threads * workers,
+                prefix_tree=prefix_tree,
             )
             for _ in range(workers)
         ]
@@ -316,6 +323,11 @@ class LlamaEngine:
     def decoded_tokens(self) -> int:
         """Tokens decoded so far, over all workers: what prefix sharing saves shows here."""
         return sum(w.decoded_tokens for w in self._workers)
+
+    @property
+    def padding_tokens(self) -> int:
+        """Filler tokens decoded so far to keep scoring tokens in their aligned cells (part of `decoded_tokens`)."""
+        return sum(w.padding_tokens for w in self._workers)
 
     def wait_ready(self) -> Future:
         """Resolves once the model is loaded and every context made (or fails with why they could not be)."""
@@ -363,7 +375,16 @@ class LlamaEngine:
 class _Worker:
     """One llama.cpp context and the thread that drives it: scoring rounds and continuously batched generation."""
 
-    def __init__(self, model: Future, *, context_size: int | None, n_slots: int, threads: int, wide_threads: int):
+    def __init__(
+        self,
+        model: Future,
+        *,
+        context_size: int | None,
+        n_slots: int,
+        threads: int,
+        wide_threads: int,
+        prefix_tree: bool = True,
+    ):
         self._model_future = model
         self.n_ctx = context_size or 0
         self.n_slots = n_slots
@@ -373,7 +394,8 @@ class _Worker:
         self.wide_threads = wide_threads
         self._threads_now = threads
         self.others_idle = lambda: True  # whether no other worker has work in hand (set by the engine)
-        self.decode_calls = self.decoded_tokens = 0
+        self.prefix_tree = prefix_tree
+        self.decode_calls = self.decoded_tokens = self.padding_tokens = 0
         self.ready: Future = Future()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name="llamacpp-worker", daemon=True)
@@ -443,7 +465,8 @@ class _Worker:
         self._memory = lib.llama_get_memory(self._ctx)
         self._batch = lib.llama_batch_init(self.n_batch, 0, self.n_seq)
         self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
-        self._score_seqs = list(range(self.n_slots, self.n_seq))
+        self._score_seqs = list(range(self.n_slots, self.n_seq))  # the last one holds a round's filler tokens
+        self.cell_alignment = cell_alignment(lib.llama_print_system_info().decode())
 
     def _fail_all(self, error: LLMError) -> None:
         for job in self._queued:
@@ -507,34 +530,44 @@ class _Worker:
 
     def _run_scores(self) -> None:
         """Score every queued submission together, so that rounds fill across the small calls a batch job makes
-        side by side, in rounds that fit the free cells and sequence ids. Leaves them queued while the largest
-        request does not fit yet (generations hold the cells; they will finish)."""
+        side by side. A round starts on an empty cache, so that every token lands in the cell `_ScoreTree.layout`
+        planned for it; queued scores wait for the generations in flight to finish (no new ones start meanwhile)."""
         queued = [(plans, future) for plans, future in self._scores if not future.cancelled()]
         plans = [plan for part, _ in queued for plan in part]
         if not plans:
             self._scores = []
             return
-        largest = max(len(p.prefix) + max(len(t) for t in p.tails) for p in plans)  # the smallest round it needs
-        # idle caches would sit among the cells every scoring token attends over
-        self._evict_idle()
-        if largest > self._free_cells():
+        if any(slot.job is not None for slot in self._slots):
             self._scores = queued
             return
+        self._evict_idle()
         self._scores = []
-        results: list[list[float]] = [[0.0] * len(p.tails) for p in plans]
+        results: list[list[float]] = [[0.0] * len(p.sequences) for p in plans]
         owner = [future for part, future in queued for _ in part]
+        # neighbours in token order share the longest prefixes, so a round holds the most of each other's tokens
+        pending = sorted(
+            ((i, j) for i, p in enumerate(plans) for j in range(len(p.sequences))),
+            key=lambda ij: plans[ij[0]].sequences[ij[1]],
+        )
+        shared_by_all = _common_prefix_length([s for p in plans for s in p.sequences]) if not self.prefix_tree else 0
         try:
-            pending = [(i, j) for i, p in enumerate(plans) for j in range(len(p.tails))]
             while pending:
                 # a caller that gave up (a client gone, a request past its time) stops costing rounds
                 pending = [(i, j) for i, j in pending if not owner[i].cancelled()]
                 if not pending:
                     break
-                round_ = self._next_round(plans, pending)
+                tree = _ScoreTree(self.n_ctx, len(self._score_seqs) - 1, self.cell_alignment)
+                taken = 0
+                for i, j in pending:
+                    # flat: requests share only what all of them share (the template), each decodes the rest alone
+                    own = None if self.prefix_tree else (i, shared_by_all)
+                    if not tree.add(i, j, plans[i], own, first=not taken):
+                        break
+                    taken += 1
                 self._score_round(
-                    plans, round_, results, gave_up=lambda round_=round_: all(owner[i].cancelled() for i, _ in round_)
+                    tree, results, gave_up=lambda round_=pending[:taken]: all(owner[i].cancelled() for i, _ in round_)
                 )
-                pending = pending[len(round_) :]
+                pending = pending[taken:]
         except LLMError as error:
             for _, future in queued:
                 _settle(future, error=error)
@@ -548,65 +581,21 @@ class _Worker:
             _settle(future, result=scores[begin : begin + len(part)])
             begin += len(part)
 
-    def _next_round(self, plans: list[_ScorePlan], pending: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """The continuations, in order, whose cells fit one round: their plans' common prefix counted once, each
-        plan's own prefix once, each continuation's tail."""
-        free, seqs = min(self._free_cells(), SCORE_ROUND_CELLS), len(self._score_seqs)
-        round_: list[tuple[int, int]] = []
-        first: list[int] | None = None
-        common = prefixes = n_plans = tails = 0
-        current = None
-        for i, j in pending:
-            plan = plans[i]
-            if i != current:
-                new_common = (
-                    len(plan.prefix) if first is None else min(common, _common_prefix_length([first, plan.prefix]))
-                )
-                new_prefixes, new_plans = prefixes + len(plan.prefix), n_plans + 1
+    def _score_round(self, tree: _ScoreTree, results, gave_up: Callable[[], bool]) -> None:
+        """Decode one round's tree on a cleared cache, in the planned order (so each token takes the planned cell),
+        logits only where some continuation reads them. Stops between pieces once every caller `gave_up`."""
+        self._lib.llama_memory_clear(self._memory, False)
+        seqs, pad_seq = self._score_seqs, self._score_seqs[-1]
+        entries: list[tuple[int, int, list[int], list]] = []
+        pads = 0
+        for cell in tree.layout():
+            if cell is None:  # a filler token on a sequence of its own, so that the next block lands aligned
+                entries.append((self.model.bos if self.model.bos >= 0 else 0, pads, [pad_seq], []))
+                pads += 1
             else:
-                new_common, new_prefixes, new_plans = common, prefixes, n_plans
-            new_tails = tails + len(plan.tails[j])
-            cells = new_common + (new_prefixes - new_plans * new_common) + new_tails
-            # another continuation of the plan in hand costs only its tail: it joins up to what the cache holds,
-            # rather than waiting for a round of its own that would decode the plan's prefix again
-            if round_ and (len(round_) + 1 > seqs or cells > (free if i != current else self._free_cells())):
-                break
-            round_.append((i, j))
-            first = plan.prefix if first is None else first
-            common, prefixes, n_plans, tails, current = (new_common, new_prefixes, new_plans, new_tails, i)
-        return round_
-
-    def _score_round(
-        self, plans: list[_ScorePlan], members: list[tuple[int, int]], results, gave_up: Callable[[], bool]
-    ) -> None:
-        """Decode one round: the plans' common prefix once on every sequence of the round, the rest of each plan's
-        prefix once on all its continuations' sequences, then each tail; logits only at the positions some
-        continuation reads (the prompt's last position is read once for all). Stops between pieces once every
-        caller in the round `gave_up`."""
-        seq_of = {member: self._score_seqs[k] for k, member in enumerate(members)}
-        entries: list[tuple[int, int, list[int], list]] = []  # token, position, sequences, [(plan, cont, target)]
-        by_plan: dict[int, list[int]] = {}
-        for i, j in members:
-            by_plan.setdefault(i, []).append(j)
-        shared = _common_prefix_length([plans[i].prefix for i in by_plan])
-        for pos in range(shared):
-            reads = [
-                (i, j, plans[i].reads[j][pos])
-                for i, conts in by_plan.items()
-                for j in conts
-                if pos in plans[i].reads[j]
-            ]
-            entries.append((plans[next(iter(by_plan))].prefix[pos], pos, list(seq_of.values()), reads))
-        for i, conts in by_plan.items():
-            plan = plans[i]
-            seqs = [seq_of[(i, j)] for j in conts]
-            for pos in range(shared, len(plan.prefix)):
-                reads = [(i, j, plan.reads[j][pos]) for j in conts if pos in plan.reads[j]]
-                entries.append((plan.prefix[pos], pos, seqs, reads))
-            for j in conts:
-                for pos, token in enumerate(plan.tails[j], start=len(plan.prefix)):
-                    reads = [(i, j, plan.reads[j][pos])] if pos in plan.reads[j] else []
-                    entries.append((token, pos, [seq_of[(i, j)]], reads))
+                token, pos, conts, reads = cell
+                entries.append((token, pos, [seqs[k] for k in conts], reads))
+        self.padding_tokens += pads
         try:
             for begin in range(0, len(entries), DECODE_CHUNK_TOKENS):
                 if begin and gave_up():
@@ -619,8 +608,7 @@ class _Worker:
                         for i, j, target in reads:
                             results[i][j] += float(row[target])
         finally:
-            for seq in seq_of.values():
-                self._lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
+            self._lib.llama_memory_clear(self._memory, False)
 
     def _log_softmax_row(self, index: int) -> np.ndarray:
         row = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, index), shape=(self.model.n_vocab,))
@@ -813,6 +801,125 @@ class _Worker:
                     completion_tokens=len(job.generated),
                 ),
             )
+
+
+@dataclass
+class _Block:
+    """Up to `align` consecutive tokens of one path through a scoring round's tree, starting at a position that is a
+    multiple of `align`; `seqs` and `reads` per token (a path that ends inside the block holds only its first
+    tokens)."""
+
+    start: int
+    tokens: list[int]
+    tag: int | None
+    seqs: list[list[int]] = field(default_factory=list)
+    reads: list[list[tuple[int, int, int]]] = field(default_factory=list)
+    children: list[_Block] = field(default_factory=list)
+
+
+class _ScoreTree:
+    """One scoring round as a prefix tree over the continuations' token sequences, in blocks of `align` positions:
+    a block that several continuations share (the template, a text up to its first edit) is decoded once on all
+    their sequences.
+
+    Why blocks: ggml's CPU attention sums over the cache cells in SIMD lanes and lane groups by cell index (the
+    softmax adds groups of 8 cells, the weighted sum of values runs per lane). A token whose cells sit in other lanes
+    or groups than alone gets other roundings, and the quantised activations of a 135M model turn those into logit
+    changes of up to 0.8 (measured). So each block goes to cells whose index is a multiple of `align` plus its
+    positions' offsets, parents before children: every continuation's arithmetic is then the same as alone on an
+    empty cache, whatever else is in the round, bit for bit. The price: continuations that part inside a block
+    each decode that block's first tokens again, and a path that ends inside a block leaves filler cells after it."""
+
+    def __init__(self, n_ctx: int, max_sequences: int, align: int):
+        self.n_ctx, self.max_sequences, self.align = n_ctx, max_sequences, align
+        self.roots: list[_Block] = []
+        self.tokens = 0
+        self.continuations = 0
+
+    def _blocks(self, sequence: list[int]) -> list[list[int]]:
+        return [sequence[b : b + self.align] for b in range(0, len(sequence), self.align)]
+
+    def _match(self, siblings: list[_Block], tokens: list[int], tag: int | None) -> _Block | None:
+        """The sibling this block's tokens can share: one of the two a prefix of the other (siblings never are)."""
+        for block in siblings:
+            n = min(len(block.tokens), len(tokens))
+            if block.tag == tag and block.tokens[:n] == tokens[:n]:
+                return block
+        return None
+
+    def add(self, i: int, j: int, plan: _ScorePlan, own: tuple[int, int] | None = None, *, first: bool) -> bool:
+        """Take continuation `j` of request `i` if it fits (the first always does). `own` = (tag, depth): blocks
+        that reach past that depth are shared only with continuations of the same tag."""
+        blocks = self._blocks(plan.sequences[j])
+        tags = [
+            own[0] if own is not None and start * self.align + len(tokens) > own[1] else None
+            for start, tokens in enumerate(blocks)
+        ]
+        siblings, added, matched = self.roots, 0, 0
+        for tokens, tag in zip(blocks, tags):
+            block = self._match(siblings, tokens, tag)
+            if block is None:
+                added += sum(len(t) for t in blocks) - matched
+                break
+            added += max(0, len(tokens) - len(block.tokens))
+            matched += len(tokens)
+            siblings = block.children
+        # a path that ends inside a block may need align - 1 filler cells after it
+        worst = self.tokens + added + (self.align - 1) * (self.continuations + 1)
+        if not first:
+            if self.continuations + 1 > self.max_sequences or worst > self.n_ctx:
+                return False
+            # a continuation that mostly rides on blocks already here joins past the budget: a long prompt is
+            # decoded once for all its continuations rather than once a round
+            if self.tokens + added > SCORE_ROUND_CELLS and matched < added:
+                return False
+        k = self.continuations
+        self.continuations += 1
+        self.tokens += added
+        reads, siblings = plan.reads[j], self.roots
+        for n, (tokens, tag) in enumerate(zip(blocks, tags)):
+            block = self._match(siblings, tokens, tag)
+            if block is None:
+                block = _Block(start=n * self.align, tokens=[], tag=tag)
+                siblings.append(block)
+            if len(tokens) > len(block.tokens):
+                block.tokens = tokens
+            for offset in range(len(tokens)):
+                if offset == len(block.seqs):
+                    block.seqs.append([])
+                    block.reads.append([])
+                block.seqs[offset].append(k)
+                position = block.start + offset
+                if position in reads:
+                    block.reads[offset].append((i, j, reads[position]))
+            siblings = block.children
+        return True
+
+    def layout(self) -> list[tuple[int, int, list[int], list[tuple[int, int, int]]] | None]:
+        """(token, position, continuations, reads) in decoding order, None for a filler cell; every block starts at
+        an index that is a multiple of `align`, parents before children."""
+        out: list = []
+        stack = list(reversed(self.roots))
+        while stack:
+            block = stack.pop()
+            out.extend([None] * (-len(out) % self.align))
+            for offset, token in enumerate(block.tokens):
+                out.append((token, block.start + offset, block.seqs[offset], block.reads[offset]))
+            stack.extend(reversed(block.children))
+        return out
+
+
+def cell_alignment(system_info: str) -> int:
+    """Cells per SIMD lane group of ggml's CPU dot products in this build (llama_print_system_info): 8 floats with
+    AVX2, 16 with AVX-512, times the 4 accumulators of ggml's own kernels where llamafile's are not built in; 64 where
+    the build is none of these (no narrower grouping is known to be safe)."""
+    if "AVX512 = 1" in system_info:
+        lanes = 16
+    elif "AVX2 = 1" in system_info or "AVX = 1" in system_info:
+        lanes = 8
+    else:
+        return 64
+    return lanes if "LLAMAFILE = 1" in system_info else 4 * lanes
 
 
 def _common_prefix_length(sequences: list[list[int]]) -> int:
