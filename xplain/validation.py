@@ -7,6 +7,7 @@ words whether it came over REST, from a file, from the CLI or from Python.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ from xplain.errors import Forbidden, InvalidInput
 #: nor a hidden file), at most 100 characters.
 SLUG = r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}$"
 _SLUG = re.compile(SLUG)
+
+
+def is_blank(text: str) -> bool:
+    """Nothing to read: only spaces and invisible characters (zero-width spaces and joiners, direction marks)."""
+    return all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
 
 
 class RowError(InvalidInput):
@@ -71,8 +77,11 @@ def to_model_input(blackbox: BlackBox, row: Any) -> Any:
         return values
     if isinstance(row, dict):
         row = row.get("text")
-    if not isinstance(row, str) or not row.strip():
-        raise RowError('a text row is a non-empty string, or an object with a "text" field')
+    if not isinstance(row, str) or is_blank(row):
+        raise RowError(
+            'a text row is a string with something to read (not only spaces or invisible characters), '
+            'or an object with such a "text" field'
+        )
     return row
 
 
@@ -87,8 +96,11 @@ def describe_row(blackbox: BlackBox, row: Any) -> str:
 def to_text(item: Any) -> str:
     """A text item of a set method: a string, or an object with a "text" field."""
     text = item.get("text") if isinstance(item, dict) else item
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInput('each text is a non-empty string, or an object with a "text" field')
+    if not isinstance(text, str) or is_blank(text):
+        raise InvalidInput(
+            'each text is a string with something to read (not only spaces or invisible characters), '
+            'or an object with such a "text" field'
+        )
     return text
 
 
@@ -113,8 +125,8 @@ def check_labelled(item: Any) -> tuple[Any, str]:
     if not isinstance(label, str | int) or isinstance(label, bool):
         raise InvalidInput("a label is a string or an integer")
     if "text" in item:
-        if not isinstance(item["text"], str) or not item["text"].strip():
-            raise InvalidInput("a training text is a non-empty string")
+        if not isinstance(item["text"], str) or is_blank(item["text"]):
+            raise InvalidInput("a training text is a string with something to read (not only invisible characters)")
         return item["text"], str(label)
     row = item["row"]
     try:

@@ -379,3 +379,14 @@ def test_a_table_model_on_an_llm_is_explained_by_lime_from_its_rendered_rows():
     [why] = xplain.run("lime", box, [[35, 80, 10]], reference=background.tolist(), n_samples=200, k=1)
     assert why.predicted_label == "yes" and why.ranking[0] == "income"
     assert why.pgi > why.pgu
+
+
+async def test_mcp_registers_nothing_on_a_server_with_api_keys(settings, backend):
+    from xplain.errors import Forbidden
+    from xplain.mcp.server import xplain_tools
+    from xplain.server.deps import open_service
+
+    async with open_service(settings.model_copy(update={"api_keys": ["k"]}), llm=LLM(backend)) as svc:
+        with pytest.raises(Forbidden, match="per key over REST"):
+            await xplain_tools()["register_model"].answer(svc, REGISTRATION)
+        assert "sentiment" not in svc.registry.models

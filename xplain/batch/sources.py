@@ -14,6 +14,18 @@ from xplain.validation import resolve_under
 DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
 
+def lines_of(text: str) -> list[str]:
+    """The non-blank lines of a data file's text (JSON lines, a text corpus), split at "\n" only:
+    `str.splitlines()` also splits at U+0085, U+2028, U+2029 and other characters that JSON strings hold unescaped
+    (real reviews contain them)."""
+    return [line for line in text.split("\n") if line.strip()]
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """Every value of a JSON-lines file, in order."""
+    return [json.loads(line) for line in lines_of(path.read_text(encoding="utf-8"))]
+
+
 def resolve_data_file(path: str | Path, data_dir: Path | None) -> Path:
     """A data file inside `data_dir` (symlinks resolved); anything else is refused. For server requests."""
     if data_dir is None:
@@ -28,7 +40,7 @@ def read_rows(path: Path, *, column: str | None = None) -> list[Any]:
     """Rows of a CSV, JSONL, JSON (a list) or Parquet file: objects keyed by column, or one column's values."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = read_jsonl(path)
     elif suffix == ".json":
         rows = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(rows, list):
@@ -56,9 +68,7 @@ class JsonlSink:
         self.path = path
         kept: dict[int, RowOutcome] = {}
         if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if not line.strip():
-                    continue
+            for line in lines_of(path.read_text(encoding="utf-8")):
                 try:
                     outcome = RowOutcome.model_validate_json(line)
                 except ValueError:
@@ -83,8 +93,7 @@ class JsonlSink:
     def outcomes(self) -> list[RowOutcome]:
         """Everything in the file, last word per row."""
         by_index: dict[int, RowOutcome] = {}
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                outcome = RowOutcome.model_validate_json(line)
-                by_index[outcome.index] = outcome
+        for line in lines_of(self.path.read_text(encoding="utf-8")):
+            outcome = RowOutcome.model_validate_json(line)
+            by_index[outcome.index] = outcome
         return [by_index[i] for i in sorted(by_index)]

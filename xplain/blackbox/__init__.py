@@ -2,6 +2,7 @@
 
 from xplain.blackbox.errors import (
     BlackBoxError,
+    BlackBoxFailedError,
     BlackBoxInputError,
     BlackBoxLoadError,
     BlackBoxOutputError,
@@ -30,6 +31,7 @@ from xplain.blackbox.model import BlackBox, Kind, QueryStats, WrapperOptions
 __all__ = [
     "BlackBox",
     "BlackBoxError",
+    "BlackBoxFailedError",
     "BlackBoxInputError",
     "BlackBoxLoadError",
     "BlackBoxOutputError",

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from xplain.blackbox.errors import (
     BlackBoxError,
+    BlackBoxFailedError,
     BlackBoxInputError,
     BlackBoxOutputError,
     QueryBudgetExceeded,
@@ -209,8 +210,21 @@ class BlackBox:
             chunk = batch[start : start + self.batch_size]
             with self._lock:
                 self._stats.model_calls += 1
-            answers.append(self._validate(self._model(chunk), len(chunk)))
+            answers.append(self._validate(self._call_model(chunk), len(chunk)))
         return np.concatenate(answers)
+
+    def _call_model(self, chunk: np.ndarray | list[str]) -> Any:
+        """The model's answer to `chunk`; whatever else the model raises becomes a BlackBoxFailedError that names it."""
+        try:
+            return self._model(chunk)
+        except BlackBoxError:
+            raise
+        except Exception as exc:
+            detail = str(exc)[:300]
+            raise BlackBoxFailedError(
+                f"the model {self.name} raised {type(exc).__name__} on a batch of {len(chunk)} input(s)"
+                + (f": {detail}" if detail else "")
+            ) from exc
 
     # -- inputs and outputs -----------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from xplain.agent import (
 )
 from xplain.agent.loop import AgentAnswer
 from xplain.blackbox import BlackBoxError, load_blackbox
-from xplain.cli.common import app, command_llm, console, run_with_llm, usage_line
+from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
 from xplain.llm import LLM
 from xplain.settings import get_settings
 from xplain.tools import DEMOS, ProbeContext, demo_context
@@ -63,8 +63,7 @@ def chat(
     try:
         context = _context(model, data, label_column, demo, llm)
     except (ValueError, BlackBoxError, OSError) as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}")
-        raise typer.Exit(2) from error
+        fail(error)
 
     async def work(llm: LLM) -> None:
         settings = get_settings()

@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from xplain import service
 from xplain.errors import XplainError, describe
@@ -47,7 +48,7 @@ def fail(error: BaseException) -> NoReturn:
     """The CLI's form of an error: its message in red and exit code 2, never a trace. The operator runs the CLI,
     so an error outside the tree (a file that would not open) shows its own words."""
     status, message = describe(error)
-    console.print(f"[red]error:[/red] {message if status != 500 else error}")
+    console.print(f"[red]error:[/red] {escape(message if status != 500 else str(error))}")
     raise typer.Exit(2) from error
 
 

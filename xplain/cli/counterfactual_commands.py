@@ -11,7 +11,7 @@ from rich.text import Text
 
 from xplain import service
 from xplain.blackbox.errors import BlackBoxError
-from xplain.cli.common import app, console, command_llm, run_with_llm, usage_line
+from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
 from xplain.llm import LLM
 from xplain.methods.counterfactual_tabular import TabularCounterfactualResult, tabular_counterfactuals
 from xplain.methods.counterfactual_text import TextCounterfactualResult, text_counterfactuals, token_diff
@@ -129,8 +129,7 @@ def counterfactual(
     try:
         blackbox = service.open_spec(model, settings, kind="text" if text else "tabular", llm=llm).blackbox
     except (BlackBoxError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)
     row_values = _parse_json_option(row, "--row")
     constraint_values = _parse_json_option(constraints, "--constraints")
 
@@ -169,5 +168,4 @@ def counterfactual(
     try:
         run_with_llm(work, llm)
     except (ValueError, BlackBoxError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)

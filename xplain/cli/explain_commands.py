@@ -13,7 +13,7 @@ from rich.table import Table
 
 from xplain import service
 from xplain.blackbox.errors import BlackBoxError
-from xplain.cli.common import app, command_llm, console, run_with_llm, usage_line
+from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
 from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.methods.posthoc import (
@@ -172,8 +172,7 @@ def explain(
             else:
                 reference = instances
     except (BlackBoxError, ValueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)
 
     async def work(llm: LLM) -> None:
         if text is not None:
@@ -197,5 +196,4 @@ def explain(
     try:
         run_with_llm(work, llm)
     except (ValueError, BlackBoxError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)

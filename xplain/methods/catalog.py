@@ -120,6 +120,8 @@ class Method:
         """The options model from a dict; unknown keys and bad values are refused in words a person can act on."""
         if isinstance(options, self.options):
             return options
+        if options is not None and not isinstance(options, dict):
+            raise InvalidInput(f"options for {self.name} are an object of option names and values")
         given = dict(options or {})
         unknown = sorted(set(given) - set(self.options.model_fields))
         if unknown:

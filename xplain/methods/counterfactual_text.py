@@ -31,6 +31,7 @@ from xplain.methods.counterfactual import (
     goal_phrase,
     plain_label,
 )
+from xplain.methods.words import WORD
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
 
@@ -46,8 +47,7 @@ WORDS_PROMPT = "counterfactual/text_causal_words"
 FEEDBACK_SHOWN = 3
 MAX_TEXT_CHARS = 1500
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-_WORD = re.compile(r"\w+")
+_TOKEN = re.compile(rf"{WORD.pattern}|[^\w\s]")  # words as every method reads them, and punctuation
 # Phrases that mean the LLM talked about the task instead of rewriting the text (ANCHORS.md, Gat et al.).
 _TASK_TALK = re.compile(
     r"\b(review|not mentioned|counterfactual|rewritten|rewrite|edited text|original text|classifier|"
@@ -90,10 +90,10 @@ def token_diff(original: str, edited: str) -> list[tuple[Literal["same", "remove
 def drop_reason(original: str, candidate: str, seen: set[str]) -> str | None:
     """Why a generated text is not a usable counterfactual: unchanged, a duplicate, or talk about the task."""
     key = " ".join(tokens(candidate.lower()))
-    words = set(_WORD.findall(candidate.lower()))
+    words = set(WORD.findall(candidate.lower()))
     if not words:
         return "no words"
-    if not words & set(_WORD.findall(original.lower())):
+    if not words & set(WORD.findall(original.lower())):
         return "shares no word with the original (not an edit of it)"
     if key == " ".join(tokens(original.lower())):
         return "unchanged"
