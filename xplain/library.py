@@ -79,7 +79,11 @@ def run(
     settings = get_settings()
     if classifier_dir is not None:
         settings = settings.model_copy(update={"classifier_dir": Path(classifier_dir)})
-    context = method_context(chosen, opened_model(model, reference, columns), llm=llm, settings=settings)
+    opened = opened_model(model, reference, columns)
+    box_llm = opened.blackbox.llm if opened is not None else None
+    if llm is None and box_llm is not None and not box_llm.backend.binds_event_loop:
+        llm = box_llm  # an LLM classifier on an in-process model explains itself without loading it twice
+    context = method_context(chosen, opened, llm=llm, settings=settings)
     index = inputs.index if isinstance(inputs, pd.DataFrame) and chosen.unit == "row" else None
     inputs = rows_of(inputs)
 

@@ -19,6 +19,13 @@ from xplain.blackbox.loaders import (
     from_skops,
     load_blackbox,
 )
+from xplain.blackbox.llm_classifier import (
+    LLMClassifierSpec,
+    LLMEndpoint,
+    from_llm,
+    from_llm_file,
+    from_llm_spec,
+)
 from xplain.blackbox.model import BlackBox, Kind, QueryStats, WrapperOptions
 from xplain.blackbox.schema import Column, ColumnKind, TableSchema, infer_schema
 
@@ -33,6 +40,8 @@ __all__ = [
     "Column",
     "ColumnKind",
     "Kind",
+    "LLMClassifierSpec",
+    "LLMEndpoint",
     "QueryBudgetExceeded",
     "QueryStats",
     "TableSchema",
@@ -42,6 +51,9 @@ __all__ = [
     "from_estimator",
     "from_http",
     "from_import_path",
+    "from_llm",
+    "from_llm_file",
+    "from_llm_spec",
     "from_pickle",
     "from_skops",
     "infer_schema",

@@ -126,6 +126,11 @@ class BlackBox:
         return schema
 
     @property
+    def llm(self) -> Any:
+        """The LLM behind an LLM classifier (None for other models), for fronts that would otherwise load another."""
+        return getattr(self._model, "llm", None)
+
+    @property
     def is_classifier(self) -> bool:
         return self.kind != "module"
 

@@ -26,7 +26,8 @@ def batch(
     method: Annotated[str, typer.Option(help=f"One of: {', '.join(catalog())} (`xplain methods` describes them).")],
     out: Annotated[Path, typer.Option(help="Results as JSON lines; rerun with the same file to resume.")],
     model: Annotated[
-        str | None, typer.Option(help=f"demo:NAME ({', '.join(DEMO_MODELS)}), a .skops file, pkg.mod:obj, or a URL.")
+        str | None,
+        typer.Option(help=f"demo:NAME ({', '.join(DEMO_MODELS)}), a .skops file, pkg.mod:obj, a URL, or llm:FILE."),
     ] = None,
     column: Annotated[str | None, typer.Option(help="Use this column as the row (e.g. text).")] = None,
     reference: Annotated[
@@ -80,7 +81,6 @@ def batch(
                     eta = (len(rows) - done) / rate if rate > 0 else float("nan")
                     console.print(f"{method}: {done}/{len(rows)} done, {failed} failed, {rate:.2f}/s, eta {eta:.0f} s")
 
-            context.llm = llm
             await run_rows(
                 chosen,
                 context,
@@ -112,7 +112,7 @@ def batch(
         if todo and engine == "ray":
             work_on_ray()
         elif todo:
-            run_with_llm(work)  # the embedded model loads on first use, so `predict` never loads it
+            run_with_llm(work, context.llm)  # the embedded model loads on first use, so `predict` never loads it
     finally:
         sink.close()
     outcomes = sink.outcomes()

@@ -23,15 +23,22 @@ app = typer.Typer(help="xplain: LLMs that explain black-box models.", no_args_is
 console = Console()
 
 
-def run_with_llm(work: Callable[[LLM], Awaitable[None]]) -> None:
-    """Run an async command body on a fresh LLM; LLM errors end the command with their message, not a trace."""
+def command_llm(settings: Settings) -> LLM:
+    """The LLM a command runs on, loaded on first use; an LLM classifier the command explains shares it, so the
+    embedded model loads once."""
+    return make_llm(settings)
+
+
+def run_with_llm(work: Callable[[LLM], Awaitable[None]], llm: LLM | None = None) -> None:
+    """Run an async command body on `llm` (the command's own, which an LLM classifier may share) or a fresh LLM,
+    closed at the end; LLM errors end the command with their message, not a trace."""
 
     async def main() -> None:
-        llm = make_llm(get_settings())
+        client = llm or command_llm(get_settings())
         try:
-            await work(llm)
+            await work(client)
         finally:
-            await llm.aclose()
+            await client.aclose()
 
     try:
         asyncio.run(main())
@@ -58,12 +65,14 @@ def method_context(
     method: Method, model: str | None, settings: Settings, kind: str | None = None, reference: Path | None = None
 ) -> MethodContext:
     """What a catalog method runs against from the CLI: the model a spec names (opened even for a method that
-    brings its own, so that a bad spec is refused), with the `reference` file's rows when given (from which a table
-    learns its columns too); the LLM is attached when the work starts."""
-    opened = service.open_spec(model, settings, kind=kind) if model is not None else None
+    brings its own, so that a bad spec is refused) and the command's LLM, loaded on first use; an LLM classifier the
+    spec names runs on it too, so the embedded model loads once. The `reference` file's rows, when given, are the
+    background, from which a table learns its columns too."""
+    llm = command_llm(settings)
+    opened = service.open_spec(model, settings, kind=kind, llm=llm) if model is not None else None
     if opened is not None and reference is not None:
         service.with_reference(opened, read_table(reference))
-    return service.method_context(method, opened, llm=None, settings=settings)
+    return service.method_context(method, opened, llm=llm, settings=settings)
 
 
 def usage_line(usage: Usage) -> str:

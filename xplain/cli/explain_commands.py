@@ -14,7 +14,7 @@ from xplain import service
 from xplain.batch.sources import read_table
 from xplain.blackbox import BlackBox
 from xplain.blackbox.errors import BlackBoxError
-from xplain.cli.common import app, console, fail, run_with_llm, usage_line
+from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
 from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.methods.posthoc import (
@@ -104,7 +104,7 @@ def explain(
     model: Annotated[
         str,
         typer.Argument(
-            help="Black box: demo:NAME, a .skops file, 'pkg.mod:attr', or a URL."
+            help="Black box: demo:NAME, a .skops file, 'pkg.mod:attr', a URL, or llm:FILE (an LLM classifier)."
         ),
     ],
     row: Annotated[
@@ -139,6 +139,7 @@ def explain(
 ) -> None:
     """Ask the LLM which features drive the model's prediction; the model itself checks the answer (PGI / PGU)."""
     settings = get_settings()
+    llm = command_llm(settings)
     try:
         allowed = TEXT_STRATEGIES if text is not None else STRATEGIES
         if strategy not in allowed:
@@ -149,7 +150,7 @@ def explain(
             raise ValueError(
                 "--text explains a text; it takes no --row, --rows or --background"
             )
-        blackbox = service.open_spec(model, settings, kind="text" if text is not None else "tabular").blackbox
+        blackbox = service.open_spec(model, settings, kind="text" if text is not None else "tabular", llm=llm).blackbox
         options = PosthocOptions(strategy=strategy, k=k, n_samples=samples)
         if text is not None:
             if blackbox.kind != "text":
@@ -195,6 +196,6 @@ def explain(
             console.print(f"wrote {plot}")
 
     try:
-        run_with_llm(work)
+        run_with_llm(work, llm)
     except (ValueError, BlackBoxError) as error:
         fail(error)

@@ -49,7 +49,9 @@ def capability_table() -> str:
 @app.command("run")
 def run_method(
     name: Annotated[str, typer.Argument(help="A method of the catalog (`xplain methods` lists them).")],
-    model: Annotated[str | None, typer.Option(help="demo:NAME, a .skops file, pkg.mod:obj or a URL.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="demo:NAME, a .skops file, pkg.mod:obj, a URL or llm:FILE (an LLM classifier).")
+    ] = None,
     input: Annotated[
         list[str] | None, typer.Option("--input", help="One input as JSON (a row, a text in quotes, an example).")
     ] = None,
@@ -81,9 +83,8 @@ def run_method(
         fail(error)
 
     async def work(llm: LLM) -> None:
-        context.llm = llm
         results = await service.run_method(method, context, items, parsed)
         for outcome in outcomes_of(range(len(results)), results):
             print(outcome.model_dump_json(exclude_none=True))
 
-    run_with_llm(work)
+    run_with_llm(work, context.llm)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, create_model, model_validator
 
 from xplain.batch.runner import Progress, RowOutcome
+from xplain.blackbox import LLMClassifierSpec
 from xplain.blackbox.schema import Category, ColumnKind
 from xplain.data.demo import DEMO_MODELS
 from xplain.methods.catalog import INPUT_KINDS, Method
@@ -33,12 +34,15 @@ class ModelSource(Strict):
         description="An HTTP endpoint taking {'inputs': [...]}, on a host in XPLAIN_ALLOWED_MODEL_HOSTS.",
     )
     demo: DemoName | None = Field(None, description="A built-in demo model.")
+    llm: LLMClassifierSpec | None = Field(
+        None, description="An LLM classifier: a prompt template with {text}, its labels' words, where it runs."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSource:
-        given = [k for k, v in self.model_dump().items() if v is not None]
+        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of file, import_path, url, demo (got {given or 'none'})")
+            raise ValueError(f"give exactly one of file, import_path, url, demo, llm (got {given or 'none'})")
         return self
 
 
@@ -77,6 +81,19 @@ class ModelRegistration(Strict):
     columns: dict[str, ColumnOverride] | None = Field(
         None, max_length=10_000, description="Tables: column -> what to override of what was inferred about it."
     )
+
+    @model_validator(mode="after")
+    def _llm_names_its_own(self) -> ModelRegistration:
+        spec = self.source.llm
+        if spec is None:
+            return self
+        if self.classes is not None or self.feature_names is not None:
+            raise ValueError("an LLM classifier names its classes in source.llm.labels and its features in "
+                             "source.llm.feature_names; leave classes and feature_names out")
+        if self.kind is not None and self.kind != spec.kind:
+            raise ValueError(f"this LLM classifier is a {spec.kind} model (tabular when source.llm.feature_names is "
+                             f"given, else text), not {self.kind}")
+        return self
 
 
 class ModelInfo(BaseModel):
