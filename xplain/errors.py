@@ -7,6 +7,8 @@ from a built-in exception such as FileNotFoundError, which a missing prompt file
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -60,6 +62,14 @@ class Unavailable(XplainError):
     status = 503
 
 
+class Busy(Unavailable):
+    """At capacity: the request was not started; `retry_after_s` says when to send it again."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+
+
 #: The built-in errors the fronts still meet (a bad value a library refused, a file the OS would not open).
 BUILT_IN_STATUS: tuple[tuple[type[BaseException], int], ...] = ((PermissionError, 403), (ValueError, 422))
 
@@ -101,10 +111,16 @@ def describe_validation_error(error: Any, model: type[BaseModel] | None = None) 
             problem = f"unknown key {str(location[-1])!r}" if location else "unknown key"
             if allowed:
                 problem += f"; allowed keys: {', '.join(allowed)}"
+        elif _not_finite(item.get("input")):
+            problem = f"must be a finite number, not {json.dumps(item['input'])}"
         else:
             problem = str(item.get("msg", "invalid")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
         problems.append({"where": where, "problem": problem})
     return problems
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def plain_validation_error(error: Any, model: type[BaseModel] | None = None, *, most: int = 10) -> str:

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(256, ge=1, description="Default cap on generated tokens.")
     llm_structured_attempts: int = Field(3, ge=1, description="Tries to get a schema-valid reply before failing.")
     llm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm engine: GPU memory share.")
+    llm_batch_invariant: bool = Field(
+        True,
+        description="vllm engine: vLLM's batch-invariant kernels (VLLM_BATCH_INVARIANT=1; vLLM 0.11.1+, NVIDIA compute "
+        "capability 8.0+), so a request's scores do not depend on what else is in the batch, at some speed cost. "
+        "The embedded engine is batch-invariant always.",
+    )
 
     cache_enabled: bool = Field(True, description="Serve repeated temperature-0 LLM requests from a cache.")
     cache_path: Path | None = Field(None, description="SQLite file for an on-disk LLM cache; memory only when unset.")
@@ -86,11 +92,29 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated; if set, every API call needs one of these (Bearer or X-API-Key).",
     )
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated operator keys: API keys that also list, read, cancel and resume every key's jobs. "
+        "Each other key sees only the jobs, models and conversations it made (and the demos).",
+    )
     max_body_bytes: int = Field(
         10_000_000, ge=1024, description="Largest request body the API accepts (counted as it arrives, chunked too)."
     )
     sync_timeout_s: float = Field(
         120.0, gt=0, description="Time a synchronous API request may take before it is stopped; longer work: POST /jobs."
+    )
+    sync_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Synchronous method calls (POST /methods/...) that run at once; the rest wait in a queue. Side by "
+        "side, calls share the backend and each takes longer: match it to what the backend serves at once (the "
+        "embedded model's workers; more for a GPU server).",
+    )
+    sync_queue: int = Field(
+        8,
+        ge=0,
+        description="Synchronous method calls that may wait for a free place; over it, or when a call could not "
+        "finish within XPLAIN_SYNC_TIMEOUT_S, the answer is 503 with Retry-After at once.",
     )
     shutdown_grace_s: float = Field(
         3.0, ge=0, description="On SIGTERM, seconds open requests get to finish before they are cancelled."
@@ -101,6 +125,11 @@ class Settings(BaseSettings):
             "Comma-separated hosts and CIDRs that models registered by URL may live on (none: URL models are off). "
             "Loopback, private, link-local and metadata addresses are refused unless an entry covers them."
         ),
+    )
+    allowed_llm_endpoints: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated base URLs of OpenAI-compatible servers that LLM classifiers registered over the "
+        "API may run on, besides the configured LLM (none: only the configured LLM).",
     )
     max_batch_rows: int = Field(100_000, ge=1, description="Most rows one batch job may hold.")
     data_dir: Path | None = Field(None, description="The only directory batch jobs may read data files from.")
@@ -134,7 +163,13 @@ class Settings(BaseSettings):
     blackbox_query_budget: int | None = Field(None, ge=1, description="Default cap on black-box queries.")
 
     @field_validator(
-        "api_keys", "trusted_import_prefixes", "trusted_import_objects", "allowed_model_hosts", mode="before"
+        "api_keys",
+        "admin_api_keys",
+        "trusted_import_prefixes",
+        "trusted_import_objects",
+        "allowed_model_hosts",
+        "allowed_llm_endpoints",
+        mode="before",
     )
     @classmethod
     def _split_keys(cls, value: object) -> object:

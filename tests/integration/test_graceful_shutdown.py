@@ -1,4 +1,4 @@
-"""SIGTERM while a job runs and a client holds an event stream open: the server exits within seconds, the job stays
+"""SIGTERM while a job runs and a client holds an event stream open: the server exits at once, the job stays
 'running' in the store, and the next start finishes it with every row stored exactly once."""
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def test_sigterm_drains_quickly_and_the_job_resumes_with_each_row_once(tmp_path)
     finally:
         if server.poll() is None:
             server.kill()
-    assert took < 10, f"SIGTERM took {took:.1f} s"
+    # the open event stream ends at its next tick: the shutdown does not wait out the 3 s grace time for it
+    assert took < 2.5, f"SIGTERM took {took:.1f} s"
+    assert "Traceback" not in (tmp_path / "server.log").read_text(), "a clean stop logs no traceback"
     before = finished_rows(tmp_path / "jobs.sqlite", job_id)
     assert 40 <= len(before) < 600, "the signal must land mid-run"
 

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from xplain.batch.runner import RowOutcome
+from xplain.batch.sources import lines_of
 from xplain.cli import app
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'xplain[ray]')")
@@ -39,5 +40,5 @@ def runner_out(args: list[str]) -> list[RowOutcome]:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = args[args.index("--out") + 1]
-    lines = [RowOutcome.model_validate_json(line) for line in open(out).read().splitlines()]
+    lines = [RowOutcome.model_validate_json(line) for line in lines_of(open(out).read())]
     return sorted(lines, key=lambda o: o.index)

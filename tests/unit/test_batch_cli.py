@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from xplain.batch.runner import RowOutcome
+from xplain.batch.sources import lines_of
 from xplain.cli import app
 
 runner = CliRunner()
@@ -27,7 +28,7 @@ def run(*args):
 
 
 def read(path):
-    return [RowOutcome.model_validate_json(line) for line in path.read_text().splitlines()]
+    return [RowOutcome.model_validate_json(line) for line in lines_of(path.read_text())]
 
 
 def test_batch_writes_one_result_per_row_and_a_report(data, tmp_path):
@@ -48,14 +49,14 @@ def test_rerun_resumes_keeps_finished_rows_and_retries_failed_ones(data, tmp_pat
     out = tmp_path / "out.jsonl"
     in_order = ("--concurrency", "1")  # so the first three lines are rows 0-2
     assert run(data, "--model", "demo:reviews", "--method", "predict", "--column", "text", "--out", out, *in_order).exit_code == 0
-    lines = out.read_text().splitlines()
+    lines = lines_of(out.read_text())
     # A crash: rows 0-2 finished, row 3 stored as failed, row 4 cut off mid-write, row 5 never started.
     failed = RowOutcome(index=3, ok=False, error="LLM backend: down").model_dump_json()
     out.write_text("\n".join([*lines[:3], failed, lines[4][:20]]) + "\n")
     result = run(data, "--model", "demo:reviews", "--method", "predict", "--column", "text", "--out", out)
     assert result.exit_code == 0, result.output
     assert "resuming: 3 of 6" in result.output
-    new_lines = out.read_text().splitlines()
+    new_lines = lines_of(out.read_text())
     assert new_lines[:3] == lines[:3], "finished rows are kept as they were"
     assert sorted(o.index for o in read(out)) == list(range(6)) and all(o.ok for o in read(out))
 
@@ -77,3 +78,25 @@ def test_unknown_method_and_bad_options_change_nothing(data, tmp_path):
     result = run(data, "--model", "demo:reviews", "--method", "zero_shot", "--out", out, "--options", '{"label_names": 1}')
     assert result.exit_code == 2
     assert not out.exists()
+
+
+#: Characters that `str.splitlines()` splits at but JSON leaves unescaped: real reviews hold them.
+LINE_BREAKERS = ["a warm\u0085 and funny film", "dull\u2028and lifeless", "superb\u2029cast"]
+
+
+def test_line_separators_inside_texts_survive_the_output_a_rerun_and_the_report(tmp_path):
+    data, out, report = tmp_path / "odd.jsonl", tmp_path / "out.jsonl", tmp_path / "report.html"
+    lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in LINE_BREAKERS)
+    data.write_text(lines, encoding="utf-8")
+    args = (data, "--model", "demo:reviews", "--method", "lime", "--column", "text", "--options", '{"n_samples": 20}')
+    first = run(*args, "--out", out, "--report", report)
+    assert first.exit_code == 0, first.output
+    written = out.read_text(encoding="utf-8")
+    assert all(ch in written for ch in "\u0085\u2028\u2029"), "the method echoes its input, unescaped"
+    assert "3 ok, 0 failed" in first.output
+    again = run(*args, "--out", out)
+    assert again.exit_code == 0, again.output
+    assert "resuming: 3 of 3" in again.output and "3 ok, 0 failed" in again.output
+    assert out.read_text(encoding="utf-8") == written, "the rerun kept every line as it was"
+    page = report.read_text(encoding="utf-8")
+    assert all(text in page for text in LINE_BREAKERS)

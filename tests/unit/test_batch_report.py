@@ -72,3 +72,14 @@ def test_a_result_the_display_does_not_know_is_shown_plainly(tmp_path):
     assert "data-status='no check'" in page and "llm_label: <b>neg</b>" in page
     figures = {spec["title"] for key, spec in specs_of(page).items() if key.startswith("s")}
     assert "LLM agrees with the black box" in figures
+
+
+def test_bidirectional_controls_in_inputs_and_errors_are_shown_not_obeyed(tmp_path):
+    """A right-to-left override in a row would reverse the text after it on the page; the report writes each
+    control as its code point instead."""
+    inputs = ["fine \u202egnitseretni\u202c film", "\u2067isolated\u2069"]
+    outcomes = [outcome(0, posthoc()), RowOutcome(index=1, ok=False, error="bad input: \u202eesrever")]
+    page = page_of(tmp_path, outcomes, inputs)
+    assert not re.search("[\u202a-\u202e\u2066-\u2069]", page)
+    assert "fine [U+202E]gnitseretni[U+202C] film" in page and "[U+2067]isolated[U+2069]" in page
+    assert "bad input: [U+202E]esrever" in page

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 import xplain
@@ -18,6 +19,7 @@ from xplain.data.demo import demo_reference
 from xplain.llm import make_llm
 from xplain.methods.catalog import catalog
 from xplain.server.app import create_app
+from xplain.server.schemas import method_response_model
 from xplain.settings import Settings
 from xplain.tools import build_tools, demo_context
 
@@ -115,6 +117,8 @@ def test_rest_and_job_run_every_method(api, name):
     answer = api.post(f"/methods/{name}", json=body)
     assert answer.status_code == 200, answer.text
     check_results(name, answer.json()["results"])
+    typed = method_response_model(catalog()[name]).model_validate(answer.json())  # the OpenAPI document holds
+    assert all(isinstance(o.result, BaseModel) for o in typed.results)
     if name == "classifier_fit":
         body["options"] = {**options, "replace": True}
     submitted = api.post("/jobs", json={"method": name, **body})

@@ -89,6 +89,9 @@ def test_a_new_method_is_a_typed_rest_route_and_a_job(toy, settings):
 
         misspelt = api.post("/methods/toy_total", json={"model": "synthetic", "rows": ROWS, "options": {"scael": 2}})
         assert misspelt.status_code == 422 and "scael" in misspelt.text and "scale" in misspelt.text
+        for wrong in ([["scale", 2]], "scale=2", 2):  # typed in the document, still parsed by the method: never a 5xx
+            answer = api.post("/methods/toy_total", json={"model": "synthetic", "rows": ROWS, "options": wrong})
+            assert answer.status_code == 422 and "object of option names and values" in answer.text
 
         document = api.get("/openapi.json").json()
         schemas = document["components"]["schemas"]

@@ -244,3 +244,12 @@ async def test_counterfactual_search_on_text_removes_the_supporting_words(text):
     result = await call(text, "counterfactual_search", row=0)
     [best] = result["counterfactuals"]
     assert best["removed_words"] == ["great"] and best["prediction"] == "negative" and "great" not in best["text"]
+
+
+def test_tool_output_is_json_even_for_nan_and_infinities():
+    """MCP's text answers and the agent's tool results are read as JSON: `-Infinity` and `NaN` are not JSON."""
+    from xplain.tools.registry import to_json
+
+    text = to_json({"logprob": float("-inf"), "gaps": [float("nan"), 0.5, np.float64("inf")], "ok": 1})
+    assert text == '{"logprob":null,"gaps":[null,0.5,null],"ok":1}'
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the output"))

@@ -104,6 +104,7 @@ class FakeEngine:
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)  # restored after the test, whatever the backend sets
     engine = FakeEngine()
     vllm = types.ModuleType("vllm")
     vllm.__version__ = "0.11.0"
@@ -180,3 +181,17 @@ async def test_scores_tokenize_prompt_and_continuation_together_on_a_sentencepie
     assert scores.logprobs == pytest.approx(
         [token_logprob(yes_alone), token_logprob(yes_after), token_logprob(no) + token_logprob(way)]
     )
+
+
+async def test_the_engine_runs_batch_invariant_unless_told_not_to(fake_vllm, monkeypatch):
+    import os
+
+    llm = make_llm(Settings(llm_backend="vllm", llm_model="some/model", cache_enabled=False))
+    assert os.environ["VLLM_BATCH_INVARIANT"] == "1"
+    assert (await llm.check()).endswith("(batch-invariant)")
+    monkeypatch.setenv("VLLM_BATCH_INVARIANT", "0")  # the operator's word wins
+    llm = make_llm(Settings(llm_backend="vllm", llm_model="some/model", cache_enabled=False))
+    assert "batch-invariant" not in await llm.check()
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT")
+    make_llm(Settings(llm_backend="vllm", llm_model="some/model", llm_batch_invariant=False, cache_enabled=False))
+    assert "VLLM_BATCH_INVARIANT" not in os.environ

@@ -8,6 +8,7 @@ The page is one self-contained file (no CDN, works offline). Charts travel as th
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from html import escape
@@ -30,6 +31,9 @@ MAX_ROWS_SHOWN = 500
 INPUT_CHARS = 600
 #: Row order on opening the page: what needs a look first.
 STATUS_ORDER = {"fail": 0, "error": 1, "inconclusive": 2, "no check": 3, "pass": 4}
+#: Bidirectional controls (embeddings, overrides, isolates, marks). Inputs and answers are data: shown as their code
+#: points, so that a row cannot reverse how the page reads.
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 STATUS_COLOURS = {
     "fail": "#c62828",
     "error": "#6d4c41",
@@ -61,6 +65,11 @@ def _input_text(outcome: RowOutcome, inputs: Sequence[Any] | None) -> str:
         return ""
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= INPUT_CHARS else text[: INPUT_CHARS - 1] + "…"
+
+
+def _visible(html: str) -> str:
+    """`html` with every bidirectional control written as its code point, e.g. `[U+202E]`."""
+    return BIDI_CONTROLS.sub(lambda match: f"[U+{ord(match.group()):04X}]", html)
 
 
 def _plain_answer(result: dict[str, Any]) -> str:
@@ -185,11 +194,13 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         page.substitute(
-            title=escape(title),
-            summary="".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in summary),
+            title=_visible(escape(title)),
+            summary=_visible(
+                "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in summary)
+            ),
             figures="".join(f"<figure data-chart='s{i}'></figure>" for i in range(len(figures))),
             statuses="".join(f"<option value='{s}'>{s} ({statuses[s]})</option>" for s in STATUS_ORDER if statuses[s]),
-            rows="".join(html for _, _, html in shown),
+            rows=_visible("".join(html for _, _, html in shown)),
             specs=json.dumps(specs).replace("</", "<\\/"),
             charts_js=charts_js(),
         ),

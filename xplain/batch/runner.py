@@ -70,6 +70,9 @@ class Progress(BaseModel):
         self.run_done += len(outcomes)
 
 
+BAD_INPUT = "bad input: "
+
+
 def describe_error(error: BaseException) -> str:
     """A row's failure reason, in words a user can act on."""
     if isinstance(error, LLMError):
@@ -77,8 +80,13 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, BlackBoxError):
         return f"black box: {error}"
     if isinstance(error, ValueError):
-        return f"bad input: {error}"
+        return f"{BAD_INPUT}{error}"
     return f"{type(error).__name__}: {error}"
+
+
+def is_bad_input(reason: str) -> bool:
+    """Whether a row's failure reason (from `describe_error`) is its input's fault: running it again cannot help."""
+    return reason.startswith(BAD_INPUT)
 
 
 def to_json(result: Any) -> dict[str, Any]:

@@ -14,6 +14,18 @@ from xplain.validation import resolve_under
 DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
 
+def lines_of(text: str) -> list[str]:
+    """The non-blank lines of a data file's text (JSON lines, a text corpus), split at "\n" only:
+    `str.splitlines()` also splits at U+0085, U+2028, U+2029 and other characters that JSON strings hold unescaped
+    (real reviews contain them)."""
+    return [line for line in text.split("\n") if line.strip()]
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """Every value of a JSON-lines file, in order."""
+    return [json.loads(line) for line in lines_of(path.read_text(encoding="utf-8"))]
+
+
 def resolve_data_file(path: str | Path, data_dir: Path | None) -> Path:
     """A data file inside `data_dir` (symlinks resolved); anything else is refused. For server requests."""
     if data_dir is None:
@@ -28,16 +40,13 @@ def read_rows(path: Path, *, column: str | None = None) -> list[Any]:
     """Rows of a CSV, JSONL, JSON (a list) or Parquet file: objects keyed by column, or one column's values."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = read_jsonl(path)
     elif suffix == ".json":
         rows = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(rows, list):
             raise ValueError(f"{path.name}: a JSON data file holds a list of rows")
     elif suffix in (".csv", ".parquet"):
-        import pandas as pd
-
-        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-        rows = frame.to_dict(orient="records")
+        rows = read_table(path).to_dict(orient="records")
     else:
         raise ValueError(f"{path.name}: data files are {', '.join(DATA_SUFFIXES)}")
     if column is not None:
@@ -48,6 +57,16 @@ def read_rows(path: Path, *, column: str | None = None) -> list[Any]:
     return rows
 
 
+def read_table(path: Path) -> Any:
+    """A CSV or Parquet file as a pandas DataFrame (strings, booleans and empty cells as pandas reads them)."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{path.name}: a table is a .csv or .parquet file")
+    return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+
+
 class JsonlSink:
     """Results as JSON lines, flushed and synced per chunk. Reopening keeps the successful lines and drops failed
     ones, so a rerun with the same output resumes: it skips finished rows and retries failed ones."""
@@ -56,9 +75,7 @@ class JsonlSink:
         self.path = path
         kept: dict[int, RowOutcome] = {}
         if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if not line.strip():
-                    continue
+            for line in lines_of(path.read_text(encoding="utf-8")):
                 try:
                     outcome = RowOutcome.model_validate_json(line)
                 except ValueError:
@@ -83,8 +100,7 @@ class JsonlSink:
     def outcomes(self) -> list[RowOutcome]:
         """Everything in the file, last word per row."""
         by_index: dict[int, RowOutcome] = {}
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                outcome = RowOutcome.model_validate_json(line)
-                by_index[outcome.index] = outcome
+        for line in lines_of(self.path.read_text(encoding="utf-8")):
+            outcome = RowOutcome.model_validate_json(line)
+            by_index[outcome.index] = outcome
         return [by_index[i] for i in sorted(by_index)]

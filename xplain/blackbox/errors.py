@@ -35,6 +35,12 @@ class BlackBoxUnavailableError(BlackBoxError):
     status = 502
 
 
+class BlackBoxFailedError(BlackBoxError):
+    """The model itself raised an error on inputs that passed its checks (its own bug, or inputs it rejects)."""
+
+    status = 502
+
+
 class QueryBudgetExceeded(BlackBoxError):
     """A request would evaluate more rows than the query budget allows; nothing was evaluated."""
 

@@ -14,7 +14,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from xplain.cli.common import app, console, run_with_llm, usage_line
+from xplain.cli.common import app, console, fail, run_with_llm, usage_line
 from xplain.llm import LLM, track_usage
 from xplain.methods.lml_dap import LMLDAPClassifier
 from xplain.methods.persistence import Classifier, load_classifier, save_classifier
@@ -82,8 +82,7 @@ def run_checked(work: Callable[[LLM], Awaitable[None]]) -> None:
     try:
         run_with_llm(work)
     except ValueError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
+        fail(error)
 
 
 @classifier.command("fit")

@@ -13,7 +13,7 @@ from xplain.llm import LLM, GenerationRequest, ScoreRequest
 from xplain.settings import get_settings, unknown_environment
 
 
-SECRET_SETTINGS = {"llm_api_key", "api_keys"}
+SECRET_SETTINGS = {"llm_api_key", "api_keys", "admin_api_keys"}
 
 
 @app.command()

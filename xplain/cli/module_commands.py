@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from xplain.blackbox import BlackBox, BlackBoxError, from_callable, load_blackbox
+from xplain.batch.sources import lines_of, read_jsonl
 from xplain.blackbox.loaders import IMPORT_PATH
 from xplain.cli.common import app, console, run_with_llm, usage_line
 from xplain.llm import LLM
@@ -82,7 +83,7 @@ def explain_module_command(
     if corpus is not None:
         if not corpus.is_file():
             _fail(f"no corpus file at {corpus}")
-        texts = [line for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [line.rstrip("\r") for line in lines_of(corpus.read_text(encoding="utf-8"))]
 
     async def work(llm: LLM) -> None:
         try:
@@ -113,7 +114,7 @@ def explain_dataset_command(
     if not path.is_file():
         _fail(f"no data file at {path}")
     try:
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = read_jsonl(path)
         inputs = [str(row[input_field]) for row in rows]
         outputs = [str(row[output_field]) for row in rows]
     except (json.JSONDecodeError, KeyError, TypeError) as error:

@@ -11,6 +11,7 @@ import typer
 import uvicorn
 
 from xplain.cli.common import app, console
+from xplain.data.demo import DEMO_MODELS
 from xplain.settings import get_settings, unknown_environment
 
 log = logging.getLogger("xplain.server")
@@ -27,6 +28,7 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame) -> None:
         if not self.should_exit:
+            self.config.app.state.draining = True  # event streams end at their next tick instead of being cut off
             deadline = (self.config.timeout_graceful_shutdown or 0) + SHUTDOWN_STEPS_S
             timer = threading.Timer(deadline, _exit_now, args=(deadline,))
             timer.daemon = True
@@ -39,13 +41,12 @@ def _exit_now(deadline: float) -> None:
     os._exit(0)
 
 
-@app.command()
+@app.command(help=f"Serve the REST API; the demo models ({', '.join(DEMO_MODELS)}) are registered unless --no-demo.")
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (XPLAIN_SERVER_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (XPLAIN_SERVER_PORT).")] = None,
     demo: Annotated[bool, typer.Option(help="Register the built-in demo models at start.")] = True,
 ) -> None:
-    """Serve the REST API; the demo models `breast_cancer` and `reviews` are registered unless --no-demo."""
     from xplain.server.app import create_app
 
     settings = get_settings()

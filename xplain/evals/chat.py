@@ -12,6 +12,7 @@ from typing import Any
 
 from xplain.agent import GroundedPlanner, make_chat
 from xplain.agent.planner import OPERATIONS, OutOfScope
+from xplain.batch.sources import read_jsonl
 from xplain.evals.report import EvalTable, Size, suite
 from xplain.llm import LLM
 from xplain.settings import get_settings
@@ -31,7 +32,7 @@ SMALL_PER_MODEL = 20
 def load_questions(path: Path = QUESTIONS) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"no question suite at {path} (it ships with the repository's tests/data)")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def arguments_match(expected: dict[str, Any], actual: dict[str, Any], ranked: list[str]) -> bool:

@@ -44,6 +44,7 @@ def make_backend(settings: Settings) -> Backend:
                 gpu_memory_utilization=settings.llm_gpu_memory_utilization,
                 # vLLM reads the model's own limit; only a context size set on purpose overrides it
                 max_model_len=settings.llm_context_size,
+                batch_invariant=settings.llm_batch_invariant,
             )
         case "fake":
             from xplain.llm.backends.fake import FakeBackend, plumbing_reply

@@ -24,12 +24,19 @@ from starlette.types import ASGIApp
 
 from xplain import __version__
 from xplain.data.demo import demo_reference
-from xplain.errors import InvalidInput, describe, plain_validation_error
+from xplain.errors import Forbidden, InvalidInput, describe, plain_validation_error
 from xplain.llm import LLM
 from xplain.methods.catalog import Method, catalog
 from xplain.server.deps import Service, open_service
 from xplain.server.guards import ApiKeyGuard, BodySizeLimit
-from xplain.server.schemas import MethodInfo, MethodRequest, MethodResponse, ModelInfo, method_request_model
+from xplain.server.schemas import (
+    MethodInfo,
+    MethodRequest,
+    ModelInfo,
+    ModelRegistration,
+    method_request_model,
+    method_response_model,
+)
 from xplain.settings import Settings
 from xplain.tools.catalog_tools import brief
 from xplain.tools.context import ProbeContext, demo_context
@@ -96,7 +103,9 @@ def method_tool(method: Method) -> XplainTool:
             mode="json"
         ), f"{head}\n{compact([brief(o.model_dump(exclude_none=True)) for o in response.results])}"
 
-    return XplainTool(method.name, method.description, method_request_model(method), MethodResponse, answer)
+    return XplainTool(
+        method.name, method.description, method_request_model(method), method_response_model(method), answer
+    )
 
 
 def probe_tool(name: str, forms: list[tuple[type[BaseModel], str]]) -> XplainTool:
@@ -147,12 +156,23 @@ def probe_tools() -> list[XplainTool]:
 
 async def list_models(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
     Strict.model_validate(arguments)
-    models = [svc.model_info(name) for name in sorted(svc.registry.models)]
+    models = [svc.model_info(key) for key in svc.registry.visible("")]
     lines = [
         f"{m.name}: {m.kind}, classes {m.classes}" + (f", {len(m.feature_names)} features" if m.feature_names else "")
         for m in models
     ]
     return ModelList(models=models).model_dump(mode="json"), "\n".join(lines) or "no models registered"
+
+
+async def register_model(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Registers as the operator (MCP's tools act as the server's own user), so only on a server without API keys:
+    with keys, each key owns the models it registers over REST, which MCP cannot tell apart."""
+    registration = ModelRegistration.model_validate(arguments)
+    if svc.settings.api_keys:
+        raise Forbidden("this server has API keys, so models are registered per key over REST (POST /models), not MCP")
+    await svc.registry.register(registration)
+    info = svc.model_info(registration.name)
+    return info.model_dump(mode="json"), f"registered {info.name}: {info.kind}, classes {info.classes}"
 
 
 async def list_methods(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -170,6 +190,14 @@ def xplain_tools() -> dict[str, XplainTool]:
             Strict,
             ModelList,
             list_models,
+        ),
+        XplainTool(
+            "register_model",
+            "Register a model to explain, as POST /models does: an LLM classifier (source.llm: a prompt template "
+            "with {text} and its labels' words), a file, an import path or a URL the operator allows.",
+            ModelRegistration,
+            ModelInfo,
+            register_model,
         ),
         XplainTool(
             "list_methods",
@@ -239,4 +267,5 @@ async def serve_stdio(server: Server[Service]) -> None:
 def http_app(server: Server[Service], settings: Settings, *, host: str) -> ASGIApp:
     """The streamable-HTTP app at `/mcp`, behind the REST API's own key check and body-size limit."""
     app = server.streamable_http_app(host=host, max_request_body_size=settings.max_body_bytes)
-    return ApiKeyGuard(BodySizeLimit(app, max_bytes=settings.max_body_bytes), keys=settings.api_keys)
+    guarded = BodySizeLimit(app, max_bytes=settings.max_body_bytes)
+    return ApiKeyGuard(guarded, keys=settings.api_keys, admin_keys=settings.admin_api_keys)

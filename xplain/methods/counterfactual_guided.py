@@ -33,6 +33,7 @@ from xplain.prompts.data import fence
 SUBSTITUTES_PROMPT = "counterfactual/text_substitutes"
 FLUENCY_PROMPT = "counterfactual/fluency"
 _SINGLE_WORD = re.compile(r"^[A-Za-z][A-Za-z'-]{0,19}$")
+_PIECES = re.compile(f"({WORD.pattern})")  # split keeping the words at the odd positions
 
 
 class Substitutes(BaseModel):
@@ -43,7 +44,7 @@ class Substitutes(BaseModel):
 
 def replace_words(text: str, edits: dict[str, str]) -> str:
     """The text with every occurrence of each (lower-cased) word replaced ("" deletes it), spacing tidied."""
-    pieces = WORD.split(text)
+    pieces = _PIECES.split(text)
     out = [edits.get(p.lower(), p) if i % 2 else p for i, p in enumerate(pieces)]
     return " ".join("".join(out).split())
 

@@ -32,8 +32,10 @@ from xplain.methods.counterfactual import (
     plain_label,
 )
 from xplain.methods import counterfactual_guided as guided
+from xplain.methods.words import WORD
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
+from xplain.validation import reference_rows
 
 Mode = Literal["target", "concept", "causal", "guided"]
 PROMPTS = {
@@ -47,8 +49,7 @@ WORDS_PROMPT = "counterfactual/text_causal_words"
 FEEDBACK_SHOWN = 3
 MAX_TEXT_CHARS = 1500
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-_WORD = re.compile(r"\w+")
+_TOKEN = re.compile(rf"{WORD.pattern}|[^\w\s]")  # words as every method reads them, and punctuation
 # Phrases that mean the LLM talked about the task instead of rewriting the text (ANCHORS.md, Gat et al.).
 _TASK_TALK = re.compile(
     r"\b(review|not mentioned|counterfactual|rewritten|rewrite|edited text|original text|classifier|"
@@ -91,10 +92,10 @@ def token_diff(original: str, edited: str) -> list[tuple[Literal["same", "remove
 def drop_reason(original: str, candidate: str, seen: set[str]) -> str | None:
     """Why a generated text is not a usable counterfactual: unchanged, a duplicate, or talk about the task."""
     key = " ".join(tokens(candidate.lower()))
-    words = set(_WORD.findall(candidate.lower()))
+    words = set(WORD.findall(candidate.lower()))
     if not words:
         return "no words"
-    if not words & set(_WORD.findall(original.lower())):
+    if not words & set(WORD.findall(original.lower())):
         return "shares no word with the original (not an edit of it)"
     if key == " ".join(tokens(original.lower())):
         return "unchanged"
@@ -500,7 +501,7 @@ async def concept_effect(
                         keep.append(edited)
             kept.append(keep)
             dropped.append(drop)
-        outputs, output = _outputs(blackbox, [*texts, *(e for keep in kept for e in keep)], output_class)
+        outputs, output = await _outputs(blackbox, [*texts, *(e for keep in kept for e in keep)], output_class)
     individual, position = [], len(texts)
     for i, text in enumerate(texts):
         edited_outputs = outputs[position : position + len(kept[i])]
@@ -528,11 +529,11 @@ async def concept_effect(
     )
 
 
-def _outputs(blackbox: BlackBox, texts: list[str], output_class: Label | None) -> tuple[list[float], str]:
+async def _outputs(blackbox: BlackBox, texts: list[str], output_class: Label | None) -> tuple[list[float], str]:
     """The measured output of every text (one batch): a class probability, or a module's float."""
     if not blackbox.is_classifier:
-        return [float(v) for v in blackbox.predict(texts)], "module output"
-    probabilities = blackbox.predict_proba(texts)
+        return [float(v) for v in await blackbox.apredict(texts)], "module output"
+    probabilities = await blackbox.apredict_proba(texts)
     classes = [plain_label(c) for c in blackbox.classes_]
     chosen = check_target(blackbox, output_class) if output_class is not None else classes[-1]
     column = classes.index(chosen)
@@ -580,7 +581,7 @@ async def _counterfactual(
     first in each row's explanation."""
     common = dict(target=options.target, candidates_per_round=options.candidates_per_round, max_rounds=options.max_rounds)
     if ctx.blackbox.kind == "tabular":
-        reference = None if ctx.reference is None else np.asarray(ctx.reference, dtype=float)
+        reference = reference_rows(ctx.blackbox, ctx.reference)
         result = await tabular_counterfactuals(
             ctx.llm, ctx.blackbox, rows, constraints=options.constraints, reference=reference, **common
         )

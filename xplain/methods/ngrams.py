@@ -8,13 +8,14 @@ from functools import lru_cache
 
 import numpy as np
 
-WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+from xplain.methods.words import WORD
+
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 TAG = re.compile(r"<[^>]{0,20}>")
 
 
 def words(text: str) -> list[str]:
-    """Lower-case word tokens; punctuation and markup are dropped."""
+    """Lower-case word tokens (`xplain.methods.words`); punctuation and markup are dropped."""
     return WORD.findall(TAG.sub(" ", text.lower()))
 
 

@@ -1,11 +1,20 @@
-"""Words of a text as explanation features: the distinct lower-cased words, and the text with some of them removed."""
+"""The one word tokenizer: every method, probe and check that ranks, removes or counts words reads them here, so
+the word an explanation ranks ("don't") is the word its check removes.
+
+A word is a run of letters, digits or `_`, with an inner apostrophe kept ("don't", "it's")."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 
-WORD = re.compile(r"(\w+)")
+WORD = re.compile(r"\w+(?:'\w+)?")
+_SPLIT = re.compile(f"({WORD.pattern})")
+
+
+def words(text: str) -> list[str]:
+    """Every word of `text`, in order, as written."""
+    return WORD.findall(text)
 
 
 def distinct_words(text: str, cap: int | None = None) -> list[str]:
@@ -21,6 +30,6 @@ def remove_words(text: str, words: Iterable[str]) -> str:
     """The text with every occurrence of the given (lower-cased) words dropped and spacing tidied."""
     dropped = set(words)
     # odd positions are words, even ones what lies between them
-    pieces = WORD.split(text)
+    pieces = _SPLIT.split(text)
     kept = [p for i, p in enumerate(pieces) if i % 2 == 0 or p.lower() not in dropped]
     return " ".join("".join(kept).split())

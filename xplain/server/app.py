@@ -13,11 +13,12 @@ from fastapi_offline import FastAPIOffline
 from xplain import __version__
 from xplain.llm import LLM
 from xplain.agent.store import ConversationStore, sqlite_path
+from xplain.server.admission import Admission
 from xplain.server.chat import make_chat_router
 from xplain.server.chat_agents import RegistryAgents
 from xplain.server.deps import open_service
 from xplain.server.errors import install_error_handlers
-from xplain.server.guards import ApiKeyGuard, BodySizeLimit, RequestGuard, is_public
+from xplain.server.guards import ApiKeyGuard, BodySizeLimit, JsonBodies, RequestGuard, is_public
 from xplain.server.routes import classifiers, health, jobs, methods, models
 from xplain.settings import Settings, get_settings
 
@@ -55,10 +56,13 @@ def create_app(
         description="LLMs that explain black-box models, and check their explanations against the model.",
         lifespan=lifespan,
     )
+    app.state.admission = Admission(settings.sync_concurrency, settings.sync_queue, settings.sync_timeout_s)
     install_error_handlers(app)
     app.add_middleware(RequestGuard, budget_s=settings.sync_timeout_s)
+    app.add_middleware(JsonBodies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeyGuard, keys=settings.api_keys)  # added last: runs first, before any body is read
+    # added last: runs first, before any body is read
+    app.add_middleware(ApiKeyGuard, keys=settings.api_keys, admin_keys=settings.admin_api_keys)
 
     agents = RegistryAgents()
     app.include_router(make_chat_router(agents))

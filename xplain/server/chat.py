@@ -7,12 +7,13 @@ is plain HTML + JS from `static/`, no build step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -23,6 +24,8 @@ from xplain.display.charts import bar_spec, chart_spec, charts_js
 from xplain.methods.base import load_result
 from xplain.methods.catalog import catalog
 from xplain.llm import LLMError
+from xplain.server.deps import Principal, principal
+from xplain.server.registry import scoped, split_key
 from xplain.validation import SLUG
 from xplain.tools.registry import plain_error
 
@@ -54,18 +57,28 @@ def make_chat_router(agents: Mapping[str, Chat]) -> APIRouter:
             raise HTTPException(404, f"no chat asset {name!r}")
         return Response(_static(name), media_type=STATIC_FILES[name])
 
+    def visible(who: Principal) -> list[str]:
+        return [key for key in agents if split_key(key)[0] in ("", who.owner)]
+
     @router.get("/chat/models")
-    async def chat_models() -> dict[str, list[str]]:
-        """Every model that can be chatted with: it is registered and has reference rows."""
-        return {"models": list(agents)}
+    async def chat_models(who: Principal = Depends(principal)) -> dict[str, list[str]]:
+        """Every model this key can chat with: its own or shared, with reference rows."""
+        return {"models": [split_key(key)[1] for key in visible(who)]}
 
     @router.post("/chat/stream")
-    async def chat_stream(request: ChatRequest) -> StreamingResponse:
-        if request.model not in agents:
-            raise HTTPException(404, f"no model {request.model!r}; available: {', '.join(agents) or 'none'}")
-        agent = agents[request.model]
+    async def chat_stream(request: ChatRequest, who: Principal = Depends(principal)) -> StreamingResponse:
+        """A turn of the conversation `session_id` of this key: another key's conversation of the same id is
+        another conversation."""
+        keys = visible(who)
+        own = scoped(who.owner, request.model)
+        key = own if own in keys else request.model if request.model in keys else None
+        if key is None:
+            available = ", ".join(split_key(k)[1] for k in keys) or "none"
+            raise HTTPException(404, f"no model {request.model!r}; available: {available}")
+        agent = agents[key]
+        session = request.session_id if not who.owner else _session_of(who.owner, request.session_id)
         return StreamingResponse(
-            _events(agent, request),
+            _events(agent, request.model_copy(update={"session_id": session})),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -82,6 +95,11 @@ async def _events(agent: Chat, request: ChatRequest) -> AsyncIterator[str]:
             yield _sse(event.type, json.dumps(data))
     except (ValueError, LLMError, BlackBoxError) as error:
         yield _sse("error", json.dumps({"error": plain_error(error)}))
+
+
+def _session_of(owner: str, session_id: str) -> str:
+    """The stored conversation id of `owner`'s session (a digest: it fits the store's session-id pattern)."""
+    return hashlib.sha256(f"{owner}\0{session_id}".encode()).hexdigest()[:40]
 
 
 def _sse(event: str, data: str) -> str:

@@ -16,7 +16,8 @@ from xplain.errors import TooLarge
 from xplain.llm import LLM, make_llm
 from xplain.methods.catalog import Method, MethodContext
 from xplain.server.jobs import JobManager
-from xplain.server.registry import ModelRegistry
+from xplain.server.guards import OPERATOR, Principal
+from xplain.server.registry import ModelRegistry, split_key
 from xplain.server.schemas import (
     SYNC_ROWS,
     MethodRequest,
@@ -39,28 +40,32 @@ class Service:
     registry: ModelRegistry
     jobs: JobManager
 
-    def context(self, method: Method, model: str | None) -> MethodContext:
-        """What `method` runs against: the named model (refused before any work if the method cannot use it)."""
-        opened = self.registry.opened(model) if model is not None and method.needs_model else None
+    def context(self, method: Method, model: str | None, owner: str = "") -> MethodContext:
+        """What `method` runs against: `owner`'s model of that name, or a shared one (refused before any work if the
+        method cannot use it)."""
+        key = self.registry.key_for(model, owner) if model is not None else None
+        opened = self.registry.opened(key) if key is not None and method.needs_model else None
         return method_context(method, opened, llm=self.llm, settings=self.settings)
 
-    async def run_method(self, method: Method, body: MethodRequest) -> MethodResponse:
-        """One synchronous call of a catalog method, as `POST /methods/{name}` and the MCP tools answer it."""
+    async def run_method(self, method: Method, body: MethodRequest, owner: str = "") -> MethodResponse:
+        """One synchronous call of a catalog method for `owner`, as `POST /methods/{name}` and the MCP tools answer
+        it."""
         if method.unit == "row" and len(body.rows) > SYNC_ROWS:
             raise TooLarge(f"{len(body.rows)} rows; a synchronous call takes at most {SYNC_ROWS}: POST /jobs for more")
-        results = await run_method(method, self.context(method, body.model), body.rows, body.options)
+        results = await run_method(method, self.context(method, body.model, owner), body.rows, body.options)
         return MethodResponse(model=body.model, method=method.name, results=outcomes_of(range(len(results)), results))
 
-    def model_info(self, name: str) -> ModelInfo:
-        registration, blackbox = self.registry.get(name)
+    def model_info(self, key: str) -> ModelInfo:
+        registration, blackbox = self.registry.get(key)
         classes = blackbox.classes_
         classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
         return ModelInfo(
-            name=name,
+            name=split_key(key)[1],
             kind=blackbox.kind,
             source=registration.source,
             classes=classes,
             feature_names=blackbox.feature_names,
+            columns=None if blackbox.schema is None else [c.model_dump() for c in blackbox.schema.columns],
             queries=blackbox.stats().model_dump(),
         )
 
@@ -73,7 +78,7 @@ async def open_service(
     exit. Jobs are not resumed here: that is the REST server's work, not every front's."""
     store = Store(settings.database_url)
     client = llm or make_llm(settings)
-    registry = ModelRegistry(store, settings)
+    registry = ModelRegistry(store, settings, client)
     try:
         broken = await registry.restore()
         if broken:
@@ -85,6 +90,7 @@ async def open_service(
         jobs = JobManager(store, registry, client, settings)
         yield Service(settings=settings, store=store, llm=client, registry=registry, jobs=jobs)
     finally:
+        await asyncio.to_thread(registry.close)
         try:  # a native LLM call in flight cannot be interrupted: do not wait for it past the grace time
             await asyncio.wait_for(client.aclose(), timeout=settings.shutdown_grace_s)
         except TimeoutError:
@@ -94,4 +100,9 @@ async def open_service(
 
 def service(request: Request) -> Service:
     return request.app.state.service
+
+
+def principal(request: Request) -> Principal:
+    """The API key's principal; without configured keys, the operator."""
+    return getattr(request.state, "principal", OPERATOR)
 

@@ -9,8 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from xplain.errors import BUILT_IN_STATUS, XplainError, describe, describe_validation_error
+from xplain.errors import BUILT_IN_STATUS, Busy, XplainError, describe, describe_validation_error
+from xplain.server.guards import send_json
 
 log = logging.getLogger("xplain.server")
 
@@ -35,17 +37,42 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def known_error(_: Request, error: Exception) -> JSONResponse:
         status, message = describe(error)
-        return _body(message, type(error).__name__, status)
+        headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, Busy) else None
+        return _body(message, type(error).__name__, status, headers)
 
     # Registered per class (not as a catch-all), so Starlette answers them without treating them as crashes.
     for kind in (XplainError, *(kind for kind, _ in BUILT_IN_STATUS)):
         app.add_exception_handler(kind, known_error)
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(_: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        status, message = describe(error)
-        return _body(message, type(error).__name__, status)
+    app.add_middleware(UnexpectedErrors)  # the innermost middleware: around the routes, inside the guards
+
+
+class UnexpectedErrors:
+    """A bug answers 500 with a JSON body and goes to the log, and is not passed on: the server would close the
+    connection, and a keep-alive client's next request would be reset. (Starlette's own catch-all re-raises.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except Exception as error:
+            log.exception("unhandled error")
+            if started:  # half a response is out: only closing the connection tells the client
+                raise
+            status, message = describe(error)
+            await send_json(send, status, {"error": message, "detail": type(error).__name__})
 
 
 def _body_model(request: Request) -> type[BaseModel] | None:

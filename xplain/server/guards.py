@@ -7,9 +7,11 @@ noticed while its handler still works, and streaming responses pass through unto
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -34,26 +36,56 @@ async def send_json(send: Send, status: int, body: dict, headers: dict[str, str]
     await send({"type": "http.response.body", "body": payload})
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who sends a request: `owner` names the API key (a digest, never the key itself); what one key makes (jobs,
+    models, conversations) belongs to it. Without configured keys everyone is the same operator, `owner` "", who
+    sees everything; an admin key sees and cancels everything too. Things owned by "" (the demos) are shared."""
+
+    owner: str
+    admin: bool
+
+    def sees(self, owner: str | None) -> bool:
+        return self.admin or owner == self.owner
+
+
+OPERATOR = Principal(owner="", admin=True)
+
+
+def owner_of(key: bytes) -> str:
+    return hashlib.sha256(b"xplain-key\0" + key).hexdigest()[:16]
+
+
 class ApiKeyGuard:
     """With keys configured, every path outside PUBLIC_PATHS needs one: closed by default, so a route added
-    later (or a path that does not exist) is guarded without anyone remembering to."""
+    later (or a path that does not exist) is guarded without anyone remembering to. The key's Principal goes into
+    the request's state (`request.state.principal`)."""
 
-    def __init__(self, app: ASGIApp, keys: Collection[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: Collection[str], admin_keys: Collection[str] = ()) -> None:
         self.app = app
-        self.keys = [key.encode() for key in keys]
+        self.keys = [(key.encode(), False) for key in keys] + [(key.encode(), True) for key in admin_keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or is_public(scope["path"]) or self._has_key(scope):
+        if scope["type"] != "http" or not self.keys:
+            await self.app(scope, receive, send)
+            return
+        principal = self._principal(scope)
+        if principal is not None:
+            scope.setdefault("state", {})["principal"] = principal
+        if principal is not None or is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         await send_json(send, 401, {"error": KEY_HELP, "detail": None}, {"WWW-Authenticate": "Bearer"})
 
-    def _has_key(self, scope: Scope) -> bool:
+    def _principal(self, scope: Scope) -> Principal | None:
         headers = Headers(scope=scope)
         given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
         given_bytes = given.encode("utf-8", "surrogateescape")
         # compare every key (no early exit) in constant time; bytes, because compare_digest refuses non-ASCII str
-        return any([secrets.compare_digest(given_bytes, key) for key in self.keys])
+        matches = [(secrets.compare_digest(given_bytes, key), admin) for key, admin in self.keys]
+        if not any(match for match, _ in matches):
+            return None
+        return Principal(owner=owner_of(given_bytes), admin=any(match and admin for match, admin in matches))
 
 
 class BodySizeLimit:
@@ -88,6 +120,30 @@ class BodySizeLimit:
 
     def error(self) -> dict:
         return {"error": f"request body over {self.max_bytes} bytes (XPLAIN_MAX_BODY_BYTES)", "detail": None}
+
+
+class JsonBodies:
+    """Request bodies are JSON: a body sent as another media type (`text/plain`, a form, as `curl -d` sends without
+    `-H 'Content-Type: application/json'`) is refused with 415 before it is read, with what to send instead."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._refused(Headers(scope=scope)):
+            body = {
+                "error": "the body must be JSON: send it with Content-Type: application/json",
+                "detail": "UnsupportedMediaType",
+            }
+            await send_json(send, 415, body, {"Connection": "close"})
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _refused(headers: Headers) -> bool:
+        media = headers.get("content-type", "").partition(";")[0].strip().lower()
+        has_body = "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("", "0")
+        return bool(media) and has_body and media != "application/json" and not media.endswith("+json")
 
 
 class RequestGuard:

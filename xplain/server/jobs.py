@@ -9,10 +9,11 @@ import asyncio
 import logging
 import time
 
-from xplain.batch.runner import Progress, RowOutcome, describe_error, run_rows
+from xplain.batch.runner import Progress, RowOutcome, describe_error, is_bad_input, run_rows
 from xplain.methods.catalog import get_method
 from xplain.errors import NotFound
 from xplain.llm import LLM
+from xplain.server.guards import OPERATOR, Principal
 from xplain.server.registry import ModelRegistry
 from xplain.server.store import Store
 from xplain.service import method_context
@@ -45,8 +46,8 @@ class JobManager:
         self.tasks: dict[str, asyncio.Task] = {}
         self.progress: dict[str, Progress] = {}
 
-    async def submit(self, model: str | None, method: str, options: dict, rows: list) -> str:
-        job_id = await self.store.create_job(model, method, options, rows)
+    async def submit(self, model: str | None, method: str, options: dict, rows: list, owner: str = "") -> str:
+        job_id = await self.store.create_job(model, method, options, rows, owner)
         await self.start(job_id)
         return job_id
 
@@ -77,9 +78,10 @@ class JobManager:
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
-    async def snapshot(self, job_id: str) -> tuple[dict, Progress]:
+    async def snapshot(self, job_id: str, principal: Principal = OPERATOR) -> tuple[dict, Progress]:
+        """The job and its progress, if `principal` may see it; another key's job is as missing as one never made."""
         job = await self.store.job(job_id)
-        if job is None:
+        if job is None or not principal.sees(job["owner"]):
             raise JobNotFound(f"no job {job_id!r}")
         live = self.progress.get(job_id)
         progress = Progress(
@@ -131,7 +133,16 @@ class JobManager:
             return
         finally:
             progress.ended_at = time.time()
-        final = await self.store.job(job_id)
-        status = "completed" if final and final["failed"] == 0 else "failed"
-        error = None if status == "completed" else f"{final['failed']} row(s) failed; POST /jobs/{job_id}/resume retries them"
-        await self.store.set_status(job_id, status, error)
+        await self.store.set_status(job_id, *await self._verdict(job_id))
+
+    async def _verdict(self, job_id: str) -> tuple[str, str | None]:
+        """(status, note) of a job whose rows all ran: rows that failed on their own input fail alone (the job is
+        completed, resuming would fail them again); other failures (a backend down) make it failed and resumable."""
+        reasons = await self.store.failure_reasons(job_id)
+        retryable = [reason for reason in reasons if not is_bad_input(reason)]
+        if retryable:
+            example = retryable[0][:200]
+            return "failed", f"{len(retryable)} row(s) failed (e.g. {example}); POST /jobs/{job_id}/resume retries them"
+        if reasons:
+            return "completed", f"{len(reasons)} row(s) failed on their input; each row's error says why"
+        return "completed", None

@@ -21,7 +21,7 @@ metadata = sa.MetaData()
 models_table = sa.Table(
     "models",
     metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("name", sa.String(120), primary_key=True),  # the registry's key: owner/name
     sa.Column("spec", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
@@ -30,7 +30,8 @@ jobs_table = sa.Table(
     "jobs",
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("model", sa.String(100)),  # None for methods that need no model (iprompt, classifiers)
+    sa.Column("model", sa.String(120)),  # None for methods that need no model (iprompt, classifiers)
+    sa.Column("owner", sa.String(64), nullable=False, server_default=""),  # the API key that made it ("": none)
     sa.Column("method", sa.String(50), nullable=False),
     sa.Column("options", sa.JSON, nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
@@ -66,6 +67,13 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        self._add_owner_column()
+
+    def _add_owner_column(self) -> None:
+        """A database made before jobs had owners: its jobs become the operator's (owner "")."""
+        if "owner" not in {c["name"] for c in sa.inspect(self.engine).get_columns("jobs")}:
+            with self.engine.begin() as db:
+                db.execute(sa.text("ALTER TABLE jobs ADD COLUMN owner VARCHAR(64) NOT NULL DEFAULT ''"))
 
     async def _run(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
@@ -99,14 +107,16 @@ class Store:
 
     # -- jobs -------------------------------------------------------------------------------------------------
 
-    async def create_job(self, model: str | None, method: str, options: dict[str, Any], rows: list[Any]) -> str:
+    async def create_job(
+        self, model: str | None, method: str, options: dict[str, Any], rows: list[Any], owner: str = ""
+    ) -> str:
         job_id = uuid.uuid4().hex
 
         def work() -> None:
             with self.engine.begin() as db:
                 db.execute(
                     sa.insert(jobs_table).values(
-                        id=job_id, model=model, method=method, options=options, status="queued",
+                        id=job_id, model=model, owner=owner, method=method, options=options, status="queued",
                         total=len(rows), created_at=time.time(),
                     )
                 )  # fmt: skip
@@ -135,10 +145,14 @@ class Store:
 
         return await self._run(work)
 
-    async def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
+    async def jobs(self, limit: int = 100, owner: str | None = None) -> list[dict[str, Any]]:
+        """The newest jobs: `owner`'s, or everyone's when `owner` is None."""
+
         def work() -> list[dict[str, Any]]:
             with self.engine.connect() as db:
                 query = sa.select(jobs_table).order_by(jobs_table.c.created_at.desc()).limit(limit)
+                if owner is not None:
+                    query = query.where(jobs_table.c.owner == owner)
                 return [dict(r) for r in db.execute(query).mappings()]
 
         return await self._run(work)
@@ -202,6 +216,18 @@ class Store:
                     )
 
         await self._run(work)
+
+    async def failure_reasons(self, job_id: str) -> list[str]:
+        """The error of each failed row of a job."""
+
+        def work() -> list[str]:
+            with self.engine.connect() as db:
+                query = sa.select(rows_table.c.error).where(
+                    rows_table.c.job_id == job_id, rows_table.c.status == "failed"
+                )
+                return [error or "" for error in db.execute(query).scalars()]
+
+        return await self._run(work)
 
     async def results(self, job_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
         def work() -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ box or reading the data; each probe sends its black-box queries as one batch."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any
 
 import numpy as np
@@ -13,11 +12,11 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, model_validator
 
 from xplain.methods.checks import Gaps, prediction_gaps, text_prediction_gaps
+from xplain.methods.words import distinct_words, remove_words, words as text_words
 from xplain.tools.context import ProbeContext
 from xplain.tools.registry import make_tool, register_tool, rounded
 
 MAX_TEXT = 2000
-WORD = re.compile(r"\w+(?:'\w+)?")
 
 
 # -- arguments ------------------------------------------------------------------------------------------------
@@ -40,7 +39,9 @@ class TextOrRowArgs(BaseModel):
 
 class FeatureChange(BaseModel):
     feature: str = Field(max_length=80, description="Feature name, as listed by describe_data.")
-    value: float = Field(description="The new value.")
+    value: float | bool | Annotated[str, Field(max_length=80)] = Field(
+        description="The new value: a number, or one of a categorical feature's values."
+    )
 
 
 class TabularWhatIfArgs(RowArgs):
@@ -124,12 +125,6 @@ def _true_label(context: ProbeContext, args: Any) -> dict[str, str]:
     return {"true_label": str(context.labels[row])}
 
 
-def _words(text: str) -> list[str]:
-    return WORD.findall(text)
-
-
-def _remove_word(text: str, word: str) -> str:
-    return re.sub(rf"\b{re.escape(word)}\b", "", text).replace("  ", " ").strip()
 
 
 # -- predict --------------------------------------------------------------------------------------------------
@@ -156,6 +151,13 @@ def predict_tool(context: ProbeContext) -> BaseTool:
     )
 
 
+def _value(columns: list | None, column: int, code: float) -> Any:
+    """A table's value as the user writes it: a category or boolean as itself, a number rounded."""
+    if columns is not None and columns[column].discrete:
+        return columns[column].decode(np.array([code]))[0]
+    return rounded(code)
+
+
 def _batch(context: ProbeContext, inputs: list[Any]) -> Any:
     return np.vstack(inputs) if context.kind == "tabular" else list(inputs)
 
@@ -169,10 +171,14 @@ def what_if_tool(context: ProbeContext) -> BaseTool:
         original = np.asarray(context.row(args.row), dtype=np.float64)
         edited = original.copy()
         applied = {}
+        columns = context.blackbox.schema.columns if context.blackbox.schema is not None else None
         for change in args.changes:
             column = context.feature_index(change.feature)
-            edited[column] = change.value
-            applied[context.feature_names[column]] = {"from": rounded(original[column]), "to": rounded(change.value)}
+            # a category must be one the model knows; a number is a number (the column's own error says which)
+            edited[column] = columns[column].encode(change.value) if columns else float(change.value)
+            applied[context.feature_names[column]] = {
+                "from": _value(columns, column, original[column]), "to": _value(columns, column, edited[column])
+            }
         before, after = await context.blackbox.apredict_proba(np.vstack([original, edited]))
         return _comparison(context, {"row": args.row, "changes": applied}, before, after)
 
@@ -259,7 +265,7 @@ def _overview(context: ProbeContext) -> dict[str, Any]:
         overview["features"] = context.feature_names
         overview["n_features"] = len(context.feature_names)
     else:
-        overview["mean_words_per_text"] = rounded(np.mean([len(_words(t)) for t in context.rows]), 1)
+        overview["mean_words_per_text"] = rounded(np.mean([len(text_words(t)) for t in context.rows]), 1)
     if context.labels is not None:
         labels, counts = np.unique(context.labels, return_counts=True)
         overview["label_counts"] = {str(label): int(count) for label, count in zip(labels, counts)}
@@ -280,7 +286,7 @@ def similar_rows_tool(context: ProbeContext) -> BaseTool:
             scale[scale == 0] = 1.0
             distances = np.linalg.norm((rows - model_input) / scale, axis=1)
         else:
-            query = set(w.lower() for w in _words(model_input))
+            query = set(w.lower() for w in text_words(model_input))
             distances = np.array([_jaccard_distance(query, text) for text in context.rows])
         if exclude is not None:
             distances[exclude] = np.inf
@@ -306,7 +312,7 @@ def similar_rows_tool(context: ProbeContext) -> BaseTool:
 
 
 def _jaccard_distance(query: set[str], text: str) -> float:
-    words = set(w.lower() for w in _words(text))
+    words = set(w.lower() for w in text_words(text))
     union = query | words
     return 1.0 - len(query & words) / len(union) if union else 1.0
 
@@ -361,10 +367,10 @@ async def _tabular_effects(context: ProbeContext, row: int, top: int) -> dict[st
 
 async def _text_effects(context: ProbeContext, args: TextOrRowArgs, top: int) -> dict[str, Any]:
     original, source = _input_of(context, args)
-    words = list(dict.fromkeys(_words(original)))[:60]
+    words = distinct_words(original, 60)
     if not words:
         raise ValueError("the text has no words to remove")
-    variants = [_remove_word(original, w) for w in words]
+    variants = [remove_words(original, [w]) for w in words]
     probabilities = await context.blackbox.apredict_proba([original, *variants])
     result = _effects(context, source, probabilities, words, "word removed", top)
     checked = [w.lower() for w in list(result["effects"])[:CHECKED]]
@@ -486,7 +492,7 @@ def global_effects_tool(context: ProbeContext) -> BaseTool:
     async def run_text(args: GlobalEffectArgs) -> dict[str, Any]:
         # one word: every row that has it; the top words: a sample, to bound the queries
         texts = [str(t) for t in list(context.rows)[: None if args.feature else MAX_WORD_ROWS]]
-        word_sets = [set(w.lower() for w in _words(t)) for t in texts]
+        word_sets = [set(w.lower() for w in text_words(t)) for t in texts]
         if args.feature is not None:
             words = [args.feature.strip().lower()]
         else:
@@ -499,7 +505,7 @@ def global_effects_tool(context: ProbeContext) -> BaseTool:
         pairs = [(word, i) for word in words for i, found in enumerate(word_sets) if word in found]
         if not pairs:
             raise ValueError(f"no text among the first {len(texts)} rows contains {words[0] if words else 'a repeated word'!r}")
-        edited = [_remove_word_any_case(texts[i], word) for word, i in pairs]
+        edited = [remove_words(texts[i], [word]) for word, i in pairs]
         originals = sorted({i for _, i in pairs})
         probabilities = await context.blackbox.apredict_proba([texts[i] for i in originals] + edited)
         base = dict(zip(originals, probabilities[: len(originals), target]))
@@ -520,10 +526,6 @@ def global_effects_tool(context: ProbeContext) -> BaseTool:
     if context.kind == "tabular":
         return make_tool("global_effects", description, GlobalEffectArgs, run_tabular)
     return make_tool("global_effects", description, GlobalEffectArgs, run_text)
-
-
-def _remove_word_any_case(text: str, word: str) -> str:
-    return " ".join(re.sub(rf"(?i)\b{re.escape(word)}\b", "", text).split())
 
 
 def _global_summary(
@@ -730,8 +732,8 @@ def counterfactual_search_tool(context: ProbeContext) -> BaseTool:
     async def run_text(args: TextFlipArgs) -> dict[str, Any]:
         text, source = _input_of(context, args)
         target = target_index(args.target)
-        words = list(dict.fromkeys(w.lower() for w in _words(text)))[:60]
-        variants = [_remove_word_any_case(text, w) for w in words]
+        words = distinct_words(text, 60)
+        variants = [remove_words(text, [w]) for w in words]
         probabilities = await context.blackbox.apredict_proba([text, *variants])
         original = int(probabilities[0].argmax())
         head = _flip_head(context, source, original, probabilities[0])
@@ -742,7 +744,7 @@ def counterfactual_search_tool(context: ProbeContext) -> BaseTool:
         cumulative, removed = [], []
         edited = text
         for word in order:
-            edited = _remove_word_any_case(edited, word)
+            edited = remove_words(edited, [word])
             removed.append(word)
             cumulative.append((list(removed), edited))
         if not cumulative:

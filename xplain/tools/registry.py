@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import pkgutil
 import re
 from collections.abc import Awaitable, Callable
@@ -82,9 +83,20 @@ def _discover() -> None:
     _discovered = True
 
 
-def to_json(payload: dict[str, Any]) -> str:
-    """Compact JSON for the model to read: no spaces, floats already rounded by the tool."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+def to_json(payload: Any) -> str:
+    """Compact JSON for the model to read: no spaces, floats already rounded by the tool; NaN and infinities, which
+    JSON has no words for, as null (as pydantic writes them)."""
+    return json.dumps(_finite(payload), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def rounded(value: float, digits: int = 4) -> float:

@@ -3,11 +3,16 @@
 A whole batch goes to the engine in one call, which is where vLLM's continuous batching and prefix caching pay.
 vLLM is imported only when this backend is built (`pip install 'xplain[gpu]'`); it needs vLLM 0.11 or later, the
 first with `StructuredOutputsParams`.
+
+`batch_invariant` (the default) runs vLLM's batch-invariant kernels (`VLLM_BATCH_INVARIANT=1`, from vLLM 0.11.1, on
+NVIDIA GPUs of compute capability 8.0 and up): a request's log-probabilities are then the same bits whatever else
+is in the batch, at some cost in speed, as the embedded engine's are. An operator's own `VLLM_BATCH_INVARIANT` wins.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,7 +27,17 @@ class VLLMEngineBackend(Backend):
     constrains_json = True
     native_tools = False  # tool choice goes through structured outputs, which every model supports
 
-    def __init__(self, model: str, *, gpu_memory_utilization: float = 0.85, max_model_len: int | None = None):
+    def __init__(
+        self,
+        model: str,
+        *,
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int | None = None,
+        batch_invariant: bool = True,
+    ):
+        if batch_invariant:  # read by vLLM when it loads, so set before the import
+            os.environ.setdefault("VLLM_BATCH_INVARIANT", "1")
+        self.batch_invariant = os.environ.get("VLLM_BATCH_INVARIANT") == "1"
         try:
             import vllm
         except ImportError as error:
@@ -49,6 +64,9 @@ class VLLMEngineBackend(Backend):
     @property
     def model(self) -> str:
         return self._model_name
+
+    async def check(self) -> str:
+        return f"vllm:{self.model}" + (" (batch-invariant)" if self.batch_invariant else "")
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from xplain.errors import NotFound
 from xplain.methods.catalog import Method, catalog, unknown_method
-from xplain.server.deps import Service, service
+from xplain.server.deps import Principal, Service, principal, service
 from xplain.server.schemas import (
     MethodInfo,
     MethodRequest,
@@ -49,10 +49,14 @@ def make_router() -> APIRouter:
 
 def _route_for(method: Method):
     """The route of one method: its body typed by the method's own request model, so that the OpenAPI document
-    shows each method's options (and a misspelt one is refused before any work)."""
+    shows each method's options (and a misspelt one is refused before any work). Calls are admitted against the
+    backend's capacity: 503 with Retry-After at once when one could not finish in time."""
 
-    async def run_method(body: MethodRequest, svc: Service = Depends(service)) -> MethodResponse:
-        return await svc.run_method(method, body)
+    async def run_method(
+        body: MethodRequest, request: Request, svc: Service = Depends(service), who: Principal = Depends(principal)
+    ) -> MethodResponse:
+        async with request.app.state.admission.admit(method.name):
+            return await svc.run_method(method, body, who.owner)
 
     run_method.__annotations__["body"] = method_request_model(method)  # a class made here, not a name to look up
     run_method.__name__ = f"run_{method.name}"
