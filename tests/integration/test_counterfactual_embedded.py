@@ -36,6 +36,24 @@ async def test_text_counterfactuals_are_verified_by_the_black_box(embedded_llm):
     assert 1 <= explanation.rounds_used <= 2 and result.cost.llm.calls >= explanation.rounds_used
 
 
+async def test_guided_search_on_the_embedded_model_keeps_only_confirmed_flips_and_scores_fluency(embedded_llm):
+    data = text_dataset(n=300)
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=500)).fit(data.texts_train, data.y_train)
+    texts = [t for t in data.texts_test if len(t) < 100][:2]
+    result = await text_counterfactuals(
+        embedded_llm, from_estimator(model, kind="text"), texts, mode="guided", max_rounds=2,
+        label_names={0: "negative", 1: "positive"},
+    )  # fmt: skip
+    for text, explanation in zip(texts, result.explanations):
+        assert explanation.guide_words and all(word in text.lower() for word in explanation.guide_words)
+        for candidate in explanation.counterfactuals:
+            assert candidate.valid == (model.predict([candidate.text])[0] != explanation.original_prediction)
+        if explanation.valid:
+            assert isinstance(explanation.valid[0].log_likelihood_change, float)
+        else:
+            assert "no flip within 2" in explanation.stopped_by
+
+
 async def test_tabular_counterfactuals_keep_constraints_and_are_verified(embedded_llm):
     data = tabular_dataset("synthetic")
     model = RandomForestClassifier(n_estimators=30, random_state=0).fit(data.X_train, data.y_train)
