@@ -23,7 +23,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from xplain.batch.methods import MethodContext, ZeroShotOptions, get_method
+from xplain.methods.catalog import MethodContext, get_method
+from xplain.methods.predict import ZeroShotOptions
 from xplain.batch.runner import run_rows
 from xplain.batch.sources import JsonlSink
 from xplain.data.demo import demo_blackbox

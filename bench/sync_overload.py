@@ -27,8 +27,7 @@ from rich.table import Table
 
 from xplain.data.demo import demo_blackbox
 from xplain.llm import LLM
-from xplain.llm.backends.fake import FakeBackend
-from xplain.llm.factory import plumbing_reply
+from xplain.llm.backends.fake import FakeBackend, plumbing_reply
 from xplain.server.app import create_app
 from xplain.settings import Settings
 from xplain.testing.serve import serve_in_thread

@@ -29,13 +29,29 @@ class OpenedModel:
     reference: Any = None
 
 
-def open_spec(spec: str, settings: Settings, *, kind: str | None = None) -> OpenedModel:
-    """The model a spec names: `demo:NAME`, a .skops file, `pkg.mod:obj` or a URL (pickles only from the trusted
-    directory), counting its queries against `XPLAIN_BLACKBOX_QUERY_BUDGET`."""
+def open_spec(spec: str, settings: Settings, *, kind: str | None = None, llm: LLM | None = None) -> OpenedModel:
+    """The model a spec names: `demo:NAME`, a .skops file, `pkg.mod:obj`, a URL or `llm:FILE` (pickles only from the
+    trusted directory; an LLM classifier on `llm` when given), counting its queries against
+    `XPLAIN_BLACKBOX_QUERY_BUDGET`."""
     blackbox = open_model(
-        spec, trusted_dir=settings.trusted_model_dir, kind=kind, query_budget=settings.blackbox_query_budget
+        spec,
+        trusted_dir=settings.trusted_model_dir,
+        kind=kind,
+        query_budget=settings.blackbox_query_budget,
+        llm=llm,
+        settings=settings,
     )
     return OpenedModel(blackbox, reference_for_spec(spec))
+
+
+def with_reference(opened: OpenedModel, reference: Any = None, columns: dict[str, Any] | None = None) -> OpenedModel:
+    """The model with `reference` rows like its training data (a DataFrame, records or lists; a demo keeps its own
+    otherwise), from which a table learns its columns' kinds, categories and ranges, `columns` overriding them."""
+    if reference is not None:
+        opened.reference = reference
+    if opened.blackbox.kind == "tabular" and (reference is not None or columns):
+        opened.blackbox.infer_schema(reference, columns)
+    return opened
 
 
 def method_context(

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
             "Loopback, private, link-local and metadata addresses are refused unless an entry covers them."
         ),
     )
+    allowed_llm_endpoints: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated base URLs of OpenAI-compatible servers that LLM classifiers registered over the "
+        "API may run on, besides the configured LLM (none: only the configured LLM).",
+    )
     max_batch_rows: int = Field(100_000, ge=1, description="Most rows one batch job may hold.")
     data_dir: Path | None = Field(None, description="The only directory batch jobs may read data files from.")
     job_concurrency: int = Field(8, ge=1, description="Chunks of rows one job runs at once.")
@@ -163,6 +168,7 @@ class Settings(BaseSettings):
         "trusted_import_prefixes",
         "trusted_import_objects",
         "allowed_model_hosts",
+        "allowed_llm_endpoints",
         mode="before",
     )
     @classmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from xplain.blackbox import BlackBox
 from xplain.errors import Forbidden, InvalidInput
@@ -55,26 +56,16 @@ def resolve_under(root: Path | str, name: str | Path, where: str = "its director
 
 
 def to_model_input(blackbox: BlackBox, row: Any) -> Any:
-    """A tabular row (list of numbers, or an object keyed by feature name) as a float list; a text row (a string,
-    or an object with a `text` field) as a string."""
+    """A tabular row (a list of values in column order, or an object keyed by column name, with the column's own
+    values: numbers, booleans, category names, null where the model takes missing values) as its encoded float
+    list (see `xplain.blackbox.schema`); a text row (a string, or an object with a `text` field) as a string."""
     if blackbox.kind == "tabular":
-        names = blackbox.feature_names or []
-        if isinstance(row, dict):
-            missing = [n for n in names if n not in row]
-            if missing:
-                raise RowError(f"row lacks feature(s) {missing[:5]}{'…' if len(missing) > 5 else ''}")
-            row = [row[n] for n in names]
-        if not isinstance(row, list | tuple):
-            raise RowError(f"a tabular row is a list of {len(names)} numbers or an object keyed by feature name")
-        if names and len(row) != len(names):
-            raise RowError(f"row has {len(row)} values; the model takes {len(names)} features")
+        if blackbox.schema is None:
+            return _numbers(row)
         try:
-            values = [float(v) for v in row]
-        except (TypeError, ValueError) as error:
-            raise RowError(f"a tabular row must hold numbers: {error}") from error
-        if not np.all(np.isfinite(values)):
-            raise RowError("a tabular row holds NaN or infinity")
-        return values
+            return blackbox.schema.encode_row(row)
+        except ValueError as error:
+            raise RowError(str(error)) from None
     if isinstance(row, dict):
         row = row.get("text")
     if not isinstance(row, str) or is_blank(row):
@@ -85,11 +76,51 @@ def to_model_input(blackbox: BlackBox, row: Any) -> Any:
     return row
 
 
+def _numbers(row: Any) -> list[float]:
+    """A row of a model that does not say its columns: finite numbers."""
+    if not isinstance(row, list | tuple):
+        raise RowError("a tabular row is a list of numbers")
+    try:
+        values = [float(v) for v in row]
+    except (TypeError, ValueError) as error:
+        raise RowError(f"a tabular row must hold numbers: {error}") from error
+    if not np.all(np.isfinite(values)):
+        raise RowError("a tabular row holds NaN or infinity")
+    return values
+
+
+def rows_of(inputs: Any) -> list[Any]:
+    """The rows of what a Python user holds: a DataFrame (records), a 2-D array (lists), or a list as it is."""
+    if isinstance(inputs, pd.DataFrame):
+        return inputs.to_dict(orient="records")
+    if isinstance(inputs, np.ndarray):
+        return inputs.tolist()
+    return list(inputs)
+
+
+def reference_rows(blackbox: BlackBox, reference: Any) -> np.ndarray | None:
+    """Reference (background) rows as encoded floats: a DataFrame, records, or lists of values; a float array is
+    taken as encoded rows already (what the demos and the registry keep)."""
+    if reference is None:
+        return None
+    if blackbox.schema is None:
+        return np.asarray(reference, dtype=float)
+    try:
+        if isinstance(reference, np.ndarray) and reference.dtype.kind in "fiub":
+            return np.asarray(reference, dtype=float)
+        if isinstance(reference, pd.DataFrame) and set(blackbox.schema.names) <= set(reference.columns):
+            reference = reference[blackbox.schema.names]  # a label column beside them is left out
+        return blackbox.schema.encode(reference if isinstance(reference, pd.DataFrame) else list(reference))
+    except ValueError as error:
+        raise InvalidInput(f"reference rows do not fit the model: {error}") from None
+
+
 def describe_row(blackbox: BlackBox, row: Any) -> str:
-    """A row as short human-readable text for a prompt."""
+    """A row as short human-readable text for a prompt, in the user's own terms (`workclass = Private`)."""
     if blackbox.kind == "tabular":
-        names = blackbox.feature_names or [f"x{i}" for i in range(len(row))]
-        return ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, row))
+        if blackbox.schema is not None:
+            return blackbox.schema.describe(row)
+        return ", ".join(f"x{i} = {v:.4g}" for i, v in enumerate(row))
     return str(row)
 
 

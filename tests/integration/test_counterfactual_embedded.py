@@ -47,7 +47,7 @@ async def test_tabular_counterfactuals_keep_constraints_and_are_verified(embedde
     )
     [explanation] = result.explanations
     for candidate in explanation.counterfactuals:
-        values = np.array(candidate.values)
+        values = np.array(list(candidate.values.values()))  # column -> value, in column order
         assert values[0] == row[0]
         assert -3 <= values[1] <= 3 or values[1] == row[1]
         assert values[2] >= row[2]

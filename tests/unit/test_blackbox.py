@@ -241,7 +241,7 @@ async def test_async_twins_match_the_sync_answers(spy):
     [
         ([1.0, 2.0], "2-D"),
         ([[1.0, 2.0, 3.0]], "expects 2 features"),
-        ([["a", "b"]], "numbers"),
+        ([["a", "b"]], "not a number"),
     ],
 )
 def test_bad_tabular_inputs_are_refused(spy, inputs, problem):

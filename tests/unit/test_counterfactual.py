@@ -225,9 +225,9 @@ async def test_constraint_violations_are_rejected_and_never_queried(table_box):
     assert [r.reason.split()[0] for r in explanation.rejected] == ["income", "debt"]
     assert table_box.stats().evaluated == 2
     [valid] = explanation.valid
-    assert valid.values == [40, 60, 30] and valid.edit_size == 2 and valid.prediction == "approve"
+    assert valid.values == {"age": 40, "income": 60, "debt": 30} and valid.edit_size == 2 and valid.prediction == "approve"
     for counterfactual in explanation.counterfactuals:
-        assert counterfactual.values[0] == 40  # the immutable feature never changes
+        assert counterfactual.values["age"] == 40  # the immutable feature never changes
     schema = json.dumps(backend.requests[0].json_schema)
     assert '"age"' not in schema  # the decoder is not even offered the immutable feature
 
@@ -284,7 +284,7 @@ async def test_count_features_take_whole_numbers_only_inferred_from_the_referenc
     assert not result.constraints["income"].integer
     explanation = result.explanations[0]
     assert [r.reason for r in explanation.rejected] == ["debt 0.2 is not a whole number"]
-    assert {tuple(c.values) for c in explanation.counterfactuals} == {(40, 45.5, 40), (40, 60, 30)}
+    assert {tuple(c.values.values()) for c in explanation.counterfactuals} == {(40, 45.5, 40), (40, 60, 30)}
     assert "whole numbers only" in request_text(backend.requests[0])
     # said explicitly, a constraint wins over the inference
     explicit = validate_constraints(NAMES, {"debt": {"integer": False}}, reference)

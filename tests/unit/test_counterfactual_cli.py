@@ -78,7 +78,7 @@ def test_tabular_counterfactual_respects_immutable_features(runner):
     )
     assert result.exit_code == 0, result.output
     [explanation] = json.loads(result.output)["explanations"]
-    assert all(c["values"][1] == 40 for c in explanation["counterfactuals"])
+    assert all(c["values"]["age"] == 40 for c in explanation["counterfactuals"])
     assert explanation["counterfactuals"][0]["valid"]
 
 

@@ -15,8 +15,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "xplain"
 #: Lowest first. A floor may import its own package and the floors below it, never beside or above it.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors", "settings"),
-    ("prompts", "blackbox"),
-    ("llm", "validation", "data"),
+    ("prompts",),
+    ("llm",),
+    ("blackbox",),  # a black box may be an LLM behind a prompt (blackbox/llm_classifier.py)
+    ("validation", "data"),
     ("methods",),
     ("display",),  # draws results; the results never import it
     ("service",),  # builds a method's context and runs it, for every front

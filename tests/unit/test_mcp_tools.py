@@ -46,14 +46,14 @@ def test_each_method_tool_takes_the_methods_own_options():
         assert schema["additionalProperties"] is False
 
 
-async def test_tools_are_the_catalog_the_two_listings_and_the_probes(server):
+async def test_tools_are_the_catalog_the_listings_registration_and_the_probes(server):
     async with server as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         from xplain.tools import build_tools, demo_context
 
         probes = {t.name for name in ("breast_cancer", "reviews") for t in build_tools(demo_context(name))} - set(catalog())
         assert {"what_if", "describe_data", "similar_rows", "model_score", "feature_effect"} <= probes
-        assert set(tools) == {"list_models", "list_methods", *catalog(), *probes}
+        assert set(tools) == {"list_models", "list_methods", "register_model", *catalog(), *probes}
         assert tools["what_if"].input_schema["properties"]["arguments"]["anyOf"] == [
             {"$ref": "#/$defs/TabularWhatIfArgs"},
             {"$ref": "#/$defs/TextWhatIfArgs"},

@@ -9,26 +9,32 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from xplain.methods.catalog import get_method, run_units
 from xplain.batch.runner import RowOutcome, outcomes_of
-from xplain.service import method_context, open_spec
+from xplain.service import method_context, open_spec, with_reference
 from xplain.settings import Settings
 
 
 class RayRowWorker:
     """A Ray actor's state: one LLM, one black box, one event loop (LLM clients are bound to the loop they start on)."""
 
-    def __init__(self, method: str, model: str, options: dict[str, Any], settings: Settings) -> None:
+    def __init__(
+        self, method: str, model: str, options: dict[str, Any], settings: Settings, reference: str | None = None
+    ) -> None:
+        from xplain.batch.sources import read_table
         from xplain.llm import make_llm
 
         self.method = get_method(method)
         self.options = self.method.parse_options(options)
         self.loop = asyncio.new_event_loop()
         opened = open_spec(model, settings) if model else None
+        if opened is not None and reference is not None:
+            with_reference(opened, read_table(Path(reference)))
         self.context = method_context(self.method, opened, llm=make_llm(settings), settings=settings)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
@@ -51,6 +57,7 @@ def run_rows_on_ray(
     record: Callable[[list[RowOutcome]], None],
     workers: int,
     batch_size: int,
+    reference: Path | None = None,
 ) -> None:
     """Map the method over `rows` on the Ray cluster `ray.init()` connects to (a local one if none is running)."""
     try:
@@ -67,6 +74,7 @@ def run_rows_on_ray(
             "model": model,
             "options": options.model_dump(mode="json"),
             "settings": settings,
+            "reference": None if reference is None else str(reference),
         },
         batch_size=batch_size,
         concurrency=workers,

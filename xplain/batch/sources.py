@@ -46,10 +46,7 @@ def read_rows(path: Path, *, column: str | None = None) -> list[Any]:
         if not isinstance(rows, list):
             raise ValueError(f"{path.name}: a JSON data file holds a list of rows")
     elif suffix in (".csv", ".parquet"):
-        import pandas as pd
-
-        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-        rows = frame.to_dict(orient="records")
+        rows = read_table(path).to_dict(orient="records")
     else:
         raise ValueError(f"{path.name}: data files are {', '.join(DATA_SUFFIXES)}")
     if column is not None:
@@ -58,6 +55,16 @@ def read_rows(path: Path, *, column: str | None = None) -> list[Any]:
             raise ValueError(f"{path.name}: row {missing[0]} has no column {column!r}")
         rows = [row[column] for row in rows]
     return rows
+
+
+def read_table(path: Path) -> Any:
+    """A CSV or Parquet file as a pandas DataFrame (strings, booleans and empty cells as pandas reads them)."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{path.name}: a table is a .csv or .parquet file")
+    return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
 
 
 class JsonlSink:

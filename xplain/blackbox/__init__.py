@@ -19,7 +19,15 @@ from xplain.blackbox.loaders import (
     from_skops,
     load_blackbox,
 )
+from xplain.blackbox.llm_classifier import (
+    LLMClassifierSpec,
+    LLMEndpoint,
+    from_llm,
+    from_llm_file,
+    from_llm_spec,
+)
 from xplain.blackbox.model import BlackBox, Kind, QueryStats, WrapperOptions
+from xplain.blackbox.schema import Column, ColumnKind, TableSchema, infer_schema
 
 __all__ = [
     "BlackBox",
@@ -29,16 +37,25 @@ __all__ = [
     "BlackBoxLoadError",
     "BlackBoxOutputError",
     "BlackBoxUnavailableError",
+    "Column",
+    "ColumnKind",
     "Kind",
+    "LLMClassifierSpec",
+    "LLMEndpoint",
     "QueryBudgetExceeded",
     "QueryStats",
+    "TableSchema",
     "UntrustedModelFileError",
     "WrapperOptions",
     "from_callable",
     "from_estimator",
     "from_http",
     "from_import_path",
+    "from_llm",
+    "from_llm_file",
+    "from_llm_spec",
     "from_pickle",
     "from_skops",
+    "infer_schema",
     "load_blackbox",
 ]

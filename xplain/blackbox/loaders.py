@@ -33,17 +33,22 @@ from xplain.blackbox.errors import (
     BlackBoxUnavailableError,
     UntrustedModelFileError,
 )
+from xplain.blackbox.llm_classifier import from_llm_file
 from xplain.blackbox.model import BatchFunction, BlackBox, Kind, WrapperOptions
+from xplain.blackbox.schema import ColumnOverrides
 from xplain.errors import Forbidden
+from xplain.llm import LLM
+from xplain.settings import Settings
 
 TRUSTED_DIR_SETTING = "XPLAIN_TRUSTED_MODEL_DIR"
 TEXT_VECTORIZERS = (CountVectorizer, TfidfVectorizer, HashingVectorizer)
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 SKOPS_SUFFIX = ".skops"
 IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+LLM_PREFIX = "llm:"
 ACCEPTED_SPECS = (
     "an http:// or https:// URL, a .skops file, a .joblib/.pkl/.pickle file inside the trusted model directory, "
-    "or a Python import path 'package.module:attribute'"
+    "a Python import path 'package.module:attribute', or llm:FILE (an LLM classifier's JSON or TOML file)"
 )
 
 
@@ -56,10 +61,20 @@ def load_blackbox(
     classes: Sequence[Any] | None = None,
     feature_names: Sequence[str] | None = None,
     timeout_s: float = 30.0,
+    llm: LLM | None = None,
+    settings: Settings | None = None,
     **options: Unpack[WrapperOptions],
 ) -> BlackBox:
-    """Pick the loader that `spec`'s form calls for; `trusted_dir` comes from the caller's settings."""
+    """Pick the loader that `spec`'s form calls for; `trusted_dir` comes from the caller's settings, and an LLM
+    classifier runs on `llm` (see `from_llm_spec`)."""
     lowered = spec.lower()
+    if spec.startswith(LLM_PREFIX):
+        box = from_llm_file(spec.removeprefix(LLM_PREFIX), llm=llm, settings=settings, **options)
+        if classes is not None or (kind is not None and kind != box.kind):
+            raise BlackBoxLoadError(f"{spec} is a {box.kind} LLM classifier whose file names its labels")
+        if feature_names is not None and list(feature_names) != box.feature_names:
+            raise BlackBoxLoadError(f"{spec} takes the features {box.feature_names}, not {list(feature_names)}")
+        return box
     if lowered.startswith(("http://", "https://")):
         if kind is None:
             raise BlackBoxLoadError(f"an HTTP black box needs kind ('tabular', 'text' or 'module'): {spec}")
@@ -80,10 +95,13 @@ def from_estimator(
     *,
     kind: Kind | None = None,
     feature_names: Sequence[str] | None = None,
+    reference: Any = None,
+    columns: ColumnOverrides | None = None,
     name: str | None = None,
     **options: Unpack[WrapperOptions],
 ) -> BlackBox:
-    """Wrap a fitted scikit-learn estimator or pipeline; classifiers must offer `predict_proba`."""
+    """Wrap a fitted scikit-learn estimator or pipeline; classifiers must offer `predict_proba`. A tabular one
+    gets its columns (`schema`) from the estimator and the `reference` rows, with `columns` overriding them."""
     name = name or f"estimator:{type(estimator).__name__}"
     if not isinstance(estimator, BaseEstimator):
         raise BlackBoxLoadError(f"{name} is not a scikit-learn estimator; wrap a plain function with from_callable")
@@ -102,7 +120,7 @@ def from_estimator(
     classes = getattr(estimator, "classes_", None)
     if classes is None:
         raise BlackBoxLoadError(f"{name} has no classes_, so its probability columns cannot be labelled")
-    return BlackBox(
+    blackbox = BlackBox(
         estimator.predict_proba,
         kind=kind,
         classes=classes,
@@ -110,6 +128,9 @@ def from_estimator(
         name=name,
         **options,
     )
+    if kind == "tabular" and blackbox.feature_names is not None:
+        blackbox.infer_schema(reference, columns)
+    return blackbox
 
 
 def from_callable(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal, TypedDict, get_args
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel
 
 from xplain.blackbox.errors import (
@@ -22,11 +23,13 @@ from xplain.blackbox.errors import (
     BlackBoxOutputError,
     QueryBudgetExceeded,
 )
+from xplain.blackbox.schema import ColumnOverrides, TableSchema, infer_schema, numeric_schema
 
 Kind = Literal["tabular", "text", "module"]
 
 BatchFunction = Callable[[Any], Any]
-"""Evaluates one batch — a 2-D float64 array (tabular) or a list of texts — into probability rows or floats."""
+"""Evaluates one batch — what the model takes (a DataFrame with its original columns if it was fitted on one, else
+a 2-D float64 array), or a list of texts — into probability rows or floats."""
 
 PROBABILITY_SUM_TOLERANCE = 1e-3
 PROBABILITY_RANGE_TOLERANCE = 1e-6
@@ -64,6 +67,7 @@ class BlackBox:
         kind: Kind,
         classes: Sequence[Any] | np.ndarray | None = None,
         feature_names: Sequence[str] | None = None,
+        schema: TableSchema | None = None,
         name: str = "callable",
         batch_size: int = 256,
         cache_size: int = 100_000,
@@ -73,8 +77,10 @@ class BlackBox:
             raise BlackBoxError(f"unknown black-box kind {kind!r}; expected one of {get_args(Kind)}")
         if kind == "module" and classes is not None:
             raise BlackBoxError("a 'module' black box returns floats and has no classes")
-        if kind != "tabular" and feature_names is not None:
-            raise BlackBoxError("feature_names apply to tabular black boxes only")
+        if kind != "tabular" and (feature_names is not None or schema is not None):
+            raise BlackBoxError("feature_names and a schema apply to tabular black boxes only")
+        if schema is not None and feature_names is not None and list(feature_names) != schema.names:
+            raise BlackBoxError("feature_names differ from the schema's column names")
         if batch_size < 1:
             raise BlackBoxError(f"batch_size must be at least 1, got {batch_size}")
         if cache_size < 0:
@@ -83,7 +89,10 @@ class BlackBox:
             raise BlackBoxError(f"query_budget must not be negative, got {query_budget}")
         self.kind: Kind = kind
         self.classes_: np.ndarray | None = None if classes is None else np.asarray(classes)
-        self.feature_names: list[str] | None = None if feature_names is None else list(feature_names)
+        if schema is None and feature_names is not None:
+            schema = numeric_schema(feature_names)
+        self.schema: TableSchema | None = schema
+        self.feature_names: list[str] | None = None if schema is None else schema.names
         self.name = name
         self.batch_size = batch_size
         self.cache_size = cache_size
@@ -101,6 +110,25 @@ class BlackBox:
         """The scikit-learn estimator behind this black box, when it wraps one (a known truth for linear models)."""
         owner = getattr(self._model, "__self__", None)
         return owner if hasattr(owner, "fit") else None
+
+    def infer_schema(self, reference: Any = None, columns: ColumnOverrides | None = None) -> TableSchema:
+        """Learn the columns from the estimator and `reference` rows (a DataFrame, records or lists), with
+        `columns` overriding what was inferred (column -> `Column` fields); answers cached before are dropped."""
+        if self.kind != "tabular":
+            raise BlackBoxError(f"{self.name} is a {self.kind} model; only tabular models have columns")
+        schema = infer_schema(self.estimator, reference=reference, feature_names=self.feature_names, overrides=columns)
+        if schema is None:
+            raise BlackBoxError(f"{self.name} does not say how many columns it takes; pass feature_names")
+        with self._lock:
+            self.schema = schema
+            self.feature_names = schema.names
+            self._cache.clear()
+        return schema
+
+    @property
+    def llm(self) -> Any:
+        """The LLM behind an LLM classifier (None for other models), for fronts that would otherwise load another."""
+        return getattr(self._model, "llm", None)
 
     @property
     def is_classifier(self) -> bool:
@@ -209,9 +237,11 @@ class BlackBox:
         return np.concatenate(answers)
 
     def _call_model(self, chunk: np.ndarray | list[str]) -> Any:
-        """The model's answer to `chunk`; whatever else the model raises becomes a BlackBoxFailedError that names it."""
+        """The model's answer to `chunk` (encoded rows decoded into what it takes: a DataFrame with its original
+        columns and dtypes when it was fitted on one); whatever else the model raises becomes a
+        BlackBoxFailedError that names it."""
         try:
-            return self._model(chunk)
+            return self._model(self.schema.model_input(chunk) if self.schema is not None else chunk)
         except BlackBoxError:
             raise
         except Exception as exc:
@@ -232,10 +262,16 @@ class BlackBox:
         return texts, list(texts)
 
     def _tabular_rows(self, inputs: Any) -> np.ndarray:
+        """Encoded rows (one float per column, see `xplain.blackbox.schema`): numbers are taken as encoded
+        already; a DataFrame, records or rows holding strings go through the schema."""
+        if self.schema is not None and (isinstance(inputs, pd.DataFrame) or _holds_records(inputs)):
+            return np.ascontiguousarray(self.schema.encode(inputs))
         try:
             rows = np.asarray(inputs, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise BlackBoxInputError(f"tabular inputs must be numbers: {exc}") from exc
+            if self.schema is None:
+                raise BlackBoxInputError(f"tabular inputs must be numbers: {exc}") from exc
+            rows = self.schema.encode(inputs)
         if rows.ndim == 1 and rows.size == 0:
             rows = rows.reshape(0, len(self.feature_names or ()))
         if rows.ndim != 2:
@@ -321,3 +357,7 @@ class BlackBox:
             with self._lock:
                 if self.classes_ is None:
                     self.classes_ = np.arange(output.shape[1])
+
+
+def _holds_records(inputs: Any) -> bool:
+    return isinstance(inputs, list | tuple) and bool(inputs) and isinstance(inputs[0], dict)

@@ -26,9 +26,14 @@ def batch(
     method: Annotated[str, typer.Option(help=f"One of: {', '.join(catalog())} (`xplain methods` describes them).")],
     out: Annotated[Path, typer.Option(help="Results as JSON lines; rerun with the same file to resume.")],
     model: Annotated[
-        str | None, typer.Option(help=f"demo:NAME ({', '.join(DEMO_MODELS)}), a .skops file, pkg.mod:obj, or a URL.")
+        str | None,
+        typer.Option(help=f"demo:NAME ({', '.join(DEMO_MODELS)}), a .skops file, pkg.mod:obj, a URL, or llm:FILE."),
     ] = None,
     column: Annotated[str | None, typer.Option(help="Use this column as the row (e.g. text).")] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="CSV or Parquet rows like the training data: the background, and the table's columns."),
+    ] = None,
     options: Annotated[str, typer.Option(help="Method options as JSON.")] = "{}",
     kind: Annotated[
         str | None, typer.Option(help="tabular, text or module, for a model whose kind cannot be inferred.")
@@ -50,7 +55,7 @@ def batch(
             raise ValueError(f"--engine is local or ray, not {engine!r}")
         if not units:
             raise ValueError(f"{data.name} has no rows")
-        context = method_context(chosen, model, settings, kind)
+        context = method_context(chosen, model, settings, kind, reference)
     except (XplainError, ValueError, OSError) as error:
         fail(error)
 
@@ -76,7 +81,6 @@ def batch(
                     eta = (len(rows) - done) / rate if rate > 0 else float("nan")
                     console.print(f"{method}: {done}/{len(rows)} done, {failed} failed, {rate:.2f}/s, eta {eta:.0f} s")
 
-            context.llm = llm
             await run_rows(
                 chosen,
                 context,
@@ -100,6 +104,7 @@ def batch(
             run_rows_on_ray(
                 method, model, todo, method_options,
                 settings=settings, record=record, workers=workers, batch_size=chunk_size or settings.job_chunk_size,
+                reference=reference,
             )  # fmt: skip
 
     started = time.perf_counter()
@@ -107,7 +112,7 @@ def batch(
         if todo and engine == "ray":
             work_on_ray()
         elif todo:
-            run_with_llm(work)  # the embedded model loads on first use, so `predict` never loads it
+            run_with_llm(work, context.llm)  # the embedded model loads on first use, so `predict` never loads it
     finally:
         sink.close()
     outcomes = sink.outcomes()

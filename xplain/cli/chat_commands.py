@@ -24,7 +24,7 @@ from xplain.agent import (
 )
 from xplain.agent.loop import AgentAnswer
 from xplain.blackbox import BlackBoxError, load_blackbox
-from xplain.cli.common import app, console, fail, run_with_llm, usage_line
+from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
 from xplain.llm import LLM
 from xplain.settings import get_settings
 from xplain.tools import DEMOS, ProbeContext, demo_context
@@ -35,7 +35,7 @@ EXIT_WORDS = {"exit", "quit", ":q"}
 @app.command()
 def chat(
     model: Annotated[
-        str | None, typer.Option(help="Model spec: a .skops file, import path, URL... (see load_blackbox).")
+        str | None, typer.Option(help="Model spec: a .skops file, import path, URL, llm:FILE... (see load_blackbox).")
     ] = None,
     data: Annotated[
         Path | None,
@@ -59,8 +59,9 @@ def chat(
     if mode is not None and mode not in ("planner", "agent", "auto"):
         console.print(f"[red]error:[/red] --mode must be planner, agent or auto, not {mode!r}")
         raise typer.Exit(2)
+    llm = command_llm(get_settings())
     try:
-        context = _context(model, data, label_column, demo)
+        context = _context(model, data, label_column, demo, llm)
     except (ValueError, BlackBoxError, OSError) as error:
         fail(error)
 
@@ -88,7 +89,7 @@ def chat(
             if store is not None:
                 store.close()
 
-    run_with_llm(work)
+    run_with_llm(work, llm)
 
 
 def _read_question() -> str | None:
@@ -103,7 +104,9 @@ def _read_question() -> str | None:
             return line.strip()
 
 
-def _context(model: str | None, data: Path | None, label_column: str | None, demo: str | None) -> ProbeContext:
+def _context(
+    model: str | None, data: Path | None, label_column: str | None, demo: str | None, llm: LLM
+) -> ProbeContext:
     if (model is None) == (demo is None):
         raise ValueError("give exactly one of --model SPEC or --demo NAME")
     if demo is not None:
@@ -120,10 +123,15 @@ def _context(model: str | None, data: Path | None, label_column: str | None, dem
         labels = table.pop(label_column).to_numpy()
     settings = get_settings()
     if "text" in table.columns and len(table.columns) == 1:
-        blackbox = load_blackbox(model, kind="text", trusted_dir=settings.trusted_model_dir)
+        blackbox = load_blackbox(model, kind="text", trusted_dir=settings.trusted_model_dir, llm=llm, settings=settings)
         return ProbeContext(blackbox, table["text"].astype(str).tolist(), labels)
     blackbox = load_blackbox(
-        model, kind="tabular", trusted_dir=settings.trusted_model_dir, feature_names=list(table.columns)
+        model,
+        kind="tabular",
+        trusted_dir=settings.trusted_model_dir,
+        feature_names=list(table.columns),
+        llm=llm,
+        settings=settings,
     )
     return ProbeContext(blackbox, table.to_numpy(dtype=np.float64), labels)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from xplain import service
+from xplain.batch.sources import read_table
 from xplain.errors import XplainError, describe
 from xplain.llm import LLM, Usage, make_llm
 from xplain.methods.catalog import Method, MethodContext
@@ -21,15 +23,22 @@ app = typer.Typer(help="xplain: LLMs that explain black-box models.", no_args_is
 console = Console()
 
 
-def run_with_llm(work: Callable[[LLM], Awaitable[None]]) -> None:
-    """Run an async command body on a fresh LLM; LLM errors end the command with their message, not a trace."""
+def command_llm(settings: Settings) -> LLM:
+    """The LLM a command runs on, loaded on first use; an LLM classifier the command explains shares it, so the
+    embedded model loads once."""
+    return make_llm(settings)
+
+
+def run_with_llm(work: Callable[[LLM], Awaitable[None]], llm: LLM | None = None) -> None:
+    """Run an async command body on `llm` (the command's own, which an LLM classifier may share) or a fresh LLM,
+    closed at the end; LLM errors end the command with their message, not a trace."""
 
     async def main() -> None:
-        llm = make_llm(get_settings())
+        client = llm or command_llm(get_settings())
         try:
-            await work(llm)
+            await work(client)
         finally:
-            await llm.aclose()
+            await client.aclose()
 
     try:
         asyncio.run(main())
@@ -52,11 +61,18 @@ def parse_json_option(text: str, flag: str) -> Any:
         raise ValueError(f"{flag} is not valid JSON: {error}") from None
 
 
-def method_context(method: Method, model: str | None, settings: Settings, kind: str | None = None) -> MethodContext:
+def method_context(
+    method: Method, model: str | None, settings: Settings, kind: str | None = None, reference: Path | None = None
+) -> MethodContext:
     """What a catalog method runs against from the CLI: the model a spec names (opened even for a method that
-    brings its own, so that a bad spec is refused); the LLM is attached when the work starts."""
-    opened = service.open_spec(model, settings, kind=kind) if model is not None else None
-    return service.method_context(method, opened, llm=None, settings=settings)
+    brings its own, so that a bad spec is refused) and the command's LLM, loaded on first use; an LLM classifier the
+    spec names runs on it too, so the embedded model loads once. The `reference` file's rows, when given, are the
+    background, from which a table learns its columns too."""
+    llm = command_llm(settings)
+    opened = service.open_spec(model, settings, kind=kind, llm=llm) if model is not None else None
+    if opened is not None and reference is not None:
+        service.with_reference(opened, read_table(reference))
+    return service.method_context(method, opened, llm=llm, settings=settings)
 
 
 def usage_line(usage: Usage) -> str:

@@ -11,9 +11,9 @@ from rich.text import Text
 
 from xplain import service
 from xplain.blackbox.errors import BlackBoxError
-from xplain.cli.common import app, console, fail, run_with_llm, usage_line
+from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
 from xplain.llm import LLM
-from xplain.methods.counterfactual_tabular import TabularCounterfactualResult, tabular_counterfactuals
+from xplain.methods.counterfactual_tabular import TabularCounterfactualResult, shown, tabular_counterfactuals
 from xplain.methods.counterfactual_text import TextCounterfactualResult, text_counterfactuals, token_diff
 from xplain.settings import get_settings
 
@@ -71,9 +71,9 @@ def show_tabular(result: TabularCounterfactualResult) -> None:
             changes = Text()
             for change in candidate.changes:
                 changes.append(f"{change.feature}: ")
-                changes.append(f"{change.old:.4g}", style="red strike")
+                changes.append(shown(change.old), style="red strike")
                 changes.append(" -> ")
-                changes.append(f"{change.new:.4g}", style="bold green")
+                changes.append(shown(change.new), style="bold green")
                 changes.append("  ")
             table.add_row(
                 changes,
@@ -100,7 +100,9 @@ def _parse_json_option(value: str | None, what: str) -> object:
 
 @app.command()
 def counterfactual(
-    model: Annotated[str, typer.Argument(help="Black box: a .skops file, an import path 'pkg.mod:attr', or a URL.")],
+    model: Annotated[
+        str, typer.Argument(help="Black box: a .skops file, 'pkg.mod:attr', a URL, or llm:FILE (an LLM classifier).")
+    ],
     text: Annotated[list[str] | None, typer.Option(help="A text to explain (repeat for several).")] = None,
     row: Annotated[str | None, typer.Option(help='A tabular row as JSON: {"feature": value, ...}.')] = None,
     constraints: Annotated[
@@ -123,8 +125,9 @@ def counterfactual(
         console.print("[red]error:[/red] give either --text (text model) or --row (tabular model), not both or neither")
         raise typer.Exit(2)
     settings = get_settings()
+    llm = command_llm(settings)
     try:
-        blackbox = service.open_spec(model, settings, kind="text" if text else "tabular").blackbox
+        blackbox = service.open_spec(model, settings, kind="text" if text else "tabular", llm=llm).blackbox
     except (BlackBoxError, ValueError) as error:
         fail(error)
     row_values = _parse_json_option(row, "--row")
@@ -163,6 +166,6 @@ def counterfactual(
         console.print(f"[dim]{llm.name} · {usage_line(result.cost.llm)} · {result.cost.blackbox_queries} queries[/dim]")
 
     try:
-        run_with_llm(work)
+        run_with_llm(work, llm)
     except (ValueError, BlackBoxError) as error:
         fail(error)

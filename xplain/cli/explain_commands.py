@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import pandas as pd
 import typer
 from rich.table import Table
 
 from xplain import service
+from xplain.batch.sources import read_table
+from xplain.blackbox import BlackBox
 from xplain.blackbox.errors import BlackBoxError
-from xplain.cli.common import app, console, fail, run_with_llm, usage_line
+from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
 from xplain.data.demo import demo_reference
 from xplain.llm import LLM
 from xplain.methods.posthoc import (
@@ -25,10 +26,12 @@ from xplain.methods.posthoc import (
     explain_text,
 )
 from xplain.settings import get_settings
+from xplain.validation import reference_rows
 
 
-def read_rows(row: str | None, rows_csv: Path | None, names: list[str]) -> np.ndarray:
-    """One JSON row or a CSV with a column per feature, as a float array in `names` order."""
+def read_rows(blackbox: BlackBox, row: str | None, rows_csv: Path | None) -> np.ndarray:
+    """One JSON row or a CSV / Parquet file with a column per feature (strings, booleans, empty cells as the
+    model's columns take them), as encoded rows in the model's column order."""
     if (row is None) == (rows_csv is None):
         raise ValueError(
             "give either --row (one JSON row) or --rows (a CSV file), not both or neither"
@@ -38,16 +41,17 @@ def read_rows(row: str | None, rows_csv: Path | None, names: list[str]) -> np.nd
             values = json.loads(row)
         except json.JSONDecodeError as error:
             raise ValueError(f"--row is not valid JSON: {error}") from error
+        names = blackbox.feature_names or []
         if not isinstance(values, dict) or set(values) != set(names):
             raise ValueError(
                 f"--row must be a JSON object with exactly the features {names}"
             )
-        return np.array([[float(values[n]) for n in names]])
-    frame = pd.read_csv(rows_csv)
-    missing = [n for n in names if n not in frame.columns]
+        return reference_rows(blackbox, [values])
+    frame = read_table(rows_csv)
+    missing = [n for n in blackbox.feature_names or [] if n not in frame.columns]
     if missing:
         raise ValueError(f"{rows_csv} lacks the feature column(s) {missing}")
-    return frame[names].to_numpy(dtype=float)
+    return reference_rows(blackbox, frame)
 
 
 def show(results: list[PosthocExplanation]) -> None:
@@ -100,7 +104,7 @@ def explain(
     model: Annotated[
         str,
         typer.Argument(
-            help="Black box: demo:NAME, a .skops file, 'pkg.mod:attr', or a URL."
+            help="Black box: demo:NAME, a .skops file, 'pkg.mod:attr', a URL, or llm:FILE (an LLM classifier)."
         ),
     ],
     row: Annotated[
@@ -135,6 +139,7 @@ def explain(
 ) -> None:
     """Ask the LLM which features drive the model's prediction; the model itself checks the answer (PGI / PGU)."""
     settings = get_settings()
+    llm = command_llm(settings)
     try:
         allowed = TEXT_STRATEGIES if text is not None else STRATEGIES
         if strategy not in allowed:
@@ -145,7 +150,7 @@ def explain(
             raise ValueError(
                 "--text explains a text; it takes no --row, --rows or --background"
             )
-        blackbox = service.open_spec(model, settings, kind="text" if text is not None else "tabular").blackbox
+        blackbox = service.open_spec(model, settings, kind="text" if text is not None else "tabular", llm=llm).blackbox
         options = PosthocOptions(strategy=strategy, k=k, n_samples=samples)
         if text is not None:
             if blackbox.kind != "text":
@@ -158,17 +163,15 @@ def explain(
             raise ValueError(
                 f"{model} is a {blackbox.kind} model; give the text with --text"
             )
-        names = blackbox.feature_names or []
         instances = reference = None
         if text is None:
-            instances = read_rows(row, rows, names)
-            if background is not None:
-                reference = read_rows(None, background, names)
-            elif model.startswith("demo:"):
-                reference = np.asarray(
-                    demo_reference(model.removeprefix("demo:")).rows, dtype=float
-                )
-            else:
+            if background is not None:  # the background also tells the columns' kinds and categories
+                blackbox.infer_schema(read_table(background))
+                reference = read_rows(blackbox, None, background)
+            instances = read_rows(blackbox, row, rows)
+            if reference is None and model.startswith("demo:"):
+                reference = np.asarray(demo_reference(model.removeprefix("demo:")).rows, dtype=float)
+            elif reference is None:
                 reference = instances
     except (BlackBoxError, ValueError, OSError) as error:
         fail(error)
@@ -193,6 +196,6 @@ def explain(
             console.print(f"wrote {plot}")
 
     try:
-        run_with_llm(work)
+        run_with_llm(work, llm)
     except (ValueError, BlackBoxError) as error:
         fail(error)

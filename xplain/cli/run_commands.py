@@ -49,7 +49,9 @@ def capability_table() -> str:
 @app.command("run")
 def run_method(
     name: Annotated[str, typer.Argument(help="A method of the catalog (`xplain methods` lists them).")],
-    model: Annotated[str | None, typer.Option(help="demo:NAME, a .skops file, pkg.mod:obj or a URL.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="demo:NAME, a .skops file, pkg.mod:obj, a URL or llm:FILE (an LLM classifier).")
+    ] = None,
     input: Annotated[
         list[str] | None, typer.Option("--input", help="One input as JSON (a row, a text in quotes, an example).")
     ] = None,
@@ -60,6 +62,10 @@ def run_method(
     options: Annotated[str, typer.Option(help="Method options as JSON.")] = "{}",
     kind: Annotated[
         str | None, typer.Option(help="tabular, text or module, for a model whose kind cannot be inferred.")
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="CSV or Parquet rows like the training data: the background, and the table's columns."),
     ] = None,
 ) -> None:
     """Run method NAME on the inputs against MODEL and print one JSON result (or error) per line."""
@@ -72,14 +78,13 @@ def run_method(
             items += read_rows(inputs, column=column)
         if not items and method.min_inputs > 0:
             raise ValueError("give inputs: --input JSON (repeatable) or --inputs FILE")
-        context = method_context(method, model, settings, kind)
+        context = method_context(method, model, settings, kind, reference)
     except (XplainError, ValueError, OSError) as error:
         fail(error)
 
     async def work(llm: LLM) -> None:
-        context.llm = llm
         results = await service.run_method(method, context, items, parsed)
         for outcome in outcomes_of(range(len(results)), results):
             print(outcome.model_dump_json(exclude_none=True))
 
-    run_with_llm(work)
+    run_with_llm(work, context.llm)

@@ -18,6 +18,8 @@ from sklearn.pipeline import make_pipeline
 
 from xplain.blackbox.loaders import from_estimator, load_blackbox
 from xplain.blackbox.model import BlackBox
+from xplain.llm import LLM
+from xplain.settings import Settings
 
 DEMO_MODELS = {
     "breast_cancer": "a random forest on scikit-learn's breast cancer table (malignant / benign)",
@@ -68,12 +70,21 @@ def demo_reference(name: str) -> DemoReference:
 
 
 def open_model(
-    spec: str, *, trusted_dir: Path | None, kind: str | None = None, query_budget: int | None = None
+    spec: str,
+    *,
+    trusted_dir: Path | None,
+    kind: str | None = None,
+    query_budget: int | None = None,
+    llm: LLM | None = None,
+    settings: Settings | None = None,
 ) -> BlackBox:
-    """`demo:NAME` for a built-in model, else anything `load_blackbox` takes (pickles only from `trusted_dir`)."""
+    """`demo:NAME` for a built-in model, else anything `load_blackbox` takes (pickles only from `trusted_dir`; an
+    LLM classifier's file runs on `llm`, so that a command loads one model for the box and its explainer)."""
     if spec.startswith("demo:"):
         return demo_blackbox(spec.removeprefix("demo:"), query_budget=query_budget)
-    return load_blackbox(spec, kind=kind, trusted_dir=trusted_dir, query_budget=query_budget)
+    return load_blackbox(
+        spec, kind=kind, trusted_dir=trusted_dir, query_budget=query_budget, llm=llm, settings=settings
+    )
 
 
 def reference_for_spec(spec: str):

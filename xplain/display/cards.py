@@ -16,7 +16,7 @@ from xplain.methods.classifiers import ClassifierPrediction, FitResult
 from xplain.methods.predict import PredictResult, ZeroShotResult
 from xplain.methods.compare import ExplainerComparison
 from xplain.methods.counterfactual import ExplanationBase
-from xplain.methods.counterfactual_tabular import TabularCounterfactualExplanation, TabularCounterfactualResult
+from xplain.methods.counterfactual_tabular import TabularCounterfactualExplanation, TabularCounterfactualResult, shown
 from xplain.methods.counterfactual_text import (
     ConceptEffectResult,
     TextCounterfactualExplanation,
@@ -105,7 +105,7 @@ def _flip(explanation: ExplanationBase) -> str:
 @headline.register(TabularCounterfactualExplanation)
 def _(result: TabularCounterfactualExplanation) -> str:
     best = result.counterfactuals[0] if result.counterfactuals else None
-    changes = ", ".join(f"{escape(c.feature)} {c.old:.3g} → {c.new:.3g}" for c in best.changes) if best else ""
+    changes = ", ".join(f"{escape(c.feature)} {escape(shown(c.old))} → {escape(shown(c.new))}" for c in best.changes) if best else ""
     return _flip(result) + (f" by {changes}" if changes else "")
 
 

@@ -18,7 +18,12 @@ from xplain.methods.baselines import BaselineExplanation
 from xplain.methods.classifiers import ClassifierPrediction, FitResult
 from xplain.methods.predict import PredictResult, ZeroShotResult
 from xplain.methods.compare import ExplainerComparison
-from xplain.methods.counterfactual_tabular import TabularCounterfactualExplanation, TabularCounterfactualResult
+from xplain.methods.counterfactual_tabular import (
+    TabularCounterfactualExplanation,
+    TabularCounterfactualResult,
+    numeric_change,
+    shown,
+)
 from xplain.methods.counterfactual_text import (
     ConceptEffectResult,
     TextCounterfactualExplanation,
@@ -129,8 +134,8 @@ def _(result: TabularCounterfactualExplanation) -> dict[str, Any]:
     return bar_spec(
         f"Best counterfactual ({verdict} '{best.prediction}', p={best.target_probability:.2f})",
         "new value − old value",
-        [f"{c.feature}: {c.old:.3g} → {c.new:.3g}" for c in best.changes],
-        [("change", [c.new - c.old for c in best.changes])],
+        [f"{c.feature}: {shown(c.old)} → {shown(c.new)}" for c in best.changes],
+        [("change", [numeric_change(c) for c in best.changes])],
         signed=True,
     )
 

@@ -11,7 +11,7 @@ from xplain.methods.classifiers import ClassifierPrediction, FitResult
 from xplain.methods.predict import PredictResult, ZeroShotResult
 from xplain.methods.baselines import BaselineExplanation
 from xplain.methods.compare import ExplainerComparison
-from xplain.methods.counterfactual_tabular import TabularCounterfactualExplanation, TabularCounterfactualResult
+from xplain.methods.counterfactual_tabular import TabularCounterfactualExplanation, TabularCounterfactualResult, shown
 from xplain.methods.counterfactual_text import (
     ConceptEffectResult,
     TextCounterfactualExplanation,
@@ -65,7 +65,7 @@ def _candidates(explanation: Any, input_index: int, extra: Any) -> list[dict[str
 
 
 def _tabular_changes(candidate: Any) -> dict[str, Any]:
-    return {"changes": ", ".join(f"{c.feature}: {c.old:.4g} -> {c.new:.4g}" for c in candidate.changes)}
+    return {"changes": ", ".join(f"{c.feature}: {shown(c.old)} -> {shown(c.new)}" for c in candidate.changes)}
 
 
 @to_frame.register(TabularCounterfactualExplanation)

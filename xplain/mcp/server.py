@@ -24,7 +24,7 @@ from starlette.types import ASGIApp
 
 from xplain import __version__
 from xplain.data.demo import demo_reference
-from xplain.errors import InvalidInput, describe, plain_validation_error
+from xplain.errors import Forbidden, InvalidInput, describe, plain_validation_error
 from xplain.llm import LLM
 from xplain.methods.catalog import Method, catalog
 from xplain.server.deps import Service, open_service
@@ -33,6 +33,7 @@ from xplain.server.schemas import (
     MethodInfo,
     MethodRequest,
     ModelInfo,
+    ModelRegistration,
     method_request_model,
     method_response_model,
 )
@@ -163,6 +164,17 @@ async def list_models(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str
     return ModelList(models=models).model_dump(mode="json"), "\n".join(lines) or "no models registered"
 
 
+async def register_model(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Registers as the operator (MCP's tools act as the server's own user), so only on a server without API keys:
+    with keys, each key owns the models it registers over REST, which MCP cannot tell apart."""
+    registration = ModelRegistration.model_validate(arguments)
+    if svc.settings.api_keys:
+        raise Forbidden("this server has API keys, so models are registered per key over REST (POST /models), not MCP")
+    await svc.registry.register(registration)
+    info = svc.model_info(registration.name)
+    return info.model_dump(mode="json"), f"registered {info.name}: {info.kind}, classes {info.classes}"
+
+
 async def list_methods(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
     Strict.model_validate(arguments)
     methods = [method.describe() for method in catalog().values()]
@@ -178,6 +190,14 @@ def xplain_tools() -> dict[str, XplainTool]:
             Strict,
             ModelList,
             list_models,
+        ),
+        XplainTool(
+            "register_model",
+            "Register a model to explain, as POST /models does: an LLM classifier (source.llm: a prompt template "
+            "with {text} and its labels' words), a file, an import path or a URL the operator allows.",
+            ModelRegistration,
+            ModelInfo,
+            register_model,
         ),
         XplainTool(
             "list_methods",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +19,9 @@ from xplain.errors import InvalidInput
 from xplain.methods.base import MethodResult, measure_cost
 from xplain.methods.catalog import BackgroundRows, ChatForm, Method, MethodContext, register
 from xplain.methods.checks import Check, prediction_gaps, text_prediction_gaps
-from xplain.methods.posthoc import check_table
+from xplain.methods.posthoc import check_table, table_instance
+from xplain.blackbox.schema import numeric_schema
+from xplain.validation import reference_rows
 from xplain.methods.words import distinct_words, remove_words
 
 #: LIME fits a weighted linear model with one coefficient per feature; below this many samples per feature its
@@ -28,7 +32,9 @@ LIME_SAMPLES_PER_FEATURE = 5
 class BaselineExplanation(MethodResult):
     """A classical explainer's ranking for one instance, with the same PGI / PGU check as the LLM's."""
 
-    instance: list[float] | str = Field(description="The row explained, or the text.")
+    instance: dict[str, Any] | list[float] | str = Field(
+        description="The row explained (column -> value, in the user's terms), or the text."
+    )
     predicted_label: str
     ranking: list[str] = Field(description="Features by |weight|, largest first.")
     weights: dict[str, float]
@@ -53,16 +59,20 @@ def _lime_weights(
 ):
     from lime.lime_tabular import LimeTabularExplainer
 
+    schema = blackbox.schema
     explainer = LimeTabularExplainer(
         background,
         feature_names=list(range(x.size)),
+        # categories and booleans are drawn from the background's values (LIME's own categorical support)
+        categorical_features=[] if schema is None else [j for j, c in enumerate(schema.columns) if c.discrete],
         discretize_continuous=False,
         sample_around_instance=True,  # a local neighbourhood, like the LLM's, not draws around the data mean
         random_state=seed,
     )
     found = explainer.explain_instance(
         x,
-        blackbox.predict_proba,
+        # LIME's Gaussian steps on a whole-number column are rounded before the model sees them
+        blackbox.predict_proba if schema is None else lambda rows: blackbox.predict_proba(schema.snap(rows)),
         labels=(label,),
         num_features=x.size,
         num_samples=n_samples,
@@ -101,9 +111,11 @@ def _shap_weights(
     import shap
 
     # KernelSHAP evaluates each coalition against every background row: a small k-means summary and
-    # n_samples // len(summary) coalitions keep its model rows at the same budget as the other methods.
+    # n_samples // len(summary) coalitions keep its model rows at the same budget as the other methods. Each
+    # centre's values are rounded to values seen in their column, so a category stays a category the model knows;
+    # a feature is a whole column, so a one-hot model's effects come out grouped by column.
     summary = (
-        shap.kmeans(background, SHAP_BACKGROUND)
+        _kmeans_summary(np.ascontiguousarray(background, dtype=float).tobytes(), background.shape)
         if len(background) > SHAP_BACKGROUND
         else background
     )
@@ -115,6 +127,15 @@ def _shap_weights(
 
 
 SHAP_BACKGROUND = 4
+
+
+@functools.lru_cache(maxsize=8)
+def _kmeans_summary(rows: bytes, shape: tuple[int, int]):
+    """shap's k-means summary of a background, computed once per background rather than once per explained row
+    (on a table of a few thousand rows it took seconds each time; k-means is seeded, so the summary is the same)."""
+    import shap
+
+    return shap.kmeans(np.frombuffer(rows).reshape(shape), SHAP_BACKGROUND, round_values=True)
 EXPLAINERS = {"lime": _lime_weights, "kernelshap": _shap_weights}
 
 
@@ -202,12 +223,12 @@ async def explain_baseline(
         raise ValueError(
             f"baselines explain tabular black boxes, got kind {blackbox.kind!r}"
         )
-    instances = check_table(instances)
-    background = check_table(background, instances.shape[1])
+    instances = check_table(instances)  # LIME and KernelSHAP cannot perturb a missing number
+    background = np.asarray(background, dtype=float)
+    background = check_table(background[np.isfinite(background).all(axis=1)], instances.shape[1])
     names = blackbox.feature_names or [f"x{i}" for i in range(instances.shape[1])]
     under_determined = budget_warnings(method, n_samples, instances.shape[1], len(background))
-    scale = background.std(axis=0)
-    scale[scale == 0] = 1.0
+    scale = (blackbox.schema or numeric_schema(names)).scale(background)
     results = []
     for x in instances:  # each library runs its own sampling loop per instance
         with measure_cost(blackbox) as meter:
@@ -226,12 +247,13 @@ async def explain_baseline(
                 n_samples=n_gap_samples,
                 max_samples=max_gap_samples,
                 seed=seed,
+                background=background,
             )
         results.append(
             BaselineExplanation(
                 method=method,
                 cost=meter.cost,
-                instance=x.tolist(),
+                instance=table_instance(blackbox, x),
                 predicted_label=str(blackbox.classes_[label]),
                 ranking=[names[i] for i in order],
                 weights={names[i]: float(weights[i]) for i in range(len(names))},
@@ -359,11 +381,11 @@ class BaselineOptions(BaseModel):
     background: BackgroundRows = None
 
 
-def background_rows(ctx: MethodContext, given: list[list[float]] | None) -> np.ndarray:
-    background = given if given is not None else ctx.reference
+def background_rows(ctx: MethodContext, given: list | None) -> np.ndarray:
+    background = reference_rows(ctx.blackbox, given if given is not None else ctx.reference)
     if background is None:
         raise InvalidInput("this method needs background rows: pass options.background (rows like the data)")
-    return np.asarray(background, dtype=float)
+    return background
 
 
 def _baseline(name: str):
@@ -374,9 +396,16 @@ def _baseline(name: str):
         )  # fmt: skip
         if ctx.blackbox.kind == "tabular":
             background = background_rows(ctx, options.background)
-            return await explain_baseline(
-                name, ctx.blackbox, np.asarray(rows), background, sigma=options.sigma, **common
-            )
+            table = np.asarray(rows, dtype=float)
+            missing = np.isnan(table).any(axis=1)  # a missing number cannot be perturbed: that row fails alone
+            explained = iter(await explain_baseline(
+                name, ctx.blackbox, table[~missing], background, sigma=options.sigma, **common
+            ) if not missing.all() else [])  # fmt: skip
+            return [
+                InvalidInput(f"{name} cannot perturb a missing number: fill the row's missing values first")
+                if gone else next(explained)
+                for gone in missing
+            ]
         return await explain_text_baseline(ctx.blackbox, rows, method=name, **common)
 
     return run

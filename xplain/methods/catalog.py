@@ -27,7 +27,8 @@ from xplain.validation import to_model_input
 
 InputKind = Literal["tabular_row", "text", "module", "pairs", "training"]
 INPUT_KINDS: dict[str, str] = {
-    "tabular_row": "a row of a tabular classifier: a list of numbers, or an object keyed by feature name",
+    "tabular_row": "a row of a tabular classifier: an object keyed by column name, or a list in column order, "
+    "with the columns' own values (numbers, booleans, category names, null where missing values are taken)",
     "text": 'a text for a text classifier: a string, or an object with a "text" field',
     "module": "a text -> number model; the inputs are an optional corpus of texts",
     "pairs": 'input/output examples: {"input": ..., "output": ...}',
@@ -40,10 +41,11 @@ MODEL_KIND = {"tabular_row": "tabular", "text": "text", "module": "module"}
 FRONT_DATA = "front_data"
 #: Rows like the model's training data, for methods that perturb tables: the model's reference rows if unset.
 BackgroundRows = Annotated[
-    list[list[float]] | None,
+    list[list[float | bool | str | None] | dict[str, float | bool | str | None]] | None,
     Field(
         max_length=10_000,
-        description="Tables: rows like the training data (at least 2); the model's reference rows if unset.",
+        description="Tables: rows like the training data (at least 2), as lists in column order or objects keyed "
+        "by column, with the columns' own values; the model's reference rows if unset.",
         json_schema_extra={FRONT_DATA: True},
     ),
 ]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from scipy import stats
 
 from xplain.blackbox import BlackBox
+from xplain.blackbox.schema import numeric_schema
 from xplain.methods.words import distinct_words, remove_words
 
 
@@ -53,6 +54,8 @@ def rank_agreement(truth: Sequence, predicted: Sequence, k: int) -> float:
 
 
 Verdict = Literal["faithful", "not faithful", "inconclusive"]
+#: PGI / PGU: the chance that a named categorical, boolean or ordinal column is redrawn in one perturbed copy.
+DISCRETE_RESAMPLE = 0.5
 CONFIDENCE = 0.95
 
 
@@ -196,12 +199,16 @@ async def prediction_gaps(
     max_samples: int | None = None,
     confidence: float = CONFIDENCE,
     seed: int = 0,
+    background: np.ndarray | None = None,
+    resample_probability: float = DISCRETE_RESAMPLE,
 ) -> list[Gaps | None]:
     """PGI, PGU and the check on PGI - PGU per instance; None where an instance has no named features.
 
-    PGI: mean |p(x) - p(x')| of the originally predicted class when only the named features get Gaussian noise
-    (sigma x scale); PGU: the same when every other feature does. Each draw perturbs both ways with the SAME noise
-    vector, so PGI - PGU is a paired difference. Draws start at `n_samples` and double (one black-box query per
+    PGI: mean |p(x) - p(x')| of the originally predicted class when only the named features are perturbed as the
+    black box's schema allows (numbers: Gaussian noise of sigma x scale; categories, booleans, ordinals: redrawn
+    from the `background`'s seen values with `resample_probability`; immutable columns kept); PGU: the same when
+    every other feature is. Each draw perturbs both ways with the SAME perturbed row, so PGI - PGU is a paired
+    difference. Draws start at `n_samples` and double (one black-box query per
     round, for every still-undecided instance) until the interval excludes zero or `max_samples` is reached.
     """
     instances = np.atleast_2d(np.asarray(instances, dtype=float))
@@ -222,11 +229,15 @@ async def prediction_gaps(
     results: list[Gaps | None] = [None] * n_rows
     if not active:
         return results
+    schema = blackbox.schema or numeric_schema([f"x{j}" for j in range(n_features)])
     for look, target in enumerate(schedule, 1):
         blocks = []
         for i in active:
-            noise = rng.normal(0.0, sigma, size=(target - len(named[i]), n_features)) * scale
-            blocks += [instances[i] + noise * masks[i], instances[i] + noise * ~masks[i]]
+            moved = schema.perturb(
+                instances[i], target - len(named[i]), sigma=sigma, scale=scale, background=background, rng=rng,
+                resample_probability=resample_probability,
+            )  # fmt: skip
+            blocks += [np.where(masks[i], moved, instances[i]), np.where(masks[i], instances[i], moved)]
         first = base is None
         rows = [instances, *blocks] if first else blocks
         probabilities = await blackbox.apredict_proba(np.vstack(rows)) if rows else np.empty((0, 0))

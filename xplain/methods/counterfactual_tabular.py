@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from xplain.blackbox import BlackBox
+from xplain.blackbox.schema import numeric_schema
 from xplain.llm import LLM, GenerationRequest
 from xplain.methods.base import MethodResult, measure_cost
 from xplain.methods.counterfactual import (
@@ -105,19 +106,27 @@ def validate_constraints(
     return checked
 
 
+Value = bool | int | float | str | None
+
+
 class FeatureChange(BaseModel):
+    """One column's change, in the user's own values (a number, a category, a boolean; None when missing)."""
+
     feature: str
-    old: float
-    new: float
+    old: Value
+    new: Value
 
 
 class TabularCounterfactual(CandidateBase):
-    values: list[float] = Field(description="The whole counterfactual row, in feature order.")
+    values: dict[str, Value] | list[float] = Field(
+        description="The whole counterfactual row: column -> value in the user's terms (a list for a model whose "
+        "columns have no names)."
+    )
     changes: list[FeatureChange]
 
 
 class TabularCounterfactualExplanation(ExplanationBase):
-    row: list[float]
+    row: dict[str, Value] | list[float] = Field(description="The row, column -> value in the user's terms.")
     counterfactuals: list[TabularCounterfactual] = Field(description="Valid ones first, then by features changed.")
 
     @property
@@ -132,9 +141,13 @@ class TabularCounterfactualResult(MethodResult):
     explanations: list[TabularCounterfactualExplanation]
 
 
-def proposals_schema(mutable: Sequence[str], per_request: int, max_changes: int) -> type[BaseModel]:
-    """Feature names are an enum of the mutable ones, so a constrained decoder cannot even name a fixed feature."""
-    change = create_model("Change", feature=(Literal[tuple(mutable)], ...), value=(float, ...))
+def proposals_schema(
+    mutable: Sequence[str], per_request: int, max_changes: int, categories: bool = False
+) -> type[BaseModel]:
+    """Feature names are an enum of the mutable ones, so a constrained decoder cannot even name a fixed feature;
+    a table with categorical columns takes category names as values too (checked against the seen ones)."""
+    value = float | Annotated[str, Field(max_length=60)] if categories else float
+    change = create_model("Change", feature=(Literal[tuple(mutable)], ...), value=(value, ...))
     proposal = create_model("Proposal", changes=(list[change], Field(min_length=1, max_length=max_changes)))
     return create_model("Proposals", proposals=(list[proposal], Field(min_length=1, max_length=per_request)))
 
@@ -154,13 +167,15 @@ class TabularSearch(CounterfactualSearch[TabularCounterfactual]):
     ) -> None:
         super().__init__(llm, blackbox, max_rounds=max_rounds)
         self.names = list(blackbox.feature_names or [])
+        self.table = blackbox.schema or numeric_schema(self.names)
         self.constraints = constraints
         self.label_names = label_names
         self.per_request = per_request
         self.max_changes = max_changes
         self.mutable = [n for n in self.names if not constraints[n].immutable]
-        self._schema = proposals_schema(self.mutable, per_request, max_changes)
-        self.typical = None if reference is None else np.percentile(reference, [5, 95], axis=0)
+        discrete = any(self.table.column(n).discrete for n in self.mutable)
+        self._schema = proposals_schema(self.mutable, per_request, max_changes, categories=discrete)
+        self.typical = None if reference is None else np.nanpercentile(reference, [5, 95], axis=0)
 
     @property
     def schema(self) -> type[BaseModel]:
@@ -168,6 +183,10 @@ class TabularSearch(CounterfactualSearch[TabularCounterfactual]):
 
     def allowed_line(self, name: str, value: float) -> str:
         constraint, column = self.constraints[name], self.names.index(name)
+        kind = self.table.columns[column]
+        if kind.discrete:
+            seen = [str(c) for c in (kind.categories or [True, False]) if c is not None]
+            return f"- {name}: one of {', '.join(seen)} (now {kind.show(value)})"
         parts = []
         if constraint.min is not None:
             parts.append(f"at least {constraint.min:.4g}")
@@ -184,7 +203,7 @@ class TabularSearch(CounterfactualSearch[TabularCounterfactual]):
     def request(self, state: SearchState[TabularCounterfactual], round_number: int) -> GenerationRequest:
         row = state.model_input
         values = {
-            "row": fence("\n".join(f"{n} = {v:.4g}" for n, v in zip(self.names, row)), label="row"),
+            "row": fence("\n".join(f"{c.name} = {c.show(v)}" for c, v in zip(self.table.columns, row)), label="row"),
             "allowed": "\n".join(self.allowed_line(n, row[self.names.index(n)]) for n in self.mutable),
             "fixed": ", ".join(n for n in self.names if self.constraints[n].immutable) or "none",
             "label": class_name(state.original.prediction, self.label_names),
@@ -204,7 +223,7 @@ class TabularSearch(CounterfactualSearch[TabularCounterfactual]):
         proposals = []
         row = state.model_input
         for proposal in reply.proposals:
-            described = ", ".join(f"{c.feature} = {c.value:g}" for c in proposal.changes)
+            described = ", ".join(f"{c.feature} = {c.value}" for c in proposal.changes)
             problem, new_row = self.apply(row, [(c.feature, c.value) for c in proposal.changes])
             key = None if new_row is None else np.asarray(new_row).tobytes().hex()
             if problem is None and key in state.seen:
@@ -213,12 +232,17 @@ class TabularSearch(CounterfactualSearch[TabularCounterfactual]):
                 state.rejected.append(Rejected(candidate=described, reason=problem, round=round_number))
                 continue
             state.seen.add(key)
-            changes = [FeatureChange(feature=n, old=o, new=v) for n, o, v in zip(self.names, row, new_row) if o != v]
+            changes = [
+                FeatureChange(feature=c.name, old=c.decode(np.array([o]))[0], new=c.decode(np.array([v]))[0])
+                for c, o, v in zip(self.table.columns, row, new_row)
+                if not _same_code(o, v)
+            ]
             proposals.append(Proposal(changes, new_row, len(changes)))
         return proposals
 
-    def apply(self, row: list[float], changes: list[tuple[str, float]]) -> tuple[str | None, list[float] | None]:
-        """The changed row, or why the changes are not allowed (checked here whatever the decoder enforced)."""
+    def apply(self, row: list[float], changes: list[tuple[str, Any]]) -> tuple[str | None, list[float] | None]:
+        """The changed (encoded) row, or why the changes are not allowed (checked here whatever the decoder
+        enforced): a category must be one the model knows, a number a number."""
         named = [name for name, _ in changes]
         if len(set(named)) != len(named):
             return "changes the same feature twice", None
@@ -227,19 +251,35 @@ class TabularSearch(CounterfactualSearch[TabularCounterfactual]):
             if name not in self.constraints:
                 return f"{name!r} is not a feature", None
             column = self.names.index(name)
-            if _same_shown(value, row[column]):
+            kind = self.table.columns[column]
+            if kind.discrete:
+                try:
+                    code = kind.encode(value)
+                except ValueError as error:
+                    return str(error), None
+                if _same_code(code, row[column]):
+                    continue
+                if self.constraints[name].immutable:
+                    return f"{name} is immutable", None
+                new_row[column] = code
                 continue
-            problem = self.constraints[name].violation(row[column], float(value))
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return f"{name} = {value!r} is not a number", None
+            if _same_shown(number, row[column]):
+                continue
+            problem = self.constraints[name].violation(row[column], number)
             if problem:
                 return f"{name} {problem}", None
-            new_row[column] = float(value)
-        if new_row == list(row):
+            new_row[column] = number
+        if all(_same_code(a, b) for a, b in zip(new_row, row)):
             return "unchanged", None
         return None, new_row
 
     def candidate(self, proposal: Proposal, verdict: Verdict, round_number: int) -> TabularCounterfactual:
         return TabularCounterfactual(
-            values=proposal.model_input,
+            values=self.table.records(np.asarray(proposal.model_input))[0],
             changes=proposal.payload,
             edit_size=proposal.edit_size,
             round=round_number,
@@ -247,9 +287,26 @@ class TabularSearch(CounterfactualSearch[TabularCounterfactual]):
         )
 
     def feedback(self, proposal: Proposal, verdict: Verdict) -> str:
-        described = ", ".join(f"{c.feature} {c.old:.4g} -> {c.new:.4g}" for c in proposal.payload)
+        described = ", ".join(f"{c.feature} {shown(c.old)} -> {shown(c.new)}" for c in proposal.payload)
         label = class_name(verdict.prediction, self.label_names)
         return f"{described}: still {label} (probability {verdict.probability:.2f})"
+
+
+def shown(value: Value) -> str:
+    """A changed value as people read it: numbers to 4 significant digits, categories as they are."""
+    if value is None:
+        return "missing"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def numeric_change(change: FeatureChange) -> float:
+    """How far a number moved (0 for a category or boolean, which has no distance)."""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (change.old, change.new))
+    return float(change.new) - float(change.old) if numbers else 0.0
+
+
+def _same_code(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def _same_shown(new: float, old: float) -> bool:
@@ -265,7 +322,8 @@ def check_rows(blackbox: BlackBox, rows: np.ndarray | Sequence[Sequence[float]])
         raise ValueError(f"rows must be a non-empty 2-D table (rows x features), got shape {array.shape}")
     if array.shape[1] != len(blackbox.feature_names):
         raise ValueError(f"rows have {array.shape[1]} values but the model has {len(blackbox.feature_names)} features")
-    if not np.isfinite(array).all():
+    accepts = np.array([c.accepts_missing for c in blackbox.schema.columns]) if blackbox.schema else False
+    if not (np.isfinite(array) | (np.isnan(array) & accepts)).all():
         raise ValueError("rows contain NaN or infinite values; fill them before asking for counterfactuals")
     return array.tolist()
 
@@ -316,7 +374,9 @@ async def tabular_counterfactuals(
         feature_names=list(blackbox.feature_names),
         constraints=checked,
         explanations=[
-            TabularCounterfactualExplanation(row=s.model_input, counterfactuals=s.ordered(), **s.common_fields())
+            TabularCounterfactualExplanation(
+                row=search.table.records(np.asarray(s.model_input))[0], counterfactuals=s.ordered(), **s.common_fields()
+            )
             for s in states
         ],
         prompt_versions=sorted(set().union(*(s.extra.get("prompts", set()) for s in states))),

@@ -34,6 +34,7 @@ from xplain.methods.counterfactual import (
 from xplain.methods.words import WORD
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
+from xplain.validation import reference_rows
 
 Mode = Literal["target", "concept", "causal"]
 PROMPTS = {
@@ -422,7 +423,7 @@ async def concept_effect(
                         keep.append(edited)
             kept.append(keep)
             dropped.append(drop)
-        outputs, output = _outputs(blackbox, [*texts, *(e for keep in kept for e in keep)], output_class)
+        outputs, output = await _outputs(blackbox, [*texts, *(e for keep in kept for e in keep)], output_class)
     individual, position = [], len(texts)
     for i, text in enumerate(texts):
         edited_outputs = outputs[position : position + len(kept[i])]
@@ -450,11 +451,11 @@ async def concept_effect(
     )
 
 
-def _outputs(blackbox: BlackBox, texts: list[str], output_class: Label | None) -> tuple[list[float], str]:
+async def _outputs(blackbox: BlackBox, texts: list[str], output_class: Label | None) -> tuple[list[float], str]:
     """The measured output of every text (one batch): a class probability, or a module's float."""
     if not blackbox.is_classifier:
-        return [float(v) for v in blackbox.predict(texts)], "module output"
-    probabilities = blackbox.predict_proba(texts)
+        return [float(v) for v in await blackbox.apredict(texts)], "module output"
+    probabilities = await blackbox.apredict_proba(texts)
     classes = [plain_label(c) for c in blackbox.classes_]
     chosen = check_target(blackbox, output_class) if output_class is not None else classes[-1]
     column = classes.index(chosen)
@@ -493,7 +494,7 @@ async def _counterfactual(
     first in each row's explanation."""
     common = dict(target=options.target, candidates_per_round=options.candidates_per_round, max_rounds=options.max_rounds)
     if ctx.blackbox.kind == "tabular":
-        reference = None if ctx.reference is None else np.asarray(ctx.reference, dtype=float)
+        reference = reference_rows(ctx.blackbox, ctx.reference)
         result = await tabular_counterfactuals(
             ctx.llm, ctx.blackbox, rows, constraints=options.constraints, reference=reference, **common
         )

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import string
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from xplain.blackbox import BlackBox
+from xplain.blackbox import BlackBox, TableSchema
+from xplain.blackbox.schema import numeric_schema
 from xplain.methods.checks import Check, Gaps, prediction_gaps, text_prediction_gaps
 from xplain.llm import LLM
 from xplain.llm.types import GenerationRequest, Structured, StructuredOutputError
@@ -31,6 +32,7 @@ from xplain.methods.catalog import BackgroundRows, ChatForm, Method, MethodConte
 from xplain.methods.words import distinct_words, remove_words
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
+from xplain.validation import reference_rows
 
 Strategy = Literal["perturbation", "prediction", "instruction", "explanation"]
 STRATEGIES: tuple[Strategy, ...] = (
@@ -94,6 +96,11 @@ class PosthocOptions(BaseModel):
         description="Tables: letters A, B, … go to the features in a seeded random order per instance and shuffle "
         "(so the LLM's preference for early letters cannot pass as skill), or in column order.",
     )
+    names: Literal["hidden", "shown"] = Field(
+        default="hidden",
+        description="Tables: hide the columns behind letters A, B, … (the paper's mode, so the LLM reads the data, "
+        "not the names), or show their names and the row's values (`workclass = Private, age = 39`).",
+    )
     n_shuffles: int = Field(
         default=1,
         ge=1,
@@ -128,7 +135,9 @@ class PosthocExplanation(MethodResult):
     """Ranked features for one instance, with the black box's own check of them beside the claim."""
 
     strategy: Strategy
-    instance: list[float] | str = Field(description="The row explained, or the text.")
+    instance: dict[str, Any] | list[float] | str = Field(
+        description="The row explained (column -> value, in the user's terms), or the text."
+    )
     predicted_label: str
     features: list[FeatureAttribution] = Field(
         description="Most important first; empty if the LLM never answered."
@@ -179,15 +188,15 @@ def sample_neighbourhood(
     background: np.ndarray,
     options: PosthocOptions,
     rng: np.random.Generator,
+    schema: TableSchema | None = None,
 ) -> np.ndarray:
-    """Gaussian noise in standardised units on numeric columns; categorical columns redrawn from the background."""
-    rows = x + rng.normal(0.0, options.sigma, size=(options.n_samples, x.size)) * scale
-    for column in options.categorical:
-        redraw = rng.random(options.n_samples) < options.resample_probability
-        rows[:, column] = np.where(
-            redraw, rng.choice(background[:, column], options.n_samples), x[column]
-        )
-    return rows
+    """Gaussian noise in each numeric column's own units; categorical, boolean and ordinal columns (the schema's,
+    and `options.categorical`) redrawn from the background's values; integers rounded; immutables kept."""
+    schema = schema or numeric_schema([f"x{j}" for j in range(x.size)])
+    return schema.perturb(
+        x, options.n_samples, sigma=options.sigma, scale=scale, background=background, rng=rng,
+        resample_probability=options.resample_probability, resampled=options.categorical,
+    )  # fmt: skip
 
 
 def select_examples(probabilities: np.ndarray, n: int) -> np.ndarray:
@@ -211,12 +220,16 @@ def local_linear_weights(deltas: np.ndarray, probabilities: np.ndarray) -> np.nd
     return np.linalg.solve(gram, centred.T @ (weights * target))
 
 
-def _format_examples(deltas: np.ndarray, outputs: list[str], letters: list[str]) -> str:
+def _format_examples(
+    deltas: np.ndarray, outputs: list[str], letters: list[str], shown: list[list[str | None]] | None = None
+) -> str:
+    """Each neighbour's changes: numbers as standardised steps (`A +0.30`), and where `shown` gives the new
+    value of a category or boolean, that value (`C = Private`)."""
     lines = []
-    for row, output in zip(deltas, outputs):
+    for n, (row, output) in enumerate(zip(deltas, outputs)):
         changes = ", ".join(
-            f"{letter} {value:+.2f}"
-            for letter, value in zip(letters, row)
+            f"{letter} = {shown[n][j]}" if shown and shown[n][j] is not None else f"{letter} {value:+.2f}"
+            for j, (letter, value) in enumerate(zip(letters, row))
             if abs(value) >= 0.005
         )
         lines.append(f"changes: {changes or 'none'} -> {output}")
@@ -247,8 +260,9 @@ def _problem(
     return None, []
 
 
-def check_table(instances, n_features: int | None = None) -> np.ndarray:
-    """Rows to explain as a finite 2-D float array, or a ValueError that says what is wrong with them."""
+def check_table(instances, n_features: int | None = None, schema: TableSchema | None = None) -> np.ndarray:
+    """Rows to explain as a 2-D float array, finite except where the schema's column takes missing values, or a
+    ValueError that says what is wrong with them."""
     try:
         table = np.atleast_2d(np.asarray(instances, dtype=float))
     except (TypeError, ValueError) as error:
@@ -257,7 +271,10 @@ def check_table(instances, n_features: int | None = None) -> np.ndarray:
         raise ValueError(f"no rows to explain: got an array of shape {np.shape(instances)}; pass at least one row")
     if n_features is not None and table.shape[1] != n_features:
         raise ValueError(f"rows have {table.shape[1]} values but the model has {n_features} features")
-    bad = np.flatnonzero(~np.isfinite(table).all(axis=1))
+    allowed = np.zeros(table.shape[1], dtype=bool)
+    if schema is not None and len(schema.columns) == table.shape[1]:
+        allowed = np.array([c.accepts_missing for c in schema.columns])
+    bad = np.flatnonzero(~(np.isfinite(table) | (np.isnan(table) & allowed)).all(axis=1))
     if len(bad):
         raise ValueError(
             f"rows {bad[:5].tolist()} contain NaN or infinite values; fill or drop them before explaining"
@@ -333,15 +350,19 @@ async def explain_tabular(
         raise ValueError(
             f"explain_tabular needs a tabular black box, got kind {blackbox.kind!r}"
         )
-    instances = check_table(instances)
+    instances = check_table(instances, schema=blackbox.schema)
     background = np.asarray(background, dtype=float)
     names = blackbox.feature_names or [f"x{i}" for i in range(instances.shape[1])]
+    schema = blackbox.schema or numeric_schema(names)
     n_rows, n_features = instances.shape
     if background.ndim != 2 or background.shape[1] != n_features or len(background) < 2:
         raise ValueError(
             f"background must be at least 2 rows of {n_features} features, got shape {background.shape}"
         )
-    if n_features > MAX_FEATURES:
+    named = options.names == "shown"
+    if named and options.n_shuffles > 1:
+        raise ValueError("n_shuffles shuffles hidden letters; with names shown there is nothing to shuffle")
+    if n_features > MAX_FEATURES and not named:
         raise ValueError(
             f"at most {MAX_FEATURES} features can be renamed A..AZ; this table has {n_features}"
         )
@@ -353,15 +374,14 @@ async def explain_tabular(
         raise ValueError(
             f"categorical column indices must lie in 0..{n_features - 1}, got {options.categorical}"
         )
-    letters = feature_letters(n_features)
-    orders = letter_orders(n_rows, n_features, options)
-    scale = background.std(axis=0)
-    scale[scale == 0] = 1.0
+    letters = names if named else feature_letters(n_features)
+    orders = [[np.arange(n_features)]] * n_rows if named else letter_orders(n_rows, n_features, options)
+    scale = schema.scale(background)
     rng = np.random.default_rng(options.seed)
 
     with measure_cost(blackbox) as meter:
         neighbourhoods = [
-            sample_neighbourhood(x, scale, background, options, rng) for x in instances
+            sample_neighbourhood(x, scale, background, options, rng, schema) for x in instances
         ]
         probabilities = await blackbox.apredict_proba(
             np.vstack([instances, *neighbourhoods])
@@ -374,7 +394,8 @@ async def explain_tabular(
             ]
             for i in range(n_rows)
         ]
-        deltas = [(hood - x) / scale for hood, x in zip(neighbourhoods, instances)]
+        deltas = [schema.changes(hood, x, scale) for hood, x in zip(neighbourhoods, instances)]
+        shown = [_discrete_values(schema, hood) for hood in neighbourhoods]
         labels = [str(blackbox.classes_[c]) for c in predicted]
         surrogates = [
             local_linear_weights(d, p) for d, p in zip(deltas, neighbour_probs)
@@ -399,10 +420,13 @@ async def explain_tabular(
                 prompts.append(
                     template.render(
                         label=labels[i],
-                        letters=", ".join(letters),
+                        letters=fence(schema.describe(instances[i]), label="row") if named else ", ".join(letters),
                         k=options.k,
                         examples=fence(
-                            _format_examples(deltas[i][chosen][:, order], outputs, letters),
+                            _format_examples(
+                                deltas[i][chosen][:, order], outputs, letters,
+                                [[row[c] for c in order] for row in (shown[i][n] for n in chosen)],
+                            ),  # fmt: skip
                             label="data",
                         ),
                         explanations=fence(
@@ -460,13 +484,14 @@ async def explain_tabular(
             n_samples=options.n_gap_samples,
             max_samples=options.max_gap_samples,
             seed=options.seed,
+            background=background,
         )
 
     versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
     per_row = [[replies[n] for n, (i, _) in enumerate(owners) if i == row] for row in range(n_rows)]
     results = _explanations(
         "posthoc", options.strategy, versions, meter.cost,
-        [row.tolist() for row in instances], labels, ranked, gaps, per_row,
+        [table_instance(blackbox, row) for row in instances], labels, ranked, gaps, per_row,
         [[_letter_name(name, letters, orders[i][r], names) for n, (i, r) in enumerate(owners) if i == row
           for name in problems[n][1]] for row in range(n_rows)],
         [1 + options.n_samples + 2 * (g.check.n if g else 0) for g in gaps],
@@ -475,6 +500,23 @@ async def explain_tabular(
         result.letters = [{letters[j]: names[c] for j, c in enumerate(order)} for order in row_orders]
         result.shuffle_agreement = shuffle_agreement(row_answers, options.k)
     return results
+
+
+def _discrete_values(schema: TableSchema, rows: np.ndarray) -> list[list[str | None]]:
+    """Per row and column, the value a categorical or boolean column shows in a prompt (None for numbers)."""
+    discrete = [j for j, c in enumerate(schema.columns) if c.kind in ("categorical", "boolean")]
+    shown: list[list[str | None]] = [[None] * len(schema.columns) for _ in range(len(rows))]
+    for j in discrete:
+        for n, code in enumerate(rows[:, j]):
+            shown[n][j] = schema.columns[j].show(code)
+    return shown
+
+
+def table_instance(blackbox: BlackBox, row: np.ndarray) -> dict[str, Any] | list[float]:
+    """The explained row as the user holds it: column -> value (`{"workclass": "Private", "age": 39}`)."""
+    if blackbox.schema is None:
+        return np.asarray(row, dtype=float).tolist()
+    return blackbox.schema.records(row)[0]
 
 
 def _letter_name(letter: str, letters: list[str], order: np.ndarray, names: list[str]) -> str:
@@ -748,10 +790,10 @@ async def _run_posthoc(ctx: MethodContext, rows: list, options: PosthocOptions) 
     """Tables: every row in one LLM round against the background; texts: each by its own words, a text with
     fewer than k distinct words failing alone."""
     if ctx.blackbox.kind == "tabular":
-        background = options.background if options.background is not None else ctx.reference
+        background = reference_rows(ctx.blackbox, options.background if options.background is not None else ctx.reference)
         if background is None:
             raise InvalidInput("posthoc needs background rows: pass options.background (at least 2 rows like the data)")
-        return await explain_tabular(ctx.llm, ctx.blackbox, np.asarray(rows), np.asarray(background, dtype=float), options)
+        return await explain_tabular(ctx.llm, ctx.blackbox, np.asarray(rows, dtype=float), background, options)
     short = [len(distinct_words(text, options.max_words)) < options.k for text in rows]
     explained = iter(await explain_text(ctx.llm, ctx.blackbox, [t for t, s in zip(rows, short) if not s], options)
                      if not all(short) else [])  # fmt: skip

@@ -65,6 +65,7 @@ class Service:
             source=registration.source,
             classes=classes,
             feature_names=blackbox.feature_names,
+            columns=None if blackbox.schema is None else [c.model_dump() for c in blackbox.schema.columns],
             queries=blackbox.stats().model_dump(),
         )
 
@@ -77,7 +78,7 @@ async def open_service(
     exit. Jobs are not resumed here: that is the REST server's work, not every front's."""
     store = Store(settings.database_url)
     client = llm or make_llm(settings)
-    registry = ModelRegistry(store, settings)
+    registry = ModelRegistry(store, settings, client)
     try:
         broken = await registry.restore()
         if broken:
@@ -89,6 +90,7 @@ async def open_service(
         jobs = JobManager(store, registry, client, settings)
         yield Service(settings=settings, store=store, llm=client, registry=registry, jobs=jobs)
     finally:
+        await asyncio.to_thread(registry.close)
         try:  # a native LLM call in flight cannot be interrupted: do not wait for it past the grace time
             await asyncio.wait_for(client.aclose(), timeout=settings.shutdown_grace_s)
         except TimeoutError:

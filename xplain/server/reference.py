@@ -15,7 +15,10 @@ def load_reference(registration: ModelRegistration, blackbox: BlackBox, settings
     if registration.source.demo is not None:
         return demo_reference(registration.source.demo)
     spec = registration.reference
+    overrides = {n: c.model_dump(exclude_none=True) for n, c in (registration.columns or {}).items()}
     if spec is None:
+        if overrides and blackbox.kind == "tabular":
+            blackbox.infer_schema(None, overrides)
         return None
     if settings.data_dir is None:
         raise PermissionError("reading data files is off: the operator has not set XPLAIN_DATA_DIR")
@@ -46,5 +49,6 @@ def load_reference(registration: ModelRegistration, blackbox: BlackBox, settings
         missing = [n for n in names if n not in table.columns]
         if missing:
             raise ValueError(f"{spec.file} lacks the model's feature column(s): {', '.join(missing[:10])}")
-        rows = table[names].to_numpy(dtype=float)
+        blackbox.infer_schema(table[names], overrides)  # the columns' kinds, categories and ranges from the data
+        rows = blackbox.schema.encode(table[names])
     return DemoReference(rows, labels, f"reference rows from {spec.file}")

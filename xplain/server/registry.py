@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from xplain.blackbox import BlackBox, from_http, from_import_path, from_pickle, from_skops
+from xplain.blackbox import BlackBox, from_http, from_import_path, from_llm_spec, from_pickle, from_skops
 from xplain.data.demo import DEMO_MODELS, DemoReference, demo_blackbox
 from xplain.errors import Conflict, Forbidden, NotFound
+from xplain.llm import LLM
 from xplain.server.reference import load_reference
 from xplain.server.schemas import ModelRegistration
 from xplain.server.store import Store
@@ -35,12 +36,15 @@ def _demo_named(name: str) -> str | None:
     return next((demo for demo in DEMO_MODELS if demo.lower() == name.lower()), None)
 
 
-def load_registered(registration: ModelRegistration, settings: Settings) -> BlackBox:
-    """Build the black box a registration names, enforcing the operator's limits on where models may come from."""
+def load_registered(registration: ModelRegistration, settings: Settings, llm: LLM) -> BlackBox:
+    """Build the black box a registration names, enforcing the operator's limits on where models may come from.
+    An LLM classifier runs on the service's `llm` unless it names an endpoint the operator allows."""
     source = registration.source
     common = dict(kind=registration.kind, feature_names=registration.feature_names)
     if source.demo is not None:
         return demo_blackbox(source.demo)
+    if source.llm is not None:
+        return from_llm_spec(source.llm, llm=llm, settings=settings, allowed_endpoints=settings.allowed_llm_endpoints)
     if source.url is not None:
         if registration.kind is None:
             raise ValueError("an HTTP model needs `kind` (tabular, text or module)")
@@ -65,9 +69,10 @@ def load_registered(registration: ModelRegistration, settings: Settings) -> Blac
 
 
 class ModelRegistry:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, llm: LLM) -> None:
         self.store = store
         self.settings = settings
+        self.llm = llm
         self.models: dict[str, tuple[ModelRegistration, BlackBox]] = {}
         self.references: dict[str, DemoReference] = {}
 
@@ -90,7 +95,7 @@ class ModelRegistry:
             raise Conflict(f"a model named {name!r} is already registered; send \"replace\": true to replace it")
         if demo is not None and key in self.models:
             raise Forbidden(f"{name!r} is a demo model and cannot be replaced")
-        blackbox = await asyncio.to_thread(load_registered, registration, self.settings)
+        blackbox = await asyncio.to_thread(load_registered, registration, self.settings, self.llm)
         reference = await asyncio.to_thread(load_reference, registration, blackbox, self.settings)
         await self.store.save_model(key, registration.model_dump(mode="json", exclude={"replace"}))
         previous = self.models.get(key)
@@ -122,7 +127,7 @@ class ModelRegistry:
         for key, spec in (await self.store.model_specs()).items():
             registration = ModelRegistration.model_validate(spec)
             try:
-                blackbox = await asyncio.to_thread(load_registered, registration, self.settings)
+                blackbox = await asyncio.to_thread(load_registered, registration, self.settings, self.llm)
                 reference = await asyncio.to_thread(load_reference, registration, blackbox, self.settings)
             except Exception:  # a model or data file removed or changed since: keep serving the rest
                 broken.append(key)
@@ -145,6 +150,11 @@ class ModelRegistry:
             return self.models[key]
         except KeyError:
             raise ModelNotFound(f"no model named {split_key(key)[1]!r}; POST /models registers one") from None
+
+    def close(self) -> None:
+        """Release what the models hold open (HTTP pools, an LLM classifier's own LLM and loop)."""
+        for _, blackbox in self.models.values():
+            blackbox.close()
 
     async def remove(self, key: str, owner: str = "") -> None:
         """Remove `owner`'s model `key`; shared models are the operator's (owner ""), demos stay."""

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, create_model, model_validator
 
 from xplain.batch.runner import Progress, RowOutcome
+from xplain.blackbox import LLMClassifierSpec
+from xplain.blackbox.schema import Category, ColumnKind
 from xplain.data.demo import DEMO_MODELS
 from xplain.methods.catalog import INPUT_KINDS, Method
 from xplain.validation import SLUG
@@ -32,12 +34,15 @@ class ModelSource(Strict):
         description="An HTTP endpoint taking {'inputs': [...]}, on a host in XPLAIN_ALLOWED_MODEL_HOSTS.",
     )
     demo: DemoName | None = Field(None, description="A built-in demo model.")
+    llm: LLMClassifierSpec | None = Field(
+        None, description="An LLM classifier: a prompt template with {text}, its labels' words, where it runs."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSource:
-        given = [k for k, v in self.model_dump().items() if v is not None]
+        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of file, import_path, url, demo (got {given or 'none'})")
+            raise ValueError(f"give exactly one of file, import_path, url, demo, llm (got {given or 'none'})")
         return self
 
 
@@ -49,6 +54,17 @@ class ReferenceData(Strict):
     text_column: str | None = Field(None, max_length=200, description="Text models: the column holding the text.")
 
 
+class ColumnOverride(Strict):
+    """What a registration says about one column of a table, over what was inferred from the model and data."""
+
+    kind: ColumnKind | None = None
+    categories: list[Category] | None = Field(None, max_length=10_000)
+    min: float | None = None
+    max: float | None = None
+    missing_rate: float | None = Field(None, ge=0, le=1)
+    immutable: bool | None = None
+
+
 class ModelRegistration(Strict):
     name: str = ModelName
     source: ModelSource
@@ -57,7 +73,27 @@ class ModelRegistration(Strict):
     feature_names: list[str] | None = Field(None, max_length=10_000)
     trusted_types: list[str] = Field(default_factory=list, description="skops types to trust beyond the defaults.")
     replace: bool = Field(False, description="Replace a registered model of this name (demos cannot be replaced).")
-    reference: ReferenceData | None = Field(None, description="Reference rows for the chat (the demos bring theirs).")
+    reference: ReferenceData | None = Field(
+        None,
+        description="Reference rows (the demos bring theirs): the chat's rows, the methods' background, and where "
+        "a table's column kinds, categories and ranges are learnt from.",
+    )
+    columns: dict[str, ColumnOverride] | None = Field(
+        None, max_length=10_000, description="Tables: column -> what to override of what was inferred about it."
+    )
+
+    @model_validator(mode="after")
+    def _llm_names_its_own(self) -> ModelRegistration:
+        spec = self.source.llm
+        if spec is None:
+            return self
+        if self.classes is not None or self.feature_names is not None:
+            raise ValueError("an LLM classifier names its classes in source.llm.labels and its features in "
+                             "source.llm.feature_names; leave classes and feature_names out")
+        if self.kind is not None and self.kind != spec.kind:
+            raise ValueError(f"this LLM classifier is a {spec.kind} model (tabular when source.llm.feature_names is "
+                             f"given, else text), not {self.kind}")
+        return self
 
 
 class ModelInfo(BaseModel):
@@ -66,6 +102,9 @@ class ModelInfo(BaseModel):
     source: ModelSource
     classes: list[Any] | None
     feature_names: list[str] | None
+    columns: list[dict[str, Any]] | None = Field(
+        None, description="Tables: each column's kind, categories, range and missing rate, as inferred or overridden."
+    )
     queries: dict[str, Any]
 
 

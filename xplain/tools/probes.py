@@ -39,7 +39,9 @@ class TextOrRowArgs(BaseModel):
 
 class FeatureChange(BaseModel):
     feature: str = Field(max_length=80, description="Feature name, as listed by describe_data.")
-    value: float = Field(description="The new value.")
+    value: float | bool | Annotated[str, Field(max_length=80)] = Field(
+        description="The new value: a number, or one of a categorical feature's values."
+    )
 
 
 class TabularWhatIfArgs(RowArgs):
@@ -149,6 +151,13 @@ def predict_tool(context: ProbeContext) -> BaseTool:
     )
 
 
+def _value(columns: list | None, column: int, code: float) -> Any:
+    """A table's value as the user writes it: a category or boolean as itself, a number rounded."""
+    if columns is not None and columns[column].discrete:
+        return columns[column].decode(np.array([code]))[0]
+    return rounded(code)
+
+
 def _batch(context: ProbeContext, inputs: list[Any]) -> Any:
     return np.vstack(inputs) if context.kind == "tabular" else list(inputs)
 
@@ -162,10 +171,14 @@ def what_if_tool(context: ProbeContext) -> BaseTool:
         original = np.asarray(context.row(args.row), dtype=np.float64)
         edited = original.copy()
         applied = {}
+        columns = context.blackbox.schema.columns if context.blackbox.schema is not None else None
         for change in args.changes:
             column = context.feature_index(change.feature)
-            edited[column] = change.value
-            applied[context.feature_names[column]] = {"from": rounded(original[column]), "to": rounded(change.value)}
+            # a category must be one the model knows; a number is a number (the column's own error says which)
+            edited[column] = columns[column].encode(change.value) if columns else float(change.value)
+            applied[context.feature_names[column]] = {
+                "from": _value(columns, column, original[column]), "to": _value(columns, column, edited[column])
+            }
         before, after = await context.blackbox.apredict_proba(np.vstack([original, edited]))
         return _comparison(context, {"row": args.row, "changes": applied}, before, after)
 

@@ -38,6 +38,9 @@ class Backend(ABC):
     native_tools: bool = False
     #: Tokens the model attends to, prompt and reply together; None while unknown (requests then go unchecked).
     context_size: int | None = None
+    #: True when the client belongs to the event loop it first ran on (an HTTP session, asyncio locks), so it may
+    #: not be called from another loop; in-process engines answer through thread-safe futures, on any loop.
+    binds_event_loop: bool = False
 
     @property
     @abstractmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import threading
 from pathlib import Path
 
 # llama.cpp's OpenMP threads spin while they wait by default; on a machine shared with other work (the server's
@@ -23,6 +24,8 @@ from xplain.llm.backends.llamacpp_engine import LlamaEngine  # noqa: E402
 from xplain.llm.types import GenerationRequest, LLMUnavailableError, ScoreRequest  # noqa: E402
 
 PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Held while an engine starts: an LLM classifier's own event loop may ask for the engine beside the server's.
+_STARTING = threading.Lock()
 
 
 def packaged_model_path() -> Path:
@@ -83,17 +86,18 @@ class LlamaCppBackend(Backend):
         return self.model_path.name
 
     def _started(self) -> LlamaEngine:
-        """The engine, started on first use (loading happens on its own thread)."""
-        if self._engine is None:
-            self._engine = LlamaEngine(
-                self.model_path,
-                context_size=self.context_setting,
-                n_slots=self.parallel,
-                workers=self.workers,
-                threads=self.threads // self.workers,
-                prefix_tree=self.prefix_tree,
-            )
-        return self._engine
+        """The engine, started on first use (loading happens on its own thread), once whichever thread asks."""
+        with _STARTING:
+            if self._engine is None:
+                self._engine = LlamaEngine(
+                    self.model_path,
+                    context_size=self.context_setting,
+                    n_slots=self.parallel,
+                    workers=self.workers,
+                    threads=self.threads // self.workers,
+                    prefix_tree=self.prefix_tree,
+                )
+            return self._engine
 
     @property
     def context_size(self) -> int | None:  # type: ignore[override]

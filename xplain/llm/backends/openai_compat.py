@@ -94,6 +94,7 @@ CONTEXT_REFUSALS = ("context length", "context window", "maximum context", "exce
 
 class OpenAIBackend(Backend):
     name = "openai"
+    binds_event_loop = True  # its aiohttp session and semaphores
 
     def __init__(
         self,

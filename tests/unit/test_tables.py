@@ -1,0 +1,347 @@
+"""Mixed-type tables as users hold them (strings, integers, booleans, missing values) on a scikit-learn Pipeline of
+OneHotEncoder + StandardScaler + LogisticRegression: the inferred schema, rows in every form, perturbations that
+respect the columns' kinds, and every method and front. The label depends on `workclass` alone, so the column
+that carries the effect is known."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io
+from fastapi.testclient import TestClient
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from typer.testing import CliRunner
+
+import xplain
+from xplain.blackbox import from_callable, from_estimator
+from xplain.cli import app
+from xplain.llm import LLM, make_llm
+from xplain.llm.backends.fake import FakeBackend
+from xplain.server.app import create_app
+from xplain.settings import Settings
+from xplain.validation import RowError
+
+CATEGORICAL = ["workclass", "colour", "married"]
+NUMERIC = ["age", "hours"]
+
+
+def make_table(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame(
+        {
+            "workclass": rng.choice(["Private", "Self-emp", "Gov"], n),
+            "age": rng.integers(18, 70, n),
+            "hours": rng.normal(40, 8, n).round(1),
+            "married": rng.random(n) < 0.5,
+            "colour": rng.choice(["red", "green", "blue"], n).astype(object),
+        }
+    )
+    table.loc[rng.random(n) < 0.1, "colour"] = np.nan
+    label = ((table.workclass == "Self-emp") * 3.0 + rng.normal(0, 0.5, n) > 1.5).astype(int).to_numpy()
+    return table, label
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return make_table(300)[0]
+
+
+@pytest.fixture(scope="module")
+def pipe(table):
+    _, label = make_table(300)
+    encode = ColumnTransformer(
+        [("categories", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL), ("numbers", StandardScaler(), NUMERIC)]
+    )
+    return Pipeline([("encode", encode), ("model", LogisticRegression())]).fit(table, label)
+
+
+def test_the_schema_is_inferred_from_the_pipeline_and_the_reference(pipe, table):
+    schema = from_estimator(pipe, reference=table).schema
+    kinds = {c.name: c.kind for c in schema.columns}
+    assert kinds == {"workclass": "categorical", "age": "integer", "hours": "numeric", "married": "boolean",
+                     "colour": "categorical"}  # fmt: skip
+    assert schema.column("workclass").categories == ["Gov", "Private", "Self-emp"]
+    assert None in schema.column("colour").categories and schema.column("colour").missing_rate > 0
+    assert schema.column("age").min >= 18 and schema.column("age").max < 70
+    assert schema.frame  # fitted on a DataFrame, so called with one
+    # without reference rows, the encoders alone still tell the categories
+    assert from_estimator(pipe).schema.column("workclass").categories == ["Gov", "Private", "Self-emp"]
+
+
+def test_rows_as_users_hold_them_get_the_pipelines_own_answers(pipe, table):
+    rows = table.head(4)
+    expected = pipe.predict_proba(rows)
+    forms = [rows, rows.to_dict(orient="records"), rows.astype(object).to_numpy(), rows.values.tolist()]
+    for form in forms:
+        found = xplain.run("predict", pipe, form, llm=LLM(FakeBackend()))
+        probabilities = [[r.prediction.probabilities[c] for c in ("0", "1")] for r in found]
+        np.testing.assert_allclose(probabilities, expected)
+
+
+def test_an_unknown_category_or_an_unexpected_missing_value_fails_its_row_alone(pipe, table):
+    rows = table.head(3).to_dict(orient="records")
+    rows[1]["workclass"] = "Unicorn"
+    rows[2]["age"] = None
+    found = xplain.run("predict", pipe, rows, llm=LLM(FakeBackend()), errors="keep")
+    assert found[0].prediction.label in (0, 1)
+    assert isinstance(found[1], RowError) and "'Unicorn' is not a category" in str(found[1])
+    assert "Self-emp" in str(found[1])
+    assert isinstance(found[2], RowError) and "age is missing" in str(found[2])
+
+
+def test_perturbations_keep_each_columns_kind(pipe, table):
+    blackbox = from_estimator(pipe, reference=table, columns={"age": {"immutable": True}})
+    schema = blackbox.schema
+    background = schema.encode(table)
+    x = background[0]
+    rows = schema.perturb(x, 500, sigma=1.0, scale=schema.scale(background), background=background,
+                          rng=np.random.default_rng(0), resample_probability=0.5)  # fmt: skip
+    names = schema.names
+    assert (rows[:, names.index("age")] == x[names.index("age")]).all()  # immutable
+    for name in ("workclass", "colour"):
+        column = rows[:, names.index(name)]
+        assert set(np.unique(column)) <= set(np.unique(background[:, names.index(name)]))  # only seen categories
+        assert len(np.unique(column)) > 1
+    assert set(np.unique(rows[:, names.index("married")])) == {0.0, 1.0}
+    hours = rows[:, names.index("hours")]
+    assert hours.std() == pytest.approx(table.hours.std(), rel=0.2)  # in its own units
+    snapped = schema.snap(rows + np.random.default_rng(1).normal(0, 0.4, rows.shape))  # e.g. LIME's Gaussian steps
+    assert (snapped[:, names.index("age")] == np.round(snapped[:, names.index("age")])).all()
+    assert set(np.unique(snapped[:, names.index("workclass")])) <= {0.0, 1.0, 2.0}
+    decoded = schema.decode(rows)
+    assert decoded.workclass.isin(["Gov", "Private", "Self-emp"]).all() and decoded.married.dtype == bool
+
+
+def reading_answer(request, k: int = 2) -> str:
+    """A capable reader: ranks the letters whose changes (numbers or changed categories) move the output most."""
+    prompt = request.messages[-1].content
+    changes, outputs = [], []
+    for shown, output in re.findall(r"changes: (.*) -> (.*)", prompt):
+        row = {letter: abs(float(v)) for letter, v in re.findall(r"\b([A-Z]+) ([+-]\d+\.\d+)", shown)}
+        row.update({letter: 1.0 for letter in re.findall(r"\b([A-Z]+) = ", shown)})
+        changes.append(row)
+        outputs.append(float(output))
+    letters = sorted({letter for row in changes for letter in row})
+    X = np.array([[row.get(letter, 0.0) for letter in letters] for row in changes])
+    effect = [abs(np.corrcoef(X[:, j], outputs)[0, 1]) if X[:, j].std() > 0 else 0.0 for j in range(len(letters))]
+    top = [letters[j] for j in np.argsort(effect)[::-1][:k]]
+    return json.dumps({"features": [{"feature": t, "direction": "-", "rationale": "moves it"} for t in top]})
+
+
+def test_grouped_attributions_recover_the_column_that_carries_the_effect(pipe, table):
+    """A one-hot logistic regression whose label depends on workclass alone: LIME, KernelSHAP and the LLM (a fake
+    that reads the data) each rank the workclass column first, and the check on it says faithful."""
+    rows = table[table.workclass == "Self-emp"].head(2)
+    llm = LLM(FakeBackend(rules=[(r".", reading_answer)]))
+    options = {"lime": {"n_samples": 200}, "kernelshap": {"n_samples": 200},
+               "posthoc": {"k": 2, "n_samples": 60, "n_examples": 16, "resample_probability": 0.5}}  # fmt: skip
+    for method, chosen in options.items():
+        for result in xplain.run(method, pipe, rows, reference=table, llm=llm, **chosen):
+            top = result.ranking[0] if method != "posthoc" else result.features[0].feature
+            assert top == "workclass", (method, result)
+            assert result.faithfulness.verdict == "faithful", (method, result.faithfulness)
+            assert result.instance["workclass"] == "Self-emp" and isinstance(result.instance["married"], bool)
+            if method != "posthoc":
+                assert set(result.weights) == set(table.columns)  # one weight per column, not per one-hot column
+    prompt = llm.backend.batches[0][0].messages[-1].content
+    assert re.search(r"\b[A-Z] = (Gov|Private|Self-emp|red|green|blue|True|False|missing)\b", prompt)
+    assert "workclass" not in prompt  # the hidden-name mode: letters, but the values as the user wrote them
+
+
+def test_counterfactuals_change_categories_only_to_seen_ones(pipe, table):
+    def propose(request):
+        assert "workclass = Gov" in request.messages[-1].content and "one of Gov, Private, Self-emp" in (
+            request.messages[-1].content
+        )
+        changes = [[{"feature": "workclass", "value": "Unicorn"}], [{"feature": "workclass", "value": "Self-emp"}]]
+        return json.dumps({"proposals": [{"changes": c} for c in changes]})
+
+    row = table[table.workclass == "Gov"].head(1)
+    llm = LLM(FakeBackend(rules=[(r".", propose)]))
+    [found] = xplain.run("counterfactual", pipe, row, reference=table, llm=llm, max_rounds=1)
+    assert [r.reason for r in found.rejected] == [
+        "workclass = 'Unicorn' is not a category the model knows (Gov, Private, Self-emp)"
+    ]
+    [valid] = found.valid
+    assert valid.changes[0].model_dump() == {"feature": "workclass", "old": "Gov", "new": "Self-emp"}
+    assert valid.values["workclass"] == "Self-emp" and found.row["workclass"] == "Gov"
+
+
+def test_native_categorical_gradient_boosting_is_called_with_its_categories(table):
+    _, label = make_table(300)
+    frame = table.astype({"workclass": "category", "colour": "category"})
+    model = HistGradientBoostingClassifier(categorical_features="from_dtype", max_iter=20).fit(frame, label)
+    blackbox = from_estimator(model, reference=frame)
+    assert blackbox.schema.column("workclass").kind == "categorical"
+    rows = frame.head(5)
+    np.testing.assert_allclose(blackbox.predict_proba(rows.to_dict(orient="records")), model.predict_proba(rows))
+    [result] = xplain.run("lime", model, rows.head(1), reference=frame, n_samples=100)
+    assert result.ranking[0] == "workclass"
+    alone = from_estimator(model)  # no reference: the model's own encoder names the categories
+    assert alone.schema.column("colour").categories == ["blue", "green", "red", None]
+    np.testing.assert_allclose(alone.predict_proba(rows.to_dict(orient="records")), model.predict_proba(rows))
+
+
+def test_a_function_over_numbers_keeps_taking_arrays():
+    seen = []
+
+    def model(rows):
+        seen.append(type(rows))
+        p = 1 / (1 + np.exp(-rows[:, 0]))
+        return np.column_stack([1 - p, p])
+
+    blackbox = from_callable(model, kind="tabular", feature_names=["a", "b"])
+    blackbox.predict_proba(pd.DataFrame({"b": [1.0], "a": [2.0]}))  # columns put in the model's order
+    assert seen == [np.ndarray] and blackbox.predict_proba([[2.0, 1.0]]).shape == (1, 2)
+
+    received = []
+    words = from_callable(lambda rows: received.append(rows) or np.full((len(rows), 2), 0.5), kind="tabular",
+                          feature_names=["a", "b"])  # fmt: skip
+    words.infer_schema(columns={"a": {"kind": "categorical", "categories": ["low", "high"]}})  # an override
+    words.predict_proba([{"a": "high", "b": 3}])
+    assert received[0].tolist() == [["high", 3.0]]
+    with pytest.raises(ValueError, match="'mid' is not a category the model knows"):
+        words.predict_proba([{"a": "mid", "b": 3}])
+
+
+def test_rest_rows_as_objects_on_a_registered_skops_pipeline(pipe, table, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "data").mkdir()
+    skops.io.dump(pipe, tmp_path / "models" / "income.skops")
+    table.to_csv(tmp_path / "data" / "train.csv", index=False)
+    settings = Settings(
+        llm_backend="fake", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", trusted_model_dir=tmp_path / "models",
+        data_dir=tmp_path / "data", classifier_dir=tmp_path / "classifiers",
+    )  # fmt: skip
+    rows = json.loads(table.head(2).to_json(orient="records"))
+    with TestClient(create_app(settings, llm=make_llm(settings), register_demo_models=False)) as api:
+        registration = {"name": "income", "source": {"file": "income.skops"}, "reference": {"file": "train.csv"},
+                        "columns": {"age": {"immutable": True}}}  # fmt: skip
+        response = api.post("/models", json=registration)
+        assert response.status_code == 201, response.text
+        columns = {c["name"]: c for c in api.get("/models/income").json()["columns"]}
+        assert columns["workclass"]["categories"] == ["Gov", "Private", "Self-emp"] and columns["age"]["immutable"]
+        answer = api.post("/methods/lime", json={"model": "income", "rows": rows, "options": {"n_samples": 60}})
+        assert answer.status_code == 200, answer.text
+        [first, second] = answer.json()["results"]
+        assert first["result"]["instance"] == rows[0] and second["result"]["ranking"][0] == "workclass"
+        bad = api.post("/models/income/predict", json={"inputs": [{**rows[0], "workclass": 7}, rows[1]]})
+        assert bad.status_code == 200 and "not a category" in bad.json()["errors"][0]
+        assert bad.json()["errors"][1] is None
+        table.head(3).to_parquet(tmp_path / "data" / "rows.parquet")  # a job over a file of the data directory
+        job = api.post("/jobs", json={"model": "income", "method": "kernelshap", "file": "rows.parquet",
+                                      "options": {"n_samples": 60}})  # fmt: skip
+        assert job.status_code in (200, 201, 202), job.text
+        job_id = job.json()["id"]
+        deadline = time.monotonic() + 60
+        while api.get(f"/jobs/{job_id}").json()["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        results = api.get(f"/jobs/{job_id}/results").json()["results"]
+        assert len(results) == 3 and all(r["ok"] for r in results), results
+        assert results[2]["result"]["instance"]["workclass"] == table.workclass.iloc[2]
+
+
+@pytest.mark.usefixtures("fake_llm_env")
+def test_batch_over_a_parquet_file_with_strings_booleans_and_empty_cells(pipe, table, tmp_path):
+    skops.io.dump(pipe, tmp_path / "income.skops")
+    table.to_parquet(tmp_path / "train.parquet")
+    rows = table.head(4).copy()
+    rows.loc[rows.index[0], "colour"] = None
+    rows.to_parquet(tmp_path / "rows.parquet")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["batch", str(tmp_path / "rows.parquet"), "--model", str(tmp_path / "income.skops"),
+                                      "--method", "kernelshap", "--reference", str(tmp_path / "train.parquet"),
+                                      "--options", '{"n_samples": 60}', "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    outcomes = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(outcomes) == 4 and all(o["ok"] for o in outcomes)
+    assert outcomes[0]["result"]["instance"]["colour"] is None
+
+
+def test_results_make_one_frame_indexed_like_the_input(pipe, table):
+    rows = table.iloc[[5, 9]].rename_axis("person")
+    found = xplain.run("lime", pipe, rows, reference=table, n_samples=60)
+    frame = found.to_frame()
+    assert frame.index.names == ["person", "item"] and sorted(set(frame.index.get_level_values(0))) == [5, 9]
+    assert set(frame.loc[9, "feature"]) == set(table.columns)
+
+
+def test_a_missing_number_is_taken_where_the_model_imputes_it(table):
+    """hours has missing values in the reference and an imputer in the pipeline: predict and the LLM's posthoc
+    take a row missing it; LIME, which cannot perturb a missing number, fails that row alone and says why."""
+    _, label = make_table(300)
+    holes = table.copy()
+    holes.loc[holes.index[::10], "hours"] = np.nan
+    numbers = Pipeline([("fill", SimpleImputer()), ("scale", StandardScaler())])
+    encode = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+                                ("numbers", numbers, NUMERIC)])  # fmt: skip
+    model = Pipeline([("encode", encode), ("model", LogisticRegression())]).fit(holes, label)
+    rows = holes.iloc[[0, 1]]  # row 0 misses hours
+    assert np.isnan(rows.hours.iloc[0])
+    predicted = xplain.run("predict", model, rows, reference=holes, llm=LLM(FakeBackend()))
+    np.testing.assert_allclose([r.prediction.probabilities["1"] for r in predicted], model.predict_proba(rows)[:, 1])
+    llm = LLM(FakeBackend(rules=[(r".", reading_answer)]))
+    [explained, _] = xplain.run("posthoc", model, rows, reference=holes, llm=llm, k=2, n_samples=40)
+    assert explained.instance["hours"] is None and explained.faithfulness is not None
+    failed, fine = xplain.run("lime", model, rows, reference=holes, n_samples=60, errors="keep")
+    assert "cannot perturb a missing number" in str(failed) and fine.ranking[0] == "workclass"
+
+
+def test_posthoc_can_show_the_columns_by_name_with_the_rows_values(pipe, table):
+    def names_workclass(request):
+        prompt = request.messages[-1].content
+        assert "workclass = Self-emp" in prompt and re.search(r"age = \d+\b", prompt)
+        assert re.search(r"changes: .*\b(workclass|colour) = ", prompt) and "age +" in prompt
+        features = [{"feature": f, "direction": "+", "rationale": "moves it"} for f in ("workclass", "hours")]
+        return json.dumps({"features": features})
+
+    rows = table[table.workclass == "Self-emp"].head(1)
+    llm = LLM(FakeBackend(rules=[(r".", names_workclass)]))
+    [found] = xplain.run("posthoc", pipe, rows, reference=table, llm=llm, k=2, names="shown", resample_probability=0.5)
+    assert [f.feature for f in found.features] == ["workclass", "hours"]
+    assert found.faithfulness.verdict == "faithful"
+
+
+@pytest.mark.usefixtures("fake_llm_env")
+def test_xplain_explain_reads_a_csv_with_strings_against_its_background(pipe, table, tmp_path):
+    skops.io.dump(pipe, tmp_path / "income.skops")
+    table.to_csv(tmp_path / "train.csv", index=False)
+    table.head(2).to_csv(tmp_path / "rows.csv", index=False)
+    result = CliRunner().invoke(app, ["explain", str(tmp_path / "income.skops"), "--rows", str(tmp_path / "rows.csv"),
+                                      "--background", str(tmp_path / "train.csv"), "--k", "2", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    explained = json.loads(result.output.strip().splitlines()[-1])
+    assert [e["instance"]["workclass"] for e in explained] == table.workclass.head(2).tolist()
+
+
+def test_an_ordinal_column_steps_along_its_order():
+    blackbox = from_callable(lambda rows: np.full((len(rows), 2), 0.5), kind="tabular", feature_names=["grade", "x"])
+    schema = blackbox.infer_schema(columns={"grade": {"kind": "ordinal", "categories": ["low", "mid", "high"]}})
+    [low] = schema.encode([{"grade": "low", "x": 1.0}])
+    rows = schema.perturb(low, 300, sigma=0.3, scale=np.ones(2), background=None, rng=np.random.default_rng(0),
+                          resample_probability=0.5)  # fmt: skip
+    assert set(schema.decode(rows).grade) == {"low", "mid"}  # one step at most, never below the lowest
+
+
+async def test_what_if_sets_a_category_only_to_one_the_model_knows(pipe, table):
+    from xplain.tools import ProbeContext, build_tools
+
+    blackbox = from_estimator(pipe, reference=table)
+    context = ProbeContext(blackbox, blackbox.schema.encode(table.head(20)), None, "income")
+    [what_if] = build_tools(context, ["what_if"])
+    row = int(np.flatnonzero(table.head(20).workclass == "Gov")[0])
+    answer = json.loads(await what_if.ainvoke({"row": row, "changes": [{"feature": "workclass", "value": "Self-emp"}]}))
+    assert answer["changes"]["workclass"] == {"from": "Gov", "to": "Self-emp"}
+    assert answer["label_changed"] and answer["after"]["predicted"] == "1"
+    refused = await what_if.ainvoke({"row": row, "changes": [{"feature": "workclass", "value": "Unicorn"}]})
+    assert "'Unicorn' is not a category the model knows" in refused

@@ -1,0 +1,300 @@
+"""An LLM as the black box: a prompt template with a `{text}` slot, a set of labels with the words that stand for
+them, and the LLM it runs on. Its class probabilities are the labels' likelihoods after the prompt, normalised
+(one `LLM.score` call per batch of rows), so every method explains it as it explains any classifier, and every
+check (PGI / PGU, flips) re-queries the LLM.
+
+The black-box API is synchronous (`predict_proba(X)`, called from worker threads, from LIME's and SHAP's own loops,
+or from plain code) while the LLM is async. The box runs its LLM calls on an event loop of its own, on a thread of
+its own, whatever thread or loop asks: no loop is nested, a server's loop is never blocked waiting on itself, and
+the LLM's tokens are not counted as the explaining LLM's usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import threading
+import tomllib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar, Unpack
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from scipy.special import softmax
+
+from xplain.blackbox.errors import BlackBoxLoadError
+from xplain.blackbox.model import BlackBox, WrapperOptions
+from xplain.errors import Forbidden, plain_validation_error
+from xplain.llm import LLM, ScoreRequest, make_llm
+from xplain.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+TEXT_SLOT = "{text}"
+ALLOWED_ENDPOINTS_SETTING = "XPLAIN_ALLOWED_LLM_ENDPOINTS"
+
+
+class LLMEndpoint(BaseModel):
+    """An OpenAI-compatible server (vLLM, llama.cpp's server, OpenAI) for the classifier to run on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(
+        pattern=r"^https?://",
+        max_length=500,
+        description=f"The server's /v1 URL; one listed in {ALLOWED_ENDPOINTS_SETTING}.",
+    )
+    model: str | None = Field(None, min_length=1, max_length=200, description="The server's first model if unset.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class LLMClassifierSpec(BaseModel):
+    """What an LLM classifier is: its prompt, its labels and where it runs. Shown with the model, as it was given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    template: str = Field(
+        min_length=len(TEXT_SLOT),
+        max_length=20_000,
+        description="The prompt, with `{text}` exactly once where the input goes (a table row as `name = value` "
+        "lines). The labels' words are scored right after it, so end it where the label is written, "
+        "e.g. 'Review: {text}\\nSentiment:'.",
+    )
+    labels: dict[str, str] = Field(
+        min_length=2,
+        max_length=20,
+        description="Each class and the words scored for it after the prompt, e.g. "
+        "{'negative': ' negative', 'positive': ' positive'} (mind the leading space).",
+    )
+    feature_names: list[str] | None = Field(
+        None, min_length=1, max_length=200, description="For table rows: the columns, rendered as `name = value`."
+    )
+    endpoint: LLMEndpoint | None = Field(None, description="Where it runs; the configured LLM when unset.")
+
+    @field_validator("template")
+    @classmethod
+    def _one_slot(cls, template: str) -> str:
+        found = template.count(TEXT_SLOT)
+        if found != 1:
+            raise ValueError(f"the template must contain {TEXT_SLOT} exactly once, where the input goes; found {found}")
+        return template
+
+    @field_validator("labels")
+    @classmethod
+    def _words(cls, labels: dict[str, str]) -> dict[str, str]:
+        for label, words in labels.items():
+            if not label.strip() or len(label) > 100:
+                raise ValueError(f"a label name is 1 to 100 characters, not blank; got {label[:120]!r}")
+            if not words.strip() or len(words) > 100:
+                raise ValueError(f"label {label!r}: its words are 1 to 100 characters, not blank: {words[:120]!r}")
+        repeated = sorted({w for w in labels.values() if list(labels.values()).count(w) > 1})
+        if repeated:
+            raise ValueError(f"two labels have the same words {repeated[0]!r}; the LLM could not tell them apart")
+        return labels
+
+    @field_validator("feature_names")
+    @classmethod
+    def _names(cls, names: list[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        if any(not n.strip() or len(n) > 100 for n in names):
+            raise ValueError("feature names are 1 to 100 characters, not blank")
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must be distinct")
+        return names
+
+    @property
+    def kind(self) -> str:
+        return "tabular" if self.feature_names else "text"
+
+    def prompt(self, row: Any) -> str:
+        """The template with the input in its slot: a text as it is, a table row as `name = value` lines."""
+        if self.feature_names:
+            text = "\n".join(f"{name} = {format(float(value), '.10g')}" for name, value in zip(self.feature_names, row))
+        else:
+            text = str(row)
+        return self.template.replace(TEXT_SLOT, text)
+
+
+class EventLoopThread:
+    """An event loop on a daemon thread of its own, started on first use. `run` hands it a coroutine from any
+    thread (one with a running loop too) and waits for the answer; the coroutine runs in a fresh context."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, make_coroutine: Callable[[], Awaitable[T]]) -> T:
+        loop = self._started()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(f"{self.name}: a call from its own loop would wait on itself")
+        answer: Future = Future()
+
+        def settle(task: asyncio.Task) -> None:
+            if task.cancelled():
+                answer.cancel()
+            elif task.exception() is not None:
+                answer.set_exception(task.exception())
+            else:
+                answer.set_result(task.result())
+
+        def start() -> None:
+            loop.create_task(make_coroutine()).add_done_callback(settle)
+
+        loop.call_soon_threadsafe(start, context=contextvars.Context())
+        return answer.result()
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def stop(self) -> None:
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()
+
+
+class LLMClassifier:
+    """The batch function behind an LLM black box: rows -> probability rows, one `score` call per batch, made on
+    the box's own event loop. It closes `llm` in `close` when it `owns` it (built for this box alone)."""
+
+    def __init__(self, spec: LLMClassifierSpec, llm: LLM, *, owns: bool = False) -> None:
+        self.spec = spec
+        self.llm = llm
+        self.owns = owns
+        self.continuations = list(spec.labels.values())
+        self._loop = EventLoopThread("xplain-llm-blackbox")
+
+    def __call__(self, batch: Sequence[Any]) -> np.ndarray:
+        requests = [ScoreRequest(prompt=self.spec.prompt(row), continuations=self.continuations) for row in batch]
+        scored = self._loop.run(lambda: self.llm.score(requests))
+        return softmax(np.array([s.logprobs for s in scored], dtype=np.float64), axis=1)
+
+    def close(self) -> None:
+        """Close the LLM it owns (on the loop it ran on), then the loop."""
+        if self.owns:
+            self._loop.run(self.llm.aclose)
+        self._loop.stop()
+
+
+def from_llm(
+    template: str,
+    labels: Mapping[str, str] | Sequence[str],
+    *,
+    feature_names: Sequence[str] | None = None,
+    endpoint: LLMEndpoint | Mapping[str, Any] | str | None = None,
+    llm: LLM | None = None,
+    settings: Settings | None = None,
+    name: str | None = None,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """An LLM classifier as a black box: `from_llm("Review: {text}\\nSentiment:", ["negative", "positive"])`.
+
+    `labels` maps each class to the words scored for it, or lists the classes (each scored as ' ' + its name).
+    It runs on `llm`, else on `endpoint` (an OpenAI-compatible base URL, or `{"base_url", "model"}`), else on
+    the configured LLM (`settings`, default the environment's).
+    """
+    words = dict(labels) if isinstance(labels, Mapping) else {str(label): f" {label}" for label in labels}
+    if isinstance(endpoint, str):
+        endpoint = {"base_url": endpoint}
+    try:
+        spec = LLMClassifierSpec(template=template, labels=words, feature_names=feature_names, endpoint=endpoint)
+    except ValidationError as error:
+        raise BlackBoxLoadError(f"bad LLM classifier: {plain_validation_error(error, LLMClassifierSpec)}") from None
+    return from_llm_spec(spec, llm=llm, settings=settings, name=name, **options)
+
+
+def from_llm_file(
+    path: str | Path,
+    *,
+    llm: LLM | None = None,
+    settings: Settings | None = None,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """An LLM classifier described by a JSON or TOML file holding `LLMClassifierSpec`'s fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise BlackBoxLoadError(f"no LLM classifier file at {path}")
+    try:
+        raw = path.read_text(encoding="utf-8")
+        data = tomllib.loads(raw) if path.suffix.lower() == ".toml" else json.loads(raw)
+        spec = LLMClassifierSpec.model_validate(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        detail = plain_validation_error(error, LLMClassifierSpec) if isinstance(error, ValidationError) else error
+        raise BlackBoxLoadError(f"{path} is not a valid LLM classifier (JSON or TOML): {detail}") from None
+    return from_llm_spec(spec, llm=llm, settings=settings, name=f"llm:{path}", **options)
+
+
+class LLMEndpointRefused(BlackBoxLoadError, Forbidden):
+    """An endpoint the operator has not listed for LLM classifiers."""
+
+    status = 403
+
+
+def from_llm_spec(
+    spec: LLMClassifierSpec,
+    *,
+    llm: LLM | None = None,
+    settings: Settings | None = None,
+    allowed_endpoints: Sequence[str] | None = None,
+    name: str | None = None,
+    **options: Unpack[WrapperOptions],
+) -> BlackBox:
+    """The black box a spec describes. With `allowed_endpoints` (what the server passes) only a listed endpoint
+    may be named; without it (a local caller) any.
+
+    It runs on `llm`, shared (in-process LLMs: the embedded model, the vLLM engine, the fake), except that an LLM
+    whose client belongs to the event loop it first ran on (the OpenAI-compatible backend's HTTP session) cannot be
+    called from the box's own loop as well as its owner's: when `settings` are given, the box builds its own from
+    them instead. Without `llm` it builds its own from `settings` (default: the environment's)."""
+    if spec.endpoint is not None:
+        url = spec.endpoint.base_url
+        if allowed_endpoints is not None and url not in {e.strip().rstrip("/") for e in allowed_endpoints}:
+            raise LLMEndpointRefused(
+                f"LLM endpoint {url} is not one the operator allows; list it in {ALLOWED_ENDPOINTS_SETTING}"
+                if allowed_endpoints
+                else f"LLM classifiers on other endpoints are off: the operator has not set {ALLOWED_ENDPOINTS_SETTING}"
+            )
+        model = LLMClassifier(spec, make_llm(endpoint_settings(settings or get_settings(), spec.endpoint)), owns=True)
+    elif llm is not None and not (settings is not None and llm.backend.binds_event_loop):
+        model = LLMClassifier(spec, llm)
+    else:
+        model = LLMClassifier(spec, make_llm(settings or get_settings()), owns=True)
+    return BlackBox(
+        model,
+        kind=spec.kind,
+        classes=list(spec.labels),
+        feature_names=spec.feature_names,
+        name=name or f"llm:{model.llm.name}",
+        **options,
+    )
+
+
+def endpoint_settings(settings: Settings, endpoint: LLMEndpoint) -> Settings:
+    """The settings for an LLM on `endpoint`: the configured API key goes only to the configured server."""
+    same_server = endpoint.base_url == settings.llm_base_url.rstrip("/")
+    return settings.model_copy(
+        update={
+            "llm_backend": "openai",
+            "llm_base_url": endpoint.base_url,
+            "llm_model": endpoint.model,
+            "llm_api_key": settings.llm_api_key if same_server else SecretStr("EMPTY"),
+        }
+    )
