@@ -345,3 +345,80 @@ async def test_what_if_sets_a_category_only_to_one_the_model_knows(pipe, table):
     assert answer["label_changed"] and answer["after"]["predicted"] == "1"
     refused = await what_if.ainvoke({"row": row, "changes": [{"feature": "workclass", "value": "Unicorn"}]})
     assert "'Unicorn' is not a category the model knows" in refused
+
+
+def _values_shown(answer, categories: dict[str, set]) -> list:
+    """Every value a probe's answer gives for a categorical or boolean column (walking its JSON), each checked to be
+    one of the column's own values: a code (0.0, 2.0) fails."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in categories and not isinstance(value, dict | list):
+                    assert value in categories[key], f"{key} = {value!r} is not one of the user's values"
+                    found.append(value)
+                if key != "effects":  # column -> its effect, not its value
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(answer)
+    return found
+
+
+async def test_every_chat_probe_answers_in_the_users_values_never_codes(pipe, table):
+    from xplain.agent import ExplainerAgent
+    from xplain.tools import ProbeContext, build_tools
+
+    blackbox = from_estimator(pipe, reference=table)
+    head = table.head(60)
+    context = ProbeContext(blackbox, blackbox.schema.encode(head), make_table(300)[1][:60].astype(str), "income")
+    categories = {"workclass": {"Private", "Self-emp", "Gov"}, "colour": {"red", "green", "blue", None},
+                  "married": {True, False}}  # fmt: skip
+    tools = {tool.name: tool for tool in build_tools(context)}
+    row = int(np.flatnonzero(head.workclass == "Gov")[0])
+    calls = {
+        "describe_data": [{"row": row}, {"feature": "workclass"}, {"feature": "married"}, {"feature": "age"}],
+        "similar_rows": [{"row": row, "k": 5}],
+        "feature_effect": [{"row": row}],
+        "global_effects": [{}, {"feature": "workclass"}],
+        "surrogate_rule": [{"depth": 2}],
+        "counterfactual_search": [{"row": row}],
+        "model_score": [{}],
+    }
+    answers = {}
+    for name, argument_sets in calls.items():
+        for arguments in argument_sets:
+            answer = json.loads(await tools[name].ainvoke(arguments))
+            assert "error" not in answer, (name, answer)
+            answers[(name, json.dumps(arguments))] = answer
+            _values_shown(answer, categories)
+
+    described = answers[("describe_data", json.dumps({"row": row}))]["values"]
+    assert described["workclass"] == "Gov" and isinstance(described["married"], bool) and described["age"] == head.age[row]
+    counts = answers[("describe_data", json.dumps({"feature": "workclass"}))]["counts"]
+    assert counts == head.workclass.value_counts().to_dict()
+    assert set(answers[("describe_data", json.dumps({"feature": "married"}))]["counts"]) == {"True", "False"}
+    curve = answers[("global_effects", json.dumps({"feature": "workclass"}))]["curve"]
+    assert {point["value"] for point in curve} == {"Private", "Self-emp", "Gov"}
+    # the label rides on workclass alone: the probes that rank columns put it first, by its values
+    assert list(answers[("global_effects", "{}")]["effects"])[0] == "workclass"
+    rules = " ".join(r["if"] for r in answers[("surrogate_rule", json.dumps({"depth": 2}))]["rules"])
+    assert "workclass = Self-emp" in rules or "workclass != Self-emp" in rules
+    assert not re.search(r"workclass [<>]", rules)
+    [flip, *_] = answers[("counterfactual_search", json.dumps({"row": row}))]["counterfactuals"]
+    assert flip["valid"] and flip["changes"] == {"workclass": "Self-emp"} and flip["original_values"] == {"workclass": "Gov"}
+    assert answers[("feature_effect", json.dumps({"row": row}))]["set_to"]["workclass"] == head.workclass.mode()[0]
+
+    # and in a chat turn: the model reads the row in the user's values, and so does the answer it grounds
+    backend = FakeBackend(
+        native_tools=False,
+        queue=[json.dumps({"tool": "describe_data", "arguments": {"row": row}}),
+               json.dumps({"tool": "answer", "answer": "The row works for the government."})],
+    )  # fmt: skip
+    turn = await ExplainerAgent(LLM(backend), context).ask("s1", f"Show me row {row}")
+    [shown] = [c.output for c in turn.tool_calls]
+    assert json.loads(shown)["values"]["workclass"] == "Gov"
+    assert '"workclass":"Gov"' in " ".join(str(m.content) for m in backend.requests[1].messages)

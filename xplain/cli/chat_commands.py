@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -133,7 +132,8 @@ def _context(
         llm=llm,
         settings=settings,
     )
-    return ProbeContext(blackbox, table.to_numpy(dtype=np.float64), labels)
+    blackbox.infer_schema(table)  # the columns' kinds and categories: the rows may hold words, bools, empty cells
+    return ProbeContext(blackbox, blackbox.schema.encode(table), labels)
 
 
 def _show(event: ToolCallEvent | ToolResultEvent | AnswerDeltaEvent | AnswerEvent) -> None:

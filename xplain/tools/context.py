@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from xplain.blackbox import BlackBox
+from xplain.blackbox.schema import TableSchema, numeric_schema
 from xplain.llm import LLM
 from xplain.data.demo import DEMO_MODELS, demo_blackbox, demo_reference
 
@@ -61,6 +62,22 @@ class ProbeContext:
     @property
     def class_names(self) -> list[str]:
         return [str(c) for c in (self.blackbox.classes_ if self.blackbox.classes_ is not None else [])]
+
+    @property
+    def schema(self) -> TableSchema:
+        """The table's columns: the black box's schema, or plain numbers where it has none."""
+        return self.blackbox.schema or numeric_schema(self.feature_names)
+
+    def value(self, column: int, code: float) -> Any:
+        """A table value as the user holds it (the rows here are encoded, see `xplain.blackbox.schema`): a
+        category or boolean as itself, a number rounded, None where missing. Every probe shows values through
+        this, so none shows a category code."""
+        [value] = self.schema.columns[column].decode(np.array([code], dtype=np.float64))
+        return round(value, 4) if isinstance(value, float) else value
+
+    def values(self, row: np.ndarray) -> dict[str, Any]:
+        """A whole encoded row in the user's own terms, keyed by column name."""
+        return {name: self.value(j, code) for j, (name, code) in enumerate(zip(self.feature_names, row))}
 
     def row(self, index: int) -> np.ndarray | str:
         """Row `index` of the reference data; a clear error names the valid range."""

@@ -17,6 +17,7 @@ from xplain.tools.context import ProbeContext
 from xplain.tools.registry import make_tool, register_tool, rounded
 
 MAX_TEXT = 2000
+MAX_VALUES = 12  # the most common values of a category that a summary or a curve shows
 
 
 # -- arguments ------------------------------------------------------------------------------------------------
@@ -151,13 +152,6 @@ def predict_tool(context: ProbeContext) -> BaseTool:
     )
 
 
-def _value(columns: list | None, column: int, code: float) -> Any:
-    """A table's value as the user writes it: a category or boolean as itself, a number rounded."""
-    if columns is not None and columns[column].discrete:
-        return columns[column].decode(np.array([code]))[0]
-    return rounded(code)
-
-
 def _batch(context: ProbeContext, inputs: list[Any]) -> Any:
     return np.vstack(inputs) if context.kind == "tabular" else list(inputs)
 
@@ -171,13 +165,12 @@ def what_if_tool(context: ProbeContext) -> BaseTool:
         original = np.asarray(context.row(args.row), dtype=np.float64)
         edited = original.copy()
         applied = {}
-        columns = context.blackbox.schema.columns if context.blackbox.schema is not None else None
         for change in args.changes:
             column = context.feature_index(change.feature)
             # a category must be one the model knows; a number is a number (the column's own error says which)
-            edited[column] = columns[column].encode(change.value) if columns else float(change.value)
+            edited[column] = context.schema.columns[column].encode(change.value)
             applied[context.feature_names[column]] = {
-                "from": _value(columns, column, original[column]), "to": _value(columns, column, edited[column])
+                "from": context.value(column, original[column]), "to": context.value(column, edited[column])
             }
         before, after = await context.blackbox.apredict_proba(np.vstack([original, edited]))
         return _comparison(context, {"row": args.row, "changes": applied}, before, after)
@@ -225,7 +218,7 @@ def describe_data_tool(context: ProbeContext) -> BaseTool:
     async def run(args: DescribeArgs) -> dict[str, Any]:
         if args.row is not None:
             row = context.row(args.row)
-            shown = row if context.kind == "text" else dict(zip(context.feature_names, map(rounded, row)))
+            shown = row if context.kind == "text" else context.values(row)
             return {"row": args.row, "values": shown, **_true_label(context, args)}
         if args.feature is not None:
             if context.kind == "text":
@@ -243,17 +236,28 @@ def describe_data_tool(context: ProbeContext) -> BaseTool:
 
 
 def _feature_summary(context: ProbeContext, column: int) -> dict[str, Any]:
+    """A category or boolean: how often each value occurs; a number: its spread. Missing values counted apart."""
     values = np.asarray(context.rows)[:, column]
-    quartiles = np.percentile(values, [25, 50, 75])
+    present = values[~np.isnan(values)]
+    summary: dict[str, Any] = {"feature": context.feature_names[column], "kind": context.schema.columns[column].kind}
+    if len(present) < len(values):
+        summary["missing"] = int(len(values) - len(present))
+    if context.schema.columns[column].discrete:
+        codes, counts = np.unique(present, return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:MAX_VALUES]
+        return {**summary, "counts": {str(context.value(column, codes[i])): int(counts[i]) for i in order}}
+    if not len(present):
+        return summary
+    quartiles = np.percentile(present, [25, 50, 75])
     return {
-        "feature": context.feature_names[column],
-        "mean": rounded(values.mean()),
-        "std": rounded(values.std()),
-        "min": rounded(values.min()),
+        **summary,
+        "mean": rounded(present.mean()),
+        "std": rounded(present.std()),
+        "min": rounded(present.min()),
         "q25": rounded(quartiles[0]),
         "median": rounded(quartiles[1]),
         "q75": rounded(quartiles[2]),
-        "max": rounded(values.max()),
+        "max": rounded(present.max()),
     }
 
 
@@ -281,10 +285,7 @@ def similar_rows_tool(context: ProbeContext) -> BaseTool:
         model_input, source = _input_of(context, args)
         exclude = getattr(args, "row", None)
         if context.kind == "tabular":
-            rows = np.asarray(context.rows)
-            scale = rows.std(axis=0)
-            scale[scale == 0] = 1.0
-            distances = np.linalg.norm((rows - model_input) / scale, axis=1)
+            distances = np.linalg.norm(_moves(context, np.asarray(context.rows), model_input), axis=1)
         else:
             query = set(w.lower() for w in text_words(model_input))
             distances = np.array([_jaccard_distance(query, text) for text in context.rows])
@@ -299,8 +300,10 @@ def similar_rows_tool(context: ProbeContext) -> BaseTool:
                 entry["true_label"] = str(context.labels[i])
             if context.kind == "text":
                 entry["text"] = context.rows[i][:300]
+            else:
+                entry["differs_in"] = _differences(context, context.rows[i], model_input)
             neighbours.append(entry)
-        metric = "standardised euclidean" if context.kind == "tabular" else "word-set Jaccard"
+        metric = "standardised euclidean (a differing category counts 1)" if context.kind == "tabular" else "word-set Jaccard"
         return {**source, "distance": metric, "neighbours": neighbours}
 
     return make_tool(
@@ -309,6 +312,19 @@ def similar_rows_tool(context: ProbeContext) -> BaseTool:
         TabularSimilarArgs if context.kind == "tabular" else SimilarArgs,
         run,
     )
+
+
+def _moves(context: ProbeContext, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """How far each row is from `x` per column: numbers in the reference's standard deviations, a category or
+    boolean 1 where it differs (a difference of codes means nothing)."""
+    return context.schema.changes(rows, x, context.schema.scale(np.asarray(context.rows)))
+
+
+def _differences(context: ProbeContext, row: np.ndarray, x: np.ndarray, most: int = 5) -> dict[str, Any]:
+    """The columns in which `row` differs from `x`, with `row`'s values in the user's terms (largest moves first)."""
+    moved = np.abs(_moves(context, np.asarray(row, dtype=np.float64)[None, :], x)[0])
+    order = [j for j in np.argsort(-moved, kind="stable") if moved[j] > 0][:most]
+    return {context.feature_names[j]: context.value(j, row[j]) for j in order}
 
 
 def _jaccard_distance(query: set[str], text: str) -> float:
@@ -352,17 +368,37 @@ def model_score_tool(context: ProbeContext) -> BaseTool | None:
 
 async def _tabular_effects(context: ProbeContext, row: int, top: int) -> dict[str, Any]:
     original = np.asarray(context.row(row), dtype=np.float64)
-    medians = np.median(np.asarray(context.rows), axis=0)
+    rows = np.asarray(context.rows)
+    typical = _typical(context)
     variants = np.repeat(original[None, :], len(original), axis=0)
-    variants[np.arange(len(original)), np.arange(len(original))] = medians
+    variants[np.arange(len(original)), np.arange(len(original))] = typical
     probabilities = await context.blackbox.apredict_proba(np.vstack([original, variants]))
     names = context.feature_names
-    result = _effects(context, {"row": row}, probabilities, names, "feature set to the data median", top)
+    perturbation = "feature set to the data median (a category or boolean to its most common value)"
+    result = _effects(context, {"row": row}, probabilities, names, perturbation, top)
+    result["set_to"] = {name: context.value(names.index(name), typical[names.index(name)]) for name in result["effects"]}
     checked = [names.index(name) for name in list(result["effects"])[:CHECKED]]
-    scale = np.asarray(context.rows).std(axis=0)
-    scale[scale == 0] = 1.0
-    [gaps] = await prediction_gaps(context.blackbox, original, [checked], scale=scale, sigma=0.3, n_samples=16)
+    [gaps] = await prediction_gaps(
+        context.blackbox, original, [checked], scale=context.schema.scale(rows), sigma=0.3, n_samples=16, background=rows
+    )
     return {**result, "check": _check(gaps, len(checked))}
+
+
+def _typical(context: ProbeContext) -> np.ndarray:
+    """Each column's typical value: a number's median, a category's or boolean's most common value (missing
+    values aside)."""
+    rows = np.asarray(context.rows)
+    typical = np.zeros(rows.shape[1])
+    for j, column in enumerate(context.schema.columns):
+        present = rows[~np.isnan(rows[:, j]), j]
+        if not len(present):
+            typical[j] = np.nan
+        elif column.discrete:
+            codes, counts = np.unique(present, return_counts=True)
+            typical[j] = codes[np.argmax(counts)]
+        else:
+            typical[j] = np.median(present)
+    return typical
 
 
 async def _text_effects(context: ProbeContext, args: TextOrRowArgs, top: int) -> dict[str, Any]:
@@ -464,30 +500,35 @@ def global_effects_tool(context: ProbeContext) -> BaseTool:
     async def run_tabular(args: GlobalEffectArgs) -> dict[str, Any]:
         rows = np.asarray(context.rows)
         names = context.feature_names
+        columns = [context.feature_index(args.feature)] if args.feature is not None else range(len(names))
+        settings = [(j, v) for j in columns for v in _settings(context, j, whole=args.feature is not None)]
+        variants = np.repeat(rows[None, :, :], len(settings), axis=0)
+        for i, (j, v) in enumerate(settings):
+            variants[i, :, j] = v
+        probabilities = await context.blackbox.apredict_proba(variants.reshape(-1, rows.shape[1]))
+        means = probabilities[:, target].reshape(len(settings), len(rows)).mean(axis=1)
+        by_column: dict[int, list[tuple[float, float]]] = {}
+        for (j, v), m in zip(settings, means):
+            by_column.setdefault(j, []).append((v, m))
+        class_name = context.class_names[target]
         if args.feature is not None:
-            column = context.feature_index(args.feature)
-            values = np.percentile(rows[:, column], QUANTILES)
-            variants = np.repeat(rows[None, :, :], len(values), axis=0)
-            variants[:, :, column] = values[:, None]
-            probabilities = await context.blackbox.apredict_proba(variants.reshape(-1, rows.shape[1]))
-            means = probabilities[:, target].reshape(len(values), len(rows)).mean(axis=1)
+            [(column, curve)] = by_column.items()
             return {
                 "feature": names[column],
-                "class": context.class_names[target],
-                "curve": [{"value": rounded(v), "mean_probability": rounded(m)} for v, m in zip(values, means)],
-                "effect": rounded(means[-1] - means[0]),
-                "reading": f"mean P({context.class_names[target]}) over all rows with the feature set to each value",
+                "class": class_name,
+                "curve": [{"value": context.value(column, v), "mean_probability": rounded(m)} for v, m in curve],
+                "effect": rounded(_effect(context, column, curve)),
+                "reading": f"mean P({class_name}) over all rows with the feature set to each value"
+                + ("; effect = highest minus lowest" if _unordered(context, column) else "; effect = last minus first"),
             }
-        low, high = np.percentile(rows, 25, axis=0), np.percentile(rows, 75, axis=0)
-        n, width = rows.shape
-        variants = np.repeat(rows[None, :, :], 2 * width, axis=0)
-        for column in range(width):
-            variants[2 * column, :, column] = low[column]
-            variants[2 * column + 1, :, column] = high[column]
-        probabilities = await context.blackbox.apredict_proba(variants.reshape(-1, width))
-        means = probabilities[:, target].reshape(2 * width, n).mean(axis=1)
-        effects = means[1::2] - means[0::2]
-        return _global_summary(context, target, names, effects, "feature moved from its 25th to its 75th percentile", args.top)
+        present = [j for j in range(len(names)) if j in by_column]
+        effects = np.array([_effect(context, j, by_column[j]) for j in present])
+        perturbation = (
+            "number moved from its 25th to its 75th percentile, boolean from false to true, ordinal from its "
+            "lowest to its highest seen value; a category set to each seen value (its effect: highest minus "
+            "lowest mean probability, unsigned)"
+        )
+        return _global_summary(context, target, [names[j] for j in present], effects, perturbation, args.top)
 
     async def run_text(args: GlobalEffectArgs) -> dict[str, Any]:
         # one word: every row that has it; the top words: a sample, to bound the queries
@@ -528,6 +569,31 @@ def global_effects_tool(context: ProbeContext) -> BaseTool:
     return make_tool("global_effects", description, GlobalEffectArgs, run_text)
 
 
+def _unordered(context: ProbeContext, column: int) -> bool:
+    return context.schema.columns[column].kind == "categorical"
+
+
+def _settings(context: ProbeContext, column: int, whole: bool) -> list[float]:
+    """The values a column is set to across the data: a category's seen values (most common first); a boolean's
+    or ordinal's lowest and highest seen value (every one for a curve); a number's percentiles (two without a
+    curve)."""
+    values = np.asarray(context.rows)[:, column]
+    present = values[~np.isnan(values)]
+    if not len(present):
+        return []
+    if context.schema.columns[column].discrete:
+        codes, counts = np.unique(present, return_counts=True)
+        if _unordered(context, column):
+            return [float(codes[i]) for i in np.argsort(-counts, kind="stable")[:MAX_VALUES]]
+        return [float(c) for c in codes] if whole else [float(codes[0]), float(codes[-1])]
+    return [float(v) for v in np.percentile(present, QUANTILES if whole else (25, 75))]
+
+
+def _effect(context: ProbeContext, column: int, curve: list[tuple[float, float]]) -> float:
+    means = [m for _, m in curve]
+    return max(means) - min(means) if _unordered(context, column) else means[-1] - means[0]
+
+
 def _global_summary(
     context: ProbeContext, target: int, names: list[str], effects: np.ndarray, perturbation: str, top: int
 ) -> dict[str, Any]:
@@ -557,7 +623,7 @@ def surrogate_rule_tool(context: ProbeContext) -> BaseTool:
 
         labels = np.asarray(await context.blackbox.apredict(context.rows)).astype(str)
         if context.kind == "tabular":
-            features, names = np.asarray(context.rows), context.feature_names
+            features, names = _rule_features(context)
         else:
             from sklearn.feature_extraction.text import CountVectorizer
 
@@ -570,7 +636,7 @@ def surrogate_rule_tool(context: ProbeContext) -> BaseTool:
         truth = labels[half:] if half < len(labels) else labels
         fidelity = float(np.mean(tree.predict(held_out) == truth))
         return {
-            "rules": _tree_rules(tree, names, context.kind)[:8],
+            "rules": _tree_rules(tree, names, context)[:8],
             "fidelity": rounded(fidelity),
             "checked_on": f"{len(truth)} {'held-out ' if half < len(labels) else ''}rows",
             "reading": "fidelity = share of rows where the rule gives the model's own label",
@@ -585,7 +651,28 @@ def surrogate_rule_tool(context: ProbeContext) -> BaseTool:
     )
 
 
-def _tree_rules(tree: Any, names: list[str], kind: str) -> list[dict[str, Any]]:
+def _rule_features(context: ProbeContext) -> tuple[np.ndarray, list[Any]]:
+    """What the rule tree splits on, each with how to say its two sides: a number (or ordinal) by a threshold,
+    a boolean as itself, a category by one indicator per seen value (`workclass = Private` or not)."""
+    rows = np.asarray(context.rows)
+    features, names = [], []
+    for j, column in enumerate(context.schema.columns):
+        name = context.feature_names[j]
+        if column.kind == "categorical":
+            for code in np.unique(rows[~np.isnan(rows[:, j]), j]):
+                features.append((rows[:, j] == code).astype(float))
+                value = context.value(j, code)
+                names.append((f"{name} != {value}", f"{name} = {value}"))
+        elif column.kind == "boolean":
+            features.append(rows[:, j])
+            names.append((f"{name} = False", f"{name} = True"))
+        else:
+            features.append(rows[:, j])
+            names.append(j)
+    return np.column_stack(features), names
+
+
+def _tree_rules(tree: Any, names: list[Any], context: ProbeContext) -> list[dict[str, Any]]:
     """Each leaf of a fitted tree as `if <conditions> then <label>`, largest leaves first."""
     inner = tree.tree_
     rules = []
@@ -596,8 +683,10 @@ def _tree_rules(tree: Any, names: list[str], kind: str) -> list[dict[str, Any]]:
             rules.append({"if": " and ".join(conditions) or "always", "then": label, "rows": int(inner.n_node_samples[node])})
             return
         name, threshold = names[inner.feature[node]], inner.threshold[node]
-        if kind == "tabular":
-            low, high = f"{name} <= {rounded(threshold, 3)}", f"{name} > {rounded(threshold, 3)}"
+        if isinstance(name, tuple):  # an indicator's or boolean's two sides, said in the user's values
+            low, high = name
+        elif context.kind == "tabular":
+            low, high = _threshold_sides(context, name, threshold)
         else:
             low, high = f"the text lacks '{name}'", f"the text contains '{name}'"
         walk(inner.children_left[node], [*conditions, low])
@@ -605,6 +694,15 @@ def _tree_rules(tree: Any, names: list[str], kind: str) -> list[dict[str, Any]]:
 
     walk(0, [])
     return sorted(rules, key=lambda rule: -rule["rows"])
+
+
+def _threshold_sides(context: ProbeContext, column: int, threshold: float) -> tuple[str, str]:
+    """`age <= 39.5` / `age > 39.5`; an ordinal by its values: `grade <= mid` / `grade >= high`."""
+    name = context.feature_names[column]
+    if context.schema.columns[column].kind == "ordinal":
+        below, above = np.floor(threshold), np.ceil(threshold)
+        return f"{name} <= {context.value(column, below)}", f"{name} >= {context.value(column, above)}"
+    return f"{name} <= {rounded(threshold, 3)}", f"{name} > {rounded(threshold, 3)}"
 
 
 # -- compare explainers ---------------------------------------------------------------------------------------
@@ -692,6 +790,7 @@ def counterfactual_search_tool(context: ProbeContext) -> BaseTool:
     async def run_tabular(args: TabularFlipArgs) -> dict[str, Any]:
         x = np.asarray(context.row(args.row), dtype=np.float64)
         kept = [context.feature_index(name) for name in args.keep]
+        kept += [j for j, column in enumerate(context.schema.columns) if column.immutable]
         target = target_index(args.target)
         rows = np.asarray(context.rows)
         probabilities = await context.blackbox.apredict_proba(np.vstack([x, rows]))
@@ -699,31 +798,29 @@ def counterfactual_search_tool(context: ProbeContext) -> BaseTool:
         head = _flip_head(context, {"row": args.row}, original, probabilities[0])
         if target == original:
             return {**head, "counterfactuals": [], "valid": 0, "note": "the row is already predicted as the target"}
-        scale = rows.std(axis=0)
-        scale[scale == 0] = 1.0
         others = np.flatnonzero(reached(probabilities[1:], original, target))
         if len(others) == 0:
             return {**head, "counterfactuals": [], "valid": 0, "note": "no reference row has the other label"}
-        distances = np.linalg.norm((rows[others] - x) / scale, axis=1)
+        distances = np.linalg.norm(_moves(context, rows[others], x), axis=1)
         starts = rows[others[np.argsort(distances, kind="stable")[:STARTS]]].copy()
         starts[:, kept] = x[kept]  # kept features stay as they are
         # walk from the row towards each start; the first point whose label flips
-        path = x + ALPHAS[None, :, None] * (starts[:, None, :] - x)
+        path = _path(context, x, starts)
         walked = await context.blackbox.apredict_proba(path.reshape(-1, len(x)))
         flipped = reached(walked, original, target).reshape(len(starts), len(ALPHAS))
         found = [path[i, int(np.argmax(flipped[i]))] for i in range(len(starts)) if flipped[i].any()]
         results = []
         for candidate in found:
-            candidate = await _sparsify(context, x, candidate, scale, lambda p: reached(p, original, target))
+            candidate = await _sparsify(context, x, candidate, lambda p: reached(p, original, target))
             [p] = await context.blackbox.apredict_proba(candidate[None, :])
-            changed = np.flatnonzero(~np.isclose(candidate, x))
+            changed = _changed(candidate, x)
             results.append({
-                "changes": {context.feature_names[j]: rounded(candidate[j]) for j in changed},
-                "original_values": {context.feature_names[j]: rounded(x[j]) for j in changed},
+                "changes": {context.feature_names[j]: context.value(j, candidate[j]) for j in changed},
+                "original_values": {context.feature_names[j]: context.value(j, x[j]) for j in changed},
                 "prediction": context.class_names[int(p.argmax())],
                 "probability": rounded(p.max()),
                 "valid": bool(reached(p[None, :], original, target)[0]),
-                "edit_size": rounded(np.linalg.norm((candidate - x) / scale)),
+                "edit_size": rounded(np.linalg.norm(_moves(context, candidate[None, :], x))),
             })  # fmt: skip
         results.sort(key=lambda r: (not r["valid"], len(r["changes"]), r["edit_size"]))
         unique = list({json.dumps(r["changes"], sort_keys=True): r for r in results}.values())[:3]
@@ -780,12 +877,28 @@ def _flip_head(context: ProbeContext, source: dict[str, Any], original: int, pro
     }
 
 
-async def _sparsify(context: ProbeContext, x: np.ndarray, candidate: np.ndarray, scale: np.ndarray, ok) -> np.ndarray:
+def _path(context: ProbeContext, x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Points on the way from `x` to each start: numbers move in steps (integers rounded), a category, boolean or
+    ordinal takes the start's value halfway (a code between two categories would be a third one)."""
+    path = x + ALPHAS[None, :, None] * (starts[:, None, :] - x)
+    for j, column in enumerate(context.schema.columns):
+        if column.discrete:
+            path[:, :, j] = np.where(ALPHAS[None, :] >= 0.5, starts[:, None, j], x[j])
+        elif column.kind == "integer":
+            path[:, :, j] = np.round(path[:, :, j])
+    return path
+
+
+def _changed(candidate: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(~np.isclose(candidate, x, equal_nan=True))
+
+
+async def _sparsify(context: ProbeContext, x: np.ndarray, candidate: np.ndarray, ok) -> np.ndarray:
     """Put features back to the row's values, smallest change first, while the label stays flipped (one batch a
     round: every single revert is tried and the one that keeps the flip and undoes the most is taken)."""
     current = candidate.copy()
     while True:
-        changed = np.flatnonzero(~np.isclose(current, x))
+        changed = _changed(current, x)
         if len(changed) <= 1:
             return current
         trials = np.repeat(current[None, :], len(changed), axis=0)
@@ -793,6 +906,6 @@ async def _sparsify(context: ProbeContext, x: np.ndarray, candidate: np.ndarray,
         keeps = ok(await context.blackbox.apredict_proba(trials))
         if not keeps.any():
             return current
-        sizes = np.abs((current[changed] - x[changed]) / scale[changed])
+        sizes = np.abs(_moves(context, current[None, :], x)[0, changed])
         best = max(np.flatnonzero(keeps), key=lambda i: sizes[i])  # undo the largest change that is not needed
         current = trials[best]
