@@ -149,9 +149,12 @@ def check_pair(item: Any) -> tuple[str, str]:
 
 
 def check_labelled(item: Any) -> tuple[Any, str]:
-    """A training example: `{"row": [...] or "text", "label": ...}`."""
+    """A training example: `{"row": [...] or {...} or "text", "label": ...}`. A row of numbers comes back as
+    floats; a row with words, booleans or empty cells, or keyed by column, as it is (its columns' kinds decide)."""
     if not isinstance(item, dict) or "label" not in item or not ({"row", "text"} & set(item)):
-        raise InvalidInput('a training example is {"row": [numbers], "label": L} or {"text": "...", "label": L}')
+        raise InvalidInput(
+            'a training example is {"row": [values] or {column: value}, "label": L} or {"text": "...", "label": L}'
+        )
     label = item["label"]
     if not isinstance(label, str | int) or isinstance(label, bool):
         raise InvalidInput("a label is a string or an integer")
@@ -160,10 +163,13 @@ def check_labelled(item: Any) -> tuple[Any, str]:
             raise InvalidInput("a training text is a string with something to read (not only invisible characters)")
         return item["text"], str(label)
     row = item["row"]
-    try:
-        values = [float(v) for v in row]
-    except (TypeError, ValueError) as error:
-        raise InvalidInput(f"a training row is a list of numbers: {error}") from error
+    cells = list(row.values()) if isinstance(row, dict) else row
+    if not isinstance(cells, list) or not all(v is None or isinstance(v, str | int | float) for v in cells):
+        raise InvalidInput("a training row is a list of values or an object keyed by column (numbers, words, "
+                           "booleans or null)")  # fmt: skip
+    if isinstance(row, dict) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in cells):
+        return row, str(label)
+    values = [float(v) for v in cells]
     if not np.all(np.isfinite(values)):
         raise InvalidInput("a training row holds NaN or infinity")
     return values, str(label)

@@ -422,3 +422,53 @@ async def test_every_chat_probe_answers_in_the_users_values_never_codes(pipe, ta
     [shown] = [c.output for c in turn.tool_calls]
     assert json.loads(shown)["values"]["workclass"] == "Gov"
     assert '"workclass":"Gov"' in " ".join(str(m.content) for m in backend.requests[1].messages)
+
+
+def lml_backend() -> FakeBackend:
+    """A reader that retrieves by `workclass = Self-emp` (plus two conditions a category cannot take), and labels a
+    row 1 exactly when the prompt shows it as `workclass=Self-emp`, giving the value it read as its reason."""
+
+    def predict(request):
+        value = request.messages[-1].content.split("new row: workclass=")[1].split(",")[0]
+        return json.dumps({"label": "1" if value == "Self-emp" else "0", "confidence": 0.9,
+                           "reasons": [f"workclass is {value}"]})  # fmt: skip
+
+    query = {"conditions": [{"feature": "workclass", "op": "==", "value": "Self-emp"},
+                            {"feature": "workclass", "op": "<", "value": "Gov"},
+                            {"feature": "age", "op": ">", "value": "old"}]}  # fmt: skip
+    return FakeBackend(
+        rules=[
+            (r"List up to 3 short patterns", json.dumps({"patterns": ["workclass is Self-emp"]})),
+            (r"Give up to 3 conditions", json.dumps(query)),
+            (r"Predict the label", predict),
+        ]
+    )
+
+
+def test_tabular_lml_dap_fits_a_mixed_table_and_reasons_in_the_users_values(table, tmp_path):
+    labels = make_table(300)[1]
+    train = table.head(40).assign(label=labels[:40].astype(str))
+    fake = lml_backend()
+    records = [{"row": {k: (None if pd.isna(v) else v) for k, v in r.items() if k != "label"}, "label": r["label"]}
+               for r in train.to_dict("records")]  # fmt: skip
+    [fitted] = xplain.run("classifier_fit", None, records, llm=LLM(fake), classifier_dir=tmp_path, name="income", kind="lml")
+    prompts = " ".join(m.content for batch in fake.batches for r in batch for m in r.messages)
+    assert "workclass=Private" in prompts and "married=True" in prompts and "workclass mostly" in prompts
+    assert not re.search(r"workclass=\d", prompts), "a category code reached a prompt"
+    truth = (train.workclass == "Self-emp").astype(int).astype(str)
+    assert fitted.train_accuracy == pytest.approx(float(np.mean(truth == train.label)))
+
+    rows = table.iloc[40:46].to_dict("records")
+    rows[1] = {**rows[1], "workclass": "Unicorn"}
+    results = xplain.run("classifier_predict", None, rows, llm=LLM(fake), classifier_dir=tmp_path,
+                         classifier="income", errors="keep")  # fmt: skip
+    assert "'Unicorn' is not a category" in str(results[1])  # that row alone
+    for row, result in zip(rows, results):
+        if row["workclass"] == "Unicorn":
+            continue
+        prediction = result.lml
+        assert prediction.label == ("1" if row["workclass"] == "Self-emp" else "0")
+        assert prediction.reasons == [f"workclass is {row['workclass']}"]
+        # only the equality on the category was applied; the retrieved rows meet it
+        assert [(c.feature, c.op, c.value) for c in prediction.conditions] == [("workclass", "==", "Self-emp")]
+        assert set(train.workclass.iloc[prediction.retrieved_rows]) == {"Self-emp"}

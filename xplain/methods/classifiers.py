@@ -7,6 +7,7 @@ import asyncio
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from xplain.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -22,7 +23,10 @@ class FitOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=SLUG, description="Saved under this name in the classifier directory.")
-    kind: Literal["lml", "tbm"] = Field(description="lml: LML-DAP on a numeric table; tbm: concepts over texts.")
+    kind: Literal["lml", "tbm"] = Field(
+        description="lml: LML-DAP on a table (numbers, or rows with words, booleans, empty cells); tbm: concepts "
+        "over texts."
+    )
     feature_names: list[str] | None = Field(None, max_length=1000, description="lml: column names.")
     replace: bool = Field(False, description="Overwrite a saved classifier of the same name.")
 
@@ -53,10 +57,49 @@ def baseline_accuracies(rows: list, labels: list[str], texts: bool) -> tuple[flo
 
     _, counts = np.unique(labels, return_counts=True)
     majority = float(counts.max() / len(labels))
-    features = TfidfVectorizer() if texts else StandardScaler()
+    if texts:
+        features, X = TfidfVectorizer(), rows
+    elif isinstance(rows, pd.DataFrame):  # a table as users hold it: categories one-hot, numbers scaled
+        from sklearn.compose import make_column_selector, make_column_transformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.preprocessing import OneHotEncoder
+
+        numbers = make_column_selector(dtype_include="number")
+        others = make_column_selector(dtype_exclude="number")
+        features = make_column_transformer(
+            (make_pipeline(SimpleImputer(), StandardScaler()), numbers),
+            (OneHotEncoder(handle_unknown="ignore"), others),
+        )
+        X = rows.astype({c: object for c in rows.columns if not pd.api.types.is_numeric_dtype(rows[c])})
+    else:
+        features, X = StandardScaler(), np.asarray(rows, dtype=float)
     model = make_pipeline(features, LogisticRegression(max_iter=1000))
-    X = rows if texts else np.asarray(rows, dtype=float)
     return majority, float(model.fit(X, labels).score(X, labels))
+
+
+def training_table(rows: list, names: list[str] | None) -> np.ndarray | pd.DataFrame:
+    """lml's training rows: rows of numbers as an array; rows with words, booleans or empty cells, or keyed by
+    column, as a DataFrame whose columns' kinds the classifier reads."""
+    if all(isinstance(row, list) and all(isinstance(v, float) for v in row) for row in rows):
+        return np.asarray(rows, dtype=float)
+    keyed = [isinstance(row, dict) for row in rows]
+    if any(keyed) and not all(keyed):
+        raise InvalidInput("give every training row as an object keyed by column, or every one as a list")
+    if all(keyed):
+        table = pd.DataFrame.from_records(rows)
+        if names is not None:
+            missing = [n for n in names if n not in table.columns]
+            if missing:
+                raise InvalidInput(f"training rows lack column(s) {missing[:10]}")
+            table = table[names]
+        return table
+    widths = {len(row) for row in rows}
+    if len(widths) != 1:
+        raise InvalidInput(f"training rows have different lengths {sorted(widths)}")
+    try:
+        return pd.DataFrame(rows, columns=names or [f"x{i}" for i in range(widths.pop())])
+    except ValueError as error:
+        raise InvalidInput(f"feature_names do not fit the rows: {error}") from None
 
 
 def _directory(ctx: MethodContext, name: str):
@@ -74,21 +117,28 @@ async def _fit(ctx: MethodContext, items: list, options: FitOptions) -> FitResul
     rows, labels = [x for x, _ in examples], [y for _, y in examples]
     texts = all(isinstance(x, str) for x in rows)
     if texts != (options.kind == "tbm"):
-        raise InvalidInput("tbm trains on texts ({'text', 'label'}); lml on numeric rows ({'row', 'label'})")
+        raise InvalidInput("tbm trains on texts ({'text', 'label'}); lml on table rows ({'row', 'label'})")
     if len(set(labels)) < 2:
         raise InvalidInput("the training examples hold a single label; a classifier needs at least two")
     if options.kind == "lml":
-        classifier: Any = LMLDAPClassifier(ctx.llm, feature_names=options.feature_names)
+        table = training_table(rows, options.feature_names)
+        # a table's columns are named by it; feature_names then chose and ordered them
+        classifier: Any = LMLDAPClassifier(
+            ctx.llm, feature_names=options.feature_names if isinstance(table, np.ndarray) else None
+        )
     else:
-        classifier = TextBottleneckClassifier(ctx.llm)
+        table, classifier = rows, TextBottleneckClassifier(ctx.llm)
     with measure_cost() as meter:
         ctx.report(0.0, "fitting")
-        await classifier.afit(rows if texts else np.asarray(rows, dtype=float), labels)
+        try:
+            await classifier.afit(table, labels)
+        except ValueError as error:  # a column the table cannot hold (an unknown value, a bad feature_names)
+            raise InvalidInput(str(error)) from None
         ctx.report(0.8, "measuring training accuracy")
-        predicted = await classifier.apredict(rows if texts else np.asarray(rows, dtype=float))
+        predicted = await classifier.apredict(table)
     await asyncio.to_thread(save_classifier, classifier, directory)
     accuracy = float(np.mean([str(p) == y for p, y in zip(predicted, labels)]))
-    majority, baseline = baseline_accuracies(rows, labels, texts)
+    majority, baseline = baseline_accuracies(table, labels, texts)
     beats = accuracy > max(majority, baseline)
     notes = [] if beats else [
         f"the classifier does not beat the simple baselines on its training examples (its {accuracy:.2f} vs "
@@ -114,7 +164,8 @@ async def _fit(ctx: MethodContext, items: list, options: FitOptions) -> FitResul
 register(
     Method(
         name="classifier_fit",
-        description="Fit an LML-DAP (numeric table) or text-bottleneck (texts) classifier and save it by name.",
+        description="Fit an LML-DAP (a table: numbers, categories, booleans) or text-bottleneck (texts) classifier "
+        "and save it by name.",
         inputs=("training",),
         options=FitOptions,
         result=FitResult,
@@ -143,7 +194,12 @@ class ClassifierPrediction(MethodResult):
 def _parse(classifier: Any, row: Any) -> Any:
     if isinstance(classifier, TextBottleneckClassifier):
         return to_text(row)
-    values = row.get("row") if isinstance(row, dict) else row
+    values = row.get("row", row) if isinstance(row, dict) else row
+    if not classifier.schema_.all_numeric:  # a table with kinds: its schema reads the row (and says what is wrong)
+        try:
+            return list(classifier.encode_rows([values])[0])
+        except ValueError as error:
+            raise InvalidInput(str(error)) from None
     try:
         parsed = [float(v) for v in values]
     except (TypeError, ValueError):
@@ -169,7 +225,7 @@ async def _predict_with(ctx: MethodContext, rows: list, options: PredictWithOpti
         return parsed
     lml = isinstance(classifier, LMLDAPClassifier)
     with measure_cost() as meter:
-        explained = await classifier.aexplain(np.asarray(good, dtype=float) if lml else good)
+        explained = await (classifier.aexplain_encoded(np.asarray(good, dtype=float)) if lml else classifier.aexplain(good))
     per_row = iter(zip(explained.predictions if lml else explained.texts, meter.cost.split(len(good))))
     results = []
     for item in parsed:

@@ -9,14 +9,18 @@ batched prediction round (plus one batched score round for `proba="score"`).
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, Field
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from xplain.blackbox.errors import BlackBoxInputError
+from xplain.blackbox.schema import TableSchema, infer_schema, numeric_schema
 from xplain.llm import LLM, GenerationRequest, ScoreRequest, StructuredOutputError
 from xplain.methods.base import MethodResult, measure_cost
 from xplain.methods.llm_estimator import LLMEstimatorMixin, LLMSpec, resolve_llm, run_sync
@@ -35,7 +39,7 @@ class LabelSummary(BaseModel):
 class Condition(BaseModel):
     feature: str = Field(max_length=60)
     op: Literal["<", "<=", ">", ">=", "=="]
-    value: float
+    value: float | bool | ShortText = Field(description="A number, or one of a categorical column's values.")
 
 
 class RetrievalQuery(BaseModel):
@@ -70,7 +74,11 @@ class LMLDAPExplanation(MethodResult):
 
 
 class LMLDAPClassifier(LLMEstimatorMixin, ClassifierMixin, BaseEstimator):
-    """LLM classifier over a numeric table, interpretable by construction (reasons + rows used per prediction)."""
+    """LLM classifier over a table, interpretable by construction (reasons + rows used per prediction).
+
+    X is a numeric array, or a table as users hold it (a DataFrame or records with string categories, booleans,
+    missing cells): its columns' kinds come from `xplain.blackbox.schema`, prompts and reasons read the user's own
+    values (`workclass = Private`), categories are compared as categories."""
 
     def __init__(
         self,
@@ -101,9 +109,9 @@ class LMLDAPClassifier(LLMEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError("k, chunk_rows and max_summary_chunks must be at least 1")
         if self.proba not in ("confidence", "score"):
             raise ValueError(f"proba must be 'confidence' or 'score', not {self.proba!r}")
-        X, y = validate_data(self, X, y, dtype=np.float64)
+        X, y = self._fit_table(X, y)
         check_classification_targets(y)
-        names = self._names(X.shape[1])
+        names = self.schema_.names
         self.classes_, self.y_index_ = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(
@@ -111,15 +119,14 @@ class LMLDAPClassifier(LLMEstimatorMixin, ClassifierMixin, BaseEstimator):
             )
         self.X_train_ = X
         self.feature_names_ = names
-        self.mean_ = X.mean(axis=0)
-        scale = X.std(axis=0)
-        self.scale_ = np.where(scale > 0, scale, 1.0)
+        self.mean_ = np.nanmean(X, axis=0) if len(X) else np.zeros(len(names))
+        self.scale_ = self.schema_.scale(X)
         llm = self.llm_ = resolve_llm(self.llm)
         prompt = load_prompt("lml_dap/summarize")
         requests, owners = [], []
         for c, label in enumerate(self.classes_):
             rows = np.flatnonzero(self.y_index_ == c)
-            means = ", ".join(f"{n}={v:.3g}" for n, v in zip(names, X[rows].mean(axis=0)))
+            means = self._profile(X[rows])
             for chunk in np.array_split(rows, min(self.max_summary_chunks, -(-len(rows) // self.chunk_rows))):
                 text = prompt.render(label=str(label), rows=fence(self._table(chunk[: self.chunk_rows])), means=means)
                 requests.append(GenerationRequest.user(text, max_tokens=self.max_tokens))
@@ -153,7 +160,11 @@ class LMLDAPClassifier(LLMEstimatorMixin, ClassifierMixin, BaseEstimator):
     async def aexplain(self, X) -> LMLDAPExplanation:
         """Per row: label, probabilities, reasons and the ids of the training rows used."""
         check_is_fitted(self, "summaries_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return await self.aexplain_encoded(self.encode_rows(X))
+
+    async def aexplain_encoded(self, X: np.ndarray) -> LMLDAPExplanation:
+        """`aexplain` of rows `encode_rows` gave (a front checks rows one by one, then explains the good ones)."""
+        check_is_fitted(self, "summaries_")
         llm = self._llm()
         with measure_cost() as meter:
             summary = self._summary_text()
@@ -205,13 +216,64 @@ class LMLDAPClassifier(LLMEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     def _names(self, n_features: int) -> list[str]:
         if self.feature_names is None:
-            return list(getattr(self, "feature_names_in_", [f"x{i}" for i in range(n_features)]))
+            return [str(n) for n in getattr(self, "feature_names_in_", [f"x{i}" for i in range(n_features)])]
         if len(self.feature_names) != n_features:
             raise ValueError(f"feature_names has {len(self.feature_names)} names but X has {n_features} columns")
         return [str(n) for n in self.feature_names]
 
+    def _fit_table(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The training table as encoded rows (`xplain.blackbox.schema`), its schema learnt on the way: a table
+        as users hold it (a DataFrame, records) by its columns' kinds, a numeric array as plain numbers."""
+        if _is_records(X):
+            X = pd.DataFrame.from_records(list(X))
+        if isinstance(X, pd.DataFrame):
+            X, y = validate_data(self, X, y, skip_check_array=True)  # the column names, as scikit-learn keeps them
+            y = np.asarray(y)
+            if y.ndim != 1 or len(y) != len(X):
+                raise ValueError(f"y must hold one label per row of X ({len(X)}), got shape {y.shape}")
+            X = X.set_axis(self._names(X.shape[1]), axis=1)  # feature_names may rename the columns
+            self.schema_ = infer_schema(reference=X, feature_names=list(X.columns))
+            return self._encoded(X), y
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        self.schema_ = numeric_schema(self._names(X.shape[1]))
+        return X, y
+
+    def encode_rows(self, X: Any) -> np.ndarray:
+        """Rows to predict (an array, a DataFrame, records keyed by column, lists of values) as encoded rows; a
+        ValueError says which value of which column does not fit."""
+        check_is_fitted(self, "summaries_")
+        if _is_records(X):  # the schema checks the keys, in any order
+            return self._encoded(list(X))
+        if self.schema_.all_numeric and not isinstance(X, pd.DataFrame):
+            return validate_data(self, X, dtype=np.float64, reset=False)
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, reset=False, skip_check_array=True)  # names and width as at fit
+            X = X.set_axis(self.schema_.names, axis=1)
+        return self._encoded(X)
+
+    def _encoded(self, X: Any) -> np.ndarray:
+        try:
+            return self.schema_.encode(X)
+        except BlackBoxInputError as error:
+            raise ValueError(str(error)) from None
+
     def _row_text(self, x: np.ndarray) -> str:
-        return ", ".join(f"{n}={v:.4g}" for n, v in zip(self.feature_names_, x))
+        """`workclass=Private, age=39`: the user's own values, never codes."""
+        return ", ".join(f"{column.name}={column.show(v)}" for column, v in zip(self.schema_.columns, x))
+
+    def _profile(self, rows: np.ndarray) -> str:
+        """A label's rows in a line: each number's mean, each category's or boolean's most common value."""
+        parts = []
+        for j, column in enumerate(self.schema_.columns):
+            present = rows[~np.isnan(rows[:, j]), j]
+            if not len(present):
+                parts.append(f"{column.name} missing")
+            elif column.discrete:
+                codes, counts = np.unique(present, return_counts=True)
+                parts.append(f"{column.name} mostly {column.show(codes[np.argmax(counts)])}")
+            else:
+                parts.append(f"{column.name} mean {present.mean():.3g}")
+        return ", ".join(parts)
 
     def _table(self, rows: np.ndarray) -> str:
         return "\n".join(self._row_text(self.X_train_[i]) for i in rows)
@@ -224,16 +286,32 @@ class LMLDAPClassifier(LLMEstimatorMixin, ClassifierMixin, BaseEstimator):
         return "\n".join([*lines, f"new row: {self._row_text(x)}"])
 
     def _valid(self, conditions: list[Condition]) -> list[Condition]:
-        """Keep conditions that name a real feature; the operator is already one of ours by schema."""
-        return [c for c in conditions if c.feature in self.feature_names_ and np.isfinite(c.value)]
+        """Keep conditions that name a real feature with a value it can hold; a category only by equality (its
+        order means nothing), an ordinal along its order; the operator is already one of ours by schema."""
+        return [c for c in conditions if self._threshold(c) is not None]
+
+    def _threshold(self, condition: Condition) -> float | None:
+        """The condition's value as the column's encoded float, or None when it cannot apply to the column."""
+        if condition.feature not in self.feature_names_:
+            return None
+        column = self.schema_.column(condition.feature)
+        if column.kind in ("categorical", "boolean") and condition.op != "==":
+            return None
+        if not column.discrete and isinstance(condition.value, bool):
+            return None
+        try:
+            value = column.encode(condition.value)
+        except BlackBoxInputError:
+            return None
+        return value if np.isfinite(value) else None
 
     def _retrieve(self, x: np.ndarray, conditions: list[Condition]) -> list[int]:
-        """The k nearest training rows (standardised distance) among those meeting all conditions; rows beyond
-        the filter fill up when fewer than k meet them."""
-        distance = np.linalg.norm((self.X_train_ - x) / self.scale_, axis=1)
+        """The k nearest training rows (standardised distance; a differing category counts 1) among those meeting
+        all conditions; rows beyond the filter fill up when fewer than k meet them."""
+        distance = np.linalg.norm(self.schema_.changes(self.X_train_, x, self.scale_), axis=1)
         mask = np.ones(len(self.X_train_), dtype=bool)
         for c in conditions:
-            mask &= OPERATORS[c.op](self.X_train_[:, self.feature_names_.index(c.feature)], c.value)
+            mask &= OPERATORS[c.op](self.X_train_[:, self.feature_names_.index(c.feature)], self._threshold(c))
         order = np.lexsort((distance, ~mask))
         return [int(i) for i in order[: self.k]]
 
@@ -281,6 +359,10 @@ class LMLDAPClassifier(LLMEstimatorMixin, ClassifierMixin, BaseEstimator):
             conditions=conditions,
             fallback=not usable,
         )
+
+
+def _is_records(X: Any) -> bool:
+    return isinstance(X, list | tuple) and len(X) > 0 and all(isinstance(row, Mapping) for row in X)
 
 
 def confidence_probabilities(named: int, confidence: float, n_classes: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Save a fitted LMLDAPClassifier or TextBottleneckClassifier to a directory and load it back, without pickle.
 
 The directory holds `model.json` (kind, hyperparameters except `llm`, and the learned text state: summaries,
-concepts, cached ratings) and `arrays.skops` (the numeric and scikit-learn parts: training table, classes, the L1
+the training table's column schema, concepts, cached ratings) and `arrays.skops` (the numeric and scikit-learn parts: training table, classes, the L1
 layer). Loading refuses an `arrays.skops` holding any type beyond skops' defaults and numpy/scikit-learn types, so
 a tampered model directory cannot run code.
 """
@@ -14,6 +14,7 @@ from typing import Any
 
 import skops.io as sio
 
+from xplain.blackbox.schema import TableSchema, numeric_schema
 from xplain.llm import LLM
 from xplain.methods.base import Cost
 from xplain.methods.lml_dap import LMLDAPClassifier
@@ -42,6 +43,7 @@ def save_classifier(clf: Classifier, path: str | Path) -> Path:
         state: dict[str, Any] = {
             "summaries_": clf.summaries_,
             "feature_names_": clf.feature_names_,
+            "schema_": clf.schema_.model_dump(mode="json"),
         }
     elif isinstance(clf, TextBottleneckClassifier):
         kind, names = "tbm", TBM_ARRAYS
@@ -101,6 +103,10 @@ def load_classifier(path: str | Path, llm: LLM | None = None) -> Classifier:
         clf = LMLDAPClassifier(llm, **params)
         clf.summaries_ = state["summaries_"]
         clf.feature_names_ = state["feature_names_"]
+        # the training table's columns; a save from before tables had kinds held plain numbers
+        clf.schema_ = (
+            TableSchema.model_validate(state["schema_"]) if "schema_" in state else numeric_schema(clf.feature_names_)
+        )
     elif kind == "tbm":
         if params.get("concepts") is not None:
             params["concepts"] = [tuple(pair) for pair in params["concepts"]]
