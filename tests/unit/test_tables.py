@@ -472,3 +472,15 @@ def test_tabular_lml_dap_fits_a_mixed_table_and_reasons_in_the_users_values(tabl
         # only the equality on the category was applied; the retrieved rows meet it
         assert [(c.feature, c.op, c.value) for c in prediction.conditions] == [("workclass", "==", "Self-emp")]
         assert set(train.workclass.iloc[prediction.retrieved_rows]) == {"Self-emp"}
+
+
+def test_a_lightgbm_model_on_a_categorical_dataframe_is_explained_in_its_own_columns(table):
+    lightgbm = pytest.importorskip("lightgbm")
+    frame = table.astype({"workclass": "category", "colour": "category"})  # LightGBM reads categories from dtypes
+    model = lightgbm.LGBMClassifier(n_estimators=30, verbose=-1).fit(frame, make_table(300)[1])
+    rows = frame.head(4)
+    predicted = xplain.run("predict", model, rows, reference=frame)
+    expected = model.predict_proba(rows)  # called with what it was fitted on, categories and all
+    np.testing.assert_allclose([[r.prediction.probabilities[c] for c in ("0", "1")] for r in predicted], expected)
+    [explained] = xplain.run("lime", model, rows.head(1), reference=frame)
+    assert explained.instance["workclass"] == rows.workclass.iloc[0] and explained.ranking[0] == "workclass"
