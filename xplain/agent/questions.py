@@ -285,27 +285,27 @@ def said(edit: dict[str, Any]) -> str | None:
 SCALED = {2.0: "doubled", 0.5: "halved", 3.0: "tripled"}
 
 
+def _signed_edit(sign: float, match: re.Match[str]) -> dict[str, float]:
+    """"by 10" / "10 above" adds; "by 10%" / "10% below" scales."""
+    amount = float(match.group("n"))
+    if match.group("pct"):
+        return {"scale": round(1 + sign * amount / 100, 6)}
+    return {"add": sign * amount}
+
+
 def _edit_after(after: str, before: str) -> dict[str, float] | None:
     by = re.match(rf"^\s*(?:of\s+)?(?:were|was|is|are|gets?|got|goes|went)?\s*(?:(?P<dir>{UP}|{DOWN})\s+)?by\s+"
                   rf"(?P<n>{NUMBER})\s*(?P<pct>%|percent)?", after)  # fmt: skip
     if by:
         direction = by.group("dir") or (re.search(rf"\b({UP}|{DOWN})\b\s*(?:the\s+)?$", before) or [None, None])[1]
-        sign = -1.0 if direction and re.fullmatch(DOWN, direction) else 1.0
-        amount = float(by.group("n"))
-        if by.group("pct"):
-            return {"scale": round(1 + sign * amount / 100, 6)}
-        return {"add": sign * amount}
+        return _signed_edit(-1.0 if direction and re.fullmatch(DOWN, direction) else 1.0, by)
     relative = re.match(
         rf"^\s*(?:of\s+)?(?:were|was|is|are|be|got|gets|went)?\s*(?P<n>{NUMBER})\s*(?P<pct>%|percent)?\s*"
         rf"(?:[a-z]+\s+)?(?P<dir>{ABOVE}|{BELOW})\b",
         after,
     )
     if relative:
-        sign = -1.0 if re.fullmatch(BELOW, relative.group("dir")) else 1.0
-        amount = float(relative.group("n"))
-        if relative.group("pct"):
-            return {"scale": round(1 + sign * amount / 100, 6)}
-        return {"add": sign * amount}
+        return _signed_edit(-1.0 if re.fullmatch(BELOW, relative.group("dir")) else 1.0, relative)
     times = re.match(
         rf"^\s*(?:were|was|is|are|be|got|gets|became)?\s*(?:(?P<word>{'|'.join(TIMES_WORDS)})|"
         rf"(?P<n>{NUMBER}|{'|'.join(WORD_NUMBERS)})\s+times)\b\s*(?:as\b|the\b|bigger|higher|larger|more|greater)",

@@ -86,31 +86,25 @@ class ExplainerComparison(MethodResult):
 
 
 def _score(name: str, top: list[str], found: PosthocExplanation | BaselineExplanation, truth, k: int) -> ExplainerScore:
-    return ExplainerScore(
-        explainer=name,
-        top=top[:k],
-        pgi=found.pgi,
-        pgu=found.pgu,
-        verdict=found.faithfulness.verdict if found.faithfulness is not None else None,
-        feature_agreement=feature_agreement(truth, top, k) if truth else None,
-        blackbox_queries=found.cost.blackbox_queries,
-        llm_calls=found.cost.llm.calls,
-    )
+    return _score_line(name, top, found, truth, k, queries=found.cost.blackbox_queries, llm_calls=found.cost.llm.calls)
 
 
 def _checked_score(name: str, part: CheckedFeatures, truth, k: int) -> ExplainerScore:
     """A score line for a stage inside the LLM's explanation (its raw proposal, the evidence-only top-k): same
     neighbourhood rows, so no queries or LLM calls of its own beyond the explanation's line."""
-    top = [f.feature for f in part.features]
+    return _score_line(name, [f.feature for f in part.features], part, truth, k, queries=0, llm_calls=0)
+
+
+def _score_line(name: str, top: list[str], checked, truth, k: int, *, queries: int, llm_calls: int) -> ExplainerScore:
     return ExplainerScore(
         explainer=name,
         top=top[:k],
-        pgi=part.pgi,
-        pgu=part.pgu,
-        verdict=part.faithfulness.verdict if part.faithfulness is not None else None,
+        pgi=checked.pgi,
+        pgu=checked.pgu,
+        verdict=checked.faithfulness.verdict if checked.faithfulness is not None else None,
         feature_agreement=feature_agreement(truth, top, k) if truth else None,
-        blackbox_queries=0,
-        llm_calls=0,
+        blackbox_queries=queries,
+        llm_calls=llm_calls,
     )
 
 
