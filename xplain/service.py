@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -61,18 +62,31 @@ def method_context(
     llm: LLM | None,
     settings: Settings,
     progress: Callable[[float, str], None] | None = None,
+    owner: str = "",
 ) -> MethodContext:
     """What `method` runs against: the model (refused here, before any work, if the method cannot use it; left
-    out for a method that brings its own), its reference rows, the classifier directory and the LLM."""
+    out for a method that brings its own), its reference rows, `owner`'s classifier directory and the LLM."""
     used = model if method.needs_model else None
     method.check_model(used.blackbox if used is not None else None)
     return MethodContext(
         llm=llm,
         blackbox=used.blackbox if used is not None else None,
         reference=used.reference if used is not None else None,
-        classifier_dir=settings.classifier_dir,
+        classifier_dir=classifier_dir_of(settings, owner),
+        shared_classifier_dir=settings.classifier_dir if owner else None,
         progress=progress,
     )
+
+
+#: The folder under the classifier directory that holds each API key's own classifiers; a classifier name cannot
+#: start with a dot, so it never meets one of the operator's (shared) classifiers.
+KEYS_FOLDER = ".keys"
+
+
+def classifier_dir_of(settings: Settings, owner: str) -> Path:
+    """Where `owner`'s classifiers are saved: the classifier directory itself for the operator (owner ""), a
+    folder of its own for each API key."""
+    return settings.classifier_dir / KEYS_FOLDER / owner if owner else settings.classifier_dir
 
 
 async def run_method(

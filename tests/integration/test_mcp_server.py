@@ -118,3 +118,31 @@ async def test_http_server_needs_the_api_key_and_keeps_the_body_limit(tmp_path: 
             assert timeless(answer.structured_content) == timeless(rest.post("/methods/predict", json=body).json())
             unknown = await client.call_tool("predict", {"model": "nope", "rows": [[1.0]]})
             assert unknown.is_error and "no model named 'nope'" in unknown.content[0].text
+
+
+async def test_http_tools_act_as_the_calling_key(tmp_path: Path):
+    """Over HTTP the tools see the request's key: a model one key registers is its own (another key's tools do not
+    list or find it), as over REST."""
+    settings = Settings(
+        llm_backend="fake",
+        database_url=f"sqlite:///{tmp_path / 'mcp.sqlite'}",
+        trusted_import_prefixes=["tests.unit.blackbox_fixtures"],
+        api_keys=["key-a", "key-b"],
+    )
+    server = build_server(settings, llm=LLM(FakeBackend(default="ok")))
+    source = {"import_path": "tests.unit.blackbox_fixtures:keyword_model"}
+    registration = {"name": "mine", "kind": "text", "source": source}
+    with serve_in_thread(http_app(server, settings, host="127.0.0.1")) as url:
+        as_a = httpx2.AsyncClient(headers={"X-API-Key": "key-a"}, timeout=60)
+        async with as_a, Client(streamable_http_client(f"{url}/mcp", http_client=as_a)) as client:
+            registered = await client.call_tool("register_model", registration)
+            assert not registered.is_error, registered.content
+            listed = (await client.call_tool("list_models", {})).structured_content["models"]
+            assert "mine" in [m["name"] for m in listed]
+            assert not (await client.call_tool("predict", {"model": "mine", "rows": ["great"]})).is_error
+        as_b = httpx2.AsyncClient(headers={"X-API-Key": "key-b"}, timeout=60)
+        async with as_b, Client(streamable_http_client(f"{url}/mcp", http_client=as_b)) as client:
+            listed = (await client.call_tool("list_models", {})).structured_content["models"]
+            assert "mine" not in [m["name"] for m in listed] and "reviews" in [m["name"] for m in listed]
+            refused = await client.call_tool("predict", {"model": "mine", "rows": ["great"]})
+            assert refused.is_error and "no model named 'mine'" in refused.content[0].text

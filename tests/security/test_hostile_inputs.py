@@ -98,6 +98,18 @@ def test_a_text_of_only_invisible_characters_fails_that_row_alone(api):
     assert fine["ok"]
 
 
+@pytest.mark.parametrize("method", ["lime", "kernelshap"])
+def test_a_text_of_only_punctuation_fails_that_row_alone(api, method):
+    body = {"model": "reviews", "rows": ["!!!", "a fine film", "... ?!"], "options": {"n_samples": 20}}
+    response = api.post(f"/methods/{method}", json=body)
+    assert response.status_code == 200
+    punctuation, fine, more = response.json()["results"]
+    message = f"bad input: {method} weighs a text's words, and this one has none (only punctuation or symbols)"
+    assert not punctuation["ok"] and punctuation["error"] == message and more["error"] == message
+    alone = api.post(f"/methods/{method}", json={**body, "rows": ["a fine film"]}).json()["results"][0]
+    assert fine["ok"] and fine["result"]["weights"] == alone["result"]["weights"], "the other rows are untouched"
+
+
 def test_model_names_are_unique_regardless_of_case(api):
     registration = {"kind": "text", "source": {"import_path": f"{FIXTURES}:keyword_model"}}
     assert api.post("/models", json={"name": "Keywords", **registration}).status_code == 201

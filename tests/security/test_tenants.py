@@ -3,6 +3,7 @@ gets 404 (as if they did not exist) and changes nothing; an admin key sees and c
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 
@@ -124,3 +125,34 @@ def test_jobs_of_a_server_without_keys_are_everyones(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert [job["id"] for job in api.get("/jobs").json()] == [job_id]
+
+
+def test_a_saved_classifier_is_its_keys_alone_and_names_are_per_key(api, tmp_path):
+    training = [{"row": [float(i), float(i % 2)], "label": "odd" if i % 2 else "even"} for i in range(8)]
+    fit = {"rows": training, "options": {"name": "parity", "kind": "lml"}}
+    assert api.post("/methods/classifier_fit", json=fit, headers=A).status_code == 200
+    folder = tmp_path / "classifiers"
+    saved = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert saved, "A's classifier is on disk"
+
+    assert api.get("/classifiers", headers=A).json() == ["parity"]
+    assert api.get("/classifiers", headers=B).json() == []
+    predict = {"rows": [[3.0, 1.0]], "options": {"classifier": "parity"}}
+    response = api.post("/methods/classifier_predict", json=predict, headers=B)
+    missing = {"error": "no classifier named 'parity'; the classifier_fit method fits one", "detail": "NotFound"}
+    assert (response.status_code, response.json()) == (404, missing)
+    assert api.post("/methods/classifier_predict", json=predict, headers=A).status_code == 200
+
+    # B's fit of the same name (no `replace`) is B's own classifier: A's files are untouched
+    assert api.post("/methods/classifier_fit", json=fit, headers=B).status_code == 200
+    assert {p: p.read_bytes() for p in saved} == saved
+    assert api.get("/classifiers", headers=B).json() == ["parity"]
+    listed = api.get("/classifiers", headers=ADMIN).json()
+    assert len(listed) == 2 and all(name.endswith("/parity") for name in listed), "an admin key sees every key's"
+
+    # the operator's classifiers (saved in the directory itself) are shared: each key reads them
+    shutil.copytree(next(p.parent for p in saved if p.name == "model.json"), folder / "common")
+    for headers in (A, B):
+        assert "common" in api.get("/classifiers", headers=headers).json()
+        shared = {"rows": [[3.0, 1.0]], "options": {"classifier": "common"}}
+        assert api.post("/methods/classifier_predict", json=shared, headers=headers).status_code == 200

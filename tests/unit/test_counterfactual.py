@@ -11,6 +11,7 @@ import pytest
 from xplain.blackbox import from_callable
 from xplain.llm import LLM
 from xplain.llm.backends.fake import FakeBackend, request_text
+from xplain.methods.catalog import MethodContext, catalog
 from xplain.methods.counterfactual_tabular import FeatureConstraint, tabular_counterfactuals, validate_constraints
 from xplain.methods.counterfactual_text import (
     concept_effect,
@@ -19,6 +20,7 @@ from xplain.methods.counterfactual_text import (
     token_diff,
     token_edit_distance,
 )
+from xplain.service import run_method
 
 POSITIVE = {"great", "delicious", "friendly"}
 NEGATIVE = {"awful", "bland", "rude"}
@@ -298,3 +300,31 @@ async def test_bad_constraints_send_nothing(table_box):
     with pytest.raises(ValueError, match="features"):
         await tabular_counterfactuals(LLM(backend), table_box, [[1, 2]])
     assert backend.batches == [] and table_box.stats().queries == 0
+
+
+@pytest.mark.parametrize("mode", ["target", "concept", "causal", "guided", "tabular"])
+async def test_each_rows_cost_counts_the_black_box_queries_the_method_made(mode, text_box, table_box):
+    def reply(request):
+        text = request_text(request)
+        if '"features"' in text:
+            return json.dumps({"features": ["negative tone"]})
+        if '"words"' in text and "Removing the word" not in text:
+            return json.dumps({"words": ["awful"]})
+        if "Removing the word" in text:
+            word = re.search(r'Removing the word "(\w+)"', text).group(1)
+            return json.dumps({"words": [SWAPS.get(word, "okay")]})
+        if '"proposals"' in json.dumps(request.json_schema):
+            return proposals([("income", 60), ("debt", 30)])
+        return edits_reply(swap(data_block(request), SWAPS))
+
+    backend = FakeBackend(default=reply)
+    box = table_box if mode == "tabular" else text_box
+    rows = [[40, 30, 40], [50, 20, 30]] if mode == "tabular" else ["awful rude food", "great staff", "bland soup"]
+    options = {} if mode == "tabular" else {"mode": mode, **({"concept": "food"} if mode == "concept" else {})}
+    context = MethodContext(llm=LLM(backend), blackbox=box)
+    results = await run_method(catalog()["counterfactual"], context, rows, options)
+    assert all(not isinstance(r, Exception) for r in results), results
+    costs = [r.cost for r in results]
+    assert sum(c.blackbox_queries for c in costs) == box.stats().evaluated > len(rows)
+    assert sum(c.llm.calls for c in costs) >= len(backend.requests) > 0  # guided mode also scores fluency
+    assert all(c.seconds > 0 for c in costs)

@@ -289,13 +289,14 @@ def test_cli_names_it_by_its_file_and_runs_it_on_the_commands_llm(tmp_path, fake
 async def test_mcp_registers_it_and_explains_it(settings, backend):
     from xplain.mcp.server import xplain_tools
     from xplain.server.deps import open_service
+    from xplain.server.guards import OPERATOR
 
     tools = xplain_tools()
     async with open_service(settings, llm=LLM(backend)) as svc:
-        info, text = await tools["register_model"].answer(svc, REGISTRATION)
+        info, text = await tools["register_model"].answer(svc, REGISTRATION, OPERATOR)
         assert info["source"]["llm"]["template"] == TEMPLATE and "sentiment" in text
         result, _ = await tools["lime"].answer(
-            svc, {"model": "sentiment", "rows": ["a good film"], "options": {"n_samples": 20, "k": 1}}
+            svc, {"model": "sentiment", "rows": ["a good film"], "options": {"n_samples": 20, "k": 1}}, OPERATOR
         )
         assert result["results"][0]["result"]["ranking"][0] == "good"
 
@@ -381,12 +382,23 @@ def test_a_table_model_on_an_llm_is_explained_by_lime_from_its_rendered_rows():
     assert why.pgi > why.pgu
 
 
-async def test_mcp_registers_nothing_on_a_server_with_api_keys(settings, backend):
-    from xplain.errors import Forbidden
+async def test_mcp_on_a_server_with_api_keys_registers_for_the_calling_key_alone(settings, backend):
+    from xplain.errors import Forbidden, NotFound
     from xplain.mcp.server import xplain_tools
     from xplain.server.deps import open_service
+    from xplain.server.guards import OPERATOR, Principal
 
+    tools = xplain_tools()
+    mine, other = Principal(owner="a" * 16, admin=False), Principal(owner="b" * 16, admin=False)
     async with open_service(settings.model_copy(update={"api_keys": ["k"]}), llm=LLM(backend)) as svc:
-        with pytest.raises(Forbidden, match="per key over REST"):
-            await xplain_tools()["register_model"].answer(svc, REGISTRATION)
-        assert "sentiment" not in svc.registry.models
+        with pytest.raises(Forbidden, match="registered per key"):  # no key (stdio): nothing shared by mistake
+            await tools["register_model"].answer(svc, REGISTRATION, OPERATOR)
+        assert not svc.registry.models
+        await tools["register_model"].answer(svc, REGISTRATION, mine)
+        assert list(svc.registry.models) == [f"{'a' * 16}/sentiment"]
+        listed, _ = await tools["list_models"].answer(svc, {}, other)
+        assert "sentiment" not in [m["name"] for m in listed["models"]]
+        with pytest.raises(NotFound, match="no model named 'sentiment'"):
+            await tools["predict"].answer(svc, {"model": "sentiment", "rows": ["a good film"]}, other)
+        answered, _ = await tools["predict"].answer(svc, {"model": "sentiment", "rows": ["a good film"]}, mine)
+        assert answered["results"][0]["ok"]

@@ -4,8 +4,9 @@ same `Service.run_method`; plus `list_models`, `list_methods`, and the chat agen
 statistics, similar rows, score and mistakes, feature effects) from the tools registry. A result comes back as
 structured content (for a method, the REST response's JSON) and a short text for the assistant to read.
 
-Over streamable HTTP the server keeps the REST API's rules: the API key (XPLAIN_API_KEYS) and the body-size limit
-(XPLAIN_MAX_BODY_BYTES). Over stdio it is the user's own process and asks for no key."""
+Over streamable HTTP the server keeps the REST API's rules: the API key (XPLAIN_API_KEYS), the body-size limit
+(XPLAIN_MAX_BODY_BYTES), and tenants: the tools act as the calling key (its own models and the shared ones, as over
+REST). Over stdio it is the user's own process, the operator, and asks for no key."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from xplain.errors import Forbidden, InvalidInput, describe, plain_validation_er
 from xplain.llm import LLM
 from xplain.methods.catalog import Method, catalog
 from xplain.server.deps import Service, open_service
-from xplain.server.guards import ApiKeyGuard, BodySizeLimit
+from xplain.server.guards import OPERATOR, ApiKeyGuard, BodySizeLimit, Principal
 from xplain.server.schemas import (
     MethodInfo,
     MethodRequest,
@@ -70,8 +71,9 @@ class MethodList(BaseModel):
     methods: list[MethodInfo]
 
 
-#: A tool's work: the structured result (JSON) and its short text.
-Answer = Callable[[Service, dict[str, Any]], Awaitable[tuple[dict[str, Any], str]]]
+#: A tool's work for the caller (its API key's principal; the operator over stdio): the structured result (JSON)
+#: and its short text.
+Answer = Callable[[Service, dict[str, Any], Principal], Awaitable[tuple[dict[str, Any], str]]]
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,8 @@ class XplainTool:
 
 
 def method_tool(method: Method) -> XplainTool:
-    async def answer(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        response = await svc.run_method(method, MethodRequest.model_validate(arguments))
+    async def answer(svc: Service, arguments: dict[str, Any], who: Principal) -> tuple[dict[str, Any], str]:
+        response = await svc.run_method(method, MethodRequest.model_validate(arguments), who.owner)
         ok = sum(outcome.ok for outcome in response.results)
         where = f" on {response.model}" if response.model else ""
         head = f"{method.name}{where}: {ok} of {len(response.results)} result(s) ok."
@@ -121,9 +123,9 @@ def probe_tool(name: str, forms: list[tuple[type[BaseModel], str]]) -> XplainToo
         f"{''.join(p.title() for p in name.split('_'))}Probe", __base__=ProbeRequest, arguments=arguments_field
     )
 
-    async def answer(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    async def answer(svc: Service, arguments: dict[str, Any], who: Principal) -> tuple[dict[str, Any], str]:
         request = ProbeRequest.model_validate(arguments)
-        tools = build_tools(probe_context(svc, request.model), [name])
+        tools = build_tools(probe_context(svc, request.model, who.owner), [name])
         if not tools:
             raise InvalidInput(f"{name} does not apply to {request.model}")
         text = await tools[0].ainvoke(request.arguments)
@@ -135,9 +137,10 @@ def probe_tool(name: str, forms: list[tuple[type[BaseModel], str]]) -> XplainToo
     return XplainTool(name, " Text models: ".join(descriptions), schema, None, answer)
 
 
-def probe_context(svc: Service, model: str) -> ProbeContext:
-    """The registered model with its reference rows and labels: the demos have them, other models do not."""
-    registration, blackbox = svc.registry.get(model)
+def probe_context(svc: Service, model: str, owner: str = "") -> ProbeContext:
+    """`owner`'s model of that name (or a shared one) with its reference rows and labels: the demos have them, other
+    models do not."""
+    registration, blackbox = svc.registry.get(svc.registry.key_for(model, owner))
     if registration.source.demo is None:
         raise InvalidInput(f"the probe tools question a model about its reference rows; {model} has none (a demo has)")
     reference = demo_reference(registration.source.demo)
@@ -154,9 +157,9 @@ def probe_tools() -> list[XplainTool]:
     return [probe_tool(name, found) for name, found in forms.items()]
 
 
-async def list_models(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+async def list_models(svc: Service, arguments: dict[str, Any], who: Principal) -> tuple[dict[str, Any], str]:
     Strict.model_validate(arguments)
-    models = [svc.model_info(key) for key in svc.registry.visible("")]
+    models = [svc.model_info(key) for key in svc.registry.visible(who.owner)]
     lines = [
         f"{m.name}: {m.kind}, classes {m.classes}" + (f", {len(m.feature_names)} features" if m.feature_names else "")
         for m in models
@@ -164,18 +167,20 @@ async def list_models(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str
     return ModelList(models=models).model_dump(mode="json"), "\n".join(lines) or "no models registered"
 
 
-async def register_model(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Registers as the operator (MCP's tools act as the server's own user), so only on a server without API keys:
-    with keys, each key owns the models it registers over REST, which MCP cannot tell apart."""
+async def register_model(svc: Service, arguments: dict[str, Any], who: Principal) -> tuple[dict[str, Any], str]:
+    """Registers for the calling key, as POST /models does. A caller without a key on a server with keys (stdio)
+    registers nothing: its models would be shared with every key."""
     registration = ModelRegistration.model_validate(arguments)
-    if svc.settings.api_keys:
-        raise Forbidden("this server has API keys, so models are registered per key over REST (POST /models), not MCP")
-    await svc.registry.register(registration)
-    info = svc.model_info(registration.name)
+    if svc.settings.api_keys and not who.owner:
+        raise Forbidden(
+            "this server has API keys, so models are registered per key: over MCP's HTTP app or POST /models"
+        )
+    await svc.registry.register(registration, who.owner)
+    info = svc.model_info(svc.registry.key_for(registration.name, who.owner))
     return info.model_dump(mode="json"), f"registered {info.name}: {info.kind}, classes {info.classes}"
 
 
-async def list_methods(svc: Service, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+async def list_methods(svc: Service, arguments: dict[str, Any], who: Principal) -> tuple[dict[str, Any], str]:
     Strict.model_validate(arguments)
     methods = [method.describe() for method in catalog().values()]
     listed = MethodList.model_validate({"methods": methods}).model_dump(mode="json")
@@ -212,6 +217,13 @@ def xplain_tools() -> dict[str, XplainTool]:
     return {tool.name: tool for tool in tools}
 
 
+def caller(ctx: ServerRequestContext[Service]) -> Principal:
+    """The API key's principal of the HTTP request that carried this call (the key guard in front of the app put it
+    in the request's state); the operator over stdio or on a server without keys."""
+    state = getattr(ctx.request, "state", None)
+    return getattr(state, "principal", OPERATOR)
+
+
 def failure(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
 
@@ -238,7 +250,7 @@ def build_server(settings: Settings, *, llm: LLM | None = None, register_demo_mo
         if tool is None:
             return failure(f"unknown tool {params.name!r}; available: {', '.join(tools)}")
         try:
-            result, text = await tool.answer(ctx.lifespan_context, dict(params.arguments or {}))
+            result, text = await tool.answer(ctx.lifespan_context, dict(params.arguments or {}), caller(ctx))
         except ValidationError as error:
             return failure(f"invalid arguments for {tool.name}: {plain_validation_error(error)}")
         except Exception as error:

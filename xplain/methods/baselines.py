@@ -406,7 +406,15 @@ def _baseline(name: str):
                 if gone else next(explained)
                 for gone in missing
             ]
-        return await explain_text_baseline(ctx.blackbox, rows, method=name, **common)
+        wordless = [not distinct_words(text) for text in rows]  # nothing to weigh: that text fails alone
+        explained = iter(await explain_text_baseline(
+            ctx.blackbox, [t for t, gone in zip(rows, wordless) if not gone], method=name, **common
+        ) if not all(wordless) else [])  # fmt: skip
+        return [
+            InvalidInput(f"{name} weighs a text's words, and this one has none (only punctuation or symbols)")
+            if gone else next(explained)
+            for gone in wordless
+        ]
 
     return run
 

@@ -57,12 +57,14 @@ RunSet = Callable[["MethodContext", list[Any], Any], Awaitable[Any]]
 @dataclass
 class MethodContext:
     """What a method runs against. `reference` holds rows like the model's training data (a demo's held-out rows,
-    or a registered data file), for methods that need a background."""
+    or a registered data file), for methods that need a background. `classifier_dir` is where the caller's
+    classifiers are saved; `shared_classifier_dir`, where set, holds the operator's, which the caller may read."""
 
     llm: LLM | None
     blackbox: BlackBox | None = None
     reference: Any = None
     classifier_dir: Path | None = None
+    shared_classifier_dir: Path | None = None
     progress: Callable[[float, str], None] | None = None
 
     def report(self, fraction: float, stage: str) -> None:

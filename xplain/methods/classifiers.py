@@ -211,6 +211,8 @@ def _parse(classifier: Any, row: Any) -> Any:
 
 async def _predict_with(ctx: MethodContext, rows: list, options: PredictWithOptions) -> list[Any]:
     directory = _directory(ctx, options.classifier)
+    if not directory.is_dir() and ctx.shared_classifier_dir is not None:  # the caller's own first, else a shared one
+        directory = resolve_under(ctx.shared_classifier_dir, options.classifier, "the classifier directory")
     if not directory.is_dir():
         raise NotFound(f"no classifier named {options.classifier!r}; the classifier_fit method fits one")
     classifier = await asyncio.to_thread(load_classifier, directory, ctx.llm)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from xplain.blackbox import BlackBox
 from xplain.blackbox.errors import QueryBudgetExceeded
 from xplain.llm import LLM, GenerationRequest, StructuredOutputError
-from xplain.methods.base import ShowsItself
+from xplain.methods.base import Cost, ShowsItself
 
 Label = int | float | str | bool
 RETRY_TEMPERATURE = 0.7
@@ -67,9 +67,22 @@ class ExplanationBase(ShowsItself):
     blackbox_queries: int = Field(0, description="Rows sent to the black box for this input, the original included.")
     stopped_by: str | None = Field(None, description="Why the search ended early, if it did (e.g. query budget).")
     prompt_versions: list[str] = Field(default_factory=list, description="`name@version` of each template used.")
+    cost: Cost = Field(
+        default_factory=Cost,
+        description="This input's equal share of what the search cost (LLM calls and tokens, black-box queries, time).",
+    )
 
 
 C = TypeVar("C", bound=CandidateBase)
+E = TypeVar("E", bound=ExplanationBase)
+
+
+def with_costs(explanations: list[E], cost: Cost) -> list[E]:
+    """Each input's equal share of the cost of a search that batched them all (the shares add up to it; black-box
+    queries are the rows the model evaluated, cache hits not counted, as in every method's cost)."""
+    if not explanations:
+        return explanations
+    return [e.model_copy(update={"cost": share}) for e, share in zip(explanations, cost.split(len(explanations)))]
 
 
 def plain_label(value: Any) -> Label:

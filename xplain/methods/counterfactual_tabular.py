@@ -29,6 +29,7 @@ from xplain.methods.counterfactual import (
     check_target,
     class_name,
     goal_phrase,
+    with_costs,
 )
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
@@ -373,12 +374,16 @@ async def tabular_counterfactuals(
     return TabularCounterfactualResult(
         feature_names=list(blackbox.feature_names),
         constraints=checked,
-        explanations=[
-            TabularCounterfactualExplanation(
-                row=search.table.records(np.asarray(s.model_input))[0], counterfactuals=s.ordered(), **s.common_fields()
-            )
-            for s in states
-        ],
+        explanations=with_costs(
+            [
+                TabularCounterfactualExplanation(
+                    row=search.table.records(np.asarray(s.model_input))[0], counterfactuals=s.ordered(),
+                    **s.common_fields(),
+                )  # fmt: skip
+                for s in states
+            ],
+            meter.cost,
+        ),
         prompt_versions=sorted(set().union(*(s.extra.get("prompts", set()) for s in states))),
         cost=meter.cost,
     )

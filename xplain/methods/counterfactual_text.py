@@ -30,6 +30,7 @@ from xplain.methods.counterfactual import (
     class_name,
     goal_phrase,
     plain_label,
+    with_costs,
 )
 from xplain.methods import counterfactual_guided as guided
 from xplain.methods.words import WORD
@@ -364,7 +365,7 @@ async def text_counterfactuals(
         mode=mode,
         concept=concept,
         concept_value=concept_value,
-        explanations=explanations,
+        explanations=with_costs(explanations, meter.cost),
         prompt_versions=sorted(set().union(*(s.extra.get("prompts", set()) for s in states))),
         cost=meter.cost,
     )
@@ -425,7 +426,9 @@ async def _guided(
                 stopped_by=state.stopped_by or (None if state.done else f"no flip within {max_edits} edited words"),
             )
         )  # fmt: skip
-    return TextCounterfactualResult(mode="guided", explanations=explanations, prompt_versions=versions, cost=meter.cost)
+    return TextCounterfactualResult(
+        mode="guided", explanations=with_costs(explanations, meter.cost), prompt_versions=versions, cost=meter.cost
+    )
 
 
 # -- concept effects --------------------------------------------------------------------------------------------

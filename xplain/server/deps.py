@@ -45,7 +45,7 @@ class Service:
         method cannot use it)."""
         key = self.registry.key_for(model, owner) if model is not None else None
         opened = self.registry.opened(key) if key is not None and method.needs_model else None
-        return method_context(method, opened, llm=self.llm, settings=self.settings)
+        return method_context(method, opened, llm=self.llm, settings=self.settings, owner=owner)
 
     async def run_method(self, method: Method, body: MethodRequest, owner: str = "") -> MethodResponse:
         """One synchronous call of a catalog method for `owner`, as `POST /methods/{name}` and the MCP tools answer

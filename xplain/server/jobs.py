@@ -104,7 +104,7 @@ class JobManager:
             method = get_method(job["method"])
             options = method.parse_options(job["options"])
             opened = self.registry.opened(job["model"]) if job["model"] and method.needs_model else None
-            context = method_context(method, opened, llm=self.llm, settings=self.settings)
+            context = method_context(method, opened, llm=self.llm, settings=self.settings, owner=job["owner"])
         except (LookupError, ValueError) as error:
             await self.store.set_status(job_id, "failed", describe_error(error))
             return
