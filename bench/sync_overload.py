@@ -9,6 +9,11 @@ few cores). The budget is small so that the calls' total work is over it, as 40 
 model are over 120 s. `--embedded` runs the same three ways on the embedded model itself (SmolLM2 through llama.cpp,
 the server's defaults otherwise; give it a budget in the tens of seconds).
 
+Measured with `--embedded --calls 40 --budget 120` on 2 quiet cores (SmolLM2, demo reviews, k=2): every call at
+once, 12 finished and 28 got 422 after 120 s (0.100 rows/s, 0.52 of the job's rate); with admission (2 at once,
+queue 8), the 10 admitted finished in 26.2 s and 30 got 503 with Retry-After: 1 at once (0.382 rows/s, 1.98 of the
+job's); one job of the 40 rows took 207 s (0.193 rows/s: its 8 chunks run side by side on the same two cores).
+
     PYTHONPATH=. python bench/sync_overload.py [--calls 40] [--work 0.08] [--budget 3] [--slots 2] [--queue 8]
     PYTHONPATH=. python bench/sync_overload.py --embedded --calls 20 --budget 60
 """
