@@ -16,8 +16,8 @@ DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
 def lines_of(text: str) -> list[str]:
     """The non-blank lines of a data file's text (JSON lines, a text corpus), split at "\n" only:
-    Python's own line splitting also breaks at U+0085, U+2028, U+2029 and other characters that JSON strings hold unescaped
-    (real reviews contain them)."""
+    Python's own line splitting also breaks at U+0085, U+2028, U+2029 and other characters that JSON strings hold
+    unescaped (real reviews contain them)."""
     return [line for line in text.split("\n") if line.strip()]
 
 
