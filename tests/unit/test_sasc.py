@@ -100,10 +100,11 @@ async def test_explain_module_ranks_the_true_concept_first_with_one_batch_per_ro
     assert best.explanation == "animals"
     assert best.score == pytest.approx((1.0 - 0.0) / values.std())
     assert best.related_texts == ["A dog barked.", "The cat slept.", "A horse ran."]
-    assert result.prompt_versions == ["sasc/summarize@1", "sasc/related@1", "sasc/unrelated@1"]
-    assert result.cost.llm.calls == len(backend.requests)
+    assert result.prompt_versions == ["sasc/summarize@1", "sasc/related@1", "sasc/unrelated@1", "sasc/judge@1"]
+    assert result.cost.llm.calls == len(backend.requests) + len(backend.score_batches[0])
     synthetic = {t for c in result.candidates for t in c.related_texts + c.unrelated_texts}
-    assert result.cost.blackbox_queries == len(set(ngrams) | synthetic)
+    # the n-grams and the corpus's own texts (for the near misses) in one pass, then the written texts
+    assert result.cost.blackbox_queries == len(set(ngrams) | set(CORPUS) | synthetic)
 
 
 async def test_module_calls_are_batched():
@@ -155,3 +156,62 @@ def test_cli_explain_module_wraps_a_per_text_function_or_says_what_to_fix(monkey
     else:
         found = json.loads(result.output)
         assert found["top_ngrams"][0]["activation"] >= 1.0 and found["candidates"][0]["explanation"] == "animals"
+
+
+NEAR_CORPUS = [
+    "the dog chased a cat", "a horse in the field", "the car chased a bus", "a tractor in the field",
+    "stocks fell on monday", "rain fell all day",
+]
+
+
+def topic_ignoring_backend():
+    """A weak LLM: it names 'animals' or the vague 'text' by turns, and writes animal sentences whatever the topic
+    (more of them for 'text'), so the related / unrelated score favours the vague explanation. As a judge it is
+    sound: 'animals' fits a text with an animal in it, 'text' fits every text."""
+    themes = iter(["animals", "text"] * 4)
+    backend = FakeBackend(rules=[
+        (r"common theme", lambda r: next(themes)),
+        (r"clearly about", lambda r: "A dog and a cat ran.\nA horse and a dog sat.\nA cat and a horse ate." if "\ntext\n" in r.messages[-1].content else "A dog barked.\nThe cat slept.\nA horse ran."),
+        (r"nothing to do", "The bus was late.\nShe paid the bill."),
+    ])  # fmt: skip
+    original = backend.score
+
+    async def judge(requests):
+        raws = await original(requests)
+        for request, raw in zip(requests, raws):
+            explanation = request.prompt.split('description "')[1].split('"')[0]
+            text = request.prompt.split("<data>")[1].split("</data>")[0]
+            fits = explanation == "text" or any(w in ANIMALS for w in text.split())
+            raw.logprobs = [-0.1, -3.0] if fits else [-3.0, -0.1]
+        return raws
+
+    backend.score = judge
+    return backend
+
+
+async def test_a_vague_explanation_that_wins_the_plain_score_loses_once_near_misses_are_judged():
+    module = from_callable(animal_module, kind="module")
+    common = dict(top_ngrams=len(unique_ngrams(NEAR_CORPUS)), n_candidates=2, subset_size=3, n_texts=3, seed=1)
+    plain = await explain_module(LLM(topic_ignoring_backend()), module, NEAR_CORPUS, SASCOptions(n_near_misses=0, **common))
+    assert [c.explanation for c in plain.candidates] == ["text", "animals"]  # two animals per text beat one
+    assert all(c.near_miss_check is None for c in plain.candidates) and not plain.near_misses
+
+    result = await explain_module(LLM(topic_ignoring_backend()), module, NEAR_CORPUS, SASCOptions(n_near_misses=2, **common))
+    assert result.top_texts == ["the dog chased a cat", "a horse in the field"]
+    # the corpus texts most like the top ones that the module scores low
+    assert sorted(result.near_misses) == ["a tractor in the field", "the car chased a bus"]
+    specific, vague = result.candidates
+    assert specific.explanation == "animals" and vague.explanation == "text"
+    assert vague.score > specific.score  # the plain score still favours the vague one...
+    assert specific.near_miss_check.verdict == "faithful" and specific.near_miss_check.interval[0] > 0
+    assert vague.near_miss_check.estimate == 0.0 and vague.near_miss_check.verdict != "faithful"  # ...the judge not
+    assert not result.notes
+
+
+async def test_when_no_candidate_separates_the_near_misses_the_result_says_so():
+    module = from_callable(animal_module, kind="module")
+    options = SASCOptions(top_ngrams=6, n_candidates=2, subset_size=3, n_texts=3, seed=1, n_near_misses=2)
+    result = await explain_module(LLM(scripted_backend()), module, NEAR_CORPUS, options)
+    # the default fake judges every text alike: no candidate separates, and the note says what that means
+    assert result.near_misses and all(not c.separates_near_misses for c in result.candidates)
+    assert any("near misses" in note for note in result.notes)

@@ -29,9 +29,10 @@ async def run(llm: LLM, size: Size) -> EvalTable:
     options = SMALL if small else FULL
     table = EvalTable(
         suite="sasc",
-        columns=["module", "concept", "explanation", "score", "keyword_hit", "similarity", "recovered",
-                 "llm_calls", "tokens", "seconds"],
-        notes={"similarity_threshold": SIMILARITY_THRESHOLD, "embeddings": embeddings_available(),
+        columns=["module", "concept", "explanation", "score", "near_miss_gap", "near_miss_ci", "keyword_hit",
+                 "similarity", "recovered", "llm_calls", "tokens", "seconds"],
+        notes={"near_miss": "the best explanation's judged fit on the module's top corpus texts minus on their near "
+               "misses (nats), with its 95% Welch interval", "similarity_threshold": SIMILARITY_THRESHOLD, "embeddings": embeddings_available(),
                "corpus_sentences": len(corpus), "options": options.model_dump()},
     )
     for module in modules:
@@ -43,9 +44,16 @@ async def run(llm: LLM, size: Size) -> EvalTable:
         usage = result.cost.llm
         table.add(
             module=module.name, concept=module.concept, explanation=explanation,
-            score=best.score if best else None, keyword_hit=hit, similarity=sim,
+            score=best.score if best else None, keyword_hit=hit,
+            near_miss_gap=best.near_miss_check.estimate if best and best.near_miss_check else None,
+            near_miss_ci=_interval(best.near_miss_check) if best and best.near_miss_check else None, similarity=sim,
             recovered=hit or (sim is not None and sim >= SIMILARITY_THRESHOLD),
             llm_calls=usage.calls, tokens=usage.prompt_tokens + usage.completion_tokens,
             seconds=round(result.cost.seconds, 2),
         )
     return table
+
+
+def _interval(check) -> str:
+    low, high = check.interval
+    return f"[{low:.2f}, {high:.2f}]"

@@ -5,6 +5,13 @@ random subsets of the top n-grams (one batched round). Score: for each candidate
 it and texts not about it (one batched round for all candidates); the module scores all of them in one pass, and
 a candidate's score is the gap in mean response, in units of the module's standard deviation over the n-grams.
 The score is the module's own verdict on each LLM claim (DESIGN.md rule 1).
+
+Near misses: that gap cannot tell a vague or too broad explanation ("text", "things people enjoy") from a precise
+one, since texts written about anything can carry the concept. So, as delphi's detection scoring does with hard
+negatives, the module's top corpus texts are set beside near misses -- the corpus texts most like them (TF-IDF
+cosine) that the module scores at or below its median -- and the LLM judges whether each candidate fits each of
+them (log-likelihood of " yes" minus " no", one batched score call). A candidate separates the near misses when
+the judged gap's Welch interval lies above zero; candidates that do rank before those that do not.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics.pairwise import cosine_similarity
 
 from xplain.blackbox import BlackBox
-from xplain.llm import LLM, GenerationRequest
+from xplain.llm import LLM, GenerationRequest, ScoreRequest
 from xplain.methods.catalog import Method, MethodContext, register
 from xplain.validation import to_text
 from xplain.methods.base import MethodResult, measure_cost
@@ -39,6 +48,11 @@ class SASCOptions(BaseModel):
     n_texts: int = Field(5, ge=1, le=20, description="Related and unrelated texts written per candidate (each).")
     summary_max_tokens: int = Field(24, ge=4, le=200)
     texts_max_tokens: int = Field(200, ge=16, le=2000)
+    n_near_misses: int = Field(
+        8, ge=0, le=100,
+        description="The module's top corpus texts, and as many near misses (the most similar texts it scores low), "
+        "that the LLM judges against each candidate; 0 turns the near-miss check off.",
+    )  # fmt: skip
     seed: int = 0
 
 
@@ -62,9 +76,20 @@ class ExplanationCandidate(BaseModel):
         description="The score with a Welch interval over the per-text responses (their spread, not one related "
         "and one unrelated mean); 'faithful' only when the interval lies above zero.",
     )
+    near_miss_check: Check | None = Field(
+        None,
+        description="How well the explanation tells the module's top corpus texts from their near misses: the LLM's "
+        "judged fit (log p(yes) - log p(no), nats) on the top texts minus on the near misses, with a Welch interval. "
+        "'faithful' only when it lies above zero; a vague or too broad explanation fits both alike. None when the "
+        "check is off or the corpus has no near misses.",
+    )
     related_texts: list[str]
     unrelated_texts: list[str]
     shown_ngrams: list[str] = Field(description="The top n-grams this candidate was summarised from.")
+
+    @property
+    def separates_near_misses(self) -> bool:
+        return self.near_miss_check is not None and self.near_miss_check.verdict == "faithful"
 
 
 class SASCResult(MethodResult):
@@ -74,6 +99,12 @@ class SASCResult(MethodResult):
     n_ngrams: int
     module_mean: float
     module_std: float
+    top_texts: list[str] = Field(default_factory=list, description="The corpus texts the module scores highest.")
+    near_misses: list[str] = Field(
+        default_factory=list,
+        description="The corpus texts most like the top texts (TF-IDF cosine) that the module scores at or below its "
+        "median: what a precise explanation must not fit.",
+    )
 
     @property
     def best(self) -> ExplanationCandidate | None:
@@ -94,9 +125,10 @@ async def explain_module(
     ngrams = unique_ngrams(corpus, options.max_ngram)
     if not ngrams:
         raise ValueError("the corpus has no words to build n-grams from; pass texts with words in them")
-    prompts = [load_prompt("sasc/summarize"), load_prompt("sasc/related"), load_prompt("sasc/unrelated")]
+    prompts = [load_prompt(f"sasc/{name}") for name in ("summarize", "related", "unrelated")]
     with measure_cost(module) as meter:
-        activations = await module.apredict(ngrams)
+        responses = await module.apredict(ngrams + corpus if options.n_near_misses else ngrams)
+        activations, corpus_responses = responses[: len(ngrams)], responses[len(ngrams) :]
         std = float(activations.std())
         if std == 0.0:
             raise ValueError(f"{module.name} gives every n-gram the same value; there is no response to explain")
@@ -104,8 +136,24 @@ async def explain_module(
         subsets = _subsets([n for n, _ in top], options)
         explanations = await _summarize(llm, subsets, options)
         candidates = await _score(llm, module, explanations, std, options)
+        top_texts, misses = near_misses(corpus, corpus_responses, options.n_near_misses)
+        checks = await judge_near_misses(llm, list(explanations), top_texts, misses)
+        candidates = [c.model_copy(update={"near_miss_check": check}) for c, check in zip(candidates, checks)]
+        if any(checks):
+            prompts.append(load_prompt("sasc/judge"))
+    ranked = rank(candidates)
+    notes = []
+    if ranked and top_texts and misses and not ranked[0].separates_near_misses:
+        notes.append(
+            "no candidate told the module's top texts from their near misses (the LLM's judged fit was not higher "
+            "on the top texts): each may be too vague or too broad, or this LLM cannot judge; the ranking is by "
+            "the related / unrelated score alone"
+        )
     return SASCResult(
-        candidates=rank(candidates),
+        notes=notes,
+        candidates=ranked,
+        top_texts=top_texts,
+        near_misses=misses,
         top_ngrams=[NgramActivation(ngram=n, activation=a) for n, a in top],
         n_ngrams=len(ngrams),
         module_mean=float(activations.mean()),
@@ -174,6 +222,49 @@ async def _score(
     return candidates
 
 
+def near_misses(texts: Sequence[str], responses: Sequence[float], n: int) -> tuple[list[str], list[str]]:
+    """The n distinct texts the module scores highest (above its median), and the n distinct texts at or below the
+    median most like any of them by TF-IDF cosine (word 1-2-grams): the hard negatives of delphi's detection
+    scoring. Empty lists when n is 0 or the corpus has too few of either."""
+    values = np.asarray(responses, dtype=float)
+    unique = {text: i for i, text in reversed(list(enumerate(texts)))}  # first occurrence of each text
+    order = sorted(unique.values())
+    if n < 1 or len(order) < 2:
+        return [], []
+    median = float(np.median(values[order]))
+    high = [i for i in sorted(order, key=lambda i: -values[i]) if values[i] > median][:n]
+    low = [i for i in order if values[i] <= median]
+    if not high or not low:
+        return [], []
+    try:
+        matrix = TfidfVectorizer(ngram_range=(1, 2)).fit_transform([texts[i] for i in order])
+    except ValueError:  # no words at all
+        return [], []
+    row = {i: position for position, i in enumerate(order)}
+    closeness = cosine_similarity(matrix[[row[i] for i in low]], matrix[[row[i] for i in high]]).max(axis=1)
+    nearest = [low[j] for j in np.argsort(-closeness, kind="stable")[:n]]
+    return [texts[i] for i in high], [texts[i] for i in nearest]
+
+
+async def judge_near_misses(
+    llm: LLM, explanations: Sequence[str], top_texts: Sequence[str], misses: Sequence[str]
+) -> list[Check | None]:
+    """Per explanation: the LLM's judged fit (log p(" yes") - log p(" no")) on the top texts minus on the near
+    misses, with a Welch interval; one score call for every explanation x text. None for all without texts."""
+    if not explanations or not top_texts or not misses:
+        return [None] * len(explanations)
+    judge = load_prompt("sasc/judge")
+    texts = [*top_texts, *misses]
+    requests = [
+        ScoreRequest(prompt=judge.render(text=fence(text), explanation=explanation), continuations=[" yes", " no"])
+        for explanation in explanations
+        for text in texts
+    ]
+    scores = await llm.score(requests)
+    fit = np.array([s.logprobs[0] - s.logprobs[1] for s in scores]).reshape(len(explanations), len(texts))
+    return [two_sample_check(row[: len(top_texts)], row[len(top_texts) :]) for row in fit]
+
+
 def explanation_score(related: Sequence[float], unrelated: Sequence[float], std: float) -> float | None:
     """SASC's score: the gap between mean responses on related and unrelated texts, in module standard deviations."""
     if not related or not unrelated:
@@ -184,8 +275,9 @@ def explanation_score(related: Sequence[float], unrelated: Sequence[float], std:
 
 
 def rank(candidates: Sequence[ExplanationCandidate]) -> list[ExplanationCandidate]:
-    """Highest score first; candidates without a score go last, in their original order."""
-    return sorted(candidates, key=lambda c: (c.score is None, -(c.score or 0.0)))
+    """Scored candidates that separate the near misses first, then the other scored ones, each by score; those
+    without a score last, in their original order."""
+    return sorted(candidates, key=lambda c: (c.score is None, not c.separates_near_misses, -(c.score or 0.0)))
 
 
 def clean_explanation(text: str) -> str:
