@@ -56,7 +56,8 @@ async def test_one_score_call_per_round_and_the_best_is_kept():
     result = await explain_dataset(llm, INPUTS, OUTPUTS, options)
     # baseline + proposals in one call, then one call per iteration with new candidates
     assert len(fake.score_batches) >= 2
-    assert len(fake.score_batches[0]) == (1 + 1) * 4  # "" and the one distinct proposal, x 4 examples
+    # "", the one distinct proposal and each near-miss rule's instruction, x 4 examples
+    assert len(fake.score_batches[0]) == (1 + 1 + len(result.near_misses)) * 4
     assert "Add the two numbers" in result.best.prompt
     assert result.best.origin == "mutated"
     assert result.best.gain == pytest.approx(-1.0 - -9.0)
@@ -195,3 +196,57 @@ def test_a_heldout_check_that_scores_every_prompt_alike_says_it_cannot_separate(
     assert heldout_separates([proportion_check(12, 12), proportion_check(0, 12)]) is True
     assert heldout_separates([proportion_check(7, 12), proportion_check(5, 12)]) is False  # intervals overlap
     assert heldout_separates([proportion_check(3, 12)]) is None
+
+
+PARITY = [(str(n), "even" if n % 2 == 0 else "odd") for n in [2, 4, 6, 8, 10, 12, 14, 16, 3, 18, 20, 22, 24, 5]]
+
+
+def parity_backend(answer):
+    """Proposes `Say even`; answers every zero-shot question with `answer(number)`."""
+
+    def zero_shot(request):
+        return answer(int(request.messages[-1].content.split("<data>\n")[1].split("\n</data>")[0]))
+
+    return FakeBackend(
+        rules=[(r"Here is the start", "Say even"), (r"What is the rule", "Say even"), (r"Follow this instruction", zero_shot)],
+        token_logprob=lambda prev, tok: 0.0,
+    )
+
+
+def test_near_miss_rules_are_the_commonest_output_and_surface_rules_that_fit_something():
+    from xplain.methods.iprompt import near_miss_rules
+
+    rules = {name: (prompt, rule) for name, prompt, rule in near_miss_rules(PARITY)}
+    assert set(rules) == {"majority"}  # copying or a word of "12" never gives "even"
+    assert rules["majority"][0] == 'Answer "even" whatever the input.' and rules["majority"][1]("7") == "even"
+    words = [("red car", "red"), ("big dog", "big"), ("a b", "b")]
+    # an answer is judged by its first words, so copying the input fits where the output starts it
+    assert {n for n, _, _ in near_miss_rules(words)} == {"majority", "copy", "first_word", "last_word"}
+    assert {n for n, _, _ in near_miss_rules([("x y", "z"), ("u v", "z"), ("p", "q")])} == {"majority"}
+
+
+async def test_a_prompt_no_better_than_always_the_commonest_output_is_said_so():
+    """Most outputs are "even": a prompt that makes the LLM always say "even" scores as well as the majority rule
+    on held-out pairs, so it does not beat it, and the result says so."""
+    options = IPromptOptions(n_candidates=1, n_iterations=0, heldout_fraction=0.5, n_heldout=7)
+    result = await explain_dataset(
+        LLM(parity_backend(lambda n: "even")), [x for x, _ in PARITY], [y for _, y in PARITY], options
+    )
+    [rule] = result.near_misses
+    assert rule.name == "majority" and rule.train_fit > 0.5
+    best = result.best
+    assert best.heldout_accuracy == rule.heldout_accuracy  # the prompt answers just as the rule does
+    assert best.near_miss_check.estimate == 0.0 and best.near_miss_check.verdict != "faithful"
+    assert any("does not beat the near-miss rule" in note and "majority" in note for note in result.notes)
+
+
+async def test_a_prompt_that_reads_the_input_beats_the_near_misses_and_no_note_says_otherwise():
+    options = IPromptOptions(n_candidates=1, n_iterations=0, heldout_fraction=0.5, n_heldout=7)
+    pairs = [(str(n), "even" if n % 2 == 0 else "odd") for n in range(1, 29)]
+    result = await explain_dataset(
+        LLM(parity_backend(lambda n: "even" if n % 2 == 0 else "odd")), [x for x, _ in pairs], [y for _, y in pairs], options
+    )
+    best = result.best
+    assert best.heldout_accuracy == 1.0 and result.near_misses[0].heldout_accuracy < 0.75
+    assert best.near_miss_check.verdict == "faithful"
+    assert not any("near-miss" in note for note in result.notes)

@@ -6,12 +6,18 @@ call for all candidates x examples, with an instruction-free baseline in the sam
 truncated at a random word and regenerated (one batched round), and the new candidates are scored the same way.
 At the end, the top prompts are used as zero-shot prompts on held-out pairs (one batched round): that accuracy is
 the check of the explanation (DESIGN.md rule 1).
+
+Near-miss rules: a prompt that scores well may still say no more than a rule that fits most pairs without being
+the rule -- always give the commonest output, copy the input, give its first or last word. Those rules are
+programs, so their held-out accuracy is exact (no LLM); each measured prompt's held-out answers are compared with
+the best one's on the same pairs (paired t interval), and their instructions are scored in the likelihood round
+beside the candidates. A prompt is good only when it beats them; the result says when the best one does not.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -21,7 +27,7 @@ from xplain.llm import LLM, GenerationRequest, ScoreRequest
 from xplain.methods.catalog import Method, MethodContext, register
 from xplain.validation import check_pair
 from xplain.methods.base import MethodResult, measure_cost
-from xplain.methods.checks import Check, proportion_check
+from xplain.methods.checks import Check, paired_difference_check, proportion_check
 from xplain.methods.sasc import clean_explanation
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
@@ -60,6 +66,24 @@ class PromptCandidate(BaseModel):
         description="A training pair the prompt copies (e.g. '12 -> even'): such prompts win the likelihood "
         "ranking by quoting, not by stating a rule, so they rank below every prompt that does not.",
     )
+    near_miss_check: Check | None = Field(
+        None,
+        description="Held-out accuracy minus the best near-miss rule's, on the same pairs (paired t interval): "
+        "'faithful' only when the prompt beats every rule that merely fits most pairs. None where not measured.",
+    )
+    loglik_over_near_misses: float | None = Field(
+        None, description="loglik minus the best near-miss rule's (> 0: the likelihood prefers this prompt)."
+    )
+
+
+class NearMissRule(BaseModel):
+    """A rule that fits many pairs without being the rule: the bar a prompt must clear."""
+
+    name: Literal["majority", "copy", "first_word", "last_word"]
+    prompt: str = Field(description="The rule as an instruction (scored by likelihood beside the candidates).")
+    train_fit: float = Field(description="Share of training pairs the rule gives exactly.")
+    heldout_accuracy: float = Field(description="Its exact-match accuracy on the held-out pairs (computed, no LLM).")
+    loglik: float = Field(description="Mean log-likelihood of the true outputs after its instruction.")
 
 
 class IPromptResult(MethodResult):
@@ -70,6 +94,9 @@ class IPromptResult(MethodResult):
     n_heldout: int
     case_sensitive: bool = Field(
         False, description="Answers were compared with letter case, because the task's outputs differ by case."
+    )
+    near_misses: list[NearMissRule] = Field(
+        default_factory=list, description="The near-miss rules a good prompt must beat, best held-out first."
     )
     heldout_separates: bool | None = Field(
         None,
@@ -95,7 +122,9 @@ async def explain_dataset(
     case_sensitive = case_matters(train)
     with measure_cost() as meter:
         proposals = await _propose(llm, train, rng, options)
-        baseline, *logliks = await score_prompts(llm, ["", *proposals], scored_on)
+        rules = near_miss_rules(train, case_sensitive=case_sensitive)
+        baseline, *logliks = await score_prompts(llm, ["", *proposals, *(prompt for _, prompt, _ in rules)], scored_on)
+        logliks, rule_logliks = logliks[: len(proposals)], logliks[len(proposals) :]
         pool = {
             p: PromptCandidate(
                 prompt=p, loglik=s, gain=s - baseline, iteration=0, origin="proposed", quotes_example=quoted_example(p, train)
@@ -111,26 +140,52 @@ async def explain_dataset(
                     quotes_example=quoted_example(prompt, train),
                 )  # fmt: skip
         ranked = keep_best(pool.values(), len(pool))
-        measured = await heldout_accuracy(
+        hits = await heldout_hits(
             llm, [c.prompt for c in ranked[: options.n_accuracy]], heldout, options, case_sensitive=case_sensitive
         )
-        ranked = [
-            c.model_copy(
-                update={
-                    "heldout_accuracy": accuracy,
-                    "heldout_check": None if accuracy is None else proportion_check(round(accuracy * len(heldout)), len(heldout)),
-                }
+    misses = sorted(
+        (
+            NearMissRule(
+                name=name, prompt=prompt, loglik=score,
+                train_fit=float(rule_hits(predict, train, case_sensitive).mean()),
+                heldout_accuracy=float(rule_hits(predict, heldout, case_sensitive).mean()),
             )
-            for c, accuracy in zip(ranked, [*measured, *[None] * len(ranked)])
-        ]  # fmt: skip
+            for (name, prompt, predict), score in zip(rules, rule_logliks)
+        ),
+        key=lambda rule: (-rule.heldout_accuracy, -rule.train_fit),
+    )  # fmt: skip
+    bar = rule_hits({name: predict for name, _, predict in rules}[misses[0].name], heldout, case_sensitive)
+    best_rule_loglik = max(rule.loglik for rule in misses)
+    ranked = [
+        c.model_copy(
+            update={
+                "heldout_accuracy": None if row is None else float(row.mean()),
+                "heldout_check": None if row is None else proportion_check(int(row.sum()), len(heldout)),
+                "near_miss_check": None if row is None else paired_difference_check(row - bar),
+                "loglik_over_near_misses": c.loglik - best_rule_loglik,
+            }
+        )
+        for c, row in zip(ranked, [*hits, *[None] * len(ranked)])
+    ]  # fmt: skip
+    measured = [float(row.mean()) for row in hits]
     separates = heldout_separates([c.heldout_check for c in ranked if c.heldout_check is not None])
     notes = [] if separates is not False else [
         "the held-out check scored every measured prompt alike (best "
         f"{max(measured):.2f} of {len(heldout)} pairs): with this LLM it cannot tell a true rule from noise, so "
         "only the log-likelihood ranking orders the candidates"
     ]
+    best = ranked[0] if ranked else None
+    if best is not None and best.near_miss_check is not None and best.near_miss_check.verdict != "faithful":
+        low, high = best.near_miss_check.interval
+        notes.append(
+            f"the best prompt does not beat the near-miss rule '{misses[0].prompt}' ({misses[0].name}): held-out "
+            f"{best.heldout_accuracy:.2f} against {misses[0].heldout_accuracy:.2f} on the same {len(heldout)} pairs "
+            f"(difference {best.near_miss_check.estimate:+.2f}, 95% interval [{low:.2f}, {high:.2f}]), so the pairs "
+            "do not show it is better than a rule that merely fits many of them"
+        )
     return IPromptResult(
         notes=notes,
+        near_misses=misses,
         heldout_separates=separates,
         candidates=ranked,
         baseline_loglik=baseline,
@@ -278,15 +333,15 @@ def heldout_separates(checks: Sequence[Check]) -> bool | None:
     return best.interval[0] > worst.interval[1]
 
 
-async def heldout_accuracy(
+async def heldout_hits(
     llm: LLM,
     prompts: Sequence[str],
     heldout: Sequence[tuple[str, str]],
     options: IPromptOptions,
     *,
     case_sensitive: bool = False,
-) -> list[float]:
-    """Exact-match accuracy of each prompt used zero-shot on the held-out pairs; one generate round for all."""
+) -> list[np.ndarray]:
+    """Per prompt used zero-shot, 1.0 or 0.0 per held-out pair (exact match); one generate round for all."""
     if not prompts:
         return []
     template = load_prompt("iprompt/zero_shot")
@@ -300,7 +355,30 @@ async def heldout_accuracy(
         [answer_matches(r.text, y, case_sensitive=case_sensitive) for r, (_, y) in zip(replies, heldout * len(prompts))],
         dtype=float,
     )
-    return hits.reshape(len(prompts), len(heldout)).mean(axis=1).tolist()
+    return list(hits.reshape(len(prompts), len(heldout)))
+
+
+def near_miss_rules(
+    train: Sequence[tuple[str, str]], *, case_sensitive: bool = False
+) -> list[tuple[str, str, Callable[[str], str]]]:
+    """(name, instruction, rule) for each near-miss rule: the commonest training output always (kept even when it
+    fits little: it is the chance level), and copying the input, its first or its last word where they give at
+    least one training pair."""
+    outputs = [y if case_sensitive else y.lower() for _, y in train]
+    values, counts = np.unique(outputs, return_counts=True)
+    common = next(y for _, y in train if (y if case_sensitive else y.lower()) == values[counts.argmax()])
+    rules: list[tuple[str, str, Callable[[str], str]]] = [
+        ("majority", f'Answer "{common}" whatever the input.', lambda x: common),
+        ("copy", "Repeat the input.", lambda x: x),
+        ("first_word", "Answer with the first word of the input.", lambda x: x.split()[0] if x.split() else ""),
+        ("last_word", "Answer with the last word of the input.", lambda x: x.split()[-1] if x.split() else ""),
+    ]
+    return rules[:1] + [r for r in rules[1:] if rule_hits(r[2], train, case_sensitive).any()]
+
+
+def rule_hits(rule: Callable[[str], str], pairs: Sequence[tuple[str, str]], case_sensitive: bool) -> np.ndarray:
+    """1.0 or 0.0 per pair: whether the rule's output matches, as a zero-shot answer would be judged."""
+    return np.array([answer_matches(rule(x), y, case_sensitive=case_sensitive) for x, y in pairs], dtype=float)
 
 
 def answer_matches(reply: str, target: str, *, case_sensitive: bool = False) -> bool:
