@@ -212,7 +212,9 @@ class PosthocExplanation(MethodResult):
     positional_answer: bool | None = Field(
         default=None,
         description="Tables: True when every usable answer named exactly the first letters it was shown, across "
-        "at least two shuffles (a position, not a reading of the data); None with fewer than two usable answers.",
+        "at least two shuffles (a position, not a reading of the data); None with fewer than two usable answers. "
+        "Texts: True when the answer named exactly the first words of the text (two or more) and the "
+        "neighbourhood's evidence does not rank those words first; None for an answer of fewer than two words.",
     )
 
     @property
@@ -461,7 +463,7 @@ async def verify_proposals(
             why = (
                 "the LLM named no usable feature"
                 if not names[i]
-                else "the answer was positional (the first letters shown, across shuffles)"
+                else "the answer was positional (the first letters or words it was shown)"
                 if positional[i]
                 else f"the LLM named {len(names[i])} usable features of k={k}"
                 if len(names[i]) < k
@@ -493,6 +495,15 @@ def positional_answer(answers: list[list[str]], letters: list[str]) -> bool | No
     if len(usable) < 2:
         return None
     return all(set(a) == set(letters[: len(a)]) for a in usable)
+
+
+def positional_words(answer: list[str], shown: list[str], evidence: list[str]) -> bool | None:
+    """Texts: True when the answer names exactly the first words shown (at least two: one word can be first by
+    chance) while the evidence ranks other words above them; a reader whose first words also lead the evidence
+    is not flagged. None for fewer than two words."""
+    if len(answer) < 2:
+        return None
+    return set(answer) == set(shown[: len(answer)]) and set(answer) != set(evidence[: len(answer)])
 
 
 def check_table(instances, n_features: int | None = None, schema: TableSchema | None = None) -> np.ndarray:
@@ -1042,16 +1053,23 @@ async def explain_text(
                 max_samples=options.max_gap_samples, seed=options.seed,
             )  # fmt: skip
 
+        positional = [
+            positional_words([f.feature for f in named], words, evidence.order)
+            for named, words, evidence in zip(ranked, vocabularies, evidences)
+        ]
         verified = await verify_proposals(
-            ranked, evidences, options.k, check, repair=options.repair, positional=[None] * n_texts
+            ranked, evidences, options.k, check, repair=options.repair, positional=positional
         )
 
     versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
-    return _explanations(
+    results = _explanations(
         "posthoc", options.strategy, versions, meter.cost,
         list(texts), labels, verified, [[r] for r in replies], [p[1] for p in problems],
         [2 + options.n_samples + v.draws for v in verified],
     )  # fmt: skip
+    for result, flag in zip(results, positional):
+        result.positional_answer = flag
+    return results
 
 
 async def _run_posthoc(ctx: MethodContext, rows: list, options: PosthocOptions) -> list[PosthocExplanation | Exception]:
