@@ -24,6 +24,11 @@ async def test_sasc_scores_every_candidate_on_the_module(embedded_llm):
             related = blackbox.predict(candidate.related_texts).mean()
             unrelated = blackbox.predict(candidate.unrelated_texts).mean()
             assert candidate.score == pytest.approx((related - unrelated) / result.module_std)
+    # near misses: texts the module scores below every top text, each candidate judged on both
+    assert result.top_texts and result.near_misses
+    assert blackbox.predict(result.near_misses).max() < blackbox.predict(result.top_texts).min()
+    assert all(c.near_miss_check is not None and c.near_miss_check.n == len(result.top_texts) + len(result.near_misses)
+               for c in result.candidates)
 
 
 async def test_both_suites_run_small(embedded_llm):
