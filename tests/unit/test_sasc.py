@@ -179,8 +179,8 @@ def topic_ignoring_backend():
     async def judge(requests):
         raws = await original(requests)
         for request, raw in zip(requests, raws):
-            explanation = request.prompt.split('description "')[1].split('"')[0]
-            text = request.prompt.split("<data>")[1].split("</data>")[0]
+            explanation = request.prompt.split("<description>\n")[1].split("\n</description>")[0]
+            text = request.prompt.split("<text>")[1].split("</text>")[0]
             fits = explanation == "text" or any(w in ANIMALS for w in text.split())
             raw.logprobs = [-0.1, -3.0] if fits else [-3.0, -0.1]
         return raws

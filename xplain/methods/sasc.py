@@ -16,6 +16,7 @@ the judged gap's Welch interval lies above zero; candidates that do rank before 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 
@@ -135,9 +136,11 @@ async def explain_module(
         top = top_k(ngrams, activations, options.top_ngrams)
         subsets = _subsets([n for n, _ in top], options)
         explanations = await _summarize(llm, subsets, options)
-        candidates = await _score(llm, module, explanations, std, options)
         top_texts, misses = near_misses(corpus, corpus_responses, options.n_near_misses)
-        checks = await judge_near_misses(llm, list(explanations), top_texts, misses)
+        candidates, checks = await asyncio.gather(  # independent rounds: written texts, and the judge's scores
+            _score(llm, module, explanations, std, options),
+            judge_near_misses(llm, list(explanations), top_texts, misses),
+        )
         candidates = [c.model_copy(update={"near_miss_check": check}) for c, check in zip(candidates, checks)]
         if any(checks):
             prompts.append(load_prompt("sasc/judge"))
@@ -256,7 +259,10 @@ async def judge_near_misses(
     judge = load_prompt("sasc/judge")
     texts = [*top_texts, *misses]
     requests = [
-        ScoreRequest(prompt=judge.render(text=fence(text), explanation=explanation), continuations=[" yes", " no"])
+        ScoreRequest(
+            prompt=judge.render(text=fence(text, label="text"), explanation=fence(explanation, label="description")),
+            continuations=[" yes", " no"],
+        )
         for explanation in explanations
         for text in texts
     ]
