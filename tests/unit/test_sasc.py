@@ -215,3 +215,13 @@ async def test_when_no_candidate_separates_the_near_misses_the_result_says_so():
     # the default fake judges every text alike: no candidate separates, and the note says what that means
     assert result.near_misses and all(not c.separates_near_misses for c in result.candidates)
     assert any("near misses" in note for note in result.notes)
+
+
+def test_near_misses_need_two_texts_on_each_side_of_the_median():
+    from xplain.methods.sasc import near_misses
+
+    texts = ["a dog ran", "a cat ran", "a car ran", "rain fell", "stocks fell"]
+    top, misses = near_misses(texts, [2.0, 1.0, 0.0, 0.0, 0.0], 2)
+    assert top == ["a dog ran", "a cat ran"] and misses == ["a car ran", "rain fell"]
+    assert near_misses(texts, [2.0, 0.0, 0.0, 0.0, 0.0], 2) == ([], [])  # one top text: no spread to judge by
+    assert near_misses(texts, [2.0, 1.0, 0.0, 0.0, 0.0], 0) == ([], [])

@@ -82,7 +82,7 @@ class ExplanationCandidate(BaseModel):
         description="How well the explanation tells the module's top corpus texts from their near misses: the LLM's "
         "judged fit (log p(yes) - log p(no), nats) on the top texts minus on the near misses, with a Welch interval. "
         "'faithful' only when it lies above zero; a vague or too broad explanation fits both alike. None when the "
-        "check is off or the corpus has no near misses.",
+        "check is off or the corpus has fewer than two top texts (above the module's median) or near misses.",
     )
     related_texts: list[str]
     unrelated_texts: list[str]
@@ -228,7 +228,7 @@ async def _score(
 def near_misses(texts: Sequence[str], responses: Sequence[float], n: int) -> tuple[list[str], list[str]]:
     """The n distinct texts the module scores highest (above its median), and the n distinct texts at or below the
     median most like any of them by TF-IDF cosine (word 1-2-grams): the hard negatives of delphi's detection
-    scoring. Empty lists when n is 0 or the corpus has too few of either."""
+    scoring. Empty lists when n is 0 or the corpus has fewer than two of either."""
     values = np.asarray(responses, dtype=float)
     unique = {text: i for i, text in reversed(list(enumerate(texts)))}  # first occurrence of each text
     order = sorted(unique.values())
@@ -237,7 +237,7 @@ def near_misses(texts: Sequence[str], responses: Sequence[float], n: int) -> tup
     median = float(np.median(values[order]))
     high = [i for i in sorted(order, key=lambda i: -values[i]) if values[i] > median][:n]
     low = [i for i in order if values[i] <= median]
-    if not high or not low:
+    if len(high) < 2 or len(low) < 2:  # one text on a side gives no spread to judge a gap by
         return [], []
     try:
         matrix = TfidfVectorizer(ngram_range=(1, 2)).fit_transform([texts[i] for i in order])
