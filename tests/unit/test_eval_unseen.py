@@ -46,6 +46,7 @@ async def test_eval_gives_the_closing_figures_and_the_repair_fills_a_short_propo
     verified, proposed = rows["posthoc:perturbation"], rows["posthoc:perturbation:proposed"]
     assert proposed["exactly_k"] == 0.0 and verified["exactly_k"] == 1.0  # two words proposed, three returned
     assert verified["llm_added"] is not None and verified["seconds"] > 0
+    assert verified["positional"] > 0 and rows["lime"]["positional"] is None  # it names the first two words
     for name in ("posthoc:perturbation", "lime", "kernelshap"):
         row = rows[name]
         assert 0.0 <= row["FA"] <= 1.0 and row["inputs"] == 3

@@ -32,7 +32,7 @@ from xplain.methods.words import distinct_words
 
 COLUMNS = [
     "method", "inputs", "exactly_k", "FA", "FA_ci", "faithful", "not_faithful", "inconclusive",
-    "pgi_minus_pgu", "llm_added", "flip_rate", "flip_rate_ci", "median_edit", "queries_per_input",
+    "pgi_minus_pgu", "llm_added", "positional", "flip_rate", "flip_rate_ci", "median_edit", "queries_per_input",
     "queries_per_flip", "seconds",
 ]  # fmt: skip
 
@@ -80,6 +80,8 @@ async def evaluate(llm: LLM, plan: Plan) -> EvalTable:
             "FA": "share of the true top-k (|coef_w * tfidf_w(x)|) named, mean over texts, with its 95% t interval",
             "faithful / not_faithful / inconclusive": "shares of texts by the verdict of PGI - PGU's interval",
             "llm_added": "mean PGI - PGU of the returned words minus the evidence-only top-k's (<= 0: nothing added)",
+            "positional": "share of texts whose LLM answer named the text's first words while the evidence ranked "
+            "others first (flagged and repaired)",
             "counterfactual": f"guided search, at most {plan.counterfactual_words} words edited; edit size in tokens "
             "of the best flip; queries per flip = all black-box rows the search sent / flips",
         }
@@ -108,6 +110,7 @@ async def _posthoc_rows(llm: LLM, model: Pipeline, texts: list[str], plan: Plan,
             inconclusive=verdicts.count("inconclusive") / len(lines),
             pgi_minus_pgu=float(np.mean(gaps)) if gaps else None,
             llm_added=_llm_added(found) if name == f"posthoc:{options.strategy}" else None,
+            positional=_positional(found) if name == f"posthoc:{options.strategy}" else None,
             queries_per_input=float(np.mean([line.blackbox_queries for line in lines])) or None,
             seconds=_seconds(found, name),
         )  # fmt: skip
@@ -138,6 +141,12 @@ def _llm_added(found: list[ExplainerComparison]) -> float | None:
         if isinstance(e, PosthocExplanation) and e.llm_added_value is not None
     ]
     return float(np.mean(added)) if added else None
+
+
+def _positional(found: list[ExplainerComparison]) -> float | None:
+    """Share of the texts whose LLM answer was flagged positional (its first words, against the evidence)."""
+    flags = [comparison.explanations[0].positional_answer for comparison in found]
+    return sum(flag is True for flag in flags) / len(flags) if flags else None
 
 
 def _interval(values: list[float]) -> str | None:
