@@ -116,6 +116,11 @@ class FeatureChange(BaseModel):
     feature: str
     old: Value
     new: Value
+    proposed_by_llm: bool | None = Field(
+        None,
+        description="Guided search: whether the LLM proposed this value (else the black box's evidence did); "
+        "None where the strategy has no such split.",
+    )
 
 
 class TabularCounterfactual(CandidateBase):
@@ -129,6 +134,16 @@ class TabularCounterfactual(CandidateBase):
 class TabularCounterfactualExplanation(ExplanationBase):
     row: dict[str, Value] | list[float] = Field(description="The row, column -> value in the user's terms.")
     counterfactuals: list[TabularCounterfactual] = Field(description="Valid ones first, then by features changed.")
+    guide_columns: dict[str, float] = Field(
+        default_factory=dict,
+        description="Guided search: the columns edited, each with the largest rise in the probability of leaving "
+        "the original class (or of the target) that changing it alone gave, measured on the black box.",
+    )
+    proposed: dict[str, list[Value]] = Field(
+        default_factory=dict,
+        description="Guided search: per guide column, the values the LLM proposed (its ranking of the column's "
+        "candidates), beside what the search returned.",
+    )
 
     @property
     def valid(self) -> list[TabularCounterfactual]:
