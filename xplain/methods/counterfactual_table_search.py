@@ -126,7 +126,7 @@ class TableSpace:
         changes = [
             FeatureChange(
                 feature=self.names[j], old=column.decode(row[j : j + 1])[0], new=column.decode(new[j : j + 1])[0],
-                proposed_by_llm=None if proposed is None else any(_same(edit[j], v) for v in proposed.get(j, [])),
+                proposed_by_llm=proposed is not None and any(_same(edit[j], v) for v in proposed.get(j, [])),
             )
             for j, column in enumerate(self.schema.columns)
             if j in edit and not _same(row[j], new[j])

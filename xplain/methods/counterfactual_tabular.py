@@ -118,8 +118,8 @@ class FeatureChange(BaseModel):
     new: Value
     proposed_by_llm: bool | None = Field(
         None,
-        description="Guided search: whether the LLM proposed this value (else the black box's evidence did); "
-        "None where the strategy has no such split.",
+        description="Whether the LLM proposed this value: always with strategy llm, never with search; guided: the "
+        "LLM's pick, or else the value the black box's evidence found.",
     )
 
 
@@ -249,7 +249,9 @@ class TabularSearch(CounterfactualSearch[TabularCounterfactual]):
                 continue
             state.seen.add(key)
             changes = [
-                FeatureChange(feature=c.name, old=c.decode(np.array([o]))[0], new=c.decode(np.array([v]))[0])
+                FeatureChange(
+                    feature=c.name, old=c.decode(np.array([o]))[0], new=c.decode(np.array([v]))[0], proposed_by_llm=True
+                )
                 for c, o, v in zip(self.table.columns, row, new_row)
                 if not _same_code(o, v)
             ]
