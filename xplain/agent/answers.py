@@ -249,7 +249,7 @@ def _said(value: Any) -> str:
     if isinstance(value, float):
         return str(round(value, 4))
     if isinstance(value, list):
-        return ", ".join(_said(item) for item in value[:MAX_LISTED])
+        return ", ".join(_said(item) for item in value[:MAX_LISTED]) or "none"
     if isinstance(value, dict):
         return ", ".join(f"{k} {_said(v)}" for k, v in list(value.items())[:MAX_LISTED])
     return str(value)

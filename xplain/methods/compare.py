@@ -93,7 +93,8 @@ class ExplainerComparison(MethodResult):
     )
     consensus: list[str] = Field(
         default_factory=list,
-        description="The features in the top-k of at least half of the explainers, by their mean rank.",
+        description="The features in the top-k of more than half of the explainers (of both, for two), by their "
+        "mean rank.",
     )
     scores: list[ExplainerScore]
     explanations: list[PosthocExplanation | BaselineExplanation] = Field(description="In the order asked.")
@@ -128,13 +129,13 @@ def overlap(reference: list[str], other: list[str], k: int) -> float:
 
 
 def consensus(rankings: list[list[str]], k: int) -> list[str]:
-    """The names in the top-k of at least half of the rankings, by mean rank (a ranking that leaves one out of its
-    top-k counts it at rank k); ties by first appearance."""
+    """The names in the top-k of more than half of the rankings (of both, for two), by mean rank (a ranking that
+    leaves one out of its top-k counts it at rank k); ties by first appearance."""
     counted: dict[str, list[int]] = {}
     for ranking in rankings:
         for rank, name in enumerate(ranking[:k]):
             counted.setdefault(name, []).append(rank)
-    held = [name for name, ranks in counted.items() if 2 * len(ranks) >= len(rankings)]
+    held = [name for name, ranks in counted.items() if 2 * len(ranks) > len(rankings)]
     return sorted(held, key=lambda n: (sum(counted[n]) + k * (len(rankings) - len(counted[n]))) / len(rankings))
 
 
@@ -276,7 +277,7 @@ register(
             (r"\bexplainers?\b|\bexplanation methods?\b|\bother methods?\b",
              rf"(?:{_EXPLAINER}|\bmethods?\b).{{0,60}}{_COMPARED}|{_COMPARED}.{{0,60}}(?:{_EXPLAINER}|\bmethods?\b)",
              rf"{_EXPLAINER}.{{0,60}}{_EXPLAINER}"),
-            "On $subject the model predicts $predicted_label. Features most explainers put in their top: $consensus. "
+            "On $subject the model predicts $predicted_label. Features in the top of most explainers: $consensus. "
             "Share of ${reference}'s top features each other explainer also names: $agreement.",
         ),
     )
