@@ -650,7 +650,12 @@ register(
         chat=ChatForm(
             " to know what must change for the model to decide differently.",
             (r"\bcounterfactual", r"\b(?:have|has|need|needs) to (?:change|be different)\b",
-             r"\b(?:smallest|minimal|minimum|least)\s+(?:change|edit)"),
+             r"\bwhat (?:would|must|needs? to|has to|should|could|will)(?: (?:need|needs|have|has) to)? (?:i |we )?"
+             r"(?:change|be different|differ)|\bwhat would it take\b",
+             r"\b(?:smallest|minimal|minimum|least)\s+(?:change|edit)", r"\b(?:flip|flips|reverse|overturn)\b",
+             r"\b(?:change|alter)\b.{0,30}\b(?:prediction|decision|label|outcome|verdict|classification)\b",
+             r"\b(?:to|would|could) (?:be|become|get|turn(?: into)?) CLASS\b",
+             r"\bhow (?:could|can|would|do) (?:it|this|we|i)\b.{0,40}\b(?:become|get|be classified|turn)\b"),
         ),
     )
 )
