@@ -358,3 +358,12 @@ async def test_a_catalog_methods_answer_is_its_declared_template_with_the_tools_
     assert call.name == "lime" and call.ok
     assert answer.text.startswith("LIME ranks the inputs for row 2") and "PGI" in answer.text
     assert answer.ungrounded_numbers == []
+
+
+async def test_a_comparison_runs_the_catalogs_compare_and_says_where_the_explainers_agree(tabular):
+    answer = await planner(tabular).ask("s", "do LIME and SHAP agree on row 2?")
+    [call] = answer.tool_calls
+    assert call.name == "compare" and call.ok
+    assert call.arguments["explainers"] == ["lime", "kernelshap"]  # the two the question named, in its order
+    assert "Share of lime's top features each other explainer also names: kernelshap " in answer.text
+    assert answer.ungrounded_numbers == []
