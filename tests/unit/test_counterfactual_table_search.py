@@ -17,6 +17,7 @@ from xplain.blackbox import from_estimator
 from xplain.llm import LLM
 from xplain.llm.backends.fake import FakeBackend
 from xplain.methods.catalog import MethodContext, get_method, run_units
+from xplain.methods.counterfactual_table_search import QUANTILES
 
 CATEGORIES = {"workclass": {"Private", "Self-emp", "Gov"}, "colour": {"red", "green", "blue"}}
 
@@ -134,3 +135,26 @@ async def test_the_llms_proposals_are_reported_and_marked_on_the_changes_returne
     best = explanation.counterfactuals[0]
     hours = next(c for c in best.changes if c.feature == "hours")
     assert best.valid and hours.new > 45 and hours.proposed_by_llm is by_llm
+
+
+async def test_the_smallest_move_of_a_number_that_still_flips_is_returned(pipe, table, monkeypatch):
+    """With a beam of one edit, the search grows from the largest hours alone (the LM and the evidence pick it too)
+    and flips with Self-emp; of the values hours may take, the one nearest the row's own that still flips with the
+    best's other changes is what comes back."""
+    from xplain.methods import counterfactual_table_search
+
+    monkeypatch.setattr(counterfactual_table_search, "BEAM", 1)
+    blackbox = from_estimator(pipe, reference=table)
+    rows = rows_of(table, "Gov", low_hours=True)
+    reference = table[table.hours.between(38, 53)]
+    likes_high = FakeBackend(token_logprob=lambda previous, token: -0.1 if token[:1] in ("5", "S") else -5.0)
+    results = await counterfactuals(blackbox, rows, reference, llm=LLM(likes_high), candidates_per_round=1)
+    candidates = sorted(set(np.percentile(reference.hours, QUANTILES, method="nearest")))
+    tightened = 0
+    for explanation, (_, row) in zip(results, rows.iterrows()):
+        best = explanation.counterfactuals[0]
+        assert best.valid and "hours" in {c.feature for c in best.changes}
+        flipping = [v for v in candidates if pipe.predict(pd.DataFrame([{**best.values, "hours": v}]))[0]]
+        assert best.values["hours"] == min(flipping, key=lambda v: abs(v - row.hours))
+        tightened += best.values["hours"] < max(flipping)  # not the largest value, which both proposers picked
+    assert tightened

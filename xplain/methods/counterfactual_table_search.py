@@ -10,7 +10,9 @@ Guided (the default): the black box guides, the LLM proposes, the search keeps w
    them); its top picks, and the value the black box found best for that column, are the values searched.
 3. Search (black box): no single change flips, then the best few edits are kept and every second column is added
    on top of each, and so on up to `max_changes` columns; one batch per step. Only what the black box confirms is
-   valid. Immutable columns (the constraints' and the schema's) are never candidates.
+   valid. Immutable columns (the constraints' and the schema's) are never candidates. Last, each number in the
+   smallest flips is tried at the candidate values nearer the row's own (one batch), so the smallest move that
+   still flips comes first.
 
 Path (strategy "search", no LLM): walk from the row towards the nearest reference rows of another class until the
 label flips, then put back every column the flip does not need, one batch per round.
@@ -273,6 +275,33 @@ async def _search(space: TableSpace, states: list[RowSearch], max_changes: int) 
                 state.beam = [e for e, _ in sorted(latest, key=lambda f: -f[1].target_probability)[:BEAM]]
 
 
+async def _tighten(space: TableSpace, states: list[RowSearch]) -> None:
+    """Each flip of the fewest columns, with one of its numbers moved back to each candidate value nearer the row's
+    own (one batch for all rows): the search took the value that moved the model most, and a smaller move may
+    flip it too."""
+    batch = []
+    for state in states:
+        flips = [(e, step) for e, v, step in state.found if v.valid]
+        fewest = min((len(e) for e, _ in flips), default=0)
+        for edit, step in (f for f in flips if len(f[0]) == fewest):
+            for j, value in edit.items():
+                if space.schema.columns[j].discrete or np.isnan(state.row[j]):
+                    continue
+                nearer = [v for v in state.values.get(j, []) if abs(v - state.row[j]) < abs(value - state.row[j])]
+                for v in nearer:
+                    tighter = {**edit, j: v}
+                    key = json.dumps(dict(sorted(tighter.items())))
+                    if key not in state.tried:
+                        state.tried.add(key)
+                        batch.append((state, tighter, step))
+    if not batch:
+        return
+    probabilities = await space.blackbox.apredict_proba(np.vstack([space.edited(s.row, e) for s, e, _ in batch]))
+    for (state, edit, step), p in zip(batch, probabilities):
+        state.queries += 1
+        state.found.append((edit, read_verdict(space.blackbox, p, state.original.prediction, state.target), step))
+
+
 def _explanation(space: TableSpace, state: RowSearch, guided: bool, stopped: str) -> TabularCounterfactualExplanation:
     candidates = [
         (space.counterfactual(state.row, e, v, step, state.proposed if guided else None), e)
@@ -323,6 +352,7 @@ async def guided_tabular_counterfactuals(
         version = await _propose(space, llm, states, per_place, label_names or {})
         versions += [version] if version else []
         await _search(space, states, max_changes)
+        await _tighten(space, states)
     explanations = [_explanation(space, s, True, f"no flip within {max_changes} changed columns") for s in states]
     return TabularCounterfactualResult(
         feature_names=space.names, constraints=space.constraints,
