@@ -364,11 +364,11 @@ class LLM:
                     results[i] = raw
                 continue
             usage = Usage(calls=1, prompt_tokens=raw.prompt_tokens, seconds=elapsed / len(raws))
-            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage)
+            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage, scoring=raw.scoring)
             for n, i in enumerate(positions):
                 results[i] = scores if n == 0 else scores.model_copy(update={"usage": Usage(cache_hits=1)})
             hits += len(positions) - 1
-            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts})
+            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts, "scoring": raw.scoring})
         if self.cache is not None:
             self.cache.put_many(fresh)
         answered = [r for r in raws if isinstance(r, RawScores)]

@@ -22,6 +22,8 @@ class RawScores:
     logprobs: list[float]
     token_counts: list[int]
     prompt_tokens: int = 0
+    #: How the backend scored them (see `Scores.scoring`).
+    scoring: str = ""
 
 
 class Backend(ABC):

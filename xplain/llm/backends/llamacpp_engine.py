@@ -572,8 +572,9 @@ class _Worker:
             for _, future in queued:
                 _settle(future, error=error)
             return
+        scoring = "prefix_tree" if self.prefix_tree else "flat"
         scores = [
-            RawScores(logprobs=r, token_counts=p.token_counts, prompt_tokens=p.prompt_tokens)
+            RawScores(logprobs=r, token_counts=p.token_counts, prompt_tokens=p.prompt_tokens, scoring=scoring)
             for p, r in zip(plans, results)
         ]
         begin = 0

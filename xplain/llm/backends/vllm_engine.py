@@ -134,7 +134,7 @@ class VLLMEngineBackend(Backend):
             sampling_params=SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
             use_tqdm=False,
         )
-        results = [RawScores(logprobs=[], token_counts=[]) for _ in requests]
+        results = [RawScores(logprobs=[], token_counts=[], scoring="prompt_logprobs") for _ in requests]
         for (n, joint, start), out in zip(pairs, outputs):
             rows = out.prompt_logprobs
             total = sum(rows[p][joint[p]].logprob for p in range(start, len(joint)))
