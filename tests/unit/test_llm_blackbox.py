@@ -225,6 +225,45 @@ def test_every_other_method_and_a_job_run_on_it(api):
     assert effect["average_effect"] == pytest.approx(p_positive("bad") - p_positive("good"))
 
 
+def test_a_results_cost_counts_the_classifiers_own_llm_calls_and_tokens(api, backend):
+    assert api.post("/models", json=REGISTRATION).status_code == 201
+    for method, text, options in [("lime", "a good film", {"n_samples": 30, "k": 2}), ("predict", "a bad plot", {})]:
+        seen = len(backend.score_batches)
+        answer = api.post(f"/methods/{method}", json={"model": "sentiment", "rows": [text], "options": options})
+        [outcome] = answer.json()["results"]
+        sent = [r for batch in backend.score_batches[seen:] for r in batch]
+        assert sent, method
+        cost = outcome["result"]["cost"]["llm"]
+        assert cost["calls"] == len(sent), method  # neither method asks the explaining LLM anything
+        assert cost["prompt_tokens"] == sum(len(re.findall(r"\w+", r.prompt.lower())) for r in sent), method
+    assert api.get("/models/sentiment").json()["llm_scoring"] == {"fake": len(
+        {r.prompt for batch in backend.score_batches for r in batch}
+    )}  # fmt: skip
+
+
+def test_a_row_longer_than_the_classifiers_context_fails_alone(settings):
+    """The service cuts a text to a quarter of the LLM's context (15 of 60 tokens here) before any method sees it;
+    a prompt of 48 words leaves room for a short review, not for that window."""
+    backend = WordScoringBackend(default=explainer_reply, context_size=60)
+    long_text = "a good film " * 20
+    template = "Read the review and say how it feels. " * 6 + TEMPLATE  # 48 words around the review
+    registration = {"name": "sentiment", "source": {"llm": {"template": template, "labels": LABELS}}}
+    with TestClient(create_app(settings, llm=LLM(backend))) as api:
+        assert api.post("/models", json=registration).status_code == 201
+        predicted = api.post("/models/sentiment/predict", json={"inputs": ["a good film", long_text, "a bad film"]})
+        assert predicted.status_code == 200, predicted.text
+        answers, errors = predicted.json()["predictions"], predicted.json()["errors"]
+        assert [a and a["label"] for a in answers] == ["positive", None, "negative"]
+        assert errors[0] is None and errors[2] is None
+        assert "cannot take this input" in errors[1] and "context of 60 tokens" in errors[1]
+        body = {"model": "sentiment", "rows": [long_text, "a good film"], "options": {"n_samples": 20, "k": 1}}
+        [bad, good] = api.post("/methods/lime", json=body).json()["results"]
+        assert not bad["ok"] and "context of 60 tokens" in bad["error"]
+        assert good["ok"] and good["result"]["ranking"][0] == "good"
+        alone = api.post("/models/sentiment/predict", json={"inputs": [long_text]})
+        assert alone.status_code == 422 and "context of 60 tokens" in alone.text  # a client's input: never a 5xx
+
+
 @pytest.mark.parametrize(
     ("change", "where", "problem"),
     [

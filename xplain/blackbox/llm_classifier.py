@@ -5,8 +5,8 @@ check (PGI / PGU, flips) re-queries the LLM.
 
 The black-box API is synchronous (`predict_proba(X)`, called from worker threads, from LIME's and SHAP's own loops,
 or from plain code) while the LLM is async. The box runs its LLM calls on an event loop of its own, on a thread of
-its own, whatever thread or loop asks: no loop is nested, a server's loop is never blocked waiting on itself, and
-the LLM's tokens are not counted as the explaining LLM's usage.
+its own, whatever thread or loop asks: no loop is nested, and a server's loop is never blocked waiting on itself.
+Its LLM's calls and tokens are handed back to the caller's usage meters, so a result's `cost.llm` counts them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import contextvars
 import json
 import threading
 import tomllib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -25,10 +26,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from scipy.special import softmax
 
-from xplain.blackbox.errors import BlackBoxLoadError
+from xplain.blackbox.errors import BlackBoxLoadError, BlackBoxRowRejected
 from xplain.blackbox.model import BlackBox, WrapperOptions
-from xplain.errors import Forbidden, plain_validation_error
-from xplain.llm import LLM, ScoreRequest, make_llm
+from xplain.errors import Forbidden, InvalidInput, plain_validation_error
+from xplain.llm import LLM, LLMError, ScoreRequest, Scores, Usage, make_llm, record_usage, track_usage
 from xplain.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -180,12 +181,31 @@ class LLMClassifier:
         self.llm = llm
         self.owns = owns
         self.continuations = list(spec.labels.values())
+        #: How the LLM scored the rows so far (`Scores.scoring`: next_token, prompt_logprobs, prefix_tree...).
+        self.scoring: Counter[str] = Counter()
+        self._scoring_lock = threading.Lock()
         self._loop = EventLoopThread("xplain-llm-blackbox")
 
     def __call__(self, batch: Sequence[Any]) -> np.ndarray:
+        """Probability rows. The LLM's calls and tokens count in the caller's `track_usage()` blocks (a method's
+        `cost.llm`); a row whose prompt the LLM refuses (longer than its context) is named in a
+        `BlackBoxRowRejected`, which `run_units` turns into that row's failure alone."""
         requests = [ScoreRequest(prompt=self.spec.prompt(row), continuations=self.continuations) for row in batch]
-        scored = self._loop.run(lambda: self.llm.score(requests))
+        scored, usage = self._loop.run(lambda: self._score(requests))
+        record_usage(usage)
+        for answer in scored:
+            if isinstance(answer, InvalidInput):
+                raise BlackBoxRowRejected(f"the LLM classifier's LLM ({self.llm.name}) cannot take this input: {answer}")
+            if isinstance(answer, Exception):
+                raise answer
+        with self._scoring_lock:
+            self.scoring.update(s.scoring for s in scored)
         return softmax(np.array([s.logprobs for s in scored], dtype=np.float64), axis=1)
+
+    async def _score(self, requests: list[ScoreRequest]) -> tuple[list[Scores | LLMError], Usage]:
+        with track_usage() as meter:
+            scored = await self.llm.score(requests, on_error="return")
+        return scored, meter.usage
 
     def close(self) -> None:
         """Close the LLM it owns (on the loop it ran on), then the loop."""

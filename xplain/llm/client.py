@@ -65,7 +65,9 @@ def track_usage() -> Iterator[UsageMeter]:
         _meters.reset(token)
 
 
-def _record(usage: Usage) -> None:
+def record_usage(usage: Usage) -> None:
+    """Add `usage` to every `track_usage()` block open in this context: for work an LLM did in another context
+    (an LLM classifier's own event loop) that the caller's result must still count."""
     for meter in _meters.get():
         meter.add(usage)
 
@@ -364,11 +366,11 @@ class LLM:
                     results[i] = raw
                 continue
             usage = Usage(calls=1, prompt_tokens=raw.prompt_tokens, seconds=elapsed / len(raws))
-            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage, scoring=raw.scoring)
+            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage, scoring=raw.scoring or self.backend.name)
             for n, i in enumerate(positions):
                 results[i] = scores if n == 0 else scores.model_copy(update={"usage": Usage(cache_hits=1)})
             hits += len(positions) - 1
-            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts, "scoring": raw.scoring})
+            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts, "scoring": scores.scoring})
         if self.cache is not None:
             self.cache.put_many(fresh)
         answered = [r for r in raws if isinstance(r, RawScores)]
@@ -394,7 +396,7 @@ class LLM:
 
     def _account(self, usage: Usage) -> None:
         self.usage = self.usage + usage
-        _record(usage)
+        record_usage(usage)
 
 
 def _finish(results: list, on_error: str) -> list:

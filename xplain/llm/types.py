@@ -139,7 +139,7 @@ class Scores(BaseModel):
         "",
         description="How the backend scored: `next_token` (one-token continuations read from the next token's "
         "top log-probabilities, served by a server's prefix cache), `prompt_logprobs` or `echo` (the continuation "
-        "read back as part of the prompt), `prefix_tree` / `flat` (the embedded engine), `fake`.",
+        "read back as part of the prompt), `prefix_tree` / `flat` (the embedded engine); else the backend's name.",
     )
 
     def best(self) -> int:

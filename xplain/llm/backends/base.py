@@ -22,7 +22,7 @@ class RawScores:
     logprobs: list[float]
     token_counts: list[int]
     prompt_tokens: int = 0
-    #: How the backend scored them (see `Scores.scoring`).
+    #: How the backend scored them (see `Scores.scoring`; empty: the backend's name stands for it).
     scoring: str = ""
 
 

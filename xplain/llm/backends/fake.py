@@ -111,7 +111,7 @@ class FakeBackend(Backend):
                 previous = [prompt_tokens[-1] if prompt_tokens else None, *tokens[:-1]]
                 logprobs.append(sum(self.token_logprob(p, t) for p, t in zip(previous, tokens)))
                 counts.append(len(tokens))
-            results.append(RawScores(logprobs=logprobs, token_counts=counts, prompt_tokens=len(prompt_tokens), scoring="fake"))
+            results.append(RawScores(logprobs=logprobs, token_counts=counts, prompt_tokens=len(prompt_tokens)))
         return results
 
 
