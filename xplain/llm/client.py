@@ -98,6 +98,11 @@ class LLM:
         """Tokens the model attends to, prompt and reply together (None while the backend does not know)."""
         return self.backend.context_size
 
+    async def render_chat(self, messages: Sequence[Message]) -> str:
+        """The raw prompt the model's chat template makes of `messages`, the assistant's turn opened: a
+        `ScoreRequest` prompt that scores the assistant's first words (`LLMRequestError` where the backend cannot)."""
+        return await self.backend.render_chat(list(messages))
+
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens in each text, by the backend's tokenizer where it has one (else an estimate that errs high)."""
         return await self.backend.count_tokens(list(texts)) if texts else []
@@ -366,11 +371,12 @@ class LLM:
                     results[i] = raw
                 continue
             usage = Usage(calls=1, prompt_tokens=raw.prompt_tokens, seconds=elapsed / len(raws))
-            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage, scoring=raw.scoring or self.backend.name)
+            scoring = raw.scoring or self.backend.name
+            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage, scoring=scoring)
             for n, i in enumerate(positions):
                 results[i] = scores if n == 0 else scores.model_copy(update={"usage": Usage(cache_hits=1)})
             hits += len(positions) - 1
-            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts, "scoring": scores.scoring})
+            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts, "scoring": scoring})
         if self.cache is not None:
             self.cache.put_many(fresh)
         answered = [r for r in raws if isinstance(r, RawScores)]

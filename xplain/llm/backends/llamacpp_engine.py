@@ -336,6 +336,10 @@ class LlamaEngine:
     def tokenize(self, text: str) -> list[int]:
         return self._model.result().tokenize(text)
 
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The prompt the GGUF's chat template makes of `messages`, as generation renders it."""
+        return self._model.result().chat(messages=messages).prompt
+
     def _assign(self, weight: int) -> int:
         with self._lock:
             index = min(range(len(self._workers)), key=self._loads.__getitem__)

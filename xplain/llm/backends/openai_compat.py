@@ -496,6 +496,22 @@ class OpenAIBackend(Backend):
             scoring="next_token",
         )
 
+    async def render_chat(self, messages: list[Message]) -> str:
+        """On vLLM: its /tokenize of the chat (the model's own template, assistant's turn opened), read back as
+        text by /detokenize, less the BOS that tokenizing a text prompt adds again. Other servers do not say."""
+        info = await self._server()
+        if info.flavor != "vllm":
+            return await super().render_chat(messages)
+        body = {
+            "model": info.model, "messages": [_to_openai_message(m) for m in messages],
+            "add_generation_prompt": True, "add_special_tokens": False,
+        }  # fmt: skip
+        ids = (await self._vllm_call("/tokenize", body, "rendering the chat template"))["tokens"]
+        bos = (await self._tokenize(info, ""))["tokens"][:1]  # what a text prompt's tokenization puts in front
+        if bos and ids[:1] == bos:
+            ids = ids[1:]
+        return await self._detokenize(info, ids)
+
     async def _continuation_start(self, info: ServerInfo, prompt_ids: list[int], joint_ids: list[int]) -> int:
         prefixes = merged_seam_prefixes(prompt_ids, joint_ids)
         texts = await asyncio.gather(*(self._detokenize(info, ids) for ids in prefixes))

@@ -19,7 +19,7 @@ from typing import Any
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores
 from xplain.llm.backends.seams import continuation_start
 from xplain.llm.backends.vllm_release import STRUCTURED_OUTPUTS, release
-from xplain.llm.types import GenerationRequest, LLMRequestError, LLMUnavailableError, ScoreRequest
+from xplain.llm.types import GenerationRequest, LLMRequestError, LLMUnavailableError, Message, ScoreRequest
 
 
 class VLLMEngineBackend(Backend):
@@ -108,6 +108,17 @@ class VLLMEngineBackend(Backend):
             for i, out in zip(prompts, outputs):
                 results[i] = _raw(out)
         return [r for r in results if r is not None]
+
+    async def render_chat(self, messages: list[Message]) -> str:
+        """The tokenizer's chat template up to the assistant's turn, less the BOS text that scoring's
+        tokenization (`add_special_tokens=True`) puts back."""
+        text = self._tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        bos = getattr(self._tokenizer, "bos_token", None)
+        added = self._tokenizer.encode("", add_special_tokens=True)[:1]
+        adds_bos = bool(bos) and added == [self._tokenizer.bos_token_id]
+        return text.removeprefix(bos) if adds_bos else text
 
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
         return await self._run(self._score_sync, requests)
