@@ -274,6 +274,7 @@ def test_a_row_longer_than_the_classifiers_context_fails_alone(settings):
         ({"labels": {"a": " same", "b": " same"}}, "source.llm.labels", "same words"),
         ({"template": "{text}" + "x" * 20_000}, "source.llm.template", "at most 20000"),
         ({"temperature": 0}, "source.llm.temperature", "unknown key"),
+        ({"system": "Be brief.", "chat": False}, "source.llm", "a system turn makes a chat"),
     ],
 )
 def test_bad_registrations_get_422_that_says_what_to_fix(api, change, where, problem):
@@ -358,7 +359,7 @@ def asked(backend) -> set[str]:
 def test_a_chat_classifier_is_registered_over_rest_shown_and_explained_from_its_rendered_turns(api, backend):
     response = api.post("/models", json={"name": "chatty", "source": {"llm": CHAT_SPEC}})
     assert response.status_code == 201, response.text
-    assert response.json()["source"]["llm"] == CHAT_SPEC | {"chat": False, "feature_names": None, "endpoint": None}
+    assert response.json()["source"]["llm"] == CHAT_SPEC | {"chat": True, "feature_names": None, "endpoint": None}
     [answer] = api.post("/models/chatty/predict", json={"inputs": ["a good film"]}).json()["predictions"]
     assert answer["probabilities"]["positive"] == pytest.approx(p_positive("good"))
     assert asked(backend) == {chat_prompt("a good film")}

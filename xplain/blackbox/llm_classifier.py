@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar, Unpack
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from scipy.special import softmax
 
 from xplain.blackbox.errors import BlackBoxLoadError, BlackBoxRowRejected
@@ -84,8 +84,8 @@ class LLMClassifierSpec(BaseModel):
     chat: bool = Field(
         False,
         description="Send the template as a chat: the user's turn (after `system`, if given), rendered with the "
-        "LLM's own chat template, the labels scored as the first words of the assistant's reply. On by itself "
-        "when `system` is given.",
+        "LLM's own chat template, the labels scored as the first words of the assistant's reply. True by "
+        "itself when `system` is given.",
     )
     system: str | None = Field(
         None, min_length=1, max_length=20_000, description="A system turn before the template's user turn."
@@ -100,6 +100,15 @@ class LLMClassifierSpec(BaseModel):
         None, min_length=1, max_length=200, description="For table rows: the columns, rendered as `name = value`."
     )
     endpoint: LLMEndpoint | None = Field(None, description="Where it runs; the configured LLM when unset.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _system_means_chat(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("system") is not None:
+            if data.get("chat") is False:
+                raise ValueError("a system turn makes a chat: leave `chat` out or set it true")
+            return {**data, "chat": True}
+        return data
 
     @field_validator("template")
     @classmethod
@@ -136,10 +145,6 @@ class LLMClassifierSpec(BaseModel):
     @property
     def kind(self) -> str:
         return "tabular" if self.feature_names else "text"
-
-    @property
-    def is_chat(self) -> bool:
-        return self.chat or self.system is not None
 
     def messages(self, user: str) -> list[Message]:
         """The chat turns, with `user` as the user's turn."""
@@ -243,7 +248,7 @@ class LLMClassifier:
         """The raw prompt before and after the input: the template's two sides, or for a chat the LLM's chat
         template rendered once around a marker where the input goes."""
         if self._frame is None:
-            if not self.spec.is_chat:
+            if not self.spec.chat:
                 head, tail = self.spec.template.split(TEXT_SLOT)
             else:
                 turns = self.spec.messages(self.spec.template.replace(TEXT_SLOT, SLOT_MARK))
@@ -286,7 +291,12 @@ def from_llm(
         endpoint = {"base_url": endpoint}
     try:
         spec = LLMClassifierSpec(
-            template=template, labels=words, feature_names=feature_names, system=system, chat=chat, endpoint=endpoint
+            template=template,
+            labels=words,
+            feature_names=feature_names,
+            system=system,
+            chat=chat or system is not None,
+            endpoint=endpoint,
         )
     except ValidationError as error:
         raise BlackBoxLoadError(f"bad LLM classifier: {plain_validation_error(error, LLMClassifierSpec)}") from None
