@@ -11,16 +11,13 @@ Its LLM's calls and tokens are handed back to the caller's usage meters, so a re
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import json
 import threading
 import tomllib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, Unpack
+from typing import Any, Unpack
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -41,9 +38,8 @@ from xplain.llm import (
     record_usage,
     track_usage,
 )
+from xplain.llm.loop_thread import EventLoopThread
 from xplain.settings import Settings, get_settings
-
-T = TypeVar("T")
 
 TEXT_SLOT = "{text}"
 #: Stands for the input while a chat template is rendered, so that it is rendered once per classifier.
@@ -156,54 +152,6 @@ class LLMClassifierSpec(BaseModel):
         if self.feature_names:
             return "\n".join(f"{name} = {format(float(value), '.10g')}" for name, value in zip(self.feature_names, row))
         return str(row)
-
-
-class EventLoopThread:
-    """An event loop on a daemon thread of its own, started on first use. `run` hands it a coroutine from any
-    thread (one with a running loop too) and waits for the answer; the coroutine runs in a fresh context."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def run(self, make_coroutine: Callable[[], Awaitable[T]]) -> T:
-        loop = self._started()
-        if threading.current_thread() is self._thread:
-            raise RuntimeError(f"{self.name}: a call from its own loop would wait on itself")
-        answer: Future = Future()
-
-        def settle(task: asyncio.Task) -> None:
-            if task.cancelled():
-                answer.cancel()
-            elif task.exception() is not None:
-                answer.set_exception(task.exception())
-            else:
-                answer.set_result(task.result())
-
-        def start() -> None:
-            loop.create_task(make_coroutine()).add_done_callback(settle)
-
-        loop.call_soon_threadsafe(start, context=contextvars.Context())
-        return answer.result()
-
-    def _started(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
 
 
 class LLMClassifier:
