@@ -27,7 +27,10 @@ engine's layout rule, on 32 reviews). The targets are not met: LIME removes word
 variant's first edit is near the start (P(first edit past word m) is about 1/m), and the prompt's lines after the
 text (labels, question) follow every variant; a prefix tree saves the template and little more. The bound says
 so: at 3 reviews x 200 a perfect prefix tree decodes 1.52x (LIME) and 1.49x (KernelSHAP) fewer tokens than flat, at
-1 x 120 1.41x, so >= 3x is out of reach of exact scoring on this prompt; the tree reached 1.14x / 1.11x there.
+1 x 120 1.41x / 1.37x, so >= 3x is out of reach of exact scoring on this prompt; the tree reached 1.14x / 1.11x at
+3 x 200 before the lead was kept. At 1 x 120 (two runs side by side on 2 loaded cores, so seconds are noisy): before,
+LIME 6,185 tokens (1.11x fewer than flat's 6,890), KernelSHAP 6,140 (1.06x of 6,526); with the lead kept, 5,809
+(1.19x) and 5,764 (1.13x), 848 tokens kept instead of decoded; seconds 1.36x / 1.18x faster than flat, as before.
 
     PYTHONPATH=. python bench/llm_blackbox.py [--reviews 20] [--perturbations 500] [--threads N]
 """
