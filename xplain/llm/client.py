@@ -65,7 +65,9 @@ def track_usage() -> Iterator[UsageMeter]:
         _meters.reset(token)
 
 
-def _record(usage: Usage) -> None:
+def record_usage(usage: Usage) -> None:
+    """Add `usage` to every `track_usage()` block open in this context: for work an LLM did in another context
+    (an LLM classifier's own event loop) that the caller's result must still count."""
     for meter in _meters.get():
         meter.add(usage)
 
@@ -95,6 +97,11 @@ class LLM:
     def context_size(self) -> int | None:
         """Tokens the model attends to, prompt and reply together (None while the backend does not know)."""
         return self.backend.context_size
+
+    async def render_chat(self, messages: Sequence[Message]) -> str:
+        """The raw prompt the model's chat template makes of `messages`, the assistant's turn opened: a
+        `ScoreRequest` prompt that scores the assistant's first words (`LLMRequestError` where the backend cannot)."""
+        return await self.backend.render_chat(list(messages))
 
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens in each text, by the backend's tokenizer where it has one (else an estimate that errs high)."""
@@ -364,11 +371,12 @@ class LLM:
                     results[i] = raw
                 continue
             usage = Usage(calls=1, prompt_tokens=raw.prompt_tokens, seconds=elapsed / len(raws))
-            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage)
+            scoring = raw.scoring or self.backend.name
+            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage, scoring=scoring)
             for n, i in enumerate(positions):
                 results[i] = scores if n == 0 else scores.model_copy(update={"usage": Usage(cache_hits=1)})
             hits += len(positions) - 1
-            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts})
+            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts, "scoring": scoring})
         if self.cache is not None:
             self.cache.put_many(fresh)
         answered = [r for r in raws if isinstance(r, RawScores)]
@@ -394,7 +402,7 @@ class LLM:
 
     def _account(self, usage: Usage) -> None:
         self.usage = self.usage + usage
-        _record(usage)
+        record_usage(usage)
 
 
 def _finish(results: list, on_error: str) -> list:

@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores  # noqa: E402
 from xplain.llm.backends.llamacpp_engine import LlamaEngine  # noqa: E402
-from xplain.llm.types import GenerationRequest, LLMUnavailableError, ScoreRequest  # noqa: E402
+from xplain.llm.types import GenerationRequest, LLMUnavailableError, Message, ScoreRequest  # noqa: E402
 
 PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Held while an engine starts: an LLM classifier's own event loop may ask for the engine beside the server's.
@@ -111,6 +111,11 @@ class LlamaCppBackend(Backend):
         engine = self._started()
         await asyncio.shield(asyncio.wrap_future(engine.wait_ready()))
         return await asyncio.to_thread(lambda: [len(engine.tokenize(text)) for text in texts])
+
+    async def render_chat(self, messages: list[Message]) -> str:
+        engine = self._started()
+        await asyncio.shield(asyncio.wrap_future(engine.wait_ready()))
+        return engine.render_chat([{"role": m.role, "content": m.content} for m in messages])
 
     async def check(self) -> str:
         engine = self._started()

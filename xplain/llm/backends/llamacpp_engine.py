@@ -18,9 +18,11 @@ In each context:
 - Scoring computes logits only where they are read: each continuation is its own sequence, the tokens that
   continuations share (a prompt, a template, a text up to its first edit) are decoded once as one prefix tree (one
   token may belong to several sequences in a `llama_batch`), and logits are asked for only at the positions that
-  predict a continuation token. Many requests go into one `llama_decode` call. Each round starts on an empty cache
-  and lays its tokens out in the cells they would take alone (modulo the kernels' SIMD lane groups, `_ScoreTree`),
-  so a request's scores are the same bits alone, in a batch of 32, or anywhere in a round.
+  predict a continuation token. Many requests go into one `llama_decode` call. Each round lays its tokens out in the
+  cells they would take alone (modulo the kernels' SIMD lane groups, `_ScoreTree`), on a cache that is empty but
+  for the round before's lead (what all its continuations shared, a template's head, still in cells 0, 1, ... and
+  not decoded again where this round begins the same way), so a request's scores are the same bits alone, in a
+  batch of 32, or anywhere in a round.
 - Generation is continuously batched: up to `n_slots` sequences decode together, one `llama_decode` per step, each
   with its own sampler chain (grammar, top-p, temperature, seed); a finished sequence frees its slot for the next
   queued request. A slot keeps its tokens' cache after it finishes, and a new prompt reuses the longest prefix any
@@ -329,12 +331,21 @@ class LlamaEngine:
         """Filler tokens decoded so far to keep scoring tokens in their aligned cells (part of `decoded_tokens`)."""
         return sum(w.padding_tokens for w in self._workers)
 
+    @property
+    def reused_tokens(self) -> int:
+        """Tokens a scoring round found in the cache, left by the round before, instead of decoding them again."""
+        return sum(w.reused_tokens for w in self._workers)
+
     def wait_ready(self) -> Future:
         """Resolves once the model is loaded and every context made (or fails with why they could not be)."""
         return self._ready
 
     def tokenize(self, text: str) -> list[int]:
         return self._model.result().tokenize(text)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The prompt the GGUF's chat template makes of `messages`, as generation renders it."""
+        return self._model.result().chat(messages=messages).prompt
 
     def _assign(self, weight: int) -> int:
         with self._lock:
@@ -395,7 +406,7 @@ class _Worker:
         self._threads_now = threads
         self.others_idle = lambda: True  # whether no other worker has work in hand (set by the engine)
         self.prefix_tree = prefix_tree
-        self.decode_calls = self.decoded_tokens = self.padding_tokens = 0
+        self.decode_calls = self.decoded_tokens = self.padding_tokens = self.reused_tokens = 0
         self.ready: Future = Future()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name="llamacpp-worker", daemon=True)
@@ -530,8 +541,9 @@ class _Worker:
 
     def _run_scores(self) -> None:
         """Score every queued submission together, so that rounds fill across the small calls a batch job makes
-        side by side. A round starts on an empty cache, so that every token lands in the cell `_ScoreTree.layout`
-        planned for it; queued scores wait for the generations in flight to finish (no new ones start meanwhile)."""
+        side by side. A round starts on a cache that holds at most the round before's lead, so that every token
+        lands in the cell `_ScoreTree.layout` planned for it; the cache is empty again once the call is scored.
+        Queued scores wait for the generations in flight to finish (no new ones start meanwhile)."""
         queued = [(plans, future) for plans, future in self._scores if not future.cancelled()]
         plans = [plan for part, _ in queued for plan in part]
         if not plans:
@@ -550,6 +562,7 @@ class _Worker:
             key=lambda ij: plans[ij[0]].sequences[ij[1]],
         )
         shared_by_all = _common_prefix_length([s for p in plans for s in p.sequences]) if not self.prefix_tree else 0
+        kept: _Lead | None = None
         try:
             while pending:
                 # a caller that gave up (a client gone, a request past its time) stops costing rounds
@@ -564,16 +577,22 @@ class _Worker:
                     if not tree.add(i, j, plans[i], own, first=not taken):
                         break
                     taken += 1
-                self._score_round(
-                    tree, results, gave_up=lambda round_=pending[:taken]: all(owner[i].cancelled() for i, _ in round_)
+                kept = self._score_round(
+                    tree,
+                    results,
+                    gave_up=lambda round_=pending[:taken]: all(owner[i].cancelled() for i, _ in round_),
+                    kept=kept if self.prefix_tree else None,
                 )
                 pending = pending[taken:]
         except LLMError as error:
             for _, future in queued:
                 _settle(future, error=error)
             return
+        finally:
+            self._lib.llama_memory_clear(self._memory, False)
+        scoring = "prefix_tree" if self.prefix_tree else "flat"
         scores = [
-            RawScores(logprobs=r, token_counts=p.token_counts, prompt_tokens=p.prompt_tokens)
+            RawScores(logprobs=r, token_counts=p.token_counts, prompt_tokens=p.prompt_tokens, scoring=scoring)
             for p, r in zip(plans, results)
         ]
         begin = 0
@@ -581,14 +600,33 @@ class _Worker:
             _settle(future, result=scores[begin : begin + len(part)])
             begin += len(part)
 
-    def _score_round(self, tree: _ScoreTree, results, gave_up: Callable[[], bool]) -> None:
+    def _score_round(
+        self, tree: _ScoreTree, results, gave_up: Callable[[], bool], kept: _Lead | None = None
+    ) -> _Lead | None:
         """Decode one round's tree on a cleared cache, in the planned order (so each token takes the planned cell),
-        logits only where some continuation reads them. Stops between pieces once every caller `gave_up`."""
-        self._lib.llama_memory_clear(self._memory, False)
+        logits only where some continuation reads them. Stops between pieces once every caller `gave_up`.
+
+        `kept`: the lead of the round before (tokens every one of its continuations shared, in cells 0, 1, ... on
+        its sequences). As much of it as this round's lead begins with stays in its cells, on this round's
+        sequences, and is not decoded again: the same tokens in the same cells after the same tokens hold the
+        same keys and values to the bit. Returns this round's lead, left in the cache for the next round."""
         seqs, pad_seq = self._score_seqs, self._score_seqs[-1]
+        lead = tree.lead()
+        reuse = _common_prefix_length([kept.tokens, lead]) if kept is not None and lead else 0
+        if reuse:
+            memory, lib = self._memory, self._lib
+            for seq in seqs[: kept.continuations]:
+                lib.llama_memory_seq_rm(memory, seq, reuse, -1)
+            lib.llama_memory_seq_rm(memory, pad_seq, -1, -1)
+            for k in range(kept.continuations, tree.continuations):
+                lib.llama_memory_seq_cp(memory, seqs[0], seqs[k], 0, reuse)
+            for k in range(tree.continuations, kept.continuations):
+                lib.llama_memory_seq_rm(memory, seqs[k], 0, reuse)
+        else:
+            self._lib.llama_memory_clear(self._memory, False)
         entries: list[tuple[int, int, list[int], list]] = []
         pads = 0
-        for cell in tree.layout():
+        for cell in tree.layout()[reuse:]:
             if cell is None:  # a filler token on a sequence of its own, so that the next block lands aligned
                 entries.append((self.model.bos if self.model.bos >= 0 else 0, pads, [pad_seq], []))
                 pads += 1
@@ -596,19 +634,19 @@ class _Worker:
                 token, pos, conts, reads = cell
                 entries.append((token, pos, [seqs[k] for k in conts], reads))
         self.padding_tokens += pads
-        try:
-            for begin in range(0, len(entries), DECODE_CHUNK_TOKENS):
-                if begin and gave_up():
-                    return
-                chunk = entries[begin : begin + DECODE_CHUNK_TOKENS]
-                self._decode([(token, pos, seqs, bool(reads)) for token, pos, seqs, reads in chunk])
-                for index, (_, _, _, reads) in enumerate(chunk):
-                    if reads:
-                        row = self._log_softmax_row(index)
-                        for i, j, target in reads:
-                            results[i][j] += float(row[target])
-        finally:
-            self._lib.llama_memory_clear(self._memory, False)
+        self.reused_tokens += reuse
+        for begin in range(0, len(entries), DECODE_CHUNK_TOKENS):
+            if begin and gave_up():
+                self._lib.llama_memory_clear(self._memory, False)
+                return None
+            chunk = entries[begin : begin + DECODE_CHUNK_TOKENS]
+            self._decode([(token, pos, seqs, bool(reads)) for token, pos, seqs, reads in chunk])
+            for index, (_, _, _, reads) in enumerate(chunk):
+                if reads:
+                    row = self._log_softmax_row(index)
+                    for i, j, target in reads:
+                        results[i][j] += float(row[target])
+        return _Lead(tokens=lead, continuations=tree.continuations)
 
     def _log_softmax_row(self, index: int) -> np.ndarray:
         row = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, index), shape=(self.model.n_vocab,))
@@ -817,6 +855,15 @@ class _Block:
     children: list[_Block] = field(default_factory=list)
 
 
+@dataclass
+class _Lead:
+    """The tokens every continuation of a scoring round shares, in cells 0, 1, ... on its `continuations` sequences
+    (the first ones of the engine's scoring sequences)."""
+
+    tokens: list[int]
+    continuations: int
+
+
 class _ScoreTree:
     """One scoring round as a prefix tree over the continuations' token sequences, in blocks of `align` positions:
     a block that several continuations share (the template, a text up to its first edit) is decoded once on all
@@ -894,6 +941,22 @@ class _ScoreTree:
                     block.reads[offset].append((i, j, reads[position]))
             siblings = block.children
         return True
+
+    def lead(self) -> list[int]:
+        """The tokens at the start of `layout` that every continuation shares and none reads logits at: one root,
+        full blocks with one child each, down to the first branch or read."""
+        tokens: list[int] = []
+        siblings = self.roots
+        while len(siblings) == 1:
+            block = siblings[0]
+            for offset, token in enumerate(block.tokens):
+                if len(block.seqs[offset]) != self.continuations or block.reads[offset]:
+                    return tokens
+                tokens.append(token)
+            if len(block.tokens) != self.align:
+                return tokens
+            siblings = block.children
+        return tokens
 
     def layout(self) -> list[tuple[int, int, list[int], list[tuple[int, int, int]]] | None]:
         """(token, position, continuations, reads) in decoding order, None for a filler cell; every block starts at
