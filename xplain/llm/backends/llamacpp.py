@@ -54,7 +54,7 @@ class LlamaCppBackend(Backend):
     """The embedded model. `context_size` None: the GGUF's trained length. `threads` None: every core this process
     may use; `workers` None: one context per thread, at most 8 (each holds its own KV cache); `parallel` None: 8
     generation sequences per thread, at most 32. `prefix_tree` False scores
-    flat (see `LlamaEngine`)."""
+    flat and `grammar_first` True applies JSON grammars to the whole vocabulary every greedy step (see `LlamaEngine`)."""
 
     name = "llamacpp"
     constrains_json = True
@@ -69,6 +69,7 @@ class LlamaCppBackend(Backend):
         workers: int | None = None,
         parallel: int | None = None,
         prefix_tree: bool = True,
+        grammar_first: bool = False,
     ):
         self.model_path = Path(model_path) if model_path else packaged_model_path()
         if not self.model_path.is_file():
@@ -79,6 +80,7 @@ class LlamaCppBackend(Backend):
         # 8 sequences a thread keep the matrix products of one decode step wide enough to use the core fully
         self.parallel = max(parallel or min(32, 8 * self.threads), self.workers)
         self.prefix_tree = prefix_tree
+        self.grammar_first = grammar_first
         self._engine: LlamaEngine | None = None
 
     @property
@@ -96,6 +98,7 @@ class LlamaCppBackend(Backend):
                     workers=self.workers,
                     threads=self.threads // self.workers,
                     prefix_tree=self.prefix_tree,
+                    grammar_first=self.grammar_first,
                 )
             return self._engine
 
