@@ -92,6 +92,11 @@ class LLM:
         return f"{self.backend.name}:{self.backend.model}"
 
     @property
+    def parallelism(self) -> int:
+        """Requests the backend works on at once: how many rows one batched LLM round should carry."""
+        return self.backend.parallelism
+
+    @property
     def context_size(self) -> int | None:
         """Tokens the model attends to, prompt and reply together (None while the backend does not know)."""
         return self.backend.context_size

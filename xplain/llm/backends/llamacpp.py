@@ -79,6 +79,7 @@ class LlamaCppBackend(Backend):
         self.workers = min(workers or min(self.threads, 8), self.threads)
         # 8 sequences a thread keep the matrix products of one decode step wide enough to use the core fully
         self.parallel = max(parallel or min(32, 8 * self.threads), self.workers)
+        self.parallelism = self.parallel
         self.prefix_tree = prefix_tree
         self.grammar_first = grammar_first
         self._engine: LlamaEngine | None = None
