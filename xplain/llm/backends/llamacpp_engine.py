@@ -71,6 +71,13 @@ DECODE_CHUNK_TOKENS = 256
 # prompt still uses the whole machine (on 2 cores, 2 threads: 340 tokens/s at 64 tokens, 421 at 256; 1 thread: 252
 # and 261), while workers that are all busy keep to one thread each and never wait on a barrier.
 WIDE_DECODE_TOKENS = 64
+# Cells the generating sequences of one worker may reserve together (prompt and `max_tokens` each, shared prefixes
+# counted once); a request that would pass it waits for one to finish, but one always runs. Attention reads every cell
+# in use at every step, so many long sequences decoding together cost more per token than a few. Measured on 2 cores
+# shared with other work (load 5-10, so noisy): 16 posthoc prompts of ~280 tokens ran at 0.058 and 0.134 requests/s
+# with 8 sequences a worker, 0.119 with 2, 0.135 with 1, and 0.161 under this bound; short prompts (zero_shot's)
+# still run 8 a worker.
+GENERATION_CELLS = 1024
 # A prompt that shares at least this many more tokens with a prompt still being evaluated waits one step for it,
 # then copies its cache instead of evaluating the same prefix twice.
 PREFIX_WAIT_TOKENS = 16
@@ -324,13 +331,15 @@ class LlamaEngine:
         threads: int,
         prefix_tree: bool = True,
         grammar_first: bool = False,
+        generation_cells: int = GENERATION_CELLS,
     ):
         """`context_size` None: the length the GGUF was trained for. `n_slots` generation sequences in all, shared
         out among the workers; `threads` llama.cpp threads per worker (a wide decode takes all of theirs while the
         others are idle). `prefix_tree` False: score requests flat, sharing only what all of a call's requests share
         (what the engine did before; kept to measure the tree against, `bench/llm_blackbox.py`). `grammar_first` True:
         greedy decoding applies a JSON grammar to the whole vocabulary every step (what it did before `Sampler`'s
-        check of the chosen token; kept to measure against, `bench/posthoc_job.py`)."""
+        check of the chosen token; kept to measure against, `bench/posthoc_job.py`). `generation_cells` 0 admits
+        generations while any slot and cell is free (what it did before `GENERATION_CELLS`)."""
         self.model_path = model_path
         self.n_ctx = context_size or 0
         self.n_slots = n_slots
@@ -347,6 +356,7 @@ class LlamaEngine:
                 wide_threads=threads * workers,
                 prefix_tree=prefix_tree,
                 grammar_first=grammar_first,
+                generation_cells=generation_cells,
             )
             for _ in range(workers)
         ]
@@ -441,6 +451,7 @@ class _Worker:
         wide_threads: int,
         prefix_tree: bool = True,
         grammar_first: bool = False,
+        generation_cells: int = GENERATION_CELLS,
     ):
         self._model_future = model
         self.n_ctx = context_size or 0
@@ -453,6 +464,7 @@ class _Worker:
         self.others_idle = lambda: True  # whether no other worker has work in hand (set by the engine)
         self.prefix_tree = prefix_tree
         self.grammar_first = grammar_first
+        self.generation_cells = generation_cells
         self.decode_calls = self.decoded_tokens = self.padding_tokens = 0
         self.ready: Future = Future()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -763,6 +775,10 @@ class _Worker:
                 waiting.append(job)  # its prefix is being evaluated right now: copy it next step
                 continue
             need = len(job.prompt) + job.max_tokens - reuse
+            busy = sum(s.reserved() for s in self._slots if s.job is not None)
+            if busy and self.generation_cells and busy + need > self.generation_cells:
+                waiting.append(job)  # attention over more cells would slow every sequence more than it adds
+                continue
             if need > self._free_cells() + len(target.tokens):
                 # room first: drop every idle cache but the target's own, and with them a copy from elsewhere
                 self._evict_idle(keep=(target,))
