@@ -38,7 +38,8 @@ class CompareOptions(BaseModel):
 class ExplainerScore(BaseModel):
     explainer: str = Field(
         description="`posthoc:<strategy>` (the verified explanation), `posthoc:<strategy>:proposed` (the LLM's own "
-        "answer), `posthoc:<strategy>:evidence_only` (the neighbourhood's top-k without the LLM), `lime` or "
+        "answer), `posthoc:<strategy>:reasked` (its answer re-asked with the evidence, where the first was not kept), "
+        "`posthoc:<strategy>:evidence_only` (the neighbourhood's top-k without the LLM), `lime` or "
         "`kernelshap`."
     )
     top: list[str] = Field(description="The top-k features (or words), most important first.")
@@ -161,7 +162,7 @@ async def compare_explainers(
         scores = [_score(f"posthoc:{options.strategy}", [f.feature for f in explained.features], explained, truth, options.k)]
         scores += [
             _checked_score(f"posthoc:{options.strategy}:{part}", getattr(explained, part), truth, options.k)
-            for part in ("proposed", "evidence_only")
+            for part in ("proposed", "reasked", "evidence_only")
             if getattr(explained, part) is not None
         ]
         scores += [_score(name, found[i].ranking, found[i], truth, options.k) for name, found in baselines.items()]
