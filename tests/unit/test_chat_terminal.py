@@ -155,6 +155,6 @@ def test_a_counterfactual_shows_each_changed_feature_from_and_to(monkeypatch):
     result = runner.invoke(app, ["chat", "--demo", "breast_cancer", "--mode", "planner"], input=question)
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "→ counterfactual_search(row=4" in out and "counterfactuals" in out
+    assert "→ counterfactual(row=4" in out and "counterfactuals" in out
     assert "The smallest change found that flips it: setting" in out and " → " in out
-    assert "based on: counterfactual_search" in out and "not backed" not in out
+    assert "based on: counterfactual" in out and "not backed" not in out

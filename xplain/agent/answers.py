@@ -145,30 +145,21 @@ def _what_if(r: dict[str, Any], _: str | None) -> str:
 def _counterfactual(r: dict[str, Any], _: str | None) -> str:
     shown = r.get("counterfactuals") or []
     valid = [c for c in shown if c.get("valid")]
-    common = {"subject": subject(r), "label": r["original_prediction"], "probability": r["original_probability"]}
-    if "already" in str(r.get("note", "")):
+    common = {"subject": subject(r), "label": r["original_prediction"], "probability": _said(r["original_probability"])}
+    if "already" in str(r.get("stopped_by", "")):
         return _fill("counterfactual_already", **common)
     if not valid:
         return _fill("counterfactual_none", tried=len(shown), **common)
     best = valid[0]
-    if isinstance(best.get("changes"), list):  # the catalog method's form: [{feature, old, new}]
-        changes = best["changes"]
-        best = {**best, "changes": {c["feature"]: c["new"] for c in changes},
-                "original_values": {c["feature"]: c["old"] for c in changes}}  # fmt: skip
-    if "changes" in best:
-        before = best.get("original_values") or {}
-        edit = ", ".join(
-            f"{feature} from {before[feature]} to {value}" if feature in before else f"{feature} to {value}"
-            for feature, value in best["changes"].items()
+    if "changes" in best:  # a row: [{feature, old, new}]
+        edit = "setting " + ", ".join(
+            f"{c['feature']} from {_said(c['old'])} to {_said(c['new'])}" for c in best["changes"]
         )
-        edit = f"setting {edit}"
-    elif best.get("removed_words"):
-        edit = f"removing the words {', '.join(repr(w) for w in best['removed_words'])}"
     else:
         edit = f'rewriting it as "{str(best.get("text", ""))[:160]}"'
     found = (
         f"The smallest change found that flips it: {edit} gives {best['prediction']} "
-        f"(probability {best['probability']}), re-checked by the model."
+        f"(probability {_said(best['probability'])}), re-checked by the model."
     )
     return _fill("counterfactual", found=found, **common)
 
@@ -226,14 +217,6 @@ def _surrogate(r: dict[str, Any], _: str | None) -> str:
     return _fill("surrogate_rule", fidelity=r["fidelity"], checked_on=r["checked_on"], rules=rules)
 
 
-def _compare(r: dict[str, Any], _: str | None) -> str:
-    parts = []
-    for e in r["explainers"]:
-        agreement = f", agreement {e['agreement']}" if "agreement" in e else ""
-        parts.append(f"{e['explainer']}: {', '.join(e['top'])} (PGI {e['pgi']}, PGU {e['pgu']}{agreement})")
-    return _fill("compare_explainers", subject=subject(r), label=r["predicted"], explainers="; ".join(parts))
-
-
 def _posthoc(r: dict[str, Any], _: str | None) -> str:
     features = r.get("features") or []
     named = ", ".join(
@@ -266,7 +249,7 @@ def _said(value: Any) -> str:
     if isinstance(value, float):
         return str(round(value, 4))
     if isinstance(value, list):
-        return ", ".join(_said(item) for item in value[:MAX_LISTED])
+        return ", ".join(_said(item) for item in value[:MAX_LISTED]) or "none"
     if isinstance(value, dict):
         return ", ".join(f"{k} {_said(v)}" for k, v in list(value.items())[:MAX_LISTED])
     return str(value)
@@ -283,13 +266,11 @@ RENDERERS = {
     "feature_effect": _feature_effect,
     "what_if": _what_if,
     "counterfactual": _counterfactual,
-    "counterfactual_search": _counterfactual,
     "similar_rows": _similar,
     "model_score": _score,
     "global_effects": _global,
     "describe_data": _describe,
     "surrogate_rule": _surrogate,
-    "compare_explainers": _compare,
     "posthoc": _posthoc,
     "describe_rule": _rule,
 }

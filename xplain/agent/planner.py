@@ -56,8 +56,8 @@ from xplain.tools import ProbeContext, build_tools
 from xplain.tools.registry import plain_error
 
 Operation = Literal[
-    "predict", "explain", "what_if", "counterfactual", "similar", "mistakes", "accuracy", "feature_effects",
-    "data_stats", "describe_rule", "compare_explainers",
+    "predict", "explain", "what_if", "similar", "mistakes", "accuracy", "feature_effects", "data_stats",
+    "describe_rule",
 ]  # fmt: skip
 
 #: operation -> (tool, what the user wants, as the LLM scores it: "The user wants ...")
@@ -65,16 +65,18 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "predict": ("predict", " to know the model's prediction for one row."),
     "explain": ("feature_effect", " to know why the model made its prediction for one row."),
     "what_if": ("what_if", " to see what happens to the prediction if a value of a row is changed."),
-    "counterfactual": ("counterfactual_search", " to know what must change for the model to decide differently."),
     "similar": ("similar_rows", " to see the rows that are most similar to one row."),
     "mistakes": ("model_score", " to see the rows the model gets wrong."),
     "accuracy": ("model_score", " to know how accurate the model is."),
     "feature_effects": ("global_effects", " to know how a feature affects the predictions across the data."),
     "data_stats": ("describe_data", " statistics about the data or a feature, or to see a row."),
     "describe_rule": ("surrogate_rule", " a simple rule that describes how the model decides."),
-    "compare_explainers": ("compare_explainers", " to compare explanation methods such as LIME and SHAP."),
 }
-ROW_OPERATIONS = {"predict", "explain", "what_if", "counterfactual", "similar", "compare_explainers"}
+ROW_OPERATIONS = {"predict", "explain", "what_if", "similar"}
+#: What the chat compares when a question names fewer than two explainers: the black box's own (fast, no LLM),
+#: each built from this many of its rows.
+CHAT_EXPLAINERS = ["occlusion", "lime", "kernelshap"]
+CHAT_COMPARE_ROWS = 200
 #: The weight of a cue a catalog method declares: above one of the planner's own weak cues, so "what does LIME say"
 #: goes to `lime` rather than to the comparison of explainers.
 DECLARED_CUE_WEIGHT = 4.0
@@ -284,6 +286,9 @@ class GroundedPlanner:
             kept = q.find_kept(question, mentions)
             if kept:
                 arguments["keep"] = kept
+        elif operation == "compare":
+            named = q.find_explainers(masked)
+            arguments["explainers"] = named if len(named) >= 2 else arguments.get("explainers", CHAT_EXPLAINERS)
         elif operation == "similar":
             count = q.find_count(masked)
             if count:
@@ -416,14 +421,16 @@ class GroundedPlanner:
                 changes.append({"feature": edit["feature"], "value": round(float(value), 6)})
             return tool, {**source, "changes": changes}
         if operation == "counterfactual":
-            extra = {k: arguments[k] for k in ("target", "keep") if k in arguments}
+            extra = {"target": arguments["target"]} if "target" in arguments else {}
+            if arguments.get("keep"):
+                extra["constraints"] = {feature: {"immutable": True} for feature in arguments["keep"]}
             return tool, {**source, **extra}
         if operation == "explain":
             return tool, {**source, "top": 6}
         if operation == "similar":
             return tool, {**source, "k": arguments.get("k", 5)}
-        if operation == "compare_explainers":
-            return tool, {**source, "k": 4}
+        if operation == "compare":
+            return tool, {**source, "explainers": arguments["explainers"], "k": 4, "n_samples": CHAT_COMPARE_ROWS}
         if operation == "mistakes":
             return tool, {"max_mistakes": arguments.get("max_mistakes", 5)}
         if operation == "accuracy":

@@ -40,18 +40,6 @@ COUNT = re.compile(
 # Operation cues: each pattern that matches adds its weight. Feature names are masked out first, so a feature called
 # "mean radius" or "radius error" does not read as a statistics or mistakes question.
 CUES: dict[str, list[tuple[str, float]]] = {
-    "counterfactual": [
-        (r"\bcounterfactual", 3),
-        (r"\b(?:have|has|need|needs) to (?:change|be different)\b", 3),
-        (r"\bwhat (?:would|must|needs? to|has to|should|could|will)(?: (?:need|needs|have|has) to)? (?:i |we )?"
-         r"(?:change|be different|differ)", 3),
-        (r"\b(?:to|would|could) (?:be|become|get|turn(?: into)?) (?:CLASS)\b", 2),
-        (r"\b(?:flip|reverse|switch|overturn)\b", 2),
-        (r"\b(?:change|alter)\b.{0,30}\b(?:prediction|decision|label|outcome|verdict|classification)\b", 2),
-        (r"\b(?:smallest|minimal|minimum|least)\s+(?:change|edit)", 3),
-        (r"\bto (?:become|get|be (?:predicted|classified|labell?ed)(?: as)?|turn(?: into)?)\b", 1.5),
-        (r"\bhow (?:could|can|would|do) (?:it|this|we|i)\b.{0,40}\b(?:become|get|be classified|turn)\b", 2),
-    ],
     "what_if": [
         (r"\bwhat if\b|\bwhat happens if\b|\bwhat would happen\b", 3),
         (r"\bsuppose\b|\bimagine\b|\bhypothetically\b|\bif (?:we|i|you)\b", 2),
@@ -105,10 +93,6 @@ CUES: dict[str, list[tuple[str, float]]] = {
         (r"\brules?\b|\bdecision tree\b|\bsurrogate\b|\blogic\b", 3),
         (r"\bhow does (?:the )?model (?:decide|work|think|make (?:its )?decisions)\b", 3),
         (r"\bin (?:plain|simple) (?:words|terms)\b|\bsimple description\b|\bsummari[sz]e (?:how )?(?:the )?model\b", 2.5),
-    ],
-    "compare_explainers": [
-        (r"\blime\b|\bk(?:ernel)?[ -]?shap\b|\bexplainers?\b|\bexplanation methods?\b", 3),
-        (r"\bcompare\b|\bcomparison\b|\bagree\b|\bagreement\b|\bother methods?\b", 2),
     ],
 }
 CUE_PATTERNS = {op: [(re.compile(p, re.IGNORECASE), w) for p, w in cues] for op, cues in CUES.items()}
@@ -366,6 +350,21 @@ def find_kept(question: str, mentions: list[Mention]) -> list[str]:
                 re.match(r"^\s*(?:fixed|unchanged|constant|the same|as (?:it|they) (?:is|are))\b", after):  # fmt: skip
             kept.append(mention.feature)
     return kept
+
+
+#: Explainers a question may name for a comparison, by the words people use for them.
+EXPLAINER_WORDS = {
+    "occlusion": r"\bocclusion\b|\bword removal\b|\bremoving (?:each|the) (?:word|feature)s?\b",
+    "lime": r"\blime\b",
+    "kernelshap": r"\b(?:kernel[ -]?)?shap\b|\bshapley\b",
+    "posthoc": r"\bpost[- ]?hoc\b|\bllm\b|\blanguage model\b",
+}
+
+
+def find_explainers(question: str) -> list[str]:
+    """The explainers a question names, in the order it names them ('does LIME agree with SHAP' -> lime first)."""
+    found = {name: m.start() for name, pattern in EXPLAINER_WORDS.items() if (m := re.search(pattern, question, re.I))}
+    return sorted(found, key=found.get)
 
 
 def mask_classes(question: str, classes: list[str]) -> str:
