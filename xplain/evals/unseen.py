@@ -99,15 +99,21 @@ async def _posthoc_rows(llm: LLM, model: Pipeline, texts: list[str], plan: Plan,
     options = CompareOptions(k=plan.k, n_samples=plan.n_samples)
     found = await compare(llm, blackbox, texts, options=options)
     truths = [text_ground_truth(model, text)[: plan.k] for text in texts]
-    names = [score.explainer for score in found[0].scores]
-    for name in names:
-        lines = [next(s for s in comparison.scores if s.explainer == name) for comparison in found]
-        agreements = [feature_agreement(t, line.top, plan.k) for t, line in zip(truths, lines) if len(t) == plan.k]
+    names = list(dict.fromkeys(score.explainer for comparison in found for score in comparison.scores))
+    for name in names:  # a stage such as ':reasked' exists only for the texts that went through it
+        rows = [
+            (text, truth, line)
+            for text, truth, comparison in zip(texts, truths, found)
+            for line in comparison.scores
+            if line.explainer == name
+        ]
+        lines = [line for _, _, line in rows]
+        agreements = [feature_agreement(t, line.top, plan.k) for _, t, line in rows if len(t) == plan.k]
         verdicts = [line.verdict for line in lines]
         gaps = [line.pgi - line.pgu for line in lines if line.pgi is not None and line.pgu is not None]
         table.add(
-            method=name, inputs=len(texts),
-            exactly_k=exactly_k_rate(texts, [line.top for line in lines], plan.k),
+            method=name, inputs=len(rows),
+            exactly_k=exactly_k_rate([text for text, _, _ in rows], [line.top for line in lines], plan.k),
             FA=float(np.mean(agreements)) if agreements else None, FA_ci=_interval(agreements),
             faithful=verdicts.count("faithful") / len(lines), not_faithful=verdicts.count("not faithful") / len(lines),
             inconclusive=verdicts.count("inconclusive") / len(lines),

@@ -58,6 +58,7 @@ class FakeBackend(Backend):
     native_tools: bool = True
     name: str = "fake"
     context_size: int | None = None
+    parallelism: int = 8
 
     def __post_init__(self) -> None:
         self._queue = deque(self.queue)

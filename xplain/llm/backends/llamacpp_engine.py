@@ -73,6 +73,13 @@ DECODE_CHUNK_TOKENS = 256
 # prompt still uses the whole machine (on 2 cores, 2 threads: 340 tokens/s at 64 tokens, 421 at 256; 1 thread: 252
 # and 261), while workers that are all busy keep to one thread each and never wait on a barrier.
 WIDE_DECODE_TOKENS = 64
+# Cells the generating sequences of one worker may reserve together (prompt and `max_tokens` each, shared prefixes
+# counted once); a request that would pass it waits for one to finish, but one always runs. Attention reads every cell
+# in use at every step, so many long sequences decoding together cost more per token than a few. Measured on 2 cores
+# shared with other work (load 5-10, so noisy): 16 posthoc prompts of ~280 tokens ran at 0.058 and 0.134 requests/s
+# with 8 sequences a worker, 0.119 with 2, 0.135 with 1, and 0.161 under this bound; short prompts (zero_shot's)
+# still run 8 a worker.
+GENERATION_CELLS = 1024
 # A prompt that shares at least this many more tokens with a prompt still being evaluated waits one step for it,
 # then copies its cache instead of evaluating the same prefix twice.
 PREFIX_WAIT_TOKENS = 16
@@ -237,18 +244,21 @@ class LlamaModel:
             prompt_tokens=max(len(c) for c in contexts),
         )
 
-    def sampler(self, request: GenerationRequest):
+    def sampler(self, request: GenerationRequest, *, grammar_first: bool = False) -> Sampler:
+        """The request's sampler: its JSON grammar (if any), then greedy or top-k / top-p / min-p / temperature."""
         lib = self.lib
-        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        grammar = None
         if request.json_schema is not None:
             from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-            grammar = json_schema_to_gbnf(json.dumps(grammar_safe(request.json_schema)))
-            sampler = lib.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
-            if not sampler:
-                lib.llama_sampler_free(chain)
+            gbnf = json_schema_to_gbnf(json.dumps(grammar_safe(request.json_schema)))
+            grammar = lib.llama_sampler_init_grammar(self.vocab, gbnf.encode(), b"root")
+            if not grammar:
                 raise LLMRequestError("llama.cpp could not compile the JSON schema's grammar")
-            lib.llama_sampler_chain_add(chain, sampler)
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if grammar is not None and (grammar_first or request.temperature > 0):
+            lib.llama_sampler_chain_add(chain, grammar)  # applied to every token of the vocabulary
+            grammar = None
         if request.temperature == 0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
         else:
@@ -258,7 +268,56 @@ class LlamaModel:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(MIN_P, 1))
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(request.temperature))
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
-        return chain
+        return Sampler(self, chain, grammar)
+
+
+#: llama.cpp's `llama_token_data`, as a numpy record, so a whole vocabulary's candidates are filled at once.
+TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+class Sampler:
+    """A request's sampler chain, and for greedy decoding under a JSON grammar the grammar apart from it.
+
+    Applying a grammar to every token of the vocabulary costs about 18 ms a step on this model (measured on 2 cores,
+    the posthoc answer schema), 40 times the step's other sampling work. Greedy decoding therefore takes the most
+    likely token and asks the grammar about that one token; only when the grammar refuses it is the grammar applied
+    to the whole vocabulary (llama.cpp's own `common_sampler` does the same). The token is the one grammar-first
+    decoding picks: the most likely token the grammar allows."""
+
+    def __init__(self, model: LlamaModel, chain: Any, grammar: Any = None) -> None:
+        self.model, self.chain, self.grammar = model, chain, grammar
+
+    def sample(self, ctx: Any, index: int) -> int:
+        lib = self.model.lib
+        if self.grammar is None:
+            return lib.llama_sampler_sample(self.chain, ctx, index)
+        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(self.model.n_vocab,))
+        token = int(np.argmax(logits))
+        if not self._allows(np.array([(token, logits[token], 0.0)], dtype=TOKEN_DATA)).any():
+            candidates = np.zeros(self.model.n_vocab, dtype=TOKEN_DATA)
+            candidates["id"] = np.arange(self.model.n_vocab)
+            candidates["logit"] = logits
+            token = int(np.argmax(np.where(self._allows(candidates), candidates["logit"], -np.inf)))
+        lib.llama_sampler_accept(self.grammar, token)
+        lib.llama_sampler_accept(self.chain, token)
+        return token
+
+    def _allows(self, candidates: np.ndarray) -> np.ndarray:
+        """Which candidates the grammar accepts next (it sets the others' logits to -inf, in place)."""
+        lib = self.model.lib
+        view = lib.llama_token_data_array(
+            data=candidates.ctypes.data_as(ctypes.POINTER(lib.llama_token_data)),
+            size=len(candidates),
+            selected=-1,
+            sorted=False,
+        )
+        lib.llama_sampler_apply(self.grammar, ctypes.byref(view))
+        return np.isfinite(candidates["logit"])
+
+    def free(self) -> None:
+        self.model.lib.llama_sampler_free(self.chain)
+        if self.grammar is not None:
+            self.model.lib.llama_sampler_free(self.grammar)
 
 
 class LlamaEngine:
@@ -273,11 +332,16 @@ class LlamaEngine:
         workers: int,
         threads: int,
         prefix_tree: bool = True,
+        grammar_first: bool = False,
+        generation_cells: int = GENERATION_CELLS,
     ):
         """`context_size` None: the length the GGUF was trained for. `n_slots` generation sequences in all, shared
         out among the workers; `threads` llama.cpp threads per worker (a wide decode takes all of theirs while the
         others are idle). `prefix_tree` False: score requests flat, sharing only what all of a call's requests share
-        (what the engine did before; kept to measure the tree against, `bench/llm_blackbox.py`)."""
+        (what the engine did before; kept to measure the tree against, `bench/llm_blackbox.py`). `grammar_first` True:
+        greedy decoding applies a JSON grammar to the whole vocabulary every step (what it did before `Sampler`'s
+        check of the chosen token; kept to measure against, `bench/posthoc_job.py`). `generation_cells` 0 admits
+        generations while any slot and cell is free (what it did before `GENERATION_CELLS`)."""
         self.model_path = model_path
         self.n_ctx = context_size or 0
         self.n_slots = n_slots
@@ -293,6 +357,8 @@ class LlamaEngine:
                 threads=threads,
                 wide_threads=threads * workers,
                 prefix_tree=prefix_tree,
+                grammar_first=grammar_first,
+                generation_cells=generation_cells,
             )
             for _ in range(workers)
         ]
@@ -395,6 +461,8 @@ class _Worker:
         threads: int,
         wide_threads: int,
         prefix_tree: bool = True,
+        grammar_first: bool = False,
+        generation_cells: int = GENERATION_CELLS,
     ):
         self._model_future = model
         self.n_ctx = context_size or 0
@@ -406,6 +474,8 @@ class _Worker:
         self._threads_now = threads
         self.others_idle = lambda: True  # whether no other worker has work in hand (set by the engine)
         self.prefix_tree = prefix_tree
+        self.grammar_first = grammar_first
+        self.generation_cells = generation_cells
         self.decode_calls = self.decoded_tokens = self.padding_tokens = self.reused_tokens = 0
         self.ready: Future = Future()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -503,7 +573,7 @@ class _Worker:
             _settle(job.future, error=closed)
         for slot in self._slots:
             if slot.job is not None:
-                self._lib.llama_sampler_free(slot.job.sampler)
+                slot.job.sampler.free()
                 _settle(slot.job.future, error=closed)
         for _, future in self._scores:
             _settle(future, error=closed)
@@ -710,7 +780,7 @@ class _Worker:
         job.prompt = prompt
         job.stop = stop + list(request.stop)
         job.max_tokens = min(request.max_tokens or self.n_ctx, self.n_ctx - len(prompt))
-        job.sampler = self.model.sampler(request)
+        job.sampler = self.model.sampler(request, grammar_first=self.grammar_first)
 
     def _admit(self) -> None:
         """Give free slots to queued requests, reusing the longest cached prefix any slot holds."""
@@ -718,7 +788,7 @@ class _Worker:
         for job in self._queued:
             if job.future.cancelled():
                 if job.sampler is not None:
-                    self._lib.llama_sampler_free(job.sampler)
+                    job.sampler.free()
                 continue
             free = [s for s in self._slots if s.job is None]
             if not free:
@@ -743,6 +813,10 @@ class _Worker:
                 waiting.append(job)  # its prefix is being evaluated right now: copy it next step
                 continue
             need = len(job.prompt) + job.max_tokens - reuse
+            busy = sum(s.reserved() for s in self._slots if s.job is not None)
+            if busy and self.generation_cells and busy + need > self.generation_cells:
+                waiting.append(job)  # attention over more cells would slow every sequence more than it adds
+                continue
             if need > self._free_cells() + len(target.tokens):
                 # room first: drop every idle cache but the target's own, and with them a copy from elsewhere
                 self._evict_idle(keep=(target,))
@@ -805,7 +879,7 @@ class _Worker:
 
     def _sample(self, slot: _Slot, index: int) -> None:
         job = slot.job
-        token = self._lib.llama_sampler_sample(job.sampler, self._ctx, index)
+        token = job.sampler.sample(self._ctx, index)
         if self._lib.llama_vocab_is_eog(self._vocab, token):
             return self._finish(slot, None, reason="stop")
         job.generated.append(token)
@@ -826,7 +900,7 @@ class _Worker:
         if slot.pending or error is not None:  # an unfinished prompt, or a failed decode: nothing to reuse
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             slot.tokens, slot.pending = [], []
-        self._lib.llama_sampler_free(job.sampler)
+        job.sampler.free()
         if error is not None:
             _settle(job.future, error=error)
         elif not job.future.cancelled():

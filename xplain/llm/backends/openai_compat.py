@@ -116,7 +116,7 @@ class OpenAIBackend(Backend):
         self.base_url = base_url.rstrip("/")
         self._configured_context = context_size
         self._tokenize_missing = False
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = self.parallelism = max_concurrency
         self.max_retries = max_retries
         self.retry_base_delay_s = retry_base_delay_s
         self._requested_model = model

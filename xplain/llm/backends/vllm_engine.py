@@ -26,6 +26,7 @@ class VLLMEngineBackend(Backend):
     name = "vllm"
     constrains_json = True
     native_tools = False  # tool choice goes through structured outputs, which every model supports
+    parallelism = 256  # vLLM's default max_num_seqs: sequences it schedules together
 
     def __init__(
         self,
