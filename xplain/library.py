@@ -12,7 +12,7 @@ import xplain.display  # noqa: F401  (the results of `run` show themselves in no
 from xplain.blackbox import BlackBox, from_estimator
 from xplain.llm import LLM, make_llm
 from xplain.methods.catalog import get_method
-from xplain.methods.llm_estimator import run_sync
+from xplain.llm.loop_thread import run_sync
 from xplain.service import OpenedModel, method_context, open_spec, run_method, with_reference
 from xplain.settings import get_settings
 from xplain.validation import rows_of

@@ -83,3 +83,12 @@ def test_bidirectional_controls_in_inputs_and_errors_are_shown_not_obeyed(tmp_pa
     assert not re.search("[\u202a-\u202e\u2066-\u2069]", page)
     assert "fine [U+202E]gnitseretni[U+202C] film" in page and "[U+2067]isolated[U+2069]" in page
     assert "bad input: [U+202E]esrever" in page
+
+
+def test_bidirectional_controls_in_chart_labels_are_shown_not_obeyed(tmp_path):
+    """A feature named with an override would reverse the chart's axis label once the page draws it."""
+    named = posthoc()
+    named.features[0].feature = "\u202etbed"
+    page = page_of(tmp_path, [outcome(0, named)])
+    labels = json.dumps(specs_of(page), ensure_ascii=False)
+    assert "[U+202E]tbed" in labels and not re.search("[\u202a-\u202e\u2066-\u2069]", labels)

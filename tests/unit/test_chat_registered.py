@@ -51,6 +51,10 @@ def test_a_skops_model_with_reference_rows_can_be_chatted_with(settings):
         assert register(api, "loans", {"file": "loans.csv", "label_column": "outcome"}).status_code == 201
         assert register(api, "bare", None).status_code == 201
         assert api.get("/chat/models").json() == {"models": ["loans"]}, "only models with rows to talk about"
+        bare = api.post("/chat/stream", json={"model": "bare", "session_id": "s1", "message": "how accurate is it?"})
+        assert bare.status_code == 422 and "no reference rows" in bare.json()["error"], "says how to fix it"
+        unknown = api.post("/chat/stream", json={"model": "nope", "session_id": "s1", "message": "hi"})
+        assert unknown.status_code == 404 and "available: loans" in unknown.json()["error"]
 
         response = api.post("/chat/stream", json={"model": "loans", "session_id": "s1", "message": "Why is row 2 predicted so?"})
         stream = events(response)

@@ -23,6 +23,13 @@ def test_a_contraction_is_one_word_everywhere():
     assert corpus_words("I DON'T <br> like") == ["i", "don't", "like"]
 
 
+def test_a_typographic_apostrophe_keeps_the_word_whole():
+    """News text writes U+2019: "senator’s" is one word, not `senator` and a stray `s` for LIME to rank."""
+    assert words("the senator\u2019s vote") == ["the", "senator\u2019s", "vote"]
+    assert remove_words("The Senator\u2019s vote", ["senator\u2019s"]) == "The vote"
+    assert tokens("rock \u2019n\u2019 roll") == ["rock", "\u2019", "n", "\u2019", "roll"]
+
+
 def negated(texts: list[str]) -> np.ndarray:
     """P(positive) is 0.1 when a text says "don't", else 0.9; "don" or "t" alone mean nothing."""
     p = np.array([0.1 if "don't" in t.lower().split() else 0.9 for t in texts])

@@ -201,7 +201,7 @@ def write_report(
             figures="".join(f"<figure data-chart='s{i}'></figure>" for i in range(len(figures))),
             statuses="".join(f"<option value='{s}'>{s} ({statuses[s]})</option>" for s in STATUS_ORDER if statuses[s]),
             rows=_visible("".join(html for _, _, html in shown)),
-            specs=json.dumps(specs).replace("</", "<\\/"),
+            specs=_visible(json.dumps(specs, ensure_ascii=False)).replace("</", "<\\/"),
             charts_js=charts_js(),
         ),
         encoding="utf-8",

@@ -8,16 +8,19 @@ never run again (DESIGN.md rule 5).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field, computed_field
 
-from xplain.errors import XplainError
+from xplain.errors import XplainError, describe
 from xplain.llm import LLMError
 from xplain.blackbox import BlackBoxError
 from xplain.methods.catalog import Method, MethodContext, run_units
+
+log = logging.getLogger(__name__)
 
 
 class RowOutcome(BaseModel):
@@ -74,14 +77,19 @@ BAD_INPUT = "bad input: "
 
 
 def describe_error(error: BaseException) -> str:
-    """A row's failure reason, in words a user can act on."""
+    """A row's failure reason: the message every front shows for `error` (`errors.describe`), prefixed with who
+    failed, so a job can tell a row's own fault from a backend that may answer on a rerun. A bug's details go to
+    the log, not into a result a client reads."""
+    status, message = describe(error)
+    if status == 500:
+        log.error("a row failed on a bug", exc_info=error)
     if isinstance(error, LLMError):
-        return f"LLM backend: {error}"
+        return f"LLM backend: {message}"
     if isinstance(error, BlackBoxError):
-        return f"black box: {error}"
-    if isinstance(error, ValueError):
-        return f"{BAD_INPUT}{error}"
-    return f"{type(error).__name__}: {error}"
+        return f"black box: {message}"
+    if status == 422:
+        return f"{BAD_INPUT}{message}"
+    return message
 
 
 def is_bad_input(reason: str) -> bool:

@@ -9,36 +9,23 @@ Pickling (joblib workers, saving) sends an LLM that cannot be pickled as the set
 
 from __future__ import annotations
 
-import asyncio
+import atexit
 import copy
 import json
 import pickle
 import threading
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, get_args
+from typing import Any, get_args
 
 from sklearn.base import clone
 
 from xplain.llm import LLM, make_llm
+from xplain.llm.loop_thread import run_sync
 from xplain.settings import BackendName, Settings, get_settings
 
-T = TypeVar("T")
 LLMSpec = LLM | Settings | str | None
 
 _built: dict[str, LLM] = {}
 _built_lock = threading.Lock()
-
-
-def run_sync(make_coroutine: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion from sync code; inside a running loop, on a worker thread with its own loop
-    (so `fit` works from notebooks and async servers without nesting loops)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make_coroutine())
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
 
 
 def resolve_llm(llm: LLMSpec) -> LLM:
@@ -62,8 +49,16 @@ def resolve_llm(llm: LLMSpec) -> LLM:
     )
     with _built_lock:
         if key not in _built:
+            if not _built:
+                atexit.register(_close_built)
             _built[key] = make_llm(settings)
         return _built[key]
+
+
+def _close_built() -> None:
+    """Close the LLMs built here on the loop they ran on, so an HTTP client's sessions end with the process."""
+    for llm in _built.values():
+        run_sync(llm.aclose)
 
 
 def _picklable(value: Any) -> bool:

@@ -23,7 +23,8 @@ from xplain.blackbox.errors import BlackBoxInputError
 from xplain.blackbox.schema import TableSchema, infer_schema, numeric_schema
 from xplain.llm import LLM, GenerationRequest, ScoreRequest, StructuredOutputError
 from xplain.methods.base import MethodResult, measure_cost
-from xplain.methods.llm_estimator import LLMEstimatorMixin, LLMSpec, resolve_llm, run_sync
+from xplain.llm.loop_thread import run_sync
+from xplain.methods.llm_estimator import LLMEstimatorMixin, LLMSpec, resolve_llm
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
 

@@ -20,7 +20,8 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from xplain.llm import LLM, GenerationRequest, StructuredOutputError
 from xplain.methods.base import MethodResult, measure_cost
-from xplain.methods.llm_estimator import LLMEstimatorMixin, LLMSpec, resolve_llm, run_sync
+from xplain.llm.loop_thread import run_sync
+from xplain.methods.llm_estimator import LLMEstimatorMixin, LLMSpec, resolve_llm
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
 

@@ -1,14 +1,15 @@
 """The one word tokenizer: every method, probe and check that ranks, removes or counts words reads them here, so
 the word an explanation ranks ("don't") is the word its check removes.
 
-A word is a run of letters, digits or `_`, with an inner apostrophe kept ("don't", "it's")."""
+A word is a run of letters, digits or `_`, with an inner apostrophe kept ("don't", "it's"), typed or typographic
+("senator’s": news text writes U+2019, and splitting there would rank a stray "s")."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 
-WORD = re.compile(r"\w+(?:'\w+)?")
+WORD = re.compile(r"\w+(?:['\u2019\u02bc]\w+)?")
 _SPLIT = re.compile(f"({WORD.pattern})")
 
 

@@ -68,6 +68,9 @@ def make_chat_router(agents: Mapping[str, Chat]) -> APIRouter:
         own = scoped(who.owner, request.model)
         key = own if own in keys else request.model if request.model in keys else None
         if key is None:
+            reason = getattr(agents, "not_chattable", lambda _: None)(own)
+            if reason is not None:
+                raise HTTPException(422, reason)
             available = ", ".join(split_key(k)[1] for k in keys) or "none"
             raise HTTPException(404, f"no model {request.model!r}; available: {available}")
         agent = agents[key]

@@ -10,7 +10,7 @@ from xplain.agent import ExplainerAgent, GroundedPlanner, make_chat
 from xplain.agent.modes import ChatMode
 from xplain.agent.store import ConversationStore
 from xplain.llm import LLM
-from xplain.server.registry import ModelRegistry
+from xplain.server.registry import ModelRegistry, split_key
 from xplain.tools import ProbeContext
 
 Chat = ExplainerAgent | GroundedPlanner
@@ -46,6 +46,20 @@ class RegistryAgents(Mapping[str, Chat]):
             name for name, (_, blackbox) in self.registry.models.items()
             if name in self.registry.references and blackbox.kind != "module"
         )  # fmt: skip
+
+    def not_chattable(self, key: str) -> str | None:
+        """Why a registered model is not on the chat page, in words a user can act on; None if it is not registered
+        or is chattable."""
+        if self.registry is None or key not in self.registry.models or key in self._chattable():
+            return None
+        name = split_key(key)[1]
+        if self.registry.models[key][1].kind == "module":
+            return f"{name!r} is a text -> number module; the chat talks about classifiers"
+        return (
+            f"{name!r} has no reference rows to talk about: register it again with \"replace\": true and "
+            f"\"reference\": {{\"file\": \"rows.csv\"}} (a CSV inside XPLAIN_DATA_DIR; for a text model name its "
+            f"\"text_column\")"
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._chattable())
