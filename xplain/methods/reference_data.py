@@ -5,7 +5,7 @@ question, and the chat's questions are about. Values always reach the user in th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from xplain.blackbox import BlackBox
 from xplain.blackbox.schema import TableSchema, numeric_schema
 from xplain.errors import InvalidInput
 from xplain.validation import reference_rows, to_model_input
+
+if TYPE_CHECKING:
+    from xplain.methods.catalog import MethodContext
 
 
 def rounded(value: float, digits: int = 4) -> float:
@@ -63,9 +66,9 @@ class ReferenceData:
         return cls(blackbox, rows, labels)
 
     @classmethod
-    def for_set(cls, ctx: Any, items: list[Any], *, what: str) -> ReferenceData:
+    def for_set(cls, ctx: MethodContext, items: list[Any], *, what: str) -> ReferenceData:
         """The data a set probe questions: the inputs given (rows or texts, unlabelled), else the model's reference
-        rows with their labels (`ctx` is the `MethodContext`)."""
+        rows with their labels."""
         if not items:
             return cls.of(ctx.blackbox, ctx.reference, ctx.reference_labels, what=what)
         return cls(ctx.blackbox, [to_model_input(ctx.blackbox, item) for item in items])
