@@ -159,7 +159,7 @@ async def test_the_llm_scores_the_operations_only_when_the_rules_are_silent(tabu
     assert plan.chosen_by == "llm" and plan.operation == "surrogate_rule"
     [[asked, neutral]] = backend.score_batches
     assert "how do you think it would decide" in asked.prompt and "(no question)" in neutral.prompt
-    assert len(asked.continuations) == len(chat.operations), "every operation is a candidate"
+    assert len(asked.continuations) == len(chat.operations) - 1, "every operation but the what-if: no value given"
     offered = {"predict", "occlusion", "what_if", "similar_rows", "describe_data", "global_effects", "surrogate_rule",
                "model_score", "lime", "kernelshap", "posthoc", "zero_shot"}  # fmt: skip
     assert offered <= set(chat.operations), "every catalog method with a ChatForm is an operation"
@@ -182,6 +182,15 @@ async def test_a_tie_between_cues_is_settled_by_the_llm_among_the_tied_only(tabu
     assert plan.operation == "occlusion" and backend.score_batches == []
     plan = await planner(tabular, backend).plan("how does LIME explain row 3?")  # lime 4 vs occlusion 2.5
     assert plan.operation == "lime" and backend.score_batches == []
+
+
+async def test_the_llm_is_offered_no_what_if_for_a_question_that_gives_no_value(tabular):
+    backend = FakeBackend(token_logprob=lambda previous, token: -0.1 if "changed" in token else -5.0)
+    chat = planner(tabular, backend)
+    plan = await chat.plan("anything odd about this model?")  # no cue, no value: the LLM chooses, not a what-if
+    assert plan.chosen_by == "llm" and plan.operation != "what_if"
+    [[asked, _]] = backend.score_batches
+    assert len(asked.continuations) == len(chat.operations) - 1
 
 
 async def test_an_edit_naming_no_known_feature_has_the_llm_pick_the_feature_and_the_question_the_value(tabular):

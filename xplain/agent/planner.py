@@ -304,7 +304,17 @@ class GroundedPlanner:
             return ROW_DEFAULT, "rules"
         if not (mentions or quoted or ordinal is not None or word is not None or q.about_the_model(masked)):
             raise OutOfScope(f"That is not a question about this model or its data. {self._offer()}")
-        return await self._choose(question, available), "llm"
+        return await self._choose(question, [op for op in available if self._answerable(op, question, masked)]), "llm"
+
+    def _answerable(self, operation: str, question: str, masked: str) -> bool:
+        """Whether the question gives what the operation needs: an edit needs a value (tables: a number; texts: a
+        replacement), so a question with none is no what-if, whichever description the LLM would prefer."""
+        fields = self.operations[operation].options.model_fields
+        if "changes" in fields and self.context.kind == "tabular":
+            return bool(numbers_in_text(masked))
+        if "replacements" in fields and self.context.kind == "text":
+            return bool(q.find_text_edits(question))
+        return True
 
     def _offer(self) -> str:
         """What the chat can answer, from the operations this model has."""
