@@ -32,7 +32,7 @@ async def test_counterfactual_marks_valid_only_what_the_black_box_confirms():
     keeps = json.dumps({"edits": ["a warm , funny and moving film indeed"]})
     backend = FakeBackend(rules=[(r"warm , funny and moving film\n", flips), (r"superb", keeps)], default=keeps)
     rows = ["a warm , funny and moving film", "the cast is superb", ["not", "text"]]
-    results = await run("counterfactual", backend, rows, max_rounds=1, mode="target")
+    results = await run("counterfactual", backend, rows, max_rounds=1, strategy="llm", mode="target")
     assert isinstance(results[2], ValueError)
     first, second = results[:2]
     assert first["original_prediction"] == "positive"

@@ -147,3 +147,14 @@ def test_the_planner_answers_a_why_a_what_if_and_a_follow_up_in_the_terminal(mon
     assert out.count("based on: occlusion") == 1 and out.count("based on: what_if") == 2
     assert "not backed" not in out and "Traceback" not in out
     assert backend.requests == [] and backend.score_batches == []
+
+
+def test_a_counterfactual_shows_each_changed_feature_from_and_to(monkeypatch):
+    script(monkeypatch)
+    question = "What would need to change for row 4 to be classified benign?\nexit\n"
+    result = runner.invoke(app, ["chat", "--demo", "breast_cancer", "--mode", "planner"], input=question)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "→ counterfactual(row=4" in out and "counterfactuals" in out
+    assert "The smallest change found that flips it: setting" in out and " → " in out
+    assert "based on: counterfactual" in out and "not backed" not in out

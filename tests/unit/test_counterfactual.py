@@ -320,7 +320,10 @@ async def test_each_rows_cost_counts_the_black_box_queries_the_method_made(mode,
     backend = FakeBackend(default=reply)
     box = table_box if mode == "tabular" else text_box
     rows = [[40, 30, 40], [50, 20, 30]] if mode == "tabular" else ["awful rude food", "great staff", "bland soup"]
-    options = {} if mode == "tabular" else {"mode": mode, **({"concept": "food"} if mode == "concept" else {})}
+    if mode in ("tabular", "guided"):
+        options = {"strategy": "llm" if mode == "tabular" else "guided"}
+    else:
+        options = {"strategy": "llm", "mode": mode, **({"concept": "food"} if mode == "concept" else {})}
     context = MethodContext(llm=LLM(backend), blackbox=box)
     results = await run_method(catalog()["counterfactual"], context, rows, options)
     assert all(not isinstance(r, Exception) for r in results), results

@@ -49,13 +49,13 @@ def runner(monkeypatch):
 
 
 def test_text_counterfactual_shows_the_changed_words_and_verification(runner):
-    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film", "--mode", "target"])
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film", "--strategy", "llm", "--mode", "target"])
     assert result.exit_code == 0, result.output
     assert "great" in result.output and "flips (confirmed)" in result.output
 
 
 def test_text_counterfactual_json_carries_the_black_box_verdict(runner):
-    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film", "--json", "--mode", "target"])
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film", "--json", "--strategy", "llm", "--mode", "target"])
     assert result.exit_code == 0, result.output
     [explanation] = json.loads(result.output)["explanations"]
     best = explanation["counterfactuals"][0]
@@ -73,6 +73,8 @@ def test_tabular_counterfactual_respects_immutable_features(runner):
             row,
             "--constraints",
             '{"age": {"immutable": true}}',
+            "--strategy",
+            "llm",
             "--json",
         ],
     )
@@ -80,6 +82,20 @@ def test_tabular_counterfactual_respects_immutable_features(runner):
     [explanation] = json.loads(result.output)["explanations"]
     assert all(c["values"]["age"] == 40 for c in explanation["counterfactuals"])
     assert explanation["counterfactuals"][0]["valid"]
+
+
+def test_tabular_guided_search_takes_values_from_the_data_file_and_keeps_immutables(runner, tmp_path):
+    _X.to_csv(tmp_path / "rows.csv", index=False)
+    row = json.dumps({"income": 20, "age": 40})
+    arguments = ["--row", row, "--data", str(tmp_path / "rows.csv"), "--constraints", '{"age": {"immutable": true}}']
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:credit_model", *arguments, "--json"])
+    assert result.exit_code == 0, result.output
+    [explanation] = json.loads(result.output)["explanations"]
+    best = explanation["counterfactuals"][0]
+    assert best["valid"] and [c["feature"] for c in best["changes"]] == ["income"] and best["values"]["age"] == 40
+    assert best["values"]["income"] in set(_X.income)  # a value seen in the data
+    shown = runner.invoke(app, ["counterfactual", f"{SPEC}:credit_model", *arguments])
+    assert shown.exit_code == 0 and "flips (confirmed)" in shown.output
 
 
 @pytest.mark.parametrize(

@@ -90,3 +90,22 @@ async def test_a_text_alone_and_inside_a_batch_gets_the_same_counterfactuals():
     alone = await text_counterfactuals(LLM(FakeBackend(rules=[(r".", antonym_reader)])), box(), texts[4:5], mode="guided")
     assert alone.explanations[0].counterfactuals == together.explanations[4].counterfactuals
     assert alone.explanations[0].blackbox_queries == together.explanations[4].blackbox_queries
+
+
+async def test_the_search_strategy_removes_the_supporting_words_strongest_first_without_an_llm():
+    """The catalog's `strategy: search` on a text: no LLM call; the fewest removals that flip come first, and
+    removing fewer of those words does not flip (each confirmed by the black box)."""
+    from xplain.methods.catalog import MethodContext, get_method, run_units
+
+    backend = FakeBackend()  # a scripted reply would be an error: none is asked for
+    method = get_method("counterfactual")
+    texts = ["great delicious food"]
+    results = await run_units(
+        method, MethodContext(llm=LLM(backend), blackbox=box()), texts, method.parse_options({"strategy": "search"})
+    )
+    [first] = results
+    assert backend.batches == [] and backend.score_batches == [] and first.cost.llm.calls == 0
+    best = first.counterfactuals[0]
+    assert best.valid and best.text == "food" and best.edit_size == 2  # both positive words had to go
+    assert not any(c.valid for c in first.counterfactuals if c.edit_size < 2)
+    assert set(first.guide_words) == {"great", "delicious"}  # only the words that support the prediction

@@ -189,7 +189,7 @@ def test_lime_counterfactual_and_posthoc_explain_it_and_their_checks_requery_the
     assert lime["ranking"][0] == "good" and lime["weights"]["good"] > 0
     assert lime["pgi"] > lime["pgu"]
 
-    counterfactual = run("counterfactual", {"max_rounds": 1, "mode": "target"})
+    counterfactual = run("counterfactual", {"max_rounds": 1, "strategy": "llm", "mode": "target"})
     assert counterfactual["original_prediction"] == "positive"
     best = counterfactual["counterfactuals"][0]
     assert best["text"] == "a bad film with a fine cast" and best["valid"] and best["prediction"] == "negative"

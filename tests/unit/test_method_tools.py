@@ -24,7 +24,7 @@ async def test_text_counterfactual_tool_reports_verified_flips_and_keeps_the_ful
     edits = json.dumps({"edits": ["dull , lifeless and tedious", "a warm , funny film"]})
     context.llm = LLM(FakeBackend(default=edits))
     row = next(i for i, text in enumerate(context.rows) if context.blackbox.predict([text])[0] == "positive")
-    out, artifact = await call(tool_named(build_tools(context), "counterfactual"), row=row, max_rounds=1, mode="target")
+    out, artifact = await call(tool_named(build_tools(context), "counterfactual"), row=row, max_rounds=1, strategy="llm", mode="target")
     assert out["original_prediction"] == "positive" and out["row"] == row
     verdicts = {c["text"]: (c["valid"], c["prediction"]) for c in artifact["counterfactuals"]}
     assert verdicts["dull , lifeless and tedious"] == (True, "negative")
@@ -38,7 +38,7 @@ async def test_tabular_tool_keeps_the_features_its_constraints_fix():
     backend = FakeBackend(default=json.dumps(proposal))
     context.llm = LLM(backend)
     tool = tool_named(build_tools(context), "counterfactual")
-    _, artifact = await call(tool, row=0, constraints={"x1": {"immutable": True}}, max_rounds=1)
+    _, artifact = await call(tool, row=0, constraints={"x1": {"immutable": True}}, max_rounds=1, strategy="llm")
     found = artifact["counterfactuals"]
     assert found and all({ch["feature"] for ch in c["changes"]} == {"x0", "x2"} for c in found)
     assert '"x1"' not in json.dumps(backend.requests[0].json_schema), "a kept feature cannot even be named"

@@ -121,6 +121,10 @@ def test_rows_counts_and_quotes():
         ("overall, how does mean radius affect predictions?", "global_effects", "global_effects",
          {"feature": "mean radius"}),
         ("is there a simple rule for how the model decides?", "surrogate_rule", "surrogate_rule", {}),
+        ("do LIME and SHAP agree on row 1?", "compare", "compare",
+         {"row": 1, "explainers": ["lime", "kernelshap"], "k": 4, "n_samples": 200}),
+        ("what is the smallest change that flips row 2 keeping mean radius fixed?", "counterfactual", "counterfactual",
+         {"row": 2, "constraints": {"mean radius": {"immutable": True}}}),
     ],
 )  # fmt: skip
 async def test_rules_choose_the_operation_and_arguments_without_the_llm(tabular, question, operation, tool, arguments):
@@ -357,6 +361,8 @@ async def test_questions_outside_the_model_or_giving_instructions_are_declined_w
         ("how would the LLM explain row 2?", "posthoc"),
         ("which rows are closest to row 2?", "similar_rows"),
         ("what would the language model itself predict for row 2?", "zero_shot"),
+        ("compare LIME and SHAP on row 2", "compare"),
+        ("what would have to change for row 2 to be malignant?", "counterfactual"),
     ],
 )
 async def test_catalog_methods_are_operations_the_rules_reach_by_their_declared_cues(tabular, question, operation):
@@ -371,4 +377,13 @@ async def test_a_catalog_methods_answer_is_its_declared_template_with_the_tools_
     [call] = answer.tool_calls
     assert call.name == "lime" and call.ok
     assert answer.text.startswith("LIME ranks the inputs for row 2") and "PGI" in answer.text
+    assert answer.ungrounded_numbers == []
+
+
+async def test_a_comparison_runs_the_catalogs_compare_and_says_where_the_explainers_agree(tabular):
+    answer = await planner(tabular).ask("s", "do LIME and SHAP agree on row 2?")
+    [call] = answer.tool_calls
+    assert call.name == "compare" and call.ok
+    assert call.arguments["explainers"] == ["lime", "kernelshap"]  # the two the question named, in its order
+    assert "Share of lime's top features each other explainer also names: kernelshap " in answer.text
     assert answer.ungrounded_numbers == []

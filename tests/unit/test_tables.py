@@ -168,12 +168,12 @@ def test_counterfactuals_change_categories_only_to_seen_ones(pipe, table):
 
     row = table[table.workclass == "Gov"].head(1)
     llm = LLM(FakeBackend(rules=[(r".", propose)]))
-    [found] = xplain.run("counterfactual", pipe, row, reference=table, llm=llm, max_rounds=1)
+    [found] = xplain.run("counterfactual", pipe, row, reference=table, llm=llm, max_rounds=1, strategy="llm")
     assert [r.reason for r in found.rejected] == [
         "workclass = 'Unicorn' is not a category the model knows (Gov, Private, Self-emp)"
     ]
     [valid] = found.valid
-    assert valid.changes[0].model_dump() == {"feature": "workclass", "old": "Gov", "new": "Self-emp"}
+    assert valid.changes[0].model_dump() == {"feature": "workclass", "old": "Gov", "new": "Self-emp", "proposed_by_llm": True}
     assert valid.values["workclass"] == "Self-emp" and found.row["workclass"] == "Gov"
 
 

@@ -51,6 +51,10 @@ from xplain.tools.catalog_tools import plain_error
 
 #: The operation a question that names only a row asks for, and the one a follow-up naming only a feature does.
 ROW_DEFAULT, FEATURE_DEFAULT = "predict", "global_effects"
+#: What the chat compares when a question names fewer than two explainers: the black box's own (fast, no LLM),
+#: each built from this many of its rows.
+CHAT_EXPLAINERS = ["occlusion", "lime", "kernelshap"]
+CHAT_COMPARE_ROWS = 200
 
 
 class OutOfScope(ValueError):
@@ -252,10 +256,13 @@ class GroundedPlanner:
             target = q.find_class(q.mask(question, mentions), context.class_names)
             if target is not None:
                 arguments["target"] = target
-        if "keep" in fields:
+        if "keep" in fields or "constraints" in fields:
             kept = q.find_kept(question, mentions)
             if kept:
                 arguments["keep"] = kept
+        if "explainers" in fields:
+            named = q.find_explainers(masked)
+            arguments["explainers"] = named if len(named) >= 2 else arguments.get("explainers", CHAT_EXPLAINERS)
         count = q.find_count(masked) if method.chat.count else None
         if count:
             limits = fields[method.chat.count].metadata
@@ -298,7 +305,8 @@ class GroundedPlanner:
             takes = self.operations[state.operation].options.model_fields
             if (row is not None or quoted) and (state.operation in self.row_operations or "row" in takes):
                 return state.operation, "follow-up"
-            if (mentions or ordinal is not None or word is not None) and ("feature" in takes or FEATURE_DEFAULT in available):
+            named = mentions or ordinal is not None or word is not None
+            if named and ("feature" in takes or FEATURE_DEFAULT in available):
                 return (state.operation if "feature" in takes else FEATURE_DEFAULT), "follow-up"
         if row is not None and not mentions and ROW_DEFAULT in available:
             return ROW_DEFAULT, "rules"
@@ -371,6 +379,10 @@ class GroundedPlanner:
         fields = self.operations[operation].options.model_fields
         source = {k: arguments[k] for k in ("row", "text") if k in arguments}
         given = {k: v for k, v in arguments.items() if k in fields and k not in ("changes", "replacements")}
+        if "constraints" in fields and arguments.get("keep"):  # features the question keeps, as constraints
+            given["constraints"] = {feature: {"immutable": True} for feature in arguments["keep"]}
+        if "explainers" in fields:  # a comparison in the chat: the black box's own explainers, quick
+            given.update(k=4, n_samples=CHAT_COMPARE_ROWS)
         context = self.context
         if "changes" in fields and context.kind == "tabular":
             if "row" not in source:

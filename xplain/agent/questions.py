@@ -292,6 +292,21 @@ def find_kept(question: str, mentions: list[Mention]) -> list[str]:
     return kept
 
 
+#: Explainers a question may name for a comparison, by the words people use for them.
+EXPLAINER_WORDS = {
+    "occlusion": r"\bocclusion\b|\bword removal\b|\bremoving (?:each|the) (?:word|feature)s?\b",
+    "lime": r"\blime\b",
+    "kernelshap": r"\b(?:kernel[ -]?)?shap\b|\bshapley\b",
+    "posthoc": r"\bpost[- ]?hoc\b|\bllm\b|\blanguage model\b",
+}
+
+
+def find_explainers(question: str) -> list[str]:
+    """The explainers a question names, in the order it names them ('does LIME agree with SHAP' -> lime first)."""
+    found = {name: m.start() for name, pattern in EXPLAINER_WORDS.items() if (m := re.search(pattern, question, re.I))}
+    return sorted(found, key=found.get)
+
+
 def mask_classes(question: str, classes: list[str]) -> str:
     """The question with class names replaced by CLASS (so 'to be malignant' reads as a counterfactual cue)."""
     for name in sorted(classes, key=len, reverse=True):

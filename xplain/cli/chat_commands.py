@@ -182,11 +182,9 @@ def _counterfactual_table(data: dict[str, Any]) -> Table:
     original = escape(str(data.get("text", f"row {data.get('row')}")))
     table.add_row("original", original, f"{data['original_prediction']} ({data['original_probability']})", "")
     for i, candidate in enumerate(data["counterfactuals"], 1):
-        changes, before = candidate.get("changes"), candidate.get("original_values") or {}
+        changes = candidate.get("changes")  # a row's: [{feature, old, new}]; a text's counterfactual is its text
         if changes:
-            shown = ", ".join(f"{k}: {before[k]} → {v}" if k in before else f"{k} → {v}" for k, v in changes.items())
-        elif candidate.get("removed_words"):
-            shown = "removed: " + ", ".join(candidate["removed_words"])
+            shown = ", ".join(f"{c['feature']}: {c['old']} → {c['new']}" for c in changes)
         else:
             shown = str(candidate.get("text", ""))
         valid = "yes" if candidate["valid"] else "no"

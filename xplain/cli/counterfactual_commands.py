@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
+
+import pandas as pd
 
 import typer
 from rich.table import Table
@@ -13,8 +16,10 @@ from xplain import service
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
 from xplain.llm import LLM
-from xplain.methods.counterfactual_tabular import TabularCounterfactualResult, shown, tabular_counterfactuals
-from xplain.methods.counterfactual_text import TextCounterfactualResult, text_counterfactuals, token_diff
+from xplain.llm import Usage
+from xplain.methods.catalog import get_method
+from xplain.methods.counterfactual_tabular import TabularCounterfactualExplanation, shown
+from xplain.methods.counterfactual_text import TextCounterfactualExplanation, token_diff
 from xplain.settings import get_settings
 
 DIFF_STYLES = {"same": "", "removed": "bold red strike", "added": "bold green"}
@@ -32,8 +37,8 @@ def _verdict(valid: bool) -> str:
     return "[green]flips (confirmed)[/green]" if valid else "[yellow]no flip[/yellow]"
 
 
-def show_text(result: TextCounterfactualResult) -> None:
-    for explanation in result.explanations:
+def show_text(explanations: list[TextCounterfactualExplanation]) -> None:
+    for explanation in explanations:
         console.print(
             f"[bold]original[/bold] ({explanation.original_prediction}, p={explanation.original_probability:.2f}): "
             f"{explanation.text}"
@@ -61,8 +66,8 @@ def show_text(result: TextCounterfactualResult) -> None:
         )
 
 
-def show_tabular(result: TabularCounterfactualResult) -> None:
-    for explanation in result.explanations:
+def show_tabular(explanations: list[TabularCounterfactualExplanation]) -> None:
+    for explanation in explanations:
         console.print(
             f"[bold]original[/bold]: {explanation.original_prediction} (p={explanation.original_probability:.2f})"
         )
@@ -84,6 +89,9 @@ def show_tabular(result: TabularCounterfactualResult) -> None:
                 _verdict(candidate.valid),
             )
         console.print(table)
+        if explanation.proposed:
+            proposed = "; ".join(f"{k}: {', '.join(shown(v) for v in vs)}" for k, vs in explanation.proposed.items())
+            console.print(f"[dim]the LLM proposed {proposed}[/dim]")
         for rejected in explanation.rejected:
             console.print(f"[dim]rejected (round {rejected.round}): {rejected.candidate} — {rejected.reason}[/dim]")
 
@@ -105,6 +113,11 @@ def counterfactual(
     ],
     text: Annotated[list[str] | None, typer.Option(help="A text to explain (repeat for several).")] = None,
     row: Annotated[str | None, typer.Option(help='A tabular row as JSON: {"feature": value, ...}.')] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Tables: a CSV of rows like the training data (guided and search take values from it); "
+        "a demo brings its own."),
+    ] = None,
     constraints: Annotated[
         str | None,
         typer.Option(
@@ -112,12 +125,15 @@ def counterfactual(
             '"max": 9e4, "direction": "increase"}}.'
         ),
     ] = None,
-    mode: Annotated[str, typer.Option(help="Text: guided, target, concept or causal.")] = "guided",
+    strategy: Annotated[
+        str, typer.Option(help="guided (the black box picks where, the LLM proposes what), llm or search.")
+    ] = "guided",
+    mode: Annotated[str, typer.Option(help="Text, strategy llm: target, concept or causal.")] = "target",
     concept: Annotated[str | None, typer.Option(help="Text, concept mode: the concept to change.")] = None,
     value: Annotated[str | None, typer.Option(help="Text, concept mode: its new value.")] = None,
     target: Annotated[str | None, typer.Option(help="Class to reach; default: any other class.")] = None,
-    rounds: Annotated[int, typer.Option(help="Verification rounds at most.")] = 3,
-    candidates: Annotated[int, typer.Option(help="Candidates the LLM proposes per input and round.")] = 2,
+    rounds: Annotated[int, typer.Option(help="Strategy llm: rounds at most; guided: words or columns edited.")] = 3,
+    candidates: Annotated[int, typer.Option(help="Values per word / column (guided); proposals per round (llm).")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Find edited inputs that change the black box's decision; every one is re-scored by the model."""
@@ -126,44 +142,36 @@ def counterfactual(
         raise typer.Exit(2)
     settings = get_settings()
     llm = command_llm(settings)
+    method = get_method("counterfactual")
     try:
-        blackbox = service.open_spec(model, settings, kind="text" if text else "tabular", llm=llm).blackbox
-    except (BlackBoxError, ValueError) as error:
+        opened = service.open_spec(model, settings, kind="text" if text else "tabular", llm=llm)
+        if data is not None:
+            opened = service.OpenedModel(opened.blackbox, pd.read_csv(data))
+    except (BlackBoxError, ValueError, OSError) as error:
         fail(error)
     row_values = _parse_json_option(row, "--row")
-    constraint_values = _parse_json_option(constraints, "--constraints")
+    options = {
+        "strategy": strategy, "mode": mode, "concept": concept, "concept_value": value, "target": target,
+        "max_rounds": rounds, "candidates_per_round": candidates,
+        "constraints": _parse_json_option(constraints, "--constraints") or {},
+    }  # fmt: skip
 
     async def work(llm: LLM) -> None:
-        if text:
-            result = await text_counterfactuals(
-                llm,
-                blackbox,
-                text,
-                mode=mode,
-                concept=concept,
-                concept_value=value,
-                target=target,
-                candidates_per_round=candidates,
-                max_rounds=rounds,
-            )
-        else:
-            names = blackbox.feature_names or []
-            if not isinstance(row_values, dict) or set(row_values) != set(names):
-                raise ValueError(f"--row must be a JSON object with exactly the features {names}")
-            result = await tabular_counterfactuals(
-                llm,
-                blackbox,
-                [[float(row_values[n]) for n in names]],
-                constraints=constraint_values,
-                target=target,
-                candidates_per_round=candidates,
-                max_rounds=rounds,
-            )
+        names = opened.blackbox.feature_names or []
+        if not text and (not isinstance(row_values, dict) or set(row_values) != set(names)):
+            raise ValueError(f"--row must be a JSON object with exactly the features {names}")
+        context = service.method_context(method, opened, llm=llm, settings=settings)
+        results = await service.run_method(method, context, text or [row_values], options)
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed
         if as_json:
-            typer.echo(result.model_dump_json())
+            typer.echo(json.dumps({"explanations": [r.model_dump(mode="json") for r in results]}))
             return
-        (show_text if text else show_tabular)(result)
-        console.print(f"[dim]{llm.name} · {usage_line(result.cost.llm)} · {result.cost.blackbox_queries} queries[/dim]")
+        (show_text if text else show_tabular)(results)
+        usage = sum((r.cost.llm for r in results), Usage())
+        queries = sum(r.cost.blackbox_queries for r in results)
+        console.print(f"[dim]{llm.name} · {usage_line(usage)} · {queries} queries[/dim]")
 
     try:
         run_with_llm(work, llm)

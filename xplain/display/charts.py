@@ -114,7 +114,7 @@ def _(result: BaselineExplanation) -> dict[str, Any]:
 def _(result: ExplainerComparison) -> dict[str, Any]:
     scored = [(result.label(e), result.signed_importance(e)) for e in result.explanations]
     features: list[str] = []
-    for _, importance in scored:  # the LLM's features first, then those the baselines rank highest
+    for _, importance in scored:  # the first explainer's features first, then those the others rank highest
         features += [name for name in list(importance)[:6] if name not in features]
     series = [(name, [importance.get(f, 0.0) for f in features]) for name, importance in scored]
     return bar_spec(

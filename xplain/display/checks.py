@@ -82,7 +82,7 @@ def _(result: BaselineExplanation) -> Check:
 
 @check.register(ExplainerComparison)
 def _(result: ExplainerComparison) -> Check:
-    """The LLM's own check; the card lists every explainer's beside it."""
+    """The first explainer's check (the reference); the card lists every explainer's beside it."""
     return check(result.explanations[0]) if result.explanations else _gaps(None, None)
 
 

@@ -1,4 +1,5 @@
-"""LIME and KernelSHAP through their own libraries, querying through the same BlackBox so queries count alike."""
+"""LIME and KernelSHAP through their own libraries, and occlusion, querying through the same BlackBox so queries
+count alike."""
 
 from __future__ import annotations
 
@@ -136,7 +137,30 @@ def _kmeans_summary(rows: bytes, shape: tuple[int, int]):
     import shap
 
     return shap.kmeans(np.frombuffer(rows).reshape(shape), SHAP_BACKGROUND, round_values=True)
-EXPLAINERS = {"lime": _lime_weights, "kernelshap": _shap_weights}
+
+
+def _occlusion_weights(
+    blackbox: BlackBox,
+    x: np.ndarray,
+    background: np.ndarray,
+    label: int,
+    n_samples: int,
+    seed: int,
+):
+    """Occlusion against reference rows: each column in turn takes the values of the same few background rows
+    (n_samples // columns of them, drawn once by `seed`), and its weight is the mean drop in the label's
+    probability; a category takes another row's category, never a code between two."""
+    count = max(1, min(len(background), n_samples // max(x.size, 1)))
+    donors = background[np.random.default_rng(seed).choice(len(background), count, replace=False)]
+    variants = np.repeat(x[None, :], x.size * count, axis=0)
+    for j in range(x.size):
+        variants[j * count : (j + 1) * count, j] = donors[:, j]
+    base = blackbox.predict_proba(x[None, :])[0, label]
+    occluded = blackbox.predict_proba(variants)[:, label].reshape(x.size, count)
+    return base - occluded.mean(axis=1)
+
+
+EXPLAINERS = {"lime": _lime_weights, "kernelshap": _shap_weights, "occlusion": _occlusion_weights}
 
 
 def shap_coalitions(n_samples: int, n_background: int) -> int:
@@ -213,7 +237,8 @@ async def explain_baseline(
     max_gap_samples: int = 64,
     seed: int = 0,
 ) -> list[BaselineExplanation]:
-    """Run LIME or KernelSHAP at `n_samples` model rows per instance; PGI / PGU over the top-k, as for the LLM.
+    """Run LIME, KernelSHAP or occlusion at `n_samples` model rows per instance; PGI / PGU over the top-k, as for
+    the LLM.
     Each result warns when the budget leaves the weights under-determined, and carries the library's warnings."""
     if method not in EXPLAINERS:
         raise ValueError(
@@ -310,7 +335,15 @@ def _shap_text_weights(
     return {w: float(v) for w, v in zip(words, values)}
 
 
-TEXT_EXPLAINERS = {"lime": _lime_text_weights, "kernelshap": _shap_text_weights}
+def _occlusion_text_weights(blackbox: BlackBox, text: str, label: int, n_samples: int, seed: int) -> dict[str, float]:
+    """Each distinct word removed everywhere, one variant per word (at most n_samples words): the drop in the
+    label's probability."""
+    words = distinct_words(text)[: max(n_samples, 1)]
+    probabilities = blackbox.predict_proba([text, *(remove_words(text, [w]) for w in words)])[:, label]
+    return {w: float(probabilities[0] - p) for w, p in zip(words, probabilities[1:])}
+
+
+TEXT_EXPLAINERS = {"lime": _lime_text_weights, "kernelshap": _shap_text_weights, "occlusion": _occlusion_text_weights}
 
 
 async def explain_text_baseline(
@@ -324,8 +357,8 @@ async def explain_text_baseline(
     max_gap_samples: int = 64,
     seed: int = 0,
 ) -> list[BaselineExplanation]:
-    """LIME or KernelSHAP for text at `n_samples` model queries per text; PGI / PGU over its top-k words, as for
-    the LLM."""
+    """LIME, KernelSHAP or occlusion for text at `n_samples` model queries per text (occlusion: one per distinct
+    word); PGI / PGU over its top-k words, as for the LLM."""
     if method not in TEXT_EXPLAINERS:
         raise ValueError(f"unknown text baseline {method!r}; expected one of {sorted(TEXT_EXPLAINERS)}")
     if blackbox.kind != "text":

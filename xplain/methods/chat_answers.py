@@ -48,7 +48,7 @@ def said(value: Any) -> str:
     if isinstance(value, float):
         return str(round(value, 4))
     if isinstance(value, list):
-        return ", ".join(said(item) for item in value[:MAX_LISTED])
+        return ", ".join(said(item) for item in value[:MAX_LISTED]) or "none"
     if isinstance(value, dict):
         return ", ".join(f"{k} {said(v)}" for k, v in list(value.items())[:MAX_LISTED])
     return str(value)

@@ -175,6 +175,26 @@ async def search(blackbox: BlackBox, states: list[GuidedState], max_edits: int) 
                 state.base = best[id(state)][1]
 
 
+async def removal_search(blackbox: BlackBox, states: list[GuidedState]) -> None:
+    """The search without an LLM: the words whose removal moved the prediction towards the goal (step 1's
+    occlusion, strongest first) removed one more at a time, every prefix in one black-box batch; all are kept, so
+    the fewest removals that flip come first."""
+    batch = []
+    for state in (s for s in states if not s.done):
+        supporting = [w for w in sorted(state.occlusion, key=lambda w: -state.occlusion[w]) if state.occlusion[w] > 0]
+        batch += [(state, {w: "" for w in supporting[:n]}) for n in range(1, len(supporting) + 1)]
+        if not supporting:
+            state.stopped_by = "removing any one word does not move the prediction towards the goal"
+    if not batch:
+        return
+    probabilities = await blackbox.apredict_proba([replace_words(s.text, e) for s, e in batch])
+    for (state, edit), row in zip(batch, probabilities):
+        state.queries += 1
+        state.steps = max(state.steps, len(edit))
+        verdict = read_verdict(blackbox, row, state.original.prediction, state.target)
+        state.found.append((edit, replace_words(state.text, edit), verdict))
+
+
 async def fluency_changes(llm: LLM, pairs: list[tuple[str, str]]) -> list[float]:
     """LM log-likelihood (nats) of each edited text minus that of its original, in one batched score call."""
     if not pairs:

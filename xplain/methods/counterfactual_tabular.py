@@ -116,6 +116,11 @@ class FeatureChange(BaseModel):
     feature: str
     old: Value
     new: Value
+    proposed_by_llm: bool | None = Field(
+        None,
+        description="Whether the LLM proposed this value: always with strategy llm, never with search; guided: the "
+        "LLM's pick, or else the value the black box's evidence found.",
+    )
 
 
 class TabularCounterfactual(CandidateBase):
@@ -129,6 +134,16 @@ class TabularCounterfactual(CandidateBase):
 class TabularCounterfactualExplanation(ExplanationBase):
     row: dict[str, Value] | list[float] = Field(description="The row, column -> value in the user's terms.")
     counterfactuals: list[TabularCounterfactual] = Field(description="Valid ones first, then by features changed.")
+    guide_columns: dict[str, float] = Field(
+        default_factory=dict,
+        description="Guided search: the columns edited, each with the largest rise in the probability of leaving "
+        "the original class (or of the target) that changing it alone gave, measured on the black box.",
+    )
+    proposed: dict[str, list[Value]] = Field(
+        default_factory=dict,
+        description="Guided search: per guide column, the values the LLM proposed (its ranking of the column's "
+        "candidates), beside what the search returned.",
+    )
 
     @property
     def valid(self) -> list[TabularCounterfactual]:
@@ -234,7 +249,9 @@ class TabularSearch(CounterfactualSearch[TabularCounterfactual]):
                 continue
             state.seen.add(key)
             changes = [
-                FeatureChange(feature=c.name, old=c.decode(np.array([o]))[0], new=c.decode(np.array([v]))[0])
+                FeatureChange(
+                    feature=c.name, old=c.decode(np.array([o]))[0], new=c.decode(np.array([v]))[0], proposed_by_llm=True
+                )
                 for c, o, v in zip(self.table.columns, row, new_row)
                 if not _same_code(o, v)
             ]

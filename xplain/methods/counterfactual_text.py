@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
@@ -38,7 +38,7 @@ from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
 from xplain.validation import reference_rows
 
-Mode = Literal["target", "concept", "causal", "guided"]
+Mode = Literal["target", "concept", "causal", "guided", "search"]
 PROMPTS = {
     "target": "counterfactual/text_target",
     "concept": "counterfactual/text_concept",
@@ -316,22 +316,23 @@ async def text_counterfactuals(
     `concept` to `concept_value` keeping the rest), "causal" (latent features -> words -> edit; two extra rounds),
     "guided" (the black box's occlusion picks the words, the LLM proposes replacements, the search keeps the
     fewest edits that flip; `candidates_per_round` replacements per word, `max_rounds` words at most; see
-    `counterfactual_guided`).
+    `counterfactual_guided`), "search" (no LLM: the words that support the prediction removed, strongest first,
+    until it flips; `llm` may be None).
     """
     texts = check_texts(texts)
     if blackbox.kind != "text":
         raise ValueError(f"text counterfactuals need a 'text' black box; {blackbox.name} is {blackbox.kind!r}")
-    if mode not in (*PROMPTS, "guided"):
-        raise ValueError(f"mode must be one of {[*PROMPTS, 'guided']}, got {mode!r}")
+    if mode not in (*PROMPTS, "guided", "search"):
+        raise ValueError(f"mode must be one of {[*PROMPTS, 'guided', 'search']}, got {mode!r}")
     if mode == "concept" and not (concept and concept.strip()):
         raise ValueError("mode 'concept' needs a concept to change, e.g. concept='service'")
     if not 1 <= candidates_per_round <= 5:
         raise ValueError(f"candidates_per_round must be between 1 and 5, got {candidates_per_round}")
     target = check_target(blackbox, target)
-    if mode == "guided":
+    if mode in ("guided", "search"):
         return await _guided(
-            llm, blackbox, texts, target=target, task=task, label_names=label_names or {},
-            per_place=candidates_per_round, max_edits=max_rounds, substitutes=substitutes,
+            None if mode == "search" else llm, blackbox, texts, target=target, task=task, label_names=label_names or {},
+            per_place=candidates_per_round, max_edits=max_rounds, substitutes=substitutes, removal=mode == "search",
         )  # fmt: skip
     with measure_cost(blackbox) as meter:
         search = TextSearch(
@@ -376,7 +377,7 @@ GUIDED_MAX_WORDS = 40
 
 
 async def _guided(
-    llm: LLM,
+    llm: LLM | None,
     blackbox: BlackBox,
     texts: list[str],
     *,
@@ -386,25 +387,33 @@ async def _guided(
     per_place: int,
     max_edits: int,
     substitutes: Sequence[str],
+    removal: bool = False,
 ) -> TextCounterfactualResult:
-    """The guided search (one black-box batch per step, one LLM round of proposals, one LM scoring round)."""
+    """The guided search (one black-box batch per step, one LLM round of proposals, one LM scoring round); with
+    `removal`, the black box's own search instead (one batch of ever longer removals, no LLM unless for fluency)."""
     with measure_cost(blackbox) as meter:
         states = guided.start_states(blackbox, texts, await blackbox.apredict_proba(texts), target)
-        await guided.occlude(blackbox, states, GUIDED_MAX_WORDS, max(GUIDED_PLACES, max_edits + 2))
-        versions = await guided.propose(
-            llm, states, task=task, label_names=label_names, per_place=per_place, substitutes=substitutes
-        )
-        await guided.search(blackbox, states, max_edits)
+        if removal:
+            await guided.occlude(blackbox, states, GUIDED_MAX_WORDS, GUIDED_MAX_WORDS)
+            await guided.removal_search(blackbox, states)
+            versions: list[str] = []
+        else:
+            await guided.occlude(blackbox, states, GUIDED_MAX_WORDS, max(GUIDED_PLACES, max_edits + 2))
+            versions = await guided.propose(
+                llm, states, task=task, label_names=label_names, per_place=per_place, substitutes=substitutes
+            )
+            await guided.search(blackbox, states, max_edits)
         # fluency of each text's best valid edit (the smallest, then the most decided), in one LM scoring round
         smallest = {
             id(s): min(flips, key=lambda f: (token_edit_distance(s.text, f[0]), -f[1].target_probability))[0]
             for s in states
             if (flips := [(edited, verdict) for _, edited, verdict in s.found if verdict.valid])
         }
-        scored = [s for s in states if id(s) in smallest]
+        scored = [s for s in states if id(s) in smallest] if llm is not None else []
         changes = dict(zip(map(id, scored), await guided.fluency_changes(llm, [(s.text, smallest[id(s)]) for s in scored])))
         if scored:
             versions = sorted({*versions, load_prompt(guided.FLUENCY_PROMPT).ref})
+    unflipped = "no flip with every supporting word removed" if removal else f"no flip within {max_edits} edited words"
     explanations = []
     for state in states:
         candidates = [
@@ -419,15 +428,15 @@ async def _guided(
         explanations.append(
             TextCounterfactualExplanation(
                 text=state.text, counterfactuals=candidates[:10],
-                guide_words={w: state.occlusion[w] for w in state.places},
+                guide_words={w: state.occlusion[w] for w in state.places if state.occlusion[w] > 0 or not removal},
                 original_prediction=state.original.prediction, original_probability=state.original.probability,
                 target=state.target, rejected=state.rejected, rounds_used=state.steps,
                 llm_requests=state.llm_requests, blackbox_queries=state.queries,
-                stopped_by=state.stopped_by or (None if state.done else f"no flip within {max_edits} edited words"),
+                stopped_by=state.stopped_by or (None if state.done else unflipped),
             )
         )  # fmt: skip
     return TextCounterfactualResult(
-        mode="guided", explanations=with_costs(explanations, meter.cost), prompt_versions=versions, cost=meter.cost
+        mode="search" if removal else "guided", explanations=with_costs(explanations, meter.cost), prompt_versions=versions, cost=meter.cost
     )
 
 
@@ -545,66 +554,137 @@ async def _outputs(blackbox: BlackBox, texts: list[str], output_class: Label | N
 
 # The catalog's counterfactual methods; the tabular search lives in counterfactual_tabular, which this module may
 # import (it never imports this one).
-from xplain.methods.catalog import Method, MethodContext, register  # noqa: E402
+from xplain.methods.chat_answers import said, subject  # noqa: E402
+from xplain.methods.catalog import BackgroundRows, ChatForm, Method, MethodContext, register  # noqa: E402
 from xplain.validation import to_text  # noqa: E402
 from xplain.methods.counterfactual_tabular import (  # noqa: E402
     FeatureConstraint,
     TabularCounterfactualExplanation,
     tabular_counterfactuals,
 )
+from xplain.methods.counterfactual_table_search import (  # noqa: E402
+    guided_tabular_counterfactuals,
+    path_counterfactuals,
+)
+
+
+Strategy = Literal["guided", "llm", "search"]
 
 
 class CounterfactualOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Mode = Field(
+    strategy: Strategy = Field(
         "guided",
-        description="Texts: edit toward the target (the LLM rewrites), change one concept, causal, or guided (the "
-        "black box picks the words, the LLM proposes replacements, the fewest edits that flip are kept).",
+        description="guided: the black box picks the words / columns that move it, the LLM proposes replacements "
+        "(texts) or ranks candidate values (tables), the fewest edits that flip are kept; llm: the LLM writes the "
+        "edits and the black box's verdicts go back to it each round; search: the black box alone (texts: "
+        "supporting words removed; tables: a walk towards the nearest reference rows of another class, pruned).",
+    )
+    mode: Literal["target", "concept", "causal"] = Field(
+        "target",
+        description="Texts, strategy llm: edit toward the target, change one concept, or causal (latent features "
+        "-> words -> edit).",
     )
     concept: str | None = Field(None, max_length=100, description="Concept mode: the concept to change.")
     concept_value: str | None = Field(None, max_length=100, description="Concept mode: its new value.")
     target: str | int | None = Field(None, description="Class to reach; default: any other class.")
     constraints: dict[str, FeatureConstraint] = Field(
-        default_factory=dict, description="Tables: feature -> {immutable, min, max, direction, ...}."
+        default_factory=dict,
+        description="Tables: feature -> {immutable, min, max, direction, ...}; columns the model's schema marks "
+        "immutable are never changed either.",
     )
-    max_rounds: int = Field(3, ge=1, le=10, description="LLM rounds; guided mode: the most words edited.")
-    candidates_per_round: int = Field(2, ge=1, le=5, description="Guided mode: replacements kept per word.")
+    max_rounds: int = Field(
+        3, ge=1, le=10, description="Strategy llm: LLM rounds; guided: the most words or columns edited."
+    )
+    candidates_per_round: int = Field(
+        2, ge=1, le=5, description="Guided: replacements (values) kept per word (column); llm: proposals per round."
+    )
     substitutes: list[Annotated[str, StringConstraints(max_length=20)]] = Field(
         default_factory=list,
         max_length=200,
-        description="Guided mode: replacement words to try besides the LLM's (ranked by the LM's fluency).",
+        description="Texts, guided: replacement words to try besides the LLM's (ranked by the LM's fluency).",
     )
+    background: BackgroundRows = None
 
 
 async def _counterfactual(
     ctx: MethodContext, rows: list, options: CounterfactualOptions
 ) -> list[TabularCounterfactualExplanation | TextCounterfactualExplanation]:
-    """All the rows in one search (each round one LLM batch); valid counterfactuals, confirmed by the black box,
-    first in each row's explanation."""
-    common = dict(target=options.target, candidates_per_round=options.candidates_per_round, max_rounds=options.max_rounds)
+    """All the rows in one search (each step one batch); valid counterfactuals, confirmed by the black box, first
+    in each row's explanation, with what the search cost in `cost`."""
     if ctx.blackbox.kind == "tabular":
-        reference = reference_rows(ctx.blackbox, ctx.reference)
-        result = await tabular_counterfactuals(
-            ctx.llm, ctx.blackbox, rows, constraints=options.constraints, reference=reference, **common
-        )
+        reference = reference_rows(ctx.blackbox, options.background if options.background is not None else ctx.reference)
+        common = dict(constraints=options.constraints, target=options.target, reference=reference)
+        if options.strategy == "search":
+            result = await path_counterfactuals(ctx.blackbox, rows, **common)
+        elif options.strategy == "guided":
+            result = await guided_tabular_counterfactuals(
+                ctx.llm, ctx.blackbox, rows, per_place=options.candidates_per_round, max_changes=options.max_rounds,
+                **common,
+            )  # fmt: skip
+        else:
+            result = await tabular_counterfactuals(
+                ctx.llm, ctx.blackbox, rows, candidates_per_round=options.candidates_per_round,
+                max_rounds=options.max_rounds, **common,
+            )  # fmt: skip
     else:
+        mode = options.mode if options.strategy == "llm" else options.strategy
         result = await text_counterfactuals(
-            ctx.llm, ctx.blackbox, rows, mode=options.mode, concept=options.concept,
-            concept_value=options.concept_value, substitutes=options.substitutes, **common,
+            ctx.llm, ctx.blackbox, rows, mode=mode, concept=options.concept, concept_value=options.concept_value,
+            substitutes=options.substitutes, target=options.target, candidates_per_round=options.candidates_per_round,
+            max_rounds=options.max_rounds,
         )  # fmt: skip
     return [e.model_copy(update={"prompt_versions": result.prompt_versions}) for e in result.explanations]
+
+
+def _chat_answer(r: dict[str, Any]) -> str:
+    """A counterfactual search's result as the chat says it: the smallest verified flip, or why there is none."""
+    shown = r.get("counterfactuals") or []
+    valid = [c for c in shown if c.get("valid")]
+    label, probability = r["original_prediction"], said(r["original_probability"])
+    head = f"For {subject(r)} the model predicts {label} (probability {probability})"
+    if "already" in str(r.get("stopped_by", "")):
+        return f"For {subject(r)} the model already predicts {label} (probability {probability}): nothing to flip."
+    if not valid:
+        return (
+            f"{head}. None of the {len(shown)} candidate changes flipped the prediction when the model re-checked "
+            "them, so I have no counterfactual to show."
+        )
+    best = valid[0]
+    if "changes" in best:  # a row: [{feature, old, new}]
+        edit = "setting " + ", ".join(
+            f"{c['feature']} from {said(c['old'])} to {said(c['new'])}" for c in best["changes"]
+        )
+    else:
+        edit = f'rewriting it as "{str(best.get("text", ""))[:160]}"'
+    return (
+        f"{head}. The smallest change found that flips it: {edit} gives {best['prediction']} "
+        f"(probability {said(best['probability'])}), re-checked by the model."
+    )
 
 
 register(
     Method(
         name="counterfactual",
-        description="Edited inputs that flip the black box's decision (texts: guided search, target, concept or "
-        "causal edits; tables: under constraints), each confirmed by re-querying it.",
+        description="Edited inputs that flip the black box's decision, for texts and tables, each confirmed by "
+        "re-querying it: a guided search (the black box picks where to edit, the LLM proposes what), the LLM's own "
+        "edits, or the black box's search alone.",
         inputs=("tabular_row", "text"),
         options=CounterfactualOptions,
         result=TabularCounterfactualExplanation | TextCounterfactualExplanation,
         run=_counterfactual,
+        chat=ChatForm(
+            " to know what must change for the model to decide differently.",
+            (r"\bcounterfactual", r"\b(?:have|has|need|needs) to (?:change|be different)\b",
+             r"\bwhat (?:would|must|needs? to|has to|should|could|will)(?: (?:need|needs|have|has) to)? (?:i |we )?"
+             r"(?:change|be different|differ)|\bwhat would it take\b",
+             r"\b(?:smallest|minimal|minimum|least)\s+(?:change|edit)", r"\b(?:flip|flips|reverse|overturn)\b",
+             r"\b(?:change|alter)\b.{0,30}\b(?:prediction|decision|label|outcome|verdict|classification)\b",
+             r"\b(?:to|would|could) (?:be|become|get|turn(?: into)?) CLASS\b",
+             r"\bhow (?:could|can|would|do) (?:it|this|we|i)\b.{0,40}\b(?:become|get|be classified|turn)\b"),
+            _chat_answer,
+        ),
     )
 )
 

@@ -128,11 +128,9 @@ function counterfactualTable(data) {
   data.counterfactuals.forEach((candidate, i) => {
     const row = table.insertRow();
     row.className = candidate.valid ? "valid" : "invalid";
-    const before = candidate.original_values || {};
-    const changes = candidate.changes
-      ? Object.entries(candidate.changes)
-        .map(([feature, value]) => `${feature}: ${feature in before ? before[feature] + " → " : "→ "}${value}`).join(", ")
-      : candidate.removed_words ? `removed: ${candidate.removed_words.join(", ")}` : candidate.text;
+    const changes = candidate.changes  // a row's: [{feature, old, new}]; a text's counterfactual is its text
+      ? candidate.changes.map((change) => `${change.feature}: ${change.old} → ${change.new}`).join(", ")
+      : candidate.text;
     row.append(element("td", "", `#${i + 1}`), element("td", "", changes),
       element("td", "", `${candidate.prediction} (${candidate.probability})`),
       element("td", "", candidate.valid ? "yes" : "no"));
