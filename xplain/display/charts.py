@@ -234,14 +234,15 @@ def _(result: TBMExplanation) -> dict[str, Any]:
     )
 
 
-#: Results whose chart would show the LLM's ranks as if they were effect sizes: the chats show no chart for them.
-RANK_CHARTS = {"posthoc"}
+#: Results the chats draw no chart for: posthoc's chart would show the LLM's ranks as if they were effect sizes;
+#: a what-if reads as its before / after table.
+NO_CHAT_CHART = {"posthoc", "what_if"}
 
 
 def chat_chart(result: dict[str, Any]) -> dict[str, Any] | None:
     """The chart spec of a method's result as JSON (a chat tool's artifact), drawn by the same code as the batch
     report and the notebook cards; None where the result has no chart."""
-    if result.get("method") in RANK_CHARTS:
+    if result.get("method") in NO_CHAT_CHART:
         return None
     try:
         return chart_spec(load_result(result))
