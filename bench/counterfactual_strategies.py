@@ -27,7 +27,7 @@ from sklearn.pipeline import make_pipeline
 import xplain
 from xplain.data.datasets import text_dataset
 from xplain.llm import make_llm
-from xplain.methods.llm_estimator import run_sync
+from xplain.llm.loop_thread import run_sync
 from xplain.settings import get_settings
 from bench.tables_every_method import titanic
 

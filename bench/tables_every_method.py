@@ -24,7 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import xplain
 from xplain.llm import make_llm
-from xplain.methods.llm_estimator import run_sync
+from xplain.llm.loop_thread import run_sync
 from xplain.settings import get_settings
 
 METHODS = {

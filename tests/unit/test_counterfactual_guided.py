@@ -109,3 +109,25 @@ async def test_the_search_strategy_removes_the_supporting_words_strongest_first_
     assert best.valid and best.text == "food" and best.edit_size == 2  # both positive words had to go
     assert not any(c.valid for c in first.counterfactuals if c.edit_size < 2)
     assert set(first.guide_words) == {"great", "delicious"}  # only the words that support the prediction
+
+
+def routed(texts: list[str]) -> "np.ndarray":
+    """An LLM-classifier-like router: shipping only when the text says the label's own word."""
+    import numpy as np
+
+    p = np.array([0.9 if "shipping" in t.lower().split() else 0.1 for t in texts])
+    return np.column_stack([1 - p, p])
+
+
+async def test_the_goal_class_name_is_tried_at_every_place_when_the_llm_proposes_nothing_usable():
+    """A weak LLM writes "..."; a classifier keyed to its labels' words still gets a one-word flip, and the
+    candidate is not ranked out by fluency."""
+    backend = FakeBackend(rules=[(r".", words_reply("...", "1.1"))])
+    router = from_callable(routed, kind="text", classes=["billing", "shipping"])
+    result = await text_counterfactuals(
+        LLM(backend), router, ["I was charged twice for my order"], mode="guided", candidates_per_round=1,
+        substitutes=["refund", "invoice", "card"],
+    )  # fmt: skip
+    [found] = result.explanations
+    assert found.valid and found.valid[0].edit_size == 1 and "shipping" in found.valid[0].text.split()
+    assert backend.score_batches, "the offered words were ranked, and the goal's name kept beside them"

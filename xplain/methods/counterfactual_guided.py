@@ -6,7 +6,9 @@ in their place, the search keeps the edits that flip, fewest first.
 2. Propose (LLM): for each such word, replacement words in ONE batched structured round (a capable model writes
    fluent ones); the user's `substitutes` join them, and deleting the word is always a candidate. Where a place has
    more candidates than it may keep, the LM ranks them by the edited text's log-likelihood (`llm.score`): a weak
-   model that cannot write a replacement can still tell which reads better.
+   model that cannot write a replacement can still tell which reads better. The goal class's own name (the two
+   likeliest goal classes' without a target) is tried at every place too: a classifier keyed to a word (an LLM
+   classifier whose prompt names the labels) flips on it when a weak LLM proposes nothing usable.
 3. Search (black box): every one-word edit in one batch; none flips, then the edit that moved the prediction most
    is kept and every second edit on top of it is tried, and so on up to `max_edits`. Only what the black box
    confirms is valid. Fluency is the LM's log-likelihood change from the original, reported per counterfactual.
@@ -32,6 +34,8 @@ from xplain.prompts.data import fence
 
 SUBSTITUTES_PROMPT = "counterfactual/text_substitutes"
 FLUENCY_PROMPT = "counterfactual/fluency"
+#: Goal classes whose names are tried at every place when no target is set.
+GOAL_NAMES = 2
 _SINGLE_WORD = re.compile(r"^[A-Za-z][A-Za-z'-]{0,19}$")
 _PIECES = re.compile(f"({WORD.pattern})")  # split keeping the words at the odd positions
 
@@ -65,6 +69,7 @@ class GuidedState:
     llm_requests: int = 0
     steps: int = 0
     stopped_by: str | None = None
+    goals: list[Label] = field(default_factory=list)  # the classes a flip may reach, likeliest first
 
     @property
     def done(self) -> bool:
@@ -126,18 +131,25 @@ async def propose(
                 else:
                     proposed.append(candidate)
         pool = list(dict.fromkeys(proposed + [o for o in offered if o != word]))
-        state.candidates[word] = [""] + pool  # deleting the word is always a candidate
+        named = [n for n in _goal_names(state, label_names) if n != word and n not in pool]
+        state.candidates[word] = [""] + pool + named  # deleting the word is always a candidate
         if len(pool) > per_place:
-            to_rank.append((state, word, pool))
+            to_rank.append((state, word, pool, named))
     if to_rank:
         prompt = load_prompt(FLUENCY_PROMPT).render()
         scores = await llm.score(
-            [ScoreRequest(prompt=prompt, continuations=[" " + replace_words(s.text, {w: c}) for c in pool]) for s, w, pool in to_rank]
+            [ScoreRequest(prompt=prompt, continuations=[" " + replace_words(s.text, {w: c}) for c in pool]) for s, w, pool, _ in to_rank]
         )
-        for (state, word, pool), scored in zip(to_rank, scores):
+        for (state, word, pool, named), scored in zip(to_rank, scores):
             order = np.argsort(-np.asarray(scored.logprobs), kind="stable")[:per_place]
-            state.candidates[word] = [""] + [pool[i] for i in order]
+            state.candidates[word] = [""] + [pool[i] for i in order] + named
     return [template.ref] + ([load_prompt(FLUENCY_PROMPT).ref] if to_rank else [])
+
+
+def _goal_names(state: GuidedState, label_names: dict[Label, str]) -> list[str]:
+    """The goal classes' names that are single words, as replacement candidates."""
+    names = (class_name(goal, label_names).strip().lower() for goal in state.goals)
+    return [name for name in dict.fromkeys(names) if _SINGLE_WORD.match(name)]
 
 
 def _edits(state: GuidedState) -> list[dict[str, str]]:
@@ -210,6 +222,8 @@ def start_states(blackbox: BlackBox, texts: Sequence[str], probabilities: np.nda
     for text, row in zip(texts, probabilities):
         original = classes[int(np.argmax(row))]
         state = GuidedState(text=text, original=read_verdict(blackbox, row, original, target), target=target)
+        others = [classes[i] for i in np.argsort(-row, kind="stable") if classes[i] != original]
+        state.goals = [target] if target is not None else others[:GOAL_NAMES]
         if target is not None and original == target:
             state.stopped_by = f"the black box already predicts the target {target!r}"
         states.append(state)
