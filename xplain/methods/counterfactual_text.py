@@ -647,10 +647,8 @@ def _chat_answer(r: dict[str, Any]) -> str:
     if "already" in str(r.get("stopped_by", "")):
         return f"For {subject(r)} the model already predicts {label} (probability {probability}): nothing to flip."
     if not valid:
-        return (
-            f"{head}. None of the {len(shown)} candidate changes flipped the prediction when the model re-checked "
-            "them, so I have no counterfactual to show."
-        )
+        # no count: the tool shows the model only the first few candidates, so a count would be a number it never saw
+        return f"{head}. None of the candidate changes flipped the prediction when the model re-checked them."
     best = valid[0]
     if "changes" in best:  # a row: [{feature, old, new}]
         edit = "setting " + ", ".join(
