@@ -133,8 +133,18 @@ class Settings(BaseSettings):
     )
     max_batch_rows: int = Field(100_000, ge=1, description="Most rows one batch job may hold.")
     data_dir: Path | None = Field(None, description="The only directory batch jobs may read data files from.")
-    job_concurrency: int = Field(8, ge=1, description="Chunks of rows one job runs at once.")
-    job_chunk_size: int = Field(4, ge=1, description="Rows a method receives together (batched LLM rounds).")
+    job_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Chunks of rows one job runs at once; unset: 2 for LLM methods (one chunk's black-box work "
+        "beside another's LLM round), 8 for the others.",
+    )
+    job_chunk_size: int | None = Field(
+        None,
+        ge=1,
+        description="Rows a method receives together; unset: for LLM methods as many as the LLM backend works on at "
+        "once (one batched round across the rows), 4 for the others.",
+    )
 
     classifier_dir: Path = Field(
         Path("xplain-data/classifiers"), description="Where the API saves the LML-DAP / TBM classifiers it fits."

@@ -133,3 +133,22 @@ async def test_chat_tool_choice_through_constrained_json_still_works():
         json.dumps(reply.tool_calls[0].arguments)
     finally:
         await llm.aclose()
+
+
+async def test_greedy_decoding_asks_the_grammar_about_its_choice_and_gets_the_grammar_first_tokens():
+    """The fast path (argmax, then the grammar on that one token) writes what applying the grammar to the whole
+    vocabulary every step writes; one request at a time, so both decode the same batches."""
+    asks = [
+        GenerationRequest.user("Name a European capital.", max_tokens=48, json_schema=City.model_json_schema()),
+        GenerationRequest.user("Is 'a dull, tired film' positive?", max_tokens=64, json_schema=Verdict.model_json_schema()),
+    ]
+    replies = {}
+    for grammar_first in (True, False):
+        backend = LlamaCppBackend(context_size=1024, parallel=1, threads=1, workers=1, grammar_first=grammar_first)
+        try:
+            replies[grammar_first] = [(await backend.generate([ask]))[0].text for ask in asks]
+        finally:
+            await backend.aclose()
+    assert replies[False] == replies[True]
+    City.model_validate_json(replies[False][0])
+    Verdict.model_validate_json(replies[False][1])

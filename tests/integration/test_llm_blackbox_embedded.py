@@ -55,3 +55,28 @@ def test_the_embedded_models_decision_is_explained_over_rest(tmp_path):
         posthoc = run("posthoc", {"k": 1, "n_samples": 8, "n_examples": 4})
         assert {f["feature"] for f in posthoc["features"]} <= set(distinct_words(TEXT))
         assert posthoc["cost"]["blackbox_queries"] >= 2 and posthoc["cost"]["llm"]["calls"] >= 1
+
+
+def test_a_chat_classifier_on_the_embedded_model_is_scored_after_its_own_chat_template(tmp_path):
+    """System + user turns rendered by the GGUF's template (SmolLM2's ChatML), the labels scored as the start of
+    the assistant's reply; LIME's cost counts the classifier's own calls."""
+    settings = Settings(llm_backend="llamacpp", cache_enabled=False, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    system, user = "You classify movie reviews.", "Is this review positive or negative?\nReview: {text}"
+    spec = {"system": system, "template": user, "labels": {"negative": "negative", "positive": "positive"}}
+    with TestClient(create_app(settings)) as api:
+        assert api.post("/models", json={"name": "smol-chat", "source": {"llm": spec}}).status_code == 201
+        [prediction] = api.post("/models/smol-chat/predict", json={"inputs": [TEXT]}).json()["predictions"]
+        chatml = (
+            f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user.replace('{text}', TEXT)}<|im_end|>\n"
+            "<|im_start|>assistant\n"
+        )
+        llm = api.app.state.service.llm
+        [alone] = api.portal.call(llm.score, [ScoreRequest(prompt=chatml, continuations=["negative", "positive"])])
+        expected = softmax(np.array(alone.logprobs))
+        assert [prediction["probabilities"][label] for label in ("negative", "positive")] == pytest.approx(expected)
+        body = {"model": "smol-chat", "rows": [TEXT], "options": {"n_samples": 16, "k": 1}}
+        [lime] = api.post("/methods/lime", json=body).json()["results"]
+        assert lime["ok"], lime["error"]
+        calls = lime["result"]["cost"]["llm"]["calls"]
+        assert calls >= lime["result"]["cost"]["blackbox_queries"] > 0
+        assert api.get("/models/smol-chat").json()["llm_scoring"] == {"prefix_tree": 1 + calls}  # predict + LIME

@@ -31,7 +31,7 @@ async def test_explanation_on_the_embedded_model_is_checked_and_costed():
         )
     finally:
         await llm.aclose()
-    assert result.prompt_versions[0] == "posthoc/perturbation@1"
+    assert result.prompt_versions[0] == "posthoc/perturbation@2"
     assert result.cost.llm.calls >= 1 and result.cost.blackbox_queries >= 12
     # verified: exactly k distinct features of the table, checked, whatever the LLM proposed
     assert len(result.features) == 2 and len({f.feature for f in result.features}) == 2
@@ -56,7 +56,7 @@ async def test_text_explanation_on_the_embedded_model_names_only_its_words():
     finally:
         await llm.aclose()
     assert result.instance == text
-    assert result.prompt_versions[0] == "posthoc/text_perturbation@1"
+    assert result.prompt_versions[0] == "posthoc/text_perturbation@2"
     assert result.cost.llm.calls >= 1 and result.cost.blackbox_queries >= 12
     assert len(result.features) == 2 and len({f.feature for f in result.features}) == 2
     assert {f.feature for f in result.features} <= set(distinct_words(text))

@@ -226,9 +226,10 @@ def test_a_compare_job_shows_the_llm_lime_and_kernelshap_per_row(api):
     assert info["status"] == "completed", info
     for outcome in api.get(f"/jobs/{info['id']}/results").json()["results"]:
         scores = outcome["result"]["scores"]
+        reasked = ["posthoc:perturbation:reasked"] if outcome["result"]["explanations"][0]["reasked"] else []
         assert [s["explainer"] for s in scores] == [
-            "posthoc:perturbation", "posthoc:perturbation:proposed", "posthoc:perturbation:evidence_only", "lime",
-            "kernelshap",
+            "posthoc:perturbation", "posthoc:perturbation:proposed", *reasked, "posthoc:perturbation:evidence_only",
+            "lime", "kernelshap",
         ]  # fmt: skip
         assert all(s["pgi"] is not None and s["pgu"] is not None for s in scores)
         assert outcome["result"]["rows_per_explainer"] == 24, "every explainer built on the LLM's neighbourhood size"

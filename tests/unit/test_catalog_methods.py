@@ -59,7 +59,8 @@ async def test_posthoc_uses_the_models_reference_rows_and_reports_its_check():
     # letters are shuffled per row: "A" is whichever feature the row's mapping says
     assert [r["proposed"]["features"][0]["feature"] for r in results] == [r["letters"][0]["A"] for r in results]
     assert all(r["pgi"] is not None and r["pgu"] is not None and len(r["features"]) == 1 for r in results)
-    assert len(backend.batches) == 1 and len(backend.batches[0]) == 2, "both rows in one LLM round"
+    assert len(backend.batches[0]) == 2, "both rows in one LLM round"
+    assert len(backend.batches) <= 2 and all(len(b) <= 2 for b in backend.batches), "re-asked rows in one more"
 
 
 async def test_posthoc_without_background_says_what_to_pass():

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import xplain
-from xplain.blackbox import BlackBoxLoadError, from_llm, load_blackbox
+from xplain.blackbox import BlackBoxError, BlackBoxLoadError, from_llm, load_blackbox
 from xplain.cli import app as cli
 from xplain.llm import LLM
 from xplain.llm.backends.base import RawScores
@@ -166,7 +166,7 @@ def test_registered_over_rest_it_shows_its_prompt_predicts_and_survives_a_restar
     assert len(backend.score_batches) == 1
     with TestClient(create_app(settings, llm=LLM(backend))) as restarted:  # the store re-loads it on start
         assert restarted.get("/models/sentiment").json()["source"]["llm"] == REGISTRATION["source"]["llm"] | {
-            "feature_names": None, "endpoint": None
+            "feature_names": None, "endpoint": None, "chat": False, "system": None
         }
         again = restarted.post("/models/sentiment/predict", json={"inputs": ["good"]}).json()["predictions"][0]
         assert again["probabilities"]["positive"] == pytest.approx(p_positive("good"))
@@ -225,6 +225,45 @@ def test_every_other_method_and_a_job_run_on_it(api):
     assert effect["average_effect"] == pytest.approx(p_positive("bad") - p_positive("good"))
 
 
+def test_a_results_cost_counts_the_classifiers_own_llm_calls_and_tokens(api, backend):
+    assert api.post("/models", json=REGISTRATION).status_code == 201
+    for method, text, options in [("lime", "a good film", {"n_samples": 30, "k": 2}), ("predict", "a bad plot", {})]:
+        seen = len(backend.score_batches)
+        answer = api.post(f"/methods/{method}", json={"model": "sentiment", "rows": [text], "options": options})
+        [outcome] = answer.json()["results"]
+        sent = [r for batch in backend.score_batches[seen:] for r in batch]
+        assert sent, method
+        cost = outcome["result"]["cost"]["llm"]
+        assert cost["calls"] == len(sent), method  # neither method asks the explaining LLM anything
+        assert cost["prompt_tokens"] == sum(len(re.findall(r"\w+", r.prompt.lower())) for r in sent), method
+    assert api.get("/models/sentiment").json()["llm_scoring"] == {"fake": len(
+        {r.prompt for batch in backend.score_batches for r in batch}
+    )}  # fmt: skip
+
+
+def test_a_row_longer_than_the_classifiers_context_fails_alone(settings):
+    """The service cuts a text to a quarter of the LLM's context (15 of 60 tokens here) before any method sees it;
+    a prompt of 48 words leaves room for a short review, not for that window."""
+    backend = WordScoringBackend(default=explainer_reply, context_size=60)
+    long_text = "a good film " * 20
+    template = "Read the review and say how it feels. " * 6 + TEMPLATE  # 48 words around the review
+    registration = {"name": "sentiment", "source": {"llm": {"template": template, "labels": LABELS}}}
+    with TestClient(create_app(settings, llm=LLM(backend))) as api:
+        assert api.post("/models", json=registration).status_code == 201
+        predicted = api.post("/models/sentiment/predict", json={"inputs": ["a good film", long_text, "a bad film"]})
+        assert predicted.status_code == 200, predicted.text
+        answers, errors = predicted.json()["predictions"], predicted.json()["errors"]
+        assert [a and a["label"] for a in answers] == ["positive", None, "negative"]
+        assert errors[0] is None and errors[2] is None
+        assert "cannot take this input" in errors[1] and "context of 60 tokens" in errors[1]
+        body = {"model": "sentiment", "rows": [long_text, "a good film"], "options": {"n_samples": 20, "k": 1}}
+        [bad, good] = api.post("/methods/lime", json=body).json()["results"]
+        assert not bad["ok"] and "context of 60 tokens" in bad["error"]
+        assert good["ok"] and good["result"]["ranking"][0] == "good"
+        alone = api.post("/models/sentiment/predict", json={"inputs": [long_text]})
+        assert alone.status_code == 422 and "context of 60 tokens" in alone.text  # a client's input: never a 5xx
+
+
 @pytest.mark.parametrize(
     ("change", "where", "problem"),
     [
@@ -235,6 +274,7 @@ def test_every_other_method_and_a_job_run_on_it(api):
         ({"labels": {"a": " same", "b": " same"}}, "source.llm.labels", "same words"),
         ({"template": "{text}" + "x" * 20_000}, "source.llm.template", "at most 20000"),
         ({"temperature": 0}, "source.llm.temperature", "unknown key"),
+        ({"system": "Be brief.", "chat": False}, "source.llm", "a system turn makes a chat"),
     ],
 )
 def test_bad_registrations_get_422_that_says_what_to_fix(api, change, where, problem):
@@ -299,6 +339,86 @@ async def test_mcp_registers_it_and_explains_it(settings, backend):
             svc, {"model": "sentiment", "rows": ["a good film"], "options": {"n_samples": 20, "k": 1}}, OPERATOR
         )
         assert result["results"][0]["result"]["ranking"][0] == "good"
+
+
+# -- chat turns -----------------------------------------------------------------------------------------------------
+
+SYSTEM = "You label film reviews."
+CHAT_SPEC = {"system": SYSTEM, "template": "Review: {text}", "labels": LABELS}
+
+
+def chat_prompt(text: str) -> str:
+    """The fake backend's chat template around the classifier's turns."""
+    return f"system: {SYSTEM}\nuser: Review: {text}\nassistant:"
+
+
+def asked(backend) -> set[str]:
+    return {r.prompt for batch in backend.score_batches for r in batch}
+
+
+def test_a_chat_classifier_is_registered_over_rest_shown_and_explained_from_its_rendered_turns(api, backend):
+    response = api.post("/models", json={"name": "chatty", "source": {"llm": CHAT_SPEC}})
+    assert response.status_code == 201, response.text
+    assert response.json()["source"]["llm"] == CHAT_SPEC | {"chat": True, "feature_names": None, "endpoint": None}
+    [answer] = api.post("/models/chatty/predict", json={"inputs": ["a good film"]}).json()["predictions"]
+    assert answer["probabilities"]["positive"] == pytest.approx(p_positive("good"))
+    assert asked(backend) == {chat_prompt("a good film")}
+    body = {"model": "chatty", "rows": ["a good film with a dull plot"], "options": {"n_samples": 20, "k": 1}}
+    [lime] = api.post("/methods/lime", json=body).json()["results"]
+    assert lime["ok"] and lime["result"]["ranking"][0] == "good"
+    assert all(p.startswith(f"system: {SYSTEM}\nuser: Review: ") and p.endswith("\nassistant:") for p in asked(backend))
+
+
+def test_a_chat_classifier_from_python_the_cli_and_mcp(tmp_path, fake_llm_env, monkeypatch, backend, settings):
+    box = from_llm("Review: {text}", ["negative", "positive"], system=SYSTEM, llm=LLM(backend))
+    assert box.predict(["a bad film"]).tolist() == ["negative"] and asked(backend) == {chat_prompt("a bad film")}
+
+    monkeypatch.setattr("xplain.cli.common.make_llm", lambda settings: LLM(backend))
+    spec = tmp_path / "chatty.toml"
+    spec.write_text(
+        f'template = "Review: {{text}}"\nsystem = "{SYSTEM}"\n'
+        'labels = {negative = " negative", positive = " positive"}\n'
+    )
+    result = CliRunner().invoke(cli, ["run", "predict", "--model", f"llm:{spec}", "--input", '"a good plot"'])
+    assert result.exit_code == 0, result.output
+    assert chat_prompt("a good plot") in asked(backend)
+
+    from xplain.mcp.server import xplain_tools
+    from xplain.server.deps import open_service
+    from xplain.server.guards import OPERATOR
+
+    async def over_mcp():
+        tools = xplain_tools()
+        async with open_service(settings, llm=LLM(backend)) as svc:
+            registration = {"name": "chatty", "source": {"llm": CHAT_SPEC}}
+            info, _ = await tools["register_model"].answer(svc, registration, OPERATOR)
+            assert info["source"]["llm"]["system"] == SYSTEM
+            found, _ = await tools["predict"].answer(svc, {"model": "chatty", "rows": ["a fine cast"]}, OPERATOR)
+            assert found["results"][0]["ok"]
+
+    asyncio.run(over_mcp())
+    assert chat_prompt("a fine cast") in asked(backend)
+
+
+def test_on_vllm_a_chat_classifier_is_rendered_by_the_servers_template_and_scored_by_next_token():
+    from xplain.testing.openai_stub import StubConfig, run_stub, stub_encode, stub_token_logprob
+
+    config = StubConfig(owned_by="vllm", vocabulary=[" negative", " positive", " the"])
+    with run_stub(config) as (url, stub):
+        box = from_llm("Review: {text}", LABELS, system=SYSTEM, endpoint=url)
+        [probabilities] = box.predict_proba(["a good film"])
+        box.close()
+    rendered = [r.body for r in stub.requests if r.path == "/tokenize" and "messages" in (r.body or {})]
+    assert len(rendered) == 1 and rendered[0]["add_generation_prompt"] is True
+    [scoring] = [r.body for r in stub.generation_requests]
+    assert scoring["prompt"] == stub_encode(chat_prompt("a good film")) and "prompt_logprobs" not in scoring
+    scores = np.array([stub_token_logprob("\nassistant:", words) for words in LABELS.values()])
+    assert probabilities == pytest.approx(np.exp(scores) / np.exp(scores).sum())
+    with run_stub(StubConfig()) as (url, _):  # a plain OpenAI-compatible server has no chat template to render
+        box = from_llm("Review: {text}", LABELS, system=SYSTEM, endpoint=url)
+        with pytest.raises(BlackBoxError, match="cannot render its model's chat template"):
+            box.predict_proba(["a good film"])
+        box.close()
 
 
 def test_the_chat_talks_about_it_over_its_reference_rows(tmp_path, backend):

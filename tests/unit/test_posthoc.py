@@ -110,7 +110,7 @@ async def test_all_instances_go_in_one_batch_and_shuffled_letters_map_back(strat
         assert result.features[0].feature == "debt"  # read from the data, whatever letter debt got
         assert result.pgi > result.pgu and result.faithfulness.verdict == "faithful"
         assert result.faithfulness.interval[0] > 0
-        assert result.prompt_versions == [f"posthoc/{strategy}@1"]
+        assert result.prompt_versions == [f"posthoc/{strategy}@2"]
     # the letters really were shuffled: debt was not the same letter for every instance
     assert len({next(k for k, v in r.letters[0].items() if v == "debt") for r in results}) > 1
 
@@ -124,11 +124,13 @@ async def test_a_position_biased_llm_no_longer_looks_consistent():
         llm, bb, rows, background, PosthocOptions(k=2, n_samples=8, letter_order="columns")
     )
     assert all([f.feature for f in r.proposed.features] == ["age", "income"] for r in ordered)
+    asked = len(backend.batches)
     shuffled = await explain_tabular(llm, bb, rows, background, PosthocOptions(k=2, n_samples=8, n_shuffles=3))
     assert len({tuple(f.feature for f in r.proposed.features) for r in shuffled}) > 1
     assert all(r.shuffle_agreement is not None and r.shuffle_agreement < 1 for r in shuffled)
     assert all(len(r.letters) == 3 for r in shuffled)
-    assert len(backend.batches[-1]) == 6 * 3  # every instance x shuffle in one round
+    assert len(backend.batches[asked]) == 6 * 3  # every instance x shuffle in one round
+    assert len(backend.batches) == asked + 2 and len(backend.batches[-1]) == 6  # re-asked once per row, together
 
 
 async def test_shuffles_of_a_reading_llm_agree_and_ranks_aggregate():
@@ -154,22 +156,25 @@ def test_borda_aggregation_hand_case():
     ]
 
 
-async def test_repeated_features_are_rejected_and_reasked_in_one_follow_up_batch():
+@pytest.mark.parametrize(("repair", "follow_up"), [(True, "posthoc/reask@1"), (False, "posthoc/retry@2")])
+async def test_repeated_features_are_rejected_and_reasked_in_one_follow_up_batch(repair, follow_up):
+    """Repair on: the re-ask with the evidence names the problem; off: a plain format retry does."""
     backend, llm, bb, background = setup(
         rules=[
-            (r"not usable", answer(("C", "-"), ("B", "+"))),
+            (r"not usable|not kept", answer(("C", "-"), ("B", "+"))),
             (r".", answer(("C", "-"), ("C", "-"))),
         ]
     )
     results = await explain_tabular(
-        llm, bb, background[:2], background, PosthocOptions(k=2, n_samples=8)
+        llm, bb, background[:2], background, PosthocOptions(k=2, n_samples=8, letter_order="columns", repair=repair)
     )
     assert len(backend.batches) == 2 and len(backend.batches[1]) == 2
+    assert ("named more than once" in backend.batches[1][0].messages[-1].content)
     for result in results:
         [mapping] = result.letters
         assert result.rejected == [mapping["C"]]  # refused letters are reported as the features they stood for
-        assert [f.feature for f in result.features] == [mapping["C"], mapping["B"]]
-        assert "posthoc/retry@1" in result.prompt_versions
+        assert {f.feature for f in result.features} == {"debt", "income"}
+        assert follow_up in result.prompt_versions
         assert result.llm_attempts == 2
 
 
@@ -295,7 +300,7 @@ async def test_many_texts_share_one_llm_batch_and_one_neighbourhood_query():
     backend, llm, bb = text_setup([(r".", first_allowed_words)])
     texts = ["a good fine movie", "good stuff here", "not fine at all really"]
     results = await explain_text(
-        llm, bb, texts, PosthocOptions(k=2, n_samples=10, n_examples=4)
+        llm, bb, texts, PosthocOptions(k=2, n_samples=10, n_examples=4, repair=False)
     )
     assert len(backend.batches) == 1 and len(backend.batches[0]) == 3
     assert bb.stats().model_calls == 2  # neighbourhoods once, PGI / PGU once
@@ -308,7 +313,7 @@ async def test_many_texts_share_one_llm_batch_and_one_neighbourhood_query():
         assert [f.feature for f in result.proposed.features] == [allowed[1], allowed[0]]
         assert len(result.features) == 2
         assert result.instance == text and result.pgi is not None
-        assert result.prompt_versions == ["posthoc/text_perturbation@1"]
+        assert result.prompt_versions == ["posthoc/text_perturbation@2"]
     assert results[0].predicted_label == "positive"
 
 
@@ -331,7 +336,7 @@ async def test_invented_words_fail_the_schema_are_reasked_and_recorded():
         schema.model_validate_json(answer(("brilliant", "+")))
     backend, llm, bb = text_setup(
         [
-            (r"not usable", answer(("good", "+"), ("fine", "+"))),
+            (r"not kept", answer(("good", "+"), ("fine", "+"))),
             (r".", answer(("brilliant", "+"), ("good", "+"))),
         ]
     )
@@ -341,7 +346,7 @@ async def test_invented_words_fail_the_schema_are_reasked_and_recorded():
     assert len(backend.batches) == 2  # asked once, re-asked once in one follow-up round
     assert result.rejected == ["brilliant"]
     assert [f.feature for f in result.features] == ["good", "fine"]
-    assert "posthoc/retry@1" in result.prompt_versions and result.llm_attempts == 2
+    assert "posthoc/reask@1" in result.prompt_versions and result.llm_attempts == 2
 
 
 async def test_text_prediction_gaps_match_a_hand_computed_case():

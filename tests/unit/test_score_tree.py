@@ -128,3 +128,23 @@ def test_a_round_stops_at_its_sequences_and_cells(monkeypatch):
 )
 def test_cell_alignment_follows_the_builds_simd_width(info, align):
     assert cell_alignment(info) == align
+
+
+def test_a_rounds_lead_is_what_every_continuation_shares_in_its_first_cells_up_to_a_branch_or_a_read():
+    """The lead stays in the cache for the next round: so it must sit in cells 0, 1, ... (no filler before it),
+    be on every continuation's sequence, and no logits may be read there (a kept cell is not decoded again)."""
+    template = list(range(100, 121))  # 21 tokens: two full blocks of 8, then 5 shared tokens of the third
+    tree = tree_of([plan(template + [1, 2], template + [1, 3]), plan(template + [4, 5, 6])])
+    lead = tree.lead()
+    assert lead == template[:16]  # the paths part inside the third block, which each then decodes on its own
+    layout = tree.layout()
+    assert [entry[0] for entry in layout[: len(lead)]] == lead
+    assert all(entry[1] == cell and len(entry[2]) == 3 for cell, entry in enumerate(layout[: len(lead)]))
+    two_roots = tree_of([plan(template + [1]), plan([9, *template])])
+    assert two_roots.lead() == []
+    read_early = _ScorePlan(
+        sequences=[template + [1, 2]], reads=[{3: 7, 22: 8}], token_counts=[2], prompt_tokens=4
+    )  # a continuation whose context ends at position 3
+    assert tree_of([read_early, plan(template + [4])]).lead() == template[:3]
+    one_path = tree_of([plan(template + [1, 2], template + [1, 2])])
+    assert one_path.lead() == template + [1]  # up to the position whose logits are read

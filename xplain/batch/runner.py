@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field, computed_field
 
 from xplain.errors import XplainError, describe
-from xplain.llm import LLMError
+from xplain.llm import LLM, LLMError
 from xplain.blackbox import BlackBoxError
 from xplain.methods.catalog import Method, MethodContext, run_units
 
@@ -73,6 +73,22 @@ class Progress(BaseModel):
         self.run_done += len(outcomes)
 
 
+#: Chunks in flight and rows per chunk for methods that use no LLM.
+PLAIN_CONCURRENCY, PLAIN_CHUNK = 8, 4
+#: Chunks of an LLM method in flight: one in its LLM round while the next prepares (neighbourhoods, black-box
+#: checks), so the backend never waits on Python; more only split the backend's sequences between rounds.
+LLM_CONCURRENCY = 2
+
+
+def job_shape(method: Method, llm: LLM | None, concurrency: int | None, chunk_size: int | None) -> tuple[int, int]:
+    """(chunks in flight, rows per chunk), each the caller's where set. An LLM method's chunk is one batched LLM
+    round, so it carries as many rows as the backend works on at once (`LLM.parallelism`): a fixed 8 chunks of 4
+    rows on the embedded model's 16 sequences ran its rounds side by side and made each row wait on all of them."""
+    if method.uses_llm and llm is not None:
+        return concurrency or LLM_CONCURRENCY, chunk_size or llm.parallelism
+    return concurrency or PLAIN_CONCURRENCY, chunk_size or PLAIN_CHUNK
+
+
 BAD_INPUT = "bad input: "
 
 
@@ -117,12 +133,14 @@ async def run_rows(
     options: BaseModel,
     *,
     sink: Sink,
-    concurrency: int,
-    chunk_size: int,
+    concurrency: int | None = None,
+    chunk_size: int | None = None,
     on_chunk: Callable[[list[RowOutcome]], None] | None = None,
 ) -> None:
-    """Run `method` over `(index, unit)` pairs; each finished chunk goes to `sink` and then to `on_chunk`.
-    A set method's unit is a whole input list, so its chunks hold one unit each."""
+    """Run `method` over `(index, unit)` pairs; each finished chunk goes to `sink` and then to `on_chunk`. Chunks
+    are sized by `job_shape` where not given. A set method's unit is a whole input list, so its chunks hold one
+    unit each."""
+    concurrency, chunk_size = job_shape(method, context.llm, concurrency, chunk_size)
     if method.unit == "set":
         chunk_size = 1
     slots = asyncio.Semaphore(concurrency)

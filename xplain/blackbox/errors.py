@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xplain.errors import XplainError
+from xplain.errors import InvalidInput, XplainError
 
 
 class BlackBoxError(XplainError):
@@ -23,6 +23,11 @@ class UntrustedModelFileError(BlackBoxError):
 
 class BlackBoxInputError(BlackBoxError, ValueError):
     """The inputs given to a black box have the wrong type or shape."""
+
+
+class BlackBoxRowRejected(BlackBoxInputError, InvalidInput):
+    """The model cannot take one of the rows (an LLM classifier's prompt longer than its LLM's context): that row
+    fails alone when the rows are run one by one."""
 
 
 class BlackBoxOutputError(BlackBoxError):

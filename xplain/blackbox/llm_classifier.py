@@ -5,35 +5,45 @@ check (PGI / PGU, flips) re-queries the LLM.
 
 The black-box API is synchronous (`predict_proba(X)`, called from worker threads, from LIME's and SHAP's own loops,
 or from plain code) while the LLM is async. The box runs its LLM calls on an event loop of its own, on a thread of
-its own, whatever thread or loop asks: no loop is nested, a server's loop is never blocked waiting on itself, and
-the LLM's tokens are not counted as the explaining LLM's usage.
+its own, whatever thread or loop asks: no loop is nested, and a server's loop is never blocked waiting on itself.
+Its LLM's calls and tokens are handed back to the caller's usage meters, so a result's `cost.llm` counts them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import json
 import threading
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import Future
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, Unpack
+from typing import Any, Unpack
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from scipy.special import softmax
 
-from xplain.blackbox.errors import BlackBoxLoadError
+from xplain.blackbox.errors import BlackBoxLoadError, BlackBoxRowRejected
 from xplain.blackbox.model import BlackBox, WrapperOptions
-from xplain.errors import Forbidden, plain_validation_error
-from xplain.llm import LLM, ScoreRequest, make_llm
+from xplain.errors import Forbidden, InvalidInput, plain_validation_error
+from xplain.llm import (
+    LLM,
+    LLMError,
+    LLMRequestError,
+    Message,
+    ScoreRequest,
+    Scores,
+    Usage,
+    make_llm,
+    record_usage,
+    track_usage,
+)
+from xplain.llm.loop_thread import EventLoopThread
 from xplain.settings import Settings, get_settings
 
-T = TypeVar("T")
-
 TEXT_SLOT = "{text}"
+#: Stands for the input while a chat template is rendered, so that it is rendered once per classifier.
+SLOT_MARK = "XPLAININPUTSLOT7Q"
 ALLOWED_ENDPOINTS_SETTING = "XPLAIN_ALLOWED_LLM_ENDPOINTS"
 
 
@@ -65,7 +75,16 @@ class LLMClassifierSpec(BaseModel):
         max_length=20_000,
         description="The prompt, with `{text}` exactly once where the input goes (a table row as `name = value` "
         "lines). The labels' words are scored right after it, so end it where the label is written, "
-        "e.g. 'Review: {text}\\nSentiment:'.",
+        "e.g. 'Review: {text}\\nSentiment:'. In a chat classifier it is the user's turn.",
+    )
+    chat: bool = Field(
+        False,
+        description="Send the template as a chat: the user's turn (after `system`, if given), rendered with the "
+        "LLM's own chat template, the labels scored as the first words of the assistant's reply. True by "
+        "itself when `system` is given.",
+    )
+    system: str | None = Field(
+        None, min_length=1, max_length=20_000, description="A system turn before the template's user turn."
     )
     labels: dict[str, str] = Field(
         min_length=2,
@@ -77,6 +96,15 @@ class LLMClassifierSpec(BaseModel):
         None, min_length=1, max_length=200, description="For table rows: the columns, rendered as `name = value`."
     )
     endpoint: LLMEndpoint | None = Field(None, description="Where it runs; the configured LLM when unset.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _system_means_chat(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("system") is not None:
+            if data.get("chat") is False:
+                raise ValueError("a system turn makes a chat: leave `chat` out or set it true")
+            return {**data, "chat": True}
+        return data
 
     @field_validator("template")
     @classmethod
@@ -114,61 +142,16 @@ class LLMClassifierSpec(BaseModel):
     def kind(self) -> str:
         return "tabular" if self.feature_names else "text"
 
-    def prompt(self, row: Any) -> str:
-        """The template with the input in its slot: a text as it is, a table row as `name = value` lines."""
+    def messages(self, user: str) -> list[Message]:
+        """The chat turns, with `user` as the user's turn."""
+        system = [Message(role="system", content=self.system)] if self.system is not None else []
+        return [*system, Message(role="user", content=user)]
+
+    def slot_text(self, row: Any) -> str:
+        """What goes in the `{text}` slot: a text as it is, a table row as `name = value` lines."""
         if self.feature_names:
-            text = "\n".join(f"{name} = {format(float(value), '.10g')}" for name, value in zip(self.feature_names, row))
-        else:
-            text = str(row)
-        return self.template.replace(TEXT_SLOT, text)
-
-
-class EventLoopThread:
-    """An event loop on a daemon thread of its own, started on first use. `run` hands it a coroutine from any
-    thread (one with a running loop too) and waits for the answer; the coroutine runs in a fresh context."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def run(self, make_coroutine: Callable[[], Awaitable[T]]) -> T:
-        loop = self._started()
-        if threading.current_thread() is self._thread:
-            raise RuntimeError(f"{self.name}: a call from its own loop would wait on itself")
-        answer: Future = Future()
-
-        def settle(task: asyncio.Task) -> None:
-            if task.cancelled():
-                answer.cancel()
-            elif task.exception() is not None:
-                answer.set_exception(task.exception())
-            else:
-                answer.set_result(task.result())
-
-        def start() -> None:
-            loop.create_task(make_coroutine()).add_done_callback(settle)
-
-        loop.call_soon_threadsafe(start, context=contextvars.Context())
-        return answer.result()
-
-    def _started(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
+            return "\n".join(f"{name} = {format(float(value), '.10g')}" for name, value in zip(self.feature_names, row))
+        return str(row)
 
 
 class LLMClassifier:
@@ -180,12 +163,49 @@ class LLMClassifier:
         self.llm = llm
         self.owns = owns
         self.continuations = list(spec.labels.values())
+        #: How the LLM scored the rows so far (`Scores.scoring`: next_token, prompt_logprobs, prefix_tree...).
+        self.scoring: Counter[str] = Counter()
+        self._scoring_lock = threading.Lock()
+        self._frame: tuple[str, str] | None = None
         self._loop = EventLoopThread("xplain-llm-blackbox")
 
     def __call__(self, batch: Sequence[Any]) -> np.ndarray:
-        requests = [ScoreRequest(prompt=self.spec.prompt(row), continuations=self.continuations) for row in batch]
-        scored = self._loop.run(lambda: self.llm.score(requests))
+        """Probability rows. The LLM's calls and tokens count in the caller's `track_usage()` blocks (a method's
+        `cost.llm`); a row whose prompt the LLM refuses (longer than its context) is named in a
+        `BlackBoxRowRejected`, which `run_units` turns into that row's failure alone."""
+        texts = [self.spec.slot_text(row) for row in batch]
+        scored, usage = self._loop.run(lambda: self._score(texts))
+        record_usage(usage)
+        for answer in scored:
+            if isinstance(answer, InvalidInput):
+                raise BlackBoxRowRejected(f"the classifier's LLM ({self.llm.name}) cannot take this input: {answer}")
+            if isinstance(answer, Exception):
+                raise answer
+        with self._scoring_lock:
+            self.scoring.update(s.scoring for s in scored)
         return softmax(np.array([s.logprobs for s in scored], dtype=np.float64), axis=1)
+
+    async def _score(self, texts: list[str]) -> tuple[list[Scores | LLMError], Usage]:
+        head, tail = await self.frame()
+        requests = [ScoreRequest(prompt=head + text + tail, continuations=self.continuations) for text in texts]
+        with track_usage() as meter:
+            scored = await self.llm.score(requests, on_error="return")
+        return scored, meter.usage
+
+    async def frame(self) -> tuple[str, str]:
+        """The raw prompt before and after the input: the template's two sides, or for a chat the LLM's chat
+        template rendered once around a marker where the input goes."""
+        if self._frame is None:
+            if not self.spec.chat:
+                head, tail = self.spec.template.split(TEXT_SLOT)
+            else:
+                turns = self.spec.messages(self.spec.template.replace(TEXT_SLOT, SLOT_MARK))
+                rendered = await self.llm.render_chat(turns)
+                if rendered.count(SLOT_MARK) != 1:
+                    raise LLMRequestError(f"the chat template of {self.llm.name} did not keep the input's place")
+                head, tail = rendered.split(SLOT_MARK)
+            self._frame = (head, tail)
+        return self._frame
 
     def close(self) -> None:
         """Close the LLM it owns (on the loop it ran on), then the loop."""
@@ -199,6 +219,8 @@ def from_llm(
     labels: Mapping[str, str] | Sequence[str],
     *,
     feature_names: Sequence[str] | None = None,
+    system: str | None = None,
+    chat: bool = False,
     endpoint: LLMEndpoint | Mapping[str, Any] | str | None = None,
     llm: LLM | None = None,
     settings: Settings | None = None,
@@ -208,6 +230,7 @@ def from_llm(
     """An LLM classifier as a black box: `from_llm("Review: {text}\\nSentiment:", ["negative", "positive"])`.
 
     `labels` maps each class to the words scored for it, or lists the classes (each scored as ' ' + its name).
+    With `system` (or `chat=True`) the template is a chat's user turn, rendered with the LLM's chat template.
     It runs on `llm`, else on `endpoint` (an OpenAI-compatible base URL, or `{"base_url", "model"}`), else on
     the configured LLM (`settings`, default the environment's).
     """
@@ -215,7 +238,14 @@ def from_llm(
     if isinstance(endpoint, str):
         endpoint = {"base_url": endpoint}
     try:
-        spec = LLMClassifierSpec(template=template, labels=words, feature_names=feature_names, endpoint=endpoint)
+        spec = LLMClassifierSpec(
+            template=template,
+            labels=words,
+            feature_names=feature_names,
+            system=system,
+            chat=chat or system is not None,
+            endpoint=endpoint,
+        )
     except ValidationError as error:
         raise BlackBoxLoadError(f"bad LLM classifier: {plain_validation_error(error, LLMClassifierSpec)}") from None
     return from_llm_spec(spec, llm=llm, settings=settings, name=name, **options)

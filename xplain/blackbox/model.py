@@ -131,6 +131,12 @@ class BlackBox:
         return getattr(self._model, "llm", None)
 
     @property
+    def llm_scoring(self) -> dict[str, int] | None:
+        """An LLM classifier's rows scored so far, by how its LLM scored them (`Scores.scoring`); None otherwise."""
+        counts = getattr(self._model, "scoring", None)
+        return None if counts is None else dict(counts)
+
+    @property
     def is_classifier(self) -> bool:
         return self.kind != "module"
 

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from xplain.batch.report import write_report
-from xplain.batch.runner import RowOutcome, run_rows
+from xplain.batch.runner import RowOutcome, job_shape, run_rows
 from xplain.batch.sources import JsonlSink, read_rows
 from xplain.cli.common import app, console, fail, method_context, parse_json_option, run_with_llm
 from xplain.data.demo import DEMO_MODELS
@@ -39,8 +39,14 @@ def batch(
         str | None, typer.Option(help="tabular, text or module, for a model whose kind cannot be inferred.")
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Chunks in flight (XPLAIN_JOB_CONCURRENCY).")] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Rows per method call (XPLAIN_JOB_CHUNK_SIZE).")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Chunks in flight (XPLAIN_JOB_CONCURRENCY); unset: sized to the method.")
+    ] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(help="Rows per method call (XPLAIN_JOB_CHUNK_SIZE); unset: an LLM method gets as many as the "
+                     "LLM backend works on at once."),
+    ] = None,
     engine: Annotated[str, typer.Option(help="local (asyncio, this process) or ray (Ray Data workers).")] = "local",
     workers: Annotated[int, typer.Option(help="Ray workers (with --engine ray).")] = 2,
 ) -> None:
@@ -87,7 +93,7 @@ def batch(
                 todo,
                 method_options,
                 sink=sink,
-                concurrency=concurrency or settings.job_concurrency,
+                concurrency=concurrency or settings.job_concurrency,  # unset: sized to the method and the LLM
                 chunk_size=chunk_size or settings.job_chunk_size,
                 on_chunk=advance,
             )
@@ -103,7 +109,7 @@ def batch(
         with console.status(f"{method} on Ray ({workers} workers)"):
             run_rows_on_ray(
                 method, model, todo, method_options,
-                settings=settings, record=record, workers=workers, batch_size=chunk_size or settings.job_chunk_size,
+                settings=settings, record=record, workers=workers, batch_size=job_shape(chosen, context.llm, None, chunk_size or settings.job_chunk_size)[1],
                 reference=reference,
             )  # fmt: skip
 

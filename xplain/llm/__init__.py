@@ -1,6 +1,6 @@
 """One LLM interface over several backends: `generate`, `chat`, `structured`, `score`, with usage on every result."""
 
-from xplain.llm.client import LLM, UsageMeter, parse_json_reply, track_usage
+from xplain.llm.client import LLM, UsageMeter, parse_json_reply, record_usage, track_usage
 from xplain.llm.factory import make_backend, make_llm
 from xplain.llm.types import (
     Completion,
@@ -39,5 +39,6 @@ __all__ = [
     "make_backend",
     "make_llm",
     "parse_json_reply",
+    "record_usage",
     "track_usage",
 ]

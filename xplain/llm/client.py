@@ -65,7 +65,9 @@ def track_usage() -> Iterator[UsageMeter]:
         _meters.reset(token)
 
 
-def _record(usage: Usage) -> None:
+def record_usage(usage: Usage) -> None:
+    """Add `usage` to every `track_usage()` block open in this context: for work an LLM did in another context
+    (an LLM classifier's own event loop) that the caller's result must still count."""
     for meter in _meters.get():
         meter.add(usage)
 
@@ -92,9 +94,19 @@ class LLM:
         return f"{self.backend.name}:{self.backend.model}"
 
     @property
+    def parallelism(self) -> int:
+        """Requests the backend works on at once: how many rows one batched LLM round should carry."""
+        return self.backend.parallelism
+
+    @property
     def context_size(self) -> int | None:
         """Tokens the model attends to, prompt and reply together (None while the backend does not know)."""
         return self.backend.context_size
+
+    async def render_chat(self, messages: Sequence[Message]) -> str:
+        """The raw prompt the model's chat template makes of `messages`, the assistant's turn opened: a
+        `ScoreRequest` prompt that scores the assistant's first words (`LLMRequestError` where the backend cannot)."""
+        return await self.backend.render_chat(list(messages))
 
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens in each text, by the backend's tokenizer where it has one (else an estimate that errs high)."""
@@ -285,7 +297,9 @@ class LLM:
     async def structured(self, requests, schema, *, on_error="raise", attempts=None):
         """Schema-valid objects, one per chat request; `schema` is one model for all, or one per request.
 
-        Decoding is constrained to the schema where the backend can; a reply that still fails validation is sent
+        A request without `max_tokens` may take as many tokens as the longest reply its schema allows
+        (`reply_bound`), or the client's default where the schema bounds nothing. Decoding is constrained to the
+        schema where the backend can; a reply that still fails validation is sent
         back with the errors and asked again, up to `attempts` tries (default: the client's `structured_attempts`;
         1 for callers that re-ask in their own words). A reply that never validates
         raises `StructuredOutputError` with the raw text (or, with `on_error="return"`, takes that error's place
@@ -297,7 +311,10 @@ class LLM:
         if len(schemas) != len(requests):
             raise ValueError(f"{len(schemas)} schemas for {len(requests)} requests; give one schema or one per request")
         json_schemas = [s.model_json_schema() for s in schemas]
-        pending = {i: r.model_copy(update={"json_schema": json_schemas[i]}) for i, r in enumerate(requests)}
+        pending = {
+            i: r.model_copy(update={"json_schema": json_schemas[i], "max_tokens": r.max_tokens or reply_bound(json_schemas[i])})
+            for i, r in enumerate(requests)
+        }
         results: list[Structured | StructuredOutputError | None] = [None] * len(requests)
         spent = [Usage() for _ in requests]
         tries = attempts or self.structured_attempts
@@ -364,11 +381,12 @@ class LLM:
                     results[i] = raw
                 continue
             usage = Usage(calls=1, prompt_tokens=raw.prompt_tokens, seconds=elapsed / len(raws))
-            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage)
+            scoring = raw.scoring or self.backend.name
+            scores = Scores(logprobs=raw.logprobs, token_counts=raw.token_counts, usage=usage, scoring=scoring)
             for n, i in enumerate(positions):
                 results[i] = scores if n == 0 else scores.model_copy(update={"usage": Usage(cache_hits=1)})
             hits += len(positions) - 1
-            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts})
+            fresh[key] = json.dumps({"logprobs": raw.logprobs, "token_counts": raw.token_counts, "scoring": scoring})
         if self.cache is not None:
             self.cache.put_many(fresh)
         answered = [r for r in raws if isinstance(r, RawScores)]
@@ -394,7 +412,7 @@ class LLM:
 
     def _account(self, usage: Usage) -> None:
         self.usage = self.usage + usage
-        _record(usage)
+        record_usage(usage)
 
 
 def _finish(results: list, on_error: str) -> list:
@@ -445,6 +463,48 @@ def _request_error(error: Exception) -> LLMError | None:
 def _check_count(backend: Backend, what: str, sent: int, received: int) -> None:
     if sent != received:
         raise LLMError(f"backend {backend.name} returned {received} {what} for {sent} requests")
+
+
+#: Tokens allowed per separator for the whitespace that JSON grammars let a model write between values.
+WHITESPACE_TOKENS = 2
+SCALAR_BYTES = {"number": 24, "integer": 20, "boolean": 5, "null": 4}
+
+
+def reply_bound(schema: dict[str, Any]) -> int | None:
+    """The most tokens a reply matching `schema` can need: the bytes of its longest compact JSON (a token is at least
+    a byte of ASCII text) plus two whitespace tokens per separator; None where a string or list is unbounded. So every
+    structured field is bounded by its schema, and an engine reserves no more room for a reply than it can take."""
+    definitions = schema.get("$defs", {})
+
+    def longest(node: dict[str, Any]) -> int | None:
+        if "$ref" in node:
+            return longest(definitions[node["$ref"].rsplit("/", 1)[-1]])
+        if "const" in node:
+            return len(json.dumps(node["const"]))
+        if "enum" in node:
+            return max(len(json.dumps(value)) for value in node["enum"])
+        options = node.get("anyOf") or node.get("oneOf")
+        if options:
+            sizes = [longest(option) for option in options]
+            return None if None in sizes else max(sizes)
+        kind = node.get("type")
+        if kind == "object":
+            parts = [len(json.dumps(name)) + 1 + WHITESPACE_TOKENS for name in node.get("properties", {})]
+            values = [longest(value) for value in node.get("properties", {}).values()]
+            if None in values:
+                return None
+            return 2 + sum(parts) + sum(values) + 2 * WHITESPACE_TOKENS * len(parts)
+        if kind == "array":
+            item = longest(node.get("items", {}))
+            if item is None or "maxItems" not in node:
+                return None
+            return 2 + node["maxItems"] * (item + 1 + WHITESPACE_TOKENS)
+        if kind == "string":
+            return node["maxLength"] + 2 if "maxLength" in node else None
+        return SCALAR_BYTES.get(kind) if isinstance(kind, str) else None
+
+    size = longest(schema)
+    return None if size is None else size + 2 * WHITESPACE_TOKENS
 
 
 def parse_json_reply(text: str, schema: type[T]) -> T:

@@ -135,6 +135,12 @@ class Scores(BaseModel):
     logprobs: list[float]
     token_counts: list[int]
     usage: Usage = Field(default_factory=Usage)
+    scoring: str = Field(
+        "",
+        description="How the backend scored: `next_token` (one-token continuations read from the next token's "
+        "top log-probabilities, served by a server's prefix cache), `prompt_logprobs` or `echo` (the continuation "
+        "read back as part of the prompt), `prefix_tree` / `flat` (the embedded engine); else the backend's name.",
+    )
 
     def best(self) -> int:
         return max(range(len(self.logprobs)), key=self.logprobs.__getitem__)

@@ -237,12 +237,29 @@ async def run_units(method: Method, ctx: MethodContext, units: Sequence[Any], op
     if not parsed:
         return list(errors)
     parsed, notes = await window_texts(ctx, parsed)
-    answered = iter(await method.run(ctx, parsed, options))
+    answered = iter(await _run_rows(method, ctx, parsed, options))
     results = [error if error is not None else next(answered) for error in errors]
     for number, note in notes.items():
         kept = [i for i, e in enumerate(errors) if e is None][number]
         if hasattr(results[kept], "notes"):
             results[kept].notes.append(note)
+    return results
+
+
+async def _run_rows(method: Method, ctx: MethodContext, rows: list[Any], options: BaseModel) -> list[Any]:
+    """The method on all rows at once; if that is refused for an input (one the black box rejects, such as a
+    prompt longer than an LLM classifier's context), on each row alone, so that only the bad row fails."""
+    try:
+        return list(await method.run(ctx, rows, options))
+    except InvalidInput:
+        if len(rows) == 1:
+            raise
+    results: list[Any] = []
+    for row in rows:
+        try:
+            results.extend(await method.run(ctx, [row], options))
+        except InvalidInput as error:
+            results.append(error)
     return results
 
 

@@ -55,7 +55,8 @@ class CompareOptions(BaseModel):
 class ExplainerScore(BaseModel):
     explainer: str = Field(
         description="`posthoc:<strategy>` (the verified explanation), `posthoc:<strategy>:proposed` (the LLM's own "
-        "answer), `posthoc:<strategy>:evidence_only` (the neighbourhood's top-k without the LLM), `occlusion`, "
+        "answer), `posthoc:<strategy>:reasked` (its answer re-asked with the evidence, where the first was not kept), "
+        "`posthoc:<strategy>:evidence_only` (the neighbourhood's top-k without the LLM), `occlusion`, "
         "`lime` or `kernelshap`."
     )
     top: list[str] = Field(description="The top-k features (or words), most important first.")
@@ -232,7 +233,7 @@ async def compare(
             if name == "posthoc":
                 scores += [
                     _checked_score(f"{line}:{part}", getattr(explanation, part), truth, options.k, first)
-                    for part in ("proposed", "evidence_only")
+                    for part in ("proposed", "reasked", "evidence_only")
                     if getattr(explanation, part) is not None
                 ]
         results.append(

@@ -48,7 +48,9 @@ STRATEGIES: tuple[Strategy, ...] = (
 )
 TEXT_STRATEGIES: tuple[Strategy, ...] = ("perturbation", "prediction")
 RETRY_PROMPT = "posthoc/retry"
+REASK_PROMPT = "posthoc/reask"
 MAX_FEATURES = len(string.ascii_uppercase) * 2
+RATIONALE_LENGTH = 120
 
 
 def feature_letters(n: int) -> list[str]:
@@ -125,12 +127,23 @@ class PosthocOptions(BaseModel):
         le=60,
         description="Text: the first distinct words that serve as features.",
     )
-    max_tokens: int = Field(default=300, ge=16, le=1000)
+    rationales: bool = Field(
+        default=False,
+        description="Ask the LLM for a short reason per feature (kept only where it names the feature it explains). "
+        "Off, the LLM writes only features and signs, and each feature's rationale is its measured effect: no "
+        "tokens are spent on text no check reads.",
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=1000,
+        description="Tokens the LLM may write per answer; unset, the longest answer the answer's schema allows.",
+    )
     repair: bool = Field(
         default=True,
         description="Return a verified explanation: a proposal that fails its check, names fewer than k usable "
-        "features or is positional is repaired from the neighbourhood's evidence (fill, then swap greedily on the "
-        "check); False returns the LLM's proposal as it is.",
+        "features or is positional is re-asked once with the neighbourhood's evidence, then repaired from that "
+        "evidence (fill, then swap greedily on the check); False returns the LLM's proposal as it is.",
     )
     seed: int = 0
     background: BackgroundRows = None
@@ -198,13 +211,20 @@ class PosthocExplanation(MethodResult):
     proposed: CheckedFeatures | None = Field(
         default=None, description="The LLM's own proposal with its check, before any repair."
     )
+    reasked: CheckedFeatures | None = Field(
+        default=None,
+        description="Where the proposal was not kept (and repair is on): the LLM's second proposal, asked once "
+        "more with the neighbourhood's evidence and why the first was not kept, with its check.",
+    )
     evidence_only: CheckedFeatures | None = Field(
         default=None,
         description="The top-k of the neighbourhood's evidence alone (local linear effects, no LLM) on the same "
         "black-box rows, with its check on the same draws.",
     )
     repair: str = Field(default="", description="What verification did to the proposal, and why.")
-    llm_features_kept: int = Field(default=0, description="How many returned features the LLM proposed.")
+    llm_features_kept: int = Field(
+        default=0, description="How many returned features the LLM proposed (first or when re-asked)."
+    )
     llm_added_value: float | None = Field(
         default=None,
         description="PGI - PGU of the returned features minus that of the evidence-only top-k on the same draws: "
@@ -222,13 +242,15 @@ class PosthocExplanation(MethodResult):
         return CheckedFeatures(features=self.features, pgi=self.pgi, pgu=self.pgu, faithfulness=self.faithfulness)
 
 
-def _answer_schema(allowed: list[str], k: int) -> type[BaseModel]:
-    """Enum of the allowed names (letters, or a text's own words), bounded list and strings, as the grammar needs."""
+def _answer_schema(allowed: list[str], k: int, rationales: bool = False) -> type[BaseModel]:
+    """Enum of the allowed names (letters, or a text's own words), bounded list and strings, as the grammar needs;
+    a rationale field only when asked for (nothing is generated that no check reads)."""
+    reason = {"rationale": (str, Field(max_length=RATIONALE_LENGTH))} if rationales else {}
     item = create_model(
         "RankedFeature",
         feature=(Literal[tuple(allowed)], ...),
         direction=(Literal["+", "-"], ...),
-        rationale=(str, Field(max_length=120)),
+        **reason,
     )
     return create_model(
         "RankedFeatures", features=(list[item], Field(min_length=1, max_length=k))
@@ -313,9 +335,6 @@ def _problem(
     return None, []
 
 
-RATIONALE_LENGTH = 120
-
-
 def grounded_rationale(rationale: str, own: str, aliases: dict[str, str] | None = None) -> str:
     """The LLM's rationale if it names the feature it explains (tables: its letter, written back as the feature's
     name with every other named letter; texts: the word), cut to RATIONALE_LENGTH; "" when it names none, so that
@@ -379,11 +398,14 @@ def repair_chain(proposal: list[str], evidence: list[str], k: int) -> list[list[
 
 
 CheckSets = Callable[[list[int], list[list[str]]], Awaitable[list[Gaps | None]]]
+#: Re-asks the LLM for the given rows, each told why its proposal was not kept: the rows' new proposals, in order.
+Reask = Callable[[list[int], list[str]], Awaitable[list[list[FeatureAttribution]]]]
 
 
 @dataclass
 class Verification:
     proposed: CheckedFeatures
+    reasked: CheckedFeatures | None
     evidence_only: CheckedFeatures
     verified: CheckedFeatures
     repair: str
@@ -405,6 +427,21 @@ def _passes(gaps: Gaps | None) -> bool:
     return gaps is not None and gaps.check.verdict == "faithful"
 
 
+def _why_not_kept(names: list[str], gaps: Gaps | None, positional: bool | None, k: int) -> str:
+    if not names:
+        return "the LLM named no usable feature"
+    if positional:
+        return "the answer was positional (the first letters shown, across shuffles)"
+    if len(names) < k:
+        return f"the LLM named {len(names)} usable features of k={k}"
+    if gaps is None:
+        return "the LLM's features were unchecked"
+    return (
+        f"the LLM's features were {gaps.check.verdict} (PGI - PGU {gaps.check.estimate:+.3f}, interval "
+        f"{gaps.check.interval[0]:+.3f} to {gaps.check.interval[1]:+.3f})"
+    )
+
+
 async def verify_proposals(
     proposals: list[list[FeatureAttribution]],
     evidences: list[Evidence],
@@ -413,11 +450,15 @@ async def verify_proposals(
     *,
     repair: bool,
     positional: list[bool | None],
+    reask: Reask | None = None,
 ) -> list[Verification]:
     """Propose, verify, repair. Round 1 checks every proposal and every evidence-only top-k (one black-box batch);
-    a proposal with k features that passes (and is not positional) is returned as it is; the others walk
-    `repair_chain` (round 2, one batch) and the first set that passes is returned, else the best by PGI - PGU
-    with the reason. Rationales are kept only where grounded; every other feature states its measured effect."""
+    a proposal with k features that passes (and is not positional) is returned as it is. With `repair`, the others
+    are re-asked once, together, with the evidence and why their proposal was not kept (one LLM round), and the
+    new proposals checked (one batch); one that passes is returned. What is still unkept walks `repair_chain` from
+    the re-asked proposal (or the first, if the re-ask named nothing usable) in one batch, and the first set that
+    passes is returned, else the best by PGI - PGU with the reason. Rationales are kept only where grounded; every
+    other feature states its measured effect."""
     n = len(proposals)
     names = [[f.feature for f in p] for p in proposals]
     tops = [e.order[:k] for e in evidences]
@@ -429,61 +470,78 @@ async def verify_proposals(
     top_gaps = first[len(first) - n :]
     draws = [sum(g.check.n for g in (proposal_gaps[i], top_gaps[i]) if g) for i in range(n)]
 
+    def accepted(features: list[str], gaps: Gaps | None, at_position: bool | None) -> bool:
+        return len(features) == k and _passes(gaps) and at_position is not True
+
+    unkept = [i for i in range(n) if repair and not accepted(names[i], proposal_gaps[i], positional[i])]
+    whys = {i: _why_not_kept(names[i], proposal_gaps[i], positional[i], k) for i in range(n)}
+    second: dict[int, list[FeatureAttribution]] = {}
+    second_gaps: dict[int, Gaps | None] = {}
+    if unkept and reask is not None:
+        second = dict(zip(unkept, await reask(unkept, [whys[i] for i in unkept])))
+        named = [i for i in unkept if second[i]]
+        for i, gaps in zip(named, await check(named, [[f.feature for f in second[i]] for i in named]) if named else []):
+            second_gaps[i] = gaps
+            draws[i] += gaps.check.n if gaps else 0
+
     def attribution(i: int, feature: str) -> FeatureAttribution:
-        llm = next((f for f in proposals[i] if f.feature == feature), None)
+        llm = next((f for f in [*second.get(i, []), *proposals[i]] if f.feature == feature), None)
         measured = evidences[i].attribution(feature)
         if llm is None:
             return measured
         return llm.model_copy(update={"direction": measured.direction, "rationale": llm.rationale or measured.rationale})
 
+    reasked_names = {i: [f.feature for f in second[i]] for i in second}
     chains: dict[int, list[list[str]]] = {}
-    for i in range(n):
-        accepted = len(names[i]) == k and _passes(proposal_gaps[i]) and positional[i] is not True
-        if repair and not accepted:
-            chains[i] = [c for c in repair_chain(names[i], evidences[i].order, k) if set(c) not in (set(names[i]), set(tops[i]))]
+    for i in unkept:
+        if accepted(reasked_names.get(i, []), second_gaps.get(i), None):
+            continue
+        base = reasked_names.get(i) or names[i]
+        tried = {frozenset(names[i]), frozenset(reasked_names.get(i, [])), frozenset(tops[i])}
+        chains[i] = [c for c in repair_chain(base, evidences[i].order, k) if frozenset(c) not in tried]
     chain_rows = [i for i in chains for _ in chains[i]]
-    second = iter(await check(chain_rows, [c for i in chains for c in chains[i]]) if chain_rows else [])
+    third = iter(await check(chain_rows, [c for i in chains for c in chains[i]]) if chain_rows else [])
     results = []
     for i in range(n):
         proposed = _checked(proposals[i], proposal_gaps[i])
+        reasked = _checked(second[i], second_gaps.get(i)) if i in second else None
         evidence_only = _checked([evidences[i].attribution(f) for f in tops[i]], top_gaps[i])
-        if i not in chains:
+        if i not in unkept:
             chosen, gaps = names[i], proposal_gaps[i]
             reason = (
                 f"none: repair is off; the LLM's proposal ({len(names[i])} of k={k} features) is returned as it is"
                 if not repair
                 else "none: the LLM's k features passed their check"
             )
+        elif i not in chains:
+            chosen, gaps = reasked_names[i], second_gaps[i]
+            reason = f"re-asked: {whys[i]}; re-asked with the evidence, its k features passed their check"
         else:
-            tried = [(c, next(second)) for c in chains[i]] + [(tops[i], top_gaps[i])]
+            tried = [(c, next(third)) for c in chains[i]] + [(tops[i], top_gaps[i])]
             draws[i] += sum(g.check.n for _, g in tried[: len(chains[i])] if g)
-            if len(names[i]) == k and proposal_gaps[i] is not None:
-                tried.insert(0, (names[i], proposal_gaps[i]))
-            why = (
-                "the LLM named no usable feature"
-                if not names[i]
-                else "the answer was positional (the first letters shown, across shuffles)"
-                if positional[i]
-                else f"the LLM named {len(names[i])} usable features of k={k}"
-                if len(names[i]) < k
-                else f"the LLM's features were {proposal_gaps[i].check.verdict if proposal_gaps[i] else 'unchecked'}"
-            )
-            passing = [(c, g) for c, g in tried if _passes(g) and not (positional[i] and c is names[i])]
+            for llm_names, llm_gaps in ((reasked_names.get(i, []), second_gaps.get(i)), (names[i], proposal_gaps[i])):
+                if len(llm_names) == k and llm_gaps is not None and not (positional[i] and llm_names is names[i]):
+                    tried.insert(0, (llm_names, llm_gaps))
+            asked = " and after a re-ask with the evidence" if reask is not None else ""
+            passing = [(c, g) for c, g in tried if _passes(g)]
             if passing:
                 chosen, gaps = passing[0]
-                reason = f"repaired: {why}; returned the first set that passed, keeping as many LLM features as could be"
+                reason = (
+                    f"repaired: {whys[i]}{asked}; returned the first set that passed, keeping as many LLM features as "
+                    "could be"
+                )
             else:
                 chosen, gaps = max(tried, key=lambda t: t[1].check.estimate if t[1] else -np.inf)
                 reason = (
-                    f"repaired: {why}; no set of {k} features passed the check within its budget, so the one with "
-                    "the largest PGI - PGU is returned and its verdict says so"
+                    f"repaired: {whys[i]}{asked}; no set of {k} features passed the check within its budget, so the "
+                    "one with the largest PGI - PGU is returned and its verdict says so"
                 )
         verified = _checked([attribution(i, f) for f in chosen], gaps)
-        kept = sum(f in names[i] for f in chosen)
+        kept = sum(f in names[i] or f in reasked_names.get(i, []) for f in chosen)
         added = (
             gaps.check.estimate - top_gaps[i].check.estimate if gaps is not None and top_gaps[i] is not None else None
         )
-        results.append(Verification(proposed, evidence_only, verified, reason, kept, added, draws[i]))
+        results.append(Verification(proposed, reasked, evidence_only, verified, reason, kept, added, draws[i]))
     return results
 
 
@@ -663,6 +721,7 @@ async def explain_tabular(
                         label=labels[i],
                         letters=fence(schema.describe(instances[i]), label="row") if named else ", ".join(letters),
                         k=options.k,
+                        reason=REASON if options.rationales else "",
                         examples=fence(
                             _format_examples(
                                 deltas[i][chosen][:, order], outputs, letters,
@@ -676,12 +735,12 @@ async def explain_tabular(
                     )
                 )
                 owners.append((i, r))
-        schema = _answer_schema(letters, options.k)
-        replies = await _ask(llm, prompts, schema, options.max_tokens)
+        answer_schema = _answer_schema(letters, options.k, options.rationales)
+        replies = await _ask(llm, prompts, answer_schema, options.max_tokens)
 
         problems = [_problem(_value(r), set(letters), options.k) for r in replies]
-        retry_rows = [n for n, (problem, _) in enumerate(problems) if problem]
-        if retry_rows:
+        retry_rows = [n for n, (problem, _) in enumerate(problems) if problem and not options.repair]
+        if retry_rows:  # with repair on, the re-ask with the evidence names the problem instead
             retry = load_prompt(RETRY_PROMPT)
             follow_ups = [
                 prompts[n]
@@ -691,35 +750,54 @@ async def explain_tabular(
                     letters=", ".join(letters),
                     k=options.k,
                     label=labels[owners[n][0]],
+                    reason=REASON if options.rationales else "",
                 )
                 for n in retry_rows
             ]
             for n, reply in zip(
-                retry_rows, await _ask(llm, follow_ups, schema, options.max_tokens)
+                retry_rows, await _ask(llm, follow_ups, answer_schema, options.max_tokens)
             ):
                 replies[n] = _merge_attempts(replies[n], reply)
 
+        def features_of(reply: Structured | StructuredOutputError, order: np.ndarray) -> list[FeatureAttribution]:
+            """The answer in the table's feature names (read through the letters its prompt used); [] if unusable."""
+            value = _value(reply)
+            if value is None or _problem(value, set(letters), options.k)[0] is not None:
+                return []
+            shown = {letter: names[c] for letter, c in zip(letters, order)}
+            return [
+                FeatureAttribution(
+                    feature=shown[f.feature], direction=f.direction,
+                    rationale=grounded_rationale(getattr(f, "rationale", ""), f.feature, shown),
+                )
+                for f in value.features
+            ]  # fmt: skip
+
         answers: list[list[list[FeatureAttribution]]] = [[] for _ in range(n_rows)]
         named_letters: list[list[list[str]]] = [[] for _ in range(n_rows)]
-        for reply, (i, r) in zip(replies, owners):
-            value = _value(reply)
-            usable = value is not None and _problem(value, set(letters), options.k)[0] is None
-            shown = {letter: names[c] for letter, c in zip(letters, orders[i][r])}
-            answers[i].append(
-                [
-                    FeatureAttribution(
-                        feature=shown[f.feature],
-                        direction=f.direction,
-                        rationale=grounded_rationale(f.rationale, f.feature, shown),
-                    )
-                    for f in value.features
-                ]
-                if usable
-                else []
-            )
-            named_letters[i].append([f.feature for f in value.features] if usable else [])
+        first_prompt: dict[int, int] = {}  # instance -> its first shuffle's prompt
+        for n, (reply, (i, r)) in enumerate(zip(replies, owners)):
+            first_prompt.setdefault(i, n)
+            found = features_of(reply, orders[i][r])
+            answers[i].append(found)
+            named_letters[i].append([f.feature for f in reply.value.features] if found else [])
         ranked = [aggregate_rankings(a, options.k) for a in answers]
         positional = [positional_answer(a, letters) for a in named_letters]
+        evidences = [Evidence(dict(zip(names, map(float, w))), label, "+1 sd") for w, label in zip(surrogates, labels)]
+        reasks: dict[int, Structured | StructuredOutputError] = {}
+
+        async def reask(rows: list[int], whys: list[str]) -> list[list[FeatureAttribution]]:
+            """Each row once more, under its first shuffle's letters, with the evidence in those letters."""
+            follow_ups = []
+            for i, why in zip(rows, whys):
+                n = first_prompt[i]
+                as_letter = {names[c]: letter for letter, c in zip(letters, orders[i][0])}
+                follow_ups.append(
+                    prompts[n] + "\n\n" + _reask_prompt(options, labels[i], problems[n][0] or why, evidences[i], as_letter)
+                )
+            again = await _ask(llm, follow_ups, answer_schema, options.max_tokens, attempts=1)
+            reasks.update(zip(rows, again))
+            return [features_of(reply, orders[i][0]) for i, reply in zip(rows, again)]
 
         async def check(rows: list[int], sets: list[list[str]]) -> list[Gaps | None]:
             return await prediction_gaps(
@@ -728,13 +806,15 @@ async def explain_tabular(
                 max_samples=options.max_gap_samples, seed=options.seed, background=background,
             )  # fmt: skip
 
-        evidences = [Evidence(dict(zip(names, map(float, w))), label, "+1 sd") for w, label in zip(surrogates, labels)]
         verified = await verify_proposals(
-            ranked, evidences, options.k, check, repair=options.repair, positional=positional
+            ranked, evidences, options.k, check, repair=options.repair, positional=positional, reask=reask
         )
 
-    versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
-    per_row = [[replies[n] for n, (i, _) in enumerate(owners) if i == row] for row in range(n_rows)]
+    versions = _versions(template, retry_rows, reasks)
+    per_row = [
+        [replies[n] for n, (i, _) in enumerate(owners) if i == row] + ([reasks[row]] if row in reasks else [])
+        for row in range(n_rows)
+    ]
     results = _explanations(
         "posthoc", options.strategy, versions, meter.cost,
         [table_instance(blackbox, row) for row in instances], labels, verified, per_row,
@@ -799,7 +879,9 @@ def _explanations(
     results = []
     for i in range(n):
         found = verified[i]
-        attempts, error = _attempts_and_error(replies[i], found.proposed.features)
+        attempts, error = _attempts_and_error(
+            replies[i], found.proposed.features or (found.reasked.features if found.reasked else [])
+        )
         results.append(
             PosthocExplanation(
                 method=method,
@@ -816,6 +898,7 @@ def _explanations(
                 rejected=rejected[i],
                 error=error,
                 proposed=found.proposed,
+                reasked=found.reasked,
                 evidence_only=found.evidence_only,
                 repair=found.repair,
                 llm_features_kept=found.kept,
@@ -876,6 +959,36 @@ def _format_removals(masks: np.ndarray, outputs: list[str], words: list[str]) ->
     return "\n".join(
         f"removed: {', '.join(w for w, gone in zip(words, mask) if gone) or 'nothing'} -> {output}"
         for mask, output in zip(masks, outputs)
+    )
+
+
+REASON = " and one short reason that names it"
+#: How many of the evidence's strongest features a re-ask shows, per feature asked for.
+REASK_EVIDENCE_PER_K = 2
+
+
+def _reask_prompt(
+    options: PosthocOptions, label: str, problem: str, evidence: Evidence, shown_as: dict[str, str] | None = None
+) -> str:
+    """The follow-up to a proposal that was not kept: why, and the evidence's strongest features (by the names the
+    prompt used: a text's words, or a table's letters) with their measured effect on P(label)."""
+    unit = "removing the word" if evidence.unit == "removing it" else "raising the feature by one standard deviation"
+    lines = []
+    for feature in evidence.order[: REASK_EVIDENCE_PER_K * options.k]:
+        effect = evidence.support[feature] * (1 if evidence.unit == "+1 sd" else -1)
+        lines.append(f"{(shown_as or {}).get(feature, feature)}: {effect:+.3f}")
+    return load_prompt(REASK_PROMPT).render(
+        problem=problem.rstrip("."), label=label, unit=unit, k=options.k,
+        evidence=fence("\n".join(lines), label="evidence"), reason=REASON if options.rationales else "",
+    )  # fmt: skip
+
+
+def _versions(template, retried: list[int], reasked: dict) -> list[str]:
+    """The templates a call used: the strategy's, then the format retry's and the re-ask's where they were sent."""
+    return (
+        [template.ref]
+        + ([load_prompt(RETRY_PROMPT).ref] if retried else [])
+        + ([load_prompt(REASK_PROMPT).ref] if reasked else [])
     )
 
 
@@ -968,6 +1081,7 @@ async def explain_text(
         predicted = probabilities[:n_texts].argmax(axis=1)
         labels = [str(blackbox.classes_[c]) for c in predicted]
         template = load_prompt(f"posthoc/text_{options.strategy}")
+        reason = REASON if options.rationales else ""
         prompts, evidences = [], []
         for i, (text, words) in enumerate(zip(texts, vocabularies)):
             start = n_texts + i * options.n_samples
@@ -989,6 +1103,7 @@ async def explain_text(
                 template.render(
                     label=labels[i],
                     k=options.k,
+                    reason=reason,
                     text=fence(text, label="text"),
                     words=fence(", ".join(words), label="words"),
                     examples=fence(
@@ -997,14 +1112,14 @@ async def explain_text(
                     ),
                 )
             )
-        schemas = [_answer_schema(words, options.k) for words in vocabularies]
+        schemas = [_answer_schema(words, options.k, options.rationales) for words in vocabularies]
         replies = await _ask(llm, prompts, schemas, options.max_tokens, attempts=1)  # re-asked below in own words
 
         problems = [
             _text_problem(r, set(words)) for r, words in zip(replies, vocabularies)
         ]
-        retry_rows = [i for i, (problem, _) in enumerate(problems) if problem]
-        if retry_rows:
+        retry_rows = [i for i, (problem, _) in enumerate(problems) if problem and not options.repair]
+        if retry_rows:  # with repair on, the re-ask with the evidence names the problem instead
             retry = load_prompt(RETRY_PROMPT)
             follow_ups = [
                 prompts[i]
@@ -1014,6 +1129,7 @@ async def explain_text(
                     letters=fence(", ".join(vocabularies[i]), label="words"),
                     k=options.k,
                     label=labels[i],
+                    reason=reason,
                 )
                 for i in retry_rows
             ]
@@ -1021,21 +1137,30 @@ async def explain_text(
             for i, reply in zip(retry_rows, again):
                 replies[i] = _merge_attempts(replies[i], reply)
 
-        ranked: list[list[FeatureAttribution]] = []
-        for reply, words in zip(replies, vocabularies):
+        def words_of(reply: Structured | StructuredOutputError, words: list[str]) -> list[FeatureAttribution]:
             value = _value(reply)
-            unknown = value is None or any(f.feature not in words for f in value.features)
-            # a reply still repeating words after its re-ask keeps each word at its first rank
-            ranked.append(
-                []
-                if unknown
-                else [
-                    FeatureAttribution(
-                        feature=f.feature, direction=f.direction, rationale=grounded_rationale(f.rationale, f.feature)
-                    )
-                    for f in _first_mentions(value.features)
-                ]
-            )
+            if value is None or any(f.feature not in words for f in value.features):
+                return []
+            # a reply still repeating words keeps each word at its first rank
+            return [
+                FeatureAttribution(
+                    feature=f.feature, direction=f.direction,
+                    rationale=grounded_rationale(getattr(f, "rationale", ""), f.feature),
+                )
+                for f in _first_mentions(value.features)
+            ]  # fmt: skip
+
+        ranked = [words_of(reply, words) for reply, words in zip(replies, vocabularies)]
+        reasks: dict[int, Structured | StructuredOutputError] = {}
+
+        async def reask(rows: list[int], whys: list[str]) -> list[list[FeatureAttribution]]:
+            follow_ups = [
+                prompts[i] + "\n\n" + _reask_prompt(options, labels[i], problems[i][0] or why, evidences[i])
+                for i, why in zip(rows, whys)
+            ]
+            again = await _ask(llm, follow_ups, [schemas[i] for i in rows], options.max_tokens, attempts=1)
+            reasks.update(zip(rows, again))
+            return [words_of(reply, vocabularies[i]) for i, reply in zip(rows, again)]
 
         async def check(rows: list[int], sets: list[list[str]]) -> list[Gaps | None]:
             return await text_prediction_gaps(
@@ -1044,13 +1169,14 @@ async def explain_text(
             )  # fmt: skip
 
         verified = await verify_proposals(
-            ranked, evidences, options.k, check, repair=options.repair, positional=[None] * n_texts
+            ranked, evidences, options.k, check, repair=options.repair, positional=[None] * n_texts, reask=reask
         )
 
-    versions = [template.ref] + ([load_prompt(RETRY_PROMPT).ref] if retry_rows else [])
+    versions = _versions(template, retry_rows, reasks)
     return _explanations(
         "posthoc", options.strategy, versions, meter.cost,
-        list(texts), labels, verified, [[r] for r in replies], [p[1] for p in problems],
+        list(texts), labels, verified, [[r, *([reasks[i]] if i in reasks else [])] for i, r in enumerate(replies)],
+        [p[1] for p in problems],
         [2 + options.n_samples + v.draws for v in verified],
     )  # fmt: skip
 

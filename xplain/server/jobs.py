@@ -121,7 +121,7 @@ class JobManager:
                 rows,
                 options,
                 sink=JobSink(self.store, job_id),
-                concurrency=self.settings.job_concurrency,
+                concurrency=self.settings.job_concurrency,  # unset: sized to the method and the LLM backend
                 chunk_size=self.settings.job_chunk_size,
                 on_chunk=progress.add,
             )

@@ -106,6 +106,12 @@ class ModelInfo(BaseModel):
         None, description="Tables: each column's kind, categories, range and missing rate, as inferred or overridden."
     )
     queries: dict[str, Any]
+    llm_scoring: dict[str, int] | None = Field(
+        None,
+        description="LLM classifiers: rows scored so far by each way their LLM scores (next_token: one request "
+        "per row that a server's prefix cache serves; prompt_logprobs / echo: the labels read back as prompt; "
+        "prefix_tree: the embedded engine).",
+    )
 
 
 class PredictRequest(Strict):

@@ -172,6 +172,10 @@ class StubConfig(BaseModel):
     version: str = "0.12.0"  # the vLLM release it plays when owned_by is "vllm" (GET /version, request fields)
     enable_auto_tool_choice: bool = False  # as `vllm serve --enable-auto-tool-choice --tool-call-parser ...`
     tokenizer: Literal["whitespace", "sentencepiece"] = "whitespace"
+    #: Tokens ranked for a completion's `top_logprobs` beside the sampled one (a real server ranks its whole
+    #: vocabulary; the stub ranks these, each scored by `token_logprob` after the token before).
+    vocabulary: list[str] = []
+    max_logprobs: int = 20  # as `vllm serve --max-logprobs`: a request asking for more `logprobs` gets 400
 
     @property
     def vllm_release(self) -> tuple[int, int] | None:
@@ -488,6 +492,14 @@ class OpenAIStub:
             return _error(400, "prompt must be a string, a list of token ids, or a list of either", "prompt")
         echo = bool(body.get("echo"))
         n_logprobs = body.get("logprobs")
+        if n_logprobs is not None and int(n_logprobs) > self.config.max_logprobs:
+            # vLLM's refusal (SamplingParams / the engine's input processor checks against --max-logprobs)
+            return _error(
+                400, f"Requested sample logprobs of {n_logprobs}, which is greater than max allowed: "
+                f"{self.config.max_logprobs}", "logprobs",
+            )  # fmt: skip
+        # vLLM names tokens `token_id:<id>` when asked (CompletionRequest.return_tokens_as_token_ids)
+        as_ids = bool(body.get("return_tokens_as_token_ids"))
         n_prompt_logprobs = body.get("prompt_logprobs")
         # A null or missing max_tokens is 16 on /v1/completions (CompletionRequest.max_tokens and its
         # normalize_null_max_tokens, vllm/entrypoints/openai/completion/protocol.py; OpenAI's default is 16 too).
@@ -544,8 +556,16 @@ class OpenAIStub:
                 top = None
                 if int(n_logprobs) > 0:
                     top = [None if lp is None else {tok: lp} for tok, lp in zip(toks, lps)]
+                    first = len(toks) - len(gen_toks)  # the next token after the prompt: rank the vocabulary there
+                    if gen_toks:
+                        after = toks[first - 1] if first > 0 else (prompt_toks[-1] if prompt_toks else None)
+                        ranked = {t: self.token_logprob(after, t) for t in self.config.vocabulary}
+                        best = sorted(ranked, key=ranked.__getitem__, reverse=True)[: int(n_logprobs)]
+                        top[first] = {t: ranked[t] for t in best} | top[first]
+                    if as_ids:
+                        top = [None if t is None else {_id_name(k): v for k, v in t.items()} for t in top]
                 choice["logprobs"] = {
-                    "tokens": toks,
+                    "tokens": [_id_name(t) for t in toks] if as_ids else toks,
                     "token_logprobs": lps,
                     "top_logprobs": top,
                     "text_offset": offsets,
@@ -677,6 +697,11 @@ class OpenAIStub:
             return _json({"prompt": stub.tokenizer.decode(tokens)})
 
         return app
+
+
+def _id_name(token: str) -> str:
+    """A token as vLLM names it under `return_tokens_as_token_ids`."""
+    return f"token_id:{stub_token_id(token)}"
 
 
 def _truncate(text: str, max_tokens: Any) -> tuple[str, str]:

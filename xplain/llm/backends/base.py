@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from xplain.llm.types import GenerationRequest, ScoreRequest, ToolCall
+from xplain.llm.types import GenerationRequest, LLMRequestError, Message, ScoreRequest, ToolCall
 
 
 @dataclass
@@ -22,6 +22,8 @@ class RawScores:
     logprobs: list[float]
     token_counts: list[int]
     prompt_tokens: int = 0
+    #: How the backend scored them (see `Scores.scoring`; empty: the backend's name stands for it).
+    scoring: str = ""
 
 
 class Backend(ABC):
@@ -41,6 +43,9 @@ class Backend(ABC):
     #: True when the client belongs to the event loop it first ran on (an HTTP session, asyncio locks), so it may
     #: not be called from another loop; in-process engines answer through thread-safe futures, on any loop.
     binds_event_loop: bool = False
+    #: Requests the backend works on at once (generation sequences decoded together, or requests in flight): a job
+    #: sends an LLM method this many rows per call, so that one batched round keeps the backend full.
+    parallelism: int = 8
 
     @property
     @abstractmethod
@@ -57,6 +62,14 @@ class Backend(ABC):
         """Tokens in each text. This default has no tokenizer and estimates a token per 3 bytes, which errs high
         for most text; backends with a tokenizer count exactly."""
         return [estimate_tokens(text) for text in texts]
+
+    async def render_chat(self, messages: list[Message]) -> str:
+        """The raw prompt the model's chat template makes of `messages`, opening the assistant's turn: what a
+        `ScoreRequest` takes to score the assistant's first words after a chat. Without BOS, which scoring adds."""
+        raise LLMRequestError(
+            f"the {self.name} backend cannot render its model's chat template for scoring; chat-turn LLM "
+            "classifiers run on the embedded model or on vLLM (a server or the in-process engine)"
+        )
 
     async def check(self) -> str:
         """Raise `LLMUnavailableError` unless the backend can answer; return a one-line description."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores
 from xplain.llm.backends.schema_filler import schema_instance
-from xplain.llm.types import GenerationRequest, LLMError, ScoreRequest, ToolCall
+from xplain.llm.types import GenerationRequest, LLMError, Message, ScoreRequest, ToolCall
 
 Reply = str | RawCompletion | Callable[[GenerationRequest], "str | RawCompletion"]
 
@@ -58,6 +58,7 @@ class FakeBackend(Backend):
     native_tools: bool = True
     name: str = "fake"
     context_size: int | None = None
+    parallelism: int = 8
 
     def __post_init__(self) -> None:
         self._queue = deque(self.queue)
@@ -94,6 +95,10 @@ class FakeBackend(Backend):
         reply.prompt_tokens = reply.prompt_tokens or len(text.split())
         reply.completion_tokens = reply.completion_tokens or len(reply.text.split())
         return reply
+
+    async def render_chat(self, messages: list[Message]) -> str:
+        """`role: content` lines and an opened `assistant:` turn (as the OpenAI stub's /tokenize renders chats)."""
+        return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"
 
     async def count_tokens(self, texts: list[str]) -> list[int]:
         """Whitespace words: the same tokens the fake's usage counts and its scores use."""

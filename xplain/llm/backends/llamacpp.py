@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores  # noqa: E402
 from xplain.llm.backends.llamacpp_engine import LlamaEngine  # noqa: E402
-from xplain.llm.types import GenerationRequest, LLMUnavailableError, ScoreRequest  # noqa: E402
+from xplain.llm.types import GenerationRequest, LLMUnavailableError, Message, ScoreRequest  # noqa: E402
 
 PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Held while an engine starts: an LLM classifier's own event loop may ask for the engine beside the server's.
@@ -54,7 +54,8 @@ class LlamaCppBackend(Backend):
     """The embedded model. `context_size` None: the GGUF's trained length. `threads` None: every core this process
     may use; `workers` None: one context per thread, at most 8 (each holds its own KV cache); `parallel` None: 8
     generation sequences per thread, at most 32. `prefix_tree` False scores
-    flat (see `LlamaEngine`)."""
+    flat and `grammar_first` True applies JSON grammars to the whole vocabulary every greedy step, and `generation_cells` bounds the
+    cells one worker's generating sequences reserve together (0: no bound; see `LlamaEngine`)."""
 
     name = "llamacpp"
     constrains_json = True
@@ -69,6 +70,8 @@ class LlamaCppBackend(Backend):
         workers: int | None = None,
         parallel: int | None = None,
         prefix_tree: bool = True,
+        grammar_first: bool = False,
+        generation_cells: int | None = None,
     ):
         self.model_path = Path(model_path) if model_path else packaged_model_path()
         if not self.model_path.is_file():
@@ -78,7 +81,10 @@ class LlamaCppBackend(Backend):
         self.workers = min(workers or min(self.threads, 8), self.threads)
         # 8 sequences a thread keep the matrix products of one decode step wide enough to use the core fully
         self.parallel = max(parallel or min(32, 8 * self.threads), self.workers)
+        self.parallelism = self.parallel
         self.prefix_tree = prefix_tree
+        self.grammar_first = grammar_first
+        self.generation_cells = generation_cells
         self._engine: LlamaEngine | None = None
 
     @property
@@ -96,6 +102,8 @@ class LlamaCppBackend(Backend):
                     workers=self.workers,
                     threads=self.threads // self.workers,
                     prefix_tree=self.prefix_tree,
+                    grammar_first=self.grammar_first,
+                    **({} if self.generation_cells is None else {"generation_cells": self.generation_cells}),
                 )
             return self._engine
 
@@ -111,6 +119,11 @@ class LlamaCppBackend(Backend):
         engine = self._started()
         await asyncio.shield(asyncio.wrap_future(engine.wait_ready()))
         return await asyncio.to_thread(lambda: [len(engine.tokenize(text)) for text in texts])
+
+    async def render_chat(self, messages: list[Message]) -> str:
+        engine = self._started()
+        await asyncio.shield(asyncio.wrap_future(engine.wait_ready()))
+        return engine.render_chat([{"role": m.role, "content": m.content} for m in messages])
 
     async def check(self) -> str:
         engine = self._started()

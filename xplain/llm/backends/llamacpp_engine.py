@@ -18,9 +18,11 @@ In each context:
 - Scoring computes logits only where they are read: each continuation is its own sequence, the tokens that
   continuations share (a prompt, a template, a text up to its first edit) are decoded once as one prefix tree (one
   token may belong to several sequences in a `llama_batch`), and logits are asked for only at the positions that
-  predict a continuation token. Many requests go into one `llama_decode` call. Each round starts on an empty cache
-  and lays its tokens out in the cells they would take alone (modulo the kernels' SIMD lane groups, `_ScoreTree`),
-  so a request's scores are the same bits alone, in a batch of 32, or anywhere in a round.
+  predict a continuation token. Many requests go into one `llama_decode` call. Each round lays its tokens out in the
+  cells they would take alone (modulo the kernels' SIMD lane groups, `_ScoreTree`), on a cache that is empty but
+  for the round before's lead (what all its continuations shared, a template's head, still in cells 0, 1, ... and
+  not decoded again where this round begins the same way), so a request's scores are the same bits alone, in a
+  batch of 32, or anywhere in a round.
 - Generation is continuously batched: up to `n_slots` sequences decode together, one `llama_decode` per step, each
   with its own sampler chain (grammar, top-p, temperature, seed); a finished sequence frees its slot for the next
   queued request. A slot keeps its tokens' cache after it finishes, and a new prompt reuses the longest prefix any
@@ -71,6 +73,13 @@ DECODE_CHUNK_TOKENS = 256
 # prompt still uses the whole machine (on 2 cores, 2 threads: 340 tokens/s at 64 tokens, 421 at 256; 1 thread: 252
 # and 261), while workers that are all busy keep to one thread each and never wait on a barrier.
 WIDE_DECODE_TOKENS = 64
+# Cells the generating sequences of one worker may reserve together (prompt and `max_tokens` each, shared prefixes
+# counted once); a request that would pass it waits for one to finish, but one always runs. Attention reads every cell
+# in use at every step, so many long sequences decoding together cost more per token than a few. Measured on 2 cores
+# shared with other work (load 5-10, so noisy): 16 posthoc prompts of ~280 tokens ran at 0.058 and 0.134 requests/s
+# with 8 sequences a worker, 0.119 with 2, 0.135 with 1, and 0.161 under this bound; short prompts (zero_shot's)
+# still run 8 a worker.
+GENERATION_CELLS = 1024
 # A prompt that shares at least this many more tokens with a prompt still being evaluated waits one step for it,
 # then copies its cache instead of evaluating the same prefix twice.
 PREFIX_WAIT_TOKENS = 16
@@ -235,18 +244,21 @@ class LlamaModel:
             prompt_tokens=max(len(c) for c in contexts),
         )
 
-    def sampler(self, request: GenerationRequest):
+    def sampler(self, request: GenerationRequest, *, grammar_first: bool = False) -> Sampler:
+        """The request's sampler: its JSON grammar (if any), then greedy or top-k / top-p / min-p / temperature."""
         lib = self.lib
-        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        grammar = None
         if request.json_schema is not None:
             from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-            grammar = json_schema_to_gbnf(json.dumps(grammar_safe(request.json_schema)))
-            sampler = lib.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
-            if not sampler:
-                lib.llama_sampler_free(chain)
+            gbnf = json_schema_to_gbnf(json.dumps(grammar_safe(request.json_schema)))
+            grammar = lib.llama_sampler_init_grammar(self.vocab, gbnf.encode(), b"root")
+            if not grammar:
                 raise LLMRequestError("llama.cpp could not compile the JSON schema's grammar")
-            lib.llama_sampler_chain_add(chain, sampler)
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if grammar is not None and (grammar_first or request.temperature > 0):
+            lib.llama_sampler_chain_add(chain, grammar)  # applied to every token of the vocabulary
+            grammar = None
         if request.temperature == 0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
         else:
@@ -256,7 +268,56 @@ class LlamaModel:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(MIN_P, 1))
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(request.temperature))
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
-        return chain
+        return Sampler(self, chain, grammar)
+
+
+#: llama.cpp's `llama_token_data`, as a numpy record, so a whole vocabulary's candidates are filled at once.
+TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+class Sampler:
+    """A request's sampler chain, and for greedy decoding under a JSON grammar the grammar apart from it.
+
+    Applying a grammar to every token of the vocabulary costs about 18 ms a step on this model (measured on 2 cores,
+    the posthoc answer schema), 40 times the step's other sampling work. Greedy decoding therefore takes the most
+    likely token and asks the grammar about that one token; only when the grammar refuses it is the grammar applied
+    to the whole vocabulary (llama.cpp's own `common_sampler` does the same). The token is the one grammar-first
+    decoding picks: the most likely token the grammar allows."""
+
+    def __init__(self, model: LlamaModel, chain: Any, grammar: Any = None) -> None:
+        self.model, self.chain, self.grammar = model, chain, grammar
+
+    def sample(self, ctx: Any, index: int) -> int:
+        lib = self.model.lib
+        if self.grammar is None:
+            return lib.llama_sampler_sample(self.chain, ctx, index)
+        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(self.model.n_vocab,))
+        token = int(np.argmax(logits))
+        if not self._allows(np.array([(token, logits[token], 0.0)], dtype=TOKEN_DATA)).any():
+            candidates = np.zeros(self.model.n_vocab, dtype=TOKEN_DATA)
+            candidates["id"] = np.arange(self.model.n_vocab)
+            candidates["logit"] = logits
+            token = int(np.argmax(np.where(self._allows(candidates), candidates["logit"], -np.inf)))
+        lib.llama_sampler_accept(self.grammar, token)
+        lib.llama_sampler_accept(self.chain, token)
+        return token
+
+    def _allows(self, candidates: np.ndarray) -> np.ndarray:
+        """Which candidates the grammar accepts next (it sets the others' logits to -inf, in place)."""
+        lib = self.model.lib
+        view = lib.llama_token_data_array(
+            data=candidates.ctypes.data_as(ctypes.POINTER(lib.llama_token_data)),
+            size=len(candidates),
+            selected=-1,
+            sorted=False,
+        )
+        lib.llama_sampler_apply(self.grammar, ctypes.byref(view))
+        return np.isfinite(candidates["logit"])
+
+    def free(self) -> None:
+        self.model.lib.llama_sampler_free(self.chain)
+        if self.grammar is not None:
+            self.model.lib.llama_sampler_free(self.grammar)
 
 
 class LlamaEngine:
@@ -271,11 +332,16 @@ class LlamaEngine:
         workers: int,
         threads: int,
         prefix_tree: bool = True,
+        grammar_first: bool = False,
+        generation_cells: int = GENERATION_CELLS,
     ):
         """`context_size` None: the length the GGUF was trained for. `n_slots` generation sequences in all, shared
         out among the workers; `threads` llama.cpp threads per worker (a wide decode takes all of theirs while the
         others are idle). `prefix_tree` False: score requests flat, sharing only what all of a call's requests share
-        (what the engine did before; kept to measure the tree against, `bench/llm_blackbox.py`)."""
+        (what the engine did before; kept to measure the tree against, `bench/llm_blackbox.py`). `grammar_first` True:
+        greedy decoding applies a JSON grammar to the whole vocabulary every step (what it did before `Sampler`'s
+        check of the chosen token; kept to measure against, `bench/posthoc_job.py`). `generation_cells` 0 admits
+        generations while any slot and cell is free (what it did before `GENERATION_CELLS`)."""
         self.model_path = model_path
         self.n_ctx = context_size or 0
         self.n_slots = n_slots
@@ -291,6 +357,8 @@ class LlamaEngine:
                 threads=threads,
                 wide_threads=threads * workers,
                 prefix_tree=prefix_tree,
+                grammar_first=grammar_first,
+                generation_cells=generation_cells,
             )
             for _ in range(workers)
         ]
@@ -329,12 +397,21 @@ class LlamaEngine:
         """Filler tokens decoded so far to keep scoring tokens in their aligned cells (part of `decoded_tokens`)."""
         return sum(w.padding_tokens for w in self._workers)
 
+    @property
+    def reused_tokens(self) -> int:
+        """Tokens a scoring round found in the cache, left by the round before, instead of decoding them again."""
+        return sum(w.reused_tokens for w in self._workers)
+
     def wait_ready(self) -> Future:
         """Resolves once the model is loaded and every context made (or fails with why they could not be)."""
         return self._ready
 
     def tokenize(self, text: str) -> list[int]:
         return self._model.result().tokenize(text)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The prompt the GGUF's chat template makes of `messages`, as generation renders it."""
+        return self._model.result().chat(messages=messages).prompt
 
     def _assign(self, weight: int) -> int:
         with self._lock:
@@ -384,6 +461,8 @@ class _Worker:
         threads: int,
         wide_threads: int,
         prefix_tree: bool = True,
+        grammar_first: bool = False,
+        generation_cells: int = GENERATION_CELLS,
     ):
         self._model_future = model
         self.n_ctx = context_size or 0
@@ -395,7 +474,9 @@ class _Worker:
         self._threads_now = threads
         self.others_idle = lambda: True  # whether no other worker has work in hand (set by the engine)
         self.prefix_tree = prefix_tree
-        self.decode_calls = self.decoded_tokens = self.padding_tokens = 0
+        self.grammar_first = grammar_first
+        self.generation_cells = generation_cells
+        self.decode_calls = self.decoded_tokens = self.padding_tokens = self.reused_tokens = 0
         self.ready: Future = Future()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name="llamacpp-worker", daemon=True)
@@ -492,7 +573,7 @@ class _Worker:
             _settle(job.future, error=closed)
         for slot in self._slots:
             if slot.job is not None:
-                self._lib.llama_sampler_free(slot.job.sampler)
+                slot.job.sampler.free()
                 _settle(slot.job.future, error=closed)
         for _, future in self._scores:
             _settle(future, error=closed)
@@ -530,8 +611,9 @@ class _Worker:
 
     def _run_scores(self) -> None:
         """Score every queued submission together, so that rounds fill across the small calls a batch job makes
-        side by side. A round starts on an empty cache, so that every token lands in the cell `_ScoreTree.layout`
-        planned for it; queued scores wait for the generations in flight to finish (no new ones start meanwhile)."""
+        side by side. A round starts on a cache that holds at most the round before's lead, so that every token
+        lands in the cell `_ScoreTree.layout` planned for it; the cache is empty again once the call is scored.
+        Queued scores wait for the generations in flight to finish (no new ones start meanwhile)."""
         queued = [(plans, future) for plans, future in self._scores if not future.cancelled()]
         plans = [plan for part, _ in queued for plan in part]
         if not plans:
@@ -550,6 +632,7 @@ class _Worker:
             key=lambda ij: plans[ij[0]].sequences[ij[1]],
         )
         shared_by_all = _common_prefix_length([s for p in plans for s in p.sequences]) if not self.prefix_tree else 0
+        kept: _Lead | None = None
         try:
             while pending:
                 # a caller that gave up (a client gone, a request past its time) stops costing rounds
@@ -564,16 +647,22 @@ class _Worker:
                     if not tree.add(i, j, plans[i], own, first=not taken):
                         break
                     taken += 1
-                self._score_round(
-                    tree, results, gave_up=lambda round_=pending[:taken]: all(owner[i].cancelled() for i, _ in round_)
+                kept = self._score_round(
+                    tree,
+                    results,
+                    gave_up=lambda round_=pending[:taken]: all(owner[i].cancelled() for i, _ in round_),
+                    kept=kept if self.prefix_tree else None,
                 )
                 pending = pending[taken:]
         except LLMError as error:
             for _, future in queued:
                 _settle(future, error=error)
             return
+        finally:
+            self._lib.llama_memory_clear(self._memory, False)
+        scoring = "prefix_tree" if self.prefix_tree else "flat"
         scores = [
-            RawScores(logprobs=r, token_counts=p.token_counts, prompt_tokens=p.prompt_tokens)
+            RawScores(logprobs=r, token_counts=p.token_counts, prompt_tokens=p.prompt_tokens, scoring=scoring)
             for p, r in zip(plans, results)
         ]
         begin = 0
@@ -581,14 +670,33 @@ class _Worker:
             _settle(future, result=scores[begin : begin + len(part)])
             begin += len(part)
 
-    def _score_round(self, tree: _ScoreTree, results, gave_up: Callable[[], bool]) -> None:
+    def _score_round(
+        self, tree: _ScoreTree, results, gave_up: Callable[[], bool], kept: _Lead | None = None
+    ) -> _Lead | None:
         """Decode one round's tree on a cleared cache, in the planned order (so each token takes the planned cell),
-        logits only where some continuation reads them. Stops between pieces once every caller `gave_up`."""
-        self._lib.llama_memory_clear(self._memory, False)
+        logits only where some continuation reads them. Stops between pieces once every caller `gave_up`.
+
+        `kept`: the lead of the round before (tokens every one of its continuations shared, in cells 0, 1, ... on
+        its sequences). As much of it as this round's lead begins with stays in its cells, on this round's
+        sequences, and is not decoded again: the same tokens in the same cells after the same tokens hold the
+        same keys and values to the bit. Returns this round's lead, left in the cache for the next round."""
         seqs, pad_seq = self._score_seqs, self._score_seqs[-1]
+        lead = tree.lead()
+        reuse = _common_prefix_length([kept.tokens, lead]) if kept is not None and lead else 0
+        if reuse:
+            memory, lib = self._memory, self._lib
+            for seq in seqs[: kept.continuations]:
+                lib.llama_memory_seq_rm(memory, seq, reuse, -1)
+            lib.llama_memory_seq_rm(memory, pad_seq, -1, -1)
+            for k in range(kept.continuations, tree.continuations):
+                lib.llama_memory_seq_cp(memory, seqs[0], seqs[k], 0, reuse)
+            for k in range(tree.continuations, kept.continuations):
+                lib.llama_memory_seq_rm(memory, seqs[k], 0, reuse)
+        else:
+            self._lib.llama_memory_clear(self._memory, False)
         entries: list[tuple[int, int, list[int], list]] = []
         pads = 0
-        for cell in tree.layout():
+        for cell in tree.layout()[reuse:]:
             if cell is None:  # a filler token on a sequence of its own, so that the next block lands aligned
                 entries.append((self.model.bos if self.model.bos >= 0 else 0, pads, [pad_seq], []))
                 pads += 1
@@ -596,19 +704,19 @@ class _Worker:
                 token, pos, conts, reads = cell
                 entries.append((token, pos, [seqs[k] for k in conts], reads))
         self.padding_tokens += pads
-        try:
-            for begin in range(0, len(entries), DECODE_CHUNK_TOKENS):
-                if begin and gave_up():
-                    return
-                chunk = entries[begin : begin + DECODE_CHUNK_TOKENS]
-                self._decode([(token, pos, seqs, bool(reads)) for token, pos, seqs, reads in chunk])
-                for index, (_, _, _, reads) in enumerate(chunk):
-                    if reads:
-                        row = self._log_softmax_row(index)
-                        for i, j, target in reads:
-                            results[i][j] += float(row[target])
-        finally:
-            self._lib.llama_memory_clear(self._memory, False)
+        self.reused_tokens += reuse
+        for begin in range(0, len(entries), DECODE_CHUNK_TOKENS):
+            if begin and gave_up():
+                self._lib.llama_memory_clear(self._memory, False)
+                return None
+            chunk = entries[begin : begin + DECODE_CHUNK_TOKENS]
+            self._decode([(token, pos, seqs, bool(reads)) for token, pos, seqs, reads in chunk])
+            for index, (_, _, _, reads) in enumerate(chunk):
+                if reads:
+                    row = self._log_softmax_row(index)
+                    for i, j, target in reads:
+                        results[i][j] += float(row[target])
+        return _Lead(tokens=lead, continuations=tree.continuations)
 
     def _log_softmax_row(self, index: int) -> np.ndarray:
         row = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, index), shape=(self.model.n_vocab,))
@@ -672,7 +780,7 @@ class _Worker:
         job.prompt = prompt
         job.stop = stop + list(request.stop)
         job.max_tokens = min(request.max_tokens or self.n_ctx, self.n_ctx - len(prompt))
-        job.sampler = self.model.sampler(request)
+        job.sampler = self.model.sampler(request, grammar_first=self.grammar_first)
 
     def _admit(self) -> None:
         """Give free slots to queued requests, reusing the longest cached prefix any slot holds."""
@@ -680,7 +788,7 @@ class _Worker:
         for job in self._queued:
             if job.future.cancelled():
                 if job.sampler is not None:
-                    self._lib.llama_sampler_free(job.sampler)
+                    job.sampler.free()
                 continue
             free = [s for s in self._slots if s.job is None]
             if not free:
@@ -705,6 +813,10 @@ class _Worker:
                 waiting.append(job)  # its prefix is being evaluated right now: copy it next step
                 continue
             need = len(job.prompt) + job.max_tokens - reuse
+            busy = sum(s.reserved() for s in self._slots if s.job is not None)
+            if busy and self.generation_cells and busy + need > self.generation_cells:
+                waiting.append(job)  # attention over more cells would slow every sequence more than it adds
+                continue
             if need > self._free_cells() + len(target.tokens):
                 # room first: drop every idle cache but the target's own, and with them a copy from elsewhere
                 self._evict_idle(keep=(target,))
@@ -767,7 +879,7 @@ class _Worker:
 
     def _sample(self, slot: _Slot, index: int) -> None:
         job = slot.job
-        token = self._lib.llama_sampler_sample(job.sampler, self._ctx, index)
+        token = job.sampler.sample(self._ctx, index)
         if self._lib.llama_vocab_is_eog(self._vocab, token):
             return self._finish(slot, None, reason="stop")
         job.generated.append(token)
@@ -788,7 +900,7 @@ class _Worker:
         if slot.pending or error is not None:  # an unfinished prompt, or a failed decode: nothing to reuse
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             slot.tokens, slot.pending = [], []
-        self._lib.llama_sampler_free(job.sampler)
+        job.sampler.free()
         if error is not None:
             _settle(job.future, error=error)
         elif not job.future.cancelled():
@@ -815,6 +927,15 @@ class _Block:
     seqs: list[list[int]] = field(default_factory=list)
     reads: list[list[tuple[int, int, int]]] = field(default_factory=list)
     children: list[_Block] = field(default_factory=list)
+
+
+@dataclass
+class _Lead:
+    """The tokens every continuation of a scoring round shares, in cells 0, 1, ... on its `continuations` sequences
+    (the first ones of the engine's scoring sequences)."""
+
+    tokens: list[int]
+    continuations: int
 
 
 class _ScoreTree:
@@ -894,6 +1015,22 @@ class _ScoreTree:
                     block.reads[offset].append((i, j, reads[position]))
             siblings = block.children
         return True
+
+    def lead(self) -> list[int]:
+        """The tokens at the start of `layout` that every continuation shares and none reads logits at: one root,
+        full blocks with one child each, down to the first branch or read."""
+        tokens: list[int] = []
+        siblings = self.roots
+        while len(siblings) == 1:
+            block = siblings[0]
+            for offset, token in enumerate(block.tokens):
+                if len(block.seqs[offset]) != self.continuations or block.reads[offset]:
+                    return tokens
+                tokens.append(token)
+            if len(block.tokens) != self.align:
+                return tokens
+            siblings = block.children
+        return tokens
 
     def layout(self) -> list[tuple[int, int, list[int], list[tuple[int, int, int]]] | None]:
         """(token, position, continuations, reads) in decoding order, None for a filler cell; every block starts at

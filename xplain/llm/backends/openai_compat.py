@@ -6,8 +6,10 @@ retried with exponential backoff (honouring Retry-After); other refusals fail at
 On a vLLM server (its /v1/models says `owned_by: vllm`) the backend reads the release from `GET /version`: from
 0.11 on, JSON is constrained through `structured_outputs`; an older server would drop that field and answer
 unconstrained, so there JSON goes the OpenAI way (`response_format`) and the backend says it is not constrained.
-Scoring uses `prompt_logprobs` on token ids; elsewhere `response_format` and `echo` + `logprobs`. A vLLM server
-started without `--enable-auto-tool-choice` refuses `tool_choice="auto"`; the backend remembers that and reports
+Scoring one-token continuations (a classifier's labels) asks for the next token's top log-probabilities, which
+vLLM serves from its prefix cache; longer ones use `prompt_logprobs` on token ids; elsewhere scoring uses `echo` +
+`logprobs` and JSON `response_format`. A vLLM server started without `--enable-auto-tool-choice` refuses
+`tool_choice="auto"`; the backend remembers that and reports
 `native_tools = False`, so tools are picked through constrained JSON.
 """
 
@@ -46,6 +48,9 @@ logger = logging.getLogger(__name__)
 #: vLLM's answer to `tool_choice="auto"` on a server started without it (chat_completion/serving.py).
 _AUTO_TOOL_CHOICE_REFUSAL = "--enable-auto-tool-choice"
 TOOL_FLAGS = "--enable-auto-tool-choice --tool-call-parser <parser>"
+#: Top log-probabilities asked for the next token when one-token continuations are scored: vLLM's default
+#: `--max-logprobs`, so as many candidates as a default server gives (and at least the 20 labels a classifier has).
+NEXT_TOKEN_TOP_LOGPROBS = 20
 #: Continuations per scoring request; vLLM refuses more prompts than VLLM_MAX_COMPLETION_PROMPTS (1024 by default).
 _PROMPTS_PER_REQUEST = 64
 
@@ -111,7 +116,7 @@ class OpenAIBackend(Backend):
         self.base_url = base_url.rstrip("/")
         self._configured_context = context_size
         self._tokenize_missing = False
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = self.parallelism = max_concurrency
         self.max_retries = max_retries
         self.retry_base_delay_s = retry_base_delay_s
         self._requested_model = model
@@ -128,6 +133,9 @@ class OpenAIBackend(Backend):
         self._json_mode: Literal["json_schema", "json_object"] = "json_schema"
         #: Whether the server picks tools itself (`tool_choice="auto"`): None until a vLLM server was asked.
         self._auto_tool_choice: bool | None = None
+        #: Whether one-token continuations are scored from the next token's top log-probabilities (False once a
+        #: server refused them).
+        self._next_token_logprobs = True
 
     @property
     def model(self) -> str:
@@ -420,18 +428,26 @@ class OpenAIBackend(Backend):
             logprobs=[t[0] for t in triples],
             token_counts=[t[1] for t in triples],
             prompt_tokens=sum(t[2] for t in triples),
+            scoring="echo",
         )
 
     async def _score_vllm(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
         """Tokenize each prompt + continuation as one text (the continuation's tokens found by offset, see
-        `seams`), send them as token ids, many to a request, and read vLLM's `prompt_logprobs` there.
+        `seams`). Where every continuation is one token after the same prompt tokens, ask for that next token's
+        log-probabilities (`_score_next_token`); otherwise send the texts as token ids, many to a request, and
+        read vLLM's `prompt_logprobs` there.
 
-        vLLM skips prefix-cache reads for requests that ask for prompt_logprobs, so the shared prompt is computed
-        once per continuation whatever the request shape; `prompt_tokens` reports that cost."""
+        vLLM skips prefix-cache reads for requests that ask for prompt_logprobs, so there the shared prompt is
+        computed once per continuation whatever the request shape; `prompt_tokens` reports that cost."""
         prompt_ids = (await self._tokenize(info, request.prompt))["tokens"]
         texts = [request.prompt + c for c in request.continuations]
         joints = [t["tokens"] for t in await asyncio.gather(*(self._tokenize(info, text) for text in texts))]
         starts = await asyncio.gather(*(self._continuation_start(info, prompt_ids, ids) for ids in joints))
+        heads = {tuple(ids[:start]) for ids, start in zip(joints, starts)}
+        if self._next_token_logprobs and len(heads) == 1 and all(len(ids) == s + 1 for ids, s in zip(joints, starts)):
+            scored = await self._score_next_token(info, list(heads.pop()), [ids[-1] for ids in joints])
+            if scored is not None:
+                return scored
         chunks = [joints[i : i + _PROMPTS_PER_REQUEST] for i in range(0, len(joints), _PROMPTS_PER_REQUEST)]
         body = {"model": info.model, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
         outs = await asyncio.gather(*(self._post("/completions", body | {"prompt": c}, "scoring") for c in chunks))
@@ -448,7 +464,53 @@ class OpenAIBackend(Backend):
             logprobs=logprobs,
             token_counts=[len(ids) - start for ids, start in zip(joints, starts)],
             prompt_tokens=sum(_token_counts(out)["prompt_tokens"] for out in outs),
+            scoring="prompt_logprobs",
         )
+
+    async def _score_next_token(self, info: ServerInfo, head: list[int], label_ids: list[int]) -> RawScores | None:
+        """One-token continuations after the same prompt tokens `head`: one completion of one token with the
+        next token's `top_logprobs`, which vLLM computes from the prefix cache. None when a continuation is not
+        among the top ones (its log-probability is then unknown) or the server refuses top log-probabilities;
+        the caller then reads prompt log-probabilities instead."""
+        body = {
+            "model": info.model, "prompt": head, "max_tokens": 1, "temperature": 0.0,
+            "logprobs": NEXT_TOKEN_TOP_LOGPROBS, "return_tokens_as_token_ids": True,
+        }  # fmt: skip
+        try:
+            out = await self._post("/completions", body, "scoring")
+        except LLMRequestError as error:
+            if "logprobs" not in str(error):
+                raise
+            logger.warning("the server at %s refuses top log-probabilities (%s); scoring reads prompt "
+                           "log-probabilities instead, which its prefix cache does not serve", self.base_url, error)
+            self._next_token_logprobs = False
+            return None
+        tops = (out["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None]
+        ranked = tops[0] or {}
+        if any(f"token_id:{i}" not in ranked for i in label_ids):
+            return None
+        return RawScores(
+            logprobs=[float(ranked[f"token_id:{i}"]) for i in label_ids],
+            token_counts=[1] * len(label_ids),
+            prompt_tokens=_token_counts(out)["prompt_tokens"],
+            scoring="next_token",
+        )
+
+    async def render_chat(self, messages: list[Message]) -> str:
+        """On vLLM: its /tokenize of the chat (the model's own template, assistant's turn opened), read back as
+        text by /detokenize, less the BOS that tokenizing a text prompt adds again. Other servers do not say."""
+        info = await self._server()
+        if info.flavor != "vllm":
+            return await super().render_chat(messages)
+        body = {
+            "model": info.model, "messages": [_to_openai_message(m) for m in messages],
+            "add_generation_prompt": True, "add_special_tokens": False,
+        }  # fmt: skip
+        ids = (await self._vllm_call("/tokenize", body, "rendering the chat template"))["tokens"]
+        bos = (await self._tokenize(info, ""))["tokens"][:1]  # what a text prompt's tokenization puts in front
+        if bos and ids[:1] == bos:
+            ids = ids[1:]
+        return await self._detokenize(info, ids)
 
     async def _continuation_start(self, info: ServerInfo, prompt_ids: list[int], joint_ids: list[int]) -> int:
         prefixes = merged_seam_prefixes(prompt_ids, joint_ids)

@@ -19,13 +19,14 @@ from typing import Any
 from xplain.llm.backends.base import Backend, RawCompletion, RawScores
 from xplain.llm.backends.seams import continuation_start
 from xplain.llm.backends.vllm_release import STRUCTURED_OUTPUTS, release
-from xplain.llm.types import GenerationRequest, LLMRequestError, LLMUnavailableError, ScoreRequest
+from xplain.llm.types import GenerationRequest, LLMRequestError, LLMUnavailableError, Message, ScoreRequest
 
 
 class VLLMEngineBackend(Backend):
     name = "vllm"
     constrains_json = True
     native_tools = False  # tool choice goes through structured outputs, which every model supports
+    parallelism = 256  # vLLM's default max_num_seqs: sequences it schedules together
 
     def __init__(
         self,
@@ -109,6 +110,17 @@ class VLLMEngineBackend(Backend):
                 results[i] = _raw(out)
         return [r for r in results if r is not None]
 
+    async def render_chat(self, messages: list[Message]) -> str:
+        """The tokenizer's chat template up to the assistant's turn, less the BOS text that scoring's
+        tokenization (`add_special_tokens=True`) puts back."""
+        text = self._tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        bos = getattr(self._tokenizer, "bos_token", None)
+        added = self._tokenizer.encode("", add_special_tokens=True)[:1]
+        adds_bos = bool(bos) and added == [self._tokenizer.bos_token_id]
+        return text.removeprefix(bos) if adds_bos else text
+
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
         return await self._run(self._score_sync, requests)
 
@@ -134,7 +146,7 @@ class VLLMEngineBackend(Backend):
             sampling_params=SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
             use_tqdm=False,
         )
-        results = [RawScores(logprobs=[], token_counts=[]) for _ in requests]
+        results = [RawScores(logprobs=[], token_counts=[], scoring="prompt_logprobs") for _ in requests]
         for (n, joint, start), out in zip(pairs, outputs):
             rows = out.prompt_logprobs
             total = sum(rows[p][joint[p]].logprob for p in range(start, len(joint)))
