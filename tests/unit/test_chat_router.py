@@ -78,3 +78,21 @@ def test_bad_requests_get_a_clear_status(client, backend):
     blank = client.post("/chat/stream", json={"model": "demo", "session_id": "t1", "message": "   "})
     assert events(blank) == [("error", {"error": "the question is empty"})]
     assert backend.requests == []
+
+
+class BrokenChat:
+    """A chat whose turn hits a bug mid-stream."""
+
+    async def stream(self, session_id: str, message: str):
+        raise KeyError("/srv/xplain/secret.db")
+        yield  # an async generator
+
+
+def test_a_bug_mid_stream_ends_with_the_one_error_message_not_its_details(caplog):
+    app = FastAPI()
+    app.include_router(make_chat_router({"demo": BrokenChat()}))
+    response = TestClient(app).post("/chat/stream", json={"model": "demo", "session_id": "s", "message": "hi"})
+    event, data = response.text.strip().split("\n")
+    assert response.status_code == 200 and event == "event: error"
+    assert json.loads(data.removeprefix("data: ")) == {"error": "internal error (KeyError); the log has the details"}
+    assert "secret.db" in caplog.text

@@ -36,10 +36,10 @@ from xplain.agent.loop import (
     check_question,
 )
 from xplain.agent.store import ConversationStore
+from xplain.errors import XplainError, describe
 from xplain.llm import (
     LLM,
     GenerationRequest,
-    LLMError,
     ScoreRequest,
     Scores,
     track_usage,
@@ -47,7 +47,6 @@ from xplain.llm import (
 from xplain.methods.catalog import Method, catalog
 from xplain.prompts import load_prompt
 from xplain.tools import ProbeContext, build_tools
-from xplain.tools.catalog_tools import plain_error
 
 #: The operation a question that names only a row asks for, and the one a follow-up naming only a feature does.
 ROW_DEFAULT, FEATURE_DEFAULT = "predict", "global_effects"
@@ -195,8 +194,8 @@ class GroundedPlanner:
         call = {"name": plan.tool, "args": plan.tool_arguments, "id": call_id, "type": "tool_call"}
         try:
             return await tool.ainvoke(call)
-        except (LLMError, ValueError) as error:  # a method tool whose LLM failed: a failure, said plainly
-            return ToolMessage(content=plain_error(error), tool_call_id=call_id, name=plan.tool, status="error")
+        except (XplainError, ValueError) as error:  # a method tool that failed: a failure, said plainly
+            return ToolMessage(content=describe(error)[1], tool_call_id=call_id, name=plan.tool, status="error")
 
     # -- planning ---------------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 
@@ -18,15 +19,15 @@ from pydantic import BaseModel, Field
 
 from xplain.agent import ExplainerAgent, GroundedPlanner
 from xplain.agent.loop import MAX_QUESTION_CHARS
-from xplain.blackbox import BlackBoxError
 from xplain.display.charts import charts_js, chat_chart
-from xplain.llm import LLMError
+from xplain.errors import describe
 from xplain.server.deps import Principal, principal
 from xplain.server.registry import scoped, split_key
 from xplain.validation import SLUG
-from xplain.tools.catalog_tools import plain_error
 
 STATIC_FILES = {"chat.js": "text/javascript", "chat.css": "text/css", "charts.js": "text/javascript"}
+
+log = logging.getLogger(__name__)
 
 
 class ChatRequest(BaseModel):
@@ -91,8 +92,11 @@ async def _events(agent: Chat, request: ChatRequest) -> AsyncIterator[str]:
             if event.type == "tool_result" and event.result:
                 data["chart"] = chat_chart(event.result)
             yield _sse(event.type, json.dumps(data))
-    except (ValueError, LLMError, BlackBoxError) as error:
-        yield _sse("error", json.dumps({"error": plain_error(error)}))
+    except Exception as error:  # the stream's edge: what every front says for it (a bug's details go to the log)
+        status, message = describe(error)
+        if status == 500:
+            log.exception("a chat turn failed on a bug")
+        yield _sse("error", json.dumps({"error": message}))
 
 
 def _session_of(owner: str, session_id: str) -> str:

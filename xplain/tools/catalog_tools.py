@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, Field, create_model, model_validator
 
 from xplain.batch.runner import to_json as result_json
 from xplain.errors import XplainError, describe, plain_validation_error
@@ -161,14 +160,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
     return value
-
-
-def plain_error(error: BaseException) -> str:
-    """An error as one plain sentence for a person or a model to read: pydantic's field errors as `field: message`,
-    without its type codes and documentation URLs."""
-    if isinstance(error, ValidationError):
-        return plain_validation_error(error, most=5)
-    return PYDANTIC_URL.sub("", str(error)).strip()
-
-
-PYDANTIC_URL = re.compile(r"\s*For further information visit https://errors\.pydantic\.dev\S*")
