@@ -24,10 +24,12 @@ from xplain.settings import Settings
 
 @dataclass
 class OpenedModel:
-    """A black box and the rows like its training data that come with it (a demo's held-out rows), if any."""
+    """A black box and the rows like its training data that come with it (a demo's held-out rows), if any, with
+    their true labels where known (a demo's, a registered reference file's label column)."""
 
     blackbox: BlackBox
     reference: Any = None
+    labels: Any = None
 
 
 def open_spec(spec: str, settings: Settings, *, kind: str | None = None, llm: LLM | None = None) -> OpenedModel:
@@ -42,14 +44,15 @@ def open_spec(spec: str, settings: Settings, *, kind: str | None = None, llm: LL
         llm=llm,
         settings=settings,
     )
-    return OpenedModel(blackbox, reference_for_spec(spec))
+    reference = reference_for_spec(spec)
+    return OpenedModel(blackbox, *((reference.rows, reference.labels) if reference is not None else ()))
 
 
 def with_reference(opened: OpenedModel, reference: Any = None, columns: dict[str, Any] | None = None) -> OpenedModel:
     """The model with `reference` rows like its training data (a DataFrame, records or lists; a demo keeps its own
     otherwise), from which a table learns its columns' kinds, categories and ranges, `columns` overriding them."""
     if reference is not None:
-        opened.reference = reference
+        opened.reference, opened.labels = reference, None  # a demo's labels belong to its own rows
     if opened.blackbox.kind == "tabular" and (reference is not None or columns):
         opened.blackbox.infer_schema(reference, columns)
     return opened
@@ -65,13 +68,14 @@ def method_context(
     owner: str = "",
 ) -> MethodContext:
     """What `method` runs against: the model (refused here, before any work, if the method cannot use it; left
-    out for a method that brings its own), its reference rows, `owner`'s classifier directory and the LLM."""
+    out for a method that brings its own), its reference rows and their labels, `owner`'s classifier directory and the LLM."""
     used = model if method.needs_model else None
     method.check_model(used.blackbox if used is not None else None)
     return MethodContext(
         llm=llm,
         blackbox=used.blackbox if used is not None else None,
         reference=used.reference if used is not None else None,
+        reference_labels=used.labels if used is not None else None,
         classifier_dir=classifier_dir_of(settings, owner),
         shared_classifier_dir=settings.classifier_dir if owner else None,
         progress=progress,

@@ -40,7 +40,7 @@ def scripted_turn(request: GenerationRequest):
     """Look at the feature effects, then try an edit, then answer (with one number no tool gave)."""
     tool_turns = sum(m.role == "tool" for m in request.messages)
     if tool_turns == 0:
-        return tool_call_reply("feature_effect", row=0, top=3)
+        return tool_call_reply("occlusion", row=0, top=3)
     if tool_turns == 1:
         return tool_call_reply("what_if", row=0, changes=[{"feature": "income", "value": -3.0}])
     return "Income drives row 0 most; lowering it to -3 changes the prediction, about 0.777 of the time."
@@ -76,7 +76,7 @@ def test_a_question_shows_the_answer_the_folded_tool_calls_and_the_plots(base_ur
             assert page.inner_text("mark.ungrounded") == "0.777"  # the number no tool returned
             summaries = page.locator("details.tool-call summary").all_inner_texts()
             assert summaries == [
-                "feature_effect(row=0, top=3)",
+                "occlusion(row=0, top=3)",
                 'what_if(row=0, changes=[{"feature":"income","value":-3}])',
             ]
             assert page.locator("details.tool-call[open]").count() == 0  # folded until clicked
@@ -128,14 +128,14 @@ def test_a_why_a_what_if_and_a_follow_up_on_the_planner(planner_url):
             ask(page, "Why is row 0 approved?", 0)
             first = page.locator(".turn").nth(0)
             assert first.locator(".answer").inner_text().startswith("The model predicts approved for row 0")
-            assert first.locator(".plan").inner_text() == "operation: explain (chosen by rules)"
+            assert first.locator(".plan").inner_text() == "operation: occlusion (chosen by rules)"
             bars = first.locator("svg.xplain-chart rect")
             assert bars.count() == 3
             assert first.locator("svg.xplain-chart text").nth(1).text_content().endswith("income")
             # signed effects, not ranks: the number beside income's bar is its drop in P(approved), a fraction
             assert 0 < float(first.locator("svg.xplain-chart text").nth(2).text_content()) < 1
             assert "PGI" in first.locator(".check").inner_text() and "PGU" in first.locator(".check").inner_text()
-            assert first.locator("details.tool-call summary").all_inner_texts() == ["feature_effect(row=0, top=6)"]
+            assert first.locator("details.tool-call summary").all_inner_texts() == ["occlusion(row=0)"]
             assert first.locator("details.tool-call[open]").count() == 0  # folded until clicked
 
             ask(page, "What if income were -3 for row 0?", 1)

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from xplain.agent import ExplainerAgent
 from xplain.blackbox import from_estimator
 from xplain.data.datasets import tabular_dataset
-from xplain.tools import ProbeContext, registered_tool_names
+from xplain.tools import ProbeContext, tool_names
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ async def test_a_question_about_a_sklearn_model_is_answered_from_a_tool_result(e
     answer = await agent.ask("embedded", "What does the model predict for row 2?")
 
     assert answer.tool_calls, f"no tool was called; the model said {answer.text!r}"
-    assert {c.name for c in answer.tool_calls} <= set(registered_tool_names())
+    assert {c.name for c in answer.tool_calls} <= set(tool_names())
     results = [json.loads(c.output) for c in answer.tool_calls]
     good = [r for r in results if "error" not in r]
     assert good, f"every tool call failed: {results}"

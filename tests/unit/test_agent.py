@@ -74,11 +74,11 @@ async def test_the_right_tool_runs_with_the_right_arguments_and_its_result_reach
 
     events = [e async for e in agent.stream("s1", "What does the model say about row 4?")]
 
-    assert {"predict", "what_if", "feature_effect", "similar_rows", "describe_data", "model_score"} <= set(model.bound)
+    assert {"predict", "what_if", "occlusion", "similar_rows", "describe_data", "model_score"} <= set(model.bound)
     [tool_call] = [e for e in events if isinstance(e, ToolCallEvent)]
     [tool_result] = [e for e in events if isinstance(e, ToolResultEvent)]
     assert (tool_call.name, tool_call.arguments) == ("predict", {"row": 4})
-    assert json.loads(tool_result.output)["probabilities"]["yes"] == p_yes
+    assert json.loads(tool_result.output)["prediction"]["probabilities"]["yes"] == p_yes
     # the second model call was shown the tool's output
     shown = [m for m in model.seen[1] if isinstance(m, ToolMessage)]
     assert [json.loads(str(m.text))["row"] for m in shown] == [4]
@@ -110,7 +110,8 @@ async def test_a_repeated_tool_call_ends_the_turn_with_the_result_it_already_has
 
     assert answer.stopped == "repeated_call" and len(model.seen) == 2
     assert len(answer.tool_calls) == 1 and "{" not in answer.text
-    probability = json.loads(answer.tool_calls[0].output)["probabilities"][json.loads(answer.tool_calls[0].output)["predicted"]]
+    prediction = json.loads(answer.tool_calls[0].output)["prediction"]
+    probability = prediction["probabilities"][prediction["label"]]
     assert answer.text.startswith("The model predicts") and f"row 1 (probability {probability})" in answer.text
     assert answer.ungrounded_numbers == []
     stored = store.load("s1")  # no tool call is left without its result, so the next turn is valid
@@ -184,12 +185,12 @@ async def test_memory_persists_per_session_in_sqlite(context, tmp_path):
 async def test_the_json_fallback_drives_the_loop_on_backends_without_native_tools(context):
     backend = FakeBackend(
         native_tools=False,
-        queue=[json.dumps({"tool": "feature_effect", "arguments": {"row": 0, "top": 2}}),
+        queue=[json.dumps({"tool": "occlusion", "arguments": {"row": 0, "top": 2}}),
                json.dumps({"tool": "answer", "answer": "x0 matters most."})],
     )  # fmt: skip
     answer = await ExplainerAgent(LLM(backend), context).ask("s1", "Why row 0?")
 
-    assert [c.name for c in answer.tool_calls] == ["feature_effect"] and answer.text == "x0 matters most."
+    assert [c.name for c in answer.tool_calls] == ["occlusion"] and answer.text == "x0 matters most."
     assert set(json.loads(answer.tool_calls[0].output)["effects"]) == {"x0", "x1"}
     first, second = backend.requests
     assert first.tools is None and first.json_schema is not None  # the choice was constrained JSON

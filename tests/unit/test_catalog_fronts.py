@@ -45,6 +45,13 @@ CASES: dict[str, tuple[str | None, list, dict]] = {
     "iprompt": (None, PAIRS, {"n_candidates": 1, "n_iterations": 0, "n_accuracy": 1}),
     "classifier_fit": (None, TRAINING, {"name": "parity", "kind": "lml"}),
     "classifier_predict": (None, [[3.0, 1.0]], {"classifier": "parity"}),
+    "what_if": ("synthetic", [ROW], {"changes": [{"feature": "x0", "value": 2.0}]}),
+    "occlusion": ("synthetic", [ROW], {"top": 3}),
+    "similar_rows": ("reviews", TEXTS[:2], {"k": 2}),
+    "describe_data": ("synthetic", [], {"feature": "x1"}),
+    "global_effects": ("reviews", [], {"top": 3}),
+    "surrogate_rule": ("synthetic", [], {"depth": 2}),
+    "model_score": ("reviews", [], {"max_mistakes": 2}),
 }
 #: Methods the agent has no tool for, and why (the chat manages no saved classifiers; predict is a richer probe).
 NO_TOOL = {"classifier_fit", "classifier_predict", "sasc"}
@@ -162,6 +169,8 @@ async def test_the_agent_has_a_tool_for_every_method(name, settings):
         subject = {"row": 0}
     elif "rows" in tool.args:
         subject = {"rows": [0, 1, 2]}
+    elif catalog()[name].needs_model:
+        subject = {}  # a method of the whole data: the model's reference rows
     else:
         subject = {"inputs": inputs}
     message = await tool.ainvoke({"type": "tool_call", "id": "c1", "name": name, "args": {**subject, **options}})

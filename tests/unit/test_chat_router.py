@@ -24,7 +24,7 @@ def model(rows: np.ndarray) -> np.ndarray:
 
 @pytest.fixture
 def backend() -> FakeBackend:
-    return FakeBackend(queue=[tool_call_reply("feature_effect", row=1, top=2), "x0 drives it."])
+    return FakeBackend(queue=[tool_call_reply("occlusion", row=1, top=2), "x0 drives it."])
 
 
 @pytest.fixture
@@ -64,8 +64,9 @@ def test_a_turn_streams_the_tool_call_its_result_and_the_answer(client):
     assert kinds[:2] == ["tool_call", "tool_result"] and kinds[-1] == "answer"
     assert set(kinds[2:-1]) == {"answer_delta"}
     assert "".join(data["text"] for kind, data in stream if kind == "answer_delta") == "x0 drives it."
-    assert stream[0][1]["name"] == "feature_effect" and stream[0][1]["arguments"] == {"row": 1, "top": 2}
-    assert json.loads(stream[1][1]["output"])["plot"]["labels"][0] == "x0"
+    assert stream[0][1]["name"] == "occlusion" and stream[0][1]["arguments"] == {"row": 1, "top": 2}
+    assert list(json.loads(stream[1][1]["output"])["effects"])[0] == "x0"
+    assert stream[1][1]["chart"]["labels"][0] == "x0", "the page gets the result's chart, drawn by display"
     assert stream[-1][1]["answer"]["text"] == "x0 drives it."
 
 
@@ -77,3 +78,21 @@ def test_bad_requests_get_a_clear_status(client, backend):
     blank = client.post("/chat/stream", json={"model": "demo", "session_id": "t1", "message": "   "})
     assert events(blank) == [("error", {"error": "the question is empty"})]
     assert backend.requests == []
+
+
+class BrokenChat:
+    """A chat whose turn hits a bug mid-stream."""
+
+    async def stream(self, session_id: str, message: str):
+        raise KeyError("/srv/xplain/secret.db")
+        yield  # an async generator
+
+
+def test_a_bug_mid_stream_ends_with_the_one_error_message_not_its_details(caplog):
+    app = FastAPI()
+    app.include_router(make_chat_router({"demo": BrokenChat()}))
+    response = TestClient(app).post("/chat/stream", json={"model": "demo", "session_id": "s", "message": "hi"})
+    event, data = response.text.strip().split("\n")
+    assert response.status_code == 200 and event == "event: error"
+    assert json.loads(data.removeprefix("data: ")) == {"error": "internal error (KeyError); the log has the details"}
+    assert "secret.db" in caplog.text

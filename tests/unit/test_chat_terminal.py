@@ -47,7 +47,7 @@ def probability(row: int) -> float:
 def test_a_scripted_session_shows_tools_plots_edits_and_flags(monkeypatch, data_csv, tmp_path):
     backend = script(
         monkeypatch,
-        tool_call_reply("feature_effect", row=0, top=3),
+        tool_call_reply("occlusion", row=0, top=3),
         f"Row 0 is predicted with {probability(0)}; but 0.123 is made up.",
         tool_call_reply("what_if", row=0, changes=[{"feature": "a", "value": -5.0}]),
         "Setting a to -5 gives no.",
@@ -58,9 +58,9 @@ def test_a_scripted_session_shows_tools_plots_edits_and_flags(monkeypatch, data_
 
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "→ feature_effect(row=0, top=3)" in out
+    assert "→ occlusion(row=0, top=3)" in out
     assert "Drop in P(" in out and "█" in out  # the bar chart
-    assert "based on: feature_effect" in out
+    assert "based on: occlusion" in out
     assert "not backed by any tool result: 0.123" in out and f"{probability(0)}," not in out.split("not backed")[1]
     assert "what if" in out and "prediction" in out and "-5.0" in out  # the edit as a before/after table
     # the second question reached the model with the first turn in its history
@@ -140,11 +140,11 @@ def test_the_planner_answers_a_why_a_what_if_and_a_follow_up_in_the_terminal(mon
     assert result.exit_code == 0, result.output
     out = result.output
     assert "· planner" in out
-    assert "→ feature_effect(row=3, top=6)" in out and "Drop in P(benign)" in out and "█" in out
+    assert "→ occlusion(row=3)" in out and "Drop in P(benign)" in out and "█" in out
     assert "check (top 3): PGI" in out and "The model predicts benign for row 3" in out
     assert '→ what_if(row=3, changes=[{"feature": "mean radius"' in out and "what if" in out
     assert '→ what_if(row=5, changes=[{"feature": "mean radius"' in out  # the follow-up kept the edit
-    assert out.count("based on: feature_effect") == 1 and out.count("based on: what_if") == 2
+    assert out.count("based on: occlusion") == 1 and out.count("based on: what_if") == 2
     assert "not backed" not in out and "Traceback" not in out
     assert backend.requests == [] and backend.score_batches == []
 

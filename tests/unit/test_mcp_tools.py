@@ -46,18 +46,11 @@ def test_each_method_tool_takes_the_methods_own_options():
         assert schema["additionalProperties"] is False
 
 
-async def test_tools_are_the_catalog_the_listings_registration_and_the_probes(server):
+async def test_tools_are_the_catalog_the_listings_and_registration(server):
     async with server as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        from xplain.tools import build_tools, demo_context
-
-        probes = {t.name for name in ("breast_cancer", "reviews") for t in build_tools(demo_context(name))} - set(catalog())
-        assert {"what_if", "describe_data", "similar_rows", "model_score", "feature_effect"} <= probes
-        assert set(tools) == {"list_models", "list_methods", "register_model", *catalog(), *probes}
-        assert tools["what_if"].input_schema["properties"]["arguments"]["anyOf"] == [
-            {"$ref": "#/$defs/TabularWhatIfArgs"},
-            {"$ref": "#/$defs/TextWhatIfArgs"},
-        ]
+        assert set(tools) == {"list_models", "list_methods", "register_model", *catalog()}, "no second registry"
+        assert {"what_if", "describe_data", "similar_rows", "model_score", "occlusion"} <= set(tools)
         assert tools["sasc"].description == get_method("sasc").description
         methods = await client.call_tool("list_methods", {})
         assert [m["name"] for m in methods.structured_content["methods"]] == list(catalog())
@@ -109,19 +102,24 @@ async def test_an_llm_method_answers_from_the_configured_llm(server, backend):
         assert len(backend.score_batches) == 1
 
 
-async def test_probe_tools_question_a_demo_model_about_its_reference_rows(server):
+async def test_probes_question_a_demo_model_about_its_reference_rows(server):
     reference = demo_reference("breast_cancer")
     async with server as client:
-        edit = {"row": 0, "changes": [{"feature": "worst radius", "value": 30.0}]}
-        answer = await client.call_tool("what_if", {"model": "breast_cancer", "arguments": edit})
+        edit = {"changes": [{"feature": "worst radius", "value": 30.0}]}
+        row = reference.rows[0].tolist()
+        answer = await client.call_tool("what_if", {"model": "breast_cancer", "rows": [row], "options": edit})
         assert not answer.is_error, answer.content
-        result = answer.structured_content
-        assert result["changes"]["worst radius"] == {"from": round(float(reference.rows[0][20]), 4), "to": 30.0}
+        [outcome] = answer.structured_content["results"]
+        result = outcome["result"]
+        assert result["changes"]["worst radius"] == {"old": round(float(reference.rows[0][20]), 4), "new": 30.0}
         assert result["label_changed"] == (result["before"]["predicted"] != result["after"]["predicted"])
 
-        overview = await client.call_tool("describe_data", {"model": "reviews"})
-        assert overview.structured_content["rows"] == len(demo_reference("reviews").rows)
+        overview = await client.call_tool("describe_data", {"model": "reviews", "rows": []})
+        assert not overview.is_error, overview.content
+        [outcome] = overview.structured_content["results"]
+        assert outcome["result"]["overview"]["rows"] == len(demo_reference("reviews").rows)
 
-        missing = {"text": "a fine film", "replacements": [{"old": "awful", "new": "great"}]}
-        wrong = await client.call_tool("what_if", {"model": "reviews", "arguments": missing})
-        assert wrong.is_error and "'awful' does not occur in the text" in wrong.content[0].text
+        missing = {"replacements": [{"old": "awful", "new": "great"}]}
+        wrong = await client.call_tool("what_if", {"model": "reviews", "rows": ["a fine film"], "options": missing})
+        [outcome] = wrong.structured_content["results"]
+        assert not outcome["ok"] and "'awful' does not occur in the text" in outcome["error"]

@@ -66,17 +66,3 @@ async def test_posthoc_tool_maps_letters_back_and_reports_the_models_check():
     assert out["pgi"] is not None and out["pgu"] is not None
     bad, _ = await call(tool, row=10_000, k=2)
     assert "row 10000 does not exist" in bad["error"]
-
-
-async def test_describe_rule_learns_from_the_models_own_labels_and_reports_agreement():
-    context = demo_context("reviews")
-    backend = FakeBackend(default="negative")
-    context.llm = LLM(backend)
-    out = json.loads(await tool_named(build_tools(context), "describe_rule").ainvoke({"rows": 12}))
-    assert out["rules"] and all(0 <= (r["heldout_agreement"] or 0) <= 1 for r in out["rules"])
-    scored = {c for batch in backend.score_batches for request in batch for c in request.continuations}
-    model_labels = {str(label) for label in context.blackbox.predict(list(context.rows)[:12])}
-    assert {c.strip() for c in scored} <= model_labels, "the rule is scored on the black box's labels"
-    table_context = demo_context("synthetic")
-    table_context.llm = LLM(FakeBackend())
-    assert "describe_rule" not in [t.name for t in build_tools(table_context)], "text models only"

@@ -15,6 +15,7 @@ from xplain.blackbox import from_callable
 from xplain.llm import LLM
 from xplain.llm.backends.base import RawScores
 from xplain.llm.backends.fake import FakeBackend
+from xplain.methods.catalog import catalog
 from xplain.tools import ProbeContext
 
 FEATURES = ["mean radius", "worst area", "alcalinity_of_ash", "x3"]
@@ -51,12 +52,13 @@ def test_features_are_found_exactly_longest_first_and_by_close_spelling():
     assert q.find_features("the ages of men", ["age"]) == []  # short names match whole words only
 
 
-def test_feature_names_do_not_read_as_operation_cues():
+def test_feature_names_do_not_read_as_operation_cues(tabular):
+    cues = planner(tabular).cues  # the cues the catalog's methods declare
     names = ["mean radius", "radius error"]
     question = "what if mean radius and radius error were 3?"
     masked = q.mask(question, q.find_features(question, names))
-    assert "data_stats" not in q.cue_scores(masked) and "mistakes" not in q.cue_scores(masked)
-    assert "data_stats" in q.cue_scores("what is the mean of x?")
+    assert "describe_data" not in q.cue_scores(masked, cues) and "model_score" not in q.cue_scores(masked, cues)
+    assert "describe_data" in q.cue_scores("what is the mean of x?", cues)
 
 
 @pytest.mark.parametrize(
@@ -108,15 +110,17 @@ def test_rows_counts_and_quotes():
 @pytest.mark.parametrize(
     ("question", "operation", "tool", "arguments"),
     [
-        ("Why did the model predict this for row 3?", "explain", "feature_effect", {"row": 3, "top": 6}),
+        ("Why did the model predict this for row 3?", "occlusion", "occlusion", {"row": 3}),
         ("what does it predict for row 4", "predict", "predict", {"row": 4}),
-        ("show 3 rows similar to row 8", "similar", "similar_rows", {"row": 8, "k": 3}),
-        ("how accurate is the model?", "accuracy", "model_score", {"max_mistakes": 0}),
-        ("which rows does it get wrong?", "mistakes", "model_score", {"max_mistakes": 5}),
-        ("what is the median worst area?", "data_stats", "describe_data", {"feature": "worst area"}),
-        ("overall, how does mean radius affect predictions?", "feature_effects", "global_effects",
+        ("show 3 rows similar to row 8", "similar_rows", "similar_rows", {"row": 8, "k": 3}),
+        ("show 30 rows similar to row 8", "similar_rows", "similar_rows", {"row": 8, "k": 10}),
+        ("how accurate is the model?", "model_score", "model_score", {}),
+        ("list 2 rows it gets wrong", "model_score", "model_score", {"max_mistakes": 2}),
+        ("what is the median worst area?", "describe_data", "describe_data", {"feature": "worst area"}),
+        ("show me the values of row 7", "describe_data", "describe_data", {"row": 7}),
+        ("overall, how does mean radius affect predictions?", "global_effects", "global_effects",
          {"feature": "mean radius"}),
-        ("is there a simple rule for how the model decides?", "describe_rule", "surrogate_rule", {}),
+        ("is there a simple rule for how the model decides?", "surrogate_rule", "surrogate_rule", {}),
         ("do LIME and SHAP agree on row 1?", "compare", "compare",
          {"row": 1, "explainers": ["lime", "kernelshap"], "k": 4, "n_samples": 200}),
         ("what is the smallest change that flips row 2 keeping mean radius fixed?", "counterfactual", "counterfactual",
@@ -156,11 +160,14 @@ async def test_the_llm_scores_the_operations_only_when_the_rules_are_silent(tabu
     chat = planner(tabular, backend)
     plan = await chat.plan("so, how do you think it would decide?")
     # the raw scores favour 'accurate' everywhere; against the question-free prompt, the rule description gains most
-    assert plan.chosen_by == "llm" and plan.operation == "describe_rule"
+    assert plan.chosen_by == "llm" and plan.operation == "surrogate_rule"
     [[asked, neutral]] = backend.score_batches
     assert "how do you think it would decide" in asked.prompt and "(no question)" in neutral.prompt
-    assert len(asked.continuations) == len(chat.operations) == 11 + 4, "its own 11 and 4 the catalog declares"
-    assert {"lime", "kernelshap", "posthoc", "zero_shot"} <= set(chat.operations)
+    assert len(asked.continuations) == len(chat.operations) - 1, "every operation but the what-if: no value given"
+    offered = {"predict", "occlusion", "what_if", "similar_rows", "describe_data", "global_effects", "surrogate_rule",
+               "model_score", "lime", "kernelshap", "posthoc", "zero_shot"}  # fmt: skip
+    assert offered <= set(chat.operations), "every catalog method with a ChatForm is an operation"
+    assert not set(chat.operations) - {m.name for m in catalog().values() if m.chat is not None}
     await chat.plan("anything else you would decide?")
     assert len(backend.score_batches[1]) == 1, "the question-free scores are computed once"
 
@@ -173,10 +180,21 @@ async def test_the_llm_alone_chooses_every_operation_when_asked_to(tabular):
 
 async def test_a_tie_between_cues_is_settled_by_the_llm_among_the_tied_only(tabular):
     backend = FakeBackend(token_logprob=lambda previous, token: -0.1 if "similar" in token else -5.0)
-    plan = await planner(tabular, backend).plan("compare row 3 with similar rows")  # cues: similar 4, compare 2
-    assert plan.operation == "similar" and plan.chosen_by == "rules"
-    plan = await planner(tabular, backend).plan("why is row 3 predicted so?")  # explain 3 vs predict 2: rules
-    assert plan.operation == "explain" and backend.score_batches == []
+    plan = await planner(tabular, backend).plan("what is the mean radius of rows similar to row 3?")
+    assert plan.operation == "similar_rows" and plan.chosen_by == "rules"  # cues: similar 4, statistics 2.5
+    plan = await planner(tabular, backend).plan("why is row 3 predicted so?")  # occlusion 3 vs predict 2: rules
+    assert plan.operation == "occlusion" and backend.score_batches == []
+    plan = await planner(tabular, backend).plan("how does LIME explain row 3?")  # lime 4 vs occlusion 2.5
+    assert plan.operation == "lime" and backend.score_batches == []
+
+
+async def test_the_llm_is_offered_no_what_if_for_a_question_that_gives_no_value(tabular):
+    backend = FakeBackend(token_logprob=lambda previous, token: -0.1 if "changed" in token else -5.0)
+    chat = planner(tabular, backend)
+    plan = await chat.plan("anything odd about this model?")  # no cue, no value: the LLM chooses, not a what-if
+    assert plan.chosen_by == "llm" and plan.operation != "what_if"
+    [[asked, _]] = backend.score_batches
+    assert len(asked.continuations) == len(chat.operations) - 1
 
 
 async def test_an_edit_naming_no_known_feature_has_the_llm_pick_the_feature_and_the_question_the_value(tabular):
@@ -194,7 +212,7 @@ async def test_a_turn_answers_from_the_template_with_only_numbers_the_tool_retur
     answer = await planner(tabular).ask("s", "Why did the model predict this for row 3?")
     assert answer.mode == "planner" and answer.stopped == "answered" and answer.ungrounded_numbers == []
     [call] = answer.tool_calls
-    assert call.name == "feature_effect" and call.ok
+    assert call.name == "occlusion" and call.ok
     assert answer.text.startswith("The model predicts") and "row 3" in answer.text
     assert "mean radius" in answer.text and "PGI" in answer.text and "{" not in answer.text
     assert answer.usage.calls == 0  # the rules decided; no LLM call at all
@@ -211,9 +229,9 @@ async def test_follow_ups_resolve_against_the_previous_turn(tabular, tmp_path):
     why = await planner(tabular, store=store).ask("s", "why is row 6 predicted so?")
     ranked = list(eval_effects(why))
     second = await planner(tabular, store=store).ask("s", "what about the second feature?")
-    assert second.plan["operation"] == "feature_effects" and second.plan["arguments"]["feature"] == ranked[1]
+    assert second.plan["operation"] == "global_effects" and second.plan["arguments"]["feature"] == ranked[1]
     again = await planner(tabular, store=store).ask("s", "Why?")
-    assert again.plan["operation"] == "explain" and again.plan["tool_arguments"]["row"] == 6
+    assert again.plan["operation"] == "occlusion" and again.plan["tool_arguments"]["row"] == 6
 
 
 def eval_effects(answer):
@@ -282,9 +300,9 @@ def test_survives_checks_numbers_names_and_additions():
 
 
 def test_a_result_shaped_otherwise_than_its_template_still_reads_as_words():
-    from xplain.agent.answers import render_answer
+    from xplain.agent.answers import answer_for
 
-    text = render_answer("predict", {"row": 3, "label": "yes", "score": 0.8})
+    text = answer_for("predict", {"row": 3, "label": "yes", "score": 0.8})
     assert text == "The predict tool reports: row 3; label yes; score 0.8." and "{" not in text
 
 
@@ -313,7 +331,7 @@ async def test_an_ordinal_follow_up_names_the_feature_the_last_answer_ranked(tab
     why = await chat.ask("s", "why is row 6 predicted so?")
     ranked = list(eval_effects(why))
     second = await chat.ask("s", "and the second most important?")
-    assert second.plan["operation"] == "feature_effects" and second.plan["chosen_by"] == "follow-up"
+    assert second.plan["operation"] == "global_effects" and second.plan["chosen_by"] == "follow-up"
     assert second.plan["arguments"]["feature"] == ranked[1]
     assert f"{ranked[1]} is second in the last answer's ranking" in second.text
 
@@ -341,6 +359,8 @@ async def test_questions_outside_the_model_or_giving_instructions_are_declined_w
         ("what does LIME say about row 2?", "lime"),
         ("what are the kernel SHAP values for row 2?", "kernelshap"),
         ("how would the LLM explain row 2?", "posthoc"),
+        ("which rows are closest to row 2?", "similar_rows"),
+        ("what would the language model itself predict for row 2?", "zero_shot"),
         ("compare LIME and SHAP on row 2", "compare"),
         ("what would have to change for row 2 to be malignant?", "counterfactual"),
     ],

@@ -341,7 +341,7 @@ async def test_what_if_sets_a_category_only_to_one_the_model_knows(pipe, table):
     [what_if] = build_tools(context, ["what_if"])
     row = int(np.flatnonzero(table.head(20).workclass == "Gov")[0])
     answer = json.loads(await what_if.ainvoke({"row": row, "changes": [{"feature": "workclass", "value": "Self-emp"}]}))
-    assert answer["changes"]["workclass"] == {"from": "Gov", "to": "Self-emp"}
+    assert answer["changes"]["workclass"] == {"old": "Gov", "new": "Self-emp"}
     assert answer["label_changed"] and answer["after"]["predicted"] == "1"
     refused = await what_if.ainvoke({"row": row, "changes": [{"feature": "workclass", "value": "Unicorn"}]})
     assert "'Unicorn' is not a category the model knows" in refused
@@ -382,7 +382,7 @@ async def test_every_chat_probe_answers_in_the_users_values_never_codes(pipe, ta
     calls = {
         "describe_data": [{"row": row}, {"feature": "workclass"}, {"feature": "married"}, {"feature": "age"}],
         "similar_rows": [{"row": row, "k": 5}],
-        "feature_effect": [{"row": row}],
+        "occlusion": [{"row": row}],
         "global_effects": [{}, {"feature": "workclass"}],
         "surrogate_rule": [{"depth": 2}],
         "model_score": [{}],
@@ -397,17 +397,17 @@ async def test_every_chat_probe_answers_in_the_users_values_never_codes(pipe, ta
 
     described = answers[("describe_data", json.dumps({"row": row}))]["values"]
     assert described["workclass"] == "Gov" and isinstance(described["married"], bool) and described["age"] == head.age[row]
-    counts = answers[("describe_data", json.dumps({"feature": "workclass"}))]["counts"]
+    counts = answers[("describe_data", json.dumps({"feature": "workclass"}))]["summary"]["counts"]
     assert counts == head.workclass.value_counts().to_dict()
-    assert set(answers[("describe_data", json.dumps({"feature": "married"}))]["counts"]) == {"True", "False"}
+    assert set(answers[("describe_data", json.dumps({"feature": "married"}))]["summary"]["counts"]) == {"True", "False"}
     curve = answers[("global_effects", json.dumps({"feature": "workclass"}))]["curve"]
     assert {point["value"] for point in curve} == {"Private", "Self-emp", "Gov"}
     # the label rides on workclass alone: the probes that rank columns put it first, by its values
     assert list(answers[("global_effects", "{}")]["effects"])[0] == "workclass"
-    rules = " ".join(r["if"] for r in answers[("surrogate_rule", json.dumps({"depth": 2}))]["rules"])
+    rules = " ".join(r["condition"] for r in answers[("surrogate_rule", json.dumps({"depth": 2}))]["rules"])
     assert "workclass = Self-emp" in rules or "workclass != Self-emp" in rules
     assert not re.search(r"workclass [<>]", rules)
-    assert answers[("feature_effect", json.dumps({"row": row}))]["set_to"]["workclass"] == head.workclass.mode()[0]
+    assert answers[("occlusion", json.dumps({"row": row}))]["set_to"]["workclass"] == head.workclass.mode()[0]
 
     # and in a chat turn: the model reads the row in the user's values, and so does the answer it grounds
     backend = FakeBackend(

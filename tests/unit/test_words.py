@@ -36,10 +36,10 @@ def negated(texts: list[str]) -> np.ndarray:
     return np.column_stack([1 - p, p])
 
 
-async def test_the_word_feature_effect_ranks_first_is_the_word_its_check_removes():
+async def test_the_word_occlusion_ranks_first_is_the_word_its_check_removes():
     blackbox = from_callable(negated, kind="text", classes=["negative", "positive"])
     context = ProbeContext(blackbox, ["i don't like this film", "a fine film"], np.array(["negative", "positive"]))
-    tool = next(t for t in build_tools(context) if t.name == "feature_effect")
+    tool = next(t for t in build_tools(context) if t.name == "occlusion")
     result = json.loads(await tool.ainvoke({"row": 0, "top": 3}))
     assert list(result["effects"])[0] == "don't"
     assert result["check"]["pgi"] > 0.5, "removing the ranked word moves the prediction in the check too"

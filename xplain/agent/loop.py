@@ -20,12 +20,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from xplain.agent.answers import (
-    render_answer,
-    render_failure,
-    templates_ref,
-    tool_payload,
-)
+from xplain.agent.answers import answer_for, render_failure, templates_ref, tool_payload
 from xplain.agent.chat_model import XplainChatModel
 from xplain.agent.grounding import source_numbers, ungrounded_numbers
 from xplain.agent.store import ConversationStore, check_session_id
@@ -287,15 +282,12 @@ def check_question(session_id: str, question: str) -> str:
 
 
 def floor_answer(calls: list[ToolCallRecord], results: dict[str, dict[str, Any] | None]) -> str:
-    """When the model stops without an answer: the templated answer of the last tool call that succeeded, else the
+    """When the model stops without an answer: the declared answer of the last tool call that succeeded, else the
     last failure in plain words — never a tool's raw JSON."""
     for call in reversed(calls):
         result = results.get(call.id)
         if call.ok and result is not None:
-            try:
-                return render_answer(call.name, result)
-            except (KeyError, TypeError, IndexError):
-                continue  # a result without the fields its template needs: try an earlier one
+            return answer_for(call.name, result)
     failed = next((c for c in reversed(calls) if not c.ok), None)
     if failed is not None:
         return render_failure(failed.name, failed.error or "it failed")

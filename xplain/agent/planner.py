@@ -23,13 +23,7 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
 from xplain.agent import questions as q
-from xplain.agent.answers import (
-    render_answer,
-    render_declared,
-    render_failure,
-    templates_ref,
-    tool_payload,
-)
+from xplain.agent.answers import answer_for, render_failure, templates_ref, tool_payload
 from xplain.agent.grounding import numbers_in_text, source_numbers, ungrounded_numbers
 from xplain.agent.loop import (
     AgentAnswer,
@@ -42,44 +36,24 @@ from xplain.agent.loop import (
     check_question,
 )
 from xplain.agent.store import ConversationStore
+from xplain.errors import XplainError, describe
 from xplain.llm import (
     LLM,
     GenerationRequest,
-    LLMError,
     ScoreRequest,
     Scores,
     track_usage,
 )
-from xplain.methods.catalog import catalog
+from xplain.methods.catalog import Method, catalog
 from xplain.prompts import load_prompt
 from xplain.tools import ProbeContext, build_tools
-from xplain.tools.registry import plain_error
 
-Operation = Literal[
-    "predict", "explain", "what_if", "similar", "mistakes", "accuracy", "feature_effects", "data_stats",
-    "describe_rule",
-]  # fmt: skip
-
-#: operation -> (tool, what the user wants, as the LLM scores it: "The user wants ...")
-OPERATIONS: dict[str, tuple[str, str]] = {
-    "predict": ("predict", " to know the model's prediction for one row."),
-    "explain": ("feature_effect", " to know why the model made its prediction for one row."),
-    "what_if": ("what_if", " to see what happens to the prediction if a value of a row is changed."),
-    "similar": ("similar_rows", " to see the rows that are most similar to one row."),
-    "mistakes": ("model_score", " to see the rows the model gets wrong."),
-    "accuracy": ("model_score", " to know how accurate the model is."),
-    "feature_effects": ("global_effects", " to know how a feature affects the predictions across the data."),
-    "data_stats": ("describe_data", " statistics about the data or a feature, or to see a row."),
-    "describe_rule": ("surrogate_rule", " a simple rule that describes how the model decides."),
-}
-ROW_OPERATIONS = {"predict", "explain", "what_if", "similar"}
+#: The operation a question that names only a row asks for, and the one a follow-up naming only a feature does.
+ROW_DEFAULT, FEATURE_DEFAULT = "predict", "global_effects"
 #: What the chat compares when a question names fewer than two explainers: the black box's own (fast, no LLM),
 #: each built from this many of its rows.
 CHAT_EXPLAINERS = ["occlusion", "lime", "kernelshap"]
 CHAT_COMPARE_ROWS = 200
-#: The weight of a cue a catalog method declares: above one of the planner's own weak cues, so "what does LIME say"
-#: goes to `lime` rather than to the comparison of explainers.
-DECLARED_CUE_WEIGHT = 4.0
 
 
 class OutOfScope(ValueError):
@@ -92,7 +66,7 @@ REPHRASE_TOKENS = 160
 class Plan(BaseModel):
     """What the planner decided for one question, and who decided the operation (rules, the LLM, the follow-up)."""
 
-    operation: str = Field(description="One of OPERATIONS, or a catalog method the chat offers (`Method.chat`).")
+    operation: str = Field(description="A catalog method the chat offers (one with a `ChatForm`).")
     arguments: dict[str, Any] = Field(description="Row, feature, edits, target... as read from the question.")
     chosen_by: Literal["rules", "llm", "follow-up"]
     tool: str
@@ -134,15 +108,15 @@ class GroundedPlanner:
         self.store = store
         self.rephrase = rephrase and llm is not None
         self.tools = {t.name: t for t in (tools if tools is not None else build_tools(context))}
-        offered = [
-            m for m in catalog().values()
-            if m.chat is not None and m.unit == "row" and m.needs_model and m.name in self.tools and m.name not in OPERATIONS
-        ]  # fmt: skip
-        #: operation -> (tool, what the user wants): the planner's own and those the catalog's methods declare
-        self.operations = {**OPERATIONS, **{m.name: (m.name, m.chat.asks) for m in offered}}
-        self.row_operations = ROW_OPERATIONS | {m.name for m in offered}
-        self.cues = {m.name: [(re.compile(c, re.IGNORECASE), DECLARED_CUE_WEIGHT) for c in m.chat.cues] for m in offered}
-        self.answers = {m.name: m.chat.answer for m in offered}
+        #: operation -> method: every catalog method that declares how the chat reaches it, on this model
+        self.operations: dict[str, Method] = {
+            m.name: m for m in catalog().values() if m.chat is not None and m.name in self.tools
+        }
+        self.row_operations = {name for name, m in self.operations.items() if m.unit == "row"}
+        self.cues = {
+            name: [(re.compile(cue, re.IGNORECASE), weight) for cue, weight in m.chat.weighted_cues()]
+            for name, m in self.operations.items()
+        }
         self.llm_chooses = llm_chooses
         self._memory: dict[str, PlanState] = {}  # sessions without a store
         self._priors: dict[tuple[str, ...], list[float]] = {}
@@ -182,11 +156,7 @@ class GroundedPlanner:
                 if result is None:
                     text = render_failure(plan.tool, error or "it failed")
                 else:
-                    kind = plan.operation if plan.tool == "model_score" else None
-                    if plan.operation in self.answers:
-                        text = render_declared(plan.tool, self.answers[plan.operation], result)
-                    else:
-                        text = render_answer(plan.tool, result, question_kind=kind)
+                    text = answer_for(plan.tool, result)
                     if plan.notes:
                         text += " (" + "; ".join(plan.notes) + ".)"
                     if self.rephrase:
@@ -224,8 +194,8 @@ class GroundedPlanner:
         call = {"name": plan.tool, "args": plan.tool_arguments, "id": call_id, "type": "tool_call"}
         try:
             return await tool.ainvoke(call)
-        except (LLMError, ValueError) as error:  # a method tool whose LLM failed: a failure, said plainly
-            return ToolMessage(content=plain_error(error), tool_call_id=call_id, name=plan.tool, status="error")
+        except (XplainError, ValueError) as error:  # a method tool that failed: a failure, said plainly
+            return ToolMessage(content=describe(error)[1], tool_call_id=call_id, name=plan.tool, status="error")
 
     # -- planning ---------------------------------------------------------------------------------------------
 
@@ -270,38 +240,38 @@ class GroundedPlanner:
                 notes.append("no row named, so I used row 0; ask about another with 'row N'")
             if "row" in arguments:
                 context.row(arguments["row"])  # a clear error for a row that does not exist
-        if operation == "what_if":
-            if context.kind == "tabular":
-                edits = q.find_edits(question, mentions) or arguments.get("edits")
-                arguments["edits"] = edits or await self._edits_by_llm(question, masked)
-                relative = [words for words in map(q.said, arguments["edits"]) if words]
-                if relative:
-                    notes.append(f"read as {', '.join(relative)}")
-            else:
-                arguments["replacements"] = text_edits or arguments.get("replacements", [])
-        elif operation == "counterfactual":
+        # what the question says, given to the options the chosen method has (edits, target, kept features...)
+        method = self.operations[operation]
+        fields = method.options.model_fields
+        if "changes" in fields and context.kind == "tabular":
+            edits = q.find_edits(question, mentions) or arguments.get("edits")
+            arguments["edits"] = edits or await self._edits_by_llm(question, masked)
+            relative = [words for words in map(q.said, arguments["edits"]) if words]
+            if relative:
+                notes.append(f"read as {', '.join(relative)}")
+        if "replacements" in fields and context.kind == "text":
+            arguments["replacements"] = text_edits or arguments.get("replacements", [])
+        if "target" in fields:
             target = q.find_class(q.mask(question, mentions), context.class_names)
             if target is not None:
                 arguments["target"] = target
+        if "keep" in fields or "constraints" in fields:
             kept = q.find_kept(question, mentions)
             if kept:
                 arguments["keep"] = kept
-        elif operation == "compare":
+        if "explainers" in fields:
             named = q.find_explainers(masked)
             arguments["explainers"] = named if len(named) >= 2 else arguments.get("explainers", CHAT_EXPLAINERS)
-        elif operation == "similar":
-            count = q.find_count(masked)
-            if count:
-                arguments["k"] = max(1, min(count, 10))
-        elif operation == "mistakes":
-            count = q.find_count(masked)
-            if count:
-                arguments["max_mistakes"] = max(0, min(count, 20))
-        elif operation in ("feature_effects", "data_stats"):
-            if feature is not None:
-                arguments["feature"] = feature
-            if operation == "data_stats" and feature is None and row is not None:
-                arguments["row"] = row
+        count = q.find_count(masked) if method.chat.count else None
+        if count:
+            limits = fields[method.chat.count].metadata
+            low = max([getattr(m, "ge", None) for m in limits if getattr(m, "ge", None) is not None], default=0)
+            high = min([getattr(m, "le", None) for m in limits if getattr(m, "le", None) is not None], default=count)
+            arguments[method.chat.count] = max(low, min(count, high))
+        if "feature" in fields and feature is not None:
+            arguments["feature"] = feature
+        if "row" in fields and operation not in self.row_operations and feature is None and row is not None:
+            arguments["row"] = row  # a row of the data shown by a method of the whole data
         tool, tool_arguments = self._tool_call(operation, arguments)
         return Plan(operation=operation, arguments=arguments, chosen_by=chosen_by, tool=tool,
                     tool_arguments=tool_arguments, notes=notes)  # fmt: skip
@@ -317,7 +287,7 @@ class GroundedPlanner:
         quoted: list[str],
         word: str | None,
     ) -> tuple[str, Literal["rules", "llm", "follow-up"]]:
-        available = [op for op in self.operations if self._available(op)]
+        available = list(self.operations)
         if self.llm_chooses:
             return await self._choose(question, available), "llm"
         scores = q.cue_scores(masked, self.cues)
@@ -330,25 +300,32 @@ class GroundedPlanner:
             return await self._choose(question, leaders), "llm"
         # no cue: an elliptical follow-up that names only a new row, feature or text keeps (or adapts) the last
         # operation; a full question without cues goes to the LLM instead
-        if state.operation is not None and _elliptical(question):
-            if (row is not None or quoted) and state.operation in self.row_operations | {"data_stats"}:
+        if state.operation in self.operations and _elliptical(question):
+            takes = self.operations[state.operation].options.model_fields
+            if (row is not None or quoted) and (state.operation in self.row_operations or "row" in takes):
                 return state.operation, "follow-up"
-            if mentions or ordinal is not None or word is not None:
-                keep = state.operation in ("feature_effects", "data_stats")
-                return (state.operation if keep else "feature_effects"), "follow-up"
-        if row is not None and not mentions:
-            return "predict", "rules"
+            named = mentions or ordinal is not None or word is not None
+            if named and ("feature" in takes or FEATURE_DEFAULT in available):
+                return (state.operation if "feature" in takes else FEATURE_DEFAULT), "follow-up"
+        if row is not None and not mentions and ROW_DEFAULT in available:
+            return ROW_DEFAULT, "rules"
         if not (mentions or quoted or ordinal is not None or word is not None or q.about_the_model(masked)):
             raise OutOfScope(f"That is not a question about this model or its data. {self._offer()}")
-        return await self._choose(question, available), "llm"
+        return await self._choose(question, [op for op in available if self._answerable(op, question, masked)]), "llm"
 
-    def _available(self, operation: str) -> bool:
-        tool = self.operations[operation][0]
-        return tool in self.tools
+    def _answerable(self, operation: str, question: str, masked: str) -> bool:
+        """Whether the question gives what the operation needs: an edit needs a value (tables: a number; texts: a
+        replacement), so a question with none is no what-if, whichever description the LLM would prefer."""
+        fields = self.operations[operation].options.model_fields
+        if "changes" in fields and self.context.kind == "tabular":
+            return bool(numbers_in_text(masked))
+        if "replacements" in fields and self.context.kind == "text":
+            return bool(q.find_text_edits(question))
+        return True
 
     def _offer(self) -> str:
         """What the chat can answer, from the operations this model has."""
-        offered = ", ".join(op.replace("_", " ") for op in self.operations if self._available(op))
+        offered = ", ".join(op.replace("_", " ") for op in self.operations)
         return f"I answer questions about this model and its data ({offered}); for example: 'why did the model predict row N?'"
 
     async def _choose(self, question: str, candidates: list[str]) -> str:
@@ -358,7 +335,7 @@ class GroundedPlanner:
         if self.llm is None or len(candidates) == 1:
             return candidates[0]
         kind = "rows of a table" if self.context.kind == "tabular" else "texts"
-        continuations = [self.operations[c][1] for c in candidates]
+        continuations = [self.operations[c].chat.asks for c in candidates]
         prompt = load_prompt(CHOOSE_PROMPT).render(kind=kind, question=question)
         key = tuple(candidates)
         requests = [ScoreRequest(prompt=prompt, continuations=continuations)]
@@ -396,16 +373,17 @@ class GroundedPlanner:
         return single[0].lower() if single else None
 
     def _tool_call(self, operation: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """The tool and its arguments for a plan: edits become the values the tool sets, checked against the row."""
-        tool = self.operations[operation][0]
+        """The tool and its arguments for a plan: the row or text for a row method, the options the plan read; edits
+        become the values the method sets, checked against the row."""
+        fields = self.operations[operation].options.model_fields
         source = {k: arguments[k] for k in ("row", "text") if k in arguments}
+        given = {k: v for k, v in arguments.items() if k in fields and k not in ("changes", "replacements")}
+        if "constraints" in fields and arguments.get("keep"):  # features the question keeps, as constraints
+            given["constraints"] = {feature: {"immutable": True} for feature in arguments["keep"]}
+        if "explainers" in fields:  # a comparison in the chat: the black box's own explainers, quick
+            given.update(k=4, n_samples=CHAT_COMPARE_ROWS)
         context = self.context
-        if operation == "what_if":
-            if context.kind == "text":
-                replacements = [self._exact_replacement(r, source) for r in arguments["replacements"]]
-                if not replacements:
-                    raise ValueError("say which words to change, e.g. \"what if 'good' were replaced with 'bad'?\"")
-                return tool, {**source, "replacements": replacements}
+        if "changes" in fields and context.kind == "tabular":
             if "row" not in source:
                 raise ValueError("a what-if edits a row of the data: name one, e.g. 'row 3'")
             values = np.asarray(context.row(source["row"]), dtype=float)
@@ -419,25 +397,13 @@ class GroundedPlanner:
                 else:
                     value = current + edit["add"]
                 changes.append({"feature": edit["feature"], "value": round(float(value), 6)})
-            return tool, {**source, "changes": changes}
-        if operation == "counterfactual":
-            extra = {"target": arguments["target"]} if "target" in arguments else {}
-            if arguments.get("keep"):
-                extra["constraints"] = {feature: {"immutable": True} for feature in arguments["keep"]}
-            return tool, {**source, **extra}
-        if operation == "explain":
-            return tool, {**source, "top": 6}
-        if operation == "similar":
-            return tool, {**source, "k": arguments.get("k", 5)}
-        if operation == "compare":
-            return tool, {**source, "explainers": arguments["explainers"], "k": 4, "n_samples": CHAT_COMPARE_ROWS}
-        if operation == "mistakes":
-            return tool, {"max_mistakes": arguments.get("max_mistakes", 5)}
-        if operation == "accuracy":
-            return tool, {"max_mistakes": 0}
-        if operation in ("feature_effects", "data_stats"):
-            return tool, {k: arguments[k] for k in ("feature", "row") if k in arguments}
-        return tool, source
+            given["changes"] = changes
+        if "replacements" in fields and context.kind == "text":
+            replacements = [self._exact_replacement(r, source) for r in arguments.get("replacements", [])]
+            if not replacements:
+                raise ValueError("say which words to change, e.g. \"what if 'good' were replaced with 'bad'?\"")
+            given["replacements"] = replacements
+        return operation, {**source, **given}
 
     def _exact_replacement(self, replacement: dict[str, str], source: dict[str, Any]) -> dict[str, str]:
         """The replacement with `old` spelled as the text has it (the tool matches exactly; users don't)."""

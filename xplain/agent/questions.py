@@ -37,72 +37,12 @@ COUNT = re.compile(
     re.IGNORECASE,
 )
 
-# Operation cues: each pattern that matches adds its weight. Feature names are masked out first, so a feature called
-# "mean radius" or "radius error" does not read as a statistics or mistakes question.
-CUES: dict[str, list[tuple[str, float]]] = {
-    "what_if": [
-        (r"\bwhat if\b|\bwhat happens if\b|\bwhat would happen\b", 3),
-        (r"\bsuppose\b|\bimagine\b|\bhypothetically\b|\bif (?:we|i|you)\b", 2),
-        (r"\b(?:doubled|halved|tripled|double|halve|triple)\b", 1.5),
-        (r"\b(?:set|increase|decrease|raise|lower|reduce)\b.{0,40}\b(?:to|by)\s+[-+]?\d", 2),
-        (r"\b(?:replace|replaced|instead of|removed?|without the word|deleted?)\b", 1.5),
-    ],
-    "explain": [
-        (r"\bwhy\b", 3),
-        (r"\bexplain|\bexplanation|\breasons?\b|\bjustif", 2.5),
-        (r"\bwhat (?:drives|drove|made|makes|led|causes|caused)\b", 2.5),
-        (r"\b(?:features?|words?|inputs?|factors?)\b.{0,30}\b(?:drive|drove|matter|mattered|influence[ds]?|behind|"
-         r"responsible|contribut)", 2),
-        (r"\bcontribut", 1.5),
-        (r"\bfor (?:this|that|the) (?:row|review|case|patient|prediction)\b", 0.5),
-    ],
-    "predict": [
-        (r"\bpredict(?:s|ed|ion)?\b", 2),
-        (r"\bclassif(?:y|ied|ies|ication)\b|\blabel(?:led|ed)?\b|\bverdict\b|\boutput\b", 1.5),
-        (r"\bwhat (?:does|did|would) the model (?:say|think|output|give)\b", 2.5),
-        (r"\bprobabilit|\bhow (?:likely|confident|sure|certain)\b|\bchance\b", 2),
-        (r"\bis (?:it|this|row \d+|the \w+) (?:positive|negative|malignant|benign)\b", 1.5),
-    ],
-    "similar": [
-        (r"\bsimilar\b|\bnearest\b|\bneighbou?rs?\b|\bclosest\b|\bresembl|\blook[- ]?alikes?\b|\bmost like\b", 4),
-    ],
-    "mistakes": [
-        (r"\bmistakes?\b|\bmisclassif|\bwrong\b|\bincorrect(?:ly)?\b|\berrors?\b|\bget (?:it )?wrong|\bfails? on\b", 4),
-    ],
-    "accuracy": [
-        (r"\baccura(?:te|cy)\b|\bperformance\b|\bhow (?:good|well|reliable)\b|\berror rate\b|\bscore\b", 4),
-        (r"\bhow often\b.{0,30}\bright\b|\bf1\b|\bcorrect(?:ly)?\b", 2),
-    ],
-    "feature_effects": [
-        (r"\b(?:overall|globally|global|in general|across (?:the|all)|on average|generally|whole data|all (?:the )?rows)\b", 2),
-        (r"\bfeature importances?\b|\bimportan(?:t|ce) features?\b|\bwhich (?:features|words|inputs) matter\b", 3),
-        (r"\bhow (?:does|do|did)\b.{0,40}\b(?:affect|influence|change|impact|shape)\b", 3),
-        (r"\b(?:effects?|impact|influence|role) of\b|\bdepend(?:s|ence)? on\b|\bpartial dependence\b", 3),
-        (r"\bwhat about\b|\band (?:the )?FEATURE\b", 0.5),
-    ],
-    "data_stats": [
-        (r"\b(?:mean|average|median|minimum|maximum|min|max|range|distribution|statistics?|std|standard deviation|"
-         r"spread|typical|quartiles?)\b", 2.5),
-        (r"\bhow many (?:rows|examples|samples|reviews|patients|records|features|classes|wines)\b", 3),
-        (r"\bdescribe the data\b|\bwhat (?:features|columns|classes|labels) (?:are|does|do)\b|\bdata ?set\b", 2.5),
-        (r"\b(?:show|display|print|give)(?: me)? (?:the )?(?:values? of )?(?:row|review|sample|record)\b|"
-         r"\bwhat does (?:row|review|sample) \d+ (?:look like|say|contain)\b|\bvalues? (?:of|in) row\b", 4),
-        (r"\bclass balance\b|\blabel counts?\b|\bhow balanced\b", 3),
-    ],
-    "describe_rule": [
-        (r"\brules?\b|\bdecision tree\b|\bsurrogate\b|\blogic\b", 3),
-        (r"\bhow does (?:the )?model (?:decide|work|think|make (?:its )?decisions)\b", 3),
-        (r"\bin (?:plain|simple) (?:words|terms)\b|\bsimple description\b|\bsummari[sz]e (?:how )?(?:the )?model\b", 2.5),
-    ],
-}
-CUE_PATTERNS = {op: [(re.compile(p, re.IGNORECASE), w) for p, w in cues] for op, cues in CUES.items()}
-
-
-def cue_scores(question: str, extra: dict[str, list[tuple[re.Pattern[str], float]]] | None = None) -> dict[str, float]:
-    """Each operation's cue weight in the (feature-masked) question; operations with no cue are left out. `extra`
-    adds the cues other operations declare (the catalog's methods)."""
+def cue_scores(question: str, cues: dict[str, list[tuple[re.Pattern[str], float]]]) -> dict[str, float]:
+    """Each operation's cue weight in the (feature-masked) question, from the cues its method declares
+    (`ChatForm.cues`); operations with no cue are left out. Feature names are masked out first, so a feature
+    called "mean radius" or "radius error" does not read as a statistics or mistakes question."""
     scores = {}
-    for operation, patterns in {**CUE_PATTERNS, **(extra or {})}.items():
+    for operation, patterns in cues.items():
         score = sum(weight for pattern, weight in patterns if pattern.search(question))
         if score:
             scores[operation] = score

@@ -24,6 +24,7 @@ from xplain.agent import (
 from xplain.agent.loop import AgentAnswer
 from xplain.blackbox import BlackBoxError, load_blackbox
 from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
+from xplain.display.charts import chat_chart
 from xplain.llm import LLM
 from xplain.settings import get_settings
 from xplain.tools import DEMOS, ProbeContext, demo_context
@@ -157,19 +158,23 @@ def _show_tool_result(event: ToolResultEvent) -> None:
     if data is None:
         console.print(f"[dim]  {escape(event.output[:300])}[/dim]")
         return
-    if isinstance(data.get("plot"), dict) and data["plot"].get("kind") == "bar":
-        console.print(_bar_chart(data["plot"]))
+    if "before" in data and "after" in data:  # a what-if reads best as its before / after table
+        console.print(_what_if_table(data))
+    elif (chart := chat_chart(data)) is not None:
+        console.print(_bar_chart(chart))
         check = data.get("check") or {}
         if check.get("pgi") is not None and check.get("pgu") is not None:
-            verdict = "holds up" if check["pgi"] > check["pgu"] else "doubtful"
+            verdict = VERDICTS.get(check.get("verdict"), "holds up" if check["pgi"] > check["pgu"] else "doubtful")
             console.print(f"  check (top {check['top_k']}): PGI {check['pgi']} vs PGU {check['pgu']}: {verdict}")
     elif "counterfactuals" in data:
         console.print(_counterfactual_table(data))
-    elif "before" in data and "after" in data:
-        console.print(_what_if_table(data))
     else:
         text = event.output
         console.print(f"[dim]  {escape(text[:300])}{'…' if len(text) > 300 else ''}[/dim]")
+
+
+#: A check's verdict in the terminal: an interval that includes zero decides nothing.
+VERDICTS = {"faithful": "holds up", "not faithful": "not borne out", "inconclusive": "inconclusive"}
 
 
 def _counterfactual_table(data: dict[str, Any]) -> Table:
@@ -187,11 +192,12 @@ def _counterfactual_table(data: dict[str, Any]) -> Table:
     return table
 
 
-def _bar_chart(plot: dict[str, Any], width: int = 30) -> Table:
-    values = [float(v) for v in plot["values"]]
+def _bar_chart(spec: dict[str, Any], width: int = 30) -> Table:
+    """A chart spec (`xplain.display.charts`) as bars of text: its first series."""
+    values = [0.0 if v is None else float(v) for v in spec["series"][0]["values"]] if spec["series"] else []
     limit = max((abs(v) for v in values), default=0.0) or 1.0
-    table = Table(title=plot.get("title"), show_header=False, box=None, padding=(0, 1))
-    for label, value in zip(plot["labels"], values):
+    table = Table(title=spec.get("title"), show_header=False, box=None, padding=(0, 1))
+    for label, value in zip(spec["labels"], values):
         bar = "█" * max(1, round(abs(value) / limit * width))
         colour = "blue" if value >= 0 else "red"
         table.add_row(escape(str(label)), f"[{colour}]{bar}[/{colour}]", f"{value:+g}")
@@ -201,8 +207,8 @@ def _bar_chart(plot: dict[str, Any], width: int = 30) -> Table:
 def _what_if_table(data: dict[str, Any]) -> Table:
     table = Table("", "before", "after", title="what if")
     for feature, change in (data.get("changes") or {}).items():
-        table.add_row(escape(feature), str(change["from"]), str(change["to"]))
-    if "edited_text" in data:
+        table.add_row(escape(feature), str(change["old"]), str(change["new"]))
+    if data.get("edited_text") is not None:
         table.add_row("text", escape(str(data.get("text", f"row {data.get('row')}"))), escape(data["edited_text"]))
     table.add_row("prediction", escape(data["before"]["predicted"]), escape(data["after"]["predicted"]))
     return table

@@ -87,6 +87,6 @@ def open_model(
     )
 
 
-def reference_for_spec(spec: str):
-    """The reference rows of a `demo:NAME` spec; other models bring none."""
-    return demo_reference(spec.removeprefix("demo:")).rows if spec.startswith("demo:") else None
+def reference_for_spec(spec: str) -> DemoReference | None:
+    """The reference rows and labels of a `demo:NAME` spec; other models bring none."""
+    return demo_reference(spec.removeprefix("demo:")) if spec.startswith("demo:") else None

@@ -9,6 +9,7 @@ from xplain.display.cards import card_html, cost_text, headline
 from xplain.display.charts import bar_spec, chart_spec, charts_js, describe, draw, figure_svg, plot
 from xplain.display.checks import Check, check
 from xplain.display.frames import to_frame
+from xplain.display import probes as _probes  # noqa: F401 - registers the probe results' views
 from xplain.methods.base import ShowsItself
 
 

@@ -14,6 +14,7 @@ from functools import singledispatch
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from xplain.methods.base import load_result
 from xplain.methods.baselines import BaselineExplanation
 from xplain.methods.classifiers import ClassifierPrediction, FitResult
 from xplain.methods.predict import PredictResult, ZeroShotResult
@@ -231,6 +232,22 @@ def _(result: TBMExplanation) -> dict[str, Any]:
         [("weight", [c.weight for c in concepts])],
         signed=True,
     )
+
+
+#: Results the chats draw no chart for: posthoc's chart would show the LLM's ranks as if they were effect sizes;
+#: a what-if reads as its before / after table.
+NO_CHAT_CHART = {"posthoc", "what_if"}
+
+
+def chat_chart(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The chart spec of a method's result as JSON (a chat tool's artifact), drawn by the same code as the batch
+    report and the notebook cards; None where the result has no chart."""
+    if result.get("method") in NO_CHAT_CHART:
+        return None
+    try:
+        return chart_spec(load_result(result))
+    except (TypeError, ValueError):
+        return None
 
 
 def describe(spec: dict[str, Any]) -> str:

@@ -1,7 +1,6 @@
 """The method catalog as MCP tools, generated from its declarations as the REST routes are: one tool per method,
 whose arguments are `POST /methods/{name}`'s body with the method's own options schema filled in, answered by the
-same `Service.run_method`; plus `list_models`, `list_methods`, and the chat agent's probe tools (what-if edits, data
-statistics, similar rows, score and mistakes, feature effects) from the tools registry. A result comes back as
+same `Service.run_method`; plus `list_models`, `register_model` and `list_methods`. A result comes back as
 structured content (for a method, the REST response's JSON) and a short text for the assistant to read.
 
 Over streamable HTTP the server keeps the REST API's rules: the API key (XPLAIN_API_KEYS), the body-size limit
@@ -10,22 +9,20 @@ REST). Over stdio it is the user's own process, the operator, and asks for no ke
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from mcp import types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.types import ASGIApp
 
 from xplain import __version__
-from xplain.data.demo import demo_reference
-from xplain.errors import Forbidden, InvalidInput, describe, plain_validation_error
+from xplain.errors import Forbidden, describe, plain_validation_error
 from xplain.llm import LLM
 from xplain.methods.catalog import Method, catalog
 from xplain.server.deps import Service, open_service
@@ -40,10 +37,7 @@ from xplain.server.schemas import (
 )
 from xplain.settings import Settings
 from xplain.tools.catalog_tools import brief
-from xplain.tools.context import ProbeContext, demo_context
-from xplain.tools.registry import build_tools
-from xplain.tools.registry import to_json as compact
-from xplain.validation import SLUG
+from xplain.tools.catalog_tools import to_json as compact
 
 INSTRUCTIONS = (
     "xplain explains black-box models and checks its explanations against them. Call list_models for the models "
@@ -54,13 +48,6 @@ INSTRUCTIONS = (
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ProbeRequest(Strict):
-    model: str = Field(
-        pattern=SLUG, description="The model to question; list_models names them and their kind."
-    )
-    arguments: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelList(BaseModel):
@@ -95,6 +82,13 @@ class XplainTool:
         )
 
 
+def brief_outcome(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A row's outcome for the assistant to read: its result cut down as the agent's tools cut theirs."""
+    if "result" in outcome:
+        outcome = {**outcome, "result": brief(outcome["result"])}
+    return brief(outcome, top=False)
+
+
 def method_tool(method: Method) -> XplainTool:
     async def answer(svc: Service, arguments: dict[str, Any], who: Principal) -> tuple[dict[str, Any], str]:
         response = await svc.run_method(method, MethodRequest.model_validate(arguments), who.owner)
@@ -103,58 +97,11 @@ def method_tool(method: Method) -> XplainTool:
         head = f"{method.name}{where}: {ok} of {len(response.results)} result(s) ok."
         return response.model_dump(
             mode="json"
-        ), f"{head}\n{compact([brief(o.model_dump(exclude_none=True)) for o in response.results])}"
+        ), f"{head}\n{compact([brief_outcome(o.model_dump(exclude_none=True)) for o in response.results])}"
 
     return XplainTool(
         method.name, method.description, method_request_model(method), method_response_model(method), answer
     )
-
-
-def probe_tool(name: str, forms: list[tuple[type[BaseModel], str]]) -> XplainTool:
-    """A probe of the tools registry on any model with reference rows; its arguments take the probe's table form
-    or its text form (the `forms`, from a demo model of each kind)."""
-    argument_types = tuple(dict.fromkeys(arguments for arguments, _ in forms))
-    descriptions = list(dict.fromkeys(description for _, description in forms))
-    arguments_field = (
-        Union[argument_types],  # noqa: UP007 - a union of a tuple of classes
-        Field(default_factory=dict, description="The probe's arguments, for a table or a text model."),
-    )
-    schema = create_model(
-        f"{''.join(p.title() for p in name.split('_'))}Probe", __base__=ProbeRequest, arguments=arguments_field
-    )
-
-    async def answer(svc: Service, arguments: dict[str, Any], who: Principal) -> tuple[dict[str, Any], str]:
-        request = ProbeRequest.model_validate(arguments)
-        tools = build_tools(probe_context(svc, request.model, who.owner), [name])
-        if not tools:
-            raise InvalidInput(f"{name} does not apply to {request.model}")
-        text = await tools[0].ainvoke(request.arguments)
-        result = json.loads(text)
-        if "error" in result:
-            raise InvalidInput(f"{name}: {result['error']}")
-        return result, text
-
-    return XplainTool(name, " Text models: ".join(descriptions), schema, None, answer)
-
-
-def probe_context(svc: Service, model: str, owner: str = "") -> ProbeContext:
-    """`owner`'s model of that name (or a shared one) with its reference rows and labels: the demos have them, other
-    models do not."""
-    registration, blackbox = svc.registry.get(svc.registry.key_for(model, owner))
-    if registration.source.demo is None:
-        raise InvalidInput(f"the probe tools question a model about its reference rows; {model} has none (a demo has)")
-    reference = demo_reference(registration.source.demo)
-    return ProbeContext(blackbox, reference.rows, reference.labels, reference.description)
-
-
-def probe_tools() -> list[XplainTool]:
-    """The registry's tools that are not catalog methods, in the forms a table and a text model give them."""
-    forms: dict[str, list[tuple[type[BaseModel], str]]] = {}
-    for context in (demo_context("breast_cancer"), demo_context("reviews")):
-        for tool in build_tools(context):
-            if tool.name not in catalog():
-                forms.setdefault(tool.name, []).append((tool.args_schema, tool.description))
-    return [probe_tool(name, found) for name, found in forms.items()]
 
 
 async def list_models(svc: Service, arguments: dict[str, Any], who: Principal) -> tuple[dict[str, Any], str]:
@@ -212,7 +159,6 @@ def xplain_tools() -> dict[str, XplainTool]:
             list_methods,
         ),
         *(method_tool(method) for method in catalog().values()),
-        *probe_tools(),
     ]
     return {tool.name: tool for tool in tools}
 

@@ -57,12 +57,14 @@ RunSet = Callable[["MethodContext", list[Any], Any], Awaitable[Any]]
 @dataclass
 class MethodContext:
     """What a method runs against. `reference` holds rows like the model's training data (a demo's held-out rows,
-    or a registered data file), for methods that need a background. `classifier_dir` is where the caller's
+    or a registered data file), for methods that need a background or question the data; `reference_labels` their
+    true labels, where known. `classifier_dir` is where the caller's
     classifiers are saved; `shared_classifier_dir`, where set, holds the operator's, which the caller may read."""
 
     llm: LLM | None
     blackbox: BlackBox | None = None
     reference: Any = None
+    reference_labels: Any = None
     classifier_dir: Path | None = None
     shared_classifier_dir: Path | None = None
     progress: Callable[[float, str], None] | None = None
@@ -72,18 +74,30 @@ class MethodContext:
             self.progress(min(max(fraction, 0.0), 1.0), stage)
 
 
+#: The weight of a cue given as a bare pattern: above a weak cue of another method, so that "what does LIME say"
+#: goes to `lime` rather than to the comparison of explainers.
+CUE_WEIGHT = 4.0
+
+
 @dataclass(frozen=True)
 class ChatForm:
-    """How the chat reaches a method, declared with it: the planner offers it as an operation on a row of the data.
+    """How the chat reaches a method, declared with it: the planner offers it as an operation.
 
     `asks` completes "The user wants ..." (the planner's LLM scores it against the question when the rules leave
-    the choice open); `cues` are regular expressions whose match in a question points at the method (weight 4
-    each, beside the planner's own cues); `answer` is a `string.Template` over the result's top-level values and
-    `$subject` ("row 3"); without one the answer lists the result's values in words."""
+    the choice open); `cues` are regular expressions whose match in a question points at the method, each with its
+    weight (`CUE_WEIGHT` for a bare pattern; the words CLASS and FEATURE stand for the model's class and feature
+    names, which the planner masks); `answer` is a `string.Template` over the result's top-level values and
+    `$subject` ("row 3"), or a function of the result (as JSON) for an answer whose wording depends on it; without
+    one the answer lists the result's values in words. `count` names the option a count in the question sets
+    ("the 3 most similar rows")."""
 
     asks: str
-    cues: tuple[str, ...] = ()
-    answer: str | None = None
+    cues: tuple[str | tuple[str, float], ...] = ()
+    answer: str | Callable[[dict[str, Any]], str] | None = None
+    count: str | None = None
+
+    def weighted_cues(self) -> list[tuple[str, float]]:
+        return [(cue, CUE_WEIGHT) if isinstance(cue, str) else cue for cue in self.cues]
 
 
 @dataclass(frozen=True)
@@ -106,7 +120,9 @@ class Method:
     chat: ChatForm | None = None
 
     def model_kinds(self) -> set[str]:
-        return {MODEL_KIND[kind] for kind in self.inputs if kind in MODEL_KIND}
+        """The black-box kinds it works on; labelled examples (`training`) are of a table or a text model."""
+        kinds = {MODEL_KIND[kind] for kind in self.inputs if kind in MODEL_KIND}
+        return kinds | ({"tabular", "text"} if "training" in self.inputs and self.needs_model else set())
 
     def check_model(self, blackbox: BlackBox | None) -> None:
         """Refuse a model this method cannot work on, before any work starts."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
@@ -554,6 +554,7 @@ async def _outputs(blackbox: BlackBox, texts: list[str], output_class: Label | N
 
 # The catalog's counterfactual methods; the tabular search lives in counterfactual_tabular, which this module may
 # import (it never imports this one).
+from xplain.methods.chat_answers import said, subject  # noqa: E402
 from xplain.methods.catalog import BackgroundRows, ChatForm, Method, MethodContext, register  # noqa: E402
 from xplain.validation import to_text  # noqa: E402
 from xplain.methods.counterfactual_tabular import (  # noqa: E402
@@ -637,6 +638,30 @@ async def _counterfactual(
     return [e.model_copy(update={"prompt_versions": result.prompt_versions}) for e in result.explanations]
 
 
+def _chat_answer(r: dict[str, Any]) -> str:
+    """A counterfactual search's result as the chat says it: the smallest verified flip, or why there is none."""
+    shown = r.get("counterfactuals") or []
+    valid = [c for c in shown if c.get("valid")]
+    label, probability = r["original_prediction"], said(r["original_probability"])
+    head = f"For {subject(r)} the model predicts {label} (probability {probability})"
+    if "already" in str(r.get("stopped_by", "")):
+        return f"For {subject(r)} the model already predicts {label} (probability {probability}): nothing to flip."
+    if not valid:
+        # no count: the tool shows the model only the first few candidates, so a count would be a number it never saw
+        return f"{head}. None of the candidate changes flipped the prediction when the model re-checked them."
+    best = valid[0]
+    if "changes" in best:  # a row: [{feature, old, new}]
+        edit = "setting " + ", ".join(
+            f"{c['feature']} from {said(c['old'])} to {said(c['new'])}" for c in best["changes"]
+        )
+    else:
+        edit = f'rewriting it as "{str(best.get("text", ""))[:160]}"'
+    return (
+        f"{head}. The smallest change found that flips it: {edit} gives {best['prediction']} "
+        f"(probability {said(best['probability'])}), re-checked by the model."
+    )
+
+
 register(
     Method(
         name="counterfactual",
@@ -656,6 +681,7 @@ register(
              r"\b(?:change|alter)\b.{0,30}\b(?:prediction|decision|label|outcome|verdict|classification)\b",
              r"\b(?:to|would|could) (?:be|become|get|turn(?: into)?) CLASS\b",
              r"\bhow (?:could|can|would|do) (?:it|this|we|i)\b.{0,40}\b(?:become|get|be classified|turn)\b"),
+            _chat_answer,
         ),
     )
 )

@@ -31,6 +31,7 @@ from xplain.llm import LLM
 from xplain.llm.types import GenerationRequest, Structured, StructuredOutputError
 from xplain.errors import InvalidInput
 from xplain.methods.base import Cost, MethodResult, measure_cost
+from xplain.methods.chat_answers import MAX_LISTED, check_words, subject
 from xplain.methods.catalog import BackgroundRows, ChatForm, Method, MethodContext, register
 from xplain.methods.seeding import row_rng
 from xplain.methods.words import distinct_words, remove_words
@@ -1215,6 +1216,15 @@ async def _run_posthoc(ctx: MethodContext, rows: list, options: PosthocOptions) 
     ]
 
 
+def _chat_answer(r: dict[str, Any]) -> str:
+    features = r.get("features") or []
+    named = ", ".join(f"{f['feature']} ({f.get('direction', '')})" for f in features[:MAX_LISTED])
+    verdict = (r.get("faithfulness") or {}).get("verdict")
+    pgi, pgu = (None if r.get(key) is None else round(r[key], 4) for key in ("pgi", "pgu"))  # as the tool showed
+    check = {"pgi": pgi, "pgu": pgu, "top_k": len(features), "verdict": verdict}
+    return f"For {subject(r)} the LLM names these features: {named or 'none'}.{check_words(check)}"
+
+
 register(
     Method(
         name="posthoc",
@@ -1227,6 +1237,7 @@ register(
         chat=ChatForm(
             " to hear the LLM's own explanation of one row, checked on the model.",
             (r"\bpost[- ]?hoc\b", r"\b(?:llm|language model)\b.{0,30}\b(?:explain|explanation|think|reasons?)\b"),
+            _chat_answer,
         ),
     )
 )

@@ -11,6 +11,7 @@ from xplain.blackbox import BlackBox
 from xplain.errors import InvalidInput
 from xplain.llm import ScoreRequest
 from xplain.methods.base import MethodResult, measure_cost
+from xplain.methods.chat_answers import subject
 from xplain.methods.catalog import ChatForm, Method, MethodContext, register
 from xplain.prompts import load_prompt
 from xplain.prompts.data import fence
@@ -55,6 +56,14 @@ async def _predict(ctx: MethodContext, rows: list[Any], options: PredictOptions)
     return [PredictResult(prediction=p, cost=c) for p, c in zip(found, meter.cost.split(len(rows)))]
 
 
+def _answer(r: dict[str, Any]) -> str:
+    prediction = r["prediction"]
+    if prediction.get("probabilities") is None:
+        return f"The model gives {prediction['output']} for {subject(r)}."
+    label = str(prediction["label"])
+    return f"The model predicts {label} for {subject(r)} (probability {round(prediction['probabilities'][label], 4)})."
+
+
 register(
     Method(
         name="predict",
@@ -64,6 +73,17 @@ register(
         result=PredictResult,
         run=_predict,
         uses_llm=False,
+        chat=ChatForm(
+            " to know the model's prediction for one row.",
+            (
+                (r"\bpredict(?:s|ed|ion)?\b", 2),
+                (r"\bclassif(?:y|ied|ies|ication)\b|\blabel(?:led|ed)?\b|\bverdict\b|\boutput\b", 1.5),
+                (r"\bwhat (?:does|did|would) the model (?:say|think|output|give)\b", 2.5),
+                (r"\bprobabilit|\bhow (?:likely|confident|sure|certain)\b|\bchance\b", 2),
+                (r"\bis (?:it|this|row \d+|the \w+) (?:positive|negative|malignant|benign)\b", 1.5),
+            ),
+            _answer,
+        ),
     )
 )
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
-from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
@@ -19,19 +19,15 @@ from pydantic import BaseModel, Field
 
 from xplain.agent import ExplainerAgent, GroundedPlanner
 from xplain.agent.loop import MAX_QUESTION_CHARS
-from xplain.blackbox import BlackBoxError
-from xplain.display.charts import bar_spec, chart_spec, charts_js
-from xplain.methods.base import load_result
-from xplain.methods.catalog import catalog
-from xplain.llm import LLMError
+from xplain.display.charts import charts_js, chat_chart
+from xplain.errors import describe
 from xplain.server.deps import Principal, principal
 from xplain.server.registry import scoped, split_key
 from xplain.validation import SLUG
-from xplain.tools.registry import plain_error
 
 STATIC_FILES = {"chat.js": "text/javascript", "chat.css": "text/css", "charts.js": "text/javascript"}
-#: Catalog results whose chart would show the LLM's ranks as if they were effect sizes: the chat shows no chart.
-RANK_CHARTS = {"posthoc"}
+
+log = logging.getLogger(__name__)
 
 
 class ChatRequest(BaseModel):
@@ -94,10 +90,13 @@ async def _events(agent: Chat, request: ChatRequest) -> AsyncIterator[str]:
         async for event in agent.stream(request.session_id, request.message):
             data = event.model_dump(mode="json")
             if event.type == "tool_result" and event.result:
-                data["chart"] = chart_for(event.name, event.result)
+                data["chart"] = chat_chart(event.result)
             yield _sse(event.type, json.dumps(data))
-    except (ValueError, LLMError, BlackBoxError) as error:
-        yield _sse("error", json.dumps({"error": plain_error(error)}))
+    except Exception as error:  # the stream's edge: what every front says for it (a bug's details go to the log)
+        status, message = describe(error)
+        if status == 500:
+            log.exception("a chat turn failed on a bug")
+        yield _sse("error", json.dumps({"error": message}))
 
 
 def _session_of(owner: str, session_id: str) -> str:
@@ -107,21 +106,6 @@ def _session_of(owner: str, session_id: str) -> str:
 
 def _sse(event: str, data: str) -> str:
     return f"event: {event}\ndata: {data}\n\n"
-
-
-def chart_for(tool: str, result: dict[str, Any]) -> dict[str, Any] | None:
-    """The chart spec of a tool's result, drawn by the same code as the batch report and the notebook cards: a
-    probe's signed effects, or a catalog result's own chart."""
-    plot = result.get("plot")
-    if isinstance(plot, dict) and plot.get("kind") == "bar":
-        values = [float(v) for v in plot["values"]]
-        return bar_spec(plot["title"], plot.get("xlabel", "effect"), plot["labels"], [(tool, values)], signed=True)
-    if result.get("method") in catalog() and result["method"] not in RANK_CHARTS:
-        try:
-            return chart_spec(load_result(result))
-        except (TypeError, ValueError):
-            return None
-    return None
 
 
 def _static(name: str) -> str:

@@ -135,15 +135,11 @@ class ModelRegistry:
             self._keep(key, registration, blackbox, reference)
         return broken
 
-    def reference(self, key: str):
-        """Reference rows for a model, where it has them (the demos' held-out rows, a registered file), else None."""
-        self.get(key)
-        reference = self.references.get(key)
-        return reference.rows if reference is not None else None
-
     def opened(self, key: str) -> OpenedModel:
-        """The registered model with its reference rows, as the service runs methods on it."""
-        return OpenedModel(self.get(key)[1], self.reference(key))
+        """The registered model with its reference rows and their labels, as the service runs methods on it."""
+        blackbox = self.get(key)[1]
+        reference = self.references.get(key)
+        return OpenedModel(blackbox, *((reference.rows, reference.labels) if reference is not None else ()))
 
     def get(self, key: str) -> tuple[ModelRegistration, BlackBox]:
         try:

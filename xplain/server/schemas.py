@@ -10,7 +10,7 @@ from xplain.batch.runner import Progress, RowOutcome
 from xplain.blackbox import LLMClassifierSpec
 from xplain.blackbox.schema import Category, ColumnKind
 from xplain.data.demo import DEMO_MODELS
-from xplain.methods.catalog import INPUT_KINDS, Method
+from xplain.methods.catalog import INPUT_KINDS, Method, catalog
 from xplain.validation import SLUG
 
 DemoName = Literal[tuple(DEMO_MODELS)]  # type: ignore[valid-type]
@@ -138,7 +138,8 @@ class JobRequest(Strict):
     def _one_source(self) -> JobRequest:
         if (self.rows is None) == (self.file is None):
             raise ValueError("give exactly one of `rows` (inline data) or `file` (a file in the data directory)")
-        if self.rows is not None and not self.rows:
+        takes_none = (method := catalog().get(self.method)) is not None and method.unit == "set" and not method.min_inputs
+        if self.rows is not None and not self.rows and not takes_none:  # a set method of the whole data takes none
             raise ValueError("`rows` is empty")
         return self
 

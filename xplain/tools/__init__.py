@@ -1,7 +1,7 @@
-"""Agent tools: probes of a black box and its data (and, as modules are added, the explanation methods), each a
-LangChain tool with a pydantic argument schema, returning compact JSON that carries the numbers."""
+"""Agent tools: the catalog's methods as LangChain tools on one model and its data, generated from their
+declarations (`xplain.tools.catalog_tools`), with pydantic argument schemas and compact JSON results."""
 
+from xplain.tools.catalog_tools import build_tools, tool_names
 from xplain.tools.context import DEMOS, ProbeContext, demo_context
-from xplain.tools.registry import build_tools, register_tool, registered_tool_names
 
-__all__ = ["DEMOS", "ProbeContext", "build_tools", "demo_context", "register_tool", "registered_tool_names"]
+__all__ = ["DEMOS", "ProbeContext", "build_tools", "demo_context", "tool_names"]

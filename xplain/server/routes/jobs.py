@@ -58,7 +58,7 @@ async def submit_job(body: JobRequest, svc: Service = Depends(service), who: Pri
         rows = body.rows or []
     if len(rows) > svc.settings.max_batch_rows:
         raise ValueError(f"{len(rows)} rows; a job holds at most {svc.settings.max_batch_rows} (XPLAIN_MAX_BATCH_ROWS)")
-    if not rows:
+    if not rows and not (method.unit == "set" and not method.min_inputs):  # a method of the whole data takes none
         raise ValueError("the data file has no rows")
     rows = units_for(method, rows)
     model = svc.registry.key_for(body.model, who.owner) if body.model is not None else None

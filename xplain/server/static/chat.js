@@ -110,7 +110,7 @@ function chartFigure(spec, data) {
 function curveTable(data) {
   const table = element("table", "curve");
   const head = table.insertRow();
-  for (const title of [data.feature, `mean P(${data.class})`]) head.append(element("th", "", title));
+  for (const title of [data.feature, `mean P(${data.class_name})`]) head.append(element("th", "", title));
   for (const point of data.curve) {
     const row = table.insertRow();
     row.append(element("td", "", String(point.value)), element("td", "", String(point.mean_probability)));
@@ -144,9 +144,9 @@ function diffTable(data) {
   for (const title of ["", "before", "after"]) head.append(element("th", "", title));
   const rows = [];
   if (data.changes) {
-    for (const [feature, change] of Object.entries(data.changes)) rows.push([feature, change.from, change.to]);
+    for (const [feature, change] of Object.entries(data.changes)) rows.push([feature, change.old, change.new]);
   }
-  if (data.edited_text !== undefined) rows.push(["text", data.text ?? `row ${data.row}`, data.edited_text]);
+  if (data.edited_text != null) rows.push(["text", data.text ?? `row ${data.row}`, data.edited_text]);
   rows.push(["prediction", data.before.predicted, data.after.predicted]);
   for (const cells of rows) {
     const row = table.insertRow();
