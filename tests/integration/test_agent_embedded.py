@@ -38,7 +38,7 @@ async def test_a_question_about_a_sklearn_model_is_answered_from_a_tool_result(e
     for call, result in zip(answer.tool_calls, results):
         if call.name == "predict" and "error" not in result:
             expected = model.predict_proba(data.X_test[call.arguments["row"] : call.arguments["row"] + 1])[0]
-            assert list(result["probabilities"].values()) == [round(float(p), 4) for p in expected]
+            assert list(result["prediction"]["probabilities"].values()) == [round(float(p), 4) for p in expected]
     if answer.stopped != "answered":  # the turn ended on the tool trace: the answer is the last result's template
         assert "{" not in answer.text and answer.ungrounded_numbers == []
         assert answer.text.startswith(("The ", "For ", "Across ", "On ", "I could not"))
