@@ -247,3 +247,12 @@ def test_tool_output_is_json_even_for_nan_and_infinities():
     text = to_json({"logprob": float("-inf"), "gaps": [float("nan"), 0.5, np.float64("inf")], "ok": 1})
     assert text == '{"logprob":null,"gaps":[null,0.5,null],"ok":1}'
     json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the output"))
+
+
+def test_a_surrogate_rule_from_a_handful_of_rows_is_refused_not_reported_as_faithful(table):
+    """One row fits "always <its label>" with fidelity 1: the method asks for more rows or none (the reference)."""
+    model = from_callable(logistic, kind="tabular", classes=["no", "yes"], feature_names=FEATURES)
+    with pytest.raises(InvalidInput, match="at least 8 rows and got 1"):
+        xplain.run("surrogate_rule", model, table[:1].tolist())
+    [rule] = xplain.run("surrogate_rule", model, table[:12].tolist(), depth=1)
+    assert rule.checked_rows == 12 and not rule.held_out

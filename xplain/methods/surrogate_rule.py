@@ -8,11 +8,14 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from xplain.errors import InvalidInput
 from xplain.methods.base import MethodResult, measure_cost
 from xplain.methods.catalog import ChatForm, Method, MethodContext, register
 from xplain.methods.reference_data import ReferenceData, rounded
 
 MAX_RULES = 8
+#: A tree fitted to fewer rows than this describes them, not the model: "always churn" from one row, fidelity 1.
+MIN_FIT_ROWS = 8
 HELD_OUT_FROM = 20  # with fewer rows the tree is checked on the rows it was fitted on, and says so
 
 
@@ -118,6 +121,11 @@ async def surrogate_rule(data: ReferenceData, depth: int) -> SurrogateRuleResult
 
 
 async def _surrogate_rule(ctx: MethodContext, items: list[Any], options: SurrogateRuleOptions) -> SurrogateRuleResult:
+    if 0 < len(items) < MIN_FIT_ROWS:
+        raise InvalidInput(
+            f"surrogate_rule fits a tree to at least {MIN_FIT_ROWS} rows and got {len(items)}: send more, or none "
+            "to use the model's reference rows"
+        )
     data = ReferenceData.for_set(ctx, items, what="surrogate_rule")
     with measure_cost(ctx.blackbox) as meter:
         result = await surrogate_rule(data, options.depth)
