@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -522,3 +523,16 @@ async def test_mcp_on_a_server_with_api_keys_registers_for_the_calling_key_alone
             await tools["predict"].answer(svc, {"model": "sentiment", "rows": ["a good film"]}, other)
         answered, _ = await tools["predict"].answer(svc, {"model": "sentiment", "rows": ["a good film"]}, mine)
         assert answered["results"][0]["ok"]
+
+
+def test_table_rows_with_words_booleans_and_gaps_are_rendered_as_the_user_holds_them(backend):
+    """A mixed table (string categories, a boolean, an empty cell) reaches the prompt in its own values; it used to
+    fail the whole batch on float('Lyon')."""
+    box = from_llm("Applicant:\n{text}\nApproved:", {"no": " no", "yes": " yes"},
+                   feature_names=["city", "pets", "income"], llm=LLM(backend))  # fmt: skip
+    box.infer_schema(reference=pd.DataFrame({"city": ["Lyon", "Paris", None], "pets": [True, False, True],
+                                             "income": [2500.0, np.nan, 1800.5]}))  # fmt: skip
+    box.predict_proba([{"city": "Lyon", "pets": True, "income": None}, {"city": "Paris", "pets": False, "income": 3e3}])
+    prompts = [request.prompt for request in backend.score_batches[0]]
+    assert prompts == ["Applicant:\ncity = Lyon\npets = True\nincome = missing\nApproved:",
+                       "Applicant:\ncity = Paris\npets = False\nincome = 3000\nApproved:"]  # fmt: skip

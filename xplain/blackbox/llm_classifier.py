@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Unpack
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from scipy.special import softmax
 
@@ -148,10 +149,20 @@ class LLMClassifierSpec(BaseModel):
         return [*system, Message(role="user", content=user)]
 
     def slot_text(self, row: Any) -> str:
-        """What goes in the `{text}` slot: a text as it is, a table row as `name = value` lines."""
+        """What goes in the `{text}` slot: a text as it is, a table row as `name = value` lines with each value as
+        the user holds it (`city = Lyon`, `pets = True`, `income = 2500`, `missing` for an empty cell)."""
         if self.feature_names:
-            return "\n".join(f"{name} = {format(float(value), '.10g')}" for name, value in zip(self.feature_names, row))
+            return "\n".join(f"{name} = {_shown(value)}" for name, value in zip(self.feature_names, row))
         return str(row)
+
+
+def _shown(value: Any) -> str:
+    """A cell for the prompt: words and booleans as they are, numbers without float noise, gaps as `missing`."""
+    if isinstance(value, bool | np.bool_ | str):
+        return str(value)
+    if value is None or pd.isna(value):
+        return "missing"
+    return format(float(value), ".10g")
 
 
 class LLMClassifier:
