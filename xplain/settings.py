@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     trusted_model_dir: Path | None = Field(
         None, description="The only directory from which joblib/pickle model files may be loaded."
     )
+    trusted_skops_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated types that skops does not trust by itself but the operator does, for every skops "
+        "file loaded (a tree model needs `sklearn.tree._tree.Tree`); skops' own defaults are always trusted.",
+    )
     trusted_import_prefixes: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated module prefixes the API may load models from by import path (none: refused); "
@@ -175,6 +180,7 @@ class Settings(BaseSettings):
     @field_validator(
         "api_keys",
         "admin_api_keys",
+        "trusted_skops_types",
         "trusted_import_prefixes",
         "trusted_import_objects",
         "allowed_model_hosts",

@@ -1,5 +1,6 @@
 """The black-box wrapper (dedupe, cache, counters, batching, budget, validation) and its loaders."""
 
+import json
 import os
 import threading
 
@@ -597,3 +598,28 @@ def test_unreachable_endpoint_names_the_url():
             box.predict_proba(["hello"])
     finally:
         box.close()
+
+
+def test_a_tree_models_skops_file_loads_from_the_cli_once_the_operator_trusts_its_types(tmp_path, fake_llm_env,
+                                                                                       monkeypatch):  # fmt: skip
+    """A forest's skops file holds `sklearn.tree._tree.Tree`, which skops does not trust by itself; the command line
+    had no way to trust it, so `xplain run` could not open any tree model. XPLAIN_TRUSTED_SKOPS_TYPES does."""
+    from sklearn.ensemble import RandomForestClassifier
+    from typer.testing import CliRunner
+
+    from xplain.cli import app
+    from xplain.settings import get_settings
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    path = tmp_path / "forest.skops"
+    skops.io.dump(RandomForestClassifier(n_estimators=5, random_state=0).fit(X, np.where(X[:, 0] > 0, "yes", "no")), path)
+    run = ["run", "predict", "--model", str(path), "--input", "[1.5, 0, 0]", "--input", "[-1.5, 0, 0]"]
+    refused = CliRunner().invoke(app, run)
+    assert refused.exit_code != 0 and "XPLAIN_TRUSTED_SKOPS_TYPES" in refused.output
+    monkeypatch.setenv("XPLAIN_TRUSTED_SKOPS_TYPES", ",".join(skops.io.get_untrusted_types(file=path)))
+    get_settings.cache_clear()
+    loaded = CliRunner().invoke(app, run)
+    assert loaded.exit_code == 0, loaded.output
+    labels = [json.loads(line)["result"]["prediction"]["label"] for line in loaded.output.splitlines() if line.startswith("{")]
+    assert labels == ["yes", "no"]

@@ -173,7 +173,8 @@ def from_skops(
     if refused:
         raise UntrustedModelFileError(
             f"refusing to load {path}: it contains types that are not trusted: {', '.join(refused)}. "
-            "Loading them could run their code; inspect them and list those you trust as trusted types"
+            "Loading them could run their code; inspect them, and list those you trust in XPLAIN_TRUSTED_SKOPS_TYPES "
+            "(comma-separated; over REST also the registration's `trusted_types`)"
         )
     model = skops.io.load(path, trusted=untrusted)
     return _from_object(model, kind=kind, feature_names=feature_names, name=f"skops:{path}", **options)

@@ -123,12 +123,20 @@ def _context(
         labels = table.pop(label_column).to_numpy()
     settings = get_settings()
     if "text" in table.columns and len(table.columns) == 1:
-        blackbox = load_blackbox(model, kind="text", trusted_dir=settings.trusted_model_dir, llm=llm, settings=settings)
+        blackbox = load_blackbox(
+            model,
+            kind="text",
+            trusted_dir=settings.trusted_model_dir,
+            trusted_types=settings.trusted_skops_types,
+            llm=llm,
+            settings=settings,
+        )
         return ProbeContext(blackbox, table["text"].astype(str).tolist(), labels)
     blackbox = load_blackbox(
         model,
         kind="tabular",
         trusted_dir=settings.trusted_model_dir,
+        trusted_types=settings.trusted_skops_types,
         feature_names=list(table.columns),
         llm=llm,
         settings=settings,

@@ -32,7 +32,10 @@ def load_module(spec: str) -> BlackBox:
     """The module behind `spec` as a batched black box. A plain function may take a batch (list of texts -> one
     number each) or a single text (text -> number, the README's "any text -> number function"): two probe texts
     tell which, and a per-text function is wrapped into a batch. Anything else is an error that says what to fix."""
-    module = load_blackbox(spec, kind="module", trusted_dir=get_settings().trusted_model_dir)
+    settings = get_settings()
+    module = load_blackbox(
+        spec, kind="module", trusted_dir=settings.trusted_model_dir, trusted_types=settings.trusted_skops_types
+    )
     if not IMPORT_PATH.fullmatch(spec):
         return module
     try:

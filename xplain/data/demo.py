@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from xplain.blackbox.loaders import from_estimator, load_blackbox
 from xplain.blackbox.model import BlackBox
 from xplain.llm import LLM
-from xplain.settings import Settings
+from xplain.settings import Settings, get_settings
 
 DEMO_MODELS = {
     "breast_cancer": "a random forest on scikit-learn's breast cancer table (malignant / benign)",
@@ -83,7 +83,13 @@ def open_model(
     if spec.startswith("demo:"):
         return demo_blackbox(spec.removeprefix("demo:"), query_budget=query_budget)
     return load_blackbox(
-        spec, kind=kind, trusted_dir=trusted_dir, query_budget=query_budget, llm=llm, settings=settings
+        spec,
+        kind=kind,
+        trusted_dir=trusted_dir,
+        trusted_types=(settings or get_settings()).trusted_skops_types,
+        query_budget=query_budget,
+        llm=llm,
+        settings=settings,
     )
 
 

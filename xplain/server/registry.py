@@ -64,7 +64,7 @@ def load_registered(registration: ModelRegistration, settings: Settings, llm: LL
     root = settings.trusted_model_dir.resolve()
     path = resolve_under(root, source.file, "the trusted model directory (XPLAIN_TRUSTED_MODEL_DIR)")
     if path.suffix == ".skops":
-        return from_skops(path, trusted=registration.trusted_types or None, **common)
+        return from_skops(path, trusted=[*settings.trusted_skops_types, *registration.trusted_types], **common)
     return from_pickle(path, trusted_dir=root, **common)
 
 
