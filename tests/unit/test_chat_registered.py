@@ -81,3 +81,27 @@ def test_reference_files_must_be_inside_the_data_directory_and_have_the_columns(
         assert no_label.status_code == 422 and "no column 'nope'" in no_label.json()["error"]
         assert register(api, "y", {"file": "missing.csv"}).status_code == 422
         assert api.get("/models/evil").status_code == 404 and api.get("/chat/models").json() == {"models": []}
+
+
+def test_a_data_file_that_is_not_utf8_or_has_a_ragged_line_gets_422_naming_the_file_and_the_fault(settings):
+    """Before, the client read pandas' and Python's own words ('Error tokenizing data. C error: ...', "'utf-8'
+    codec can't decode byte 0xe9") with no file named; and a demo silently ignored a reference file."""
+    data = settings.data_dir
+    (data / "latin1.csv").write_bytes("income,debt,age\n1,2,3\n4,5,6\n# café\n".encode("latin-1"))
+    (data / "ragged.csv").write_text("income,debt,age\n1,2,3\n4,5,6,7\n")
+    (data / "broken.jsonl").write_text('{"income": 1, "debt": 2, "age": 3}\n{"income": 4,\n')
+    with TestClient(create_app(settings, llm=LLM(FakeBackend()))) as api:
+        latin = register(api, "a", {"file": "latin1.csv"})
+        assert latin.status_code == 422 and latin.json()["error"].startswith("latin1.csv is not UTF-8 text (byte 0xe9")
+        ragged = register(api, "b", {"file": "ragged.csv"})
+        assert ragged.status_code == 422
+        assert ragged.json()["error"] == "ragged.csv is not a well-formed CSV: Expected 3 fields in line 3, saw 4"
+        assert register(api, "loans", None).status_code == 201
+        for name, fault in [("latin1.csv", "is not UTF-8"), ("ragged.csv", "line 3, saw 4"),
+                            ("broken.jsonl", "JSON line 2 is not JSON")]:  # fmt: skip
+            job = api.post("/jobs", json={"model": "loans", "method": "predict", "file": name})
+            assert job.status_code == 422 and name in job.json()["error"] and fault in job.json()["error"]
+        assert api.get("/jobs").json() == []
+        demo = api.post("/models", json={"name": "d", "source": {"demo": "reviews"}, "reference": {"file": "x.csv"}})
+        assert demo.status_code == 422 and "brings its own reference rows" in demo.text
+        assert api.get("/models/a").status_code == 404 and api.get("/models/d").status_code == 404

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from xplain.batch.runner import RowOutcome
-from xplain.errors import Forbidden, NotFound
+from xplain.errors import Forbidden, InvalidInput, NotFound
 from xplain.validation import resolve_under
 
 DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
@@ -23,7 +23,28 @@ def lines_of(text: str) -> list[str]:
 
 def read_jsonl(path: Path) -> list[Any]:
     """Every value of a JSON-lines file, in order."""
-    return [json.loads(line) for line in lines_of(path.read_text(encoding="utf-8"))]
+    values = []
+    for number, line in enumerate(lines_of(_text(path)), 1):
+        try:
+            values.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"{path.name}: JSON line {number} is not JSON ({error.msg})") from None
+    return values
+
+
+def _text(path: Path) -> str:
+    """A data file's text, or an error that says it is not UTF-8 and where."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise _not_utf8(path, error) from None
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> InvalidInput:
+    return InvalidInput(
+        f"{path.name} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start}); "
+        "save it as UTF-8"
+    )
 
 
 def resolve_data_file(path: str | Path, data_dir: Path | None) -> Path:
@@ -42,7 +63,10 @@ def read_rows(path: Path, *, column: str | None = None) -> list[Any]:
     if suffix == ".jsonl":
         rows = read_jsonl(path)
     elif suffix == ".json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            rows = json.loads(_text(path))
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"{path.name} is not JSON ({error.msg}, line {error.lineno})") from None
         if not isinstance(rows, list):
             raise ValueError(f"{path.name}: a JSON data file holds a list of rows")
     elif suffix in (".csv", ".parquet"):
@@ -58,13 +82,24 @@ def read_rows(path: Path, *, column: str | None = None) -> list[Any]:
 
 
 def read_table(path: Path) -> Any:
-    """A CSV or Parquet file as a pandas DataFrame (strings, booleans and empty cells as pandas reads them)."""
+    """A CSV or Parquet file as a pandas DataFrame (strings, booleans and empty cells as pandas reads them); a file
+    that is not UTF-8, a line with more fields than the header, or an empty file is an error that says so."""
     import pandas as pd
 
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path.name}: a table is a .csv or .parquet file")
-    return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    try:
+        return pd.read_csv(path)
+    except UnicodeDecodeError as error:
+        raise _not_utf8(path, error) from None
+    except pd.errors.EmptyDataError:
+        raise InvalidInput(f"{path.name} is empty: a CSV starts with a header line naming its columns") from None
+    except pd.errors.ParserError as error:
+        detail = str(error).strip().removeprefix("Error tokenizing data. C error: ")
+        raise InvalidInput(f"{path.name} is not a well-formed CSV: {detail}") from None
 
 
 class JsonlSink:

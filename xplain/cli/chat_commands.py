@@ -22,6 +22,7 @@ from xplain.agent import (
     make_chat,
 )
 from xplain.agent.loop import AgentAnswer
+from xplain.batch.sources import read_table
 from xplain.blackbox import BlackBoxError, load_blackbox
 from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
 from xplain.display.charts import chat_chart
@@ -113,9 +114,7 @@ def _context(
         return demo_context(demo)
     if data is None:
         raise ValueError("--model needs --data: a CSV of the rows to ask about")
-    import pandas as pd
-
-    table = pd.read_csv(data)
+    table = read_table(data)
     labels = None
     if label_column is not None:
         if label_column not in table.columns:

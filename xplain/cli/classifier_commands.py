@@ -14,6 +14,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
+from xplain.batch.sources import read_table
 from xplain.cli.common import app, console, fail, run_with_llm, usage_line
 from xplain.llm import LLM, track_usage
 from xplain.methods.lml_dap import LMLDAPClassifier
@@ -45,7 +46,7 @@ class Kind(str, Enum):
 def read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise ValueError(f"--data {path} does not exist")
-    frame = pd.read_csv(path)
+    frame = read_table(path)
     if frame.empty:
         raise ValueError(f"--data {path} has no rows")
     return frame

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
-
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from xplain import service
+from xplain.batch.sources import read_table
 from xplain.blackbox.errors import BlackBoxError
 from xplain.cli.common import app, command_llm, console, fail, run_with_llm, usage_line
 from xplain.llm import LLM
@@ -146,7 +145,7 @@ def counterfactual(
     try:
         opened = service.open_spec(model, settings, kind="text" if text else "tabular", llm=llm)
         if data is not None:
-            opened = service.OpenedModel(opened.blackbox, pd.read_csv(data))
+            opened = service.OpenedModel(opened.blackbox, read_table(data))
     except (BlackBoxError, ValueError, OSError) as error:
         fail(error)
     row_values = _parse_json_option(row, "--row")

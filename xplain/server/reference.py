@@ -3,6 +3,7 @@ rows; other models name a CSV under XPLAIN_DATA_DIR (resolved so it cannot leave
 
 from __future__ import annotations
 
+from xplain.batch.sources import read_table
 from xplain.blackbox import BlackBox
 from xplain.data.demo import DemoReference, demo_reference
 from xplain.server.schemas import ModelRegistration
@@ -28,9 +29,7 @@ def load_reference(registration: ModelRegistration, blackbox: BlackBox, settings
         raise PermissionError(f"{spec.file} is outside the data directory (XPLAIN_DATA_DIR)")
     if path.suffix.lower() != ".csv" or not path.is_file():
         raise ValueError(f"reference file {spec.file!r} must be an existing .csv file in the data directory")
-    import pandas as pd
-
-    table = pd.read_csv(path)
+    table = read_table(path)
     labels = None
     for column in filter(None, (spec.label_column, spec.text_column)):
         if column not in table.columns:

@@ -83,6 +83,12 @@ class ModelRegistration(Strict):
     )
 
     @model_validator(mode="after")
+    def _demo_brings_its_own_rows(self) -> ModelRegistration:
+        if self.source.demo is not None and self.reference is not None:
+            raise ValueError(f"the demo {self.source.demo!r} brings its own reference rows; leave `reference` out")
+        return self
+
+    @model_validator(mode="after")
     def _llm_names_its_own(self) -> ModelRegistration:
         spec = self.source.llm
         if spec is None:
