@@ -623,3 +623,31 @@ def test_a_tree_models_skops_file_loads_from_the_cli_once_the_operator_trusts_it
     assert loaded.exit_code == 0, loaded.output
     labels = [json.loads(line)["result"]["prediction"]["label"] for line in loaded.output.splitlines() if line.startswith("{")]
     assert labels == ["yes", "no"]
+
+
+async def test_a_results_cost_counts_its_own_rows_not_another_requests_on_the_same_model(spy):
+    """Two requests on one registered model at once: each result's `cost.blackbox_queries` is its own rows. It was
+    the model's global count over the block, so a one-row predict beside a LIME call reported 66 rows."""
+    import asyncio
+
+    from xplain.methods.base import measure_cost
+
+    box = tabular_box(spy)
+    first_done, other_done = asyncio.Event(), asyncio.Event()
+
+    async def one_row() -> int:
+        with measure_cost(box) as meter:
+            await box.apredict_proba([[1.0, 2.0]])
+            first_done.set()
+            await other_done.wait()  # the other request evaluates its rows while this one is still open
+        return meter.cost.blackbox_queries
+
+    async def five_rows() -> int:
+        await first_done.wait()
+        with measure_cost(box) as meter:
+            await box.apredict_proba([[float(i), 0.0] for i in range(5)])
+        other_done.set()
+        return meter.cost.blackbox_queries
+
+    assert await asyncio.gather(one_row(), five_rows()) == [1, 5]
+    assert box.stats().evaluated == 6

@@ -27,7 +27,7 @@ from xplain.blackbox.llm_classifier import (
     from_llm_file,
     from_llm_spec,
 )
-from xplain.blackbox.model import BlackBox, Kind, QueryStats, WrapperOptions
+from xplain.blackbox.model import BlackBox, Kind, QueryStats, WrapperOptions, count_evaluated
 from xplain.blackbox.schema import Column, ColumnKind, TableSchema, infer_schema
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "TableSchema",
     "UntrustedModelFileError",
     "WrapperOptions",
+    "count_evaluated",
     "from_callable",
     "from_estimator",
     "from_http",

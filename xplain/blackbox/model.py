@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal, TypedDict, get_args
 
 import numpy as np
@@ -33,6 +35,20 @@ a 2-D float64 array), or a list of texts — into probability rows or floats."""
 
 PROBABILITY_SUM_TOLERANCE = 1e-3
 PROBABILITY_RANGE_TOLERANCE = 1e-6
+
+_row_meters: ContextVar[tuple[Counter[int], ...]] = ContextVar("xplain_blackbox_row_meters", default=())
+
+
+@contextmanager
+def count_evaluated() -> Iterator[Counter[int]]:
+    """`with count_evaluated() as rows:` — afterwards `rows[id(box)]` is how many rows `box` evaluated for this
+    context alone (threads started by `asyncio.to_thread` included), not for other requests on the same box."""
+    meter: Counter[int] = Counter()
+    token = _row_meters.set(_row_meters.get() + (meter,))
+    try:
+        yield meter
+    finally:
+        _row_meters.reset(token)
 
 
 class WrapperOptions(TypedDict, total=False):
@@ -205,6 +221,8 @@ class BlackBox:
             self._stats.queries += len(keys)
             self._stats.cache_hits += len(hit_keys)
             self._stats.evaluated += len(first_row_of_pending)
+        for meter in _row_meters.get():
+            meter[id(self)] += len(first_row_of_pending)
         if first_row_of_pending:
             pending_rows = list(first_row_of_pending.values())
             fresh = self._evaluate(self._select(batch, pending_rows))

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from xplain.blackbox import BlackBox
+from xplain.blackbox import BlackBox, count_evaluated
 from xplain.llm import Usage, track_usage
 
 class Cost(BaseModel):
@@ -136,16 +136,16 @@ class CostMeter:
 
 @contextmanager
 def measure_cost(*blackboxes: BlackBox) -> Iterator[CostMeter]:
-    """`with measure_cost(bb) as meter:` — afterwards `meter.cost` holds what the block spent."""
+    """`with measure_cost(bb) as meter:` — afterwards `meter.cost` holds what the block spent (its own black-box rows,
+    not those of other requests on the same model meanwhile)."""
     meter = CostMeter()
-    before = [bb.stats().evaluated for bb in blackboxes]
     started = time.perf_counter()
-    with track_usage() as usage:
+    with track_usage() as usage, count_evaluated() as rows:
         try:
             yield meter
         finally:
             meter.cost = Cost(
                 llm=usage.usage,
-                blackbox_queries=sum(bb.stats().evaluated - b for bb, b in zip(blackboxes, before)),
+                blackbox_queries=sum(rows[key] for key in {id(bb) for bb in blackboxes}),
                 seconds=time.perf_counter() - started,
             )
