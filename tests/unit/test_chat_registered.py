@@ -105,3 +105,18 @@ def test_a_data_file_that_is_not_utf8_or_has_a_ragged_line_gets_422_naming_the_f
         demo = api.post("/models", json={"name": "d", "source": {"demo": "reviews"}, "reference": {"file": "x.csv"}})
         assert demo.status_code == 422 and "brings its own reference rows" in demo.text
         assert api.get("/models/a").status_code == 404 and api.get("/models/d").status_code == 404
+
+
+def test_a_stored_registration_this_version_refuses_is_skipped_and_the_server_still_starts(settings):
+    """A registration stored by an earlier version that the schema now refuses (here a demo with a reference file)
+    used to stop the server at start with a ValidationError; it is skipped like a model whose file went away."""
+    import asyncio
+
+    from xplain.server.store import Store
+
+    with TestClient(create_app(settings, llm=LLM(FakeBackend()))) as api:
+        assert register(api, "loans", {"file": "loans.csv", "label_column": "outcome"}).status_code == 201
+    stale = {"name": "old", "source": {"demo": "reviews"}, "reference": {"file": "loans.csv"}}
+    asyncio.run(Store(settings.database_url).save_model("old", stale))
+    with TestClient(create_app(settings, llm=LLM(FakeBackend()))) as api:
+        assert api.get("/models/loans").status_code == 200 and api.get("/models/old").status_code == 404

@@ -125,8 +125,8 @@ class ModelRegistry:
         """Re-load every stored model; returns the names that no longer load (and skips them)."""
         broken = []
         for key, spec in (await self.store.model_specs()).items():
-            registration = ModelRegistration.model_validate(spec)
-            try:
+            try:  # a registration an older version accepted and this one refuses is skipped like a missing file
+                registration = ModelRegistration.model_validate(spec)
                 blackbox = await asyncio.to_thread(load_registered, registration, self.settings, self.llm)
                 reference = await asyncio.to_thread(load_reference, registration, blackbox, self.settings)
             except Exception:  # a model or data file removed or changed since: keep serving the rest
