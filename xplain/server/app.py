@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -24,6 +26,12 @@ from xplain.settings import Settings, get_settings
 
 log = logging.getLogger("xplain.server")
 
+#: Threads for blocking calls (`asyncio.to_thread`: black-box queries, LIME, SHAP). Python's default, cores + 4, is 6
+#: on 2 cores: a job's rows on an LLM classifier held all of them waiting on the LLM, and a one-row predict on
+#: another model queued 20 s behind them. Waiting threads cost little; the work itself stays bounded by the job
+#: and request limits.
+BLOCKING_THREADS = 64
+
 
 def create_app(
     settings: Settings | None = None, *, llm: LLM | None = None, register_demo_models: bool = False
@@ -34,6 +42,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="xplain-blocking")
+        )
         async with open_service(settings, llm=llm, register_demo_models=register_demo_models) as svc:
             app.state.service = svc
             sqlite = settings.database_url.startswith("sqlite:///")
