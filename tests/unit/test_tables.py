@@ -481,3 +481,20 @@ def test_a_lightgbm_model_on_a_categorical_dataframe_is_explained_in_its_own_col
     np.testing.assert_allclose([[r.prediction.probabilities[c] for c in ("0", "1")] for r in predicted], expected)
     [explained] = xplain.run("lime", model, rows.head(1), reference=frame)
     assert explained.instance["workclass"] == rows.workclass.iloc[0] and explained.ranking[0] == "workclass"
+
+
+def test_the_evidences_rationale_for_a_category_says_changing_it_not_plus_one_sd(pipe, table):
+    """A category has no standard deviation: its evidence is the effect of another value, and says so (it read
+    "+1 sd moves P('approve') by -0.095" for a city)."""
+    rows = table[table.workclass == "Self-emp"].head(1)
+    llm = LLM(FakeBackend(rules=[(r".", reading_answer)]))
+    [result] = xplain.run("posthoc", pipe, rows, reference=table, llm=llm, k=3, n_samples=60, n_examples=16)
+    kinds = {c.name: c.kind for c in pipe_schema(pipe, table).columns}
+    for feature in result.evidence_only.features:
+        unit = "changing it" if kinds[feature.feature] in ("categorical", "boolean", "ordinal") else "+1 sd"
+        assert feature.rationale.startswith(f"in the neighbourhood, {unit} moves"), (kinds[feature.feature], feature)
+    assert {kinds[f.feature] for f in result.evidence_only.features} & {"categorical", "boolean"}
+
+
+def pipe_schema(pipe, table):
+    return xplain.blackbox.from_estimator(pipe, reference=table).schema

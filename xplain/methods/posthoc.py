@@ -361,6 +361,7 @@ class Evidence:
     support: dict[str, float]
     label: str
     unit: str  # what one unit of support is: "+1 sd" (tables) or "removing it" (texts)
+    discrete: frozenset[str] = frozenset()  # table columns whose unit is another value (categories, booleans)
 
     @property
     def order(self) -> list[str]:
@@ -372,7 +373,8 @@ class Evidence:
         return FeatureAttribution(
             feature=feature,
             direction="+" if effect >= 0 else "-",
-            rationale=f"in the neighbourhood, {self.unit} moves P('{self.label}') by {change:+.3f}"[:RATIONALE_LENGTH],
+            rationale=f"in the neighbourhood, {'changing it' if feature in self.discrete else self.unit} moves "
+            f"P('{self.label}') by {change:+.3f}"[:RATIONALE_LENGTH],
             source="evidence",
         )
 
@@ -794,7 +796,10 @@ async def explain_tabular(
             named_letters[i].append([f.feature for f in reply.value.features] if found else [])
         ranked = [aggregate_rankings(a, options.k) for a in answers]
         positional = [positional_answer(a, letters) for a in named_letters]
-        evidences = [Evidence(dict(zip(names, map(float, w))), label, "+1 sd") for w, label in zip(surrogates, labels)]
+        discrete = frozenset(c.name for c in schema.columns if c.discrete)
+        evidences = [
+            Evidence(dict(zip(names, map(float, w))), label, "+1 sd", discrete) for w, label in zip(surrogates, labels)
+        ]
         reasks: dict[int, Structured | StructuredOutputError] = {}
 
         async def reask(rows: list[int], whys: list[str]) -> list[list[FeatureAttribution]]:
