@@ -63,8 +63,19 @@ def _input_text(outcome: RowOutcome, inputs: Sequence[Any] | None) -> str:
         value = value["text"]
     if value is None:
         return ""
-    text = value if isinstance(value, str) else json.dumps(value)
+    text = value if isinstance(value, str) else json.dumps(_nan_as_null(value))
     return text if len(text) <= INPUT_CHARS else text[: INPUT_CHARS - 1] + "…"
+
+
+def _nan_as_null(value: Any) -> Any:
+    """An empty cell as JSON writes it (`null`), not Python's `NaN`, which is not JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_as_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_as_null(v) for v in value]
+    return value
 
 
 def _visible(html: str) -> str:

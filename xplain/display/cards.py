@@ -8,7 +8,7 @@ from functools import singledispatch
 from html import escape
 from typing import Any
 
-from xplain.display.charts import chart_spec, describe, draw, figure_svg
+from xplain.display.charts import chart_spec, describe, draw, figure_svg, proposal_kept
 from xplain.display.checks import check
 from xplain.methods.base import Cost
 from xplain.methods.baselines import BaselineExplanation
@@ -48,8 +48,21 @@ def _features(items: list[tuple[str, str]]) -> str:
 
 @headline.register(PosthocExplanation)
 def _(result: PosthocExplanation) -> str:
-    answer = f"Predicted <b>{escape(result.predicted_label)}</b>; the LLM ({escape(result.strategy)}) names "
-    answer += _features([(f.feature, f.direction) for f in result.features])
+    """What the LLM named only when what is returned is its proposal; a repaired answer says what was returned,
+    how much of it the LLM proposed, and what the LLM first proposed with its verdict."""
+    answer = f"Predicted <b>{escape(result.predicted_label)}</b>; "
+    returned = _features([(f.feature, f.direction) for f in result.features])
+    proposed = result.proposed
+    if proposed is None or proposal_kept(result):
+        answer += f"the LLM ({escape(result.strategy)}) names {returned}"
+    else:
+        from_llm = sum(f.source == "llm" for f in result.features)
+        verdict = proposed.faithfulness.verdict if proposed.faithfulness is not None else "not checked"
+        answer += (
+            f"verified: {returned} ({from_llm} of {len(result.features)} proposed by the LLM); "
+            f"the LLM ({escape(result.strategy)}) first proposed "
+            f"{_features([(f.feature, f.direction) for f in proposed.features])} ({escape(verdict)})"
+        )
     return answer + (f"<br><span style='color:#c62828'>{escape(result.error)}</span>" if result.error else "")
 
 

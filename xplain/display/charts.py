@@ -85,12 +85,18 @@ def chart_spec(result: Any) -> dict[str, Any]:
     raise TypeError(f"no chart known for {type(result).__name__}")
 
 
+def proposal_kept(result: PosthocExplanation) -> bool:
+    """Whether what posthoc returns is the LLM's own first proposal (else re-asked or repaired from the evidence)."""
+    proposed = result.proposed
+    return proposed is None or [f.feature for f in proposed.features] == [f.feature for f in result.features]
+
+
 @chart_spec.register(PosthocExplanation)
 def _(result: PosthocExplanation) -> dict[str, Any]:
     k = len(result.features)
     values = [(1 if f.direction == "+" else -1) * (k - i) / k for i, f in enumerate(result.features)]
     return bar_spec(
-        f"LLM's top features for '{result.predicted_label}'",
+        ("LLM's" if proposal_kept(result) else "Verified") + f" top features for '{result.predicted_label}'",
         "direction × rank (1 = named first)",
         [f.feature for f in result.features],
         [("LLM", values)],
