@@ -536,3 +536,12 @@ def test_table_rows_with_words_booleans_and_gaps_are_rendered_as_the_user_holds_
     prompts = [request.prompt for request in backend.score_batches[0]]
     assert prompts == ["Applicant:\ncity = Lyon\npets = True\nincome = missing\nApproved:",
                        "Applicant:\ncity = Paris\npets = False\nincome = 3000\nApproved:"]  # fmt: skip
+
+
+def test_an_error_about_a_registered_classifier_names_it_by_its_registered_name(api):
+    """'target ... is not a class of llm:fake:...' named the LLM under the model, not the model the user asked for."""
+    assert api.post("/models", json=REGISTRATION).status_code == 201
+    wrong = api.post("/methods/counterfactual", json={"model": "sentiment", "rows": ["a good film"],
+                                                      "options": {"target": "neutral"}})  # fmt: skip
+    assert wrong.status_code == 422
+    assert "target 'neutral' is not a class of sentiment; its classes are ['negative', 'positive']" in wrong.text

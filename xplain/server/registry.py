@@ -44,7 +44,13 @@ def load_registered(registration: ModelRegistration, settings: Settings, llm: LL
     if source.demo is not None:
         return demo_blackbox(source.demo)
     if source.llm is not None:
-        return from_llm_spec(source.llm, llm=llm, settings=settings, allowed_endpoints=settings.allowed_llm_endpoints)
+        return from_llm_spec(
+            source.llm,
+            llm=llm,
+            settings=settings,
+            allowed_endpoints=settings.allowed_llm_endpoints,
+            name=registration.name,  # errors name the model the user registered, not the LLM under it
+        )
     if source.url is not None:
         if registration.kind is None:
             raise ValueError("an HTTP model needs `kind` (tabular, text or module)")
