@@ -582,10 +582,9 @@ def check_table(instances, n_features: int | None = None, schema: TableSchema | 
     if schema is not None and len(schema.columns) == table.shape[1]:
         allowed = np.array([c.accepts_missing for c in schema.columns])
     bad = np.flatnonzero(~(np.isfinite(table) | (np.isnan(table) & allowed)).all(axis=1))
-    if len(bad):
-        raise ValueError(
-            f"rows {bad[:5].tolist()} contain NaN or infinite values; fill or drop them before explaining"
-        )
+    if len(bad):  # InvalidInput: a caller with many rows retries them one by one, so that only this one fails
+        where = f" (rows {bad[:5].tolist()})" if len(table) > 1 else ""
+        raise InvalidInput(f"a missing or infinite number cannot be perturbed{where}; fill or drop it before explaining")
     return table
 
 
