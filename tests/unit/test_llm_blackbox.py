@@ -361,7 +361,9 @@ def test_a_chat_classifier_is_registered_over_rest_shown_and_explained_from_its_
     response = api.post("/models", json={"name": "chatty", "source": {"llm": CHAT_SPEC}})
     assert response.status_code == 201, response.text
     assert response.json()["source"]["llm"] == CHAT_SPEC | {"chat": True, "feature_names": None, "endpoint": None}
+    assert response.json()["llm_prompt"] is None  # not rendered before the classifier first runs
     [answer] = api.post("/models/chatty/predict", json={"inputs": ["a good film"]}).json()["predictions"]
+    assert api.get("/models/chatty").json()["llm_prompt"] == chat_prompt("{text}")  # what the LLM reads, exactly
     assert answer["probabilities"]["positive"] == pytest.approx(p_positive("good"))
     assert asked(backend) == {chat_prompt("a good film")}
     body = {"model": "chatty", "rows": ["a good film with a dull plot"], "options": {"n_samples": 20, "k": 1}}

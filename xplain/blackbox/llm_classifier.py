@@ -218,6 +218,12 @@ class LLMClassifier:
             self._frame = (head, tail)
         return self._frame
 
+    @property
+    def rendered_prompt(self) -> str | None:
+        """The exact prompt its LLM reads, `{text}` where the input goes (a chat as its chat template renders it);
+        None until it first scored a row."""
+        return None if self._frame is None else TEXT_SLOT.join(self._frame)
+
     def close(self) -> None:
         """Close the LLM it owns (on the loop it ran on), then the loop."""
         if self.owns:

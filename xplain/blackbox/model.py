@@ -153,6 +153,11 @@ class BlackBox:
         return None if counts is None else dict(counts)
 
     @property
+    def llm_prompt(self) -> str | None:
+        """An LLM classifier's prompt as its LLM reads it, once it has scored a row; None otherwise."""
+        return getattr(self._model, "rendered_prompt", None)
+
+    @property
     def is_classifier(self) -> bool:
         return self.kind != "module"
 

@@ -67,6 +67,7 @@ class Service:
             feature_names=blackbox.feature_names,
             columns=None if blackbox.schema is None else [c.model_dump() for c in blackbox.schema.columns],
             queries=blackbox.stats().model_dump(),
+            llm_prompt=blackbox.llm_prompt,
             llm_scoring=blackbox.llm_scoring,
         )
 

@@ -112,6 +112,11 @@ class ModelInfo(BaseModel):
         None, description="Tables: each column's kind, categories, range and missing rate, as inferred or overridden."
     )
     queries: dict[str, Any]
+    llm_prompt: str | None = Field(
+        None,
+        description="LLM classifiers: the exact prompt the LLM reads, `{text}` where the input goes (a chat as the "
+        "LLM's chat template renders it, special tokens included); shown once it has scored a row.",
+    )
     llm_scoring: dict[str, int] | None = Field(
         None,
         description="LLM classifiers: rows scored so far by each way their LLM scores (next_token: one request "
