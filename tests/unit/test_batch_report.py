@@ -94,26 +94,41 @@ def test_bidirectional_controls_in_chart_labels_are_shown_not_obeyed(tmp_path):
     assert "[U+202E]tbed" in labels and not re.search("[\u202a-\u202e\u2066-\u2069]", labels)
 
 
-def test_a_repaired_posthoc_answer_is_not_shown_as_the_llms_and_its_proposal_is_shown_with_its_verdict(tmp_path):
-    """The card read "the LLM names weeks, after" and the chart "LLM's top features" when both words came from the
-    evidence after the LLM's proposal ("my") failed its check."""
+def repaired_posthoc():
+    """A posthoc answer whose LLM proposal ('income') failed its check; 'debt' came from the evidence."""
     from xplain.methods.checks import Check
     from xplain.methods.posthoc import CheckedFeatures, FeatureAttribution
 
     failed = Check(estimate=0.004, interval=(-0.012, 0.021), confidence=0.95, n=7, verdict="inconclusive",
                    budget_exhausted=True, method="paired t")  # fmt: skip
-    repaired = posthoc().model_copy(update={
+    return posthoc().model_copy(update={
         "features": [FeatureAttribution(feature="debt", direction="-", rationale="measured", source="evidence"),
                      FeatureAttribution(feature="age", direction="+", rationale="older", source="llm")],
         "proposed": CheckedFeatures(features=[FeatureAttribution(feature="income", direction="+", rationale="")],
                                     pgi=0.02, pgu=0.02, faithfulness=failed),
     })  # fmt: skip
-    page = page_of(tmp_path, [outcome(0, repaired), outcome(1, posthoc())])
+
+
+def test_a_repaired_posthoc_answer_is_not_shown_as_the_llms_and_its_proposal_is_shown_with_its_verdict(tmp_path):
+    """The card read "the LLM names weeks, after" and the chart "LLM's top features" when both words came from the
+    evidence after the LLM's proposal ("my") failed its check."""
+    page = page_of(tmp_path, [outcome(0, repaired_posthoc()), outcome(1, posthoc())])
     assert "verified: <b>debt</b> (-), <b>age</b> (+) (1 of 2 proposed by the LLM)" in page
     assert "the LLM (perturbation) first proposed <b>income</b> (+) (inconclusive)" in page
     assert specs_of(page)["r0"]["title"] == "Verified top features for '0'"
     assert specs_of(page)["r1"]["title"] == "LLM's top features for '0'"  # kept as proposed: the LLM's own
     assert page.count("the LLM (perturbation) names") == 1
+
+
+def test_the_chats_answer_for_a_repaired_posthoc_says_verified_and_what_the_llm_first_named():
+    from xplain.methods.catalog import get_method
+
+    answer = get_method("posthoc").chat.answer
+    repaired = answer(repaired_posthoc().model_dump(mode="json") | {"row": 3})
+    assert repaired.startswith("For row 3 the verified features are: debt (-), age (+) (1 of 2 proposed by the LLM, "
+                               "which first named income (+): inconclusive).")  # fmt: skip
+    kept = answer(posthoc().model_dump(mode="json") | {"row": 3})
+    assert kept.startswith("For row 3 the LLM names these features: debt (-), age (+).")
 
 
 def test_an_empty_cell_of_a_row_shows_as_null_not_nan(tmp_path):

@@ -1226,7 +1226,16 @@ def _chat_answer(r: dict[str, Any]) -> str:
     verdict = (r.get("faithfulness") or {}).get("verdict")
     pgi, pgu = (None if r.get(key) is None else round(r[key], 4) for key in ("pgi", "pgu"))  # as the tool showed
     check = {"pgi": pgi, "pgu": pgu, "top_k": len(features), "verdict": verdict}
-    return f"For {subject(r)} the LLM names these features: {named or 'none'}.{check_words(check)}"
+    proposed = (r.get("proposed") or {}).get("features")
+    if proposed is None or [f["feature"] for f in proposed] == [f["feature"] for f in features]:
+        return f"For {subject(r)} the LLM names these features: {named or 'none'}.{check_words(check)}"
+    from_llm = sum(f.get("source") == "llm" for f in features)
+    first = ", ".join(f"{f['feature']} ({f.get('direction', '')})" for f in proposed[:MAX_LISTED]) or "none"
+    first_verdict = ((r.get("proposed") or {}).get("faithfulness") or {}).get("verdict") or "not checked"
+    return (
+        f"For {subject(r)} the verified features are: {named or 'none'} ({from_llm} of {len(features)} proposed by "
+        f"the LLM, which first named {first}: {first_verdict}).{check_words(check)}"
+    )
 
 
 register(
