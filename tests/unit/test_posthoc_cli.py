@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -115,3 +116,18 @@ def test_text_is_explained_by_its_own_words_with_the_removal_check(monkeypatch, 
 def test_text_input_errors_are_clear(runner, arguments, message):
     result = runner.invoke(app, ["explain", *arguments])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_the_printed_explanation_says_where_each_feature_came_from_and_the_checks_verdict(monkeypatch, runner):
+    """The table printed features without saying which came from the evidence after the LLM's failed, and the
+    check without its verdict or interval."""
+
+    def filler(request):
+        allowed = request.json_schema["$defs"]["RankedFeature"]["properties"]["feature"]["enum"]
+        return json.dumps({"features": [{"feature": allowed[0], "direction": "+", "rationale": "r"}]})
+
+    monkeypatch.setattr("xplain.cli.common.make_llm", lambda settings: LLM(FakeBackend(rules=[(r".", filler)])))
+    result = runner.invoke(app, ["explain", "demo:reviews", "--text", "A warm, funny and wise film", "--k", "2"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"│ 1\s+│ \w+\s+│ [+-]\s+│ (llm|evidence)\s+│", result.output)
+    assert re.search(r"PGI above PGU: (faithful|not faithful|inconclusive) \(PGI - PGU in \[", result.output)

@@ -60,23 +60,29 @@ def show(results: list[PosthocExplanation]) -> None:
             "rank",
             "feature",
             "direction",
+            "from",
             "rationale",
             title=f"{'text' if isinstance(result.instance, str) else 'row'} {number}: "
             f"predicted {result.predicted_label}",
         )
         for rank, feature in enumerate(result.features, 1):
             table.add_row(
-                str(rank), feature.feature, feature.direction, feature.rationale
+                str(rank), feature.feature, feature.direction, feature.source, feature.rationale
             )
         console.print(table)
         if result.error:
             console.print(f"[yellow]{result.error}[/yellow]")
-        else:
+        if result.pgi is not None and result.pgu is not None:
             change = "removed" if isinstance(result.instance, str) else "perturbed"
             console.print(
                 f"checked by the model: PGI {result.pgi:.3f} (named features {change}), "
                 f"PGU {result.pgu:.3f} (the others {change}) — a faithful ranking has PGI above PGU"
-            )
+                + (f": {result.faithfulness.verdict} (PGI - PGU in [{result.faithfulness.interval[0]:+.3f}, "
+                   f"{result.faithfulness.interval[1]:+.3f}], {result.faithfulness.n} draws)"
+                   if result.faithfulness is not None else "")
+            )  # fmt: skip
+        if result.repair and not result.repair.startswith("none"):
+            console.print(f"[dim]{result.repair}[/dim]")
         for rank, feature in enumerate(
             result.features, 1
         ):  # a text bar chart: longer = ranked higher
