@@ -122,4 +122,4 @@ async def test_probes_question_a_demo_model_about_its_reference_rows(server):
         missing = {"replacements": [{"old": "awful", "new": "great"}]}
         wrong = await client.call_tool("what_if", {"model": "reviews", "rows": ["a fine film"], "options": missing})
         [outcome] = wrong.structured_content["results"]
-        assert not outcome["ok"] and "'awful' does not occur in the text" in outcome["error"]
+        assert not outcome["ok"] and "'awful' does not occur in the text ('a fine film')" in outcome["error"]  # which text

@@ -86,7 +86,10 @@ def _edit_text(text: str, options: WhatIfOptions) -> str:
     edited = text
     for replacement in options.replacements:
         if replacement.old not in edited:
-            raise InvalidInput(f"{replacement.old!r} does not occur in the text; quote words exactly")
+            shown = text if len(text) <= 120 else text[:119] + "…"
+            raise InvalidInput(
+                f"{replacement.old!r} does not occur in the text ({shown!r}); quote words exactly"
+            )
         edited = edited.replace(replacement.old, replacement.new)
     return edited
 
