@@ -137,9 +137,11 @@ class Scores(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     scoring: str = Field(
         "",
-        description="How the backend scored: `next_token` (one-token continuations read from the next token's "
-        "top log-probabilities, served by a server's prefix cache), `prompt_logprobs` or `echo` (the continuation "
-        "read back as part of the prompt), `prefix_tree` / `flat` (the embedded engine); else the backend's name.",
+        description="How the backend scored: `next_token` (one-token continuations, as the server's or engine's "
+        "tokenizer says, read from the next token's top log-probabilities, which prefix caches serve), "
+        "`next_token_text` (the same where no tokenizer says: a top token whose text is exactly the continuation), "
+        "`prompt_logprobs` or `echo` (the continuation read back as part of the prompt), `prefix_tree` / `flat` "
+        "(the embedded engine); else the backend's name.",
     )
 
     def best(self) -> int:

@@ -51,6 +51,9 @@ TOOL_FLAGS = "--enable-auto-tool-choice --tool-call-parser <parser>"
 #: Top log-probabilities asked for the next token when one-token continuations are scored: vLLM's default
 #: `--max-logprobs`, so as many candidates as a default server gives (and at least the 20 labels a classifier has).
 NEXT_TOKEN_TOP_LOGPROBS = 20
+#: Words of refusals that some servers answer with a 500: llama-cpp-python's server reports request validation
+#: errors so, and llama.cpp's server refuses `echo` so (oaicompat_completion_params_parse, server-common.cpp).
+_REFUSALS_AS_500 = ("validation error", "only no echo is supported")
 #: Continuations per scoring request; vLLM refuses more prompts than VLLM_MAX_COMPLETION_PROMPTS (1024 by default).
 _PROMPTS_PER_REQUEST = 64
 
@@ -136,6 +139,8 @@ class OpenAIBackend(Backend):
         #: Whether one-token continuations are scored from the next token's top log-probabilities (False once a
         #: server refused them).
         self._next_token_logprobs = True
+        #: Whether the server echoes the prompt's log-probabilities (False once it refused).
+        self._echo = True
 
     @property
     def model(self) -> str:
@@ -175,9 +180,8 @@ class OpenAIBackend(Backend):
             except (openai.APIConnectionError, openai.APITimeoutError) as error:
                 last = error
             except openai.APIStatusError as error:
-                # llama-cpp-python's server reports request validation errors as 500: a refusal, not a hiccup.
                 transient = error.status_code == 429 or (
-                    error.status_code >= 500 and "validation error" not in _describe(error).lower()
+                    error.status_code >= 500 and not any(r in _describe(error).lower() for r in _REFUSALS_AS_500)
                 )
                 if transient:
                     last = error
@@ -395,8 +399,109 @@ class OpenAIBackend(Backend):
 
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
         info = await self._server()
-        scorer = self._score_vllm if info.flavor == "vllm" else self._score_echo
+        scorer = self._score_vllm if info.flavor == "vllm" else self._score_generic
         return list(await asyncio.gather(*(scorer(info, r) for r in requests)))
+
+    async def _score_generic(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
+        """A server other than vLLM (llama.cpp's, OpenAI, Ollama, LM Studio...). Where every continuation is one
+        token right after the prompt's own tokens, one completion of one token with the next token's top
+        log-probabilities answers them all, a request that servers with a prompt cache (llama.cpp's) serve from
+        it; otherwise, or where a continuation is not among the top ones, echo + logprobs, exactly.
+
+        How a continuation is known to be one token:
+
+        - `next_token`: the server's `/tokenize` (llama.cpp's) cuts prompt + continuation into the prompt's own
+          tokens plus one; its id is looked up among the top ones. Exact: the same number echo would give.
+        - `next_token_text`: no tokenizer says, so the evidence is a top token whose text equals the continuation
+          exactly (one such token, no other with that text). Its log-probability is that token's after the
+          prompt's tokens: exact where the server's tokenizer cuts prompt + continuation at the seam, which holds
+          for a continuation that starts a word (" positive") after a prompt that does not end in whitespace on
+          byte-level BPE and SentencePiece vocabularies alike. A prompt that ends in whitespace is never read this
+          way: tokenizers fold that space into the continuation's first token, so the next token after it is not
+          how the model reads the joined text.
+
+        A continuation outside the top ones has no known log-probability; none is made up. Echo reads it where the
+        server echoes; where it refuses (llama.cpp's server, OpenAI's chat models) the request fails with an
+        error that names the continuation and what to do."""
+        missing: dict[str, str] = {}
+        if self._next_token_logprobs:
+            label_ids = await self._one_token_ids(request)
+            if label_ids is None and request.prompt[-1:].isspace():
+                why = "the prompt ends in whitespace, which the label's first token would take"
+                missing = dict.fromkeys(request.continuations, why)
+            elif label_ids is not None and None in label_ids:
+                missing = {c: "more than one token" for c, i in zip(request.continuations, label_ids) if i is None}
+            else:
+                reply = await self._next_token_top(info, request.prompt)
+                if reply is None:
+                    missing = dict.fromkeys(request.continuations, "the server refuses top log-probabilities")
+                else:
+                    candidates, prompt_tokens = reply
+                    found = _read_labels(candidates, request.continuations, label_ids)
+                    if None not in found:
+                        return RawScores(
+                            logprobs=[float(lp) for lp in found],  # type: ignore[arg-type]
+                            token_counts=[1] * len(found),
+                            prompt_tokens=prompt_tokens,
+                            scoring="next_token" if label_ids is not None else "next_token_text",
+                        )
+                    missing = {
+                        c: f"not among the next token's top {NEXT_TOKEN_TOP_LOGPROBS} log-probabilities"
+                        for c, lp in zip(request.continuations, found) if lp is None
+                    }  # fmt: skip
+        if self._echo:
+            try:
+                return await self._score_echo(info, request)
+            except LLMRequestError as error:
+                if "echo" not in str(error):
+                    raise
+                logger.warning("the server at %s refuses echo + logprobs: %s", self.base_url, error)
+                self._echo = False
+        why = "; ".join(f"{c!r}: {reason}" for c, reason in missing.items()) or "top log-probabilities refused"
+        raise LLMRequestError(
+            f"the server at {self.base_url} cannot score these labels: it does not echo prompt log-probabilities, "
+            f"so a label is scored only as the next token's log-probability, and its log-probability is unknown "
+            f"for {why}. Use labels that are single common tokens after the prompt (' yes' / ' no', ' positive' / "
+            "' negative'; a prompt that does not end in a space), or a server that scores any continuation (vLLM)"
+        )
+
+    async def _one_token_ids(self, request: ScoreRequest) -> list[int | None] | None:
+        """Per continuation, its one token's id where the server's `/tokenize` (llama.cpp's) cuts prompt +
+        continuation into the prompt's tokens plus one (else None); None where the server has no `/tokenize`."""
+        if self._tokenize_missing:
+            return None
+        texts = [request.prompt, *(request.prompt + c for c in request.continuations)]
+        try:
+            prompt_ids, *joints = await asyncio.gather(*(self._tokenize_llamacpp(t) for t in texts))
+        except LLMRequestError:
+            self._tokenize_missing = True
+            return None
+        n = len(prompt_ids)
+        return [ids[n] if len(ids) == n + 1 and ids[:n] == prompt_ids else None for ids in joints]
+
+    async def _next_token_top(
+        self, info: ServerInfo, prompt: str | list[int]
+    ) -> tuple[list[_Candidate], int] | None:
+        """One completion of one token after `prompt` (text, or token ids on vLLM) with the next token's top
+        `NEXT_TOKEN_TOP_LOGPROBS` log-probabilities: the candidates and the prompt's token count. None where the
+        server refuses that many top log-probabilities (remembered: later requests go the other way at once)."""
+        body: dict[str, Any] = {
+            "model": info.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0,
+            "logprobs": NEXT_TOKEN_TOP_LOGPROBS,
+        }  # fmt: skip
+        if info.flavor == "vllm":
+            body["return_tokens_as_token_ids"] = True
+        try:
+            out = await self._post("/completions", body, "scoring")
+        except LLMRequestError as error:
+            if "logprobs" not in str(error):
+                raise
+            logger.warning("the server at %s refuses %d top log-probabilities (%s); scoring reads the labels back as "
+                           "prompt instead, which prefix caches do not serve", self.base_url, NEXT_TOKEN_TOP_LOGPROBS,
+                           error)  # fmt: skip
+            self._next_token_logprobs = False
+            return None
+        return _next_token_candidates(out["choices"][0]), _token_counts(out)["prompt_tokens"]
 
     async def _score_echo(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
         """Echo the prompt + continuation with per-token logprobs; keep the tokens that cover any of the
@@ -472,27 +577,17 @@ class OpenAIBackend(Backend):
         next token's `top_logprobs`, which vLLM computes from the prefix cache. None when a continuation is not
         among the top ones (its log-probability is then unknown) or the server refuses top log-probabilities;
         the caller then reads prompt log-probabilities instead."""
-        body = {
-            "model": info.model, "prompt": head, "max_tokens": 1, "temperature": 0.0,
-            "logprobs": NEXT_TOKEN_TOP_LOGPROBS, "return_tokens_as_token_ids": True,
-        }  # fmt: skip
-        try:
-            out = await self._post("/completions", body, "scoring")
-        except LLMRequestError as error:
-            if "logprobs" not in str(error):
-                raise
-            logger.warning("the server at %s refuses top log-probabilities (%s); scoring reads prompt "
-                           "log-probabilities instead, which its prefix cache does not serve", self.base_url, error)
-            self._next_token_logprobs = False
+        reply = await self._next_token_top(info, head)
+        if reply is None:
             return None
-        tops = (out["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None]
-        ranked = tops[0] or {}
-        if any(f"token_id:{i}" not in ranked for i in label_ids):
+        candidates, prompt_tokens = reply
+        found = _read_labels(candidates, [""] * len(label_ids), label_ids)
+        if None in found:
             return None
         return RawScores(
-            logprobs=[float(ranked[f"token_id:{i}"]) for i in label_ids],
+            logprobs=[float(lp) for lp in found],  # type: ignore[arg-type]
             token_counts=[1] * len(label_ids),
-            prompt_tokens=_token_counts(out)["prompt_tokens"],
+            prompt_tokens=prompt_tokens,
             scoring="next_token",
         )
 
@@ -527,18 +622,22 @@ class OpenAIBackend(Backend):
             if info.flavor == "vllm":
                 found = await asyncio.gather(*(self._tokenize(info, t) for t in texts))
                 return [len(tokens["tokens"]) for tokens in found]
-            return list(await asyncio.gather(*(self._tokenize_llamacpp(t) for t in texts)))
+            return [len(ids) for ids in await asyncio.gather(*(self._tokenize_llamacpp(t) for t in texts))]
         except LLMRequestError:
             self._tokenize_missing = True  # the server has no /tokenize: estimate from now on
             return await super().count_tokens(texts)
 
-    async def _tokenize_llamacpp(self, text: str) -> int:
+    async def _tokenize_llamacpp(self, text: str) -> list[int]:
+        """Token ids of `text` from llama.cpp's `/tokenize` (without BOS, as its default says)."""
         root = self._root
 
         async def call():
             response = await self._http.post(f"{root}/tokenize", json={"content": text})
             response.raise_for_status()
-            return len(response.json()["tokens"])
+            tokens = response.json()["tokens"]
+            if not all(isinstance(t, int) for t in tokens):
+                raise TypeError("tokens are not ids")
+            return tokens
 
         try:
             return await self._with_retries(call, "tokenizing")
@@ -594,6 +693,54 @@ def _parse_arguments(text: str | None) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {"_raw": text}
     return value if isinstance(value, dict) else {"_raw": text}
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One of the next token's top log-probabilities: its text, log-probability and id (where the server says)."""
+
+    text: str
+    logprob: float
+    id: int | None = None
+
+
+def _next_token_candidates(choice: dict[str, Any]) -> list[_Candidate]:
+    """The first generated token's top log-probabilities, in either shape servers answer: the chat shape
+    (`logprobs.content[0].top_logprobs`, a list; llama.cpp's server answers /completions so too, with ids) or the
+    legacy completions shape (`logprobs.top_logprobs[0]`, text -> log-probability; vLLM names a token
+    `token_id:<id>` under `return_tokens_as_token_ids`)."""
+    logprobs = choice.get("logprobs") or {}
+    content = logprobs.get("content")
+    if content:
+        return [
+            _Candidate(str(c.get("token", "")), float(c["logprob"]), c["id"] if isinstance(c.get("id"), int) else None)
+            for c in content[0].get("top_logprobs") or []
+        ]
+    tops = (logprobs.get("top_logprobs") or [None])[0] or {}
+    out = []
+    for token, logprob in tops.items():
+        named = token.removeprefix("token_id:")
+        is_id = named != token and named.lstrip("-").isdigit()
+        out.append(_Candidate("" if is_id else token, float(logprob), int(named) if is_id else None))
+    return out
+
+
+def _read_labels(
+    candidates: list[_Candidate], labels: list[str], label_ids: list[int | None] | None
+) -> list[float | None]:
+    """Each label's log-probability among the candidates: by token id where the label's id is known and the
+    server names ids, else by a candidate whose text equals the label exactly (only when exactly one does). None
+    for a label found neither way: its log-probability is unknown, not small."""
+    by_id = {c.id: c.logprob for c in candidates if c.id is not None}
+    found: list[float | None] = []
+    for n, label in enumerate(labels):
+        token_id = label_ids[n] if label_ids is not None else None
+        if token_id is not None and by_id:
+            found.append(by_id.get(token_id))
+            continue
+        same = [c.logprob for c in candidates if c.text == label and label]
+        found.append(same[0] if len(same) == 1 else None)
+    return found
 
 
 def _token_counts(out: dict[str, Any]) -> dict[str, int]:
