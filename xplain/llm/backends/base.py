@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from xplain.llm.types import GenerationRequest, LLMRequestError, Message, ScoreRequest, ToolCall
 
 
+#: Top log-probabilities asked for the next token when one-token continuations are scored: vLLM's default
+#: `--max-logprobs` and OpenAI's most for chat, so as many candidates as a default server gives.
+NEXT_TOKEN_TOP_LOGPROBS = 20
+
+
 @dataclass
 class RawCompletion:
     text: str

@@ -26,7 +26,7 @@ import httpx
 import openai
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
-from xplain.llm.backends.base import Backend, RawCompletion, RawScores
+from xplain.llm.backends.base import NEXT_TOKEN_TOP_LOGPROBS, Backend, RawCompletion, RawScores
 from xplain.llm.backends.seams import continuation_start, merged_seam_prefixes
 from xplain.llm.backends.vllm_release import STRUCTURED_OUTPUTS, release
 from xplain.llm.types import (
@@ -48,9 +48,6 @@ logger = logging.getLogger(__name__)
 #: vLLM's answer to `tool_choice="auto"` on a server started without it (chat_completion/serving.py).
 _AUTO_TOOL_CHOICE_REFUSAL = "--enable-auto-tool-choice"
 TOOL_FLAGS = "--enable-auto-tool-choice --tool-call-parser <parser>"
-#: Top log-probabilities asked for the next token when one-token continuations are scored: vLLM's default
-#: `--max-logprobs`, so as many candidates as a default server gives (and at least the 20 labels a classifier has).
-NEXT_TOKEN_TOP_LOGPROBS = 20
 #: Words of refusals that some servers answer with a 500: llama-cpp-python's server reports request validation
 #: errors so, and llama.cpp's server refuses `echo` so (oaicompat_completion_params_parse, server-common.cpp).
 _REFUSALS_AS_500 = ("validation error", "only no echo is supported")
