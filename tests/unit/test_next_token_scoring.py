@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from xplain.llm import LLMError, LLMRequestError, ScoreRequest, make_llm
+from xplain.llm import LLMError, LLMRequestError, Message, ScoreRequest, make_llm
 from xplain.settings import Settings
 from xplain.testing.openai_stub import (
     StubConfig,
@@ -184,3 +184,15 @@ async def test_without_a_tokenizer_a_prompt_that_ends_in_a_space_is_echoed_not_r
     [scores], sent = await score(StubConfig(owned_by="stub", vocabulary=["positive", "negative"]), asked)
     assert scores.scoring == "echo" and all(b.get("echo") for b in sent)
     assert scores.logprobs == pytest.approx([expected(asked[0].prompt, c) for c in ["positive", "negative"]])
+
+
+async def test_a_chat_score_request_fails_alone_on_a_backend_that_scores_raw_prompts_and_needs_one_form():
+    llm = make_llm(Settings(llm_backend="fake", cache_enabled=False))
+    chat = ScoreRequest(messages=[Message(role="user", content="a good film")], continuations=[" positive"])
+    plain = ScoreRequest(prompt="a good film", continuations=[" x"])
+    refused, answered = await llm.score([chat, plain], on_error="return")
+    assert isinstance(refused, LLMRequestError) and "render the chat first" in str(refused)
+    assert not isinstance(answered, Exception) and len(answered.logprobs) == 1
+    for neither_or_both in ({}, {"prompt": "p", "messages": chat.messages}):
+        with pytest.raises(ValueError, match="either prompt or messages"):
+            ScoreRequest(continuations=[" x"], **neither_or_both)

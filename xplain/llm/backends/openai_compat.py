@@ -100,6 +100,7 @@ CONTEXT_REFUSALS = ("context length", "context window", "maximum context", "exce
 class OpenAIBackend(Backend):
     name = "openai"
     binds_event_loop = True  # its aiohttp session and semaphores
+    scores_chats = True  # /chat/completions where the server has no chat template to lend; vLLM's renders one
 
     def __init__(
         self,
@@ -396,8 +397,46 @@ class OpenAIBackend(Backend):
 
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
         info = await self._server()
-        scorer = self._score_vllm if info.flavor == "vllm" else self._score_generic
-        return list(await asyncio.gather(*(scorer(info, r) for r in requests)))
+        return list(await asyncio.gather(*(self._score_one(info, r) for r in requests)))
+
+    async def _score_one(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
+        if request.messages is not None:
+            if info.flavor != "vllm":
+                return await self._score_chat(info, request)
+            prompt = await self.render_chat(request.messages)  # vLLM lends its chat template
+            request = ScoreRequest(prompt=prompt, continuations=request.continuations)
+        return await (self._score_vllm if info.flavor == "vllm" else self._score_generic)(info, request)
+
+    async def _score_chat(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
+        """A chat's continuations as the first token of the assistant's reply, where the server applies its chat
+        template itself and says nothing of it (OpenAI's chat models, which have no completions endpoint): one
+        chat completion of one token with `logprobs` and the top `NEXT_TOKEN_TOP_LOGPROBS`, each continuation
+        read from the top token whose text is exactly it (`chat_next_token`). That is that token's
+        log-probability as the reply's first token, no more: a continuation the model would write as several
+        tokens, or one outside the top ones, has no known log-probability here and fails the request with an
+        error that names it; there is no echo on chat completions to fall back to."""
+        messages = [_to_openai_message(m) for m in request.messages or []]
+        body = {
+            "model": info.model, "max_tokens": 1, "temperature": 0.0,
+            "logprobs": True, "top_logprobs": NEXT_TOKEN_TOP_LOGPROBS,
+        }  # fmt: skip
+        out = await self._chat(messages, body)
+        found = _read_labels(_next_token_candidates(out["choices"][0]), request.continuations, None)
+        missing = [c for c, lp in zip(request.continuations, found) if lp is None]
+        if missing:
+            raise LLMRequestError(
+                f"the server at {self.base_url} scores a chat's labels only as the reply's first token, and "
+                f"{', '.join(map(repr, missing))} is not among its top {NEXT_TOKEN_TOP_LOGPROBS} tokens there (or "
+                "is more than one token), so its log-probability is unknown. Use labels that are single common "
+                "tokens the reply would start with ('yes' / 'no', 'positive' / 'negative'), or a completion "
+                "template (no system turn) on a server that scores any continuation"
+            )
+        return RawScores(
+            logprobs=[float(lp) for lp in found],  # type: ignore[arg-type]
+            token_counts=[1] * len(found),
+            prompt_tokens=_token_counts(out)["prompt_tokens"],
+            scoring="chat_next_token",
+        )
 
     async def _score_generic(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
         """A server other than vLLM (llama.cpp's, OpenAI, Ollama, LM Studio...). Where every continuation is one
