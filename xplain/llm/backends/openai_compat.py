@@ -7,8 +7,10 @@ On a vLLM server (its /v1/models says `owned_by: vllm`) the backend reads the re
 0.11 on, JSON is constrained through `structured_outputs`; an older server would drop that field and answer
 unconstrained, so there JSON goes the OpenAI way (`response_format`) and the backend says it is not constrained.
 Scoring one-token continuations (a classifier's labels) asks for the next token's top log-probabilities, which
-vLLM serves from its prefix cache; longer ones use `prompt_logprobs` on token ids; elsewhere scoring uses `echo` +
-`logprobs` and JSON `response_format`. A vLLM server started without `--enable-auto-tool-choice` refuses
+vLLM serves from its prefix cache; longer ones use `prompt_logprobs` on token ids. Elsewhere JSON goes through
+`response_format`, and scoring reads one-token labels from the next token's top log-probabilities too where the
+server shows they are one token (`_score_generic`), else `echo` + `logprobs`; a chat goes to /chat/completions
+(`_score_chat`). A vLLM server started without `--enable-auto-tool-choice` refuses
 `tool_choice="auto"`; the backend remembers that and reports
 `native_tools = False`, so tools are picked through constrained JSON.
 """
