@@ -163,7 +163,7 @@ async def test_llamacpp_server_a_label_of_two_tokens_fails_with_an_error_that_sa
     labels = [" negative", " very positive"]
     with run_stub(StubConfig(owned_by="llamacpp", vocabulary=VOCABULARY)) as (url, stub):
         llm = client(url)
-        with pytest.raises(LLMRequestError, match="' very positive': more than one token"):
+        with pytest.raises(LLMRequestError, match="' very positive': not one token after the prompt's own tokens"):
             await llm.score(requests(labels)[:1])
         await llm.aclose()
     assert not any(r.body.get("logprobs") == 20 for r in stub.generation_requests)  # its tokenizer said so first

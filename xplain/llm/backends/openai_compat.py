@@ -468,7 +468,8 @@ class OpenAIBackend(Backend):
                 why = "the prompt ends in whitespace, which the label's first token would take"
                 missing = dict.fromkeys(request.continuations, why)
             elif label_ids is not None and None in label_ids:
-                missing = {c: "more than one token" for c, i in zip(request.continuations, label_ids) if i is None}
+                why = "not one token after the prompt's own tokens (longer, or merged with the prompt's end)"
+                missing = {c: why for c, i in zip(request.continuations, label_ids) if i is None}
             else:
                 reply = await self._next_token_top(info, request.prompt)
                 if reply is None:
