@@ -196,3 +196,17 @@ async def test_a_chat_score_request_fails_alone_on_a_backend_that_scores_raw_pro
     for neither_or_both in ({}, {"prompt": "p", "messages": chat.messages}):
         with pytest.raises(ValueError, match="either prompt or messages"):
             ScoreRequest(continuations=[" x"], **neither_or_both)
+
+
+async def test_a_server_that_ignores_logprobs_gets_an_error_that_says_so_and_is_not_asked_again():
+    with run_stub(StubConfig(owned_by="stub", vocabulary=VOCABULARY, logprobs=False)) as (url, stub):
+        llm = client(url)
+        for _ in range(2):
+            with pytest.raises(LLMRequestError, match="' mixed': the server returns no top log-probabilities"):
+                await llm.score(requests()[:1])
+        chat = ScoreRequest(messages=[Message(role="user", content="a good film")], continuations=[" positive"])
+        with pytest.raises(LLMRequestError, match="returns no log-probabilities for chat completions"):
+            await llm.score([chat])
+        await llm.aclose()
+    asked_for_top = [r.body for r in stub.requests if r.path == "/v1/completions" and r.body.get("logprobs") == 20]
+    assert len(asked_for_top) == 1  # remembered after the first answer without them

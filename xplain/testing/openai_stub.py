@@ -178,6 +178,7 @@ class StubConfig(BaseModel):
     #: vocabulary; the stub ranks these, each scored by `token_logprob` after the token before).
     vocabulary: list[str] = []
     max_logprobs: int = 20  # as `vllm serve --max-logprobs`: a request asking for more `logprobs` gets 400
+    logprobs: bool = True  # False: `logprobs` and `echo` are ignored and answered with none, as some servers do
 
     @property
     def llamacpp(self) -> bool:
@@ -428,7 +429,7 @@ class OpenAIStub:
             content, finish_reason = _truncate(self.config.reply, max_tokens)
             message["content"] = content
             completion_words = _word_count(content)
-            if body.get("logprobs"):
+            if body.get("logprobs") and self.config.logprobs:
                 # the reply follows the assistant turn's opening, as /tokenize renders the chat
                 after = stub_tokenize(_rendered_chat(messages))[-1]
                 top = int(body.get("top_logprobs") or 0)
@@ -521,7 +522,7 @@ class OpenAIStub:
         prompts = _prompts_of(body.get("prompt", ""))
         if prompts is None:
             return _error(400, "prompt must be a string, a list of token ids, or a list of either", "prompt")
-        echo = bool(body.get("echo"))
+        echo = bool(body.get("echo")) and self.config.logprobs
         if echo and self.config.llamacpp:
             # llama.cpp's oaicompat_completion_params_parse throws a runtime_error, which its server answers as a 500
             return _error(500, "Only no echo is supported")
@@ -568,7 +569,7 @@ class OpenAIStub:
             completion_tokens += len(gen_toks)
 
             choice: dict[str, Any] = {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
-            if n_logprobs is not None:
+            if n_logprobs is not None and self.config.logprobs:
                 toks: list[str] = []
                 lps: list[float | None] = []
                 offsets: list[int] = []

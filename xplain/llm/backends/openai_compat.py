@@ -137,8 +137,9 @@ class OpenAIBackend(Backend):
         #: Whether the server picks tools itself (`tool_choice="auto"`): None until a vLLM server was asked.
         self._auto_tool_choice: bool | None = None
         #: Whether one-token continuations are scored from the next token's top log-probabilities (False once a
-        #: server refused them).
+        #: server refused them or answered without them), and why not.
         self._next_token_logprobs = True
+        self._no_next_token = ""
         #: Whether the server echoes the prompt's log-probabilities (False once it refused).
         self._echo = True
 
@@ -423,7 +424,13 @@ class OpenAIBackend(Backend):
             "logprobs": True, "top_logprobs": NEXT_TOKEN_TOP_LOGPROBS,
         }  # fmt: skip
         out = await self._chat(messages, body)
-        found = _read_labels(_next_token_candidates(out["choices"][0]), request.continuations, None)
+        candidates = _next_token_candidates(out["choices"][0])
+        if not candidates:
+            raise LLMRequestError(
+                f"the server at {self.base_url} returns no log-probabilities for chat completions (it ignores "
+                "`logprobs`), so a chat classifier's labels cannot be scored there; use a server that returns them"
+            )
+        found = _read_labels(candidates, request.continuations, None)
         missing = [c for c, lp in zip(request.continuations, found) if lp is None]
         if missing:
             raise LLMRequestError(
@@ -461,33 +468,9 @@ class OpenAIBackend(Backend):
         A continuation outside the top ones has no known log-probability; none is made up. Echo reads it where the
         server echoes; where it refuses (llama.cpp's server, OpenAI's chat models) the request fails with an
         error that names the continuation and what to do."""
-        missing: dict[str, str] = {}
-        if self._next_token_logprobs:
-            label_ids = await self._one_token_ids(request)
-            if label_ids is None and request.prompt[-1:].isspace():
-                why = "the prompt ends in whitespace, which the label's first token would take"
-                missing = dict.fromkeys(request.continuations, why)
-            elif label_ids is not None and None in label_ids:
-                why = "not one token after the prompt's own tokens (longer, or merged with the prompt's end)"
-                missing = {c: why for c, i in zip(request.continuations, label_ids) if i is None}
-            else:
-                reply = await self._next_token_top(info, request.prompt)
-                if reply is None:
-                    missing = dict.fromkeys(request.continuations, "the server refuses top log-probabilities")
-                else:
-                    candidates, prompt_tokens = reply
-                    found = _read_labels(candidates, request.continuations, label_ids)
-                    if None not in found:
-                        return RawScores(
-                            logprobs=[float(lp) for lp in found],  # type: ignore[arg-type]
-                            token_counts=[1] * len(found),
-                            prompt_tokens=prompt_tokens,
-                            scoring="next_token" if label_ids is not None else "next_token_text",
-                        )
-                    missing = {
-                        c: f"not among the next token's top {NEXT_TOKEN_TOP_LOGPROBS} log-probabilities"
-                        for c, lp in zip(request.continuations, found) if lp is None
-                    }  # fmt: skip
+        read = await self._read_next_token(info, request)
+        if isinstance(read, RawScores):
+            return read
         if self._echo:
             try:
                 return await self._score_echo(info, request)
@@ -496,12 +479,42 @@ class OpenAIBackend(Backend):
                     raise
                 logger.warning("the server at %s refuses echo + logprobs: %s", self.base_url, error)
                 self._echo = False
-        why = "; ".join(f"{c!r}: {reason}" for c, reason in missing.items()) or "top log-probabilities refused"
+        why = "; ".join(f"{c!r}: {reason}" for c, reason in read.items())
         raise LLMRequestError(
             f"the server at {self.base_url} cannot score these labels: it does not echo prompt log-probabilities, "
             f"so a label is scored only as the next token's log-probability, and its log-probability is unknown "
             f"for {why}. Use labels that are single common tokens after the prompt (' yes' / ' no', ' positive' / "
             "' negative'; a prompt that does not end in a space), or a server that scores any continuation (vLLM)"
+        )
+
+    async def _read_next_token(self, info: ServerInfo, request: ScoreRequest) -> RawScores | dict[str, str]:
+        """The continuations read from the next token's top log-probabilities (see `_score_generic`), or why the
+        ones that could not be read were not, by continuation."""
+        if not self._next_token_logprobs:
+            return dict.fromkeys(request.continuations, self._no_next_token)
+        label_ids = await self._one_token_ids(request)
+        if label_ids is None and request.prompt[-1:].isspace():
+            why = "the prompt ends in whitespace, which the label's first token would take"
+            return dict.fromkeys(request.continuations, why)
+        if label_ids is not None and None in label_ids:
+            why = "not one token after the prompt's own tokens (longer, or merged with the prompt's end)"
+            return {c: why for c, i in zip(request.continuations, label_ids) if i is None}
+        reply = await self._next_token_top(info, request.prompt)
+        if reply is not None and not reply[0]:  # it ignores `logprobs`: do not ask again
+            self._next_token_logprobs = False
+            self._no_next_token = "the server returns no top log-probabilities"
+        if reply is None or not reply[0]:
+            return dict.fromkeys(request.continuations, self._no_next_token)
+        candidates, prompt_tokens = reply
+        found = _read_labels(candidates, request.continuations, label_ids)
+        if None in found:
+            why = f"not among the next token's top {NEXT_TOKEN_TOP_LOGPROBS} log-probabilities"
+            return {c: why for c, lp in zip(request.continuations, found) if lp is None}
+        return RawScores(
+            logprobs=[float(lp) for lp in found],  # type: ignore[arg-type]
+            token_counts=[1] * len(found),
+            prompt_tokens=prompt_tokens,
+            scoring="next_token" if label_ids is not None else "next_token_text",
         )
 
     async def _one_token_ids(self, request: ScoreRequest) -> list[int | None] | None:
@@ -539,6 +552,7 @@ class OpenAIBackend(Backend):
                            "prompt instead, which prefix caches do not serve", self.base_url, NEXT_TOKEN_TOP_LOGPROBS,
                            error)  # fmt: skip
             self._next_token_logprobs = False
+            self._no_next_token = "the server refuses top log-probabilities"
             return None
         return _next_token_candidates(out["choices"][0]), _token_counts(out)["prompt_tokens"]
 
