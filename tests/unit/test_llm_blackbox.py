@@ -429,6 +429,7 @@ def test_on_a_server_that_lends_no_chat_template_a_chat_classifier_sends_the_tur
         box = from_llm("Review: {text}", LABELS, system=SYSTEM, endpoint=url)
         [probabilities] = box.predict_proba(["a good film"])
         assert box.llm_scoring == {"chat_next_token": 1}  # what GET /models/NAME shows
+        assert box.llm_prompt is None  # the server renders the turns itself: no prompt of ours to show
         box.close()
     [body] = [r.body for r in stub.generation_requests]
     turns = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Review: a good film"}]

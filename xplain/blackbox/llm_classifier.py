@@ -237,8 +237,8 @@ class LLMClassifier:
     @property
     def rendered_prompt(self) -> str | None:
         """The exact prompt its LLM reads, `{text}` where the input goes (a chat as its chat template renders it);
-        None until it first scored a row."""
-        return None if self._frame is None else TEXT_SLOT.join(self._frame)
+        None until it first scored a row, and for a chat sent as turns to a server that renders them itself."""
+        return TEXT_SLOT.join(self._frame) if self._frame else None
 
     def close(self) -> None:
         """Close the LLM it owns (on the loop it ran on), then the loop."""

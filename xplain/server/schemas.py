@@ -115,7 +115,8 @@ class ModelInfo(BaseModel):
     llm_prompt: str | None = Field(
         None,
         description="LLM classifiers: the exact prompt the LLM reads, `{text}` where the input goes (a chat as the "
-        "LLM's chat template renders it, special tokens included); shown once it has scored a row.",
+        "LLM's chat template renders it, special tokens included); shown once it has scored a row (never for a chat "
+        "sent as turns to a server that renders them itself).",
     )
     llm_scoring: dict[str, int] | None = Field(
         None,
