@@ -85,12 +85,14 @@ async def test_a_text_alone_and_inside_a_batch_gets_the_same_choice():
     assert alone.proposed == together[11].proposed and alone.faithfulness == together[11].faithfulness
 
 
-async def test_both_proposals_explain_a_text_from_the_same_neighbourhood():
+async def test_both_proposals_explain_a_text_from_the_same_neighbourhood_and_auto_equals_its_mode():
     _, llm, bb = chooser({"fine": 1.0}, name="llamacpp", rules=[(r".", first_allowed_words)])  # auto: choose
     auto = await explain_text(llm, bb, [TEXT], PosthocOptions(k=2, n_samples=30))
     generated = await explain_text(llm, bb, [TEXT], PosthocOptions(k=2, n_samples=30, proposal="generate"))
+    chosen = await explain_text(llm, bb, [TEXT], PosthocOptions(k=2, n_samples=30, proposal="choose"))
     assert auto[0].proposal == "choice" and generated[0].proposal == "generated"
     assert auto[0].evidence_only == generated[0].evidence_only
+    assert auto[0].choice_scores == chosen[0].choice_scores and auto[0].features == chosen[0].features
 
 
 def test_auto_chooses_on_the_embedded_model_for_texts_without_rationales():

@@ -735,8 +735,9 @@ async def explain_tabular(
     scale = schema.scale(background)
 
     with measure_cost(blackbox) as meter:
+        draws = _draw_options(options)
         neighbourhoods = [
-            sample_neighbourhood(x, scale, background, options, row_rng(options.seed, x, _draw_options(options)), schema)
+            sample_neighbourhood(x, scale, background, options, row_rng(options.seed, x, draws), schema)
             for x in instances
         ]
         probabilities = await blackbox.apredict_proba(
@@ -1219,8 +1220,9 @@ async def explain_text(
         reasks: dict[int, Structured | StructuredOutputError] = {}
         reask: Reask | None = None
         if mode == "choose":
+            draws = _draw_options(options)
             candidates = [
-                choice_candidates(words, evidence.order, options.k, row_rng(options.seed, text, options, "choice"))
+                choice_candidates(words, evidence.order, options.k, row_rng(options.seed, text, draws, "choice"))
                 for text, words, evidence in zip(texts, vocabularies, evidences)
             ]
             choices = await choose_words(llm, texts, labels, [str(c) for c in blackbox.classes_], candidates, options.k)
