@@ -100,9 +100,10 @@ async def evaluate(llm: LLM, plan: Plan) -> EvalTable:
 
 
 async def _posthoc_rows(llm: LLM, model: Pipeline, texts: list[str], plan: Plan, table: EvalTable) -> None:
-    blackbox = from_estimator(model, kind="text", name="imdb_tfidf_logistic_regression")
     truths = [text_ground_truth(model, text)[: plan.k] for text in texts]
     for n, proposal in enumerate(plan.proposals):  # the baselines and the evidence once, with the first proposal
+        # a black box of its own per proposal: its cache would serve the second the rows the first already sent
+        blackbox = from_estimator(model, kind="text", name="imdb_tfidf_logistic_regression")
         explainers = ["posthoc", "lime", "kernelshap"] if n == 0 else ["posthoc"]
         options = CompareOptions(k=plan.k, n_samples=plan.n_samples, proposal=proposal, explainers=explainers)
         found = await compare(llm, blackbox, texts, options=options)
