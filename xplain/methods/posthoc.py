@@ -1350,8 +1350,9 @@ def _chat_answer(r: dict[str, Any]) -> str:
 register(
     Method(
         name="posthoc",
-        description="The LLM's top features for each prediction (four in-context strategies; tables and texts), "
-        "checked on the black box by PGI and PGU and repaired from the neighbourhood's evidence when they fail.",
+        description="The LLM's top features for each prediction (generated under four in-context strategies, or on a "
+        "weak model chosen by likelihood among a text's candidate words; tables and texts), checked on the black box "
+        "by PGI and PGU and repaired from the neighbourhood's evidence when they fail.",
         inputs=("tabular_row", "text"),
         options=PosthocOptions,
         result=PosthocExplanation,
