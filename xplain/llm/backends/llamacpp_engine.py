@@ -547,6 +547,7 @@ class _Worker:
         self._batch = lib.llama_batch_init(self.n_batch, 0, self.n_seq)
         self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
         self._score_seqs = list(range(self.n_slots, self.n_seq))  # the last one holds a round's filler tokens
+        self._filler_token = model.bos if model.bos >= 0 else 0
         self.cell_alignment = cell_alignment(lib.llama_print_system_info().decode())
 
     def _fail_all(self, error: LLMError) -> None:
@@ -698,7 +699,7 @@ class _Worker:
         pads = 0
         for cell in tree.layout()[reuse:]:
             if cell is None:  # a filler token on a sequence of its own, so that the next block lands aligned
-                entries.append((self.model.bos if self.model.bos >= 0 else 0, pads, [pad_seq], []))
+                entries.append((self._filler_token, pads, [pad_seq], []))
                 pads += 1
             else:
                 token, pos, conts, reads = cell
@@ -727,6 +728,20 @@ class _Worker:
     # -- decoding ----------------------------------------------------------------------------------------------
 
     def _decode(self, entries: list[tuple[int, int, list[int], bool]]) -> None:
+        """One `llama_decode` of (token, position, sequences, logits wanted) entries.
+
+        A lone token gets a filler token beside it, on the filler sequence, taken out of the cache again at once:
+        llama.cpp's CPU attention serves a one-token batch with another kernel than a batch of two or more
+        (llamafile's sgemm takes only n >= 2), which rounds otherwise, so a token decoded alone got other logits
+        (up to 0.38 apart on SmolLM2, measured) than the same token in a wider decode or in the reference
+        computation. Which decodes are lone tokens follows the load (a scoring round's last piece, a sequence that
+        generates alone), so this kept a request's numbers from depending on what else was in flight."""
+        lone = len(entries) == 1
+        if lone:  # non-contiguous cell search: the filler takes the cell after the token's, never the token's
+            filler_seq = self._score_seqs[-1]
+            filler_pos = self._lib.llama_memory_seq_pos_max(self._memory, filler_seq) + 1
+            entries = [*entries, (self._filler_token, filler_pos, [filler_seq], False)]
+            self.padding_tokens += 1
         batch = self._batch
         for n, (token, pos, seqs, logits) in enumerate(entries):
             batch.token[n] = token
@@ -743,6 +758,8 @@ class _Worker:
             self._lib.llama_set_n_threads(self._ctx, threads, threads)
             self._threads_now = threads
         status = self._lib.llama_decode(self._ctx, batch)
+        if lone:
+            self._lib.llama_memory_seq_rm(self._memory, filler_seq, filler_pos, -1)
         self.decode_calls += 1
         self.decoded_tokens += len(entries)
         if status != 0:
