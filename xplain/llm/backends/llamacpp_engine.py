@@ -23,10 +23,14 @@ In each context:
   for the round before's lead (what all its continuations shared, a template's head, still in cells 0, 1, ... and
   not decoded again where this round begins the same way), so a request's scores are the same bits alone, in a
   batch of 32, or anywhere in a round.
-- Generation is continuously batched: up to `n_slots` sequences decode together, one `llama_decode` per step, each
-  with its own sampler chain (grammar, top-p, temperature, seed); a finished sequence frees its slot for the next
-  queued request. A slot keeps its tokens' cache after it finishes, and a new prompt reuses the longest prefix any
-  slot holds (`llama_memory_seq_rm` of the rest, or `llama_memory_seq_cp` from a busy slot).
+- Generation runs one sequence of a context at a time, in cells 0, 1, ... as alone, so that a reply is the same
+  bits whatever else is queued (`_Worker._admit`); each has its own sampler chain (grammar, top-p, temperature,
+  seed), and a slot keeps its tokens' cache after it finishes, for the next prompt that begins the same way
+  (`llama_memory_seq_rm` of the rest). With `batch_generation`, up to `n_slots` sequences decode together, one
+  `llama_decode` per step, a finished one freeing its slot for the next queued request, and a new prompt may copy
+  the longest prefix any slot holds (`llama_memory_seq_cp` from a busy slot).
+- A decode of one token gets a filler token beside it (`_Worker._decode`): llama.cpp's CPU attention takes another
+  kernel for one token than for two or more.
 
 Memory: each context's KV cache is one unified pool of `n_ctx` cells shared by all its sequences, so it stays bounded
 whatever the number of slots. One cell holds a token's keys and values for every layer: n_layer x 2 x n_head_kv x
@@ -334,6 +338,7 @@ class LlamaEngine:
         prefix_tree: bool = True,
         grammar_first: bool = False,
         generation_cells: int = GENERATION_CELLS,
+        batch_generation: bool = False,
     ):
         """`context_size` None: the length the GGUF was trained for. `n_slots` generation sequences in all, shared
         out among the workers; `threads` llama.cpp threads per worker (a wide decode takes all of theirs while the
@@ -341,7 +346,9 @@ class LlamaEngine:
         (what the engine did before; kept to measure the tree against, `bench/llm_blackbox.py`). `grammar_first` True:
         greedy decoding applies a JSON grammar to the whole vocabulary every step (what it did before `Sampler`'s
         check of the chosen token; kept to measure against, `bench/posthoc_job.py`). `generation_cells` 0 admits
-        generations while any slot and cell is free (what it did before `GENERATION_CELLS`)."""
+        generations while any slot and cell is free (what it did before `GENERATION_CELLS`). `batch_generation` True:
+        up to `n_slots` sequences of a worker generate together (faster, but a reply then depends on what generates
+        beside it; see `_Worker._admit`)."""
         self.model_path = model_path
         self.n_ctx = context_size or 0
         self.n_slots = n_slots
@@ -359,6 +366,7 @@ class LlamaEngine:
                 prefix_tree=prefix_tree,
                 grammar_first=grammar_first,
                 generation_cells=generation_cells,
+                batch_generation=batch_generation,
             )
             for _ in range(workers)
         ]
@@ -463,6 +471,7 @@ class _Worker:
         prefix_tree: bool = True,
         grammar_first: bool = False,
         generation_cells: int = GENERATION_CELLS,
+        batch_generation: bool = False,
     ):
         self._model_future = model
         self.n_ctx = context_size or 0
@@ -476,6 +485,7 @@ class _Worker:
         self.prefix_tree = prefix_tree
         self.grammar_first = grammar_first
         self.generation_cells = generation_cells
+        self.batch_generation = batch_generation
         self.decode_calls = self.decoded_tokens = self.padding_tokens = self.reused_tokens = 0
         self.ready: Future = Future()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -800,7 +810,14 @@ class _Worker:
         job.sampler = self.model.sampler(request, grammar_first=self.grammar_first)
 
     def _admit(self) -> None:
-        """Give free slots to queued requests, reusing the longest cached prefix any slot holds."""
+        """Give free slots to queued requests, reusing the longest cached prefix any slot holds.
+
+        Unless `batch_generation`, one sequence of a worker generates at a time, on a cache that holds nothing but its
+        own slot's cached prefix: its tokens then sit in cells 0, 1, ... as alone, and its logits are the same bits
+        whatever else is queued. Sequences generating together take interleaved cells, and ggml's CPU attention sums
+        over cells in SIMD lanes and 8-cell groups by cell index (see `_ScoreTree`): measured on 16 reviews, 7 greedy
+        replies of 16 differed alone and together, 12 JSON-constrained ones and 15 seeded samples. The price is the
+        batching of decode steps: 16 short requests took 1.5-1.8x longer on 2 workers (2 loaded cores)."""
         waiting: list[_Generation] = []
         for job in self._queued:
             if job.future.cancelled():
@@ -821,6 +838,11 @@ class _Worker:
                     _settle(job.future, error=LLMRequestError(f"cannot generate for this request: {error!r}"))
                     continue
             target = max(free, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
+            if not self.batch_generation:
+                if any(s.job is not None for s in self._slots):
+                    waiting.append(job)
+                    continue
+                self._evict_idle(keep=(target,))  # cells 0, 1, ... for this sequence alone
             source = max(self._slots, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
             reuse = min(_common_prefix_length([source.tokens, job.prompt]), len(job.prompt) - 1)
             in_flight = max(
