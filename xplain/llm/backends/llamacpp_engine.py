@@ -737,16 +737,18 @@ class _Worker:
 
     # -- decoding ----------------------------------------------------------------------------------------------
 
-    def _decode(self, entries: list[tuple[int, int, list[int], bool]]) -> None:
+    def _decode(self, entries: list[tuple[int, int, list[int], bool]], *, generated: bool = False) -> None:
         """One `llama_decode` of (token, position, sequences, logits wanted) entries.
 
-        A lone token gets a filler token beside it, on the filler sequence, taken out of the cache again at once:
-        llama.cpp's CPU attention serves a one-token batch with another kernel than a batch of two or more
-        (llamafile's sgemm takes only n >= 2), which rounds otherwise, so a token decoded alone got other logits
+        A lone prompt or scoring token gets a filler token beside it, on the filler sequence, taken out of the cache
+        again at once: llama.cpp's CPU attention serves a one-token batch with another kernel than a batch of two or
+        more (llamafile's sgemm takes only n >= 2), which rounds otherwise, so a token decoded alone got other logits
         (up to 0.38 apart on SmolLM2, measured) than the same token in a wider decode or in the reference
-        computation. Which decodes are lone tokens follows the load (a scoring round's last piece, a sequence that
-        generates alone), so this kept a request's numbers from depending on what else was in flight."""
-        lone = len(entries) == 1
+        computation. Where a prompt or a scoring round is cut into pieces follows what else is in flight (a round's
+        last piece, a prompt's part after a cached prefix), so this keeps a request's numbers from depending on it.
+        A `generated` token (one a step, as llama-cpp-python generates) is always alone when sequences generate one at
+        a time, so it keeps the one-token kernel: a filler there made each step 1.4x slower (measured)."""
+        lone = len(entries) == 1 and not generated
         if lone:  # non-contiguous cell search: the filler takes the cell after the token's, never the token's
             filler_seq = self._score_seqs[-1]
             filler_pos = self._lib.llama_memory_seq_pos_max(self._memory, filler_seq) + 1
@@ -816,8 +818,9 @@ class _Worker:
         own slot's cached prefix: its tokens then sit in cells 0, 1, ... as alone, and its logits are the same bits
         whatever else is queued. Sequences generating together take interleaved cells, and ggml's CPU attention sums
         over cells in SIMD lanes and 8-cell groups by cell index (see `_ScoreTree`): measured on 16 reviews, 7 greedy
-        replies of 16 differed alone and together, 12 JSON-constrained ones and 15 seeded samples. The price is the
-        batching of decode steps: 16 short requests took 1.5-1.8x longer on 2 workers (2 loaded cores)."""
+        replies of 16 differed alone and together, 12 JSON-constrained ones and 15 seeded samples. What it costs is
+        small here: 16 short requests took 1.06x (greedy) and 0.97x (JSON-constrained) the time of 8 sequences a
+        worker generating together (2 workers, 2 loaded cores), as one-token steps keep the one-token kernel."""
         waiting: list[_Generation] = []
         for job in self._queued:
             if job.future.cancelled():
@@ -889,6 +892,7 @@ class _Worker:
             if not slot.pending:
                 entries.append((slot.job.generated[-1], len(slot.tokens), [slot.seq_id], True))
                 readers.append((slot, len(entries) - 1, 1))
+        generating = len(entries)
         budget = max(
             DECODE_CHUNK_TOKENS - len(entries), DECODE_CHUNK_TOKENS // 4
         )  # prompts move on, however many generate
@@ -902,7 +906,7 @@ class _Worker:
                 readers.append((slot, len(entries) - 1 if done else None, len(chunk)))
                 budget -= len(chunk)
         try:
-            self._decode(entries)
+            self._decode(entries, generated=generating > 0)
         except LLMError as error:
             for slot in active:
                 self._finish(slot, error)
