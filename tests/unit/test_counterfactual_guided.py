@@ -194,3 +194,8 @@ async def test_the_catalog_counterfactual_on_a_text_model_uses_its_reference_tex
         method, context, ["great food, delicious wine, friendly staff"], method.parse_options({"max_rounds": 2})
     )
     assert found.goal_words and found.counterfactuals[0].valid
+    [without] = await run_units(
+        method, context, ["great food, delicious wine, friendly staff"],
+        method.parse_options({"max_rounds": 2, "reference_words": 0}),
+    )  # fmt: skip
+    assert not without.goal_words and not without.valid

@@ -5,8 +5,8 @@ in their place, the search keeps the edits that flip, fewest first.
    class's probability are the places to edit.
 2. Propose (LLM): for each such word, replacement words in ONE batched structured round (a capable model writes
    fluent ones); the user's `substitutes` join them, and deleting the word is always a candidate. Where a place has
-   more candidates than it may keep, the LM ranks them by the edited text's log-likelihood (`llm.score`): a weak
-   model that cannot write a replacement can still tell which reads better. The goal class's own name (the two
+   more candidates than it may keep, the LM ranks them by the log-likelihood of the edited words around the place
+   (`llm.score`): a weak model that cannot write a replacement can still tell which reads better. The goal class's own name (the two
    likeliest goal classes' without a target) is tried at every place too: a classifier keyed to a word (an LLM
    classifier whose prompt names the labels) flips on it when a weak LLM proposes nothing usable.
    With reference texts, the black box ranks words too (`probe_vocabulary`): their most frequent words, each sent
@@ -46,6 +46,8 @@ GOAL_NAMES = 2
 VOCABULARY = 400
 #: Goal words a text keeps from that probe; the LM picks the most fluent few of them at each place.
 GOAL_WORDS = 8
+#: Words either side of a place that the LM reads to rank its replacements.
+FLUENCY_WINDOW = 4
 _SINGLE_WORD = re.compile(r"^[A-Za-z][A-Za-z'-]{0,19}$")
 _PIECES = re.compile(f"({WORD.pattern})")  # split keeping the words at the odd positions
 
@@ -175,7 +177,7 @@ async def propose(
         prompt = load_prompt(FLUENCY_PROMPT).render()
         scores = await llm.score(
             [
-                ScoreRequest(prompt=prompt, continuations=[" " + replace_words(s.text, {w: c}) for c in pool + vocabulary])
+                ScoreRequest(prompt=prompt, continuations=[" " + around(s.text, w, c) for c in pool + vocabulary])
                 for s, w, pool, _, vocabulary in to_rank
             ]
         )
@@ -185,6 +187,16 @@ async def propose(
                 vocabulary, logprobs[len(pool) :], per_place
             )
     return [template.ref] + ([load_prompt(FLUENCY_PROMPT).ref] if to_rank else [])
+
+
+def around(text: str, word: str, replacement: str, width: int = FLUENCY_WINDOW) -> str:
+    """The `width` words either side of the first `word` in `text`, with `replacement` in its place: what the LM
+    scores to rank replacements (a one-word change reads well or badly where it stands; scoring the whole text
+    costs 3-4x more on the embedded model for nearly the same order)."""
+    pieces = _PIECES.split(text)
+    at = next(i for i in range(1, len(pieces), 2) if pieces[i].lower() == word)
+    window = pieces[max(0, at - 2 * width) : at] + [replacement] + pieces[at + 1 : at + 2 * width + 1]
+    return " ".join("".join(window).split())
 
 
 def _most_fluent(words: list[str], logprobs: np.ndarray, keep: int) -> list[str]:

@@ -315,6 +315,7 @@ async def text_counterfactuals(
     max_rounds: int = 3,
     substitutes: Sequence[str] = (),
     reference: Sequence[str] | None = None,
+    reference_words: int = guided.VOCABULARY,
 ) -> TextCounterfactualResult:
     """Counterfactuals for many texts at once; each LLM round is one batched call across all of them.
 
@@ -322,7 +323,8 @@ async def text_counterfactuals(
     `concept` to `concept_value` keeping the rest), "causal" (latent features -> words -> edit; two extra rounds),
     "guided" (the black box's occlusion picks the words, the LLM proposes replacements, the search keeps the
     fewest edits that flip; `candidates_per_round` replacements per word, `max_rounds` words at most; with
-    `reference` texts like the model's data, the black box also ranks their commonest words as replacements; see
+    `reference` texts like the model's data, the black box also ranks their `reference_words` commonest words as
+    replacements; see
     `counterfactual_guided`), "search" (no LLM: the words that support the prediction removed, strongest first,
     until it flips; `llm` may be None).
     """
@@ -335,12 +337,14 @@ async def text_counterfactuals(
         raise ValueError("mode 'concept' needs a concept to change, e.g. concept='service'")
     if not 1 <= candidates_per_round <= 5:
         raise ValueError(f"candidates_per_round must be between 1 and 5, got {candidates_per_round}")
+    if not 0 <= reference_words <= 2000:
+        raise ValueError(f"reference_words must be between 0 and 2000, got {reference_words}")
     target = check_target(blackbox, target)
     if mode in ("guided", "search"):
         return await _guided(
             None if mode == "search" else llm, blackbox, texts, target=target, task=task, label_names=label_names or {},
             per_place=candidates_per_round, max_edits=max_rounds, substitutes=substitutes, removal=mode == "search",
-            reference=reference or (),
+            vocabulary=guided.reference_vocabulary(reference or (), reference_words) if mode == "guided" else (),
         )  # fmt: skip
     with measure_cost(blackbox) as meter:
         search = TextSearch(
@@ -396,7 +400,7 @@ async def _guided(
     max_edits: int,
     substitutes: Sequence[str],
     removal: bool = False,
-    reference: Sequence[str] = (),
+    vocabulary: Sequence[str] = (),
 ) -> TextCounterfactualResult:
     """The guided search (one black-box batch per step, one black-box batch probing the reference texts' words, one
     LLM round of proposals, one LM scoring round); with
@@ -409,7 +413,7 @@ async def _guided(
             versions: list[str] = []
         else:
             await guided.occlude(blackbox, states, GUIDED_MAX_WORDS, max(GUIDED_PLACES, max_edits + 2))
-            await guided.probe_vocabulary(blackbox, states, guided.reference_vocabulary(reference))
+            await guided.probe_vocabulary(blackbox, states, vocabulary)
             versions = await guided.propose(
                 llm, states, task=task, label_names=label_names, per_place=per_place, substitutes=substitutes
             )
@@ -617,6 +621,13 @@ class CounterfactualOptions(BaseModel):
         max_length=200,
         description="Texts, guided: replacement words to try besides the LLM's (ranked by the LM's fluency).",
     )
+    reference_words: int = Field(
+        guided.VOCABULARY,
+        ge=0,
+        le=2000,
+        description="Texts, guided: how many of the reference texts' commonest words the black box reads alone (one "
+        "batch of that many rows) to find replacements that push it toward the goal; 0 turns this off.",
+    )
     background: BackgroundRows = None
 
 
@@ -645,7 +656,8 @@ async def _counterfactual(
         result = await text_counterfactuals(
             ctx.llm, ctx.blackbox, rows, mode=mode, concept=options.concept, concept_value=options.concept_value,
             substitutes=options.substitutes, target=options.target, candidates_per_round=options.candidates_per_round,
-            max_rounds=options.max_rounds, reference=[str(t) for t in ctx.reference] if ctx.reference is not None else None,
+            max_rounds=options.max_rounds, reference_words=options.reference_words,
+            reference=[str(t) for t in ctx.reference] if ctx.reference is not None else None,
         )  # fmt: skip
     return [e.model_copy(update={"prompt_versions": result.prompt_versions}) for e in result.explanations]
 
