@@ -96,7 +96,8 @@ def texts(llm, count: int, strategies: list[str]) -> None:
             "counterfactual", model, short, llm=llm, errors="keep", strategy=strategy, max_rounds=words,
             reference=data.texts_train if with_reference else None,
         )  # fmt: skip
-        name = f"text {strategy}" + (f" ({words} words{', ref' if with_reference else ''})" if strategy == "guided" else "")
+        shown = f" ({words} words{', ref' if with_reference else ''})" if strategy == "guided" else ""
+        name = f"text {strategy}{shown}"
         print(line(name, results, time.perf_counter() - started))
 
 

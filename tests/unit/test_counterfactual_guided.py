@@ -133,7 +133,7 @@ async def test_the_goal_class_name_is_tried_at_every_place_when_the_llm_proposes
     assert backend.score_batches, "the offered words were ranked, and the goal's name kept beside them"
 
 
-REFERENCE = ["the soup was awful and bland", "rude staff and awful wine", "a fine evening with friends", "the bland rice"]
+REFERENCE = ["the soup was awful and bland", "rude staff and awful wine", "a fine evening", "the bland rice"]
 
 
 async def test_reference_words_the_black_box_reads_as_the_goal_flip_what_deletions_and_label_names_could_not():
@@ -189,7 +189,8 @@ async def test_the_catalog_counterfactual_on_a_text_model_uses_its_reference_tex
     from xplain.methods.catalog import MethodContext, get_method, run_units
 
     method = get_method("counterfactual")
-    context = MethodContext(llm=LLM(FakeBackend(rules=[(r".", words_reply("..."))])), blackbox=box(), reference=REFERENCE)
+    weak = LLM(FakeBackend(rules=[(r".", words_reply("..."))]))
+    context = MethodContext(llm=weak, blackbox=box(), reference=REFERENCE)
     [found] = await run_units(
         method, context, ["great food, delicious wine, friendly staff"], method.parse_options({"max_rounds": 2})
     )

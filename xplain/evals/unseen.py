@@ -96,7 +96,9 @@ async def evaluate(llm: LLM, plan: Plan) -> EvalTable:
     )
     await _posthoc_rows(llm, model, texts[: plan.posthoc_texts], plan, table)
     for name, given in (("counterfactual:guided:no_reference", None), ("counterfactual:guided", reference)):
-        await counterfactual_row(llm, model, texts[: plan.counterfactual_texts], plan, table, name=name, reference=given)
+        await counterfactual_row(
+            llm, model, texts[: plan.counterfactual_texts], plan, table, name=name, reference=given
+        )
     return table
 
 

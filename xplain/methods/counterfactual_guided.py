@@ -6,9 +6,9 @@ in their place, the search keeps the edits that flip, fewest first.
 2. Propose (LLM): for each such word, replacement words in ONE batched structured round (a capable model writes
    fluent ones); the user's `substitutes` join them, and deleting the word is always a candidate. Where a place has
    more candidates than it may keep, the LM ranks them by the log-likelihood of the edited words around the place
-   (`llm.score`): a weak model that cannot write a replacement can still tell which reads better. The goal class's own name (the two
-   likeliest goal classes' without a target) is tried at every place too: a classifier keyed to a word (an LLM
-   classifier whose prompt names the labels) flips on it when a weak LLM proposes nothing usable.
+   (`llm.score`): a weak model that cannot write a replacement can still tell which reads better. The goal class's
+   own name (the two likeliest goal classes' without a target) is tried at every place too: a classifier keyed to a
+   word (an LLM classifier whose prompt names the labels) flips on it when a weak LLM proposes nothing usable.
    With reference texts, the black box ranks words too (`probe_vocabulary`): their most frequent words, each sent
    alone in ONE batch, and the `GOAL_WORDS` it reads most as the goal are each text's goal words; at every place
    the LM keeps the ones that read best there (the same scoring round). On IMDB with the 135M model, whose
@@ -123,7 +123,8 @@ async def probe_vocabulary(blackbox: BlackBox, states: list[GuidedState], vocabu
     probabilities = await blackbox.apredict_proba(list(vocabulary))
     for state in open_states:
         state.queries += len(vocabulary)
-        reads = np.array([read_verdict(blackbox, row, state.original.prediction, state.target).target_probability for row in probabilities])
+        verdicts = (read_verdict(blackbox, row, state.original.prediction, state.target) for row in probabilities)
+        reads = np.array([verdict.target_probability for verdict in verdicts])
         order = [i for i in np.argsort(-reads, kind="stable")[:GOAL_WORDS] if reads[i] > np.median(reads)]
         state.goal_words = {vocabulary[i]: round(float(reads[i]), 4) for i in order}
 
@@ -183,9 +184,8 @@ async def propose(
         )
         for (state, word, pool, named, vocabulary), scored in zip(to_rank, scores):
             logprobs = np.asarray(scored.logprobs)
-            state.candidates[word] = [""] + _most_fluent(pool, logprobs[: len(pool)], per_place) + named + _most_fluent(
-                vocabulary, logprobs[len(pool) :], per_place
-            )
+            kept = _most_fluent(pool, logprobs[: len(pool)], per_place)
+            state.candidates[word] = [""] + kept + named + _most_fluent(vocabulary, logprobs[len(pool) :], per_place)
     return [template.ref] + ([load_prompt(FLUENCY_PROMPT).ref] if to_rank else [])
 
 
