@@ -1,4 +1,5 @@
-"""A posthoc job on the embedded model: rows/s of the old path and the new one, in one process.
+"""A posthoc job on the embedded model: rows/s of the old path, today's generated proposal and the choice, in one
+process.
 
 Black box: TF-IDF + logistic regression fitted on Rotten Tomatoes snippets (`xplain.data.datasets.text_dataset`, the
 texts the integration tests use, not the demo model); the job explains held-out snippets through the same runner a
@@ -8,14 +9,16 @@ job and `xplain batch` use (`xplain.batch.runner.run_rows`), default posthoc opt
   characters), 300 tokens per answer, the engine applying the JSON grammar to the whole vocabulary every step and
   admitting as many generations as it has sequences (`LlamaCppBackend(grammar_first=True, generation_cells=0)`).
   It uses today's prompts and today's re-ask with the evidence.
-- after: chunks sized to the backend (`job_shape`: two chunks of as many rows as the engine decodes at once), no
-  rationales (no check reads them), answers bounded by their schema, the grammar asked about the chosen token only,
-  and generations admitted while their cells stay within `GENERATION_CELLS` a worker.
+- generate: `proposal: generate`, chunks sized to the backend (`job_shape`: two chunks of as many rows as the
+  engine decodes at once), no rationales (no check reads them), answers bounded by their schema, the grammar asked
+  about the chosen token only, and generations admitted while their cells stay within `GENERATION_CELLS` a worker.
+- choice: `proposal: choose` (the default on the embedded model): the LLM scores the candidate words in one
+  prefix-shared scoring round per chunk, nothing generated; then the same check and repair.
 
 Prints rows/s, LLM calls, tokens generated and tokens decoded per row, and what the rows returned (exactly k,
-faithful, proposals kept), for each path, then the ratio.
+faithful, proposals kept, the LLM's added value), for each path, then the ratios against before.
 
-    PYTHONPATH=. python bench/posthoc_job.py [--rows 200] [--before-rows 40]
+    PYTHONPATH=. python bench/posthoc_job.py [--rows 200] [--generate-rows 24] [--before-rows 12]
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from math import nan
+from statistics import mean
 
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -44,12 +49,16 @@ class Kept:
         self.outcomes += outcomes
 
 
-async def run_path(name: str, texts: list[str], model, *, before: bool, k: int) -> dict:
+async def run_path(name: str, texts: list[str], model, *, k: int) -> dict:
+    before = name == "before"
     backend = LlamaCppBackend(grammar_first=True, generation_cells=0) if before else LlamaCppBackend()
     llm = LLM(backend)
     await llm.check()  # load outside the timing
     method = get_method("posthoc")
-    options = method.parse_options({"k": k, **({"rationales": True, "max_tokens": 300} if before else {})})
+    proposal = "choose" if name == "choice" else "generate"
+    options = method.parse_options(
+        {"k": k, "proposal": proposal, **({"rationales": True, "max_tokens": 300} if before else {})}
+    )
     context = MethodContext(llm=llm, blackbox=from_estimator(model, kind="text"))
     shape = (8, 4) if before else job_shape(method, llm, None, None)
     kept = Kept()
@@ -77,36 +86,43 @@ async def run_path(name: str, texts: list[str], model, *, before: bool, k: int) 
         "faithful": sum((r["faithfulness"] or {}).get("verdict") == "faithful" for r in results) / max(len(results), 1),
         "proposal_kept": sum(r["repair"].startswith("none") for r in results) / max(len(results), 1),
         "reasked_kept": sum(r["repair"].startswith("re-asked") for r in results) / max(len(results), 1),
+        "llm_added": mean([r["llm_added_value"] for r in results if r["llm_added_value"] is not None] or [nan]),
     }
 
 
 def show(row: dict) -> None:
     print(
-        f"{row['path']:6} {row['shape']:>6} chunks | {row['rows']:3d} rows ({row['failed']} failed) in "
+        f"{row['path']:8} {row['shape']:>6} chunks | {row['rows']:3d} rows ({row['failed']} failed) in "
         f"{row['seconds']:6.1f} s = {row['rows_per_s']:.3f} rows/s | per row: {row['llm_calls_per_row']:.2f} LLM "
         f"calls, {row['generated_per_row']:.0f} tokens generated, {row['prompt_per_row']:.0f} prompt tokens, "
         f"{row['decoded_per_row']:.0f} decoded | exactly k {row['exactly_k']:.0%}, faithful {row['faithful']:.0%}, "
-        f"LLM proposal kept {row['proposal_kept']:.0%}, re-asked kept {row['reasked_kept']:.0%}"
+        f"LLM proposal kept {row['proposal_kept']:.0%}, re-asked kept {row['reasked_kept']:.0%}, LLM added "
+        f"{row['llm_added']:+.3f}",
+        flush=True,
     )
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=200, help="rows the new path explains")
-    parser.add_argument("--before-rows", type=int, default=40, help="rows the old path explains (it is slow)")
+    parser.add_argument("--rows", type=int, default=200, help="rows the choice explains")
+    parser.add_argument("--generate-rows", type=int, default=24, help="rows the generated proposal explains")
+    parser.add_argument("--before-rows", type=int, default=12, help="rows the old path explains (it is slow)")
     parser.add_argument("--k", type=int, default=4)
     args = parser.parse_args()
     data = text_dataset(n=2000)
     model = make_pipeline(TfidfVectorizer(min_df=2), LogisticRegression(max_iter=1000))
     model.fit(data.texts_train, data.y_train)
-    texts = data.texts_test[: max(args.rows, args.before_rows)]
-    after = await run_path("after", texts[: args.rows], model, before=False, k=args.k)
-    show(after)
-    before = await run_path("before", texts[: args.before_rows], model, before=True, k=args.k)
-    show(before)
+    texts = data.texts_test[: max(args.rows, args.generate_rows, args.before_rows)]
+    paths = {}
+    for name, n in (("choice", args.rows), ("generate", args.generate_rows), ("before", args.before_rows)):
+        paths[name] = await run_path(name, texts[:n], model, k=args.k)
+        show(paths[name])
+    before = paths["before"]
     print(
-        f"rows/s after / before: {after['rows_per_s'] / before['rows_per_s']:.2f}x (target >= 3x); tokens generated "
-        f"per row {before['generated_per_row']:.0f} -> {after['generated_per_row']:.0f}"
+        f"rows/s against before: choice {paths['choice']['rows_per_s'] / before['rows_per_s']:.2f}x, generate "
+        f"{paths['generate']['rows_per_s'] / before['rows_per_s']:.2f}x (target >= 3x); tokens generated per row "
+        f"{before['generated_per_row']:.0f} -> {paths['generate']['generated_per_row']:.0f} (generate) -> "
+        f"{paths['choice']['generated_per_row']:.0f} (choice)"
     )
 
 

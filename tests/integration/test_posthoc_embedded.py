@@ -42,7 +42,8 @@ async def test_explanation_on_the_embedded_model_is_checked_and_costed():
         assert result.proposed.features == [] and result.llm_features_kept == 0
 
 
-async def test_text_explanation_on_the_embedded_model_names_only_its_words():
+@pytest.mark.parametrize("proposal", ["generate", "auto"])
+async def test_text_explanation_on_the_embedded_model_names_only_its_words(proposal):
     data = text_dataset(n=400)
     model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000))
     model.fit(data.texts_train, data.y_train)
@@ -51,15 +52,38 @@ async def test_text_explanation_on_the_embedded_model_names_only_its_words():
     llm = make_llm(Settings(llm_backend="llamacpp", cache_enabled=False))
     try:
         [result] = await explain_text(
-            llm, blackbox, [text], PosthocOptions(k=2, n_samples=12, n_examples=6)
+            llm, blackbox, [text], PosthocOptions(k=2, n_samples=12, n_examples=6, proposal=proposal)
         )
     finally:
         await llm.aclose()
     assert result.instance == text
-    assert result.prompt_versions[0] == "posthoc/text_perturbation@2"
+    if proposal == "auto":  # the embedded model chooses: one scoring round, nothing generated
+        assert result.proposal == "choice" and result.prompt_versions == ["posthoc/choose@1"]
+        assert result.cost.llm.completion_tokens == 0 and set(result.choice_scores) <= set(distinct_words(text))
+        assert len(result.proposed.features) == 2
+    else:
+        assert result.proposal == "generated" and result.prompt_versions[0] == "posthoc/text_perturbation@2"
     assert result.cost.llm.calls >= 1 and result.cost.blackbox_queries >= 12
     assert len(result.features) == 2 and len({f.feature for f in result.features}) == 2
     assert {f.feature for f in result.features} <= set(distinct_words(text))
     assert result.pgi is not None and result.pgu is not None
     assert 0 <= result.pgi <= 1 and 0 <= result.pgu <= 1
     assert all(f.rationale for f in result.features), "every rationale is grounded or the measured effect"
+
+
+async def test_a_text_alone_and_in_a_batch_gets_the_same_choice_on_the_embedded_model():
+    """The choice is scored by the embedded engine's prefix tree: a text's scores must not depend on its batch."""
+    data = text_dataset(n=400)
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000))
+    model.fit(data.texts_train, data.y_train)
+    texts = data.texts_test[:6]
+    blackbox = from_estimator(model, kind="text")
+    llm = make_llm(Settings(llm_backend="llamacpp", cache_enabled=False))
+    options = PosthocOptions(k=2, n_samples=12, proposal="choose")
+    try:
+        together = await explain_text(llm, blackbox, texts, options)
+        [alone] = await explain_text(llm, blackbox, [texts[4]], options)
+    finally:
+        await llm.aclose()
+    assert alone.choice_scores == pytest.approx(together[4].choice_scores, abs=1e-5)
+    assert alone.proposed.features == together[4].proposed.features and alone.features == together[4].features

@@ -38,3 +38,15 @@ async def test_engine_generates_structures_and_scores(llm):
     assert isinstance(answer.value, Answer)
     [scores] = await llm.score([ScoreRequest(prompt="The capital of France is", continuations=[" Paris", " banana"])])
     assert scores.logprobs[0] > scores.logprobs[1]
+
+
+async def test_one_token_labels_read_from_the_next_token_agree_with_prompt_logprobs(llm):
+    """" Paris" scored beside a one-token label (next token's top 20) and beside a longer one (prompt log-probabilities,
+    another kernel path): the same model number, up to the rounding of bf16 kernels."""
+    prompt = "The capital of France is"
+    one, longer = await llm.score(
+        [ScoreRequest(prompt=prompt, continuations=[" Paris", " the"]),
+         ScoreRequest(prompt=prompt, continuations=[" Paris", " a purple banana"])]
+    )  # fmt: skip
+    assert one.scoring == "next_token" and longer.scoring == "prompt_logprobs"
+    assert one.logprobs[0] == pytest.approx(longer.logprobs[0], abs=0.05)

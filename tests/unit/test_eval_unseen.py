@@ -40,15 +40,19 @@ async def test_eval_gives_the_closing_figures_and_the_repair_fills_a_short_propo
     table = await evaluate(LLM(FakeBackend(rules=[(r".", bad_reader)])), plan)
     rows = {r["method"]: r for r in table.as_records()}
     expected = {
-        "posthoc:perturbation", "posthoc:perturbation:proposed", "posthoc:perturbation:evidence_only",
-        "lime", "kernelshap", "counterfactual:guided", "counterfactual:guided:no_reference",
+        "posthoc:choose", "posthoc:choose:proposed", "posthoc:choose:evidence_only",
+        "posthoc:generate", "posthoc:generate:proposed", "lime", "kernelshap", "counterfactual:guided",
+        "counterfactual:guided:no_reference",
     }  # fmt: skip
-    assert expected <= set(rows) <= expected | {"posthoc:perturbation:reasked"}  # re-asked texts only, if any
-    verified, proposed = rows["posthoc:perturbation"], rows["posthoc:perturbation:proposed"]
+    assert expected <= set(rows) <= expected | {"posthoc:generate:reasked"}  # re-asked texts only, if any
+    verified, proposed = rows["posthoc:generate"], rows["posthoc:generate:proposed"]
     assert proposed["exactly_k"] == 0.0 and verified["exactly_k"] == 1.0  # two words proposed, three returned
     assert verified["llm_added"] is not None and verified["seconds"] > 0
     assert verified["positional"] > 0 and rows["lime"]["positional"] is None  # it names the first two words
-    for name in ("posthoc:perturbation", "lime", "kernelshap"):
+    # a choice always names k words, so nothing is filled, and it is checked and scored like the generated one
+    assert rows["posthoc:choose:proposed"]["exactly_k"] == 1.0 and rows["posthoc:choose"]["exactly_k"] == 1.0
+    assert rows["posthoc:choose"]["llm_added"] is not None and rows["posthoc:choose"]["positional"] is not None
+    for name in ("posthoc:choose", "posthoc:generate", "lime", "kernelshap"):
         row = rows[name]
         assert 0.0 <= row["FA"] <= 1.0 and row["inputs"] == 3
         assert row["faithful"] + row["not_faithful"] + row["inconclusive"] == pytest.approx(1.0)

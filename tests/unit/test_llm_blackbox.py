@@ -414,9 +414,28 @@ def test_on_vllm_a_chat_classifier_is_rendered_by_the_servers_template_and_score
     assert scoring["prompt"] == stub_encode(chat_prompt("a good film")) and "prompt_logprobs" not in scoring
     scores = np.array([stub_token_logprob("\nassistant:", words) for words in LABELS.values()])
     assert probabilities == pytest.approx(np.exp(scores) / np.exp(scores).sum())
-    with run_stub(StubConfig()) as (url, _):  # a plain OpenAI-compatible server has no chat template to render
+
+
+
+def test_on_a_server_that_lends_no_chat_template_a_chat_classifier_sends_the_turns_and_reads_the_first_token():
+    """OpenAI's chat models: /chat/completions with the top 20 log-probabilities of the reply's first token, the same
+    numbers the vLLM path reads after the rendered template; a label not among them is an error naming it."""
+    from xplain.testing.openai_stub import StubConfig, run_stub, stub_token_logprob
+
+    with run_stub(StubConfig(vocabulary=[" negative", " positive", " the"])) as (url, stub):
         box = from_llm("Review: {text}", LABELS, system=SYSTEM, endpoint=url)
-        with pytest.raises(BlackBoxError, match="cannot render its model's chat template"):
+        [probabilities] = box.predict_proba(["a good film"])
+        assert box.llm_scoring == {"chat_next_token": 1}  # what GET /models/NAME shows
+        box.close()
+    [body] = [r.body for r in stub.generation_requests]
+    turns = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Review: a good film"}]
+    assert body["messages"] == turns
+    assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] == 20
+    scores = np.array([stub_token_logprob("\nassistant:", words) for words in LABELS.values()])
+    assert probabilities == pytest.approx(np.exp(scores) / np.exp(scores).sum(), abs=1e-12)
+    with run_stub(StubConfig(vocabulary=[" positive", " the"])) as (url, _):
+        box = from_llm("Review: {text}", LABELS, system=SYSTEM, endpoint=url)
+        with pytest.raises(BlackBoxError, match="' negative' is not among its top 20 tokens"):
             box.predict_proba(["a good film"])
         box.close()
 

@@ -408,7 +408,8 @@ async def test_a_repeated_word_is_reasked_not_cut_to_one():
     )
     assert len(backend.batches) == 2  # "good, good, good" was re-asked
     assert "more than once" in backend.batches[1][0].messages[-1].content
-    assert [f.feature for f in result.features] == ["good", "fine", "movie"]
+    named = [f.feature for f in result.features]
+    assert named[:2] == ["good", "fine"] and len(named) == 3  # "a" and "movie" do nothing: the draw orders them
     assert result.rejected == ["good"] and result.error is None
 
 

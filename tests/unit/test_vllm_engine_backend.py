@@ -1,5 +1,6 @@
-"""The in-process vLLM backend's mapping onto vLLM's API, checked with a stand-in `vllm` module (vLLM itself needs a
-GPU; `tests/integration/test_vllm_gpu.py` runs the real engine where one exists)."""
+"""The in-process vLLM backend's mapping onto vLLM's API (generation, prompt log-probabilities, one-token labels read
+from the next token's top log-probabilities, the batch-invariant switch), checked with a stand-in `vllm` module
+(vLLM itself needs a GPU; `tests/integration/test_vllm_gpu.py` runs the real engine where one exists)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class SamplingParams:
     stop: list[str] | None = None
     seed: int | None = None
     structured_outputs: object = None
+    logprobs: int | None = None
     prompt_logprobs: int | None = None
 
 
@@ -41,6 +43,7 @@ class Output:
     text: str
     token_ids: list[int]
     finish_reason: str = "stop"
+    logprobs: list | None = None
 
 
 @dataclass
@@ -77,10 +80,15 @@ def token_logprob(token: int) -> float:
     return -(token % 7) - 0.5
 
 
+SAMPLED = 5  # the token every fake completion generates
+
+
 @dataclass
 class FakeEngine:
     calls: list = field(default_factory=list)
     tokenizer: object = field(default_factory=Tokenizer)
+    #: Token ids ranked for a completion's top `logprobs` (vLLM ranks the whole vocabulary), with the sampled one.
+    vocabulary: list[int] = field(default_factory=list)
 
     def get_tokenizer(self):
         return self.tokenizer
@@ -93,7 +101,11 @@ class FakeEngine:
         self.calls.append(("generate", prompts, sampling_params))
         outputs = []
         for prompt in prompts:
-            if isinstance(prompt, dict):  # TokensPrompt: score every prompt position
+            if isinstance(prompt, dict) and sampling_params.logprobs:  # the next token's top log-probabilities
+                ranked = sorted(self.vocabulary, key=token_logprob, reverse=True)[: sampling_params.logprobs]
+                top = {t: Logprob(token_logprob(t)) for t in [*ranked, SAMPLED]}
+                outputs.append(RequestOutput(prompt["prompt_token_ids"], [Output("", [SAMPLED], logprobs=[top])]))
+            elif isinstance(prompt, dict):  # TokensPrompt: score every prompt position
                 ids = prompt["prompt_token_ids"]
                 rows = [None] + [{t: Logprob(token_logprob(t))} for t in ids[1:]]
                 outputs.append(RequestOutput(ids, [Output("", [5])], rows))
@@ -144,10 +156,41 @@ async def test_scores_read_prompt_logprobs_at_the_continuation(fake_vllm):
     assert first.logprobs == pytest.approx([token_logprob(ord("c")), token_logprob(ord("d")) + token_logprob(ord("e"))])
     assert first.token_counts == [1, 2]
     assert second.logprobs == pytest.approx([token_logprob(ord("y"))])
-    kind, prompts, params = fake_vllm.calls[0]
+    assert [first.scoring, second.scoring] == ["prompt_logprobs"] * 2  # "y" is not among the top ones: read back
+    kind, prompts, params = fake_vllm.calls[-1]
     assert kind == "generate" and len(prompts) == 3, "every pair in one engine call"
     assert prompts[0]["prompt_token_ids"] == [0, ord("a"), ord("b"), ord("c")]
     assert params.prompt_logprobs == 0
+
+
+async def test_one_token_labels_are_read_from_the_next_token_in_one_engine_call_equal_to_prompt_logprobs(fake_vllm):
+    asked = [ScoreRequest(prompt="ab", continuations=["y", "z"]), ScoreRequest(prompt="cd", continuations=["y", "z"])]
+    llm = make_llm(Settings(llm_backend="vllm", llm_model="some/model", cache_enabled=False))
+    read_back = await llm.score(asked)  # "y" and "z" are not among the top ones of an empty vocabulary
+    fake_vllm.calls.clear()
+    fake_vllm.vocabulary = [ord(c) for c in "xyz"]
+    scored = await llm.score(asked)
+    assert [s.scoring for s in scored] == ["next_token"] * 2
+    assert [s.scoring for s in read_back] == ["prompt_logprobs"] * 2
+    [(kind, prompts, params)] = fake_vllm.calls
+    assert [p["prompt_token_ids"] for p in prompts] == [[0, ord("a"), ord("b")], [0, ord("c"), ord("d")]]
+    assert params.max_tokens == 1 and params.logprobs == 20 and params.prompt_logprobs is None
+    for by_next_token, by_prompt in zip(scored, read_back):
+        assert by_next_token.logprobs == pytest.approx(by_prompt.logprobs, abs=1e-9)
+        assert by_next_token.logprobs == pytest.approx([token_logprob(ord("y")), token_logprob(ord("z"))], abs=1e-9)
+        assert by_next_token.token_counts == [1, 1]
+
+
+async def test_a_label_outside_the_top_20_is_read_from_prompt_logprobs_exactly_the_others_keep_next_token(fake_vllm):
+    fake_vllm.vocabulary = [7 * k for k in range(10, 31)]  # 21 ids of the best log-probability, "F" (70) among them
+    llm = make_llm(Settings(llm_backend="vllm", llm_model="some/model", cache_enabled=False))
+    outside, inside = await llm.score(
+        [ScoreRequest(prompt="ab", continuations=["F", "y"]), ScoreRequest(prompt="ab", continuations=["F", "T"])]
+    )
+    assert outside.scoring == "prompt_logprobs" and inside.scoring == "next_token"
+    assert outside.logprobs == pytest.approx([token_logprob(70), token_logprob(ord("y"))], abs=1e-9)
+    assert inside.logprobs == pytest.approx([token_logprob(70), token_logprob(ord("T"))], abs=1e-9)
+    assert [len(prompts) for _, prompts, _ in fake_vllm.calls] == [2, 2]  # both heads, then "y"'s request's pairs
 
 
 def test_vllm_backend_needs_a_model_name(fake_vllm):
@@ -172,7 +215,7 @@ async def test_scores_tokenize_prompt_and_continuation_together_on_a_sentencepie
     encode = fake_vllm.tokenizer.encode
     llm = make_llm(Settings(llm_backend="vllm", llm_model="some/model", cache_enabled=False))
     [scores] = await llm.score([ScoreRequest(prompt="Answer: ", continuations=[" yes", "yes", "no way"])])
-    _, prompts, _ = fake_vllm.calls[0]
+    [(_, prompts, _)] = fake_vllm.calls  # one of three labels is two tokens: prompt log-probabilities at once
     texts = ("Answer:  yes", "Answer: yes", "Answer: no way")
     assert [p["prompt_token_ids"] for p in prompts] == [encode(t) for t in texts]
     yes_alone, yes_after = encode("Answer:  yes")[-1], encode("Answer: yes")[-1]  # "▁yes" after "▁", or merged

@@ -17,7 +17,7 @@ import tomllib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, Literal, Unpack
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -166,7 +166,7 @@ class LLMClassifier:
         #: How the LLM scored the rows so far (`Scores.scoring`: next_token, prompt_logprobs, prefix_tree...).
         self.scoring: Counter[str] = Counter()
         self._scoring_lock = threading.Lock()
-        self._frame: tuple[str, str] | None = None
+        self._frame: tuple[str, str] | Literal[False] | None = None  # False: the server takes chat turns
         self._loop = EventLoopThread("xplain-llm-blackbox")
 
     def __call__(self, batch: Sequence[Any]) -> np.ndarray:
@@ -186,26 +186,42 @@ class LLMClassifier:
         return softmax(np.array([s.logprobs for s in scored], dtype=np.float64), axis=1)
 
     async def _score(self, texts: list[str]) -> tuple[list[Scores | LLMError], Usage]:
-        head, tail = await self.frame()
-        requests = [ScoreRequest(prompt=head + text + tail, continuations=self.continuations) for text in texts]
+        frame = await self.frame()
+        if frame is None:  # the server applies its chat template itself: send the turns
+            user = self.spec.template.replace
+            requests = [
+                ScoreRequest(messages=self.spec.messages(user(TEXT_SLOT, text)), continuations=self.continuations)
+                for text in texts
+            ]
+        else:
+            head, tail = frame
+            requests = [ScoreRequest(prompt=head + text + tail, continuations=self.continuations) for text in texts]
         with track_usage() as meter:
             scored = await self.llm.score(requests, on_error="return")
         return scored, meter.usage
 
-    async def frame(self) -> tuple[str, str]:
+    async def frame(self) -> tuple[str, str] | None:
         """The raw prompt before and after the input: the template's two sides, or for a chat the LLM's chat
-        template rendered once around a marker where the input goes."""
+        template rendered once around a marker where the input goes; None for a chat on a server that does not
+        lend its chat template but applies it itself (OpenAI's chat models), which is sent the turns."""
         if self._frame is None:
             if not self.spec.chat:
                 head, tail = self.spec.template.split(TEXT_SLOT)
+                self._frame = (head, tail)
             else:
                 turns = self.spec.messages(self.spec.template.replace(TEXT_SLOT, SLOT_MARK))
-                rendered = await self.llm.render_chat(turns)
+                try:
+                    rendered = await self.llm.render_chat(turns)
+                except LLMRequestError:
+                    if not self.llm.scores_chats:
+                        raise
+                    self._frame = False
+                    return None
                 if rendered.count(SLOT_MARK) != 1:
                     raise LLMRequestError(f"the chat template of {self.llm.name} did not keep the input's place")
                 head, tail = rendered.split(SLOT_MARK)
-            self._frame = (head, tail)
-        return self._frame
+                self._frame = (head, tail)
+        return self._frame or None
 
     def close(self) -> None:
         """Close the LLM it owns (on the loop it ran on), then the loop."""

@@ -400,7 +400,7 @@ async def _run_text(llm: LLM, plan: dict, table: EvalTable, k: int, stability: l
         blackbox = _text_blackbox(model)
         started = time.perf_counter()
         options = PosthocOptions(
-            strategy=strategy, k=k, n_samples=plan["n_samples"],
+            strategy=strategy, k=k, n_samples=plan["n_samples"], proposal="generate",  # the strategies' own prompts
             n_gap_samples=N_GAP_SAMPLES, max_gap_samples=MAX_GAP_SAMPLES,
         )  # fmt: skip
         results = await explain_text(llm, blackbox, texts, options)

@@ -103,6 +103,11 @@ class LLM:
         """Tokens the model attends to, prompt and reply together (None while the backend does not know)."""
         return self.backend.context_size
 
+    @property
+    def scores_chats(self) -> bool:
+        """Whether `score` takes `ScoreRequest.messages` (the backend's server applies the chat template)."""
+        return self.backend.scores_chats
+
     async def render_chat(self, messages: Sequence[Message]) -> str:
         """The raw prompt the model's chat template makes of `messages`, the assistant's turn opened: a
         `ScoreRequest` prompt that scores the assistant's first words (`LLMRequestError` where the backend cannot)."""
@@ -212,10 +217,9 @@ class LLM:
         if limit is None:
             return {}
         longest = [max(r.continuations, key=len) for r in requests]
-        unsure = [
-            i for i, r in enumerate(requests) if len(r.prompt.encode("utf-8")) + len(longest[i].encode("utf-8")) > limit
-        ]
-        counts = await self.count_tokens([requests[i].prompt for i in unsure] + [longest[i] for i in unsure])
+        texts = [r.prompt if r.prompt is not None else "\n".join(m.content for m in r.messages or []) for r in requests]
+        unsure = [i for i, t in enumerate(texts) if len(t.encode("utf-8")) + len(longest[i].encode("utf-8")) > limit]
+        counts = await self.count_tokens([texts[i] for i in unsure] + [longest[i] for i in unsure])
         prompts, continuations = counts[: len(unsure)], counts[len(unsure) :]
         return {
             i: ContextOverflow(
@@ -368,9 +372,17 @@ class LLM:
 
         started = time.perf_counter()
         to_send = [requests[positions[0]] for positions in misses.values()]
-        raws: list[RawScores | LLMError] = await self._send_each_alone_on_failure(
-            self.backend.score, to_send, await self._score_overflows(to_send)
-        )
+        refused: dict[int, LLMError] = await self._score_overflows(to_send)
+        if not self.backend.scores_chats:
+            refused |= {
+                i: LLMRequestError(
+                    f"the {self.backend.name} backend scores raw prompts, not chats: render the chat first "
+                    "(LLM.render_chat) and score the prompt it makes"
+                )
+                for i, r in enumerate(to_send)
+                if r.messages is not None
+            }
+        raws: list[RawScores | LLMError] = await self._send_each_alone_on_failure(self.backend.score, to_send, refused)
         elapsed = time.perf_counter() - started
         _check_count(self.backend, "scores", len(to_send), len(raws))
 

@@ -74,15 +74,20 @@ class GenerationRequest(BaseModel):
 
 
 class ScoreRequest(BaseModel):
-    """Log-likelihood of each continuation right after `prompt` (raw text, no chat template)."""
+    """Log-likelihood of each continuation right after `prompt` (raw text, no chat template), or as the first
+    words of the assistant's reply to `messages`, which only a backend that applies its model's chat template
+    itself takes (`LLM.scores_chats`: an OpenAI-compatible server); elsewhere render the chat (`LLM.render_chat`)."""
 
     model_config = ConfigDict(frozen=True)
 
-    prompt: str = Field(min_length=1)
+    prompt: str | None = Field(None, min_length=1)
+    messages: list[Message] | None = Field(None, min_length=1)
     continuations: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _non_empty(self) -> ScoreRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give either prompt or messages")
         if any(not c for c in self.continuations):
             raise ValueError("a continuation is empty: there is nothing to score")
         return self
@@ -137,9 +142,12 @@ class Scores(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     scoring: str = Field(
         "",
-        description="How the backend scored: `next_token` (one-token continuations read from the next token's "
-        "top log-probabilities, served by a server's prefix cache), `prompt_logprobs` or `echo` (the continuation "
-        "read back as part of the prompt), `prefix_tree` / `flat` (the embedded engine); else the backend's name.",
+        description="How the backend scored: `next_token` (one-token continuations, as the server's or engine's "
+        "tokenizer says, read from the next token's top log-probabilities, which prefix caches serve), "
+        "`next_token_text` (the same where no tokenizer says: a top token whose text is exactly the continuation), "
+        "`chat_next_token` (the same for the first token of a chat reply, on /chat/completions), "
+        "`prompt_logprobs` or `echo` (the continuation read back as part of the prompt), `prefix_tree` / `flat` "
+        "(the embedded engine); else the backend's name.",
     )
 
     def best(self) -> int:

@@ -17,7 +17,9 @@ from xplain.methods.baselines import BaselineExplanation, background_rows, expla
 from xplain.errors import InvalidInput
 from xplain.methods.catalog import BackgroundRows, ChatForm, Method, MethodContext, register
 from xplain.methods.checks import feature_agreement, linear_ground_truth
-from xplain.methods.posthoc import CheckedFeatures, PosthocExplanation, PosthocOptions, Strategy, explain_tabular, explain_text
+from xplain.methods.posthoc import (
+    CheckedFeatures, PosthocExplanation, PosthocOptions, Proposal, Strategy, explain_tabular, explain_text,
+)  # fmt: skip
 from xplain.methods.words import distinct_words
 
 Explainer = Literal["posthoc", "occlusion", "lime", "kernelshap"]
@@ -35,6 +37,9 @@ class CompareOptions(BaseModel):
         "(texts: removes each word).",
     )
     strategy: Strategy = Field("perturbation", description="posthoc's strategy (texts: perturbation or prediction).")
+    proposal: Proposal = Field(
+        "auto", description="How posthoc's LLM proposes: generate, choose (texts) or auto (see posthoc's options)."
+    )
     k: int = Field(4, ge=1, le=10, description="Top features compared and checked.")
     n_samples: int = Field(24, ge=4, le=1000, description="The LLM's neighbourhood rows per instance.")
     n_gap_samples: int = Field(8, ge=2, le=1000, description="Perturbed copies per instance for PGI / PGU, first round.")
@@ -209,7 +214,9 @@ async def compare(
     with measure_cost(blackbox) as meter:
         for name in options.explainers:
             if name == "posthoc":
-                llm_options = PosthocOptions(strategy=options.strategy, **{**common, "n_samples": options.n_samples})
+                llm_options = PosthocOptions(
+                    strategy=options.strategy, proposal=options.proposal, **{**common, "n_samples": options.n_samples}
+                )
                 found[name] = (
                     await explain_tabular(llm, blackbox, np.asarray(rows), background, llm_options)
                     if tabular

@@ -9,7 +9,9 @@ in one follow-up round; every answer is then checked against the black box (PGI 
 verdict), never taken on trust.
 
 Texts (`explain_text`): the features are the text's own distinct words, the neighbourhood drops words at random,
-and each text's answer schema admits only its own words.
+and each text's answer schema admits only its own words. A weak LLM proposes by *choice* instead of generation
+(`proposal`): it scores candidate words (the evidence's strongest and a few drawn by the row's content seed) by
+likelihood in one prefix-shared scoring round, and its top k are checked and repaired like a generated answer.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from xplain.blackbox import BlackBox, TableSchema
 from xplain.blackbox.schema import numeric_schema
 from xplain.methods.checks import Check, Gaps, prediction_gaps, text_prediction_gaps
 from xplain.llm import LLM
-from xplain.llm.types import GenerationRequest, Structured, StructuredOutputError
+from xplain.llm.types import GenerationRequest, LLMError, ScoreRequest, Structured, StructuredOutputError
 from xplain.errors import InvalidInput
 from xplain.methods.base import Cost, MethodResult, measure_cost
 from xplain.methods.chat_answers import MAX_LISTED, check_words, subject
@@ -40,6 +42,7 @@ from xplain.prompts.data import fence
 from xplain.validation import reference_rows
 
 Strategy = Literal["perturbation", "prediction", "instruction", "explanation"]
+Proposal = Literal["auto", "generate", "choose"]
 STRATEGIES: tuple[Strategy, ...] = (
     "perturbation",
     "prediction",
@@ -49,6 +52,10 @@ STRATEGIES: tuple[Strategy, ...] = (
 TEXT_STRATEGIES: tuple[Strategy, ...] = ("perturbation", "prediction")
 RETRY_PROMPT = "posthoc/retry"
 REASK_PROMPT = "posthoc/reask"
+CHOOSE_PROMPT = "posthoc/choose"
+#: Backends whose model is too weak to generate a useful proposal, so `proposal: auto` has it choose (the embedded
+#: 135M model kept 0 of 12 generated proposals on unseen reviews); servers and engines generate.
+CHOOSING_BACKENDS = {"llamacpp"}
 MAX_FEATURES = len(string.ascii_uppercase) * 2
 RATIONALE_LENGTH = 120
 
@@ -145,8 +152,31 @@ class PosthocOptions(BaseModel):
         "features or is positional is re-asked once with the neighbourhood's evidence, then repaired from that "
         "evidence (fill, then swap greedily on the check); False returns the LLM's proposal as it is.",
     )
+    proposal: Proposal = Field(
+        default="auto",
+        description="How the LLM proposes its top k. generate: it writes them as JSON under the strategy's prompt "
+        "(the paper's four ICL strategies). choose (texts): it scores candidate words (the neighbourhood's 2k "
+        "strongest and k more drawn by the text's own seed) by likelihood in one scoring round and proposes the k "
+        "most likely; no strategy prompt, no rationales, nothing generated. auto: choose on the embedded model "
+        "(llamacpp) for texts without rationales, else generate. Either proposal is then checked and repaired.",
+    )
     seed: int = 0
     background: BackgroundRows = None
+
+
+def proposal_mode(options: PosthocOptions, llm: LLM, kind: str) -> Literal["generate", "choose"]:
+    """`options.proposal` with auto resolved: choosing needs a text (candidate words) and no generated rationale,
+    and pays off where the model is weak (the embedded one); a capable server generates."""
+    if options.proposal != "auto":
+        return options.proposal
+    weak = llm.backend.name in CHOOSING_BACKENDS
+    return "choose" if kind == "text" and not options.rationales and weak else "generate"
+
+
+def _draw_options(options: PosthocOptions) -> PosthocOptions:
+    """The options as they seed a row's draws: the proposal mode left out, so a row has the same neighbourhood and
+    checks whichever way the LLM proposes (and auto equals the mode it resolves to)."""
+    return options.model_copy(update={"proposal": "auto"})
 
 
 class FeatureAttribution(BaseModel):
@@ -229,6 +259,16 @@ class PosthocExplanation(MethodResult):
         default=None,
         description="PGI - PGU of the returned features minus that of the evidence-only top-k on the same draws: "
         "what the LLM added over the evidence at the same budget (<= 0: nothing).",
+    )
+    proposal: Literal["generated", "choice"] = Field(
+        default="generated",
+        description="How the LLM made `proposed`: generated as JSON, or chosen by likelihood among candidates.",
+    )
+    choice_scores: dict[str, float] | None = Field(
+        default=None,
+        description="Under choice: each candidate word's score, its log-likelihood as the word that makes the "
+        "classifier say the predicted label minus its mean for the other classes (nats; the word's own frequency "
+        "cancels); the k highest were proposed.",
     )
     positional_answer: bool | None = Field(
         default=None,
@@ -597,7 +637,7 @@ def letter_orders(instances: np.ndarray, options: PosthocOptions) -> list[list[n
     n_features = instances.shape[1]
     if options.letter_order == "columns":
         return [[np.arange(n_features)] * n_shuffles for _ in instances]
-    bases = [row_rng(options.seed, x, options, "letters").permutation(n_features) for x in instances]
+    bases = [row_rng(options.seed, x, _draw_options(options), "letters").permutation(n_features) for x in instances]
     return [[np.roll(base, -(r * n_features // n_shuffles)) for r in range(n_shuffles)] for base in bases]
 
 
@@ -662,6 +702,10 @@ async def explain_tabular(
         raise ValueError(
             f"explain_tabular needs a tabular black box, got kind {blackbox.kind!r}"
         )
+    if proposal_mode(options, llm, "tabular") == "choose":
+        raise ValueError(
+            "proposal 'choose' scores a text's own words; tables are proposed by generation ('generate' or 'auto')"
+        )
     instances = check_table(instances, schema=blackbox.schema)
     background = np.asarray(background, dtype=float)
     names = blackbox.feature_names or [f"x{i}" for i in range(instances.shape[1])]
@@ -691,8 +735,9 @@ async def explain_tabular(
     scale = schema.scale(background)
 
     with measure_cost(blackbox) as meter:
+        draws = _draw_options(options)
         neighbourhoods = [
-            sample_neighbourhood(x, scale, background, options, row_rng(options.seed, x, options), schema)
+            sample_neighbourhood(x, scale, background, options, row_rng(options.seed, x, draws), schema)
             for x in instances
         ]
         probabilities = await blackbox.apredict_proba(
@@ -828,7 +873,9 @@ async def explain_tabular(
     ]
     results = _explanations(
         "posthoc", options.strategy, versions, meter.cost,
-        [table_instance(blackbox, row) for row in instances], labels, verified, per_row,
+        [table_instance(blackbox, row) for row in instances], labels, verified,
+        [_attempts_and_error(r, v.proposed.features or (v.reasked.features if v.reasked else []))
+         for r, v in zip(per_row, verified)],
         [[_letter_name(name, letters, orders[i][r], names) for n, (i, r) in enumerate(owners) if i == row
           for name in problems[n][1]] for row in range(n_rows)],
         [1 + options.n_samples + 2 * v.draws for v in verified],
@@ -878,21 +925,20 @@ def _explanations(
     instances: list,
     labels: list[str],
     verified: list[Verification],
-    replies: list[list[Structured | StructuredOutputError]],
+    tries: list[tuple[int, str | None]],
     rejected: list[list[str]],
     rows_sent: list[int],
 ) -> list[PosthocExplanation]:
-    """One result per instance. Black-box rows are split exactly in proportion to the rows each instance sent
-    (so they add up to the measured total); the batched LLM round's usage and the seconds are shared evenly."""
+    """One result per instance, with its LLM tries and why it gave no usable proposal (`tries`). Black-box rows are
+    split exactly in proportion to the rows each instance sent (so they add up to the measured total); the batched
+    LLM round's usage and the seconds are shared evenly."""
     n = len(instances)
     queries = split_exact(cost.blackbox_queries, rows_sent)
     shares = cost.split(n)
     results = []
     for i in range(n):
         found = verified[i]
-        attempts, error = _attempts_and_error(
-            replies[i], found.proposed.features or (found.reasked.features if found.reasked else [])
-        )
+        attempts, error = tries[i]
         results.append(
             PosthocExplanation(
                 method=method,
@@ -994,6 +1040,59 @@ def _reask_prompt(
     )  # fmt: skip
 
 
+#: A choice scores the evidence's REASK_EVIDENCE_PER_K * k strongest words and this many more per k, drawn by the
+#: text's own seed, so the LLM can name a word the evidence ranks low and the evidence does not decide alone.
+CHOICE_EXTRA_PER_K = 1
+
+
+@dataclass
+class Choice:
+    """The LLM's choice for one text: each candidate's score (nats) and the k best, best first."""
+
+    scores: dict[str, float]
+    chosen: list[str]
+
+
+def choice_candidates(words: list[str], evidence: list[str], k: int, rng: np.random.Generator) -> list[str]:
+    """The words a choice scores: the evidence's 2k strongest, then k others of the text drawn by `rng`."""
+    strongest = evidence[: REASK_EVIDENCE_PER_K * k]
+    rest = [w for w in words if w not in strongest]
+    drawn = rng.choice(len(rest), size=min(len(rest), CHOICE_EXTRA_PER_K * k), replace=False) if rest else []
+    return strongest + [rest[j] for j in sorted(drawn)]
+
+
+async def choose_words(
+    llm: LLM, texts: list[str], labels: list[str], classes: list[str], candidates: list[list[str]], k: int
+) -> list[Choice | LLMError]:
+    """The LLM proposes by likelihood, not generation: ONE scoring round with one request per text and class, the
+    template ending in the class ("…the one that most makes the classifier say 'positive' is:"), each continued by
+    every candidate word. A word's score is its log-likelihood after the predicted label minus its mean after the
+    other classes, so what it owes to its own frequency and length cancels and what ties it to the label remains
+    (on unseen reviews this contrast beat the raw likelihood and a contrast with no label). The k best are the
+    choice, ties to the evidence's order. Each candidate is scored on its own, so the choice cannot depend on their
+    order, a position or a format; a text the LLM cannot score (too long) gets its error."""
+    template = load_prompt(CHOOSE_PROMPT)
+    requests = [
+        ScoreRequest(prompt=template.render(text=fence(text, label="text"), label=target),
+                     continuations=[f" {w}" for w in words])
+        for text, label, words in zip(texts, labels, candidates)
+        for target in [label, *(c for c in classes if c != label)]
+    ]  # fmt: skip
+    scored = iter(await llm.score(requests, on_error="return"))
+    choices: list[Choice | LLMError] = []
+    for words in candidates:
+        given, *others = [next(scored) for _ in classes]
+        failed = next((s for s in (given, *others) if isinstance(s, LLMError)), None)
+        if failed is not None:
+            choices.append(failed)
+            continue
+        contrast = np.asarray(given.logprobs) - (np.mean([s.logprobs for s in others], axis=0) if others else 0.0)
+        scores = {w: float(v) for w, v in zip(words, contrast)}
+        best = np.argsort(-contrast, kind="stable")[:k]  # ties keep the evidence's order
+        choices.append(Choice(scores, [words[j] for j in best]))
+    return choices
+
+
 def _versions(template, retried: list[int], reasked: dict) -> list[str]:
     """The templates a call used: the strategy's, then the format retry's and the re-ask's where they were sent."""
     return (
@@ -1047,8 +1146,9 @@ async def explain_text(
 ) -> list[PosthocExplanation]:
     """Explain each text by its own words: one black-box query for all word-removal neighbourhoods, one LLM round.
 
-    The answer schema of each text allows only that text's words, and answers are validated against them anyway;
-    replies that fail are re-asked together in one follow-up round. PGI / PGU remove the named words vs as many
+    Generated proposals: the answer schema of each text allows only that text's words, and answers are validated
+    against them anyway; replies that fail are re-asked together in one follow-up round. Chosen proposals: one
+    scoring round ranks each text's candidate words (`choose_words`). PGI / PGU remove the named words vs as many
     other words and re-query the black box.
     """
     options = options or PosthocOptions()
@@ -1070,6 +1170,12 @@ async def explain_text(
         raise ValueError(
             "n_shuffles applies to tables (letters stand for columns); texts are explained by their own words"
         )
+    mode = proposal_mode(options, llm, "text")
+    if mode == "choose" and options.rationales:
+        raise ValueError(
+            "rationales are generated text and proposal 'choose' generates nothing: use proposal 'generate' (or "
+            "'auto') for rationales, or leave rationales off"
+        )
     vocabularies = [distinct_words(t, options.max_words) for t in texts]
     for number, words in enumerate(vocabularies, 1):
         if len(words) < options.k:
@@ -1080,7 +1186,7 @@ async def explain_text(
 
     with measure_cost(blackbox) as meter:
         masks = [
-            word_removal_masks(len(w), options, row_rng(options.seed, text, options))
+            word_removal_masks(len(w), options, row_rng(options.seed, text, _draw_options(options)))
             for text, w in zip(texts, vocabularies)
         ]
         neighbours = [
@@ -1091,93 +1197,98 @@ async def explain_text(
         probabilities = await blackbox.apredict_proba(list(texts) + neighbours)
         predicted = probabilities[:n_texts].argmax(axis=1)
         labels = [str(blackbox.classes_[c]) for c in predicted]
-        template = load_prompt(f"posthoc/text_{options.strategy}")
-        reason = REASON if options.rationales else ""
-        prompts, evidences = [], []
-        for i, (text, words) in enumerate(zip(texts, vocabularies)):
-            start = n_texts + i * options.n_samples
-            neighbour_probs = probabilities[
-                start : start + options.n_samples, predicted[i]
-            ]
-            # occlusion evidence: a local linear fit of P(label) on which words each neighbour removed
-            removal = local_linear_weights(masks[i].astype(float), neighbour_probs)
-            evidences.append(Evidence({w: -float(e) for w, e in zip(words, removal)}, labels[i], "removing it"))
-            chosen = select_examples(neighbour_probs, options.n_examples)
-            if options.strategy == "prediction":
-                outputs = [
-                    labels[i] if p >= 0.5 else f"not {labels[i]}"
-                    for p in neighbour_probs[chosen]
-                ]
-            else:
-                outputs = [f"{p:.2f}" for p in neighbour_probs[chosen]]
-            prompts.append(
-                template.render(
-                    label=labels[i],
-                    k=options.k,
-                    reason=reason,
-                    text=fence(text, label="text"),
-                    words=fence(", ".join(words), label="words"),
-                    examples=fence(
-                        _format_removals(masks[i][chosen], outputs, words),
-                        label="data",
-                    ),
-                )
-            )
-        schemas = [_answer_schema(words, options.k, options.rationales) for words in vocabularies]
-        replies = await _ask(llm, prompts, schemas, options.max_tokens, attempts=1)  # re-asked below in own words
-
-        problems = [
-            _text_problem(r, set(words)) for r, words in zip(replies, vocabularies)
+        neighbour_probs = [
+            probabilities[n_texts + i * options.n_samples : n_texts + (i + 1) * options.n_samples, predicted[i]]
+            for i in range(n_texts)
         ]
-        retry_rows = [i for i, (problem, _) in enumerate(problems) if problem and not options.repair]
-        if retry_rows:  # with repair on, the re-ask with the evidence names the problem instead
-            retry = load_prompt(RETRY_PROMPT)
-            follow_ups = [
-                prompts[i]
-                + "\n\n"
-                + retry.render(
-                    problem=problems[i][0],
-                    letters=fence(", ".join(vocabularies[i]), label="words"),
-                    k=options.k,
-                    label=labels[i],
-                    reason=reason,
-                )
-                for i in retry_rows
-            ]
-            again = await _ask(llm, follow_ups, [schemas[i] for i in retry_rows], options.max_tokens, attempts=1)
-            for i, reply in zip(retry_rows, again):
-                replies[i] = _merge_attempts(replies[i], reply)
-
-        def words_of(reply: Structured | StructuredOutputError, words: list[str]) -> list[FeatureAttribution]:
-            value = _value(reply)
-            if value is None or any(f.feature not in words for f in value.features):
-                return []
-            # a reply still repeating words keeps each word at its first rank
-            return [
-                FeatureAttribution(
-                    feature=f.feature, direction=f.direction,
-                    rationale=grounded_rationale(getattr(f, "rationale", ""), f.feature),
-                )
-                for f in _first_mentions(value.features)
-            ]  # fmt: skip
-
-        ranked = [words_of(reply, words) for reply, words in zip(replies, vocabularies)]
-        reasks: dict[int, Structured | StructuredOutputError] = {}
-
-        async def reask(rows: list[int], whys: list[str]) -> list[list[FeatureAttribution]]:
-            follow_ups = [
-                prompts[i] + "\n\n" + _reask_prompt(options, labels[i], problems[i][0] or why, evidences[i])
-                for i, why in zip(rows, whys)
-            ]
-            again = await _ask(llm, follow_ups, [schemas[i] for i in rows], options.max_tokens, attempts=1)
-            reasks.update(zip(rows, again))
-            return [words_of(reply, vocabularies[i]) for i, reply in zip(rows, again)]
+        # occlusion evidence: a local linear fit of P(label) on which words each neighbour removed
+        evidences = [
+            Evidence(
+                {w: -float(e) for w, e in zip(words, local_linear_weights(mask.astype(float), probs))},
+                label, "removing it",
+            )
+            for words, mask, probs, label in zip(vocabularies, masks, neighbour_probs, labels)
+        ]  # fmt: skip
 
         async def check(rows: list[int], sets: list[list[str]]) -> list[Gaps | None]:
             return await text_prediction_gaps(
                 blackbox, [texts[i] for i in rows], sets, n_samples=options.n_gap_samples,
                 max_samples=options.max_gap_samples, seed=options.seed,
             )  # fmt: skip
+
+        choices: list[Choice | LLMError] = []
+        reasks: dict[int, Structured | StructuredOutputError] = {}
+        reask: Reask | None = None
+        if mode == "choose":
+            draws = _draw_options(options)
+            candidates = [
+                choice_candidates(words, evidence.order, options.k, row_rng(options.seed, text, draws, "choice"))
+                for text, words, evidence in zip(texts, vocabularies, evidences)
+            ]
+            choices = await choose_words(llm, texts, labels, [str(c) for c in blackbox.classes_], candidates, options.k)
+            ranked = [
+                [] if isinstance(c, LLMError) else [evidence.attribution(w).model_copy(update={"rationale": "",
+                 "source": "llm"}) for w in c.chosen]
+                for c, evidence in zip(choices, evidences)
+            ]  # fmt: skip
+        else:
+            template = load_prompt(f"posthoc/text_{options.strategy}")
+            reason = REASON if options.rationales else ""
+            prompts = []
+            for i, (text, words) in enumerate(zip(texts, vocabularies)):
+                chosen = select_examples(neighbour_probs[i], options.n_examples)
+                if options.strategy == "prediction":
+                    outputs = [labels[i] if p >= 0.5 else f"not {labels[i]}" for p in neighbour_probs[i][chosen]]
+                else:
+                    outputs = [f"{p:.2f}" for p in neighbour_probs[i][chosen]]
+                prompts.append(
+                    template.render(
+                        label=labels[i], k=options.k, reason=reason, text=fence(text, label="text"),
+                        words=fence(", ".join(words), label="words"),
+                        examples=fence(_format_removals(masks[i][chosen], outputs, words), label="data"),
+                    )
+                )  # fmt: skip
+            schemas = [_answer_schema(words, options.k, options.rationales) for words in vocabularies]
+            replies = await _ask(llm, prompts, schemas, options.max_tokens, attempts=1)  # re-asked below in own words
+
+            problems = [_text_problem(r, set(words)) for r, words in zip(replies, vocabularies)]
+            retry_rows = [i for i, (problem, _) in enumerate(problems) if problem and not options.repair]
+            if retry_rows:  # with repair on, the re-ask with the evidence names the problem instead
+                retry = load_prompt(RETRY_PROMPT)
+                follow_ups = [
+                    prompts[i] + "\n\n" + retry.render(
+                        problem=problems[i][0], letters=fence(", ".join(vocabularies[i]), label="words"),
+                        k=options.k, label=labels[i], reason=reason,
+                    )
+                    for i in retry_rows
+                ]  # fmt: skip
+                again = await _ask(llm, follow_ups, [schemas[i] for i in retry_rows], options.max_tokens, attempts=1)
+                for i, reply in zip(retry_rows, again):
+                    replies[i] = _merge_attempts(replies[i], reply)
+
+            def words_of(reply: Structured | StructuredOutputError, words: list[str]) -> list[FeatureAttribution]:
+                value = _value(reply)
+                if value is None or any(f.feature not in words for f in value.features):
+                    return []
+                # a reply still repeating words keeps each word at its first rank
+                return [
+                    FeatureAttribution(
+                        feature=f.feature, direction=f.direction,
+                        rationale=grounded_rationale(getattr(f, "rationale", ""), f.feature),
+                    )
+                    for f in _first_mentions(value.features)
+                ]  # fmt: skip
+
+            ranked = [words_of(reply, words) for reply, words in zip(replies, vocabularies)]
+
+            async def reask(rows: list[int], whys: list[str]) -> list[list[FeatureAttribution]]:
+                follow_ups = [
+                    prompts[i] + "\n\n" + _reask_prompt(options, labels[i], problems[i][0] or why, evidences[i])
+                    for i, why in zip(rows, whys)
+                ]
+                again = await _ask(llm, follow_ups, [schemas[i] for i in rows], options.max_tokens, attempts=1)
+                reasks.update(zip(rows, again))
+                return [words_of(reply, vocabularies[i]) for i, reply in zip(rows, again)]
 
         positional = [
             positional_words([f.feature for f in named], words, evidence.order)
@@ -1187,15 +1298,26 @@ async def explain_text(
             ranked, evidences, options.k, check, repair=options.repair, positional=positional, reask=reask
         )
 
-    versions = _versions(template, retry_rows, reasks)
+    if mode == "choose":  # one scoring round, nothing generated that could be malformed or refused
+        versions = [load_prompt(CHOOSE_PROMPT).ref]
+        tries = [(1, f"the LLM could not score the candidate words: {c}" if isinstance(c, LLMError) else None)
+                 for c in choices]  # fmt: skip
+        rejected: list[list[str]] = [[] for _ in texts]
+    else:
+        versions = _versions(template, retry_rows, reasks)
+        replies_per_text = [[r, *([reasks[i]] if i in reasks else [])] for i, r in enumerate(replies)]
+        tries = [_attempts_and_error(r, v.proposed.features or (v.reasked.features if v.reasked else []))
+                 for r, v in zip(replies_per_text, verified)]  # fmt: skip
+        rejected = [p[1] for p in problems]
     results = _explanations(
-        "posthoc", options.strategy, versions, meter.cost,
-        list(texts), labels, verified, [[r, *([reasks[i]] if i in reasks else [])] for i, r in enumerate(replies)],
-        [p[1] for p in problems],
+        "posthoc", options.strategy, versions, meter.cost, list(texts), labels, verified, tries, rejected,
         [2 + options.n_samples + v.draws for v in verified],
     )  # fmt: skip
-    for result, flag in zip(results, positional):
+    for i, (result, flag) in enumerate(zip(results, positional)):
         result.positional_answer = flag
+        if mode == "choose":
+            result.proposal = "choice"
+            result.choice_scores = None if isinstance(choices[i], LLMError) else choices[i].scores
     return results
 
 
@@ -1228,8 +1350,9 @@ def _chat_answer(r: dict[str, Any]) -> str:
 register(
     Method(
         name="posthoc",
-        description="The LLM's top features for each prediction (four in-context strategies; tables and texts), "
-        "checked on the black box by PGI and PGU and repaired from the neighbourhood's evidence when they fail.",
+        description="The LLM's top features for each prediction (generated under four in-context strategies, or on a "
+        "weak model chosen by likelihood among a text's candidate words; tables and texts), checked on the black box "
+        "by PGI and PGU and repaired from the neighbourhood's evidence when they fail.",
         inputs=("tabular_row", "text"),
         options=PosthocOptions,
         result=PosthocExplanation,

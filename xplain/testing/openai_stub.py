@@ -12,7 +12,9 @@ against a real socket, deterministically and with little per-request work:
 - ``POST /tokenize`` and ``POST /detokenize`` (vLLM's, at the server root).
 
 With ``owned_by="vllm"`` it behaves like the vLLM release named in ``StubConfig.version``, where a behaviour
-differs between releases or from OpenAI's; each such place cites the vLLM file it follows.
+differs between releases or from OpenAI's; each such place cites the vLLM file it follows. With
+``owned_by="llamacpp"`` it behaves like llama.cpp's server where that differs: ``POST /tokenize`` takes ``content``,
+``echo`` is refused, and log-probabilities come in the chat shape with token ids, for completions too.
 
 Two tokenizers (``StubConfig.tokenizer``): ``"whitespace"`` splits text with the regex ``\\s*\\S+`` (each token keeps
 its leading whitespace, no BOS -- like byte-level BPE models such as Qwen); ``"sentencepiece"`` marks word starts
@@ -162,7 +164,7 @@ class StubConfig(BaseModel):
     """How the stub behaves. Fields may be changed while it runs (`max_in_flight` takes effect when idle)."""
 
     models: list[str] = ["stub-model"]
-    owned_by: str = "stub"  # "vllm" makes it look like vLLM
+    owned_by: str = "stub"  # "vllm" makes it look like vLLM, "llamacpp" like llama.cpp's server
     delay_s: float = 0.0  # each generation request is answered after this delay
     max_in_flight: int | None = None  # at most this many generation requests processed at once; others wait
     fail_first: list[int] = []  # status codes for the first len(fail_first) generation requests, in order
@@ -176,6 +178,11 @@ class StubConfig(BaseModel):
     #: vocabulary; the stub ranks these, each scored by `token_logprob` after the token before).
     vocabulary: list[str] = []
     max_logprobs: int = 20  # as `vllm serve --max-logprobs`: a request asking for more `logprobs` gets 400
+    logprobs: bool = True  # False: `logprobs` and `echo` are ignored and answered with none, as some servers do
+
+    @property
+    def llamacpp(self) -> bool:
+        return self.owned_by == "llamacpp"
 
     @property
     def vllm_release(self) -> tuple[int, int] | None:
@@ -235,6 +242,12 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
+
+
+def _rendered_chat(messages: list[Any], *, generation_prompt: bool = True) -> str:
+    """The stub's chat template: one ``role: content`` line a turn, then ``assistant:`` opening the reply."""
+    text = "\n".join(f"{m.get('role', '')}: {_text_of(m.get('content'))}" for m in messages if isinstance(m, dict))
+    return text + "\nassistant:" if generation_prompt else text
 
 
 def _maybe_json(value: Any) -> Any:
@@ -416,8 +429,11 @@ class OpenAIStub:
             content, finish_reason = _truncate(self.config.reply, max_tokens)
             message["content"] = content
             completion_words = _word_count(content)
-            if body.get("logprobs"):
-                logprobs = {"content": self._chat_logprobs(content, int(body.get("top_logprobs") or 0))}
+            if body.get("logprobs") and self.config.logprobs:
+                # the reply follows the assistant turn's opening, as /tokenize renders the chat
+                after = stub_tokenize(_rendered_chat(messages))[-1]
+                top = int(body.get("top_logprobs") or 0)
+                logprobs = {"content": self._content_logprobs(stub_tokenize(content), after, top)}
 
         payload = {
             "id": self._next_id("chatcmpl"),
@@ -475,13 +491,29 @@ class OpenAIStub:
                 return {"enum": list(body["guided_choice"])}
         return None
 
-    def _chat_logprobs(self, content: str, top: int) -> list[dict]:
+    def _ranked(self, after: str | None, n: int) -> dict[str, float]:
+        """The `n` most likely tokens of `StubConfig.vocabulary` after the token `after`, by `token_logprob`: the
+        same numbers the prompt's own tokens get, so next-token and echo scores can be compared exactly."""
+        ranked = {t: self.token_logprob(after, t) for t in self.config.vocabulary}
+        return {t: ranked[t] for t in sorted(ranked, key=ranked.__getitem__, reverse=True)[:n]}
+
+    def _content_logprobs(self, tokens: list[str], after: str | None, top: int) -> list[dict]:
+        """Log-probabilities in the chat shape (`logprobs.content`), which llama.cpp's server uses for completions
+        too (with token ids, completion_token_output::probs_vector_to_json): the first token's `top_logprobs` rank
+        the vocabulary after `after`; each lists the token itself as well."""
         entries = []
-        prev = None
-        for tok in stub_tokenize(content):
+        prev = after
+        for n, tok in enumerate(tokens):
             logprob = self.token_logprob(prev, tok)
-            entry = {"token": tok, "logprob": logprob, "bytes": list(tok.encode())}
-            entry["top_logprobs"] = [dict(entry)] if top > 0 else []
+            entry: dict[str, Any] = {"token": tok, "logprob": logprob, "bytes": list(tok.encode())}
+            ranked = (self._ranked(prev, top) if n == 0 else {}) | {tok: logprob}  # as the legacy shape's
+            entry["top_logprobs"] = [
+                {"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in ranked.items()
+            ] if top > 0 else []
+            if self.config.llamacpp:
+                entry["id"] = stub_token_id(tok)
+                for candidate in entry["top_logprobs"]:
+                    candidate["id"] = stub_token_id(candidate["token"])
             entries.append(entry)
             prev = tok
         return entries
@@ -490,7 +522,10 @@ class OpenAIStub:
         prompts = _prompts_of(body.get("prompt", ""))
         if prompts is None:
             return _error(400, "prompt must be a string, a list of token ids, or a list of either", "prompt")
-        echo = bool(body.get("echo"))
+        echo = bool(body.get("echo")) and self.config.logprobs
+        if echo and self.config.llamacpp:
+            # llama.cpp's oaicompat_completion_params_parse throws a runtime_error, which its server answers as a 500
+            return _error(500, "Only no echo is supported")
         n_logprobs = body.get("logprobs")
         if n_logprobs is not None and int(n_logprobs) > self.config.max_logprobs:
             # vLLM's refusal (SamplingParams / the engine's input processor checks against --max-logprobs)
@@ -534,7 +569,7 @@ class OpenAIStub:
             completion_tokens += len(gen_toks)
 
             choice: dict[str, Any] = {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
-            if n_logprobs is not None:
+            if n_logprobs is not None and self.config.logprobs:
                 toks: list[str] = []
                 lps: list[float | None] = []
                 offsets: list[int] = []
@@ -553,15 +588,17 @@ class OpenAIStub:
                     prev = tok
                     toks.append(tok)
                     offsets.append(base + offset)
+                after = prompt_toks[-1] if prompt_toks else None  # the next token after the prompt: ranked there
+                if self.config.llamacpp:
+                    choice["logprobs"] = {"content": self._content_logprobs(gen_toks, after, int(n_logprobs))}
+                    choices.append(choice)
+                    continue
                 top = None
                 if int(n_logprobs) > 0:
                     top = [None if lp is None else {tok: lp} for tok, lp in zip(toks, lps)]
-                    first = len(toks) - len(gen_toks)  # the next token after the prompt: rank the vocabulary there
+                    first = len(toks) - len(gen_toks)
                     if gen_toks:
-                        after = toks[first - 1] if first > 0 else (prompt_toks[-1] if prompt_toks else None)
-                        ranked = {t: self.token_logprob(after, t) for t in self.config.vocabulary}
-                        best = sorted(ranked, key=ranked.__getitem__, reverse=True)[: int(n_logprobs)]
-                        top[first] = {t: ranked[t] for t in best} | top[first]
+                        top[first] = self._ranked(after, int(n_logprobs)) | top[first]
                     if as_ids:
                         top = [None if t is None else {_id_name(k): v for k, v in t.items()} for t in top]
                 choice["logprobs"] = {
@@ -671,15 +708,16 @@ class OpenAIStub:
                 return _error(400, "the request body must be a JSON object")
             # add_special_tokens defaults to true for text and false for messages, whose chat template already holds
             # the special tokens (TokenizeCompletionRequest / TokenizeChatRequest, vllm/entrypoints/openai/protocol.py)
+            if stub.config.llamacpp:
+                # llama.cpp's /tokenize: {"content", "add_special" (false)} -> {"tokens": ids} (tools/server)
+                if not isinstance(body.get("content"), str):
+                    return _error(400, "content must be a string", "content")
+                ids = stub.tokenizer.encode(body["content"], add_special_tokens=bool(body.get("add_special", False)))
+                return _json({"tokens": ids})
             if "messages" in body:
                 special = body.get("add_special_tokens", False)
-                text = "\n".join(
-                    f"{m.get('role', '')}: {_text_of(m.get('content'))}"
-                    for m in body.get("messages") or []
-                    if isinstance(m, dict)
-                )
-                if body.get("add_generation_prompt"):
-                    text += "\nassistant:"
+                opened = bool(body.get("add_generation_prompt"))
+                text = _rendered_chat(body.get("messages") or [], generation_prompt=opened)
             else:
                 special = body.get("add_special_tokens", True)
                 text = body.get("prompt")

@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from xplain.llm.types import GenerationRequest, LLMRequestError, Message, ScoreRequest, ToolCall
 
 
+#: Top log-probabilities asked for the next token when one-token continuations are scored: vLLM's default
+#: `--max-logprobs` and OpenAI's most for chat, so as many candidates as a default server gives.
+NEXT_TOKEN_TOP_LOGPROBS = 20
+
+
 @dataclass
 class RawCompletion:
     text: str
@@ -43,6 +48,9 @@ class Backend(ABC):
     #: True when the client belongs to the event loop it first ran on (an HTTP session, asyncio locks), so it may
     #: not be called from another loop; in-process engines answer through thread-safe futures, on any loop.
     binds_event_loop: bool = False
+    #: True when `score` takes `ScoreRequest.messages` (the server applies its model's chat template itself);
+    #: elsewhere a chat is scored as the raw prompt `render_chat` makes of it.
+    scores_chats: bool = False
     #: Requests the backend works on at once (generation sequences decoded together, or requests in flight): a job
     #: sends an LLM method this many rows per call, so that one batched round keeps the backend full.
     parallelism: int = 8

@@ -7,8 +7,10 @@ On a vLLM server (its /v1/models says `owned_by: vllm`) the backend reads the re
 0.11 on, JSON is constrained through `structured_outputs`; an older server would drop that field and answer
 unconstrained, so there JSON goes the OpenAI way (`response_format`) and the backend says it is not constrained.
 Scoring one-token continuations (a classifier's labels) asks for the next token's top log-probabilities, which
-vLLM serves from its prefix cache; longer ones use `prompt_logprobs` on token ids; elsewhere scoring uses `echo` +
-`logprobs` and JSON `response_format`. A vLLM server started without `--enable-auto-tool-choice` refuses
+vLLM serves from its prefix cache; longer ones use `prompt_logprobs` on token ids. Elsewhere JSON goes through
+`response_format`, and scoring reads one-token labels from the next token's top log-probabilities too where the
+server shows they are one token (`_score_generic`), else `echo` + `logprobs`; a chat goes to /chat/completions
+(`_score_chat`). A vLLM server started without `--enable-auto-tool-choice` refuses
 `tool_choice="auto"`; the backend remembers that and reports
 `native_tools = False`, so tools are picked through constrained JSON.
 """
@@ -26,7 +28,7 @@ import httpx
 import openai
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
-from xplain.llm.backends.base import Backend, RawCompletion, RawScores
+from xplain.llm.backends.base import NEXT_TOKEN_TOP_LOGPROBS, Backend, RawCompletion, RawScores
 from xplain.llm.backends.seams import continuation_start, merged_seam_prefixes
 from xplain.llm.backends.vllm_release import STRUCTURED_OUTPUTS, release
 from xplain.llm.types import (
@@ -48,9 +50,9 @@ logger = logging.getLogger(__name__)
 #: vLLM's answer to `tool_choice="auto"` on a server started without it (chat_completion/serving.py).
 _AUTO_TOOL_CHOICE_REFUSAL = "--enable-auto-tool-choice"
 TOOL_FLAGS = "--enable-auto-tool-choice --tool-call-parser <parser>"
-#: Top log-probabilities asked for the next token when one-token continuations are scored: vLLM's default
-#: `--max-logprobs`, so as many candidates as a default server gives (and at least the 20 labels a classifier has).
-NEXT_TOKEN_TOP_LOGPROBS = 20
+#: Words of refusals that some servers answer with a 500: llama-cpp-python's server reports request validation
+#: errors so, and llama.cpp's server refuses `echo` so (oaicompat_completion_params_parse, server-common.cpp).
+_REFUSALS_AS_500 = ("validation error", "only no echo is supported")
 #: Continuations per scoring request; vLLM refuses more prompts than VLLM_MAX_COMPLETION_PROMPTS (1024 by default).
 _PROMPTS_PER_REQUEST = 64
 
@@ -100,6 +102,7 @@ CONTEXT_REFUSALS = ("context length", "context window", "maximum context", "exce
 class OpenAIBackend(Backend):
     name = "openai"
     binds_event_loop = True  # its aiohttp session and semaphores
+    scores_chats = True  # /chat/completions where the server has no chat template to lend; vLLM's renders one
 
     def __init__(
         self,
@@ -134,8 +137,11 @@ class OpenAIBackend(Backend):
         #: Whether the server picks tools itself (`tool_choice="auto"`): None until a vLLM server was asked.
         self._auto_tool_choice: bool | None = None
         #: Whether one-token continuations are scored from the next token's top log-probabilities (False once a
-        #: server refused them).
+        #: server refused them or answered without them), and why not.
         self._next_token_logprobs = True
+        self._no_next_token = ""
+        #: Whether the server echoes the prompt's log-probabilities (False once it refused).
+        self._echo = True
 
     @property
     def model(self) -> str:
@@ -175,9 +181,8 @@ class OpenAIBackend(Backend):
             except (openai.APIConnectionError, openai.APITimeoutError) as error:
                 last = error
             except openai.APIStatusError as error:
-                # llama-cpp-python's server reports request validation errors as 500: a refusal, not a hiccup.
                 transient = error.status_code == 429 or (
-                    error.status_code >= 500 and "validation error" not in _describe(error).lower()
+                    error.status_code >= 500 and not any(r in _describe(error).lower() for r in _REFUSALS_AS_500)
                 )
                 if transient:
                     last = error
@@ -395,8 +400,161 @@ class OpenAIBackend(Backend):
 
     async def score(self, requests: list[ScoreRequest]) -> list[RawScores]:
         info = await self._server()
-        scorer = self._score_vllm if info.flavor == "vllm" else self._score_echo
-        return list(await asyncio.gather(*(scorer(info, r) for r in requests)))
+        return list(await asyncio.gather(*(self._score_one(info, r) for r in requests)))
+
+    async def _score_one(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
+        if request.messages is not None:
+            if info.flavor != "vllm":
+                return await self._score_chat(info, request)
+            prompt = await self.render_chat(request.messages)  # vLLM lends its chat template
+            request = ScoreRequest(prompt=prompt, continuations=request.continuations)
+        return await (self._score_vllm if info.flavor == "vllm" else self._score_generic)(info, request)
+
+    async def _score_chat(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
+        """A chat's continuations as the first token of the assistant's reply, where the server applies its chat
+        template itself and says nothing of it (OpenAI's chat models, which have no completions endpoint): one
+        chat completion of one token with `logprobs` and the top `NEXT_TOKEN_TOP_LOGPROBS`, each continuation
+        read from the top token whose text is exactly it (`chat_next_token`). That is that token's
+        log-probability as the reply's first token, no more: a continuation the model would write as several
+        tokens, or one outside the top ones, has no known log-probability here and fails the request with an
+        error that names it; there is no echo on chat completions to fall back to."""
+        messages = [_to_openai_message(m) for m in request.messages or []]
+        body = {
+            "model": info.model, "max_tokens": 1, "temperature": 0.0,
+            "logprobs": True, "top_logprobs": NEXT_TOKEN_TOP_LOGPROBS,
+        }  # fmt: skip
+        out = await self._chat(messages, body)
+        candidates = _next_token_candidates(out["choices"][0])
+        if not candidates:
+            raise LLMRequestError(
+                f"the server at {self.base_url} returns no log-probabilities for chat completions (it ignores "
+                "`logprobs`), so a chat classifier's labels cannot be scored there; use a server that returns them"
+            )
+        found = _read_labels(candidates, request.continuations, None)
+        missing = [c for c, lp in zip(request.continuations, found) if lp is None]
+        if missing:
+            raise LLMRequestError(
+                f"the server at {self.base_url} scores a chat's labels only as the reply's first token, and "
+                f"{', '.join(map(repr, missing))} is not among its top {NEXT_TOKEN_TOP_LOGPROBS} tokens there (or "
+                "is more than one token), so its log-probability is unknown. Use labels that are single common "
+                "tokens the reply would start with ('yes' / 'no', 'positive' / 'negative'), or a completion "
+                "template (no system turn) on a server that scores any continuation"
+            )
+        return RawScores(
+            logprobs=[float(lp) for lp in found],  # type: ignore[arg-type]
+            token_counts=[1] * len(found),
+            prompt_tokens=_token_counts(out)["prompt_tokens"],
+            scoring="chat_next_token",
+        )
+
+    async def _score_generic(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
+        """A server other than vLLM (llama.cpp's, OpenAI, Ollama, LM Studio...). Where every continuation is one
+        token right after the prompt's own tokens, one completion of one token with the next token's top
+        log-probabilities answers them all, a request that servers with a prompt cache (llama.cpp's) serve from
+        it; otherwise, or where a continuation is not among the top ones, echo + logprobs, exactly.
+
+        How a continuation is known to be one token:
+
+        - `next_token`: the server's `/tokenize` (llama.cpp's) cuts prompt + continuation into the prompt's own
+          tokens plus one; its id is looked up among the top ones. Exact: the same number echo would give.
+        - `next_token_text`: no tokenizer says, so the evidence is a top token whose text equals the continuation
+          exactly (one such token, no other with that text). Its log-probability is that token's after the
+          prompt's tokens: exact where the server's tokenizer cuts prompt + continuation at the seam, which holds
+          for a continuation that starts a word (" positive") after a prompt that does not end in whitespace on
+          byte-level BPE and SentencePiece vocabularies alike. A prompt that ends in whitespace is never read this
+          way: tokenizers fold that space into the continuation's first token, so the next token after it is not
+          how the model reads the joined text.
+
+        A continuation outside the top ones has no known log-probability; none is made up. Echo reads it where the
+        server echoes; where it refuses (llama.cpp's server, OpenAI's chat models) the request fails with an
+        error that names the continuation and what to do."""
+        read = await self._read_next_token(info, request)
+        if isinstance(read, RawScores):
+            return read
+        if self._echo:
+            try:
+                return await self._score_echo(info, request)
+            except LLMRequestError as error:
+                if "echo" not in str(error):
+                    raise
+                logger.warning("the server at %s refuses echo + logprobs: %s", self.base_url, error)
+                self._echo = False
+        why = "; ".join(f"{c!r}: {reason}" for c, reason in read.items())
+        raise LLMRequestError(
+            f"the server at {self.base_url} cannot score these labels: it does not echo prompt log-probabilities, "
+            f"so a label is scored only as the next token's log-probability, and its log-probability is unknown "
+            f"for {why}. Use labels that are single common tokens after the prompt (' yes' / ' no', ' positive' / "
+            "' negative'; a prompt that does not end in a space), or a server that scores any continuation (vLLM)"
+        )
+
+    async def _read_next_token(self, info: ServerInfo, request: ScoreRequest) -> RawScores | dict[str, str]:
+        """The continuations read from the next token's top log-probabilities (see `_score_generic`), or why the
+        ones that could not be read were not, by continuation."""
+        if not self._next_token_logprobs:
+            return dict.fromkeys(request.continuations, self._no_next_token)
+        label_ids = await self._one_token_ids(request)
+        if label_ids is None and request.prompt[-1:].isspace():
+            why = "the prompt ends in whitespace, which the label's first token would take"
+            return dict.fromkeys(request.continuations, why)
+        if label_ids is not None and None in label_ids:
+            why = "not one token after the prompt's own tokens (longer, or merged with the prompt's end)"
+            return {c: why for c, i in zip(request.continuations, label_ids) if i is None}
+        reply = await self._next_token_top(info, request.prompt)
+        if reply is not None and not reply[0]:  # it ignores `logprobs`: do not ask again
+            self._next_token_logprobs = False
+            self._no_next_token = "the server returns no top log-probabilities"
+        if reply is None or not reply[0]:
+            return dict.fromkeys(request.continuations, self._no_next_token)
+        candidates, prompt_tokens = reply
+        found = _read_labels(candidates, request.continuations, label_ids)
+        if None in found:
+            why = f"not among the next token's top {NEXT_TOKEN_TOP_LOGPROBS} log-probabilities"
+            return {c: why for c, lp in zip(request.continuations, found) if lp is None}
+        return RawScores(
+            logprobs=[float(lp) for lp in found],  # type: ignore[arg-type]
+            token_counts=[1] * len(found),
+            prompt_tokens=prompt_tokens,
+            scoring="next_token" if label_ids is not None else "next_token_text",
+        )
+
+    async def _one_token_ids(self, request: ScoreRequest) -> list[int | None] | None:
+        """Per continuation, its one token's id where the server's `/tokenize` (llama.cpp's) cuts prompt +
+        continuation into the prompt's tokens plus one (else None); None where the server has no `/tokenize`."""
+        if self._tokenize_missing:
+            return None
+        texts = [request.prompt, *(request.prompt + c for c in request.continuations)]
+        try:
+            prompt_ids, *joints = await asyncio.gather(*(self._tokenize_llamacpp(t) for t in texts))
+        except LLMRequestError:
+            self._tokenize_missing = True
+            return None
+        n = len(prompt_ids)
+        return [ids[n] if len(ids) == n + 1 and ids[:n] == prompt_ids else None for ids in joints]
+
+    async def _next_token_top(
+        self, info: ServerInfo, prompt: str | list[int]
+    ) -> tuple[list[_Candidate], int] | None:
+        """One completion of one token after `prompt` (text, or token ids on vLLM) with the next token's top
+        `NEXT_TOKEN_TOP_LOGPROBS` log-probabilities: the candidates and the prompt's token count. None where the
+        server refuses that many top log-probabilities (remembered: later requests go the other way at once)."""
+        body: dict[str, Any] = {
+            "model": info.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0,
+            "logprobs": NEXT_TOKEN_TOP_LOGPROBS,
+        }  # fmt: skip
+        if info.flavor == "vllm":
+            body["return_tokens_as_token_ids"] = True
+        try:
+            out = await self._post("/completions", body, "scoring")
+        except LLMRequestError as error:
+            if "logprobs" not in str(error):
+                raise
+            logger.warning("the server at %s refuses %d top log-probabilities (%s); scoring reads the labels back as "
+                           "prompt instead, which prefix caches do not serve", self.base_url, NEXT_TOKEN_TOP_LOGPROBS,
+                           error)  # fmt: skip
+            self._next_token_logprobs = False
+            self._no_next_token = "the server refuses top log-probabilities"
+            return None
+        return _next_token_candidates(out["choices"][0]), _token_counts(out)["prompt_tokens"]
 
     async def _score_echo(self, info: ServerInfo, request: ScoreRequest) -> RawScores:
         """Echo the prompt + continuation with per-token logprobs; keep the tokens that cover any of the
@@ -472,27 +630,17 @@ class OpenAIBackend(Backend):
         next token's `top_logprobs`, which vLLM computes from the prefix cache. None when a continuation is not
         among the top ones (its log-probability is then unknown) or the server refuses top log-probabilities;
         the caller then reads prompt log-probabilities instead."""
-        body = {
-            "model": info.model, "prompt": head, "max_tokens": 1, "temperature": 0.0,
-            "logprobs": NEXT_TOKEN_TOP_LOGPROBS, "return_tokens_as_token_ids": True,
-        }  # fmt: skip
-        try:
-            out = await self._post("/completions", body, "scoring")
-        except LLMRequestError as error:
-            if "logprobs" not in str(error):
-                raise
-            logger.warning("the server at %s refuses top log-probabilities (%s); scoring reads prompt "
-                           "log-probabilities instead, which its prefix cache does not serve", self.base_url, error)
-            self._next_token_logprobs = False
+        reply = await self._next_token_top(info, head)
+        if reply is None:
             return None
-        tops = (out["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None]
-        ranked = tops[0] or {}
-        if any(f"token_id:{i}" not in ranked for i in label_ids):
+        candidates, prompt_tokens = reply
+        found = _read_labels(candidates, [""] * len(label_ids), label_ids)
+        if None in found:
             return None
         return RawScores(
-            logprobs=[float(ranked[f"token_id:{i}"]) for i in label_ids],
+            logprobs=[float(lp) for lp in found],  # type: ignore[arg-type]
             token_counts=[1] * len(label_ids),
-            prompt_tokens=_token_counts(out)["prompt_tokens"],
+            prompt_tokens=prompt_tokens,
             scoring="next_token",
         )
 
@@ -527,18 +675,22 @@ class OpenAIBackend(Backend):
             if info.flavor == "vllm":
                 found = await asyncio.gather(*(self._tokenize(info, t) for t in texts))
                 return [len(tokens["tokens"]) for tokens in found]
-            return list(await asyncio.gather(*(self._tokenize_llamacpp(t) for t in texts)))
+            return [len(ids) for ids in await asyncio.gather(*(self._tokenize_llamacpp(t) for t in texts))]
         except LLMRequestError:
             self._tokenize_missing = True  # the server has no /tokenize: estimate from now on
             return await super().count_tokens(texts)
 
-    async def _tokenize_llamacpp(self, text: str) -> int:
+    async def _tokenize_llamacpp(self, text: str) -> list[int]:
+        """Token ids of `text` from llama.cpp's `/tokenize` (without BOS, as its default says)."""
         root = self._root
 
         async def call():
             response = await self._http.post(f"{root}/tokenize", json={"content": text})
             response.raise_for_status()
-            return len(response.json()["tokens"])
+            tokens = response.json()["tokens"]
+            if not all(isinstance(t, int) for t in tokens):
+                raise TypeError("tokens are not ids")
+            return tokens
 
         try:
             return await self._with_retries(call, "tokenizing")
@@ -594,6 +746,54 @@ def _parse_arguments(text: str | None) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {"_raw": text}
     return value if isinstance(value, dict) else {"_raw": text}
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One of the next token's top log-probabilities: its text, log-probability and id (where the server says)."""
+
+    text: str
+    logprob: float
+    id: int | None = None
+
+
+def _next_token_candidates(choice: dict[str, Any]) -> list[_Candidate]:
+    """The first generated token's top log-probabilities, in either shape servers answer: the chat shape
+    (`logprobs.content[0].top_logprobs`, a list; llama.cpp's server answers /completions so too, with ids) or the
+    legacy completions shape (`logprobs.top_logprobs[0]`, text -> log-probability; vLLM names a token
+    `token_id:<id>` under `return_tokens_as_token_ids`)."""
+    logprobs = choice.get("logprobs") or {}
+    content = logprobs.get("content")
+    if content:
+        return [
+            _Candidate(str(c.get("token", "")), float(c["logprob"]), c["id"] if isinstance(c.get("id"), int) else None)
+            for c in content[0].get("top_logprobs") or []
+        ]
+    tops = (logprobs.get("top_logprobs") or [None])[0] or {}
+    out = []
+    for token, logprob in tops.items():
+        named = token.removeprefix("token_id:")
+        is_id = named != token and named.lstrip("-").isdigit()
+        out.append(_Candidate("" if is_id else token, float(logprob), int(named) if is_id else None))
+    return out
+
+
+def _read_labels(
+    candidates: list[_Candidate], labels: list[str], label_ids: list[int | None] | None
+) -> list[float | None]:
+    """Each label's log-probability among the candidates: by token id where the label's id is known and the
+    server names ids, else by a candidate whose text equals the label exactly (only when exactly one does). None
+    for a label found neither way: its log-probability is unknown, not small."""
+    by_id = {c.id: c.logprob for c in candidates if c.id is not None}
+    found: list[float | None] = []
+    for n, label in enumerate(labels):
+        token_id = label_ids[n] if label_ids is not None else None
+        if token_id is not None and by_id:
+            found.append(by_id.get(token_id))
+            continue
+        same = [c.logprob for c in candidates if c.text == label and label]
+        found.append(same[0] if len(same) == 1 else None)
+    return found
 
 
 def _token_counts(out: dict[str, Any]) -> dict[str, int]:

@@ -1,6 +1,8 @@
 """vLLM's in-process engine (`vllm.LLM`) for offline batch work on a GPU.
 
 A whole batch goes to the engine in one call, which is where vLLM's continuous batching and prefix caching pay.
+Scoring one-token labels asks for the next token's top log-probabilities, which the prefix cache serves;
+longer ones read prompt log-probabilities, which it does not (see `_score_sync`).
 vLLM is imported only when this backend is built (`pip install 'xplain[gpu]'`); it needs vLLM 0.11 or later, the
 first with `StructuredOutputsParams`.
 
@@ -16,7 +18,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from xplain.llm.backends.base import Backend, RawCompletion, RawScores
+from xplain.llm.backends.base import NEXT_TOKEN_TOP_LOGPROBS, Backend, RawCompletion, RawScores
 from xplain.llm.backends.seams import continuation_start
 from xplain.llm.backends.vllm_release import STRUCTURED_OUTPUTS, release
 from xplain.llm.types import GenerationRequest, LLMRequestError, LLMUnavailableError, Message, ScoreRequest
@@ -125,35 +127,59 @@ class VLLMEngineBackend(Backend):
         return await self._run(self._score_sync, requests)
 
     def _score_sync(self, requests: list[ScoreRequest]) -> list[RawScores]:
-        """Every (prompt, continuation) pair in one engine call, each tokenized as one text (the continuation's
-        tokens found by offset, see `seams`); prompt log-probabilities at the continuation's tokens. Requests with
-        prompt_logprobs skip prefix-cache reads, so each pair's prompt is computed again (`prompt_tokens` says so)."""
+        """Every (prompt, continuation) pair tokenized as one text (the continuation's tokens found by offset, see
+        `seams`). A request whose continuations are each one token after the same prompt tokens is one completion
+        of one token with the next token's top `NEXT_TOKEN_TOP_LOGPROBS` log-probabilities, which the prefix cache
+        serves (`next_token`); one with a continuation not among them, or longer than a token, reads prompt
+        log-probabilities at the continuation's tokens instead, exactly (`prompt_logprobs`). Requests with
+        prompt_logprobs skip prefix-cache reads, so there each pair's prompt is computed again (`prompt_tokens`
+        says so). At most two engine calls, each with the whole batch of its kind."""
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import SamplingParams
 
         encode = self._tokenizer.encode
-        pairs: list[tuple[int, list[int], int]] = []  # (request, joint ids, first continuation token)
-        for n, request in enumerate(requests):
+        pairs: list[list[tuple[list[int], int]]] = []  # per request: (joint ids, first continuation token)
+        for request in requests:
             prompt_ids = encode(request.prompt, add_special_tokens=True)
+            pairs.append([])
             for continuation in request.continuations:
                 joint = encode(request.prompt + continuation, add_special_tokens=True)
                 start = continuation_start(prompt_ids, joint, lambda ids: len(self._tokenizer.decode(ids)))
                 if not 0 < start < len(joint):
                     raise LLMRequestError(f"no scorable tokens for continuation {continuation!r}")
-                pairs.append((n, joint, start))
-        outputs = self._engine.generate(
-            [TokensPrompt(prompt_token_ids=joint) for _, joint, _ in pairs],
-            sampling_params=SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
-            use_tqdm=False,
-        )
-        results = [RawScores(logprobs=[], token_counts=[], scoring="prompt_logprobs") for _ in requests]
-        for (n, joint, start), out in zip(pairs, outputs):
-            rows = out.prompt_logprobs
-            total = sum(rows[p][joint[p]].logprob for p in range(start, len(joint)))
-            results[n].logprobs.append(float(total))
-            results[n].token_counts.append(len(joint) - start)
-            results[n].prompt_tokens += len(joint)
-        return results
+                pairs[-1].append((joint, start))
+        results: list[RawScores | None] = [None] * len(requests)
+        one_token = [n for n, request_pairs in enumerate(pairs) if _one_token_after_one_head(request_pairs)]
+        if one_token:
+            heads = [pairs[n][0][0][: pairs[n][0][1]] for n in one_token]
+            outputs = self._engine.generate(
+                [TokensPrompt(prompt_token_ids=head) for head in heads],
+                sampling_params=SamplingParams(max_tokens=1, temperature=0.0, logprobs=NEXT_TOKEN_TOP_LOGPROBS),
+                use_tqdm=False,
+            )
+            for n, head, out in zip(one_token, heads, outputs):
+                top = out.outputs[0].logprobs[0]
+                label_ids = [joint[-1] for joint, _ in pairs[n]]
+                if all(i in top for i in label_ids):
+                    logprobs = [float(top[i].logprob) for i in label_ids]
+                    counts = [1] * len(label_ids)
+                    results[n] = RawScores(logprobs, counts, prompt_tokens=len(head), scoring="next_token")
+        rest = [(n, joint, start) for n, r in enumerate(results) if r is None for joint, start in pairs[n]]
+        if rest:
+            outputs = self._engine.generate(
+                [TokensPrompt(prompt_token_ids=joint) for _, joint, _ in rest],
+                sampling_params=SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
+                use_tqdm=False,
+            )
+            read = {n: RawScores(logprobs=[], token_counts=[], scoring="prompt_logprobs") for n, _, _ in rest}
+            for (n, joint, start), out in zip(rest, outputs):
+                rows = out.prompt_logprobs
+                read[n].logprobs.append(float(sum(rows[p][joint[p]].logprob for p in range(start, len(joint)))))
+                read[n].token_counts.append(len(joint) - start)
+                read[n].prompt_tokens += len(joint)
+            for n, scored in read.items():
+                results[n] = scored
+        return [r for r in results if r is not None]
 
     async def aclose(self) -> None:
         self._worker.shutdown(wait=True)
@@ -168,3 +194,9 @@ def _raw(out: Any) -> RawCompletion:
         prompt_tokens=len(out.prompt_token_ids or []),
         completion_tokens=len(first.token_ids),
     )
+
+
+def _one_token_after_one_head(pairs: list[tuple[list[int], int]]) -> bool:
+    """Whether every continuation is one token after the same prompt tokens: then one next-token request reads all."""
+    heads = {tuple(joint[:start]) for joint, start in pairs}
+    return len(heads) == 1 and all(len(joint) == start + 1 for joint, start in pairs)
