@@ -12,25 +12,22 @@ In one process, two embedded backends on the same model:
     removed word) decoded once, and a round's lead (what all its continuations share) kept in the cache for the
     next round.
 Both lay tokens out in their aligned cells, so both should give the reference's numbers; the largest difference of
-their weights is printed. Known defect, intermittent: flat and tree weights differed by 5.9e-05 (3 reviews x 200)
-and 4.5e-04 (1 x 120) in runs of the code before the lead was kept, by 0.0 in a run of the same 1 x 120 after, and
-by 0.0 on the score level when 200 and 151 LIME variants were compared variant by variant; cause not found (a
-suspect: a decode's thread count, 1 or all, follows whether the other workers are idle, i.e. the load).
+their weights is printed. (They once differed now and then, by up to 4.5e-4: a round whose last piece was one token
+went through llama.cpp's one-token kernel; the engine now gives a lone token a filler, `_Worker._decode`.)
 Also printed: what a perfect prefix tree would decode (each call's distinct token prefixes once, no alignment),
 the bound for any exact scoring that starts each call on an empty cache. Printed: tokens decoded (fillers
 included) and seconds per explanation, with ratios (targets: >= 3x fewer tokens, >= 2.5x faster), and the
 batch-invariance figure: the largest |difference| in nats between a request scored alone and among 31 others.
 
-Measured on 2 shared cores (load average about 10, so seconds are slow for both), 2 reviews x 150 perturbations:
-LIME 1.15x fewer tokens and 1.05x faster, KernelSHAP 1.08x and 1.11x; invariance 0.0 nats (0.135 before this
-engine's layout rule, on 32 reviews). The targets are not met: LIME removes words at random from the whole text, so a
-variant's first edit is near the start (P(first edit past word m) is about 1/m), and the prompt's lines after the
-text (labels, question) follow every variant; a prefix tree saves the template and little more. The bound says
-so: at 3 reviews x 200 a perfect prefix tree decodes 1.52x (LIME) and 1.49x (KernelSHAP) fewer tokens than flat, at
-1 x 120 1.41x / 1.37x, so >= 3x is out of reach of exact scoring on this prompt; the tree reached 1.14x / 1.11x at
-3 x 200 before the lead was kept. At 1 x 120 (two runs side by side on 2 loaded cores, so seconds are noisy): before,
-LIME 6,185 tokens (1.11x fewer than flat's 6,890), KernelSHAP 6,140 (1.06x of 6,526); with the lead kept, 5,809
-(1.19x) and 5,764 (1.13x), 848 tokens kept instead of decoded; seconds 1.36x / 1.18x faster than flat, as before.
+Measured at 2 reviews x 500 perturbations (20 did not fit: 2 cores shared with 4 other jobs, load 10-14; this
+process got about 0.3 of a core, CPU time over wall time, so seconds are far above an idle machine's; the ratios
+are in one process):
+LIME 40,826 tokens (tree) vs 53,321 (flat), 1.31x fewer, 499 vs 597 s per explanation, 1.20x faster; KernelSHAP
+41,245 vs 49,867, 1.21x fewer, 370 vs 451 s, 1.22x faster. Weights flat vs tree: 0.0 for both. Invariance: 0.0 nats
+(0.135 before this engine's layout rule). A perfect prefix tree would decode 1.65x (LIME) / 1.52x (KernelSHAP)
+fewer tokens than flat, so >= 3x is out of reach of exact scoring on this prompt: LIME removes words at random from
+the whole text, so a variant's first edit is near the start (P(first edit past word m) is about 1/m), and the
+prompt's lines after the text (labels, question) follow every variant.
 
     PYTHONPATH=. python bench/llm_blackbox.py [--reviews 20] [--perturbations 500] [--threads N]
 """

@@ -7,7 +7,8 @@ job and `xplain batch` use (`xplain.batch.runner.run_rows`), default posthoc opt
 
 - before: the path as it was, selected in-process: 8 chunks of 4 rows in flight, a rationale per feature (120
   characters), 300 tokens per answer, the engine applying the JSON grammar to the whole vocabulary every step and
-  admitting as many generations as it has sequences (`LlamaCppBackend(grammar_first=True, generation_cells=0)`).
+  admitting as many generations as it has sequences, decoding them together
+  (`LlamaCppBackend(grammar_first=True, generation_cells=0, batch_generation=True)`).
   It uses today's prompts and today's re-ask with the evidence.
 - generate: `proposal: generate`, chunks sized to the backend (`job_shape`: two chunks of as many rows as the
   engine decodes at once), no rationales (no check reads them), answers bounded by their schema, the grammar asked
@@ -51,7 +52,7 @@ class Kept:
 
 async def run_path(name: str, texts: list[str], model, *, k: int) -> dict:
     before = name == "before"
-    backend = LlamaCppBackend(grammar_first=True, generation_cells=0) if before else LlamaCppBackend()
+    backend = LlamaCppBackend(grammar_first=True, generation_cells=0, batch_generation=True) if before else LlamaCppBackend()
     llm = LLM(backend)
     await llm.check()  # load outside the timing
     method = get_method("posthoc")

@@ -65,8 +65,8 @@ class Settings(BaseSettings):
         None,
         ge=1,
         le=128,
-        description="llamacpp: sequences generated together, shared among the workers (8 per thread, at most 32, "
-        "when unset).",
+        description="llamacpp: requests the workers hold at once, shared among them (8 per thread, at most 32, "
+        "when unset); each worker generates one reply at a time, so that a reply is the same alone or in a batch.",
     )
     llm_max_tokens: int = Field(256, ge=1, description="Default cap on generated tokens.")
     llm_structured_attempts: int = Field(3, ge=1, description="Tries to get a schema-valid reply before failing.")

@@ -53,9 +53,11 @@ def usable_cores() -> int:
 class LlamaCppBackend(Backend):
     """The embedded model. `context_size` None: the GGUF's trained length. `threads` None: every core this process
     may use; `workers` None: one context per thread, at most 8 (each holds its own KV cache); `parallel` None: 8
-    generation sequences per thread, at most 32. `prefix_tree` False scores
-    flat and `grammar_first` True applies JSON grammars to the whole vocabulary every greedy step, and `generation_cells` bounds the
-    cells one worker's generating sequences reserve together (0: no bound; see `LlamaEngine`)."""
+    requests in hand per thread, at most 32. One request of a worker generates at a time, so that its reply is the same
+    alone or in a batch; `batch_generation` True lets up to `parallel` generate together (faster, but then a reply
+    depends on its neighbours), and `generation_cells` bounds the cells those reserve together (0: no bound).
+    `prefix_tree` False scores flat and `grammar_first` True applies JSON grammars to the whole vocabulary every greedy
+    step (both kept to measure against; see `LlamaEngine`)."""
 
     name = "llamacpp"
     constrains_json = True
@@ -72,6 +74,7 @@ class LlamaCppBackend(Backend):
         prefix_tree: bool = True,
         grammar_first: bool = False,
         generation_cells: int | None = None,
+        batch_generation: bool = False,
     ):
         self.model_path = Path(model_path) if model_path else packaged_model_path()
         if not self.model_path.is_file():
@@ -85,6 +88,7 @@ class LlamaCppBackend(Backend):
         self.prefix_tree = prefix_tree
         self.grammar_first = grammar_first
         self.generation_cells = generation_cells
+        self.batch_generation = batch_generation
         self._engine: LlamaEngine | None = None
 
     @property
@@ -103,6 +107,7 @@ class LlamaCppBackend(Backend):
                     threads=self.threads // self.workers,
                     prefix_tree=self.prefix_tree,
                     grammar_first=self.grammar_first,
+                    batch_generation=self.batch_generation,
                     **({} if self.generation_cells is None else {"generation_cells": self.generation_cells}),
                 )
             return self._engine

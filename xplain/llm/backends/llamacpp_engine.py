@@ -23,10 +23,14 @@ In each context:
   for the round before's lead (what all its continuations shared, a template's head, still in cells 0, 1, ... and
   not decoded again where this round begins the same way), so a request's scores are the same bits alone, in a
   batch of 32, or anywhere in a round.
-- Generation is continuously batched: up to `n_slots` sequences decode together, one `llama_decode` per step, each
-  with its own sampler chain (grammar, top-p, temperature, seed); a finished sequence frees its slot for the next
-  queued request. A slot keeps its tokens' cache after it finishes, and a new prompt reuses the longest prefix any
-  slot holds (`llama_memory_seq_rm` of the rest, or `llama_memory_seq_cp` from a busy slot).
+- Generation runs one sequence of a context at a time, in cells 0, 1, ... as alone, so that a reply is the same
+  bits whatever else is queued (`_Worker._admit`); each has its own sampler chain (grammar, top-p, temperature,
+  seed), and a slot keeps its tokens' cache after it finishes, for the next prompt that begins the same way
+  (`llama_memory_seq_rm` of the rest). With `batch_generation`, up to `n_slots` sequences decode together, one
+  `llama_decode` per step, a finished one freeing its slot for the next queued request, and a new prompt may copy
+  the longest prefix any slot holds (`llama_memory_seq_cp` from a busy slot).
+- A decode of one token gets a filler token beside it (`_Worker._decode`): llama.cpp's CPU attention takes another
+  kernel for one token than for two or more.
 
 Memory: each context's KV cache is one unified pool of `n_ctx` cells shared by all its sequences, so it stays bounded
 whatever the number of slots. One cell holds a token's keys and values for every layer: n_layer x 2 x n_head_kv x
@@ -334,6 +338,7 @@ class LlamaEngine:
         prefix_tree: bool = True,
         grammar_first: bool = False,
         generation_cells: int = GENERATION_CELLS,
+        batch_generation: bool = False,
     ):
         """`context_size` None: the length the GGUF was trained for. `n_slots` generation sequences in all, shared
         out among the workers; `threads` llama.cpp threads per worker (a wide decode takes all of theirs while the
@@ -341,7 +346,9 @@ class LlamaEngine:
         (what the engine did before; kept to measure the tree against, `bench/llm_blackbox.py`). `grammar_first` True:
         greedy decoding applies a JSON grammar to the whole vocabulary every step (what it did before `Sampler`'s
         check of the chosen token; kept to measure against, `bench/posthoc_job.py`). `generation_cells` 0 admits
-        generations while any slot and cell is free (what it did before `GENERATION_CELLS`)."""
+        generations while any slot and cell is free (what it did before `GENERATION_CELLS`). `batch_generation` True:
+        up to `n_slots` sequences of a worker generate together (faster, but a reply then depends on what generates
+        beside it; see `_Worker._admit`)."""
         self.model_path = model_path
         self.n_ctx = context_size or 0
         self.n_slots = n_slots
@@ -359,6 +366,7 @@ class LlamaEngine:
                 prefix_tree=prefix_tree,
                 grammar_first=grammar_first,
                 generation_cells=generation_cells,
+                batch_generation=batch_generation,
             )
             for _ in range(workers)
         ]
@@ -463,6 +471,7 @@ class _Worker:
         prefix_tree: bool = True,
         grammar_first: bool = False,
         generation_cells: int = GENERATION_CELLS,
+        batch_generation: bool = False,
     ):
         self._model_future = model
         self.n_ctx = context_size or 0
@@ -476,6 +485,7 @@ class _Worker:
         self.prefix_tree = prefix_tree
         self.grammar_first = grammar_first
         self.generation_cells = generation_cells
+        self.batch_generation = batch_generation
         self.decode_calls = self.decoded_tokens = self.padding_tokens = self.reused_tokens = 0
         self.ready: Future = Future()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -547,6 +557,7 @@ class _Worker:
         self._batch = lib.llama_batch_init(self.n_batch, 0, self.n_seq)
         self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
         self._score_seqs = list(range(self.n_slots, self.n_seq))  # the last one holds a round's filler tokens
+        self._filler_token = model.bos if model.bos >= 0 else 0
         self.cell_alignment = cell_alignment(lib.llama_print_system_info().decode())
 
     def _fail_all(self, error: LLMError) -> None:
@@ -698,7 +709,7 @@ class _Worker:
         pads = 0
         for cell in tree.layout()[reuse:]:
             if cell is None:  # a filler token on a sequence of its own, so that the next block lands aligned
-                entries.append((self.model.bos if self.model.bos >= 0 else 0, pads, [pad_seq], []))
+                entries.append((self._filler_token, pads, [pad_seq], []))
                 pads += 1
             else:
                 token, pos, conts, reads = cell
@@ -726,7 +737,23 @@ class _Worker:
 
     # -- decoding ----------------------------------------------------------------------------------------------
 
-    def _decode(self, entries: list[tuple[int, int, list[int], bool]]) -> None:
+    def _decode(self, entries: list[tuple[int, int, list[int], bool]], *, generated: bool = False) -> None:
+        """One `llama_decode` of (token, position, sequences, logits wanted) entries.
+
+        A lone prompt or scoring token gets a filler token beside it, on the filler sequence, taken out of the cache
+        again at once: llama.cpp's CPU attention serves a one-token batch with another kernel than a batch of two or
+        more (llamafile's sgemm takes only n >= 2), which rounds otherwise, so a token decoded alone got other logits
+        (up to 0.38 apart on SmolLM2, measured) than the same token in a wider decode or in the reference
+        computation. Where a prompt or a scoring round is cut into pieces follows what else is in flight (a round's
+        last piece, a prompt's part after a cached prefix), so this keeps a request's numbers from depending on it.
+        A `generated` token (one a step, as llama-cpp-python generates) is always alone when sequences generate one at
+        a time, so it keeps the one-token kernel: a filler there made each step 1.4x slower (measured)."""
+        lone = len(entries) == 1 and not generated
+        if lone:  # non-contiguous cell search: the filler takes the cell after the token's, never the token's
+            filler_seq = self._score_seqs[-1]
+            filler_pos = self._lib.llama_memory_seq_pos_max(self._memory, filler_seq) + 1
+            entries = [*entries, (self._filler_token, filler_pos, [filler_seq], False)]
+            self.padding_tokens += 1
         batch = self._batch
         for n, (token, pos, seqs, logits) in enumerate(entries):
             batch.token[n] = token
@@ -743,6 +770,8 @@ class _Worker:
             self._lib.llama_set_n_threads(self._ctx, threads, threads)
             self._threads_now = threads
         status = self._lib.llama_decode(self._ctx, batch)
+        if lone:
+            self._lib.llama_memory_seq_rm(self._memory, filler_seq, filler_pos, -1)
         self.decode_calls += 1
         self.decoded_tokens += len(entries)
         if status != 0:
@@ -783,7 +812,15 @@ class _Worker:
         job.sampler = self.model.sampler(request, grammar_first=self.grammar_first)
 
     def _admit(self) -> None:
-        """Give free slots to queued requests, reusing the longest cached prefix any slot holds."""
+        """Give free slots to queued requests, reusing the longest cached prefix any slot holds.
+
+        Unless `batch_generation`, one sequence of a worker generates at a time, on a cache that holds nothing but its
+        own slot's cached prefix: its tokens then sit in cells 0, 1, ... as alone, and its logits are the same bits
+        whatever else is queued. Sequences generating together take interleaved cells, and ggml's CPU attention sums
+        over cells in SIMD lanes and 8-cell groups by cell index (see `_ScoreTree`): measured on 16 reviews, 7 greedy
+        replies of 16 differed alone and together, 12 JSON-constrained ones and 15 seeded samples. What it costs is
+        small here: 16 short requests took 1.06x (greedy) and 0.97x (JSON-constrained) the time of 8 sequences a
+        worker generating together (2 workers, 2 loaded cores), as one-token steps keep the one-token kernel."""
         waiting: list[_Generation] = []
         for job in self._queued:
             if job.future.cancelled():
@@ -804,6 +841,11 @@ class _Worker:
                     _settle(job.future, error=LLMRequestError(f"cannot generate for this request: {error!r}"))
                     continue
             target = max(free, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
+            if not self.batch_generation:
+                if any(s.job is not None for s in self._slots):
+                    waiting.append(job)
+                    continue
+                self._evict_idle(keep=(target,))  # cells 0, 1, ... for this sequence alone
             source = max(self._slots, key=lambda s: _common_prefix_length([s.tokens, job.prompt]))
             reuse = min(_common_prefix_length([source.tokens, job.prompt]), len(job.prompt) - 1)
             in_flight = max(
@@ -850,6 +892,7 @@ class _Worker:
             if not slot.pending:
                 entries.append((slot.job.generated[-1], len(slot.tokens), [slot.seq_id], True))
                 readers.append((slot, len(entries) - 1, 1))
+        generating = len(entries)
         budget = max(
             DECODE_CHUNK_TOKENS - len(entries), DECODE_CHUNK_TOKENS // 4
         )  # prompts move on, however many generate
@@ -863,7 +906,7 @@ class _Worker:
                 readers.append((slot, len(entries) - 1 if done else None, len(chunk)))
                 budget -= len(chunk)
         try:
-            self._decode(entries)
+            self._decode(entries, generated=generating > 0)
         except LLMError as error:
             for slot in active:
                 self._finish(slot, error)
