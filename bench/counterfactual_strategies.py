@@ -6,7 +6,8 @@ embedded model by default):
   immutable (a counterfactual that asks someone to change them explains nothing a person can act on). Guided
   (black box guides, the LLM ranks candidate values) against the black box's path search and the LLM's own edits.
 - texts: a TF-IDF logistic regression over Rotten Tomatoes, the same 20 short test snippets `xplain eval
-  counterfactual` uses; guided at 3 and 4 edited words, and the word-removal search.
+  counterfactual` uses; guided at 3 and 4 edited words, without and with the training snippets as reference texts
+  (their words ranked by the black box as replacements), and the word-removal search.
 
 Per strategy: flip rate, median columns (words) changed over the flips, black-box queries and LLM calls per flip,
 seconds, and for the guided tables how many returned changes the LLM proposed.
@@ -87,12 +88,16 @@ def texts(llm, count: int, strategies: list[str]) -> None:
     short = [t for t in data.texts_test if len(t) < 140][:count]
     print(f"\nrotten_tomatoes tf-idf + lr: {len(short)} snippets")
     print(HEADER)
-    for strategy, words in [(s, w) for s in strategies for w in ((3, 4) if s == "guided" else (3,))]:
+    runs = [(s, w, r) for s in strategies for r in ((False, True) if s == "guided" else (False,))
+            for w in ((3, 4) if s == "guided" else (3,))]  # fmt: skip
+    for strategy, words, with_reference in runs:
         started = time.perf_counter()
         results = xplain.run(
-            "counterfactual", model, short, llm=llm, errors="keep", strategy=strategy, max_rounds=words
-        )
-        name = f"text {strategy}" + (f" ({words} words)" if strategy == "guided" else "")
+            "counterfactual", model, short, llm=llm, errors="keep", strategy=strategy, max_rounds=words,
+            reference=data.texts_train if with_reference else None,
+        )  # fmt: skip
+        shown = f" ({words} words{', ref' if with_reference else ''})" if strategy == "guided" else ""
+        name = f"text {strategy}{shown}"
         print(line(name, results, time.perf_counter() - started))
 
 

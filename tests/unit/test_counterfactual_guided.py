@@ -131,3 +131,72 @@ async def test_the_goal_class_name_is_tried_at_every_place_when_the_llm_proposes
     [found] = result.explanations
     assert found.valid and found.valid[0].edit_size == 1 and "shipping" in found.valid[0].text.split()
     assert backend.score_batches, "the offered words were ranked, and the goal's name kept beside them"
+
+
+REFERENCE = ["the soup was awful and bland", "rude staff and awful wine", "a fine evening", "the bland rice"]
+
+
+async def test_reference_words_the_black_box_reads_as_the_goal_flip_what_deletions_and_label_names_could_not():
+    """The IMDB failure: a weak LLM proposes "..." and the label's name, deleting 2 of 3 positive words leaves the
+    text positive. With reference texts, the black box reads each of their words alone; its negative words become
+    candidates at every place, and 2 replacements flip. Without them the same search finds no flip."""
+    text = ["great food, delicious wine, friendly staff"]
+    weak = [(r".", words_reply("...", "positive"))]
+    before = await text_counterfactuals(LLM(FakeBackend(rules=weak)), box(), text, mode="guided", max_rounds=2)
+    assert not before.explanations[0].valid and "no flip within 2" in before.explanations[0].stopped_by
+    backend = FakeBackend(rules=weak)
+    after = await text_counterfactuals(
+        LLM(backend), box(), text, mode="guided", max_rounds=2, reference=REFERENCE
+    )
+    [found] = after.explanations
+    assert set(list(found.goal_words)[:3]) == {"awful", "bland", "rude"}  # read alone, each gives P(negative) 0.88
+    assert all(found.goal_words[w] > 0.85 for w in ("awful", "bland", "rude"))
+    best = found.valid[0]
+    assert best.prediction == "negative" and best.round == 2
+    assert sentiment([best.text])[0][0] > 0.5  # the black box's own answer on the returned text
+    assert sum(w in found.goal_words for w in re.findall(r"\w+", best.text)) == 2  # two places, two goal words
+    assert best.log_likelihood_change is not None
+    assert found.blackbox_queries >= len(guided_vocabulary(REFERENCE))  # the probe's rows are counted
+
+
+def guided_vocabulary(texts):
+    from xplain.methods.counterfactual_guided import reference_vocabulary
+
+    return reference_vocabulary(texts)
+
+
+def test_the_reference_vocabulary_is_the_commonest_words_first_ties_alphabetical():
+    vocabulary = guided_vocabulary(["Awful soup, awful wine", "the awful 2 rice", "The rice"])
+    assert vocabulary[:3] == ["awful", "rice", "the"]  # in 3, 2, 2 texts; a count per text, not per occurrence
+    assert "2" not in vocabulary and len(guided_vocabulary(REFERENCE * 50)) == len(set(guided_vocabulary(REFERENCE)))
+
+
+async def test_with_reference_words_a_text_alone_and_inside_a_batch_gets_the_same_answer():
+    texts = [f"the {w} soup, {v} wine and {i} friendly cooks" for i, (w, v) in enumerate([("great", "delicious")] * 5)]
+    texts[2] = "great soup, delicious wine, friendly cooks"
+    weak = [(r".", words_reply("..."))]
+    together = await text_counterfactuals(
+        LLM(FakeBackend(rules=weak)), box(), texts, mode="guided", max_rounds=2, reference=REFERENCE
+    )
+    alone = await text_counterfactuals(
+        LLM(FakeBackend(rules=weak)), box(), texts[2:3], mode="guided", max_rounds=2, reference=REFERENCE
+    )
+    assert alone.explanations[0].valid  # the case compared is one the reference words flip
+    assert alone.explanations[0].model_dump(exclude={"cost"}) == together.explanations[2].model_dump(exclude={"cost"})
+
+
+async def test_the_catalog_counterfactual_on_a_text_model_uses_its_reference_texts():
+    from xplain.methods.catalog import MethodContext, get_method, run_units
+
+    method = get_method("counterfactual")
+    weak = LLM(FakeBackend(rules=[(r".", words_reply("..."))]))
+    context = MethodContext(llm=weak, blackbox=box(), reference=REFERENCE)
+    [found] = await run_units(
+        method, context, ["great food, delicious wine, friendly staff"], method.parse_options({"max_rounds": 2})
+    )
+    assert found.goal_words and found.counterfactuals[0].valid
+    [without] = await run_units(
+        method, context, ["great food, delicious wine, friendly staff"],
+        method.parse_options({"max_rounds": 2, "reference_words": 0}),
+    )  # fmt: skip
+    assert not without.goal_words and not without.valid

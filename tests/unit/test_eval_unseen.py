@@ -42,6 +42,7 @@ async def test_eval_gives_the_closing_figures_and_the_repair_fills_a_short_propo
     expected = {
         "posthoc:choose", "posthoc:choose:proposed", "posthoc:choose:evidence_only",
         "posthoc:generate", "posthoc:generate:proposed", "lime", "kernelshap", "counterfactual:guided",
+        "counterfactual:guided:no_reference",
     }  # fmt: skip
     assert expected <= set(rows) <= expected | {"posthoc:generate:reasked"}  # re-asked texts only, if any
     verified, proposed = rows["posthoc:generate"], rows["posthoc:generate:proposed"]
@@ -57,8 +58,10 @@ async def test_eval_gives_the_closing_figures_and_the_repair_fills_a_short_propo
         assert row["faithful"] + row["not_faithful"] + row["inconclusive"] == pytest.approx(1.0)
         assert row["queries_per_input"] > plan.n_samples  # the rows it was built from, then its check
         assert row["seconds"] > 0
-    flips = rows["counterfactual:guided"]
-    assert flips["inputs"] == 4 and 0.0 <= flips["flip_rate"] <= 1.0 and flips["flip_rate_ci"].startswith("[")
-    if flips["flip_rate"]:
-        assert flips["queries_per_flip"] == pytest.approx(flips["queries_per_input"] / flips["flip_rate"])
-        assert flips["median_edit"] >= 1
+    for name in ("counterfactual:guided", "counterfactual:guided:no_reference"):
+        flips = rows[name]
+        assert flips["inputs"] == 4 and 0.0 <= flips["flip_rate"] <= 1.0 and flips["flip_rate_ci"].startswith("[")
+        if flips["flip_rate"]:
+            assert flips["queries_per_flip"] == pytest.approx(flips["queries_per_input"] / flips["flip_rate"])
+            assert flips["median_edit"] >= 1 and flips["fluency_change"] is not None
+

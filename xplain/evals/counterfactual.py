@@ -104,6 +104,7 @@ async def _text_rows(llm: LLM, table: EvalTable, size: Size) -> None:
             task="movie-review sentiment classifier",
             label_names=names,
             max_rounds=GUIDED_WORDS if mode == "guided" else SIZES[size]["rounds"],
+            reference=data.texts_train,  # guided: the words the black box reads as the goal come from them
         )
         best = [e.valid[0] for e in result.explanations if e.valid]
         table.add(

@@ -5,10 +5,14 @@ in their place, the search keeps the edits that flip, fewest first.
    class's probability are the places to edit.
 2. Propose (LLM): for each such word, replacement words in ONE batched structured round (a capable model writes
    fluent ones); the user's `substitutes` join them, and deleting the word is always a candidate. Where a place has
-   more candidates than it may keep, the LM ranks them by the edited text's log-likelihood (`llm.score`): a weak
-   model that cannot write a replacement can still tell which reads better. The goal class's own name (the two
-   likeliest goal classes' without a target) is tried at every place too: a classifier keyed to a word (an LLM
-   classifier whose prompt names the labels) flips on it when a weak LLM proposes nothing usable.
+   more candidates than it may keep, the LM ranks them by the log-likelihood of the edited words around the place
+   (`llm.score`): a weak model that cannot write a replacement can still tell which reads better. The goal class's
+   own name (the two likeliest goal classes' without a target) is tried at every place too: a classifier keyed to a
+   word (an LLM classifier whose prompt names the labels) flips on it when a weak LLM proposes nothing usable.
+   With reference texts, the black box ranks words too (`probe_vocabulary`): their most frequent words, each sent
+   alone in ONE batch, and the `GOAL_WORDS` it reads most as the goal are each text's goal words; at every place
+   the LM keeps the ones that read best there (the same scoring round). On IMDB with the 135M model, whose
+   proposals are mostly "..." or the label's name, these words are what turns 3-4 weak edits into a flip.
 3. Search (black box): every one-word edit in one batch; none flips, then the edit that moved the prediction most
    is kept and every second edit on top of it is tried, and so on up to `max_edits`. Only what the black box
    confirms is valid. Fluency is the LM's log-likelihood change from the original, reported per counterfactual.
@@ -18,6 +22,7 @@ Everything a text gets depends on the text and the options alone (greedy choices
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -36,6 +41,13 @@ SUBSTITUTES_PROMPT = "counterfactual/text_substitutes"
 FLUENCY_PROMPT = "counterfactual/fluency"
 #: Goal classes whose names are tried at every place when no target is set.
 GOAL_NAMES = 2
+#: Reference words sent to the black box alone, the most frequent first: enough that a classifier's strongest words
+#: ("worst", "awful", "excellent" in IMDB's 400 commonest) are among them.
+VOCABULARY = 400
+#: Goal words a text keeps from that probe; the LM picks the most fluent few of them at each place.
+GOAL_WORDS = 8
+#: Words either side of a place that the LM reads to rank its replacements.
+FLUENCY_WINDOW = 4
 _SINGLE_WORD = re.compile(r"^[A-Za-z][A-Za-z'-]{0,19}$")
 _PIECES = re.compile(f"({WORD.pattern})")  # split keeping the words at the odd positions
 
@@ -70,6 +82,7 @@ class GuidedState:
     steps: int = 0
     stopped_by: str | None = None
     goals: list[Label] = field(default_factory=list)  # the classes a flip may reach, likeliest first
+    goal_words: dict[str, float] = field(default_factory=dict)  # reference word -> goal probability, read alone
 
     @property
     def done(self) -> bool:
@@ -89,6 +102,31 @@ async def occlude(blackbox: BlackBox, states: list[GuidedState], max_words: int,
     for state in states:
         ranked = sorted(state.occlusion, key=lambda w: -state.occlusion[w])  # stable: text order breaks ties
         state.places = ranked[:places]
+
+
+def reference_vocabulary(texts: Sequence[str], size: int = VOCABULARY) -> list[str]:
+    """The `size` single words (letters only) found in the most reference texts, lower-cased; ties alphabetical."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w in distinct_words(text) if _SINGLE_WORD.match(w))
+    return [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:size]]
+
+
+async def probe_vocabulary(blackbox: BlackBox, states: list[GuidedState], vocabulary: Sequence[str]) -> None:
+    """One black-box batch of every vocabulary word alone: each open text keeps the `GOAL_WORDS` words whose own
+    probability of its goal (of leaving its class, without a target) is highest and above the median word's (a
+    word that reads as neutral as most is no push, however fluent). The probe does not depend on the text, so a
+    text gets the same words alone or in a batch; each counts the probe's rows as its own."""
+    open_states = [s for s in states if not s.done]
+    if not vocabulary or not open_states:
+        return
+    probabilities = await blackbox.apredict_proba(list(vocabulary))
+    for state in open_states:
+        state.queries += len(vocabulary)
+        verdicts = (read_verdict(blackbox, row, state.original.prediction, state.target) for row in probabilities)
+        reads = np.array([verdict.target_probability for verdict in verdicts])
+        order = [i for i in np.argsort(-reads, kind="stable")[:GOAL_WORDS] if reads[i] > np.median(reads)]
+        state.goal_words = {vocabulary[i]: round(float(reads[i]), 4) for i in order}
 
 
 async def propose(
@@ -116,7 +154,7 @@ async def propose(
     ]  # fmt: skip
     replies = await llm.structured(requests, Substitutes, on_error="return") if requests else []
     offered = [w.lower() for w in substitutes if _SINGLE_WORD.match(w)]
-    to_rank: list[tuple[GuidedState, str, list[str]]] = []
+    to_rank: list[tuple[GuidedState, str, list[str], list[str], list[str]]] = []
     for (state, word), reply in zip(asks, replies):
         if isinstance(reply, StructuredOutputError):
             state.llm_requests += llm.structured_attempts
@@ -132,18 +170,38 @@ async def propose(
                     proposed.append(candidate)
         pool = list(dict.fromkeys(proposed + [o for o in offered if o != word]))
         named = [n for n in _goal_names(state, label_names) if n != word and n not in pool]
-        state.candidates[word] = [""] + pool + named  # deleting the word is always a candidate
-        if len(pool) > per_place:
-            to_rank.append((state, word, pool, named))
+        vocabulary = [g for g in state.goal_words if g != word and g not in pool and g not in named]
+        state.candidates[word] = [""] + pool + named + vocabulary  # deleting the word is always a candidate
+        if len(pool) > per_place or len(vocabulary) > per_place:
+            to_rank.append((state, word, pool, named, vocabulary))
     if to_rank:
         prompt = load_prompt(FLUENCY_PROMPT).render()
         scores = await llm.score(
-            [ScoreRequest(prompt=prompt, continuations=[" " + replace_words(s.text, {w: c}) for c in pool]) for s, w, pool, _ in to_rank]
+            [
+                ScoreRequest(prompt=prompt, continuations=[" " + around(s.text, w, c) for c in pool + vocabulary])
+                for s, w, pool, _, vocabulary in to_rank
+            ]
         )
-        for (state, word, pool, named), scored in zip(to_rank, scores):
-            order = np.argsort(-np.asarray(scored.logprobs), kind="stable")[:per_place]
-            state.candidates[word] = [""] + [pool[i] for i in order] + named
+        for (state, word, pool, named, vocabulary), scored in zip(to_rank, scores):
+            logprobs = np.asarray(scored.logprobs)
+            kept = _most_fluent(pool, logprobs[: len(pool)], per_place)
+            state.candidates[word] = [""] + kept + named + _most_fluent(vocabulary, logprobs[len(pool) :], per_place)
     return [template.ref] + ([load_prompt(FLUENCY_PROMPT).ref] if to_rank else [])
+
+
+def around(text: str, word: str, replacement: str, width: int = FLUENCY_WINDOW) -> str:
+    """The `width` words either side of the first `word` in `text`, with `replacement` in its place: what the LM
+    scores to rank replacements (a one-word change reads well or badly where it stands; scoring the whole text
+    costs 3-4x more on the embedded model for nearly the same order)."""
+    pieces = _PIECES.split(text)
+    at = next(i for i in range(1, len(pieces), 2) if pieces[i].lower() == word)
+    window = pieces[max(0, at - 2 * width) : at] + [replacement] + pieces[at + 1 : at + 2 * width + 1]
+    return " ".join("".join(window).split())
+
+
+def _most_fluent(words: list[str], logprobs: np.ndarray, keep: int) -> list[str]:
+    """The `keep` words whose edited text the LM finds likeliest (ties: the given order)."""
+    return [words[i] for i in np.argsort(-logprobs, kind="stable")[:keep]]
 
 
 def _goal_names(state: GuidedState, label_names: dict[Label, str]) -> list[str]:

@@ -132,6 +132,11 @@ class TextCounterfactualExplanation(ExplanationBase):
         description="Guided mode: the words edited first, each with how much removing it moved the probability of "
         "leaving the original class (or of the target), measured on the black box.",
     )
+    goal_words: dict[str, float] = Field(
+        default_factory=dict,
+        description="Guided mode with reference texts: their words the black box, reading each alone, gives the "
+        "highest probability of the goal (that probability); the LM keeps the most fluent at each place.",
+    )
 
     @property
     def valid(self) -> list[TextCounterfactual]:
@@ -309,13 +314,17 @@ async def text_counterfactuals(
     candidates_per_round: int = 2,
     max_rounds: int = 3,
     substitutes: Sequence[str] = (),
+    reference: Sequence[str] | None = None,
+    reference_words: int = guided.VOCABULARY,
 ) -> TextCounterfactualResult:
     """Counterfactuals for many texts at once; each LLM round is one batched call across all of them.
 
     `mode`: "target" (minimal edit until the prediction reaches `target`, or any other class), "concept" (change
     `concept` to `concept_value` keeping the rest), "causal" (latent features -> words -> edit; two extra rounds),
     "guided" (the black box's occlusion picks the words, the LLM proposes replacements, the search keeps the
-    fewest edits that flip; `candidates_per_round` replacements per word, `max_rounds` words at most; see
+    fewest edits that flip; `candidates_per_round` replacements per word, `max_rounds` words at most; with
+    `reference` texts like the model's data, the black box also ranks their `reference_words` commonest words as
+    replacements; see
     `counterfactual_guided`), "search" (no LLM: the words that support the prediction removed, strongest first,
     until it flips; `llm` may be None).
     """
@@ -328,11 +337,14 @@ async def text_counterfactuals(
         raise ValueError("mode 'concept' needs a concept to change, e.g. concept='service'")
     if not 1 <= candidates_per_round <= 5:
         raise ValueError(f"candidates_per_round must be between 1 and 5, got {candidates_per_round}")
+    if not 0 <= reference_words <= 2000:
+        raise ValueError(f"reference_words must be between 0 and 2000, got {reference_words}")
     target = check_target(blackbox, target)
     if mode in ("guided", "search"):
         return await _guided(
             None if mode == "search" else llm, blackbox, texts, target=target, task=task, label_names=label_names or {},
             per_place=candidates_per_round, max_edits=max_rounds, substitutes=substitutes, removal=mode == "search",
+            vocabulary=guided.reference_vocabulary(reference or (), reference_words) if mode == "guided" else (),
         )  # fmt: skip
     with measure_cost(blackbox) as meter:
         search = TextSearch(
@@ -388,8 +400,10 @@ async def _guided(
     max_edits: int,
     substitutes: Sequence[str],
     removal: bool = False,
+    vocabulary: Sequence[str] = (),
 ) -> TextCounterfactualResult:
-    """The guided search (one black-box batch per step, one LLM round of proposals, one LM scoring round); with
+    """The guided search (one black-box batch per step, one black-box batch probing the reference texts' words, one
+    LLM round of proposals, one LM scoring round); with
     `removal`, the black box's own search instead (one batch of ever longer removals, no LLM unless for fluency)."""
     with measure_cost(blackbox) as meter:
         states = guided.start_states(blackbox, texts, await blackbox.apredict_proba(texts), target)
@@ -399,6 +413,7 @@ async def _guided(
             versions: list[str] = []
         else:
             await guided.occlude(blackbox, states, GUIDED_MAX_WORDS, max(GUIDED_PLACES, max_edits + 2))
+            await guided.probe_vocabulary(blackbox, states, vocabulary)
             versions = await guided.propose(
                 llm, states, task=task, label_names=label_names, per_place=per_place, substitutes=substitutes
             )
@@ -429,6 +444,7 @@ async def _guided(
             TextCounterfactualExplanation(
                 text=state.text, counterfactuals=candidates[:10],
                 guide_words={w: state.occlusion[w] for w in state.places if state.occlusion[w] > 0 or not removal},
+                goal_words=state.goal_words,
                 original_prediction=state.original.prediction, original_probability=state.original.probability,
                 target=state.target, rejected=state.rejected, rounds_used=state.steps,
                 llm_requests=state.llm_requests, blackbox_queries=state.queries,
@@ -605,6 +621,13 @@ class CounterfactualOptions(BaseModel):
         max_length=200,
         description="Texts, guided: replacement words to try besides the LLM's (ranked by the LM's fluency).",
     )
+    reference_words: int = Field(
+        guided.VOCABULARY,
+        ge=0,
+        le=2000,
+        description="Texts, guided: how many of the reference texts' commonest words the black box reads alone (one "
+        "batch of that many rows) to find replacements that push it toward the goal; 0 turns this off.",
+    )
     background: BackgroundRows = None
 
 
@@ -633,7 +656,8 @@ async def _counterfactual(
         result = await text_counterfactuals(
             ctx.llm, ctx.blackbox, rows, mode=mode, concept=options.concept, concept_value=options.concept_value,
             substitutes=options.substitutes, target=options.target, candidates_per_round=options.candidates_per_round,
-            max_rounds=options.max_rounds,
+            max_rounds=options.max_rounds, reference_words=options.reference_words,
+            reference=[str(t) for t in ctx.reference] if ctx.reference is not None else None,
         )  # fmt: skip
     return [e.model_copy(update={"prompt_versions": result.prompt_versions}) for e in result.explanations]
 
