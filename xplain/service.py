@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pydantic import BaseModel
 
 from xplain.blackbox import BlackBox
@@ -50,12 +51,27 @@ def open_spec(spec: str, settings: Settings, *, kind: str | None = None, llm: LL
 
 def with_reference(opened: OpenedModel, reference: Any = None, columns: dict[str, Any] | None = None) -> OpenedModel:
     """The model with `reference` rows like its training data (a DataFrame, records or lists; a demo keeps its own
-    otherwise), from which a table learns its columns' kinds, categories and ranges, `columns` overriding them."""
+    otherwise), from which a table learns its columns' kinds, categories and ranges, `columns` overriding them. A
+    text model's rows are texts: from a DataFrame, its `text` column (or its only column)."""
+    if opened.blackbox.kind == "text" and isinstance(reference, pd.DataFrame):
+        reference = reference_texts(reference)
     if reference is not None:
         opened.reference, opened.labels = reference, None  # a demo's labels belong to its own rows
     if opened.blackbox.kind == "tabular" and (reference is not None or columns):
         opened.blackbox.infer_schema(reference, columns)
     return opened
+
+
+def reference_texts(table: pd.DataFrame) -> list[str]:
+    """A text model's reference rows from a table: the `text` column, or the only column there is."""
+    if "text" in table.columns:
+        return table["text"].astype(str).tolist()
+    if len(table.columns) == 1:
+        return table.iloc[:, 0].astype(str).tolist()
+    raise ValueError(
+        f"a text model's reference file needs a column named 'text' (or a single column); it has "
+        f"{', '.join(map(str, table.columns[:10]))}"
+    )
 
 
 def method_context(

@@ -114,3 +114,23 @@ def test_bad_tabular_input_is_a_clear_error(runner, arguments, message):
 def test_text_and_row_together_are_refused(runner):
     result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "x", "--row", "{}"])
     assert result.exit_code == 2 and "either --text" in result.output
+
+
+def test_a_text_models_data_file_gives_the_guided_search_its_texts(runner, tmp_path):
+    """`--data` on a text model: the file's `text` column is the reference texts the search takes words from (it
+    was read as a table, so the search saw only its column names)."""
+    data = tmp_path / "reviews.csv"
+    pd.DataFrame({"text": ["a great cast", "a dull plot", "great fun", "so dull"], "stars": [5, 1, 4, 2]}).to_csv(data)
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film", "--json", "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    [explanation] = json.loads(result.output)["explanations"]
+    assert "great" in explanation["goal_words"]
+    assert any(c["valid"] and "great" in c["text"] for c in explanation["counterfactuals"])
+
+
+def test_a_text_models_data_file_without_a_text_column_is_refused(runner, tmp_path):
+    data = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": ["a great cast"], "stars": [5]}).to_csv(data, index=False)
+    result = runner.invoke(app, ["counterfactual", f"{SPEC}:keyword_model", "--text", "an awful film", "--data", str(data)])
+    assert result.exit_code != 0
+    assert "column named 'text'" in result.output

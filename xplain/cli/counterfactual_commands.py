@@ -114,8 +114,8 @@ def counterfactual(
     row: Annotated[str | None, typer.Option(help='A tabular row as JSON: {"feature": value, ...}.')] = None,
     data: Annotated[
         Path | None,
-        typer.Option(help="Tables: a CSV of rows like the training data (guided and search take values from it); "
-        "a demo brings its own."),
+        typer.Option(help="A CSV of rows like the training data (a table's columns, or a text model's `text` column): "
+        "guided takes values / replacement words from it; a demo brings its own."),
     ] = None,
     constraints: Annotated[
         str | None,
@@ -145,7 +145,7 @@ def counterfactual(
     try:
         opened = service.open_spec(model, settings, kind="text" if text else "tabular", llm=llm)
         if data is not None:
-            opened = service.OpenedModel(opened.blackbox, read_table(data))
+            opened = service.with_reference(opened, read_table(data))
     except (BlackBoxError, ValueError, OSError) as error:
         fail(error)
     row_values = _parse_json_option(row, "--row")

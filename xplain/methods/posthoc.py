@@ -233,7 +233,8 @@ class PosthocExplanation(MethodResult):
     llm_attempts: int
     rejected: list[str] = Field(
         default_factory=list,
-        description="Feature names the LLM gave that were refused.",
+        description="Feature names the LLM gave that were refused: outside the text or the row, or named more than "
+        "once (such a name counts once, at its first rank, in `proposed`).",
     )
     error: str | None = Field(
         default=None, description="Why the LLM gave no usable proposal (the returned features then come from the evidence)."
