@@ -567,3 +567,28 @@ def test_an_error_about_a_registered_classifier_names_it_by_its_registered_name(
                                                       "options": {"target": "neutral"}})  # fmt: skip
     assert wrong.status_code == 422
     assert "target 'neutral' is not a class of sentiment; its classes are ['negative', 'positive']" in wrong.text
+
+
+async def test_a_lime_job_on_an_llm_classifier_finishes_its_rows_one_at_a_time(backend):
+    """Every black-box row is an LLM request, so a job of a method without an LLM sends its rows one a chunk, two in
+    flight: each finished row is recorded as it ends (8 chunks of 4 kept a 48-row LIME job at 0 done for minutes)."""
+    from xplain.batch.runner import job_shape, run_rows
+    from xplain.methods.catalog import MethodContext, get_method
+
+    class Recorded:
+        def __init__(self) -> None:
+            self.chunks: list[list[int]] = []
+
+        async def record(self, outcomes) -> None:
+            self.chunks.append([o.index for o in outcomes if o.ok])
+
+    box = from_llm(TEMPLATE, LABELS, llm=LLM(backend))
+    lime = get_method("lime")
+    assert job_shape(lime, None, None, None, box) == (2, 1)
+    assert job_shape(lime, None, 3, 5, box) == (3, 5)  # the caller's shape still wins
+    sink = Recorded()
+    texts = ["a good film", "a bad plot", "good but bad", "good good", "bad acting", "a good cast"]
+    context = MethodContext(llm=None, blackbox=box)
+    await run_rows(lime, context, list(enumerate(texts)), lime.parse_options({"n_samples": 20}), sink=sink)
+    assert sorted(len(c) for c in sink.chunks) == [1] * len(texts)
+    assert sorted(i for c in sink.chunks for i in c) == list(range(len(texts)))

@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field, computed_field
 
 from xplain.errors import XplainError, describe
 from xplain.llm import LLM, LLMError
-from xplain.blackbox import BlackBoxError
+from xplain.blackbox import BlackBox, BlackBoxError
+from xplain.blackbox.llm_classifier import LLMClassifier
 from xplain.methods.catalog import Method, MethodContext, run_units
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,19 @@ PLAIN_CONCURRENCY, PLAIN_CHUNK = 8, 4
 LLM_CONCURRENCY = 2
 
 
-def job_shape(method: Method, llm: LLM | None, concurrency: int | None, chunk_size: int | None) -> tuple[int, int]:
+def job_shape(
+    method: Method, llm: LLM | None, concurrency: int | None, chunk_size: int | None, blackbox: BlackBox | None = None
+) -> tuple[int, int]:
     """(chunks in flight, rows per chunk), each the caller's where set. An LLM method's chunk is one batched LLM
     round, so it carries as many rows as the backend works on at once (`LLM.parallelism`): a fixed 8 chunks of 4
-    rows on the embedded model's 16 sequences ran its rounds side by side and made each row wait on all of them."""
+    rows on the embedded model's 16 sequences ran its rounds side by side and made each row wait on all of them.
+    On an LLM classifier every black-box row is an LLM request, and one row of LIME or KernelSHAP already fills
+    the backend: rows go one at a time, two in flight, so they finish one after another (8 chunks of 4 made a
+    48-row LIME job show nothing done for 9 minutes, every row finishing near the end)."""
     if method.uses_llm and llm is not None:
         return concurrency or LLM_CONCURRENCY, chunk_size or llm.parallelism
+    if blackbox is not None and isinstance(blackbox.function, LLMClassifier):
+        return concurrency or LLM_CONCURRENCY, chunk_size or 1
     return concurrency or PLAIN_CONCURRENCY, chunk_size or PLAIN_CHUNK
 
 
@@ -140,7 +148,7 @@ async def run_rows(
     """Run `method` over `(index, unit)` pairs; each finished chunk goes to `sink` and then to `on_chunk`. Chunks
     are sized by `job_shape` where not given. A set method's unit is a whole input list, so its chunks hold one
     unit each."""
-    concurrency, chunk_size = job_shape(method, context.llm, concurrency, chunk_size)
+    concurrency, chunk_size = job_shape(method, context.llm, concurrency, chunk_size, context.blackbox)
     if method.unit == "set":
         chunk_size = 1
     slots = asyncio.Semaphore(concurrency)

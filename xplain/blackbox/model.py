@@ -122,6 +122,11 @@ class BlackBox:
         return f"BlackBox(kind={self.kind!r}, name={self.name!r})"
 
     @property
+    def function(self) -> BatchFunction:
+        """What answers the rows: an estimator's bound method, an LLM classifier or a plain callable."""
+        return self._model
+
+    @property
     def estimator(self) -> Any:
         """The scikit-learn estimator behind this black box, when it wraps one (a known truth for linear models)."""
         owner = getattr(self._model, "__self__", None)

@@ -109,7 +109,9 @@ def batch(
         with console.status(f"{method} on Ray ({workers} workers)"):
             run_rows_on_ray(
                 method, model, todo, method_options,
-                settings=settings, record=record, workers=workers, batch_size=job_shape(chosen, context.llm, None, chunk_size or settings.job_chunk_size)[1],
+                settings=settings, record=record, workers=workers, batch_size=job_shape(
+                    chosen, context.llm, None, chunk_size or settings.job_chunk_size, context.blackbox
+                )[1],
                 reference=reference,
             )  # fmt: skip
 
