@@ -29,7 +29,7 @@ fewer tokens than flat, so >= 3x is out of reach of exact scoring on this prompt
 the whole text, so a variant's first edit is near the start (P(first edit past word m) is about 1/m), and the
 prompt's lines after the text (labels, question) follow every variant.
 
-    PYTHONPATH=. python bench/llm_blackbox.py [--reviews 20] [--perturbations 500] [--threads N]
+    PYTHONPATH=. python bench/llm_blackbox.py [--reviews 20] [--perturbations 500] [--threads N] [--max-chars 400]
 """
 
 from __future__ import annotations
@@ -128,10 +128,11 @@ def main() -> None:
     parser.add_argument("--reviews", type=int, default=20)
     parser.add_argument("--perturbations", type=int, default=500)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--max-chars", type=int, default=400, help="longest review taken (seconds follow its length)")
     args = parser.parse_args()
     logging.getLogger("shap").setLevel(logging.ERROR)
     console = Console()
-    texts = reviews(args.reviews)
+    texts = reviews(args.reviews, args.max_chars)
     backends = {
         name: LlamaCppBackend(context_size=4096, threads=args.threads, prefix_tree=tree)
         for name, tree in (("flat", False), ("tree", True))

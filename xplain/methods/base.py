@@ -20,7 +20,7 @@ class Cost(BaseModel):
     """LLM usage, black-box rows actually evaluated (cache hits and duplicates excluded), and wall time."""
 
     llm: Usage = Field(default_factory=Usage)
-    blackbox_queries: int = 0
+    blackbox_queries: int = Field(0, description="Rows the black box evaluated (answers from its cache not counted).")
     seconds: float = 0.0
 
     def split(self, n: int) -> list[Cost]:

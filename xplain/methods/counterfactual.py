@@ -64,7 +64,11 @@ class ExplanationBase(ShowsItself):
     rejected: list[Rejected] = Field(default_factory=list)
     rounds_used: int = 0
     llm_requests: int = 0
-    blackbox_queries: int = Field(0, description="Rows sent to the black box for this input, the original included.")
+    blackbox_queries: int = Field(
+        0,
+        description="Rows this input's search asked the black box about, the original and cached answers included "
+        "(`cost.blackbox_queries` is instead an equal share of the rows the black box actually evaluated).",
+    )
     stopped_by: str | None = Field(None, description="Why the search ended early, if it did (e.g. query budget).")
     prompt_versions: list[str] = Field(default_factory=list, description="`name@version` of each template used.")
     cost: Cost = Field(
