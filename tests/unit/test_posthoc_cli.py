@@ -131,3 +131,20 @@ def test_the_printed_explanation_says_where_each_feature_came_from_and_the_check
     assert result.exit_code == 0, result.output
     assert re.search(r"│ 1\s+│ \w+\s+│ [+-]\s+│ (llm|evidence)\s+│", result.output)
     assert re.search(r"PGI above PGU: (faithful|not faithful|inconclusive) \(PGI - PGU in \[", result.output)
+
+
+def test_the_proposal_flag_chooses_how_the_llm_proposes(runner):
+    """`--proposal choose` scores the text's candidate words (nothing generated); `generate` asks for JSON."""
+    text = "A warm, funny and wise film"
+    found = {}
+    for proposal in ("choose", "generate"):
+        result = runner.invoke(
+            app, ["explain", "demo:reviews", "--text", text, "--k", "2", "--proposal", proposal, "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        [explanation] = json.loads(result.output)
+        found[proposal] = explanation
+    assert found["choose"]["proposal"] == "choice" and found["choose"]["choice_scores"]
+    assert found["generate"]["proposal"] == "generated" and found["generate"]["choice_scores"] is None
+    bad = runner.invoke(app, ["explain", "demo:reviews", "--text", text, "--proposal", "guess"])
+    assert bad.exit_code == 2 and "--proposal must be one of" in bad.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import numpy as np
 import typer
@@ -22,6 +22,7 @@ from xplain.methods.posthoc import (
     TEXT_STRATEGIES,
     PosthocExplanation,
     PosthocOptions,
+    Proposal,
     explain_tabular,
     explain_text,
 )
@@ -134,6 +135,13 @@ def explain(
     strategy: Annotated[
         str, typer.Option(help=f"One of {', '.join(STRATEGIES)}.")
     ] = "perturbation",
+    proposal: Annotated[
+        str,
+        typer.Option(
+            help="How the LLM proposes: generate (JSON under --strategy), choose (texts: it scores candidate words "
+            "by likelihood) or auto (choose on the embedded model, for texts; else generate)."
+        ),
+    ] = "auto",
     k: Annotated[int, typer.Option(help="How many top features.")] = 4,
     samples: Annotated[int, typer.Option(help="Neighbourhood rows per instance.")] = 24,
     plot: Annotated[
@@ -157,7 +165,9 @@ def explain(
                 "--text explains a text; it takes no --row, --rows or --background"
             )
         blackbox = service.open_spec(model, settings, kind="text" if text is not None else "tabular", llm=llm).blackbox
-        options = PosthocOptions(strategy=strategy, k=k, n_samples=samples)
+        if proposal not in get_args(Proposal):
+            raise ValueError(f"--proposal must be one of {', '.join(get_args(Proposal))}, got {proposal!r}")
+        options = PosthocOptions(strategy=strategy, k=k, n_samples=samples, proposal=proposal)
         if text is not None:
             if blackbox.kind != "text":
                 raise ValueError(
