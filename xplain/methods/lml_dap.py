@@ -20,7 +20,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from xplain.blackbox.errors import BlackBoxInputError
-from xplain.blackbox.schema import TableSchema, infer_schema, numeric_schema
+from xplain.blackbox.schema import infer_schema, numeric_schema
 from xplain.llm import LLM, GenerationRequest, ScoreRequest, StructuredOutputError
 from xplain.methods.base import MethodResult, measure_cost
 from xplain.llm.loop_thread import run_sync
